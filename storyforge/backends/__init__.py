@@ -1,0 +1,1 @@
+"""Render backends: one module each, behind one small Protocol and a registry of lazy import strings."""

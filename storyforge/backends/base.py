@@ -1,0 +1,68 @@
+"""The backend Protocol, what a job is rendered from, and the registry of backends imported lazily."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from storyforge.errors import MissingExtra, StoryforgeError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from storyforge.plan.model import Job
+
+# name -> "module:Class"; a backend's heavy imports happen only when it is chosen.
+REGISTRY: dict[str, str] = {
+    "skyreels-df": "storyforge.backends.skyreels_df:SkyReelsDF",
+    "animatic": "storyforge.backends.animatic:Animatic",
+}
+# which extra brings the packages a backend module imports
+EXTRAS: dict[str, str] = {"torch": "render", "diffusers": "render", "transformers": "render",
+                          "accelerate": "render", "ftfy": "render", "numpy": "video", "av": "video",
+                          "imageio_ffmpeg": "video", "PIL": "video"}
+
+
+@dataclass(frozen=True)
+class RenderInputs:
+    """What a job is rendered from besides the job itself."""
+
+    # for an extension: the chain's last `overlap_frames` frames, uint8 (F, H, W, 3); else None
+    previous_frames: np.ndarray | None = None
+    # called with (step, total) as denoising advances, for progress and ETA
+    on_step: Callable[[int, int], None] | None = None
+
+
+class Backend(Protocol):
+    """Turns one job into its frames."""
+
+    name: str
+
+    def identity(self, job: Job) -> dict[str, Any]:
+        """What, besides the job, makes this backend's pixels differ (model files, dtype, scheduler, version)."""
+        ...
+
+    def render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
+        """The job's new frames: uint8 (job.frames, height, width, 3), the overlap of an extension dropped."""
+        ...
+
+    def close(self) -> None:
+        """Free models and memory (before stitching, or between runs)."""
+        ...
+
+
+def load_backend(name: str, **options: Any) -> Backend:
+    """Import and build the backend called `name`; a missing optional package names the extra to install."""
+    if name not in REGISTRY:
+        raise StoryforgeError(f"unknown backend '{name}'; choose one of: auto, {', '.join(sorted(REGISTRY))}")
+    module_name, class_name = REGISTRY[name].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        package = (error.name or "").split(".")[0]
+        if package in EXTRAS:
+            raise MissingExtra(package, EXTRAS[package], f"the {name} backend") from None
+        raise
+    return getattr(module, class_name)(**options)

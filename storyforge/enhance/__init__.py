@@ -1,0 +1,1 @@
+"""Prompt enhancement: sandboxed templates, optional LLM expansion, and the lock file."""

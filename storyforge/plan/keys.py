@@ -1,0 +1,52 @@
+"""Content keys: a job's key is a sha256 over exactly the inputs that change its pixels."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from storyforge.plan.model import Job
+
+KEY_VERSION = "storyforge-job-1"  # bump when the meaning of an input changes
+
+
+def key_inputs(job: Job, upstream_key: str | None) -> dict[str, object]:
+    """The explicit list of what a job's pixels depend on; titles, ids, comments and timeline are not in it."""
+    s = job.settings
+    return {
+        "version": KEY_VERSION,
+        "kind": job.kind,
+        "model": s.model,
+        "prompt": job.prompt,
+        "negative_prompt": s.negative_prompt,
+        "seed": job.seed,
+        "width": s.width,
+        "height": s.height,
+        "fps": s.fps,
+        "num_frames": job.num_frames,
+        "frames": job.frames,
+        "steps": s.steps,
+        "guidance": s.guidance,
+        "shift": s.shift,
+        "base_frames": s.base_frames,
+        "overlap_frames": s.overlap_frames,
+        "ar_step": s.ar_step,
+        "causal_block_size": s.causal_block_size,
+        "addnoise_condition": s.addnoise_condition,
+        "cache": s.cache,
+        "image": job.image.sha256 if job.image else None,
+        "end_image": job.end_image.sha256 if job.end_image else None,
+        "upstream": upstream_key,
+    }
+
+
+def digest(inputs: object) -> str:
+    """sha256 of a canonical JSON rendering."""
+    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def job_key(job: Job, upstream_key: str | None) -> str:
+    return digest(key_inputs(job, upstream_key))

@@ -1,0 +1,160 @@
+"""The compiled plan: a Plan of Jobs (one per shot), each with its DF Segments and place on the timeline."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from storyforge.plan.frames import Window
+from storyforge.spec.resolve import Image, Settings
+
+PLAN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Transition:
+    """How a job begins on the timeline: cut, continue, crossfade or fade, and its length in frames."""
+
+    type: str
+    frames: int
+
+
+@dataclass(frozen=True)
+class Job:
+    """One pipeline call: a shot compiled to frame counts, windows, settings and a cache key."""
+
+    id: str
+    kind: str  # t2v | i2v | extend
+    after: str | None  # the job this one continues
+    prompt: str
+    template_prompt: str  # the prompt after templates, before any LLM expansion
+    camera: str | None
+    requested_frames: int
+    frames: int  # what the job contributes to the cut, before transitions
+    num_frames: int  # the pipeline's num_frames (for an extension: overlap + new frames)
+    start_frame: int
+    transition: Transition
+    segments: tuple[Window, ...]
+    seed: int
+    settings: Settings
+    image: Image | None
+    end_image: Image | None
+    source: str  # file:line of the shot
+    key: str = ""
+
+    @property
+    def rows(self) -> int:
+        return sum(window.rows for window in self.segments)
+
+    @property
+    def transformer_calls(self) -> int:
+        from storyforge.plan.frames import transformer_calls
+
+        return transformer_calls(self.rows, self.settings.guidance)
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "after": self.after,
+            "prompt": self.prompt,
+            "requested_frames": self.requested_frames,
+            "frames": self.frames,
+            "start_frame": self.start_frame,
+            "transition": {"type": self.transition.type, "frames": self.transition.frames},
+            "segments": [
+                {"latent_frames": w.latent_frames, "prefix_latents": w.prefix_latents, "rows": w.rows}
+                for w in self.segments
+            ],
+            "key": self.key,
+            "num_frames": self.num_frames,
+            "drift_frames": self.frames - self.requested_frames,
+            "transformer_calls": self.transformer_calls,
+            "seed": self.seed,
+            "negative_prompt": s.negative_prompt,
+            "camera": self.camera,
+            "image": _image_json(self.image),
+            "end_image": _image_json(self.end_image),
+            "settings": {
+                "model": s.model, "steps": s.steps, "guidance": s.guidance, "shift": s.shift,
+                "base_frames": s.base_frames, "overlap_frames": s.overlap_frames, "ar_step": s.ar_step,
+                "causal_block_size": s.causal_block_size, "addnoise_condition": s.addnoise_condition,
+                "cache": s.cache,
+            },
+            "line": int(self.source.rsplit(":", 1)[1]),
+        }
+
+
+def _image_json(image: Image | None) -> dict[str, str] | None:
+    return None if image is None else {"path": image.relative, "sha256": image.sha256}
+
+
+@dataclass(frozen=True)
+class Warning:
+    """A legal but probably unwanted choice, at its line."""
+
+    file: str
+    line: int
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A whole film compiled: the jobs in film order and the exact length of the cut."""
+
+    title: str
+    story: Path
+    fps: int
+    width: int
+    height: int
+    total_frames: int
+    jobs: tuple[Job, ...]
+    audio: Image | None = None
+    warnings: tuple[Warning, ...] = field(default=())
+
+    @property
+    def duration_s(self) -> float:
+        return round(self.total_frames / self.fps, 3)
+
+    @property
+    def transformer_calls(self) -> int:
+        return sum(job.transformer_calls for job in self.jobs)
+
+    def job(self, job_id: str) -> Job:
+        return next(job for job in self.jobs if job.id == job_id)
+
+    def chains(self) -> list[list[Job]]:
+        """Jobs grouped into chains: a head and every job that continues it, in order."""
+        chains: list[list[Job]] = []
+        for job in self.jobs:
+            if job.after is None:
+                chains.append([job])
+            else:
+                chains[-1].append(job)
+        return chains
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "storyforge_plan": PLAN_FORMAT,
+            "title": self.title,
+            "fps": self.fps,
+            "width": self.width,
+            "height": self.height,
+            "total_frames": self.total_frames,
+            "duration_s": self.duration_s,
+            "transformer_calls": self.transformer_calls,
+            "audio": _image_json(self.audio),
+            "jobs": [job.to_json() for job in self.jobs],
+            "warnings": [{"line": w.line, "where": w.where, "message": w.message} for w in self.warnings],
+        }
+
+    def dumps(self) -> str:
+        """The plan JSON: stable key order, no timestamps, byte-identical across runs."""
+        return json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n"

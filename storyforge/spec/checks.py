@@ -1,0 +1,80 @@
+"""Checks that need the whole film or the disk: unique ids, transitions in order, files that exist and decode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from storyforge.errors import Problem
+from storyforge.spec.load import PathKey, SourceMap
+from storyforge.spec.models import Film
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+
+
+def check_film(film: Film, source: SourceMap, folder: Path) -> list[Problem]:
+    """Every problem the models alone cannot see, each at its line."""
+    problems: list[Problem] = []
+
+    def problem(path: PathKey, where: str, message: str) -> None:
+        problems.append(Problem(source.file, source.line(path), where, message))
+
+    seen_scenes: dict[str, int] = {}
+    first = True
+    for s, scene in enumerate(film.scenes):
+        if scene.id in seen_scenes:
+            problem(("scenes", s, "id"), scene.id,
+                    f"scene id '{scene.id}' is already used at line {seen_scenes[scene.id]}; ids must be unique")
+        else:
+            seen_scenes[scene.id] = source.line(("scenes", s, "id"))
+        seen_shots: dict[str, int] = {}
+        for i, shot in enumerate(scene.shots):
+            at = ("scenes", s, "shots", i)
+            name = f"{scene.id}/{shot.id}"
+            if shot.id in seen_shots:
+                problem(at + ("id",), name, f"shot id '{shot.id}' is already used at line "
+                        f"{seen_shots[shot.id]} in scene '{scene.id}'; ids must be unique within a scene")
+            else:
+                seen_shots[shot.id] = source.line(at + ("id",))
+            kind = shot.transition_type
+            if first and kind == "continue":
+                problem(at + ("transition",), name,
+                        "the first shot of the film has nothing to continue; use cut or fade")
+            if first and kind == "crossfade":
+                problem(at + ("transition",), name,
+                        "the first shot of the film has nothing to crossfade from; use fade to fade in from black")
+            if kind == "continue" and shot.image:
+                problem(at + ("image",), name, "a continued shot starts from the previous shot's last frames, "
+                        "so it cannot also have a start image; remove 'image' or use another transition")
+            for key in ("image", "end_image"):
+                value = getattr(shot, key)
+                if value:
+                    message = image_problem(folder, value)
+                    if message:
+                        problem(at + (key,), name, message)
+            first = False
+    for name, character in film.characters.items():
+        if character.reference:
+            message = image_problem(folder, character.reference)
+            if message:
+                problem(("characters", name, "reference"), f"characters.{name}", message)
+    if film.audio:
+        audio = folder / film.audio
+        if not audio.is_file():
+            problem(("audio",), "audio", f"no such file '{film.audio}' (paths are relative to the story file)")
+    return problems
+
+
+def image_problem(folder: Path, relative: str) -> str | None:
+    """Why an image path cannot be used, or None when it decodes."""
+    path = folder / relative
+    if not path.is_file():
+        return f"no such file '{relative}' (paths are relative to the story file)"
+    from PIL import Image, UnidentifiedImageError  # Pillow is light; planning needs to know images decode
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        kind = "an image" if path.suffix.lower() in IMAGE_SUFFIXES else "an image (PNG, JPEG or WebP)"
+        return f"'{relative}' is not {kind} that can be decoded ({type(error).__name__}); re-export it"
+    return None

@@ -1,0 +1,207 @@
+"""The story format, version 1: frozen pydantic models of a Film and its scenes and shots."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*[sf]?\s*$"
+RESOLUTION_PATTERN = r"^(540p|720p|\d+x\d+)$"
+RESOLUTIONS = {"540p": (960, 544), "720p": (1280, 720)}
+
+Id = Annotated[str, Field(pattern=ID_PATTERN, description="Lower-case letters, digits, '-' and '_'.")]
+Duration = Annotated[
+    float | str,
+    Field(
+        description='A length: "4s", "4.5s", "97f" (frames), or a number of seconds. Must be > 0.',
+        json_schema_extra={"pattern": DURATION_PATTERN},
+    ),
+]
+
+
+def parse_duration(value: float | str) -> tuple[float | None, int | None]:
+    """(seconds, None) or (None, frames) for a duration as written in a story file."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds, or text like '4s' or '97f'")
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise ValueError(f"duration must be greater than 0, got {value}")
+        return float(value), None
+    text = str(value).strip()
+    if not re.match(DURATION_PATTERN, text):
+        raise ValueError(f"'{value}' is not a duration; write seconds like '4s' or '4.5s', or frames like '97f'")
+    if text.endswith("f"):
+        number = text[:-1].strip()
+        if "." in number:
+            raise ValueError(f"'{value}': a frame count is a whole number, like '97f'")
+        frames = int(number)
+        if frames <= 0:
+            raise ValueError(f"duration must be greater than 0, got '{value}'")
+        return None, frames
+    seconds = float(text.rstrip("s").strip())
+    if seconds <= 0:
+        raise ValueError(f"duration must be greater than 0, got '{value}'")
+    return seconds, None
+
+
+def parse_resolution(value: str) -> tuple[int, int]:
+    """(width, height) for '540p', '720p' or 'WIDTHxHEIGHT'."""
+    if value in RESOLUTIONS:
+        return RESOLUTIONS[value]
+    width, height = (int(part) for part in value.split("x"))
+    return width, height
+
+
+class Strict(BaseModel):
+    """Frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RenderSettings(Strict):
+    """Generation settings; each one cascades film -> scene -> shot, and unset ones come from the preset."""
+
+    model: str | None = Field(
+        None,
+        description="A preset (df-1.3b-540p, df-14b-540p, df-14b-720p, tiny), a hub id, or a local folder.",
+    )
+    resolution: str | None = Field(
+        None,
+        pattern=RESOLUTION_PATTERN,
+        description="540p (960x544), 720p (1280x720) or WIDTHxHEIGHT, both multiples of 16.",
+    )
+    fps: int | None = Field(None, gt=0, le=120, description="Frames per second of the film.")
+    steps: int | None = Field(None, ge=1, le=1000, description="Denoising steps per window.")
+    guidance: float | None = Field(None, ge=0, le=50, description="Classifier-free guidance scale.")
+    shift: float | None = Field(None, gt=0, le=100, description="Flow shift of the scheduler.")
+    base_frames: int | None = Field(
+        None, ge=1, description="Frames the model generates in one window (4k+1: 97 at 540p, 121 at 720p)."
+    )
+    overlap_frames: int | None = Field(
+        None, ge=1, description="Frames shared by consecutive windows and continued shots (4k+1: 17 or 37)."
+    )
+    ar_step: int | None = Field(None, ge=0, le=1000, description="0 = synchronous; > 0 = asynchronous DF.")
+    causal_block_size: int | None = Field(None, ge=1, le=64, description="Latent frames per causal block.")
+    addnoise_condition: int | None = Field(
+        None, ge=0, le=50, description="Noise added to the conditioning frames of later windows (0-50)."
+    )
+    seed: int | None = Field(None, ge=0, lt=2**32, description="Seed; shots without their own derive one.")
+    negative_prompt: str | None = Field(None, description="What the model should avoid.")
+    cache: Literal["magcache", "firstblock"] | None = Field(
+        None, description="Experimental transformer cache (speed-up); only for plans with equal windows."
+    )
+
+    @field_validator("resolution")
+    @classmethod
+    def _multiple_of_16(cls, value: str | None) -> str | None:
+        if value is not None and value not in RESOLUTIONS:
+            width, height = parse_resolution(value)
+            if width % 16 or height % 16 or not width or not height:
+                near = f"{max(16, round(width / 16) * 16)}x{max(16, round(height / 16) * 16)}"
+                raise ValueError(
+                    f"resolution {value} is not a multiple of 16 in both sides; use {near}, 540p or 720p"
+                )
+        return value
+
+
+class TransitionSpec(Strict):
+    """A transition with its length."""
+
+    type: Literal["cut", "continue", "crossfade", "fade"] = Field(description="How the shot begins.")
+    duration: Duration = Field("0.5s", description="Length of a crossfade or fade.")
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: float | str) -> float | str:
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _length_only_for_blends(self) -> TransitionSpec:
+        if self.type in ("cut", "continue") and "duration" in self.model_fields_set:
+            raise ValueError(f"a '{self.type}' has no length; remove 'duration' or use crossfade or fade")
+        return self
+
+
+Transition = Union[Literal["cut", "continue", "crossfade", "fade"], TransitionSpec]  # noqa: UP007 (pydantic on 3.10)
+
+
+class Character(Strict):
+    """Someone who appears in the film; renders as its description in templates."""
+
+    description: str = Field(description="How the character looks; this text is what `{{ characters.x }}` gives.")
+    reference: str | None = Field(None, description="An image of the character, relative to the story file.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: object) -> object:
+        return {"description": value} if isinstance(value, str) else value
+
+
+class Enhance(Strict):
+    """How prompts are written out: a template, optionally expanded by an instruct LLM."""
+
+    template: str = Field(
+        "plain", description="A packaged template (plain, cinematic) or a path to a .j2 file."
+    )
+    llm: str | None = Field(None, description="An instruct model (hub id or local folder) that expands prompts.")
+    seed: int = Field(0, ge=0, lt=2**32, description="Seed for the LLM's decoding.")
+    max_new_tokens: int = Field(256, ge=1, le=4096, description="Longest expansion the LLM may write.")
+
+
+class Shot(Strict):
+    """One generation: a prompt, a length, optional start/end images, and how it begins."""
+
+    id: Id
+    prompt: str = Field(description="What happens; a Jinja template.")
+    camera: str | None = Field(None, description="Shot type and camera motion, e.g. 'wide shot, slow push in'.")
+    duration: Duration
+    image: str | None = Field(None, description="Start frame (image-to-video), relative to the story file.")
+    end_image: str | None = Field(None, description="End frame, relative to the story file.")
+    transition: Transition = Field("cut", description="cut, continue, crossfade or fade, or {type, duration}.")
+    seed: int | None = Field(None, ge=0, lt=2**32, description="This shot's seed.")
+    render: RenderSettings | None = None
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: float | str) -> float | str:
+        parse_duration(value)
+        return value
+
+    @property
+    def transition_type(self) -> str:
+        return self.transition if isinstance(self.transition, str) else self.transition.type
+
+    @property
+    def transition_duration(self) -> float | str:
+        return "0.5s" if isinstance(self.transition, str) else self.transition.duration
+
+
+class Scene(Strict):
+    """A run of shots in one place."""
+
+    id: Id
+    location: str | None = Field(None, description="A key of `locations`, or free text.")
+    description: str | None = Field(None, description="Scene context; a Jinja template.")
+    render: RenderSettings | None = None
+    shots: list[Shot] = Field(min_length=1)
+
+
+class Film(Strict):
+    """A whole story file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="storyforge story file, format 1")
+
+    storyforge: Literal[1] = Field(description="Format version of the story file.")
+    title: str = Field(min_length=1)
+    render: RenderSettings | None = None
+    style: str | None = Field(None, description="Look of the whole film; a Jinja template.")
+    characters: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Character] = Field(default_factory=dict)
+    locations: dict[Annotated[str, Field(pattern=NAME_PATTERN)], str] = Field(default_factory=dict)
+    enhance: Enhance = Field(default_factory=Enhance)
+    scenes: list[Scene] = Field(min_length=1)
+    audio: str | None = Field(None, description="A soundtrack, trimmed or padded to the cut.")

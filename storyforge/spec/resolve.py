@@ -1,0 +1,165 @@
+"""The settings cascade (preset -> film -> scene -> shot -> command line), resolved paths and image hashes."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from storyforge.errors import Problem, StoryError
+from storyforge.spec.load import PathKey, Story
+from storyforge.spec.models import RenderSettings, Scene, Shot, parse_resolution
+from storyforge.spec.presets import DEFAULT_MODEL, DEFAULTS, I2V_DEFAULTS, preset
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every generation setting of one shot, with nothing left unset."""
+
+    model: str
+    width: int
+    height: int
+    fps: int
+    steps: int
+    guidance: float
+    shift: float
+    base_frames: int
+    overlap_frames: int
+    ar_step: int
+    causal_block_size: int
+    addnoise_condition: int
+    seed: int
+    negative_prompt: str
+    cache: str | None
+
+
+@dataclass(frozen=True)
+class Image:
+    """A reference image: where it is and the hash of its bytes."""
+
+    path: Path
+    relative: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ResolvedShot:
+    """A shot with its scene, its final settings and where each setting was written."""
+
+    id: str
+    scene: Scene
+    shot: Shot
+    path: PathKey  # the shot's key path in the story file
+    settings: Settings
+    origins: dict[str, PathKey]
+    seed_is_explicit: bool
+    image: Image | None
+    end_image: Image | None
+
+
+@dataclass(frozen=True)
+class ResolvedFilm:
+    """A story with every shot resolved."""
+
+    story: Story
+    shots: tuple[ResolvedShot, ...]
+    audio: Image | None
+
+    @property
+    def fps(self) -> int:
+        return self.shots[0].settings.fps
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.shots[0].settings.width, self.shots[0].settings.height
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _image(folder: Path, relative: str | None) -> Image | None:
+    if not relative:
+        return None
+    path = (folder / relative).resolve()
+    return Image(path=path, relative=relative, sha256=file_sha256(path))
+
+
+def resolve(story: Story, overrides: dict[str, Any] | None = None) -> ResolvedFilm:
+    """Cascade the settings of every shot; raise StoryError when shots disagree on fps or size."""
+    overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
+    RenderSettings.model_validate(overrides)  # a bad override is a usage error caught by the caller
+    film, folder = story.film, story.path.parent
+    shots: list[ResolvedShot] = []
+    for s, scene in enumerate(film.scenes):
+        for i, shot in enumerate(scene.shots):
+            shots.append(_resolve_shot(story, s, scene, i, shot, overrides, folder))
+    _check_film_wide(story, shots)
+    return ResolvedFilm(story=story, shots=tuple(shots), audio=_image(folder, film.audio))
+
+
+def _resolve_shot(story: Story, s: int, scene: Scene, i: int, shot: Shot, overrides: dict[str, Any],
+                  folder: Path) -> ResolvedShot:
+    shot_path: PathKey = ("scenes", s, "shots", i)
+    layers: list[tuple[RenderSettings | None, PathKey]] = [
+        (story.film.render, ("render",)),
+        (scene.render, ("scenes", s, "render")),
+        (shot.render, shot_path + ("render",)),
+    ]
+    values: dict[str, Any] = {}
+    origins: dict[str, PathKey] = {}
+    for layer, at in layers:
+        if layer is not None:
+            for key in layer.model_fields_set:
+                values[key] = getattr(layer, key)
+                origins[key] = at + (key,)
+    for key, value in overrides.items():
+        values[key] = value
+        origins[key] = shot_path
+    model = values.get("model") or DEFAULT_MODEL
+    chosen = preset(model)
+    defaults = dict(DEFAULTS)
+    defaults["resolution"] = chosen.resolution if chosen else "540p"
+    defaults["base_frames"] = chosen.base_frames if chosen else 97
+    defaults["steps"] = chosen.steps if chosen else 30
+    if shot.image:
+        defaults.update(I2V_DEFAULTS)
+    for key, value in defaults.items():
+        if key not in values:
+            values[key] = value
+            origins[key] = shot_path
+    explicit_seed = shot.seed is not None or (shot.render is not None and "seed" in shot.render.model_fields_set)
+    if shot.seed is not None:
+        values["seed"] = shot.seed
+        origins["seed"] = shot_path + ("seed",)
+    width, height = parse_resolution(values.pop("resolution"))
+    origins["width"] = origins["height"] = origins["resolution"]
+    settings = Settings(model=model, width=width, height=height, **values)
+    return ResolvedShot(
+        id=f"{scene.id}/{shot.id}", scene=scene, shot=shot, path=shot_path, settings=settings,
+        origins=origins, seed_is_explicit=explicit_seed,
+        image=_image(folder, shot.image), end_image=_image(folder, shot.end_image),
+    )
+
+
+def _check_film_wide(story: Story, shots: list[ResolvedShot]) -> None:
+    """One film has one fps and one frame size: a shot that differs is an error at its setting."""
+    first = shots[0]
+    problems = []
+    for shot in shots[1:]:
+        for key, label in (("fps", "fps"), ("width", "resolution")):
+            if getattr(shot.settings, key) != getattr(first.settings, key):
+                mine, theirs = shot.settings, first.settings
+                value = mine.fps if key == "fps" else f"{mine.width}x{mine.height}"
+                other = theirs.fps if key == "fps" else f"{theirs.width}x{theirs.height}"
+                problems.append(Problem(
+                    story.source.file, story.source.line(shot.origins[key if key == "fps" else "resolution"]),
+                    shot.id, f"{label} {value} differs from the film's {other} (shot {first.id}); every shot "
+                    f"of a film shares one {label}: set it once under the film's `render:`"))
+    if problems:
+        raise StoryError(problems[:1] + [p for p in problems[1:] if p.line != problems[0].line])
