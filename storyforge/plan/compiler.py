@@ -128,7 +128,7 @@ class _Compiler:
         if requested == 0:
             shortest = fx.snap(1, valid)
             self.error(shot, at, f"{shot.shot.duration} is 0 frames at {fps} fps; the shortest this shot can be "
-                       f"is {shortest} {unit} ({shortest / fps:.3f}s)")
+                       f"is {shortest} {unit if shortest != 1 else 'frame'} ({shortest / fps:.3f}s)")
             return None
         if exact is not None:
             reason = self.why_not(kind, requested, shot)

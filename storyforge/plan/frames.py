@@ -165,6 +165,10 @@ def window_problem(num_frames: int, geometry: Geometry, *, extend: bool = False)
     if c == 1:
         return None
     counts = windows(latents(num_frames), geometry.base_latents, geometry.overlap_latents)
+    if len(counts) > 1 and geometry.base_latents % c:
+        return (f"its full windows of base_frames {geometry.base_frames} ({geometry.base_latents} latents) are never "
+                f"divisible by causal_block_size {c}; set base_frames to {pixel_frames(geometry.base_latents // c * c)} "
+                f"or use causal_block_size 1, or keep the shot within {geometry.base_frames} frames")
     for index, count in enumerate(counts):
         if count % c:
             which = "the last window" if index == len(counts) - 1 and len(counts) > 1 else (

@@ -61,6 +61,9 @@ class _Composer:
         self.nodes += 1
         if self.nodes > MAX_NODES:
             raise _TooBig(node.start_mark.line + 1)
+        if node.tag not in _PLAIN_TAGS:
+            self._problem(node, path, f"the tag {_short(node.tag)} is not allowed in a story file; remove it")
+            return _BAD
         self.source.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
@@ -86,11 +89,15 @@ class _Composer:
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError:
-            self._problem(node, path, f"the tag {node.tag} is not allowed in a story file; remove it")
+            self._problem(node, path, f"the tag {_short(node.tag)} is not allowed in a story file; remove it")
             return _BAD
 
     def _problem(self, node: yaml.Node, path: PathKey, message: str) -> None:
         self.problems.append(Problem(self.source.file, node.start_mark.line + 1, where(path), message))
+
+
+def _short(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")
 
 
 class _TooBig(Exception):
@@ -99,6 +106,9 @@ class _TooBig(Exception):
 
 
 _BAD = object()
+# Only YAML's own types: any other tag (!!python/object, custom !tags) is refused, never constructed.
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in
+               ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "binary", "merge")}
 
 
 def where(path: PathKey, data: Any = None) -> str:
@@ -251,8 +261,13 @@ def _field_names(path: list[Any]) -> set[str]:
     return set(model.model_fields) if model else set()
 
 
+# When a value fails every branch of a union, the most specific complaint wins.
+_PRIORITY = {"value_error": 0, "extra_forbidden": 0, "missing": 0, "literal_error": 1}
+
+
 def _problems(error: ValidationError, data: Any, source: SourceMap) -> list[Problem]:
-    problems: dict[tuple[int, str], Problem] = {}
+    problems: dict[tuple[int, str], tuple[int, Problem]] = {}
+    suggested: set[tuple[PathKey, str]] = set()
     for item in error.errors():
         path, rest = _data_path(item["loc"], data)
         kind = item["type"]
@@ -270,13 +285,21 @@ def _problems(error: ValidationError, data: Any, source: SourceMap) -> list[Prob
             allowed = sorted(_field_names(list(path)))
             close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
             hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
+            if close:
+                suggested.add((path, close[0]))
             message = f"unknown key '{key}'; {hint}"
         else:
             line = source.line(path)
             message = _message(item)
         problem = Problem(source.file, line, where(path, data), message)
-        problems.setdefault((line, problem.where), problem)  # a union reports one mistake per branch
-    return list(problems.values())
+        rank = _PRIORITY.get(kind, 2)
+        slot = (line, problem.where, message if kind in ("missing", "extra_forbidden") else "")
+        if slot not in problems or rank < problems[slot][0]:
+            problems[slot] = (rank, problem)  # a union reports one mistake per branch: keep the best
+    # "unknown key 'duraton'; did you mean 'duration'?" already says what "missing 'duration'" would
+    return [problem for _, problem in problems.values()
+            if not any(problem.message.startswith(f"missing required key '{key}'") and
+                       problem.where == where(path, data) for path, key in suggested)]
 
 
 def _message(item: dict[str, Any]) -> str:

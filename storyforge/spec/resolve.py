@@ -121,7 +121,7 @@ def _resolve_shot(story: Story, s: int, scene: Scene, i: int, shot: Shot, overri
     for key, value in overrides.items():
         values[key] = value
         origins[key] = shot_path
-    model = values.get("model") or DEFAULT_MODEL
+    model = values.pop("model", None) or DEFAULT_MODEL
     chosen = preset(model)
     defaults = dict(DEFAULTS)
     defaults["resolution"] = chosen.resolution if chosen else "540p"
@@ -152,8 +152,10 @@ def _check_film_wide(story: Story, shots: list[ResolvedShot]) -> None:
     first = shots[0]
     problems = []
     for shot in shots[1:]:
-        for key, label in (("fps", "fps"), ("width", "resolution")):
-            if getattr(shot.settings, key) != getattr(first.settings, key):
+        for key, label in (("fps", "fps"), ("size", "resolution")):
+            mine_value = (shot.settings.width, shot.settings.height) if key == "size" else shot.settings.fps
+            first_value = (first.settings.width, first.settings.height) if key == "size" else first.settings.fps
+            if mine_value != first_value:
                 mine, theirs = shot.settings, first.settings
                 value = mine.fps if key == "fps" else f"{mine.width}x{mine.height}"
                 other = theirs.fps if key == "fps" else f"{theirs.width}x{theirs.height}"

@@ -1,0 +1,241 @@
+"""The animatic backend: a deterministic CPU preview of every shot at the planned frame counts and size."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from storyforge.console import timecode
+
+if TYPE_CHECKING:
+    from storyforge.backends.base import RenderInputs
+    from storyforge.plan.model import Job
+
+VERSION = 1  # bump when the pictures change for the same inputs
+SUPERSAMPLE = 2  # the canvas is drawn at 2x and each frame sampled from it: sub-pixel motion at nearest-resize cost
+MARGIN = 0.1  # canvas border beyond the picture, as a fraction of each side: room to pan and pull out
+ZOOM_PER_SECOND, MAX_ZOOM = 0.04, 0.2  # a slow push in: 4 % a second, never more than 20 % in one shot
+PAN_PER_SECOND = 0.35  # a pan crosses the margin in about three seconds
+BAND = 0.22  # the caption band at the bottom, as a fraction of the frame height
+# Tests set this to stand in for a slow backend (seconds per job), e.g. to kill a render between jobs.
+DELAY_VARIABLE = "STORYFORGE_ANIMATIC_DELAY"
+
+_INK, _BAND_BG, _ID_INK, _CAPTION_INK = (255, 255, 255), (14, 14, 18), (255, 214, 90), (215, 215, 215)
+
+
+@dataclass(frozen=True)
+class Motion:
+    """Where the view goes over a shot, from the unmoved picture: zoom factor and offset in margins (-1..1)."""
+
+    zoom: float = 1.0
+    dx: float = 0.0
+    dy: float = 0.0
+
+
+def motion(camera: str | None, seconds: float) -> Motion:
+    """The camera words read as a pan/zoom; no motion words means a gentle push in."""
+    words = (camera or "").lower()
+    zoom_amount = min(ZOOM_PER_SECOND * seconds, MAX_ZOOM)
+    pan_amount = min(PAN_PER_SECOND * seconds, 1.0)
+    zoom, dx, dy, moved = 1.0, 0.0, 0.0, False
+    if any(w in words for w in ("push in", "zoom in", "dolly in")):
+        zoom, moved = 1.0 + zoom_amount, True
+    if any(w in words for w in ("pull out", "pull back", "zoom out", "dolly out")):
+        zoom, moved = 1.0 / (1.0 + zoom_amount), True
+    if "pan left" in words:
+        dx, moved = -pan_amount, True
+    if "pan right" in words or "tracking" in words:
+        dx, moved = pan_amount, True
+    if "tilt up" in words:
+        dy, moved = -pan_amount, True
+    if "tilt down" in words:
+        dy, moved = pan_amount, True
+    if "static" in words or "locked" in words:
+        return Motion()
+    return Motion(zoom, dx, dy) if moved else Motion(1.0 + zoom_amount / 2)
+
+
+class Animatic:
+    """Title card or start image, moved as the camera words say, with caption, shot id and film timecode."""
+
+    name = "animatic"
+
+    def __init__(self, **options: Any) -> None:
+        # device/dtype and other real-backend options mean nothing here; accepted so `--backend` can swap freely
+        self.options = options
+
+    def identity(self, job: Job) -> dict[str, Any]:
+        # The shot id, camera words and timeline position are burnt into the pictures but are not in the
+        # job key (which covers what changes a model's output), so they are part of this backend's identity.
+        import PIL
+
+        return {"backend": self.name, "version": VERSION, "pillow": PIL.__version__, "shot": job.id,
+                "camera": job.camera, "start_frame": job.start_frame}
+
+    def render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
+        s = job.settings
+        width, height, count = s.width, s.height, job.frames
+        band = _band_height(height)
+        picture = (width, height - band)
+        canvas = self._canvas(job, inputs, picture)
+        overlay = _Overlay(job, width, band)
+        end = _fit(Image.open(job.end_image.path), picture) if job.end_image else None
+        move = motion(job.camera, count / s.fps)
+        frames = np.empty((count, height, width, 3), np.uint8)
+        frames[:, height - band:] = overlay.band
+        for i in range(count):
+            t = i / max(count - 1, 1)
+            frames[i, : height - band] = _view(canvas, picture, move, t)
+            overlay.stamp(frames[i], timecode(job.start_frame + i, s.fps))
+            if inputs.on_step is not None:
+                inputs.on_step(i + 1, count)
+        if end is not None:
+            _blend_towards(frames[:, : height - band], np.asarray(end), min(count // 3, s.fps))
+        delay = float(os.environ.get(DELAY_VARIABLE) or 0)
+        if delay:
+            time.sleep(delay)
+        return frames
+
+    def close(self) -> None:
+        pass
+
+    def _canvas(self, job: Job, inputs: RenderInputs, picture: tuple[int, int]) -> Image.Image:
+        """The picture with a margin on every side, at SUPERSAMPLE times the frame's scale."""
+        width, height = picture
+        if job.kind == "extend" and inputs.previous_frames is not None and len(inputs.previous_frames):
+            # the take goes on from its last frame (as decoded from the clip), without the old caption band
+            start = Image.fromarray(np.ascontiguousarray(inputs.previous_frames[-1][:height]))
+            return _padded(start.resize(picture, Image.BILINEAR) if start.size != picture else start)
+        if job.image is not None:
+            return _padded(_fit(Image.open(job.image.path), picture))
+        return _title_card(job, picture)
+
+
+def _band_height(height: int) -> int:
+    return max(12, round(height * BAND / 2) * 2)
+
+
+def _margins(picture: tuple[int, int]) -> tuple[int, int]:
+    return round(picture[0] * MARGIN), round(picture[1] * MARGIN)
+
+
+def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """`image` centre-cropped to the aspect of `size` and scaled to it."""
+    image = image.convert("RGB")
+    width, height = image.size
+    aspect = size[0] / size[1]
+    if width / height > aspect:
+        crop = round(height * aspect)
+        box = ((width - crop) // 2, 0, (width - crop) // 2 + crop, height)
+    else:
+        crop = round(width / aspect)
+        box = (0, (height - crop) // 2, width, (height - crop) // 2 + crop)
+    return image.resize(size, Image.LANCZOS, box=box)
+
+
+def _padded(picture: Image.Image) -> Image.Image:
+    """A photo-like picture extended into the margin by mirroring its edges, then supersampled."""
+    mx, my = _margins(picture.size)
+    array = np.pad(np.asarray(picture), ((my, my), (mx, mx), (0, 0)), mode="reflect")
+    canvas = Image.fromarray(array)
+    return canvas.resize((canvas.width * SUPERSAMPLE, canvas.height * SUPERSAMPLE), Image.BILINEAR)
+
+
+def _title_card(job: Job, picture: tuple[int, int]) -> Image.Image:
+    """A gradient in colours taken from the job key, a faint grid that shows the motion, and the shot id."""
+    mx, my = _margins(picture)
+    scale = SUPERSAMPLE
+    width, height = (picture[0] + 2 * mx) * scale, (picture[1] + 2 * my) * scale
+    seed = bytes.fromhex(job.key[:12]) if len(job.key) >= 12 else job.id.encode().ljust(6, b"\0")
+    first = np.array(list(seed[:3]), np.float32) * 0.45 + 15  # dark enough for white text
+    second = np.array(list(seed[3:6]), np.float32) * 0.55 + 40
+    ramp = (np.linspace(0, 0.65, width, dtype=np.float32)[None, :] +
+            np.linspace(0, 0.35, height, dtype=np.float32)[:, None])[..., None]
+    card = Image.fromarray((first * (1 - ramp) + second * ramp).astype(np.uint8))
+    draw = ImageDraw.Draw(card)
+    step, line = max(8, picture[1] * scale // 6), max(1, picture[1] * scale // 180)
+    grid = tuple(int(c) for c in (second * 0.5 + 255 * 0.25))
+    for x in range(width // 2 % step, width, step):
+        draw.line([(x, 0), (x, height)], fill=grid, width=line)
+    for y in range(height // 2 % step, height, step):
+        draw.line([(0, y), (width, y)], fill=grid, width=line)
+    size = min(picture[1] * scale // 6, int(picture[0] * scale * 0.8 / max(len(job.id), 1) / 0.55))
+    font = ImageFont.load_default(size=max(size, 8))
+    centre = (width / 2, height / 2)
+    draw.text((centre[0] + size / 16, centre[1] + size / 16), job.id, font=font, fill=(0, 0, 0), anchor="mm")
+    draw.text(centre, job.id, font=font, fill=_INK, anchor="mm")
+    return card
+
+
+def _view(canvas: Image.Image, picture: tuple[int, int], move: Motion, t: float) -> np.ndarray:
+    """The frame at time t (0..1) of the shot: the moving view of the canvas, as an (h, w, 3) array."""
+    scale = SUPERSAMPLE
+    width, height = picture
+    mx, my = _margins(picture)
+    zoom = 1.0 + (move.zoom - 1.0) * t
+    view_w, view_h = width / zoom, height / zoom
+    # centre moves into the margin; clamped so the view never leaves the canvas
+    cx = mx + width / 2 + move.dx * t * mx
+    cy = my + height / 2 + move.dy * t * my
+    cx = min(max(cx, view_w / 2), width + 2 * mx - view_w / 2)
+    cy = min(max(cy, view_h / 2), height + 2 * my - view_h / 2)
+    box = ((cx - view_w / 2) * scale, (cy - view_h / 2) * scale, (cx + view_w / 2) * scale,
+           (cy + view_h / 2) * scale)
+    frame = canvas.resize((width * scale, height * scale), Image.NEAREST, box=box)
+    return np.asarray(frame.reduce(scale) if scale > 1 else frame)
+
+
+def _blend_towards(pictures: np.ndarray, end: np.ndarray, count: int) -> None:
+    """Dissolve the last `count` pictures into the end image, in place, reaching it on the last frame."""
+    total = len(pictures)
+    for k in range(count):
+        alpha = (k + 1) / count
+        index = total - count + k
+        pictures[index] = (pictures[index] * (1 - alpha) + end * alpha).round().astype(np.uint8)
+
+
+class _Overlay:
+    """The caption band (shot id, wrapped prompt) drawn once, and timecode digits stamped per frame."""
+
+    def __init__(self, job: Job, width: int, band: int):
+        pad = max(2, band // 12)
+        head_size, caption_size = max(8, round(band * 0.24)), max(7, round(band * 0.17))
+        head, caption = ImageFont.load_default(size=head_size), ImageFont.load_default(size=caption_size)
+        image = Image.new("RGB", (width, band), _BAND_BG)
+        draw = ImageDraw.Draw(image)
+        draw.text((pad, pad), job.id, font=head, fill=_ID_INK)
+        top = pad + round(head_size * 1.25)
+        line_height = round(caption_size * 1.2)
+        lines = max(1, (band - top - pad) // line_height)
+        average = head.getlength("abcdefghijklmnopqrstuvwxyz") / 26 * caption_size / head_size
+        wrapped = textwrap.wrap(job.prompt, width=max(8, int((width - 2 * pad) / max(average, 1))),
+                                max_lines=lines, placeholder=" …")
+        for n, text in enumerate(wrapped):
+            draw.text((pad, top + n * line_height), text, font=caption, fill=_CAPTION_INK)
+        self.band = np.asarray(image)
+        # timecode glyphs in equal cells, so a frame's timecode is a few array copies instead of text layout
+        cell = max(round(head.getlength(c)) for c in "0123456789:")
+        glyph_h = min(round(head_size * 1.25), band - pad)
+        glyphs = []
+        for char in "0123456789:":
+            tile = Image.new("RGB", (cell, glyph_h), _BAND_BG)
+            ImageDraw.Draw(tile).text((cell / 2, 0), char, font=head, fill=_INK, anchor="ma")
+            glyphs.append(np.asarray(tile))
+        self.glyphs = np.stack(glyphs)
+        self.cell, self.glyph_h, self.pad, self.width = cell, glyph_h, pad, width
+
+    def stamp(self, frame: np.ndarray, code: str) -> None:
+        """Burn `code` (digits and colons) into the band's top right corner of `frame`."""
+        index = [10 if c == ":" else int(c) for c in code]
+        tiles = self.glyphs[index]  # (n, h, cell, 3)
+        strip = tiles.transpose(1, 0, 2, 3).reshape(self.glyph_h, len(index) * self.cell, 3)
+        strip = strip[:, : self.width - self.pad]
+        band_top = frame.shape[0] - self.band.shape[0]
+        x = self.width - self.pad - strip.shape[1]
+        frame[band_top + self.pad: band_top + self.pad + self.glyph_h, x: x + strip.shape[1]] = strip

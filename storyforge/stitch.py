@@ -1,0 +1,596 @@
+"""The final cut: joins clips along the plan's timeline with cuts, crossfades and fades, stream-copying what no transition touches."""  # noqa: E501
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+# clipfile and errors import only the standard library at module level; numpy and av are imported
+# inside the functions that need them, so `import storyforge.stitch` stays cheap for validate/plan.
+from storyforge.clipfile import ENCODER, ClipError, ClipWriter, check_frames, ffmpeg_exe, iter_frames
+from storyforge.errors import StoryforgeError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+TRANSITIONS = ("cut", "continue", "crossfade", "fade")
+# Part of cut_key: bump it whenever stitch() would produce different pixels or timing for the same inputs.
+STITCH_VERSION = 1
+# check_clip thresholds, on 0-255 RGB: a frame is black when nothing in it is brighter than this...
+_BLACK_MAX = 16
+# ...and two frames are the same picture when they differ by less than this on average (codec noise).
+_FROZEN_MEAN_DIFF = 1.0
+
+
+class StitchError(StoryforgeError):
+    """The clips could not be joined into the film."""
+
+
+@dataclass(frozen=True)
+class CutClip:
+    """One job's clip on the film's timeline."""
+
+    id: str  # "scene/shot"
+    path: Path  # the clip file written by clipfile.write_clip
+    frames: int  # frames in the clip (what it contributes before transitions)
+    transition: str = "cut"  # how it begins: "cut" | "continue" | "crossfade" | "fade"
+    transition_frames: int = 0  # 0 for cut/continue
+
+
+@dataclass(frozen=True)
+class StitchReport:
+    """What stitch() did."""
+
+    total_frames: int
+    seconds: float  # wall time spent stitching
+    method: str  # "stream-copy", or "re-encode" when some clips had to be re-encoded to match (see warnings)
+    warnings: list[str] = field(default_factory=list)
+    duration_s: float = 0.0  # length of the film
+    copied_frames: int = 0  # frames whose packets were copied untouched from the clip files
+    reencoded_frames: int = 0  # transition windows and re-encoded clips
+
+
+# -- the timeline: pure arithmetic, no files -------------------------------------------------------
+
+
+def _shape(entry: Any) -> tuple[int, str, int]:
+    """(frames, transition, its length) of a CutClip, or of a plan Job (.transition with .type, .frames)."""
+    transition = entry.transition
+    if isinstance(transition, str):
+        return int(entry.frames), transition, int(entry.transition_frames)
+    return int(entry.frames), str(transition.type), int(transition.frames)
+
+
+def _name(entry: Any, index: int) -> str:
+    return str(getattr(entry, "id", f"clip {index + 1}"))
+
+
+def _edges(clips: Sequence[Any]) -> list[tuple[int, int]]:
+    """Per clip, (head, tail): how many of its first and last frames a transition window replaces."""
+    if not clips:
+        raise StitchError("nothing to stitch: no clips")
+    shapes = [_shape(c) for c in clips]
+    heads = [0] * len(shapes)
+    tails = [0] * len(shapes)
+    for i, (frames, kind, length) in enumerate(shapes):
+        name = _name(clips[i], i)
+        if kind not in TRANSITIONS:
+            raise StitchError(f"{name}: unknown transition {kind!r}; use one of {', '.join(TRANSITIONS)}")
+        if frames < 1:
+            raise StitchError(f"{name}: a clip needs at least 1 frame, got {frames}")
+        if kind in ("cut", "continue"):
+            if length != 0:
+                raise StitchError(f"{name}: a {kind} has no length, got {length} transition frames")
+            continue
+        if length < 1:
+            raise StitchError(f"{name}: a {kind} needs at least 1 frame, got {length}")
+        if i == 0:
+            if kind == "crossfade":
+                raise StitchError(f"{name}: the first clip has nothing to crossfade from; use fade")
+            heads[0] = length  # the film fades in from black
+        elif kind == "crossfade":
+            heads[i], tails[i - 1] = length, length
+        else:  # a fade: the outgoing clip darkens over length // 2, the incoming brightens over the rest
+            heads[i], tails[i - 1] = length - length // 2, length // 2
+    for i, (frames, _, _) in enumerate(shapes):
+        if heads[i] + tails[i] > frames:
+            raise StitchError(
+                f"{_name(clips[i], i)}: its transitions use {heads[i]} + {tails[i]} frames "
+                f"but it has only {frames}"
+            )
+    return list(zip(heads, tails, strict=True))
+
+
+def total_frames(clips: Sequence[Any]) -> int:
+    """Frames of the film: every clip's frames, less each crossfade's overlap."""
+    _edges(clips)
+    shapes = [_shape(c) for c in clips]
+    return sum(f for f, _, _ in shapes) - sum(n for _, kind, n in shapes if kind == "crossfade")
+
+
+def keyframes(clips: Sequence[Any]) -> list[list[int]]:
+    """Per clip, the frame indices (besides 0) that must be keyframes for stitch() to stream-copy it.
+
+    Takes CutClips, plan Jobs, or any objects with `frames` and either `transition` (str) plus
+    `transition_frames`, or a `transition` with `.type` and `.frames`; no file is read. The index where
+    a clip's untouched span starts must be a keyframe to copy from it; the index where its outgoing
+    window starts is one too, so the window's frames decode without decoding the whole clip.
+    """
+    out = []
+    for clip, (head, tail) in zip(clips, _edges(clips), strict=True):
+        frames = _shape(clip)[0]
+        out.append(sorted({k for k in (head, frames - tail) if 0 < k < frames}))
+    return out
+
+
+@dataclass(frozen=True)
+class _Copy:
+    clip: int
+    start: int
+    count: int
+
+
+@dataclass(frozen=True)
+class _Window:
+    """Frames to render: per frame, terms (clip, frame index, weight) summed over black."""
+
+    frames: tuple[tuple[tuple[int, int, float], ...], ...]
+
+
+def _timeline(clips: Sequence[Any], edges: list[tuple[int, int]]) -> list[_Copy | _Window]:
+    pieces: list[_Copy | _Window] = []
+    for i, clip in enumerate(clips):
+        frames, kind, n = _shape(clip)
+        if i == 0 and kind == "fade":
+            pieces.append(_Window(tuple(((0, k, k / n),) for k in range(n))))
+        elif kind == "crossfade":
+            before = _shape(clips[i - 1])[0] - n
+            weights = [(k + 1) / (n + 1) for k in range(n)]  # the incoming clip's share, never 0 or 1
+            mixes = (((i - 1, before + k, 1 - w), (i, k, w)) for k, w in enumerate(weights))
+            pieces.append(_Window(tuple(mixes)))
+        elif kind == "fade":
+            out, into = n // 2, n - n // 2
+            before = _shape(clips[i - 1])[0] - out
+            # The last outgoing frame and the first incoming frame are fully black.
+            darken = tuple(((i - 1, before + k, 1 - (k + 1) / out),) for k in range(out))
+            brighten = tuple(((i, k, k / into),) for k in range(into))
+            pieces.append(_Window(darken + brighten))
+        head, tail = edges[i]
+        if frames - head - tail > 0:
+            pieces.append(_Copy(i, head, frames - head - tail))
+    return pieces
+
+
+# -- reading clip files ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """What decides whether a clip's packets can sit next to the others' in one H.264 stream."""
+
+    codec: str
+    size: tuple[int, int]
+    pix_fmt: str
+    extradata: bytes  # the avcC box: SPS and PPS, identical for identical encoder settings
+    in_order: bool  # no B-frames, no edit list: packet n is frame n
+    pts: tuple[int, ...]  # per packet, in decode order
+    idr: frozenset[int]  # indices of the packets that begin with an IDR picture
+
+    @property
+    def signature(self) -> tuple[object, ...]:
+        return (self.codec, self.size, self.pix_fmt, self.extradata, self.in_order)
+
+
+def _nal_types(data: bytes, length_size: int) -> list[int]:
+    types, i = [], 0
+    while i + length_size < len(data):
+        size = int.from_bytes(data[i : i + length_size], "big")
+        types.append(data[i + length_size] & 0x1F)
+        i += length_size + size
+    return types
+
+
+def _probe(path: Path) -> _Probe:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        extradata = bytes(ctx.extradata or b"")
+        # avcC (mp4's H.264 config) begins with version 1; its 5th byte holds the NAL length size.
+        length_size = (extradata[4] & 3) + 1 if len(extradata) > 4 and extradata[0] == 1 else 0
+        pts: list[int] = []
+        idr: set[int] = set()
+        in_order = True
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            if packet.pts is None or packet.pts != packet.dts or packet.is_discard:
+                in_order = False
+            if packet.is_keyframe and length_size and 5 in _nal_types(bytes(packet), length_size):
+                idr.add(len(pts))
+            pts.append(packet.pts if packet.pts is not None else -1)
+        in_order = in_order and all(a < b for a, b in zip(pts, pts[1:], strict=False))
+        return _Probe(
+            codec=ctx.name, size=(ctx.width, ctx.height), pix_fmt=str(ctx.pix_fmt), extradata=extradata,
+            in_order=in_order, pts=tuple(pts), idr=frozenset(idr),
+        )  # fmt: skip
+
+
+def _decode_range(path: Path, probe: _Probe, lo: int, hi: int, size: tuple[int, int]) -> list[np.ndarray]:
+    """Frames lo..hi-1 of a clip as RGB at `size`, seeking to the keyframe before lo when the clip allows."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        index_of = None
+        if probe.in_order:
+            index_of = {p: i for i, p in enumerate(probe.pts)}
+            start = max((k for k in probe.idr if k <= lo), default=0)
+            if start:
+                container.seek(probe.pts[start], stream=stream, backward=True, any_frame=False)
+        out = []
+        count = 0
+        for frame in container.decode(stream):
+            index = index_of[frame.pts] if index_of is not None else count
+            count += 1
+            if index >= lo:
+                out.append(frame.to_ndarray(width=size[0], height=size[1], format="rgb24"))
+            if index >= hi - 1:
+                break
+    if len(out) != hi - lo:
+        raise StitchError(f"{path}: could only decode {len(out)} of its frames {lo}..{hi - 1}")
+    return out
+
+
+def _render_window(
+    window: _Window, sources: list[Path], probes: list[_Probe], size: tuple[int, int], fps: int, path: Path
+) -> Path:
+    import numpy as np
+
+    spans: dict[int, tuple[int, int]] = {}
+    for terms in window.frames:
+        for clip, k, _ in terms:
+            lo, hi = spans.get(clip, (k, k + 1))
+            spans[clip] = (min(lo, k), max(hi, k + 1))
+    decoded = {c: _decode_range(sources[c], probes[c], lo, hi, size) for c, (lo, hi) in spans.items()}
+    width, height = size
+    with ClipWriter(path, width=width, height=height, fps=fps) as writer:
+        for terms in window.frames:
+            mix = np.zeros((height, width, 3), np.float32)
+            for clip, k, weight in terms:
+                mix += np.float32(weight) * decoded[clip][k - spans[clip][0]]
+            writer.write(np.rint(mix, out=mix).clip(0, 255).astype(np.uint8))
+    return path
+
+
+def _reencode_clip(
+    source: Path, path: Path, *, name: str, frames: int, size: tuple[int, int], fps: int, keys: list[int]
+) -> Path:
+    with ClipWriter(path, width=size[0], height=size[1], fps=fps, keyframes=keys) as writer:
+        for frame in iter_frames(source, size=size):
+            writer.write(frame)
+    if writer.frames != frames:
+        raise StitchError(f"{name}: {source} has {writer.frames} frames, but the timeline gives it {frames}")
+    return path
+
+
+def _mismatch(probe: _Probe, reference: tuple[object, ...], size: tuple[int, int], head: int) -> str | None:
+    """Why a clip cannot be stream-copied into the film, or None."""
+    if probe.size != size:
+        return f"its size {probe.size[0]}x{probe.size[1]} is not the film's {size[0]}x{size[1]}; scaled it"
+    if (probe.codec, probe.pix_fmt) != ("h264", "yuv420p"):
+        return f"it is {probe.codec} {probe.pix_fmt}, not h264 yuv420p"
+    if not probe.in_order:
+        return "it has B-frames or an edit list"
+    if probe.signature != reference:
+        return "it was encoded with other settings than the rest of the film"
+    if head and head not in probe.idr:
+        return f"it has no keyframe at frame {head}, where its copied part starts (see stitch.keyframes)"
+    return None
+
+
+# -- audio -----------------------------------------------------------------------------------------
+
+
+def _start_audio(audio: Path, seconds: float, path: Path) -> tuple[subprocess.Popen[bytes], Any]:
+    """Build the film's one audio track (AAC, cut or padded with silence to `seconds`) in the background."""
+    log = tempfile.TemporaryFile()
+    cmd = [
+        ffmpeg_exe(), "-v", "error", "-y", "-i", str(audio), "-map", "0:a:0", "-vn",
+        "-af", f"apad=whole_dur={seconds:.6f},atrim=duration={seconds:.6f}",
+        "-ar", "48000", "-c:a", "aac", "-b:a", "192k", "-f", "mp4", str(path),
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log), log
+
+
+def _finish_audio(job: tuple[subprocess.Popen[bytes], Any], audio: Path) -> None:
+    proc, log = job
+    with log:
+        if proc.wait() != 0:
+            log.seek(0)
+            detail = log.read().decode(errors="replace").strip()
+            raise StitchError(f"cannot use {audio} as the soundtrack: {detail or 'ffmpeg failed'}")
+
+
+# -- writing the film ------------------------------------------------------------------------------
+
+
+def _remux(segments: list[tuple[Path, int, int]], path: Path, fps: int, audio: Path | None) -> None:
+    """Copy the segments' video packets, frame n at n ticks, and the audio packets, into one mp4."""
+    import av
+
+    ticks = ENCODER.ticks_per_frame
+    time_base = Fraction(1, ENCODER.timescale(fps))
+    with av.open(
+        str(path), "w", format="mp4", options={"video_track_timescale": str(ENCODER.timescale(fps))}
+    ) as out:
+        with av.open(str(segments[0][0])) as first:
+            video = out.add_stream_from_template(first.streams.video[0])
+        video.time_base = time_base
+        sound = av.open(str(audio)) if audio else None
+        try:
+            pending: Any = iter(())
+            if sound is not None:
+                track = out.add_stream_from_template(sound.streams.audio[0])
+                pending = (p for p in sound.demux(sound.streams.audio[0]) if p.size)
+            next_audio = next(pending, None)
+            n = 0
+            for source, start, count in segments:
+                with av.open(str(source)) as container:
+                    stream = container.streams.video[0]
+                    index = -1
+                    for packet in container.demux(stream):
+                        if packet.size == 0:
+                            continue
+                        index += 1
+                        if index < start:
+                            continue
+                        if index >= start + count:
+                            break
+                        # Interleave: audio up to this frame's time goes first.
+                        while next_audio is not None and next_audio.pts * next_audio.time_base <= n / fps:
+                            next_audio.stream = track
+                            out.mux(next_audio)
+                            next_audio = next(pending, None)
+                        packet.stream = video
+                        packet.time_base = time_base
+                        packet.pts = packet.dts = n * ticks
+                        packet.duration = ticks
+                        out.mux(packet)
+                        n += 1
+            while next_audio is not None:
+                next_audio.stream = track
+                out.mux(next_audio)
+                next_audio = next(pending, None)
+        finally:
+            if sound is not None:
+                sound.close()
+
+
+def _verify(path: Path, total: int, verify: str) -> None:
+    """The output must hold exactly `total` frames, evenly spaced; decode it too unless told otherwise."""
+    import av
+
+    from storyforge.clipfile import count_frames
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        pts = [p.pts for p in container.demux(stream) if p.size]
+    ticks = ENCODER.ticks_per_frame
+    if pts != [n * ticks for n in range(total)]:
+        raise StitchError(
+            f"the stitched film has {len(pts)} frames (expected {total}) or uneven timestamps; "
+            "this is a bug, please report it"
+        )
+    if verify == "decode":
+        decoded = count_frames(path)
+        if decoded != total:
+            raise StitchError(f"the stitched film decodes to {decoded} frames, not {total}; please report it")
+
+
+def stitch(
+    clips: Sequence[CutClip],
+    out: Path,
+    *,
+    fps: int,
+    audio: Path | None = None,
+    work_dir: Path,
+    verify: Literal["decode", "packets"] = "decode",
+) -> StitchReport:
+    """Join the clips into `out` along their transitions; see the module's research note for the method.
+
+    Packets no transition touches are copied; transition windows are re-encoded with the clips' encoder
+    settings. A clip that cannot sit in the same H.264 stream (other size, settings, B-frames, or no
+    keyframe where it is cut) is re-encoded first, with a warning. `verify="decode"` decodes the result
+    to check its frame count; "packets" only counts its packets and checks their timestamps (~20x faster
+    for a hard-cut film, whose every frame is a copied packet).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = time.perf_counter()
+    if verify not in ("decode", "packets"):
+        raise ValueError(f"verify must be 'decode' or 'packets', got {verify!r}")
+    if not isinstance(fps, int) or fps <= 0:
+        raise ValueError(f"fps must be a positive integer, got {fps!r}")
+    clips = list(clips)
+    out = Path(out)
+    edges = _edges(clips)
+    total = total_frames(clips)
+    pieces = _timeline(clips, edges)
+    names = [_name(c, i) for i, c in enumerate(clips)]
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="stitch-", dir=work_dir))
+    audio_job = None
+    try:
+        if audio is not None:
+            audio_job = _start_audio(Path(audio), total / fps, scratch / "audio.m4a")
+        probes = []
+        for name, clip in zip(names, clips, strict=True):
+            try:
+                probes.append(_probe(Path(clip.path)))
+            except Exception as e:  # av raises its own error tree, and IndexError for no video stream
+                raise StitchError(f"{name}: cannot read its clip {clip.path}: {e}") from e
+        sources = [Path(c.path) for c in clips]
+        # The film takes the most common clip size (the first clip's on a tie).
+        size = Counter(p.size for p in probes).most_common(1)[0][0]
+        windows = [p for p in pieces if isinstance(p, _Window)]
+        with ThreadPoolExecutor(max_workers=2) as pool:  # ffmpeg, av and numpy release the GIL
+            window_paths = list(pool.map(
+                lambda n: _render_window(windows[n], sources, probes, size, fps, scratch / f"window{n}.mp4"),
+                range(len(windows)),
+            ))  # fmt: skip
+            reference = _reference(probes, window_paths, size, fps, scratch)
+            warnings, redo = [], []
+            for i, (name, probe) in enumerate(zip(names, probes, strict=True)):
+                reason = _mismatch(probe, reference, size, edges[i][0])
+                if reason:
+                    redo.append(i)
+                    warnings.append(f"{name}: {reason}; re-encoded the clip to match the film")
+                elif len(probe.pts) != clips[i].frames:
+                    raise StitchError(
+                        f"{name}: {clips[i].path} has {len(probe.pts)} frames, but the timeline gives it "
+                        f"{clips[i].frames}; render it again"
+                    )
+            if redo and len(redo) == len(clips):
+                warnings = [f"no clip was encoded with this version's settings; re-encoded all {len(clips)}"]
+            all_keys = keyframes(clips) if redo else []
+            redone = pool.map(
+                lambda i: _reencode_clip(sources[i], scratch / f"clip{i}.mp4", name=names[i],
+                                         frames=clips[i].frames, size=size, fps=fps, keys=all_keys[i]),
+                redo,
+            )  # fmt: skip
+            for i, path in zip(redo, redone, strict=True):
+                sources[i] = path
+        segments: list[tuple[Path, int, int]] = []
+        copied = 0
+        window_files = iter(window_paths)
+        for piece in pieces:
+            if isinstance(piece, _Window):
+                segments.append((next(window_files), 0, len(piece.frames)))
+            else:
+                segments.append((sources[piece.clip], piece.start, piece.count))
+                copied += piece.count if piece.clip not in redo else 0
+        if audio_job is not None:
+            _finish_audio(audio_job, Path(audio))  # type: ignore[arg-type]
+            audio_job = None
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".mp4", dir=out.parent)
+        os.close(fd)
+        partial = Path(name)
+        try:
+            _remux(segments, partial, fps, scratch / "audio.m4a" if audio is not None else None)
+            _verify(partial, total, verify)
+            os.replace(partial, out)
+        finally:
+            partial.unlink(missing_ok=True)
+    except ClipError as e:
+        raise StitchError(str(e)) from e
+    finally:
+        if audio_job is not None:
+            audio_job[0].kill()
+            _finish_quietly(audio_job)
+        shutil.rmtree(scratch, ignore_errors=True)
+    return StitchReport(
+        total_frames=total,
+        seconds=round(time.perf_counter() - started, 3),
+        method="re-encode" if redo else "stream-copy",
+        warnings=warnings,
+        duration_s=round(total / fps, 3),
+        copied_frames=copied,
+        reencoded_frames=total - copied,
+    )
+
+
+def _finish_quietly(job: tuple[subprocess.Popen[bytes], Any]) -> None:
+    job[0].wait()
+    job[1].close()
+
+
+def _reference(
+    probes: list[_Probe], windows: list[Path], size: tuple[int, int], fps: int, scratch: Path
+) -> tuple[object, ...]:
+    """The stream signature every segment must share.
+
+    Clips that all match each other (and the windows, if any) are copied as they are. Otherwise the
+    reference is what this encoder writes at the film's size, so that re-encoded clips match it.
+    """
+    import numpy as np
+
+    signatures = {p.signature for p in probes}
+    if windows:
+        ours = {_probe(w).signature for w in windows}
+        if len(ours) != 1:
+            raise StitchError("the transition windows got different stream headers; please report it")
+        return ours.pop()
+    if len(signatures) == 1:
+        return signatures.pop()
+    sample = scratch / "reference.mp4"
+    with ClipWriter(sample, width=size[0], height=size[1], fps=fps) as writer:
+        writer.write(np.zeros((size[1], size[0], 3), np.uint8))
+    return _probe(sample).signature
+
+
+# -- checks and cache key --------------------------------------------------------------------------
+
+
+def check_clip(clip: Path | str | np.ndarray) -> str | None:
+    """A warning if a clip (a file, or uint8 RGB frames (F, H, W, 3)) is all black or frozen, else None."""
+    import numpy as np
+
+    if isinstance(clip, (str, os.PathLike)):
+        frames = iter_frames(Path(clip))
+    else:
+        check_frames(clip, (-1, -1, -1, 3), what="frames")
+        frames = iter(clip)
+    first = None
+    black = frozen = True
+    count = 0
+    try:
+        for frame in frames:
+            count += 1
+            black = black and int(frame.max()) < _BLACK_MAX
+            if first is None:
+                first = frame.astype(np.int16)
+            elif frozen:
+                frozen = float(np.abs(frame.astype(np.int16) - first).mean()) < _FROZEN_MEAN_DIFF
+            if not black and not frozen:
+                return None  # stop decoding as soon as the clip is known to be fine
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+    if count == 0:
+        return "the clip has no frames"
+    if black:
+        return f"the clip is entirely black ({count} frames)"
+    if frozen and count > 1:
+        return f"the clip is frozen: all {count} frames show the same picture"
+    return None
+
+
+def cut_key(clips: Sequence[Any], keys: Sequence[str], audio_sha256: str | None) -> str:
+    """A sha256 over what decides the stitched film: clip keys, frames, transitions, audio and encoder."""
+    if len(keys) != len(clips):
+        raise ValueError(f"{len(clips)} clips but {len(keys)} keys")
+    payload = {
+        "stitch": STITCH_VERSION,
+        "encoder": dataclasses.asdict(ENCODER),
+        "clips": [[key, *_shape(clip)] for key, clip in zip(keys, clips, strict=True)],
+        "audio": audio_sha256,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,48 @@
+"""Shared fixtures: story files written into a temporary folder, and the repository's paths."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "stories"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Two threads only add noise on the 2-core CI machines."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    torch.set_num_threads(1)
+    yield
+
+
+@pytest.fixture
+def story_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working folder holding the example reference images under refs/, as the current directory."""
+    shutil.copytree(EXAMPLES / "refs", tmp_path / "refs")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def write_story(story_dir: Path):
+    """Write a story file into the working folder and return its path."""
+
+    def write(text: str, name: str = "film.yaml") -> Path:
+        path = story_dir / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--regen-golden", action="store_true",
+                     help="rewrite tests/golden/*.plan.json from the current planner instead of comparing")

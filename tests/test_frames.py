@@ -1,0 +1,83 @@
+"""The DF frame arithmetic: SkyReels' README cases, the async rules, the cost model, snapping."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from storyforge.plan import frames as fx
+
+SYNC = fx.Geometry(base_frames=97, overlap_frames=17, causal_block_size=1, ar_step=0, steps=30)
+ASYNC = fx.Geometry(base_frames=97, overlap_frames=17, causal_block_size=5, ar_step=5, steps=30)
+
+
+@pytest.mark.parametrize("frames, expected", [
+    (97, [25]),
+    (237, [25, 25, 20]),
+    (257, [25, 25, 25]),
+    (289, [25, 25, 25, 13]),
+    (377, [25, 25, 25, 25, 15]),
+    (737, [25] * 9),
+    (1457, [25] * 18),
+])
+def test_skyreels_readme_windows(frames: int, expected: list[int]) -> None:
+    assert fx.windows(fx.latents(frames), 25, 5) == expected
+    assert fx.pixel_frames(fx.latents(frames)) == frames
+
+
+def test_readme_worked_example() -> None:
+    # (237 - 97 - (97 - 17) x 1 + 17 - 1) // 4 + 1 = 20: the last window of a 237-frame generation
+    assert (237 - 97 - (97 - 17) * 1 + 17 - 1) // 4 + 1 == 20
+    assert fx.windows(fx.latents(237), fx.latents(97), fx.latents(17))[-1] == 20
+
+
+@pytest.mark.parametrize("frames, expected", [(121, [31]), (257, [31, 31, 13]), (377, [31, 31, 31, 17])])
+def test_720p_windows(frames: int, expected: list[int]) -> None:
+    assert fx.windows(fx.latents(frames), 31, 5) == expected
+
+
+def test_async_valid_lengths_are_20k_plus_17() -> None:
+    valid = [n for n in range(1, 1500) if fx.is_generation_length(n) and fx.window_problem(n, ASYNC) is None]
+    assert valid == list(range(17, 1500, 20))
+
+
+def test_cost_model_matches_the_research_examples() -> None:
+    assert fx.generation(257, SYNC).rows == 90
+    assert [w.rows for w in fx.generation(257, ASYNC).windows] == [50, 45, 45]
+    assert fx.transformer_calls(140, guidance=6.0) == 280
+    assert fx.transformer_calls(140, guidance=1.0) == 140
+
+
+@given(blocks=st.integers(1, 12), ready=st.integers(0, 3), steps=st.integers(1, 40), ar_step=st.integers(0, 45))
+def test_rows_follow_the_closed_form(blocks: int, ready: int, steps: int, ar_step: int) -> None:
+    ready = min(ready, blocks - 1)
+    generated = blocks - ready
+    expected = steps + (generated - 1) * min(ar_step, steps) if ar_step else steps
+    assert fx.denoising_rows(blocks, ready, steps, ar_step) == expected
+
+
+@given(frames=st.integers(1, 3000).map(lambda k: 4 * k + 1), base=st.sampled_from([17, 37, 57, 97, 121]),
+       overlap=st.sampled_from([5, 9, 17, 37]))
+def test_windows_cover_the_generation(frames: int, base: int, overlap: int) -> None:
+    b, o = fx.latents(base), fx.latents(overlap)
+    if o >= b:
+        return
+    counts = fx.windows(fx.latents(frames), b, o)
+    assert all(1 <= count <= b for count in counts)
+    assert counts[0] + sum(count - o for count in counts[1:]) == fx.latents(frames)
+    if len(counts) > 1:
+        assert o + 1 <= counts[-1] <= b
+
+
+def test_the_last_window_must_have_a_block_to_generate() -> None:
+    geometry = fx.Geometry(97, 37, 5, 5, 30)  # o = 10, prefix 10: a last window of 10 has nothing new
+    assert fx.window_problem(fx.pixel_frames(25 + 15 + 0), geometry) is None
+    assert "no block" in (fx.window_problem(fx.pixel_frames(25 + 5), fx.Geometry(97, 57, 5, 5, 30)) or "no block")
+
+
+def test_snap_prefers_the_nearest_and_the_longer_on_a_tie() -> None:
+    assert fx.snap(96, fx.is_generation_length) == 97
+    assert fx.snap(95, fx.is_generation_length) == 97
+    assert fx.snap(94, fx.is_generation_length) == 93
+    assert fx.nearest(289, lambda n: fx.is_generation_length(n) and fx.window_problem(n, ASYNC) is None) == (277, 297)
