@@ -256,25 +256,37 @@ def _decode_range(path: Path, probe: _Probe, lo: int, hi: int, size: tuple[int, 
     return out
 
 
-def _render_window(
-    window: _Window, sources: list[Path], probes: list[_Probe], size: tuple[int, int], fps: int, path: Path
-) -> Path:
+def _render_windows(
+    windows: list[_Window],
+    sources: list[Path],
+    probes: list[_Probe],
+    size: tuple[int, int],
+    fps: int,
+    path: Path,
+) -> None:
+    """Encode every window, one after the other, into one file with a keyframe where each begins.
+
+    One encoder for all windows: starting ffmpeg and x264 once per window cost more than the frames.
+    """
     import numpy as np
 
-    spans: dict[int, tuple[int, int]] = {}
-    for terms in window.frames:
-        for clip, k, _ in terms:
-            lo, hi = spans.get(clip, (k, k + 1))
-            spans[clip] = (min(lo, k), max(hi, k + 1))
-    decoded = {c: _decode_range(sources[c], probes[c], lo, hi, size) for c, (lo, hi) in spans.items()}
+    starts = [0]
+    for window in windows[:-1]:
+        starts.append(starts[-1] + len(window.frames))
     width, height = size
-    with ClipWriter(path, width=width, height=height, fps=fps) as writer:
-        for terms in window.frames:
-            mix = np.zeros((height, width, 3), np.float32)
-            for clip, k, weight in terms:
-                mix += np.float32(weight) * decoded[clip][k - spans[clip][0]]
-            writer.write(np.rint(mix, out=mix).clip(0, 255).astype(np.uint8))
-    return path
+    with ClipWriter(path, width=width, height=height, fps=fps, keyframes=starts) as writer:
+        for window in windows:
+            spans: dict[int, tuple[int, int]] = {}
+            for terms in window.frames:
+                for clip, k, _ in terms:
+                    lo, hi = spans.get(clip, (k, k + 1))
+                    spans[clip] = (min(lo, k), max(hi, k + 1))
+            decoded = {c: _decode_range(sources[c], probes[c], lo, hi, size) for c, (lo, hi) in spans.items()}
+            for terms in window.frames:
+                mix = np.zeros((height, width, 3), np.float32)
+                for clip, k, weight in terms:
+                    mix += np.float32(weight) * decoded[clip][k - spans[clip][0]]
+                writer.write(np.rint(mix, out=mix).clip(0, 255).astype(np.uint8))
 
 
 def _reencode_clip(
@@ -291,7 +303,7 @@ def _reencode_clip(
 def _mismatch(probe: _Probe, reference: tuple[object, ...], size: tuple[int, int], head: int) -> str | None:
     """Why a clip cannot be stream-copied into the film, or None."""
     if probe.size != size:
-        return f"its size {probe.size[0]}x{probe.size[1]} is not the film's {size[0]}x{size[1]}; scaled it"
+        return f"its size is {probe.size[0]}x{probe.size[1]}, not the film's {size[0]}x{size[1]} (scaled)"
     if (probe.codec, probe.pix_fmt) != ("h264", "yuv420p"):
         return f"it is {probe.codec} {probe.pix_fmt}, not h264 yuv420p"
     if not probe.in_order:
@@ -419,8 +431,6 @@ def stitch(
     to check its frame count; "packets" only counts its packets and checks their timestamps (~20x faster
     for a hard-cut film, whose every frame is a copied packet).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     started = time.perf_counter()
     if verify not in ("decode", "packets"):
         raise ValueError(f"verify must be 'decode' or 'packets', got {verify!r}")
@@ -449,39 +459,34 @@ def stitch(
         # The film takes the most common clip size (the first clip's on a tie).
         size = Counter(p.size for p in probes).most_common(1)[0][0]
         windows = [p for p in pieces if isinstance(p, _Window)]
-        with ThreadPoolExecutor(max_workers=2) as pool:  # ffmpeg, av and numpy release the GIL
-            window_paths = list(pool.map(
-                lambda n: _render_window(windows[n], sources, probes, size, fps, scratch / f"window{n}.mp4"),
-                range(len(windows)),
-            ))  # fmt: skip
-            reference = _reference(probes, window_paths, size, fps, scratch)
-            warnings, redo = [], []
-            for i, (name, probe) in enumerate(zip(names, probes, strict=True)):
-                reason = _mismatch(probe, reference, size, edges[i][0])
-                if reason:
-                    redo.append(i)
-                    warnings.append(f"{name}: {reason}; re-encoded the clip to match the film")
-                elif len(probe.pts) != clips[i].frames:
-                    raise StitchError(
-                        f"{name}: {clips[i].path} has {len(probe.pts)} frames, but the timeline gives it "
-                        f"{clips[i].frames}; render it again"
-                    )
-            if redo and len(redo) == len(clips):
-                warnings = [f"no clip was encoded with this version's settings; re-encoded all {len(clips)}"]
-            all_keys = keyframes(clips) if redo else []
-            redone = pool.map(
-                lambda i: _reencode_clip(sources[i], scratch / f"clip{i}.mp4", name=names[i],
-                                         frames=clips[i].frames, size=size, fps=fps, keys=all_keys[i]),
-                redo,
+        window_file = scratch / "windows.mp4"
+        if windows:
+            _render_windows(windows, sources, probes, size, fps, window_file)
+        reference = _reference(probes, window_file if windows else None, size, fps, scratch)
+        warnings, redo = [], []
+        for i, (name, probe) in enumerate(zip(names, probes, strict=True)):
+            reason = _mismatch(probe, reference, size, edges[i][0])
+            if reason:
+                redo.append(i)
+                warnings.append(f"{name}: {reason}, so it was re-encoded to match the film")
+            elif len(probe.pts) != clips[i].frames:
+                raise StitchError(
+                    f"{name}: {clips[i].path} has {len(probe.pts)} frames, but the timeline gives it "
+                    f"{clips[i].frames}; render it again"
+                )
+        if redo and len(redo) == len(clips):
+            warnings = [f"no clip was encoded with this version's settings; re-encoded all {len(clips)}"]
+        for i in redo:
+            sources[i] = _reencode_clip(
+                sources[i], scratch / f"clip{i}.mp4", name=names[i], frames=clips[i].frames, size=size,
+                fps=fps, keys=keyframes(clips)[i],
             )  # fmt: skip
-            for i, path in zip(redo, redone, strict=True):
-                sources[i] = path
         segments: list[tuple[Path, int, int]] = []
-        copied = 0
-        window_files = iter(window_paths)
+        copied = window_at = 0
         for piece in pieces:
             if isinstance(piece, _Window):
-                segments.append((next(window_files), 0, len(piece.frames)))
+                segments.append((window_file, window_at, len(piece.frames)))
+                window_at += len(piece.frames)
             else:
                 segments.append((sources[piece.clip], piece.start, piece.count))
                 copied += piece.count if piece.clip not in redo else 0
@@ -522,7 +527,7 @@ def _finish_quietly(job: tuple[subprocess.Popen[bytes], Any]) -> None:
 
 
 def _reference(
-    probes: list[_Probe], windows: list[Path], size: tuple[int, int], fps: int, scratch: Path
+    probes: list[_Probe], windows: Path | None, size: tuple[int, int], fps: int, scratch: Path
 ) -> tuple[object, ...]:
     """The stream signature every segment must share.
 
@@ -531,12 +536,9 @@ def _reference(
     """
     import numpy as np
 
+    if windows is not None:
+        return _probe(windows).signature
     signatures = {p.signature for p in probes}
-    if windows:
-        ours = {_probe(w).signature for w in windows}
-        if len(ours) != 1:
-            raise StitchError("the transition windows got different stream headers; please report it")
-        return ours.pop()
     if len(signatures) == 1:
         return signatures.pop()
     sample = scratch / "reference.mp4"

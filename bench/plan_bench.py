@@ -1,0 +1,60 @@
+"""Benchmark: validate and plan a 1,000-shot story (in-process, and as the CLI a CI job would run)."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def story_text(shots: int) -> str:
+    lines = ["storyforge: 1", "title: A Thousand Shots", "render: {seed: 1}", "style: cinematic",
+             "characters:", "  fox: {description: a red fox}", "locations:", "  wood: a pine wood", "scenes:"]
+    per_scene = 20
+    for scene in range(shots // per_scene):
+        lines += [f"  - id: scene-{scene}", "    location: wood", "    shots:"]
+        for shot in range(per_scene):
+            transition = ["cut", "continue", "{type: crossfade, duration: 0.5s}", "{type: fade, duration: 1s}"][shot % 4]
+            if scene == 0 and shot == 0:
+                transition = "cut"
+            lines.append(f"      - {{id: shot-{shot}, prompt: '{{{{ characters.fox }}}} in {{{{ location }}}}, "
+                         f"take {shot}', duration: {2 + shot % 5}s, transition: {transition}}}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--shots", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    from storyforge import api
+    from storyforge.spec.load import load
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "big.yaml"
+        path.write_text(story_text(args.shots), encoding="utf-8")
+        load_times, plan_times, cli_times = [], [], []
+        for _ in range(args.rounds):
+            start = time.perf_counter()
+            story = load(path)
+            middle = time.perf_counter()
+            plan = api.compile_story(story)
+            end = time.perf_counter()
+            load_times.append(middle - start)
+            plan_times.append(end - middle)
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "storyforge", "plan", str(path), "--json"], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cli_times.append(time.perf_counter() - start)
+        print(f"{len(plan.jobs)} shots, {plan.total_frames} frames, {plan.transformer_calls:,} transformer calls")
+        print(f"load + validate (median of {args.rounds}): {statistics.median(load_times) * 1000:.0f} ms")
+        print(f"compile (plan, templates, keys):     {statistics.median(plan_times) * 1000:.0f} ms")
+        print(f"`storyforge plan --json` end to end:  {statistics.median(cli_times) * 1000:.0f} ms (process included)")
+
+
+if __name__ == "__main__":
+    main()

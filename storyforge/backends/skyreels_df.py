@@ -1,0 +1,439 @@
+"""The skyreels-df backend: SkyReels-V2 Diffusion-Forcing through diffusers' T2V, I2V and V2V pipelines."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import diffusers
+import numpy as np
+import torch
+from diffusers import (
+    AutoencoderKLWan,
+    SkyReelsV2DiffusionForcingImageToVideoPipeline,
+    SkyReelsV2DiffusionForcingPipeline,
+    SkyReelsV2DiffusionForcingVideoToVideoPipeline,
+    UniPCMultistepScheduler,
+)
+from PIL import Image as PILImage
+from PIL import ImageOps
+
+from storyforge.backends.base import RenderInputs
+from storyforge.errors import RenderError
+from storyforge.plan.model import Job
+from storyforge.spec.presets import PRESETS
+
+log = logging.getLogger(__name__)
+
+PIPELINES: dict[str, type] = {
+    "t2v": SkyReelsV2DiffusionForcingPipeline,
+    "i2v": SkyReelsV2DiffusionForcingImageToVideoPipeline,
+    "extend": SkyReelsV2DiffusionForcingVideoToVideoPipeline,
+}
+DTYPES: dict[str, torch.dtype] = {
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
+    "half": torch.float16, "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+}
+# The VAE decode of a long 720p clip does not fit in memory at once: decode in tiles from this size up.
+TILING_PIXELS = 1280 * 720
+# MagCache needs per-step magnitude ratios, which are checkpoint-dependent and were never calibrated for the
+# DF checkpoints. These anchors (schedule fraction -> ratio) follow the shape of MagCache's published curve
+# for Wan 2.1 T2V 1.3B, the base SkyReels-V2 was trained from: near 1 for most steps, falling at the end.
+MAG_RATIO_ANCHORS: tuple[tuple[float, float], ...] = (
+    (0.0, 1.0), (0.02, 1.012), (0.05, 1.002), (0.1, 0.997), (0.3, 0.995), (0.5, 0.993), (0.6, 0.991),
+    (0.7, 0.988), (0.8, 0.983), (0.9, 0.967), (0.95, 0.94), (1.0, 0.86),
+)
+SCHEDULER_CLASS = "UniPCMultistepScheduler"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model string's weights come from: a hub id, a local folder, or the tiny model's folder."""
+
+    kind: str  # hub | folder | tiny
+    location: str  # hub id or absolute folder path
+
+
+@dataclass
+class _Loaded:
+    """One model's components, shared by the three pipeline classes."""
+
+    pipelines: dict[str, Any]
+    scheduler_config: dict[str, Any]
+    schedulers: dict[float, Any] = field(default_factory=dict)  # flow_shift -> scheduler
+    offloaded_by: str | None = None  # the pipeline whose offload hooks are on the shared modules
+
+
+class SkyReelsDF:
+    """Renders jobs with the SkyReels-V2 DF pipelines; each model is loaded once per instance."""
+
+    name = "skyreels-df"
+
+    def __init__(self, device: str | None = None, dtype: str | None = None):
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device_type = torch.device(self.device).type
+        self.accelerated = self.device_type != "cpu"
+        if dtype is not None and dtype not in DTYPES:
+            raise RenderError(f"unknown dtype '{dtype}'; use one of: bfloat16, float16, float32")
+        self.dtype = DTYPES[dtype] if dtype else (torch.bfloat16 if self.accelerated else torch.float32)
+        # the Wan VAE is run in float32 on every device (as diffusers' docs do): bf16 decodes visibly worse
+        self.vae_dtype = torch.float32
+        self._loaded: dict[str, _Loaded] = {}
+        self._sources: dict[str, ModelSource] = {}
+        self._folder_hashes: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+
+    # -- what a model string means --------------------------------------------------------------------
+    def source(self, model: str) -> ModelSource:
+        """Resolve a preset name, `tiny`, a local folder or a hub id (no network access)."""
+        if model not in self._sources:
+            self._sources[model] = _resolve_source(model)
+        return self._sources[model]
+
+    def identity(self, job: Job) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "model": self._model_identity(job.settings.model),
+            "dtype": _dtype_name(self.dtype),
+            "vae_dtype": _dtype_name(self.vae_dtype),
+            "device": self.device_type,
+            "scheduler": SCHEDULER_CLASS,
+            "diffusers": diffusers.__version__,
+        }
+
+    def _model_identity(self, model: str) -> dict[str, str]:
+        source = self.source(model)
+        if source.kind == "hub":
+            return {"hub_id": source.location, "revision": "main"}
+        digest = self.folder_hash(Path(source.location))
+        if source.kind == "tiny":
+            from storyforge.backends.tiny import TINY_RECIPE
+
+            return {"tiny": TINY_RECIPE, "sha256": digest}
+        return {"folder_sha256": digest}
+
+    def folder_hash(self, folder: Path) -> str:
+        """sha256 over the folder's file names, sizes and contents; recomputed only when a file's stat changes."""
+        files = _model_files(folder)
+        signature = tuple((name, path.stat().st_size, path.stat().st_mtime_ns) for name, path in files)
+        key = (str(folder.resolve()), signature)
+        if key not in self._folder_hashes:
+            digest = hashlib.sha256()
+            for name, path in files:
+                digest.update(f"{name}\0{path.stat().st_size}\0".encode())
+                with path.open("rb") as handle:
+                    for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                        digest.update(block)
+            self._folder_hashes[key] = digest.hexdigest()
+        return self._folder_hashes[key]
+
+    # -- loading --------------------------------------------------------------------------------------
+    def pipeline(self, model: str, kind: str) -> Any:
+        """The loaded diffusers pipeline for `kind` (t2v | i2v | extend); all three share one model's parts."""
+        loaded = self._load(model)
+        if kind not in loaded.pipelines:
+            pipe = PIPELINES[kind](**loaded.pipelines["t2v"].components)
+            pipe.set_progress_bar_config(disable=True)  # progress goes through on_step, not tqdm on stderr
+            loaded.pipelines[kind] = pipe
+        pipe = loaded.pipelines[kind]
+        if self.accelerated and loaded.offloaded_by != kind:
+            # offload hooks live on the shared modules, but each pipeline re-arms only its own after a call
+            pipe.enable_model_cpu_offload(device=self.device)
+            loaded.offloaded_by = kind
+        return pipe
+
+    def _load(self, model: str) -> _Loaded:
+        if model in self._loaded:
+            return self._loaded[model]
+        source = self.source(model)
+        try:
+            with _loading_bars_off():
+                vae = AutoencoderKLWan.from_pretrained(source.location, subfolder="vae", dtype=self.vae_dtype)
+                pipe = SkyReelsV2DiffusionForcingPipeline.from_pretrained(source.location, vae=vae, dtype=self.dtype)
+        except Exception as error:  # hub, file and format errors all mean "cannot load"
+            if _is_oom(error):
+                raise RenderError(_oom_advice(f"loading model '{model}'")) from error
+            raise RenderError(_load_failure(model, source, error)) from error
+        if not self.accelerated:
+            pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        loaded = _Loaded(pipelines={"t2v": pipe}, scheduler_config=dict(pipe.scheduler.config))
+        self._loaded[model] = loaded
+        return loaded
+
+    def _scheduler(self, loaded: _Loaded, shift: float) -> Any:
+        # one scheduler per shift, built from the model's saved config: a job's shift never leaks into another
+        if shift not in loaded.schedulers:
+            loaded.schedulers[shift] = UniPCMultistepScheduler.from_config(loaded.scheduler_config, flow_shift=shift)
+        return loaded.schedulers[shift]
+
+    # -- rendering ------------------------------------------------------------------------------------
+    def call_arguments(self, job: Job, inputs: RenderInputs) -> dict[str, Any]:
+        """The keyword arguments of the pipeline call for `job`, without generator and callback."""
+        s = job.settings
+        arguments: dict[str, Any] = {
+            "prompt": job.prompt,
+            "negative_prompt": s.negative_prompt,
+            "height": s.height,
+            "width": s.width,
+            "num_frames": job.num_frames,
+            "num_inference_steps": s.steps,
+            "guidance_scale": s.guidance,
+            "output_type": "np",
+            "overlap_history": s.overlap_frames,
+            "addnoise_condition": s.addnoise_condition,
+            "base_num_frames": s.base_frames,
+            "ar_step": s.ar_step,
+            # sticky: the pipelines write it into the shared transformer's config, so pass it every time
+            "causal_block_size": s.causal_block_size,
+            "fps": s.fps,
+        }
+        if job.kind == "i2v":
+            if job.image is None:
+                raise RenderError(f"job {job.id}: an image-to-video job has no start image")
+            arguments["image"] = load_image(job.image.path, s.width, s.height)
+            if job.end_image is not None:
+                arguments["last_image"] = load_image(job.end_image.path, s.width, s.height)
+        elif job.kind == "extend":
+            arguments["video"] = _previous_video(job, inputs)
+        elif job.kind != "t2v":
+            raise RenderError(f"job {job.id}: unknown job kind '{job.kind}'")
+        return arguments
+
+    def render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
+        s = job.settings
+        loaded = self._load(s.model)
+        pipe = self.pipeline(s.model, job.kind)
+        arguments = self.call_arguments(job, inputs)
+        pipe.scheduler = self._scheduler(loaded, s.shift)
+        if s.width * s.height >= TILING_PIXELS:
+            pipe.vae.enable_tiling()
+        else:
+            pipe.vae.disable_tiling()
+        total = job.rows
+        rows = 0
+
+        def step_end(_pipe: Any, _step: int, _timestep: Any, _tensors: dict[str, Any]) -> dict[str, Any]:
+            nonlocal rows
+            rows += 1
+            if inputs.on_step is not None and rows < total:  # `total` is reported once, when the clip is ready
+                inputs.on_step(rows, total)
+            return {}
+
+        generator = torch.Generator(device="cpu").manual_seed(job.seed)
+        torch.manual_seed(job.seed)  # addnoise_condition draws from the global RNG, not from `generator`
+        try:
+            with _transformer_cache(pipe.transformer, job):
+                output = pipe(**arguments, generator=generator, callback_on_step_end=step_end,
+                              callback_on_step_end_tensor_inputs=[])
+        except (RuntimeError, MemoryError) as error:
+            if not _is_oom(error):
+                raise
+            self._empty_device_cache()
+            raise RenderError(_oom_advice(f"job {job.id} ({s.width}x{s.height}, {job.num_frames} frames)")) from error
+        if rows != total:
+            log.warning("job %s ran %d denoising rows; the plan counted %d (progress and ETA are off)",
+                        job.id, rows, total)
+        frames = self._new_frames(job, output.frames[0], len(arguments.get("video", ())))
+        if inputs.on_step is not None:
+            inputs.on_step(total, total)
+        return frames
+
+    def _new_frames(self, job: Job, frames: np.ndarray, input_frames: int) -> np.ndarray:
+        """The job's new frames as uint8; for an extension, without the input video and the re-decoded overlap."""
+        s = job.settings
+        if job.kind == "extend":
+            # V2V returns the input video, then the decode of every generated latent, the overlap included
+            frames = frames[input_frames + s.overlap_frames:]
+        if frames.shape[0] != job.frames:
+            raise RenderError(
+                f"job {job.id}: the pipeline made {frames.shape[0]} new frames but the plan needs {job.frames} "
+                f"(num_frames {job.num_frames}, base_frames {s.base_frames}, overlap_frames {s.overlap_frames}, "
+                f"causal_block_size {s.causal_block_size}); this is a planner bug, please report it")
+        clip = to_uint8(frames)
+        expected = (job.frames, s.height, s.width, 3)
+        if clip.shape != expected:
+            raise RenderError(f"job {job.id}: the pipeline returned frames of shape {clip.shape}, expected {expected}")
+        return clip
+
+    def close(self) -> None:
+        self._loaded.clear()
+        gc.collect()
+        self._empty_device_cache()
+
+    def _empty_device_cache(self) -> None:
+        if self.device_type == "cuda" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+def _resolve_source(model: str) -> ModelSource:
+    preset = PRESETS.get(model)
+    if preset is not None:
+        if preset.repo is None:
+            from storyforge.backends.tiny import tiny_model_folder
+
+            return ModelSource("tiny", str(tiny_model_folder()))
+        return ModelSource("hub", preset.repo)
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        return ModelSource("folder", str(folder.resolve()))
+    if _looks_like_path(model):
+        raise RenderError(f"model folder '{model}' does not exist; give the folder of a diffusers-format "
+                          f"SkyReels-V2 DF model, a hub id, or a preset ({', '.join(PRESETS)})")
+    return ModelSource("hub", model)
+
+
+@contextmanager
+def _loading_bars_off() -> Iterator[None]:
+    """Silence diffusers' and transformers' per-component loading bars (hub download bars stay on)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    was_on = diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on[0]:
+            diffusers_logging.enable_progress_bar()
+        if was_on[1]:
+            transformers_logging.enable_progress_bar()
+
+
+def _looks_like_path(model: str) -> bool:
+    """A hub id is `owner/name` (or a bare name); anything else with a path shape is a folder."""
+    return model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") > 1 or model.endswith("/")
+
+
+def _load_failure(model: str, source: ModelSource, error: Exception) -> str:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if source.kind == "hub":
+        return (f"model '{model}' could not be found or downloaded from the Hugging Face hub "
+                f"(repo {source.location}): {reason}. Check the spelling and your network (or that it is already "
+                f"in the hub cache when HF_HUB_OFFLINE=1), run `huggingface-cli login` for a gated model, or give "
+                f"a local folder or a preset ({', '.join(PRESETS)})")
+    return (f"model folder '{source.location}' could not be loaded as a diffusers SkyReels-V2 DF model: {reason}. "
+            f"It needs model_index.json and the vae, transformer, text_encoder, tokenizer and scheduler folders")
+
+
+def _model_files(folder: Path) -> list[tuple[str, Path]]:
+    # hidden entries (.cache/huggingface download metadata, .git) hold timestamps, not weights
+    files = []
+    for path in folder.rglob("*"):
+        relative = path.relative_to(folder)
+        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+            files.append((relative.as_posix(), path))
+    return sorted(files)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _is_oom(error: BaseException) -> bool:
+    return isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(error).lower()
+
+
+def _oom_advice(what: str) -> str:
+    return (f"out of memory while {what}. Try a smaller model (df-1.3b-540p), a lower resolution, fewer "
+            f"base_frames (each window holds base_frames frames at once), or free the GPU of other processes")
+
+
+def load_image(path: Path, width: int, height: int) -> PILImage.Image:
+    """An image centre-cropped to the frame's aspect ratio, then resized (the pipelines would stretch it)."""
+    try:
+        with PILImage.open(path) as image:
+            image = ImageOps.exif_transpose(image).convert("RGB")
+    except OSError as error:
+        raise RenderError(f"cannot read image {path}: {error}") from error
+    return ImageOps.fit(image, (width, height), method=PILImage.Resampling.LANCZOS, centering=(0.5, 0.5))
+
+
+def _previous_video(job: Job, inputs: RenderInputs) -> list[PILImage.Image]:
+    overlap = job.settings.overlap_frames
+    previous = inputs.previous_frames
+    if previous is None or len(previous) < overlap:
+        have = 0 if previous is None else len(previous)
+        raise RenderError(f"job {job.id} continues the previous shot and needs its last {overlap} frames, got {have}")
+    expected = (job.settings.height, job.settings.width, 3)
+    if tuple(previous.shape[1:]) != expected:
+        raise RenderError(f"job {job.id}: previous frames are {tuple(previous.shape[1:])}, expected {expected}")
+    return [PILImage.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)) for frame in previous[-overlap:]]
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Float frames in [0, 1] to uint8, rounded and clipped (in place, to spare a full float copy)."""
+    frames = np.asarray(frames, dtype=np.float32)
+    np.multiply(frames, 255.0, out=frames)
+    np.rint(frames, out=frames)
+    np.clip(frames, 0, 255, out=frames)
+    return frames.astype(np.uint8)
+
+
+def _mag_ratios(steps: int) -> list[float]:
+    if steps == 1:
+        return [1.0]
+    xs = [x for x, _ in MAG_RATIO_ANCHORS]
+    ys = [y for _, y in MAG_RATIO_ANCHORS]
+    return [float(v) for v in np.interp(np.linspace(0.0, 1.0, steps), xs, ys)]
+
+
+_BLOCK_REGISTERED = False
+
+
+def _register_block() -> None:
+    """Teach diffusers' cache hooks where the SkyReels block's hidden states are (it ships unregistered)."""
+    global _BLOCK_REGISTERED
+    if _BLOCK_REGISTERED:
+        return
+    from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
+    from diffusers.models.transformers.transformer_skyreels_v2 import SkyReelsV2TransformerBlock
+
+    TransformerBlockRegistry.register(
+        model_class=SkyReelsV2TransformerBlock,
+        metadata=TransformerBlockMetadata(return_hidden_states_index=0, return_encoder_hidden_states_index=None))
+    _BLOCK_REGISTERED = True
+
+
+@contextmanager
+def _transformer_cache(transformer: Any, job: Job) -> Iterator[None]:
+    """The job's experimental transformer cache, on for this call only; refused unless windows are equal."""
+    kind = job.settings.cache
+    if kind is None:
+        yield
+        return
+    if kind not in ("magcache", "firstblock"):
+        raise RenderError(f"job {job.id}: unknown render.cache '{kind}'; use magcache or firstblock")
+    sizes = [w.latent_frames for w in job.segments]
+    rows = [w.rows for w in job.segments]
+    if len(set(sizes)) > 1:
+        raise RenderError(
+            f"job {job.id}: render.cache {kind} needs windows of one size, but this job's windows have {sizes} "
+            f"latents (the cache keeps state across windows and breaks on a shorter one); choose a duration "
+            f"that gives equal windows, or remove `cache`")
+    if kind == "magcache" and len(set(rows)) > 1:
+        raise RenderError(
+            f"job {job.id}: render.cache magcache needs every window to take the same number of denoising rows, "
+            f"but this job's take {rows} (asynchronous mode, the first window has no prefix); remove `cache` "
+            f"or use firstblock")
+    from diffusers.hooks import FirstBlockCacheConfig, MagCacheConfig
+
+    _register_block()
+    if kind == "magcache":
+        # the hook counts transformer calls per guidance branch and restarts every `num_inference_steps`:
+        # one window's rows
+        config: Any = MagCacheConfig(num_inference_steps=rows[0], mag_ratios=_mag_ratios(rows[0]))
+    else:
+        config = FirstBlockCacheConfig()
+    transformer.enable_cache(config)
+    try:
+        yield
+    finally:
+        transformer.disable_cache()

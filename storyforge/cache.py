@@ -1,0 +1,234 @@
+"""The content-addressed clip cache: entries written to a temp dir and renamed into place, so an entry that exists is complete."""  # noqa: E501
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from storyforge.plan.keys import digest
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from storyforge.plan.model import Job
+
+ENTRY_FORMAT = 1
+CLIP, META = "clip.mp4", "meta.json"
+
+
+def default_root(story: Path) -> Path:
+    """`.storyforge/cache/` beside the story file."""
+    return story.resolve().parent / ".storyforge" / "cache"
+
+
+def entry_key(identity: dict[str, Any], job_key: str) -> str:
+    """The cache key of a job rendered by a backend: its content key and what the backend adds to it."""
+    return digest({"format": ENTRY_FORMAT, "backend": identity, "job": job_key})
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One complete cache entry: a clip and what it was written with."""
+
+    key: str
+    folder: Path
+    meta: dict[str, Any]
+
+    @property
+    def clip(self) -> Path:
+        return self.folder / CLIP
+
+    @property
+    def frames(self) -> int:
+        return int(self.meta["frames"])
+
+    @property
+    def keyframes(self) -> tuple[int, ...]:
+        return tuple(self.meta["keyframes"])
+
+    @property
+    def seconds(self) -> float:
+        return float(self.meta["seconds"])
+
+
+@dataclass
+class Cache:
+    """Clips by entry key under `root`; every write goes through `root/tmp` and one rename."""
+
+    root: Path
+    # what was wrong with entries found corrupt and discarded, for the run's notices
+    discarded: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self._sweep()
+
+    def folder(self, key: str) -> Path:
+        return self.root / key[:2] / key
+
+    def get(self, key: str) -> Entry | None:
+        """The complete entry for `key`, or None; an entry that fails its checks is discarded."""
+        folder = self.folder(key)
+        if not folder.is_dir():
+            return None
+        try:
+            meta = json.loads((folder / META).read_text(encoding="utf-8"))
+            size = (folder / CLIP).stat().st_size
+            problem = None if meta.get("key") == key and size == meta["clip_bytes"] else "its clip or meta changed"
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            problem = f"unreadable ({error.__class__.__name__})"
+        if problem is not None:
+            self.discard(key, problem)
+            return None
+        return Entry(key, folder, meta)
+
+    def read(self, entry: Entry) -> np.ndarray:
+        """The entry's decoded frames; a clip that does not decode to its recorded frame count is discarded."""
+        from storyforge.clipfile import ClipError, read_frames
+
+        try:
+            frames = read_frames(entry.clip)
+        except (ClipError, OSError) as error:
+            self.discard(entry.key, f"its clip does not decode ({error})")
+            raise CorruptEntry(entry.key) from error
+        if len(frames) != entry.frames:
+            self.discard(entry.key, f"its clip decodes to {len(frames)} frames, not {entry.frames}")
+            raise CorruptEntry(entry.key)
+        return frames
+
+    def put(self, key: str, frames: np.ndarray, *, job: Job, fps: int, keyframes: Sequence[int],
+            identity: dict[str, Any], seconds: float) -> Entry:
+        """Encode `frames` as the entry for `key`; if another writer finished it first, theirs is kept."""
+        meta = {"format": ENTRY_FORMAT, "key": key, "job": job.id, "job_key": job.key,
+                "frames": int(frames.shape[0]), "width": int(frames.shape[2]), "height": int(frames.shape[1]),
+                "fps": fps, "keyframes": sorted(keyframes), "backend": identity, "seconds": round(seconds, 3),
+                "created": round(time.time(), 3)}
+        staging = self._write(frames, meta)
+        target = self.folder(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if not target.is_dir():
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            shutil.rmtree(staging, ignore_errors=True)  # someone else finished this entry: theirs is as good
+        _fsync_dir(target.parent)
+        entry = self.get(key)
+        if entry is None:
+            raise CorruptEntry(key)
+        return entry
+
+    def reencode(self, entry: Entry, keyframes: Sequence[int]) -> Entry:
+        """The entry's clip encoded again from its decoded frames, with keyframes where the cut now needs them."""
+        frames = self.read(entry)
+        meta = dict(entry.meta, keyframes=sorted(keyframes), reencoded=round(time.time(), 3))
+        staging = self._write(frames, meta)
+        # Two renames: for a moment the entry is missing (a reader sees a miss), never half written.
+        self._move_aside(entry.folder)
+        try:
+            os.replace(staging, entry.folder)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            if not entry.folder.is_dir():
+                raise
+        _fsync_dir(entry.folder.parent)
+        fresh = self.get(entry.key)
+        if fresh is None:
+            raise CorruptEntry(entry.key)
+        return fresh
+
+    def discard(self, key: str, why: str) -> None:
+        """Remove a corrupt entry (moved aside first, so nobody reads it half deleted) and remember why."""
+        folder = self.folder(key)
+        if folder.exists():
+            self._move_aside(folder)
+        self.discarded.append(f"cache entry {key[:12]} was discarded: {why}")
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _write(self, frames: np.ndarray, meta: dict[str, Any]) -> Path:
+        """A complete entry folder under root/tmp: the clip and its meta, flushed to disk."""
+        from storyforge.clipfile import write_clip
+
+        staging = self.root / "tmp" / f"{_owner()}-{secrets.token_hex(6)}"
+        staging.mkdir(parents=True)
+        try:
+            write_clip(frames, staging / CLIP, fps=meta["fps"], keyframes=meta["keyframes"])
+            meta["clip_bytes"] = (staging / CLIP).stat().st_size
+            (staging / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            for name in (CLIP, META):
+                _fsync_file(staging / name)
+            _fsync_dir(staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return staging
+
+    def _move_aside(self, folder: Path) -> None:
+        trash = self.root / "trash"
+        trash.mkdir(parents=True, exist_ok=True)
+        aside = trash / f"{folder.name}-{secrets.token_hex(4)}"
+        try:
+            os.replace(folder, aside)
+        except FileNotFoundError:
+            return  # someone else removed it already
+        shutil.rmtree(aside, ignore_errors=True)
+
+    def _sweep(self) -> None:
+        """Remove what killed writers left behind: staging folders of dead processes on this host, and trash."""
+        host = socket.gethostname()
+        for staging in (self.root / "tmp").glob("*"):
+            name, _, rest = staging.name.rpartition("-")
+            owner_host, _, pid = name.rpartition("-")
+            if owner_host == host and pid.isdigit() and rest and not _alive(int(pid)):
+                shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(self.root / "trash", ignore_errors=True)
+
+
+class CorruptEntry(Exception):
+    """A cache entry failed a check when read and was discarded; its job must be rendered again."""
+
+    def __init__(self, key: str):
+        self.key = key
+        super().__init__(f"cache entry {key} is corrupt and was discarded")
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot fsync a directory; the rename is still atomic
+    finally:
+        os.close(fd)
