@@ -248,3 +248,15 @@ def test_cli_usage_error_exits_2() -> None:
     assert result.returncode == 2
     assert "No such option: --bogus" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_overlap_shorter_than_a_block_is_refused_for_an_extension(write_story) -> None:
+    path = write_story("storyforge: 1\ntitle: T\nrender: {base_frames: 17, overlap_frames: 5, causal_block_size: 5, "
+                       "ar_step: 2}\nscenes:\n  - id: s\n    shots:\n      - {id: a, prompt: p, duration: 17f}\n"
+                       "      - {id: b, prompt: q, duration: 12f, transition: continue}\n")
+    with pytest.raises(StoryError) as caught:
+        api.validate(path)
+    assert [str(p) for p in caught.value.problems] == [
+        "film.yaml:8: s/b: 12 new frames in asynchronous mode with causal_block_size 5: overlap_frames 5 (2 latents) "
+        "is less than one block of causal_block_size 5: the pipeline would drop the whole overlap and continue from "
+        "nothing; use overlap_frames 17 or more"]

@@ -81,3 +81,10 @@ def test_snap_prefers_the_nearest_and_the_longer_on_a_tie() -> None:
     assert fx.snap(95, fx.is_generation_length) == 97
     assert fx.snap(94, fx.is_generation_length) == 93
     assert fx.nearest(289, lambda n: fx.is_generation_length(n) and fx.window_problem(n, ASYNC) is None) == (277, 297)
+
+
+def test_an_end_image_is_one_more_block_in_the_schedule() -> None:
+    # measured on the real I2V pipeline: 17 frames, 4 steps -> 8/12/16/20 rows for ar_step 1/2/3/5
+    rows = [fx.generation(17, fx.Geometry(17, 5, 1, ar, 4), start_image=True, end_image=True).rows
+            for ar in (1, 2, 3, 5)]
+    assert rows == [8, 12, 16, 20]

@@ -255,7 +255,7 @@ class SkyReelsDF:
                 f"job {job.id}: the pipeline made {frames.shape[0]} new frames but the plan needs {job.frames} "
                 f"(num_frames {job.num_frames}, base_frames {s.base_frames}, overlap_frames {s.overlap_frames}, "
                 f"causal_block_size {s.causal_block_size}); this is a planner bug, please report it")
-        clip = to_uint8(frames)
+        clip = _to_uint8(frames)
         expected = (job.frames, s.height, s.width, 3)
         if clip.shape != expected:
             raise RenderError(f"job {job.id}: the pipeline returned frames of shape {clip.shape}, expected {expected}")
@@ -368,8 +368,8 @@ def _previous_video(job: Job, inputs: RenderInputs) -> list[PILImage.Image]:
     return [PILImage.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)) for frame in previous[-overlap:]]
 
 
-def to_uint8(frames: np.ndarray) -> np.ndarray:
-    """Float frames in [0, 1] to uint8, rounded and clipped (in place, to spare a full float copy)."""
+def _to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Float frames in [0, 1] to uint8, rounded and clipped; consumes `frames` (in place: no second float copy)."""
     frames = np.asarray(frames, dtype=np.float32)
     np.multiply(frames, 255.0, out=frames)
     np.rint(frames, out=frames)

@@ -82,6 +82,12 @@ class _Compiler:
                        f"causal_block_size {s.causal_block_size} is larger than a window "
                        f"({fx.latents(s.base_frames)} latents); use 1 or 5")
             ok = False
+        if s.causal_block_size > 1 and fx.latents(s.overlap_frames) % s.causal_block_size:
+            kept = fx.prefix_latents(fx.latents(s.overlap_frames), s.causal_block_size)
+            self.warn(shot, self.setting(shot, "overlap_frames"),
+                      f"overlap_frames {s.overlap_frames} is {fx.latents(s.overlap_frames)} latents, not a multiple of "
+                      f"causal_block_size {s.causal_block_size}: only {kept} are kept as conditioning, so seams are "
+                      f"weaker; use overlap_frames {fx.pixel_frames(max(kept, s.causal_block_size))}")
         if s.ar_step > s.steps:
             self.warn(shot, self.setting(shot, "ar_step"),
                       f"ar_step {s.ar_step} is above steps {s.steps}: blocks already run one after another "
@@ -135,9 +141,9 @@ class _Compiler:
             if reason is None:
                 return requested, requested
             below, above = fx.nearest(requested, valid, limit=max(4 * shot.settings.base_frames, 400))
-            options = " or ".join(f"{n}f" for n in (below, above) if n is not None) or "another length"
+            options = " or ".join(f"{n}f" for n in (below, above) if n is not None)
             mode = self._mode(shot)
-            self.error(shot, at, f"{requested} {unit}{mode}: {reason}; use {options}")
+            self.error(shot, at, f"{requested} {unit}{mode}: {reason}" + (f"; use {options}" if options else ""))
             return None
         planned = fx.snap(requested, valid)
         if planned is None:
@@ -201,7 +207,8 @@ class _Compiler:
                 generation = fx.generation(num_frames, geometry, extend=True)
             else:
                 num_frames = planned
-                generation = fx.generation(num_frames, geometry, start_image=kind == "i2v")
+                generation = fx.generation(num_frames, geometry, start_image=kind == "i2v",
+                                           end_image=shot.end_image is not None)
                 chain_frames = 0
             if len(generation.windows) > 1 and generation.windows[-1].latent_frames * 2 < geometry.base_latents:
                 last = generation.windows[-1].latent_frames

@@ -123,6 +123,8 @@ def _resolve_shot(story: Story, s: int, scene: Scene, i: int, shot: Shot, overri
         origins[key] = shot_path
     model = values.pop("model", None) or DEFAULT_MODEL
     chosen = preset(model)
+    if chosen is None and (folder / model).is_dir():
+        model = str((folder / model).resolve())  # a local model folder is relative to the story file
     defaults = dict(DEFAULTS)
     defaults["resolution"] = chosen.resolution if chosen else "540p"
     defaults["base_frames"] = chosen.base_frames if chosen else 97

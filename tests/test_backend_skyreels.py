@@ -1,0 +1,281 @@
+"""The skyreels-df backend through diffusers' real DF pipelines, on the offline tiny model (CPU, 64x64)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+np = pytest.importorskip("numpy")
+
+from storyforge.backends.base import RenderInputs  # noqa: E402
+from storyforge.errors import RenderError  # noqa: E402
+from storyforge.plan.compiler import ShotText, compile_plan  # noqa: E402
+from storyforge.plan.model import Job  # noqa: E402
+from storyforge.spec.load import load  # noqa: E402
+from storyforge.spec.resolve import ResolvedFilm, resolve  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+SIZE = 64
+RENDER = {"model": "tiny", "resolution": f"{SIZE}x{SIZE}", "steps": 2, "base_frames": 17, "overlap_frames": 5}
+ASYNC = {"base_frames": 37, "overlap_frames": 21, "ar_step": 2, "causal_block_size": 5}  # 10-latent windows
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private STORYFORGE_HOME for the module, so the tiny model is built once, here."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("storyforge-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STORYFORGE_HOME", str(root))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def backend(home: Path):
+    from storyforge.backends.base import load_backend
+
+    instance = load_backend("skyreels-df")
+    yield instance
+    instance.close()
+
+
+@pytest.fixture(scope="module")
+def stories(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder for story files, with a start and an end image of another aspect ratio than the frames."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("stories")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (48, 96, 3), dtype=np.uint8)).save(folder / "start.png")
+    Image.fromarray(rng.integers(0, 256, (96, 48, 3), dtype=np.uint8)).save(folder / "end.png")
+    return folder
+
+
+def literal_texts(film: ResolvedFilm) -> dict[str, ShotText]:
+    """Prompts as written: these tests exercise the backend, not the template engine."""
+    return {s.id: ShotText(prompt=s.shot.prompt, camera=s.shot.camera) for s in film.shots}
+
+
+def plan_jobs(folder: Path, name: str, shots: list[dict[str, Any]], **render: Any) -> tuple[Job, ...]:
+    """The jobs the planner compiles from a one-scene story with these shots and render settings."""
+    import yaml
+
+    story = {"storyforge": 1, "title": name, "render": {**RENDER, **render},
+             "scenes": [{"id": "s", "shots": shots}]}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(story, sort_keys=False), encoding="utf-8")
+    return compile_plan(resolve(load(path)), literal_texts).jobs
+
+
+def shot(shot_id: str, frames: int, **extra: Any) -> dict[str, Any]:
+    return {"id": shot_id, "prompt": f"a red fox, shot {shot_id}", "duration": f"{frames}f", **extra}
+
+
+def render(backend, job: Job, previous: Any = None, on_step=None) -> Any:
+    return backend.render(job, RenderInputs(previous_frames=previous, on_step=on_step))
+
+
+def check_clip(clip: Any, job: Job) -> None:
+    assert clip.dtype == np.uint8
+    assert clip.shape == (job.frames, SIZE, SIZE, 3)  # the decoded count is exactly the plan's
+
+
+@pytest.fixture(scope="module")
+def t2v(backend, stories: Path) -> tuple[Job, Any]:
+    (job,) = plan_jobs(stories, "short", [shot("one", 17)])
+    return job, render(backend, job)
+
+
+# -- every job kind renders to exactly the planned frames ----------------------------------------------------
+def test_t2v_short_is_planned_length_and_deterministic(backend, t2v) -> None:
+    job, clip = t2v
+    assert job.kind == "t2v" and len(job.segments) == 1
+    check_clip(clip, job)
+    assert np.array_equal(render(backend, job), clip)
+    other = render(backend, dataclasses.replace(job, seed=job.seed + 1))
+    check_clip(other, job)
+    assert not np.array_equal(other, clip)
+
+
+def test_t2v_long_several_windows(backend, stories: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (job,) = plan_jobs(stories, "long", [shot("long", 41)])
+    assert [w.latent_frames for w in job.segments] == [5, 5, 5]
+    steps: list[tuple[int, int]] = []
+    with caplog.at_level(logging.WARNING, logger="storyforge.backends.skyreels_df"):
+        clip = render(backend, job, on_step=lambda step, total: steps.append((step, total)))
+    check_clip(clip, job)
+    assert not caplog.records  # the pipeline ran exactly the plan's denoising rows
+    assert steps == [(i, job.rows) for i in range(1, job.rows + 1)]
+
+
+def test_async_and_sticky_causal_block_size_is_reset(backend, stories: Path, home: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    (job,) = plan_jobs(stories, "async", [shot("a", 53)], **ASYNC)
+    assert [w.latent_frames for w in job.segments] == [10, 10]
+    with caplog.at_level(logging.WARNING, logger="storyforge.backends.skyreels_df"):
+        check_clip(render(backend, job), job)
+    assert not caplog.records
+    # two blocks of 5 latents: block-causal attention would change this window if c = 5 stuck
+    (sync,) = plan_jobs(stories, "sync", [shot("a", 37)], base_frames=37, overlap_frames=21)
+    after_async = render(backend, sync)  # the transformer's config still says 5 unless we pass 1
+    from storyforge.backends.skyreels_df import SkyReelsDF
+
+    fresh = SkyReelsDF()
+    try:
+        assert np.array_equal(after_async, render(fresh, sync))
+    finally:
+        fresh.close()
+
+
+def test_i2v_start_image(backend, stories: Path) -> None:
+    (job,) = plan_jobs(stories, "i2v", [shot("i", 17, image="start.png")])
+    assert job.kind == "i2v"
+    check_clip(render(backend, job), job)
+
+
+def test_i2v_long_start_image(backend, stories: Path) -> None:
+    (job,) = plan_jobs(stories, "i2v-long", [shot("i", 29, image="start.png")])
+    assert len(job.segments) == 2
+    check_clip(render(backend, job), job)
+
+
+def test_i2v_start_and_end_image(backend, stories: Path) -> None:
+    (job,) = plan_jobs(stories, "i2v-end", [shot("i", 13, image="start.png", end_image="end.png")])
+    assert job.end_image is not None
+    clip = render(backend, job)
+    check_clip(clip, job)
+    assert np.array_equal(render(backend, job), clip)
+
+
+def test_extend_continues_the_previous_frames(backend, stories: Path, t2v) -> None:
+    head, clip = t2v
+    jobs = plan_jobs(stories, "extend", [shot("one", 17), shot("two", 8, transition="continue")])
+    assert jobs[0].key == head.key
+    job = jobs[1]
+    assert job.kind == "extend" and job.num_frames == 13 and job.frames == 8
+    previous = clip[-job.settings.overlap_frames:]
+    new = render(backend, job, previous)
+    check_clip(new, job)
+    assert np.array_equal(render(backend, job, previous), new)
+    assert not np.array_equal(render(backend, job, previous[::-1].copy()), new)  # it depends on the input
+    with pytest.raises(RenderError, match="needs its last 5 frames"):
+        render(backend, job, None)
+
+
+# -- contract details ----------------------------------------------------------------------------------
+def test_progress_ends_at_the_plans_rows(backend, stories: Path) -> None:
+    (job,) = plan_jobs(stories, "progress", [shot("a", 53)], **ASYNC)
+    steps: list[tuple[int, int]] = []
+    render(backend, job, on_step=lambda step, total: steps.append((step, total)))
+    assert steps[-1] == (job.rows, job.rows)
+    assert [s for s, _ in steps] == sorted({s for s, _ in steps})
+
+
+def test_frame_count_mismatch_is_a_render_error(backend, t2v) -> None:
+    job, _ = t2v
+    with pytest.raises(RenderError, match="plan needs 13"):
+        render(backend, dataclasses.replace(job, frames=13))
+
+
+def test_out_of_memory_gives_advice(backend, t2v, monkeypatch: pytest.MonkeyPatch) -> None:
+    job, _ = t2v
+    pipe = backend.pipeline(job.settings.model, "t2v")
+
+    def oom(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(type(pipe), "__call__", oom)
+    with pytest.raises(RenderError, match="out of memory.*lower resolution"):
+        render(backend, job)
+
+
+def test_magcache_on_equal_windows_only(backend, stories: Path) -> None:
+    # MagCache never skips the first 20 % of steps nor a step whose ratio is far from 1 (the last): use 8
+    (equal,) = plan_jobs(stories, "cache", [shot("a", 29)], steps=8)
+    assert [w.latent_frames for w in equal.segments] == [5, 5]
+    plain = render(backend, equal)
+    cached_job = dataclasses.replace(equal, settings=dataclasses.replace(equal.settings, cache="magcache"))
+    cached = render(backend, cached_job)
+    check_clip(cached, equal)
+    assert not np.array_equal(cached, plain)  # the cache skipped work
+    assert np.array_equal(render(backend, equal), plain)  # and was switched off after the job
+    first_block = dataclasses.replace(equal, settings=dataclasses.replace(equal.settings, cache="firstblock"))
+    check_clip(render(backend, first_block), equal)
+
+    (unequal,) = plan_jobs(stories, "cache-unequal", [shot("a", 21)], cache="magcache")
+    assert [w.latent_frames for w in unequal.segments] == [5, 3]
+    with pytest.raises(RenderError, match="windows of one size"):
+        render(backend, unequal)
+    assert np.array_equal(render(backend, equal), plain)
+
+
+# -- models: the tiny folder, identity, missing models ------------------------------------------------
+def test_tiny_folder_builds_once_and_loads(home: Path, tmp_path: Path) -> None:
+    from diffusers import SkyReelsV2DiffusionForcingPipeline
+
+    from storyforge.backends.skyreels_df import SkyReelsDF
+    from storyforge.backends.tiny import TINY_RECIPE, tiny_model_folder
+
+    folder = tiny_model_folder()
+    assert folder == home / "models" / TINY_RECIPE and (folder / "model_index.json").is_file()
+    stamp = (folder / "model_index.json").stat().st_mtime_ns
+    assert tiny_model_folder() == folder and (folder / "model_index.json").stat().st_mtime_ns == stamp
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
+    pipe = SkyReelsV2DiffusionForcingPipeline.from_pretrained(folder)
+    assert pipe.transformer.config.rope_max_seq_len == 1024 and pipe.transformer.config.inject_sample_info
+    other = tiny_model_folder(tmp_path)  # built again elsewhere: byte-identical, so the same hash
+    hasher = SkyReelsDF()
+    assert hasher.folder_hash(other) == hasher.folder_hash(folder)
+
+
+def test_identity_follows_the_model_files(backend, t2v, tmp_path: Path) -> None:
+    import shutil
+
+    import diffusers
+
+    job, _ = t2v
+    tiny = backend.identity(job)
+    assert tiny["backend"] == "skyreels-df" and tiny["model"]["tiny"] == "tiny-df-v1"
+    assert tiny["dtype"] == "float32" and tiny["device"] == "cpu" and tiny["diffusers"] == diffusers.__version__
+    assert backend.identity(job) == tiny
+    hub = backend.identity(dataclasses.replace(job, settings=dataclasses.replace(job.settings, model="df-14b-720p")))
+    assert hub["model"] == {"hub_id": "Skywork/SkyReels-V2-DF-14B-720P-Diffusers", "revision": "main"}
+
+    from storyforge.backends.tiny import tiny_model_folder
+
+    folder = tmp_path / "my-model"
+    shutil.copytree(tiny_model_folder(), folder)
+    local = dataclasses.replace(job, settings=dataclasses.replace(job.settings, model=str(folder)))
+    before = backend.identity(local)
+    assert before["model"]["folder_sha256"] == tiny["model"]["sha256"]
+    config = folder / "scheduler" / "scheduler_config.json"
+    config.write_text(config.read_text().replace("\n", "\n ", 1))
+    assert backend.identity(local) != before
+
+
+@pytest.mark.filterwarnings("ignore:The `local_dir_use_symlinks` argument:UserWarning")
+def test_missing_models_are_render_errors(backend, t2v, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read once, at import
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    job, _ = t2v
+
+    def with_model(model: str) -> Job:
+        return dataclasses.replace(job, settings=dataclasses.replace(job.settings, model=model))
+
+    with pytest.raises(RenderError, match="could not be found or downloaded"):
+        render(backend, with_model("storyforge-tests/no-such-model"))
+    with pytest.raises(RenderError, match="does not exist"):
+        render(backend, with_model(str(tmp_path / "missing" / "folder")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RenderError, match="could not be loaded"):
+        render(backend, with_model(str(tmp_path / "empty")))
