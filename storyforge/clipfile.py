@@ -15,6 +15,7 @@ from storyforge.errors import StoryforgeError
 # numpy, av and imageio_ffmpeg are imported where they are used, so that importing this module (and
 # storyforge.stitch, which reads ENCODER) stays cheap for `validate` and `plan`.
 if TYPE_CHECKING:
+    import av.container
     import numpy as np
 
 
@@ -42,8 +43,17 @@ class Encoder:
     def timescale(self, fps: int) -> int:
         return fps * self.ticks_per_frame
 
+    def input_args(self, pix_fmt: str, width: int, height: int, fps: int) -> list[str]:
+        """ffmpeg options for raw frames on stdin: rgb24, or yuv420p already in this encoder's colours."""
+        if pix_fmt not in ("rgb24", "yuv420p"):
+            raise ValueError(f"pix_fmt must be rgb24 or yuv420p, got {pix_fmt!r}")
+        # Untagged YUV input would be converted from an assumed BT.601 (Y 81 -> 62 measured): tag it.
+        tags = ["-colorspace", self.colour, "-color_range", "tv"] if pix_fmt == "yuv420p" else []
+        size = f"{width}x{height}"
+        return ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", size, "-framerate", str(fps), *tags]
+
     def output_args(self, fps: int, keyframes: Iterable[int]) -> list[str]:
-        """ffmpeg output options for a raw RGB input; `keyframes` are frame indices forced to IDR."""
+        """ffmpeg output options; `keyframes` are frame indices forced to IDR."""
         forced = "+".join(f"eq(n,{k})" for k in sorted({0, *keyframes}))
         return [
             "-vf", f"scale=out_color_matrix={self.colour}:out_range=tv,format=yuv420p",
@@ -67,29 +77,35 @@ def ffmpeg_exe() -> str:
 
 
 class ClipWriter:
-    """Streams RGB frames into one clip file through the ffmpeg binary, written atomically on close.
+    """Streams frames into one clip file through the ffmpeg binary, written atomically on close.
 
-    Piping to ffmpeg measured as fast as PyAV's in-process encoder for whole clips, and lets the RGB to
-    YUV conversion and x264 run in another process while Python produces the next frame.
+    Frames are uint8 RGB (H, W, 3), or with pix_fmt="yuv420p" planar BT.709 YUV (H * 3 // 2, W) as
+    PyAV's VideoFrame.to_ndarray() gives them. Piping to ffmpeg measured as fast as PyAV's in-process
+    encoder for whole clips, and lets conversion and x264 run in another process while Python works.
     """
 
     def __init__(
-        self, path: Path, *, width: int, height: int, fps: int, keyframes: Iterable[int] = ()
+        self,
+        path: Path,
+        *,
+        width: int,
+        height: int,
+        fps: int,
+        keyframes: Iterable[int] = (),
+        pix_fmt: str = "rgb24",
     ) -> None:
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise ValueError(f"frame size must be even for yuv420p, got {width}x{height}")
         if not isinstance(fps, int) or fps <= 0:
             raise ValueError(f"fps must be a positive integer, got {fps!r}")
         self.path = Path(path)
-        self.shape = (height, width, 3)
+        self.shape: tuple[int, ...] = (height, width, 3) if pix_fmt == "rgb24" else (height * 3 // 2, width)
         self.frames = 0
         # A partial file never sits at `path`: a killed render leaves only the .part file behind.
         self._part = self.path.with_name(self.path.name + ".part")
         self._stderr: BinaryIO = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would deadlock
         cmd = [
-            ffmpeg_exe(), "-v", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", str(fps),
-            "-i", "-",
+            ffmpeg_exe(), "-v", "error", "-y", *ENCODER.input_args(pix_fmt, width, height, fps), "-i", "-",
             *ENCODER.output_args(fps, keyframes), str(self._part),
         ]  # fmt: skip
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=self._stderr)
@@ -174,13 +190,26 @@ def write_clip(frames: np.ndarray, path: Path, *, fps: int, keyframes: Sequence[
             writer.write(frame)
 
 
+def open_video(path: Path) -> av.container.InputContainer:
+    """Open a media file with PyAV, without the ~40 ms (at 540p) FFmpeg spends decoding frames to probe it.
+
+    Demuxing and decoding work the same; only the codec context's pix_fmt stays unknown until decoded.
+    """
+    import av
+
+    try:
+        return av.open(str(path), stream_options=[{"skip_frame": "all"}])
+    except ValueError:  # a format whose streams only appear while probing (MPEG-TS): open it plainly
+        return av.open(str(path))
+
+
 def iter_frames(path: Path, *, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
     """Decode a video's frames in display order as uint8 RGB (H, W, 3), scaled to `size` (w, h) if given."""
     import av
 
     width, height = size if size is not None else (None, None)
     try:
-        with av.open(str(path)) as container:
+        with open_video(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"  # frame threads: ~1.5x on 2 cores
             for frame in container.decode(stream):
@@ -204,7 +233,7 @@ def count_frames(path: Path) -> int:
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with open_video(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             return sum(1 for _ in container.decode(stream))

@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 # clipfile and errors import only the standard library at module level; numpy and av are imported
 # inside the functions that need them, so `import storyforge.stitch` stays cheap for validate/plan.
-from storyforge.clipfile import ENCODER, ClipError, ClipWriter, check_frames, ffmpeg_exe, iter_frames
+from storyforge.clipfile import (
+    ENCODER,
+    ClipError,
+    ClipWriter,
+    check_frames,
+    count_frames,
+    ffmpeg_exe,
+    iter_frames,
+    open_video,
+)
 from storyforge.errors import StoryforgeError
 
 if TYPE_CHECKING:
@@ -182,15 +191,14 @@ class _Probe:
 
     codec: str
     size: tuple[int, int]
-    pix_fmt: str
-    extradata: bytes  # the avcC box: SPS and PPS, identical for identical encoder settings
+    extradata: bytes  # the avcC box: SPS and PPS (profile, chroma, bit depth, colours, tools), per settings
     in_order: bool  # no B-frames, no edit list: packet n is frame n
     pts: tuple[int, ...]  # per packet, in decode order
     idr: frozenset[int]  # indices of the packets that begin with an IDR picture
 
     @property
     def signature(self) -> tuple[object, ...]:
-        return (self.codec, self.size, self.pix_fmt, self.extradata, self.in_order)
+        return (self.codec, self.size, self.extradata, self.in_order)
 
 
 def _nal_types(data: bytes, length_size: int) -> list[int]:
@@ -203,9 +211,7 @@ def _nal_types(data: bytes, length_size: int) -> list[int]:
 
 
 def _probe(path: Path) -> _Probe:
-    import av
-
-    with av.open(str(path)) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         ctx = stream.codec_context
         extradata = bytes(ctx.extradata or b"")
@@ -224,16 +230,23 @@ def _probe(path: Path) -> _Probe:
             pts.append(packet.pts if packet.pts is not None else -1)
         in_order = in_order and all(a < b for a, b in zip(pts, pts[1:], strict=False))
         return _Probe(
-            codec=ctx.name, size=(ctx.width, ctx.height), pix_fmt=str(ctx.pix_fmt), extradata=extradata,
-            in_order=in_order, pts=tuple(pts), idr=frozenset(idr),
+            codec=ctx.name, size=(ctx.width, ctx.height), extradata=extradata, in_order=in_order,
+            pts=tuple(pts), idr=frozenset(idr),
         )  # fmt: skip
 
 
-def _decode_range(path: Path, probe: _Probe, lo: int, hi: int, size: tuple[int, int]) -> list[np.ndarray]:
-    """Frames lo..hi-1 of a clip as RGB at `size`, seeking to the keyframe before lo when the clip allows."""
-    import av
+def _film_yuv(frame: Any, size: tuple[int, int]) -> np.ndarray:
+    """A decoded frame as the encoder's own input: planar BT.709 limited-range yuv420p at the film's size."""
+    ours = frame.format.name == "yuv420p" and frame.colorspace == 1 and frame.color_range != 2  # 709, limited
+    if ours and (frame.width, frame.height) == size:
+        return frame.to_ndarray()  # our own clips: no conversion at all
+    rgb = frame.reformat(width=size[0], height=size[1], format="rgb24")
+    return rgb.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG").to_ndarray()
 
-    with av.open(str(path)) as container:
+
+def _decode_range(path: Path, probe: _Probe, lo: int, hi: int, size: tuple[int, int]) -> list[np.ndarray]:
+    """Frames lo..hi-1 of a clip (see _film_yuv), seeking to the keyframe before lo when the clip allows."""
+    with open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         index_of = None
@@ -248,7 +261,7 @@ def _decode_range(path: Path, probe: _Probe, lo: int, hi: int, size: tuple[int, 
             index = index_of[frame.pts] if index_of is not None else count
             count += 1
             if index >= lo:
-                out.append(frame.to_ndarray(width=size[0], height=size[1], format="rgb24"))
+                out.append(_film_yuv(frame, size))
             if index >= hi - 1:
                 break
     if len(out) != hi - lo:
@@ -267,6 +280,7 @@ def _render_windows(
     """Encode every window, one after the other, into one file with a keyframe where each begins.
 
     One encoder for all windows: starting ffmpeg and x264 once per window cost more than the frames.
+    Mixing happens in YUV, which is linear in RGB, so no colour conversion touches the frames.
     """
     import numpy as np
 
@@ -274,7 +288,9 @@ def _render_windows(
     for window in windows[:-1]:
         starts.append(starts[-1] + len(window.frames))
     width, height = size
-    with ClipWriter(path, width=width, height=height, fps=fps, keyframes=starts) as writer:
+    black = np.full((height * 3 // 2, width), 128, np.float32)
+    black[:height] = 16  # limited range: Y 16, Cb = Cr = 128
+    with ClipWriter(path, width=width, height=height, fps=fps, keyframes=starts, pix_fmt="yuv420p") as writer:
         for window in windows:
             spans: dict[int, tuple[int, int]] = {}
             for terms in window.frames:
@@ -283,7 +299,7 @@ def _render_windows(
                     spans[clip] = (min(lo, k), max(hi, k + 1))
             decoded = {c: _decode_range(sources[c], probes[c], lo, hi, size) for c, (lo, hi) in spans.items()}
             for terms in window.frames:
-                mix = np.zeros((height, width, 3), np.float32)
+                mix = black * np.float32(1 - sum(weight for _, _, weight in terms))
                 for clip, k, weight in terms:
                     mix += np.float32(weight) * decoded[clip][k - spans[clip][0]]
                 writer.write(np.rint(mix, out=mix).clip(0, 255).astype(np.uint8))
@@ -304,8 +320,8 @@ def _mismatch(probe: _Probe, reference: tuple[object, ...], size: tuple[int, int
     """Why a clip cannot be stream-copied into the film, or None."""
     if probe.size != size:
         return f"its size is {probe.size[0]}x{probe.size[1]}, not the film's {size[0]}x{size[1]} (scaled)"
-    if (probe.codec, probe.pix_fmt) != ("h264", "yuv420p"):
-        return f"it is {probe.codec} {probe.pix_fmt}, not h264 yuv420p"
+    if probe.codec != "h264":
+        return f"it is {probe.codec}, not h264"
     if not probe.in_order:
         return "it has B-frames or an edit list"
     if probe.signature != reference:
@@ -318,7 +334,10 @@ def _mismatch(probe: _Probe, reference: tuple[object, ...], size: tuple[int, int
 # -- audio -----------------------------------------------------------------------------------------
 
 
-def _start_audio(audio: Path, seconds: float, path: Path) -> tuple[subprocess.Popen[bytes], Any]:
+_AudioJob = tuple[subprocess.Popen[bytes], Any, Path]  # ffmpeg, its stderr file, the soundtrack
+
+
+def _start_audio(audio: Path, seconds: float, path: Path) -> _AudioJob:
     """Build the film's one audio track (AAC, cut or padded with silence to `seconds`) in the background."""
     log = tempfile.TemporaryFile()
     cmd = [
@@ -326,13 +345,16 @@ def _start_audio(audio: Path, seconds: float, path: Path) -> tuple[subprocess.Po
         "-af", f"apad=whole_dur={seconds:.6f},atrim=duration={seconds:.6f}",
         "-ar", "48000", "-c:a", "aac", "-b:a", "192k", "-f", "mp4", str(path),
     ]  # fmt: skip
-    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log), log
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+    return proc, log, audio
 
 
-def _finish_audio(job: tuple[subprocess.Popen[bytes], Any], audio: Path) -> None:
-    proc, log = job
+def _finish_audio(job: _AudioJob, *, cancel: bool = False) -> None:
+    proc, log, audio = job
     with log:
-        if proc.wait() != 0:
+        if cancel:
+            proc.kill()
+        if proc.wait() != 0 and not cancel:
             log.seek(0)
             detail = log.read().decode(errors="replace").strip()
             raise StitchError(f"cannot use {audio} as the soundtrack: {detail or 'ffmpeg failed'}")
@@ -350,7 +372,7 @@ def _remux(segments: list[tuple[Path, int, int]], path: Path, fps: int, audio: P
     with av.open(
         str(path), "w", format="mp4", options={"video_track_timescale": str(ENCODER.timescale(fps))}
     ) as out:
-        with av.open(str(segments[0][0])) as first:
+        with open_video(segments[0][0]) as first:
             video = out.add_stream_from_template(first.streams.video[0])
         video.time_base = time_base
         sound = av.open(str(audio)) if audio else None
@@ -362,7 +384,7 @@ def _remux(segments: list[tuple[Path, int, int]], path: Path, fps: int, audio: P
             next_audio = next(pending, None)
             n = 0
             for source, start, count in segments:
-                with av.open(str(source)) as container:
+                with open_video(source) as container:
                     stream = container.streams.video[0]
                     index = -1
                     for packet in container.demux(stream):
@@ -395,11 +417,7 @@ def _remux(segments: list[tuple[Path, int, int]], path: Path, fps: int, audio: P
 
 def _verify(path: Path, total: int, verify: str) -> None:
     """The output must hold exactly `total` frames, evenly spaced; decode it too unless told otherwise."""
-    import av
-
-    from storyforge.clipfile import count_frames
-
-    with av.open(str(path)) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         pts = [p.pts for p in container.demux(stream) if p.size]
     ticks = ENCODER.ticks_per_frame
@@ -423,13 +441,13 @@ def stitch(
     work_dir: Path,
     verify: Literal["decode", "packets"] = "decode",
 ) -> StitchReport:
-    """Join the clips into `out` along their transitions; see the module's research note for the method.
+    """Join the clips into `out` along their transitions, atomically, and check the result.
 
     Packets no transition touches are copied; transition windows are re-encoded with the clips' encoder
-    settings. A clip that cannot sit in the same H.264 stream (other size, settings, B-frames, or no
-    keyframe where it is cut) is re-encoded first, with a warning. `verify="decode"` decodes the result
-    to check its frame count; "packets" only counts its packets and checks their timestamps (~20x faster
-    for a hard-cut film, whose every frame is a copied packet).
+    settings (so clips need keyframes where keyframes() says). A clip that cannot sit in the same H.264
+    stream (other size or settings, B-frames, no keyframe where it is cut) is re-encoded first, with a
+    warning. verify="decode" decodes the result to count its frames; "packets" counts its packets and
+    checks their timestamps only, which skips the decode that dominates a hard-cut film's time.
     """
     started = time.perf_counter()
     if verify not in ("decode", "packets"):
@@ -445,16 +463,22 @@ def stitch(
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="stitch-", dir=work_dir))
-    audio_job = None
+    track = audio_job = None
     try:
         if audio is not None:
-            audio_job = _start_audio(Path(audio), total / fps, scratch / "audio.m4a")
+            track = scratch / "audio.m4a"
+            audio_job = _start_audio(Path(audio), total / fps, track)
         probes = []
         for name, clip in zip(names, clips, strict=True):
             try:
                 probes.append(_probe(Path(clip.path)))
             except Exception as e:  # av raises its own error tree, and IndexError for no video stream
                 raise StitchError(f"{name}: cannot read its clip {clip.path}: {e}") from e
+            if probes[-1].in_order and len(probes[-1].pts) != clip.frames:  # else counted when re-encoded
+                raise StitchError(
+                    f"{name}: {clip.path} has {len(probes[-1].pts)} frames, but the timeline gives it "
+                    f"{clip.frames}; render it again"
+                )
         sources = [Path(c.path) for c in clips]
         # The film takes the most common clip size (the first clip's on a tie).
         size = Counter(p.size for p in probes).most_common(1)[0][0]
@@ -469,11 +493,6 @@ def stitch(
             if reason:
                 redo.append(i)
                 warnings.append(f"{name}: {reason}, so it was re-encoded to match the film")
-            elif len(probe.pts) != clips[i].frames:
-                raise StitchError(
-                    f"{name}: {clips[i].path} has {len(probe.pts)} frames, but the timeline gives it "
-                    f"{clips[i].frames}; render it again"
-                )
         if redo and len(redo) == len(clips):
             warnings = [f"no clip was encoded with this version's settings; re-encoded all {len(clips)}"]
         for i in redo:
@@ -491,14 +510,14 @@ def stitch(
                 segments.append((sources[piece.clip], piece.start, piece.count))
                 copied += piece.count if piece.clip not in redo else 0
         if audio_job is not None:
-            _finish_audio(audio_job, Path(audio))  # type: ignore[arg-type]
-            audio_job = None
+            job, audio_job = audio_job, None
+            _finish_audio(job)
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".mp4", dir=out.parent)
         os.close(fd)
         partial = Path(name)
         try:
-            _remux(segments, partial, fps, scratch / "audio.m4a" if audio is not None else None)
+            _remux(segments, partial, fps, track)
             _verify(partial, total, verify)
             os.replace(partial, out)
         finally:
@@ -506,9 +525,8 @@ def stitch(
     except ClipError as e:
         raise StitchError(str(e)) from e
     finally:
-        if audio_job is not None:
-            audio_job[0].kill()
-            _finish_quietly(audio_job)
+        if audio_job is not None:  # stitching failed before the soundtrack was needed
+            _finish_audio(audio_job, cancel=True)
         shutil.rmtree(scratch, ignore_errors=True)
     return StitchReport(
         total_frames=total,
@@ -519,11 +537,6 @@ def stitch(
         copied_frames=copied,
         reencoded_frames=total - copied,
     )
-
-
-def _finish_quietly(job: tuple[subprocess.Popen[bytes], Any]) -> None:
-    job[0].wait()
-    job[1].close()
 
 
 def _reference(
