@@ -18,7 +18,8 @@ def story_text(shots: int) -> str:
     for scene in range(shots // per_scene):
         lines += [f"  - id: scene-{scene}", "    location: wood", "    shots:"]
         for shot in range(per_scene):
-            transition = ["cut", "continue", "{type: crossfade, duration: 0.5s}", "{type: fade, duration: 1s}"][shot % 4]
+            kinds = ["cut", "continue", "{type: crossfade, duration: 0.5s}", "{type: fade, duration: 1s}"]
+            transition = kinds[shot % 4]
             if scene == 0 and shot == 0:
                 transition = "cut"
             lines.append(f"      - {{id: shot-{shot}, prompt: '{{{{ characters.fox }}}} in {{{{ location }}}}, "

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from storyforge.atomic import write_text
 from storyforge.errors import StoryError
 from storyforge.plan.model import Plan
 from storyforge.spec.load import Story
 from storyforge.spec.load import load as load_story
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from storyforge.enhance.lock import EnhanceReport
+    from storyforge.render import RenderProgress, RunReport
 
 
 def validate(path: Path | str) -> Story:
@@ -39,6 +46,25 @@ def plan(path: Path | str, overrides: dict[str, Any] | None = None, *, use_lock:
     return compiled
 
 
+def enhance(path: Path | str, *, llm: str | None = None, force: bool = False,
+            on_progress: Callable[[int, int], None] | None = None) -> EnhanceReport:
+    """Fill the story's lock file (film.lock.json) for shots whose inputs changed (every shot with `force`),
+    expanding prompts with `llm` or the story's `enhance.llm` when one is named; on_progress(done, total)."""
+    from storyforge.enhance.lock import refresh
+
+    return refresh(path, llm=llm, force=force, on_progress=on_progress)
+
+
+def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: list[str] | None = None,
+           use_cache: bool = True, cache_root: Path | None = None,
+           progress: RenderProgress | None = None) -> RunReport:
+    """Render a plan's jobs (cached by content) into `out` and cut the film; see storyforge.render.render."""
+    from storyforge.render import render as render_plan
+
+    return render_plan(plan, out=out, backend=backend, only=only, use_cache=use_cache, cache_root=cache_root,
+                       progress=progress)
+
+
 def schema() -> dict[str, Any]:
     """The JSON Schema of the story format."""
     from storyforge.spec.models import Film
@@ -51,6 +77,31 @@ def schema() -> dict[str, Any]:
 
 def schema_text() -> str:
     return json.dumps(schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+EXPORT_FORMATS = ("otio",)
+
+
+def export(path: Path | str, *, format: str = "otio", output: Path | str | None = None,
+           render_dir: Path | str | None = None) -> Path:
+    """Export a story's timeline: the rendered cut when `render_dir` (default renders/<stem>/) matches the plan.
+
+    Default output: `film.otio` in the render folder when it holds clips of this plan, else `<stem>.otio`
+    beside the story. Returns the path written.
+    """
+    if format not in EXPORT_FORMATS:
+        from storyforge.errors import StoryforgeError
+
+        raise StoryforgeError(f"unknown export format {format!r}; use one of: {', '.join(EXPORT_FORMATS)}")
+    from storyforge.export_otio import export_otio, rendered_clips
+    from storyforge.render import default_out
+
+    story = Path(path)
+    compiled = plan(story)
+    renders = Path(render_dir) if render_dir is not None else default_out(story)
+    if output is None:
+        output = renders / "film.otio" if rendered_clips(compiled, renders) else story.parent / f"{story.stem}.otio"
+    return export_otio(compiled, Path(output), render_dir=renders)
 
 
 EXAMPLE = """\
@@ -101,16 +152,12 @@ def init(folder: Path | str) -> Path:
     if target.exists():
         raise StoryError([_problem(target, "already exists; choose another folder or remove it")])
     folder.mkdir(parents=True, exist_ok=True)
-    _write_atomically(folder / "schemas" / "film.schema.json", schema_text())
-    _write_atomically(target, EXAMPLE)
+    write_text(folder / "schemas" / "film.schema.json", schema_text())
+    write_text(target, EXAMPLE)
     return target
 
 
-def _write_atomically(target: Path, text: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(target)
+
 
 
 def _problem(path: Path, message: str):

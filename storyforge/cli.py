@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 import traceback
+from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -79,9 +81,9 @@ def plan(
     result = api.plan(file, {"model": model})
     show_warnings(result)
     if output is not None:
-        from storyforge.api import _write_atomically
+        from storyforge.atomic import write_text
 
-        _write_atomically(output, result.dumps())
+        write_text(output, result.dumps())
     if as_json:
         sys.stdout.write(result.dumps())
     elif output is None:
@@ -92,11 +94,162 @@ def plan(
 
 
 @app.command()
+def enhance(
+    file: Path = typer.Argument(..., help="The story file."),
+    llm: str | None = typer.Option(None, "--llm", metavar="MODEL",
+                                   help="Expand prompts with this instruct model (hub id or local folder); "
+                                        "default: the story's enhance.llm."),
+    force: bool = typer.Option(False, "--force", help="Rewrite every shot's entry, not only changed ones."),
+) -> None:
+    """Write the story's lock file (film.yaml -> film.lock.json): each shot's final prompt, pinned."""
+    from rich import progress as rp
+
+    from storyforge import api
+    from storyforge.console import err, out
+    from storyforge.errors import display_path
+
+    bars = rp.Progress(rp.TextColumn("expanding prompts"), rp.BarColumn(), rp.MofNCompleteColumn(),
+                       rp.TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
+    task = bars.add_task("llm", total=None)
+
+    def on_progress(done: int, total: int) -> None:
+        bars.update(task, completed=done, total=total)
+
+    with bars:
+        report = api.enhance(file, llm=llm, force=force, on_progress=on_progress)
+    for warning in report.warnings:
+        err.print(f"[bold yellow]warning:[/bold yellow] {warning}")
+    how = f"expanded with {report.llm} in {report.seconds:.1f}s" if report.llm and report.updated else "template"
+    state = "written" if report.changed else "unchanged"
+    updated = f"{len(report.updated)} shot{'' if len(report.updated) == 1 else 's'} updated"
+    out.print(f"[green]✓[/green] {display_path(report.lock)} {state}: {updated} ({how}), {len(report.kept)} up to "
+              "date")
+
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
+
+    from storyforge.plan.model import Job
+
+
+class BackendChoice(str, Enum):
+    auto = "auto"
+    skyreels_df = "skyreels-df"
+    animatic = "animatic"
+
+
+class ExecutorChoice(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+@app.command()
+def render(
+    file: Path = typer.Argument(..., help="The story file."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Output folder (default: renders/<story>/ beside it)."),
+    backend: BackendChoice = typer.Option(BackendChoice.auto, "--backend",
+                                          help="auto: skyreels-df with CUDA or the tiny model, else animatic."),
+    model: str | None = typer.Option(None, "--model", help="Override the model for every shot."),
+    only: list[str] | None = typer.Option(None, "--only", metavar="SHOT",
+                                          help="Render only this shot (scene/shot) or scene, and what continues "
+                                               "it; repeat it or separate ids with commas."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Render every job again; the cache is not touched."),
+    executor: ExecutorChoice = typer.Option(ExecutorChoice.local, "--executor", help="Where jobs run."),
+) -> None:
+    """Render every shot (cached by content) and cut film.mp4, with clips/, plan.json and run.json."""
+    from storyforge import api
+    from storyforge.console import err, out, show_warnings
+
+    if executor is ExecutorChoice.ray:
+        raise StoryforgeError("the ray executor needs the Ray integration, which this version does not have yet; "
+                              "use --executor local (the default)")
+    shots = [name.strip() for value in only or () for name in value.split(",") if name.strip()] or None
+    result = api.plan(file, {"model": model})
+    show_warnings(result)
+    with _RenderProgress(err) as progress:
+        report = api.render(result, out=out_dir, backend=backend.value, only=shots, use_cache=not no_cache,
+                            progress=progress)
+    for notice in report.notices:
+        err.print(f"[cyan]note:[/cyan] {notice}")
+    for warning in report.warnings:
+        err.print(f"[bold yellow]warning:[/bold yellow] {warning}")
+    counts = f"{report.rendered} rendered, {report.cached} cached"
+    if report.film is None:
+        out.print(f"[green]✓[/green] {counts}; clips in {report.out / 'clips'}")
+    else:
+        cut = f"cut in {report.stitch_seconds:.1f}s" if report.stitch_seconds else "cut unchanged"
+        out.print(f"[green]✓[/green] {report.film} — {report.total_frames} frames "
+                  f"({report.total_frames / result.fps:.2f}s), {counts}, {cut}, backend {report.backend}")
+
+
+class _RenderProgress:
+    """The render's progress on stderr: a bar for the film (jobs, ETA) and one for the job's steps.
+
+    Without a terminal (CI logs, pipes) it prints one line per finished job instead.
+    """
+
+    def __init__(self, console: Console):
+        from rich import progress as rp
+
+        self.console = console
+        self.bars = rp.Progress(rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
+                                rp.TimeElapsedColumn(), rp.TimeRemainingColumn(), console=console, transient=True,
+                                disable=not console.is_terminal)
+        self.film: TaskID | None = None
+        self.job: TaskID | None = None
+
+    def __enter__(self) -> _RenderProgress:
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    def job_started(self, index: int, count: int, job: Job) -> None:
+        if self.film is None:
+            self.film = self.bars.add_task("film", total=count)
+        if self.job is not None:
+            self.bars.remove_task(self.job)
+        self.job = self.bars.add_task(f"job {index}/{count} {job.id}", total=None)
+
+    def step(self, step: int, total: int) -> None:
+        if self.job is not None:
+            self.bars.update(self.job, completed=step, total=total)
+
+    def job_finished(self, job: Job, status: str, seconds: float) -> None:
+        if self.film is not None:
+            self.bars.advance(self.film)
+        self.console.print(f"{status:>8} {job.id}" + (f" in {seconds:.1f}s" if status == "rendered" else ""))
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of the story format."""
     from storyforge import api
 
     sys.stdout.write(api.schema_text())
+
+
+@app.command()
+def export(
+    file: Path = typer.Argument(..., help="The story file."),
+    format: str = typer.Option("otio", "--format", help="Export format: otio (OpenTimelineIO)."),
+    output: Path | None = typer.Option(None, "-o", "--output",
+                                       help="File to write (default: film.otio in the render folder when it "
+                                            "holds this plan's clips, else <story>.otio beside the story)."),
+    render_dir: Path | None = typer.Option(None, "--out", metavar="RENDER_DIR",
+                                           help="The render's output folder (default: renders/<story>/)."),
+) -> None:
+    """Export the timeline for an editor: the rendered cut when there is one, else an animatic of the plan."""
+    from storyforge import api
+    from storyforge.console import out
+    from storyforge.export_otio import describe
+
+    if format not in api.EXPORT_FORMATS:
+        raise typer.BadParameter(f"{format!r}; use one of: {', '.join(api.EXPORT_FORMATS)}", param_hint="'--format'")
+    written = api.export(file, format=format, output=output, render_dir=render_dir)
+    out.print(f"[green]✓[/green] wrote {written}: {describe(written)}")
 
 
 def main() -> None:
@@ -113,8 +266,8 @@ def main() -> None:
         sys.exit(EXIT_INTERRUPTED)
     except typer.Exit as done:
         sys.exit(done.exit_code)
-    except typer.Abort:
-        sys.stderr.write("aborted\n")
+    except typer.Abort:  # click turns Ctrl-C into Abort
+        sys.stderr.write("interrupted; finished work is kept and a new run resumes from it\n")
         sys.exit(EXIT_INTERRUPTED)
     except _click_usage_errors() as error:
         error.show()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from storyforge.atomic import write_text
 from storyforge.errors import MissingExtra, StoryforgeError
 from storyforge.plan.frames import TIME_COMPRESSION
 
@@ -238,16 +237,8 @@ def export_otio(plan: Plan, out: Path, *, render_dir: Path | None = None) -> Pat
     otio_ = _import_otio()
     text = otio_.adapters.write_to_string(build_timeline(plan, render_dir=render_dir), "otio_json")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and renamed: an editor watching the file never sees half of it.
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text(out, text)
     return out
 
 

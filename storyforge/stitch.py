@@ -17,6 +17,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from storyforge.atomic import replacing
+
 # clipfile and errors import only the standard library at module level; numpy and av are imported
 # inside the functions that need them, so `import storyforge.stitch` stays cheap for validate/plan.
 from storyforge.clipfile import (
@@ -512,16 +514,9 @@ def stitch(
         if audio_job is not None:
             job, audio_job = audio_job, None
             _finish_audio(job)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".mp4", dir=out.parent)
-        os.close(fd)
-        partial = Path(name)
-        try:
+        with replacing(out, suffix=".mp4") as partial:
             _remux(segments, partial, fps, track)
             _verify(partial, total, verify)
-            os.replace(partial, out)
-        finally:
-            partial.unlink(missing_ok=True)
     except ClipError as e:
         raise StitchError(str(e)) from e
     finally:

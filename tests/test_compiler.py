@@ -46,7 +46,7 @@ def test_keys_change_with_pixels_not_with_titles(write_story) -> None:
     retitled = api.plan(write_story(text.replace("title: T", "title: Another Title") + "# a comment\n"))
     assert [j.key for j in retitled.jobs] == [j.key for j in before.jobs]
     edited = api.plan(write_story(text.replace("prompt: p", "prompt: p2")))
-    changed = [x.key != y.key for x, y in zip(before.jobs, edited.jobs)]
+    changed = [x.key != y.key for x, y in zip(before.jobs, edited.jobs, strict=True)]
     assert changed == [True, True, False]  # the edited shot and the one continuing it
 
 

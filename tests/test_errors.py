@@ -89,7 +89,8 @@ CASES = {
         ["film.yaml:12: s/b.transition: 'wipe' is not one of: 'cut', 'continue', 'crossfade', 'fade'"],
     ),
     "cut with a length": (
-        HEAD + SHOT + "      - id: b\n        prompt: p\n        duration: 4s\n        transition: {type: cut, duration: 1s}\n",
+        HEAD + SHOT + "      - id: b\n        prompt: p\n        duration: 4s\n"
+        "        transition: {type: cut, duration: 1s}\n",
         ["film.yaml:12: s/b.transition: a 'cut' has no length; remove 'duration' or use crossfade or fade"],
     ),
     "fps not a number": (

@@ -64,9 +64,8 @@ class Animatic:
 
     name = "animatic"
 
-    def __init__(self, **options: Any) -> None:
-        # device/dtype and other real-backend options mean nothing here; accepted so `--backend` can swap freely
-        self.options = options
+    def __init__(self, **_options: Any) -> None:
+        """Takes (and ignores) a real backend's options, such as device and dtype, so backends swap freely."""
 
     def identity(self, job: Job) -> dict[str, Any]:
         # The shot id, camera words and timeline position are burnt into the pictures but are not in the

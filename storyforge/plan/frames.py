@@ -175,8 +175,9 @@ def window_problem(num_frames: int, geometry: Geometry, *, extend: bool = False)
                 f"of causal_block_size {c}: the pipeline would drop the whole overlap and continue from nothing; "
                 f"use overlap_frames {pixel_frames(c)} or more")
     if len(counts) > 1 and geometry.base_latents % c:
+        aligned = pixel_frames(geometry.base_latents // c * c)
         return (f"its full windows of base_frames {geometry.base_frames} ({geometry.base_latents} latents) are never "
-                f"divisible by causal_block_size {c}; set base_frames to {pixel_frames(geometry.base_latents // c * c)} "
+                f"divisible by causal_block_size {c}; set base_frames to {aligned} "
                 f"or use causal_block_size 1, or keep the shot within {geometry.base_frames} frames")
     for index, count in enumerate(counts):
         if count % c:

@@ -179,7 +179,8 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark else 0
         what = " ".join(part for part in (error.context, error.problem) if part)
-        raise StoryError([Problem(file, line, "", f"YAML syntax error: {what}; fix the indentation or quoting")]) from None
+        message = f"YAML syntax error: {what}; fix the indentation or quoting"
+        raise StoryError([Problem(file, line, "", message)]) from None
     except yaml.YAMLError as error:
         raise StoryError([Problem(file, 0, "", f"YAML error: {error}")]) from None
     if len(nodes) != 1:

@@ -1,0 +1,410 @@
+"""Rendering a plan: jobs in order through a backend and the cache, then the cut; the only place side effects start."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from storyforge.atomic import write_text
+from storyforge.cache import Cache, CorruptEntry, Entry, default_root, entry_key
+from storyforge.errors import RenderError, StoryforgeError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from storyforge.backends.base import Backend
+    from storyforge.plan.model import Job, Plan
+
+RUN_FORMAT = 1
+
+
+class RenderProgress(Protocol):
+    """What a caller hears while a plan renders; the CLI draws it, the library never prints."""
+
+    def job_started(self, index: int, count: int, job: Job) -> None:
+        """Job `index` (1-based) of `count` is being looked up or rendered."""
+
+    def step(self, step: int, total: int) -> None:
+        """The running job has done `step` of `total` denoising steps (or frames, for the animatic)."""
+
+    def job_finished(self, job: Job, status: str, seconds: float) -> None:
+        """The job's clip is ready: `status` is "rendered" or "cached"."""
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job's line in run.json."""
+
+    id: str
+    key: str
+    status: str  # rendered | cached
+    clip: str  # relative to the output folder
+    seconds: float
+    started: float
+    finished: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "key": self.key, "status": self.status, "clip": self.clip,
+                "seconds": self.seconds, "started": self.started, "finished": self.finished}
+
+
+@dataclass
+class RunReport:
+    """What a render did: the run.json manifest plus what the CLI shows."""
+
+    out: Path
+    backend: str
+    jobs: list[JobRecord]
+    stitch_seconds: float = 0.0
+    total_frames: int = 0
+    film: Path | None = None  # None when --only left jobs without a clip
+    cut_key: str | None = None
+    notices: list[str] = field(default_factory=list)  # how the run went: backend chosen, entries discarded, ...
+    warnings: list[str] = field(default_factory=list)  # clips that look wrong (black, frozen), re-encodes
+
+    @property
+    def rendered(self) -> int:
+        return sum(1 for job in self.jobs if job.status == "rendered")
+
+    @property
+    def cached(self) -> int:
+        return sum(1 for job in self.jobs if job.status == "cached")
+
+    def to_json(self) -> dict[str, Any]:
+        film_bytes = self.film.stat().st_size if self.film is not None and self.film.exists() else None
+        return {
+            "jobs": [job.to_json() for job in self.jobs],
+            "stitch_seconds": self.stitch_seconds,
+            "total_frames": self.total_frames,
+            "storyforge_run": RUN_FORMAT,
+            "backend": self.backend,
+            "film": self.film.name if self.film is not None else None,
+            "film_bytes": film_bytes,
+            "cut_key": self.cut_key,
+            "notices": self.notices,
+            "warnings": self.warnings,
+        }
+
+
+def default_out(story: Path) -> Path:
+    """`renders/<story stem>/` beside the story file."""
+    return story.resolve().parent / "renders" / story.stem
+
+
+def choose_backend(plan: Plan, requested: str) -> tuple[str, str | None]:
+    """The backend to use for `requested` and, when `auto` falls back to the animatic, a notice saying so."""
+    from storyforge.backends.base import REGISTRY
+
+    if requested != "auto":
+        if requested not in REGISTRY:
+            raise StoryforgeError(f"unknown backend '{requested}'; choose one of: auto, {', '.join(sorted(REGISTRY))}")
+        return requested, None
+    if all(job.settings.model == "tiny" for job in plan.jobs) or cuda_available():
+        return "skyreels-df", None
+    return "animatic", ("no CUDA GPU here, so this is an animatic preview (title cards or start images, camera "
+                        "moves, captions, timecode) at the planned frame counts; render on a machine with CUDA "
+                        "for the model's video")
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device; torch is imported (seconds) only where a GPU driver is present."""
+    if importlib.util.find_spec("torch") is None:
+        return False
+    if not any(Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd")) \
+            and shutil.which("nvidia-smi") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def select(plan: Plan, only: list[str] | None) -> list[Job]:
+    """The jobs `--only` asks for (shots `scene/shot` or whole scenes) and every job that continues them."""
+    if not only:
+        return list(plan.jobs)
+    scenes = list(dict.fromkeys(job.id.split("/")[0] for job in plan.jobs))
+    shots = [job.id for job in plan.jobs]
+    unknown = [name for name in only if name not in shots and name not in scenes]
+    if unknown:
+        raise StoryforgeError(f"--only: no shot or scene called {', '.join(repr(u) for u in unknown)}; "
+                              f"valid ids: {', '.join(scenes + shots)}")
+    chosen: set[str] = set()
+    for job in plan.jobs:
+        if job.id in only or job.id.split("/")[0] in only or (job.after is not None and job.after in chosen):
+            chosen.add(job.id)
+    return [job for job in plan.jobs if job.id in chosen]
+
+
+def clip_name(job: Job) -> str:
+    """`clips/<scene>__<shot>.mp4`, relative to the output folder."""
+    return "clips/" + job.id.replace("/", "__") + ".mp4"
+
+
+def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: list[str] | None = None,
+           use_cache: bool = True, cache_root: Path | None = None, progress: RenderProgress | None = None,
+           backend_options: dict[str, Any] | None = None) -> RunReport:
+    """Render every job of `plan` (or those `only` names) into `out`, reusing cached clips, and cut the film.
+
+    `use_cache=False` renders every job again into a throw-away cache: the shared cache is neither read nor
+    written. Raises RenderError when a backend fails; completed cache entries are kept, so a new run
+    resumes. KeyboardInterrupt propagates the same way.
+    """
+    name, notice = choose_backend(plan, backend)
+    out = Path(out) if out is not None else default_out(plan.story)
+    targets = select(plan, only)
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = None if use_cache else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
+    cache = Cache(scratch or Path(cache_root or default_root(plan.story)))
+    run = _Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets})
+    if notice:
+        run.notices.append(notice)
+    try:
+        for job in targets:
+            run.ensure(job)
+        return run.finish(out, whole=not only, reuse_film=use_cache)
+    finally:
+        run.close_backend()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+class _Run:
+    """One render's state: the backend (loaded on first use), the entries found or made, and the records."""
+
+    def __init__(self, plan: Plan, cache: Cache, backend: str, options: dict[str, Any],
+                 progress: RenderProgress | None, targets: set[str]):
+        from storyforge.stitch import keyframes
+
+        self.plan, self.cache, self.backend_name, self.options, self.progress = plan, cache, backend, options, progress
+        self.targets = targets  # what was asked for; anything else rendered is upstream of it
+        self.keyframes = dict(zip((job.id for job in plan.jobs), keyframes(plan.jobs), strict=True))
+        self.index = {job.id: n for n, job in enumerate(plan.jobs, start=1)}
+        self.entries: dict[str, Entry] = {}
+        self.records: dict[str, JobRecord] = {}
+        self.notices: list[str] = []
+        self.warnings: list[str] = []
+        self._backend: Backend | None = None
+        self._entry_keys: dict[str, str] = {}
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            from storyforge.backends.base import load_backend
+
+            self._backend = load_backend(self.backend_name, **self.options)
+        return self._backend
+
+    def close_backend(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    def entry_key(self, job: Job) -> str:
+        if job.id not in self._entry_keys:
+            self._entry_keys[job.id] = entry_key(self.backend.identity(job), job.key)
+        return self._entry_keys[job.id]
+
+    def lookup(self, job: Job) -> Entry | None:
+        """The job's cache entry with the keyframes the cut needs now (re-encoded, not re-rendered, if not)."""
+        entry = self.cache.get(self.entry_key(job))
+        needed = self.keyframes[job.id]
+        if entry is not None and not set(needed) <= set(entry.keyframes):
+            try:
+                entry = self.cache.reencode(entry, needed)
+            except CorruptEntry:
+                return None
+            self.notices.append(f"{job.id}: re-encoded its cached clip with keyframes at {needed} "
+                                "(a neighbouring transition changed)")
+        return entry
+
+    def ensure(self, job: Job) -> Entry:
+        """The job's entry: from the cache, or rendered (after what it continues) and written to it."""
+        if job.id in self.entries:
+            return self.entries[job.id]
+        started = time.time()
+        entry = self.lookup(job)
+        status = "cached"
+        if entry is None:
+            previous = self.tail(job) if job.kind == "extend" else None  # may render what it continues first
+            started = time.time()
+            self._announce(job)
+            entry = self._render(job, previous)
+            status = "rendered"
+            if job.id not in self.targets:
+                self.notices.append(f"{job.id} was rendered too: a shot you asked for continues it, "
+                                    "and its clip was not in the cache")
+        else:
+            self._announce(job)
+        self._record(job, entry, status, started)
+        return entry
+
+    def _record(self, job: Job, entry: Entry, status: str, started: float) -> None:
+        finished = time.time()
+        self.entries[job.id] = entry
+        seconds = round(finished - started, 3)
+        self.records[job.id] = JobRecord(job.id, job.key, status, clip_name(job), seconds, round(started, 3),
+                                         round(finished, 3))
+        if self.progress is not None:
+            self.progress.job_finished(job, status, seconds)
+
+    def _announce(self, job: Job) -> None:
+        if self.progress is not None:
+            self.progress.job_started(self.index[job.id], len(self.plan.jobs), job)
+
+    def _render(self, job: Job, previous: np.ndarray | None) -> Entry:
+        from storyforge.backends.base import RenderInputs
+        from storyforge.stitch import check_clip
+
+        on_step = self.progress.step if self.progress is not None else None
+        started = time.perf_counter()
+        try:
+            frames = self.backend.render(job, RenderInputs(previous_frames=previous, on_step=on_step))
+        except StoryforgeError:
+            raise
+        except MemoryError as error:
+            raise RenderError(f"{job.id}: out of memory while rendering ({error}); try a smaller resolution, "
+                              "fewer frames per window (base_frames) or a smaller model") from error
+        except OSError as error:
+            raise RenderError(f"{job.id}: rendering failed: {error}") from error
+        seconds = time.perf_counter() - started
+        self._check_frames(job, frames)
+        # black or frozen output means a model failed; the animatic's pictures are synthetic (a static
+        # camera is meant to be frozen), so the check would only cry wolf there
+        warning = check_clip(frames) if self.backend_name != "animatic" else None
+        if warning:
+            self.warnings.append(f"{job.id}: {warning}")
+        return self.cache.put(self.entry_key(job), frames, job=job, fps=self.plan.fps,
+                              keyframes=self.keyframes[job.id], identity=self.backend.identity(job), seconds=seconds)
+
+    def tail(self, job: Job) -> np.ndarray:
+        """The last overlap_frames frames of the chain before `job`, decoded from the cached clips.
+
+        Always the decoded clips, never a backend's in-memory frames: H.264 is lossy, and a resumed render
+        must condition on exactly the pixels an uninterrupted one did.
+        """
+        import numpy as np
+
+        needed = job.settings.overlap_frames
+        parts: list[np.ndarray] = []
+        have = 0
+        upstream = self.plan.job(job.after) if job.after else None
+        while upstream is not None and have < needed:
+            frames = self._decoded(upstream)
+            parts.insert(0, frames[-(needed - have):])
+            have += len(parts[0])
+            upstream = self.plan.job(upstream.after) if upstream.after else None
+        return np.concatenate(parts)[-needed:]
+
+    def _decoded(self, job: Job) -> np.ndarray:
+        for _attempt in range(2):
+            try:
+                return self.cache.read(self.ensure(job))
+            except CorruptEntry:
+                self.entries.pop(job.id, None)  # discarded: the next ensure renders it again
+        raise RenderError(f"{job.id}: its clip was corrupt twice in a row in {self.cache.root}; check the disk")
+
+    def _check_frames(self, job: Job, frames: Any) -> None:
+        import numpy as np
+
+        s = job.settings
+        expected = (job.frames, s.height, s.width, 3)
+        if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.shape != expected:
+            got = f"{frames.dtype} {frames.shape}" if isinstance(frames, np.ndarray) else type(frames).__name__
+            raise RuntimeError(f"the {self.backend_name} backend returned {got} for {job.id}; "
+                               f"expected uint8 {expected}")
+
+    # -- outputs ---------------------------------------------------------------------------------
+
+    def finish(self, out: Path, *, whole: bool, reuse_film: bool) -> RunReport:
+        """Clips linked into out/clips, plan.json, the film (unless nothing in it changed), run.json."""
+        plan = self.plan
+        missing: list[str] = []
+        for job in plan.jobs:  # with --only, the film is cut when the other shots' clips are cached
+            if job.id not in self.entries:
+                started = time.time()
+                entry = self.lookup(job)
+                if entry is None:
+                    missing.append(job.id)
+                else:
+                    self._record(job, entry, "cached", started)
+        self.close_backend()  # free the model before the cut (every entry key is known by now)
+        clips = out / "clips"
+        clips.mkdir(exist_ok=True)
+        for job_id, entry in self.entries.items():
+            _link(entry.clip, out / clip_name(plan.job(job_id)))
+        if whole:
+            expected = {out / clip_name(job) for job in plan.jobs}
+            for stale in clips.glob("*.mp4"):
+                if stale not in expected:
+                    stale.unlink()
+        write_text(out / "plan.json", plan.dumps())
+        report = RunReport(out=out, backend=self.backend_name,
+                           jobs=[self.records[job.id] for job in plan.jobs if job.id in self.records])
+        report.notices = self.notices + self.cache.discarded
+        report.warnings = self.warnings
+        if missing:
+            report.notices.append(f"film.mp4 was not cut: {len(missing)} shots have no clip yet "
+                                  f"({', '.join(missing)}); render without --only to make them")
+        else:
+            self._cut(out, report, reuse_film)
+        write_text(out / "run.json", json.dumps(report.to_json(), indent=2) + "\n")
+        return report
+
+    def _cut(self, out: Path, report: RunReport, reuse_film: bool) -> None:
+        from storyforge.clipfile import count_frames
+        from storyforge.stitch import CutClip, cut_key, stitch
+
+        plan = self.plan
+        clips = [CutClip(job.id, out / clip_name(job), job.frames, job.transition.type, job.transition.frames)
+                 for job in plan.jobs]
+        key = cut_key(clips, [self.entries[job.id].key for job in plan.jobs],
+                      plan.audio.sha256 if plan.audio else None)
+        film = out / "film.mp4"
+        report.film, report.cut_key = film, key
+        previous = _previous_run(out)
+        if (reuse_film and film.exists() and previous.get("cut_key") == key
+                and previous.get("film_bytes") == film.stat().st_size):
+            report.total_frames = int(previous.get("total_frames", plan.total_frames))
+            return
+        try:  # verify="packets": the decode below checks the frame count once, against the plan
+            result = stitch(clips, film, fps=plan.fps, audio=plan.audio.path if plan.audio else None,
+                            work_dir=out / ".stitch", verify="packets")
+        finally:
+            shutil.rmtree(out / ".stitch", ignore_errors=True)
+        decoded = count_frames(film)
+        if decoded != plan.total_frames:
+            raise RuntimeError(f"{film} decodes to {decoded} frames but the plan has {plan.total_frames}")
+        report.stitch_seconds = result.seconds
+        report.total_frames = decoded
+        report.warnings.extend(result.warnings)
+
+
+def _previous_run(out: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((out / "run.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _link(source: Path, target: Path) -> None:
+    """`target` becomes a hard link to (or, across file systems, a copy of) `source`, replaced atomically."""
+    try:
+        if target.exists() and os.path.samefile(source, target):
+            return
+    except OSError:
+        pass
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:
+        shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
+
