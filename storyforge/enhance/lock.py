@@ -1,10 +1,25 @@
-"""The lock file beside a story (film.yaml -> film.lock.json): final prompts pinned for reproducible renders."""
+"""The lock file beside a story (film.yaml -> film.lock.json): final prompts pinned, with what produced them."""
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from storyforge.plan.model import Plan
+from storyforge.errors import Problem, StoryError, StoryforgeError, display_path
+from storyforge.plan.model import Job, Plan, Warning
+from storyforge.spec.load import Story
+from storyforge.spec.models import Enhance
+
+LOCK_FORMAT = 1
+MAX_LOCK_BYTES = 50_000_000
+MAX_PROMPT_CHARS = 20_000
+_SYNTAX = ("{{", "{%", "{#")
 
 
 def lock_path(story: Path) -> Path:
@@ -12,8 +27,232 @@ def lock_path(story: Path) -> Path:
     return story.with_name(story.stem + ".lock.json")
 
 
-def apply_lock(plan: Plan) -> Plan:
-    """The plan with locked prompts where the lock matches; unchanged when there is no lock file."""
-    if not lock_path(plan.story).exists():
+@dataclass(frozen=True)
+class EnhanceReport:
+    """What `storyforge enhance` did to a lock file."""
+
+    story: Path
+    lock: Path
+    llm: str | None  # the model that expanded prompts, as written; None: template prompts only
+    updated: tuple[str, ...]  # shots whose entry was (re)written
+    kept: tuple[str, ...]  # shots whose entry still matched
+    fallbacks: tuple[str, ...]  # shots where the LLM gave nothing usable and the template prompt was locked
+    warnings: tuple[Warning, ...]
+    changed: bool  # whether the lock file's bytes changed
+    seconds: float  # loading the model and generating
+
+
+# -- the file ------------------------------------------------------------------------------------------------
+
+
+def dumps(story: Path, shots: dict[str, dict[str, Any]]) -> str:
+    """The lock's text: sorted keys, two-space indent, a trailing newline, so it diffs well in review."""
+    data = {"storyforge_lock": LOCK_FORMAT, "story": story.name, "shots": shots}
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def read_lock(story: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the entries by shot id, None), (None, why the file is unusable), or (None, None) when there is none."""
+    path = lock_path(story)
+    if not path.is_file():
+        return None, None
+    if path.stat().st_size > MAX_LOCK_BYTES:
+        return None, f"it is larger than {MAX_LOCK_BYTES // 1_000_000} MB"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return None, f"it is not JSON ({error})"
+    if not isinstance(data, dict) or data.get("storyforge_lock") != LOCK_FORMAT:
+        return None, f"it is not a storyforge lock of format {LOCK_FORMAT}"
+    shots = data.get("shots")
+    if not isinstance(shots, dict):
+        return None, "it has no 'shots'"
+    return shots, None
+
+
+def write_lock(story: Path, shots: dict[str, dict[str, Any]]) -> bool:
+    """Write the lock beside the story, atomically (a temporary file renamed over it); False when unchanged."""
+    path = lock_path(story)
+    text = dumps(story, shots)
+    if path.is_file() and path.read_text(encoding="utf-8", errors="replace") == text:
+        return False
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return True
+
+
+# -- matching ----------------------------------------------------------------------------------------------
+
+
+def llm_record(name: str, sha256: str | None, enhance: Enhance) -> dict[str, Any]:
+    """What produced an LLM prompt, as stored in an entry; equal records give equal prompts."""
+    from storyforge.enhance.qwen import INSTRUCTIONS_SHA256
+
+    return {"model": name, "sha256": sha256, "seed": enhance.seed, "max_new_tokens": enhance.max_new_tokens,
+            "instructions_sha256": INSTRUCTIONS_SHA256}
+
+
+def _entry_problem(entry: Any) -> str | None:
+    if not isinstance(entry, dict):
+        return "its entry is not a mapping"
+    prompt = entry.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > MAX_PROMPT_CHARS:
+        return "its locked prompt is empty or not text"
+    if any(mark in prompt for mark in _SYNTAX):
+        return "its locked prompt contains template syntax"
+    if not isinstance(entry.get("template_prompt"), str) or not isinstance(entry.get("llm"), (dict, type(None))):
+        return "its entry is incomplete"
+    return None
+
+
+def stale_reason(entry: Any, job: Job, enhance: Enhance) -> str | None:
+    """Why a lock entry no longer fits a job (as planned from the story), or None when it does.
+
+    The story's `enhance.llm`, when set, must be the model that wrote the entry; when it is not set, the lock
+    decides (`storyforge enhance --llm M` writes prompts a plan then uses). A model folder's hash is checked by
+    `enhance`, not here: planning never reads model files."""
+    from storyforge.enhance.qwen import INSTRUCTIONS_SHA256
+
+    problem = _entry_problem(entry)
+    if problem:
+        return problem
+    if entry["template_prompt"] != job.template_prompt:
+        return "the shot's prompt changed since the lock was written"
+    if entry.get("kind") != job.kind:
+        return f"the shot changed from {entry.get('kind')} to {job.kind}"
+    llm = entry["llm"]
+    if enhance.llm and (llm is None or llm.get("model") != enhance.llm):
+        written = f"with {llm.get('model')}" if llm else "without an LLM"
+        return f"the story asks for {enhance.llm} but the lock was written {written}"
+    if llm is not None:
+        if (llm.get("seed"), llm.get("max_new_tokens")) != (enhance.seed, enhance.max_new_tokens):
+            return "enhance.seed or enhance.max_new_tokens changed"
+        if llm.get("instructions_sha256") != INSTRUCTIONS_SHA256:
+            return "storyforge's instructions to the LLM changed"
+    return None
+
+
+def apply_lock(plan: Plan, story: Story | None = None) -> Plan:
+    """The plan with locked prompts where the lock matches, and a warning for each stale or missing entry;
+    unchanged when there is no lock file (with a warning when the story asks for an LLM)."""
+    from storyforge.plan.compiler import with_keys
+    from storyforge.spec.load import load
+
+    story = story or load(plan.story)
+    shots, problem = read_lock(plan.story)
+    lock_name = lock_path(plan.story).name
+    run = f"run `storyforge enhance {story.source.file}`"
+    source = story.source
+    enhance = story.film.enhance
+    if shots is None:
+        if problem:
+            warning = Warning(display_path(lock_path(plan.story)), 1, "lock",
+                              f"{lock_name} is not a lock file storyforge can read ({problem}); prompts are the "
+                              f"templates'; {run} to rewrite it")
+            return replace(plan, warnings=plan.warnings + (warning,))
+        if enhance.llm:
+            warning = Warning(source.file, source.line(("enhance", "llm")), "enhance.llm",
+                              f"enhance.llm is set but there is no {lock_name} yet; prompts are the templates' "
+                              f"until you {run}")
+            return replace(plan, warnings=plan.warnings + (warning,))
         return plan
-    raise NotImplementedError  # replaced by the enhancer work (issue 4)
+    jobs: list[Job] = []
+    warnings = list(plan.warnings)
+    for job in plan.jobs:
+        line = int(job.source.rsplit(":", 1)[1])
+        if job.id not in shots:
+            warnings.append(Warning(source.file, line, job.id, f"not in {lock_name} yet; using the template "
+                                    f"prompt; {run}"))
+            jobs.append(job)
+            continue
+        reason = stale_reason(shots[job.id], job, enhance)
+        if reason:
+            warnings.append(Warning(source.file, line, job.id, f"the locked prompt is stale ({reason}); using the "
+                                    f"template prompt; {run} to update {lock_name}"))
+            jobs.append(job)
+        else:
+            jobs.append(replace(job, prompt=shots[job.id]["prompt"]))
+    warnings.sort(key=lambda w: (w.file != source.file, w.line, w.where))
+    return with_keys(replace(plan, jobs=tuple(jobs), warnings=tuple(warnings)))
+
+
+# -- enhance: refresh the lock -------------------------------------------------------------------------------
+
+
+def refresh(path: Path | str, *, llm: str | None = None, force: bool = False,
+            on_progress: Callable[[int, int], None] | None = None, batch_size: int | None = None) -> EnhanceReport:
+    """Bring a story's lock up to date: entries for shots whose inputs changed (all with `force`) are rewritten,
+    expanded by the LLM (`llm`, else the story's `enhance.llm`) loaded once and freed before this returns."""
+    from storyforge.enhance import qwen
+    from storyforge.enhance.template import prompt_template, render_texts
+    from storyforge.plan.compiler import compile_plan
+    from storyforge.spec.load import load
+    from storyforge.spec.resolve import resolve
+
+    story = load(path)
+    plan = compile_plan(resolve(story), render_texts)
+    template = prompt_template(story)
+    enhance = story.film.enhance
+    source = story.source
+    wanted: dict[str, Any] | None = None
+    ref: qwen.ModelRef | None = None
+    if llm or enhance.llm:
+        try:
+            ref = qwen.locate(llm, Path.cwd()) if llm else qwen.locate(enhance.llm or "", story.path.parent)
+        except StoryforgeError as error:
+            if llm:
+                raise
+            raise StoryError([Problem(source.file, source.line(("enhance", "llm")), "enhance.llm",
+                                      str(error))]) from None
+        wanted = llm_record(ref.name, ref.sha256, enhance)
+    old, _ = read_lock(story.path)
+    old = old or {}
+    template_record = {"name": template.name, "sha256": template.sha256}
+    entries: dict[str, dict[str, Any]] = {}
+    todo: list[Job] = []
+    kept: list[str] = []
+    for job in plan.jobs:
+        entry = old.get(job.id)
+        fits = (not force and _entry_problem(entry) is None and entry["template_prompt"] == job.template_prompt
+                and entry.get("kind") == job.kind and entry["llm"] == wanted)
+        if fits:
+            entries[job.id] = {**entry, "template": template_record}  # the same text, from today's template
+            kept.append(job.id)
+        else:
+            todo.append(job)
+    fallbacks: list[str] = []
+    warnings: list[Warning] = []
+    started = time.perf_counter()
+    expansions: dict[str, qwen.Expansion] = {}
+    if ref is not None and todo:
+        requests = [qwen.Request(job.id, job.template_prompt, starts_from_image=job.image is not None,
+                                 continues=job.kind == "extend") for job in todo]
+        results = qwen.expand(requests, ref, seed=enhance.seed, max_new_tokens=enhance.max_new_tokens,
+                              batch_size=batch_size or qwen.DEFAULT_BATCH, on_progress=on_progress)
+        expansions = {result.id: result for result in results}
+    for job in todo:
+        entry = {"kind": job.kind, "template": template_record, "template_prompt": job.template_prompt,
+                 "llm": wanted, "prompt": job.template_prompt, "source": "template"}
+        expansion = expansions.get(job.id)
+        if expansion is not None and expansion.prompt is not None:
+            entry.update(prompt=expansion.prompt, source="llm")
+        elif expansion is not None:
+            entry.update(source="fallback", note=f"{expansion.reason}; the template prompt is locked")
+            fallbacks.append(job.id)
+            warnings.append(Warning(source.file, int(job.source.rsplit(":", 1)[1]), job.id,
+                                    f"the LLM gave nothing usable ({expansion.reason}); locked the template "
+                                    "prompt instead"))
+        entries[job.id] = entry
+    seconds = time.perf_counter() - started
+    changed = write_lock(story.path, entries)
+    return EnhanceReport(story=story.path, lock=lock_path(story.path), llm=ref.name if ref else None,
+                         updated=tuple(job.id for job in todo), kept=tuple(kept), fallbacks=tuple(fallbacks),
+                         warnings=tuple(warnings), changed=changed, seconds=seconds)
