@@ -360,9 +360,6 @@ scenes:
 
 @pytest.mark.torch
 def test_the_tiny_model_renders_through_auto_with_exact_frame_counts(write_story, tmp_path: Path) -> None:
-    if not (ROOT / "storyforge" / "backends" / "skyreels_df.py").exists():
-        pytest.skip("storyforge/backends/skyreels_df.py is not written yet")
-    pytest.importorskip("diffusers")
     plan = api.plan(write_story(TINY))
     out = tmp_path / "out"
     report = render(plan, out=out, backend="auto", cache_root=tmp_path / "cache")

@@ -1,0 +1,58 @@
+"""Every example renders: with the animatic, and through the real diffusers pipelines on the tiny model.
+
+The tiny-model run is the planner's oracle: each clip's decoded frame count must equal the plan's `frames`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES
+
+from storyforge import api
+from storyforge.clipfile import count_frames
+
+EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
+
+
+def _check_outputs(plan, out: Path) -> None:
+    run = json.loads((out / "run.json").read_text())
+    assert [job["id"] for job in run["jobs"]] == [job.id for job in plan.jobs]
+    for job, record in zip(plan.jobs, run["jobs"], strict=True):
+        assert count_frames(out / record["clip"]) == job.frames, job.id
+    assert count_frames(out / "film.mp4") == plan.total_frames == run["total_frames"]
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.stem)
+def test_example_renders_with_the_animatic(path: Path, tmp_path: Path) -> None:
+    plan = api.plan(path, {"resolution": "256x144"})  # the same timeline, smaller pictures: fast on 2 cores
+    out = tmp_path / "out"
+    report = api.render(plan, out=out, backend="animatic", cache_root=tmp_path / "cache")
+    assert report.backend == "animatic"
+    _check_outputs(plan, out)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.stem)
+def test_example_renders_on_the_tiny_model_frame_for_frame(path: Path, tmp_path: Path) -> None:
+    plan = api.plan(path, {"model": "tiny", "resolution": "64x64", "steps": 2})
+    out = tmp_path / "out"
+    report = api.render(plan, out=out, backend="skyreels-df", cache_root=tmp_path / "cache")
+    assert report.backend == "skyreels-df"
+    _check_outputs(plan, out)
+
+
+def test_the_readme_render_command_works_without_a_gpu(tmp_path: Path) -> None:
+    folder = tmp_path / "stories"
+    shutil.copytree(EXAMPLES, folder)  # the cache and renders/ land beside the story: keep them out of the repo
+    result = subprocess.run([sys.executable, "-m", "storyforge", "render", "swan-lake.yaml"],
+                            capture_output=True, text=True, cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert "animatic" in result.stdout + result.stderr  # it says why there is no real render
+    plan = api.plan(folder / "swan-lake.yaml")
+    _check_outputs(plan, folder / "renders" / "swan-lake")
