@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from storyforge.errors import Problem, StoryError, StoryforgeError, display_path
-from storyforge.plan.model import Job, Plan, Warning
+from storyforge.plan.model import Job, Plan, PlanWarning
 from storyforge.spec.load import Story
 from storyforge.spec.models import Enhance
 
@@ -37,7 +37,7 @@ class EnhanceReport:
     updated: tuple[str, ...]  # shots whose entry was (re)written
     kept: tuple[str, ...]  # shots whose entry still matched
     fallbacks: tuple[str, ...]  # shots where the LLM gave nothing usable and the template prompt was locked
-    warnings: tuple[Warning, ...]
+    warnings: tuple[PlanWarning, ...]
     changed: bool  # whether the lock file's bytes changed
     seconds: float  # loading the model and generating
 
@@ -154,12 +154,12 @@ def apply_lock(plan: Plan, story: Story | None = None) -> Plan:
     enhance = story.film.enhance
     if shots is None:
         if problem:
-            warning = Warning(display_path(lock_path(plan.story)), 1, "lock",
+            warning = PlanWarning(display_path(lock_path(plan.story)), 1, "lock",
                               f"{lock_name} is not a lock file storyforge can read ({problem}); prompts are the "
                               f"templates'; {run} to rewrite it")
             return replace(plan, warnings=plan.warnings + (warning,))
         if enhance.llm:
-            warning = Warning(source.file, source.line(("enhance", "llm")), "enhance.llm",
+            warning = PlanWarning(source.file, source.line(("enhance", "llm")), "enhance.llm",
                               f"enhance.llm is set but there is no {lock_name} yet; prompts are the templates' "
                               f"until you {run}")
             return replace(plan, warnings=plan.warnings + (warning,))
@@ -169,13 +169,13 @@ def apply_lock(plan: Plan, story: Story | None = None) -> Plan:
     for job in plan.jobs:
         line = int(job.source.rsplit(":", 1)[1])
         if job.id not in shots:
-            warnings.append(Warning(source.file, line, job.id, f"not in {lock_name} yet; using the template "
+            warnings.append(PlanWarning(source.file, line, job.id, f"not in {lock_name} yet; using the template "
                                     f"prompt; {run}"))
             jobs.append(job)
             continue
         reason = stale_reason(shots[job.id], job, enhance)
         if reason:
-            warnings.append(Warning(source.file, line, job.id, f"the locked prompt is stale ({reason}); using the "
+            warnings.append(PlanWarning(source.file, line, job.id, f"the locked prompt is stale ({reason}); using the "
                                     f"template prompt; {run} to update {lock_name}"))
             jobs.append(job)
         else:
@@ -229,7 +229,7 @@ def refresh(path: Path | str, *, llm: str | None = None, force: bool = False,
         else:
             todo.append(job)
     fallbacks: list[str] = []
-    warnings: list[Warning] = []
+    warnings: list[PlanWarning] = []
     started = time.perf_counter()
     expansions: dict[str, qwen.Expansion] = {}
     if ref is not None and todo:
@@ -247,7 +247,7 @@ def refresh(path: Path | str, *, llm: str | None = None, force: bool = False,
         elif expansion is not None:
             entry.update(source="fallback", note=f"{expansion.reason}; the template prompt is locked")
             fallbacks.append(job.id)
-            warnings.append(Warning(source.file, int(job.source.rsplit(":", 1)[1]), job.id,
+            warnings.append(PlanWarning(source.file, int(job.source.rsplit(":", 1)[1]), job.id,
                                     f"the LLM gave nothing usable ({expansion.reason}); locked the template "
                                     "prompt instead"))
         entries[job.id] = entry

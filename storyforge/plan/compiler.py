@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from storyforge.errors import PlanError, Problem
 from storyforge.plan import frames as fx
 from storyforge.plan.keys import job_key
-from storyforge.plan.model import Job, Plan, Transition, Warning
+from storyforge.plan.model import Job, Plan, PlanWarning, Transition
 from storyforge.spec.load import PathKey
 from storyforge.spec.models import parse_duration
 from storyforge.spec.resolve import ResolvedFilm, ResolvedShot
@@ -41,14 +41,14 @@ class _Compiler:
         self.texts = texts
         self.source = film.story.source
         self.problems: list[Problem] = []
-        self.warnings: list[Warning] = []
+        self.warnings: list[PlanWarning] = []
 
     # -- reporting -------------------------------------------------------------------------------
     def error(self, shot: ResolvedShot, at: PathKey, message: str) -> None:
         self.problems.append(Problem(self.source.file, self.source.line(at), shot.id, message))
 
     def warn(self, shot: ResolvedShot, at: PathKey, message: str) -> None:
-        self.warnings.append(Warning(self.source.file, self.source.line(at), shot.id, message))
+        self.warnings.append(PlanWarning(self.source.file, self.source.line(at), shot.id, message))
 
     def setting(self, shot: ResolvedShot, name: str) -> PathKey:
         return shot.origins.get(name, shot.path)

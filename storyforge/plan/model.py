@@ -93,7 +93,7 @@ def _image_json(image: Image | None) -> dict[str, str] | None:
 
 
 @dataclass(frozen=True)
-class Warning:
+class PlanWarning:
     """A legal but probably unwanted choice, at its line."""
 
     file: str
@@ -117,7 +117,7 @@ class Plan:
     total_frames: int
     jobs: tuple[Job, ...]
     audio: Image | None = None
-    warnings: tuple[Warning, ...] = field(default=())
+    warnings: tuple[PlanWarning, ...] = field(default=())
 
     @property
     def duration_s(self) -> float:
