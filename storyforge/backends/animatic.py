@@ -7,12 +7,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
-
 from storyforge.console import timecode
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy and Pillow load only when a frame is drawn: a no-op re-render needs neither
+    import numpy as np
+    from PIL import Image, ImageFont
+
     from storyforge.backends.base import RenderInputs
     from storyforge.plan.model import Job
 
@@ -76,6 +76,8 @@ class Animatic:
                 "camera": job.camera, "start_frame": job.start_frame}
 
     def render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
+        import numpy as np
+        from PIL import Image
         s = job.settings
         width, height, count = s.width, s.height, job.frames
         band = _band_height(height)
@@ -104,6 +106,8 @@ class Animatic:
 
     def _canvas(self, job: Job, inputs: RenderInputs, picture: tuple[int, int]) -> Image.Image:
         """The picture with a margin on every side to move into."""
+        import numpy as np
+        from PIL import Image
         width, height = picture
         if job.kind == "extend" and inputs.previous_frames is not None and len(inputs.previous_frames):
             # the take goes on from its last frame (as decoded from the clip), without the old caption band
@@ -124,6 +128,7 @@ def _margins(picture: tuple[int, int]) -> tuple[int, int]:
 
 def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """`image` centre-cropped to the aspect of `size` and scaled to it."""
+    from PIL import Image
     image = image.convert("RGB")
     width, height = image.size
     aspect = size[0] / size[1]
@@ -138,12 +143,16 @@ def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 def _padded(picture: Image.Image) -> Image.Image:
     """A photo-like picture extended into the margin by mirroring its edges."""
+    import numpy as np
+    from PIL import Image
     mx, my = _margins(picture.size)
     return Image.fromarray(np.pad(np.asarray(picture), ((my, my), (mx, mx), (0, 0)), mode="reflect"))
 
 
 def _title_card(job: Job, picture: tuple[int, int]) -> Image.Image:
     """A gradient in colours taken from the job key, a faint grid that shows the motion, and the shot id."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
     mx, my = _margins(picture)
     width, height = picture[0] + 2 * mx, picture[1] + 2 * my
     seed = bytes.fromhex(job.key[:12]) if len(job.key) >= 12 else job.id.encode().ljust(6, b"\0")
@@ -172,6 +181,8 @@ def _title_card(job: Job, picture: tuple[int, int]) -> Image.Image:
 
 def _view(canvas: Image.Image, picture: tuple[int, int], move: Motion, t: float) -> np.ndarray:
     """The frame at time t (0..1) of the shot: the moving view of the canvas, as an (h, w, 3) array."""
+    import numpy as np
+    from PIL import Image
     width, height = picture
     mx, my = _margins(picture)
     zoom = 1.0 + (move.zoom - 1.0) * t
@@ -189,6 +200,7 @@ def _view(canvas: Image.Image, picture: tuple[int, int], move: Motion, t: float)
 
 def _blend_towards(pictures: np.ndarray, end: np.ndarray, count: int) -> None:
     """Dissolve the last `count` pictures into the end image, in place, reaching it on the last frame."""
+    import numpy as np
     total = len(pictures)
     for k in range(count):
         alpha = (k + 1) / count
@@ -217,6 +229,8 @@ class _Overlay:
     """The caption band (shot id, wrapped prompt) drawn once, and timecode digits stamped per frame."""
 
     def __init__(self, job: Job, width: int, band: int):
+        import numpy as np
+        from PIL import Image, ImageDraw, ImageFont
         pad = max(2, band // 12)
         head_size, caption_size = max(8, round(band * 0.24)), max(7, round(band * 0.17))
         head, caption = ImageFont.load_default(size=head_size), ImageFont.load_default(size=caption_size)
