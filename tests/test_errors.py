@@ -261,3 +261,35 @@ def test_overlap_shorter_than_a_block_is_refused_for_an_extension(write_story) -
         "film.yaml:8: s/b: 12 new frames in asynchronous mode with causal_block_size 5: overlap_frames 5 (2 latents) "
         "is less than one block of causal_block_size 5: the pipeline would drop the whole overlap and continue from "
         "nothing; use overlap_frames 17 or more"]
+
+
+def _wav(path, seconds: float) -> None:
+    import wave
+
+    with wave.open(str(path), "wb") as sound:
+        sound.setnchannels(1)
+        sound.setsampwidth(2)
+        sound.setframerate(16000)
+        sound.writeframes(b"\x00\x10" * int(16000 * seconds))
+
+
+@pytest.mark.parametrize("content, expected", [
+    (None, "film.yaml:9: audio: no such file 'music/theme.wav' (paths are relative to the story file)"),
+    (b"definitely not audio", "film.yaml:9: audio: 'music/theme.wav' is not audio that can be decoded "
+                              "(InvalidDataError); re-export it"),
+])
+def test_a_missing_or_undecodable_soundtrack(write_story, story_dir, content, expected) -> None:
+    if content is not None:
+        (story_dir / "music").mkdir()
+        (story_dir / "music" / "theme.wav").write_bytes(content)
+    path = write_story(HEAD + SHOT + "audio: music/theme.wav\n")
+    with pytest.raises(StoryError) as caught:
+        api.validate(path)
+    assert [str(p) for p in caught.value.problems] == [expected]
+
+
+def test_a_soundtrack_that_decodes_is_accepted(write_story, story_dir) -> None:
+    (story_dir / "music").mkdir()
+    _wav(story_dir / "music" / "theme.wav", 1.0)
+    plan = api.plan(write_story(HEAD + SHOT + "audio: music/theme.wav\n"))
+    assert plan.audio is not None and plan.audio.relative == "music/theme.wav"

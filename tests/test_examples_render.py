@@ -56,3 +56,28 @@ def test_the_readme_render_command_works_without_a_gpu(tmp_path: Path) -> None:
     assert "animatic" in result.stdout + result.stderr  # it says why there is no real render
     plan = api.plan(folder / "swan-lake.yaml")
     _check_outputs(plan, folder / "renders" / "swan-lake")
+
+
+def test_the_soundtrack_is_trimmed_to_the_cut(write_story, story_dir: Path, tmp_path: Path) -> None:
+    import wave
+
+    import av
+
+    (story_dir / "music").mkdir()
+    with wave.open(str(story_dir / "music" / "theme.wav"), "wb") as sound:  # 5 s of sound under a 2 s cut
+        sound.setnchannels(1)
+        sound.setsampwidth(2)
+        sound.setframerate(16000)
+        sound.writeframes(b"\x00\x10" * 16000 * 5)
+    path = write_story("storyforge: 1\ntitle: T\nrender: {resolution: 128x96}\naudio: music/theme.wav\nscenes:\n"
+                       "  - id: s\n    shots:\n      - {id: a, prompt: p, duration: 25f}\n"
+                       "      - {id: b, prompt: q, duration: 24f, transition: continue}\n")
+    plan = api.plan(path)
+    out = tmp_path / "out"
+    api.render(plan, out=out, backend="animatic", cache_root=tmp_path / "cache")
+    _check_outputs(plan, out)
+    with av.open(str(out / "film.mp4")) as film:
+        stream = film.streams.audio[0]
+        samples = sum(frame.samples for frame in film.decode(stream))
+        rate = stream.rate
+    assert abs(samples / rate - plan.total_frames / plan.fps) <= 1024 / rate  # within one AAC frame

@@ -58,10 +58,29 @@ def check_film(film: Film, source: SourceMap, folder: Path) -> list[Problem]:
             if message:
                 problem(("characters", name, "reference"), f"characters.{name}", message)
     if film.audio:
-        audio = folder / film.audio
-        if not audio.is_file():
-            problem(("audio",), "audio", f"no such file '{film.audio}' (paths are relative to the story file)")
+        message = audio_problem(folder, film.audio)
+        if message:
+            problem(("audio",), "audio", message)
     return problems
+
+
+def audio_problem(folder: Path, relative: str) -> str | None:
+    """Why a soundtrack cannot be used, or None when it decodes (checked only where PyAV is installed)."""
+    path = folder / relative
+    if not path.is_file():
+        return f"no such file '{relative}' (paths are relative to the story file)"
+    try:
+        import av  # the `video` extra; without it the render stops earlier and names the extra
+    except ImportError:
+        return None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                return f"'{relative}' has no audio stream; use an audio file (MP3, AAC, WAV, FLAC, Ogg)"
+            next(container.decode(audio=0))
+    except (av.FFmpegError, StopIteration, OSError, ValueError) as error:
+        return f"'{relative}' is not audio that can be decoded ({type(error).__name__}); re-export it"
+    return None
 
 
 def image_problem(folder: Path, relative: str) -> str | None:
