@@ -39,7 +39,7 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def moviepy_cut(clips: list[CutClip], out: Path) -> None:
+def moviepy_cut(clips: list[CutClip], out: Path, fps: int = FPS, size: tuple[int, int] = (WIDTH, HEIGHT)) -> None:
     """The same cut as a moviepy 2 user would write it: one composition, crossfades and fades as effects."""
     from moviepy import CompositeVideoClip, VideoFileClip, vfx
 
@@ -47,19 +47,21 @@ def moviepy_cut(clips: list[CutClip], out: Path) -> None:
     placed, start = [], 0.0
     for clip, source in zip(clips, sources, strict=True):
         effects = []
-        seconds = clip.transition_frames / FPS
+        seconds = clip.transition_frames / fps
         if clip.transition == "crossfade":
             start -= seconds
             effects.append(vfx.CrossFadeIn(seconds))
+        elif clip.transition == "fade" and not placed:  # the film fades in from black
+            effects.append(vfx.FadeIn(seconds))
         elif clip.transition == "fade":
-            half = (clip.transition_frames // 2) / FPS
+            half = (clip.transition_frames // 2) / fps
             placed[-1] = placed[-1].with_effects([vfx.FadeOut(half)])
             effects.append(vfx.FadeIn(seconds - half))
         placed.append(source.with_start(start).with_effects(effects) if effects else source.with_start(start))
         start += source.duration
     # bg_color: without it the composition blends against transparency, 1.1-1.7x slower (research note).
-    film = CompositeVideoClip(placed, size=(WIDTH, HEIGHT), bg_color=(0, 0, 0))
-    film.write_videofile(str(out), fps=FPS, codec="libx264", audio=False, logger=None)
+    film = CompositeVideoClip(placed, size=size, bg_color=(0, 0, 0))
+    film.write_videofile(str(out), fps=fps, codec="libx264", audio=False, logger=None)
     for source in sources:
         source.close()
 
