@@ -155,21 +155,25 @@ def render(
                                           help="Render only this shot (scene/shot) or scene, and what continues "
                                                "it; repeat it or separate ids with commas."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Render every job again; the cache is not touched."),
-    executor: ExecutorChoice = typer.Option(ExecutorChoice.local, "--executor", help="Where jobs run."),
+    executor: ExecutorChoice = typer.Option(ExecutorChoice.local, "--executor",
+                                            help="Where chains of shots run: local (here, in order) or ray (one "
+                                                 "task per chain on the cluster in RAY_ADDRESS, else a local one)."),
 ) -> None:
     """Render every shot (cached by content) and cut film.mp4, with clips/, plan.json and run.json."""
     from storyforge import api
+    from storyforge.backends.multigpu import is_writer
     from storyforge.console import err, out, show_warnings
 
-    if executor is ExecutorChoice.ray:
-        raise StoryforgeError("the ray executor needs the Ray integration, which this version does not have yet; "
-                              "use --executor local (the default)")
     shots = [name.strip() for value in only or () for name in value.split(",") if name.strip()] or None
     result = api.plan(file, {"model": model})
+    if not is_writer():  # a torchrun rank other than 0 renders in step with rank 0, which does all the talking
+        api.render(result, out=out_dir, backend=backend.value, only=shots, use_cache=not no_cache,
+                   executor=executor.value)
+        return
     show_warnings(result)
     with _RenderProgress(err) as progress:
         report = api.render(result, out=out_dir, backend=backend.value, only=shots, use_cache=not no_cache,
-                            progress=progress)
+                            progress=progress, executor=executor.value)
     for notice in report.notices:
         err.print(f"[cyan]note:[/cyan] {notice}")
     for warning in report.warnings:

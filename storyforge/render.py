@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from storyforge.atomic import write_text
+from storyforge.backends.multigpu import coupled, is_writer, ranks, share
 from storyforge.cache import Cache, CorruptEntry, Entry, default_root, entry_key
 from storyforge.errors import RenderError, StoryforgeError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
     import numpy as np
 
     from storyforge.backends.base import Backend
@@ -147,27 +150,48 @@ def clip_name(job: Job) -> str:
     return "clips/" + job.id.replace("/", "__") + ".mp4"
 
 
+def chains_of(plan: Plan, jobs: Sequence[Job]) -> list[list[Job]]:
+    """`jobs` grouped by the plan's chains, in film order: what an executor schedules (chains are independent)."""
+    wanted = {job.id for job in jobs}
+    grouped = ([job for job in chain if job.id in wanted] for chain in plan.chains())
+    return [chain for chain in grouped if chain]
+
+
+def render_chain(run: Run, jobs: Sequence[Job]) -> Iterator[Job]:
+    """Bring one chain's `jobs` into the run's cache in order, each after what it continues; yields each job as
+    its entry is ready. The work of one chain, the same in this process (local) and on a Ray worker."""
+    for job in jobs:
+        run.ensure(job)
+        yield job
+
+
 def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: list[str] | None = None,
            use_cache: bool = True, cache_root: Path | None = None, progress: RenderProgress | None = None,
-           backend_options: dict[str, Any] | None = None) -> RunReport:
+           backend_options: dict[str, Any] | None = None, executor: str = "local",
+           executor_options: dict[str, Any] | None = None) -> RunReport:
     """Render every job of `plan` (or those `only` names) into `out`, reusing cached clips, and cut the film.
 
     `use_cache=False` renders every job again into a throw-away cache: the shared cache is neither read nor
-    written. Raises RenderError when a backend fails; completed cache entries are kept, so a new run
-    resumes. KeyboardInterrupt propagates the same way.
+    written. `executor` runs the chains: `local` (here, in film order) or `ray` (see storyforge.executors).
+    Raises RenderError when a backend fails; completed cache entries are kept, so a new run resumes.
+    KeyboardInterrupt propagates the same way. Under torchrun only rank 0 writes anything (the others
+    render in step with it, see storyforge.backends.multigpu).
     """
+    from storyforge.executors import run_chains
+
     name, notice = choose_backend(plan, backend)
     out = Path(out) if out is not None else default_out(plan.story)
     targets = select(plan, only)
-    out.mkdir(parents=True, exist_ok=True)
-    scratch = None if use_cache else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
-    cache = Cache(scratch or Path(cache_root or default_root(plan.story)))
-    run = _Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets})
+    writer = is_writer()
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
+    scratch = None if use_cache or not writer else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
+    cache = Cache(scratch or Path(cache_root or default_root(plan.story))) if writer else None
+    run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets})
     if notice:
         run.notices.append(notice)
     try:
-        for job in targets:
-            run.ensure(job)
+        run_chains(executor, run, chains_of(plan, targets), executor_options or {})
         return run.finish(out, whole=not only, reuse_film=use_cache)
     finally:
         run.close_backend()
@@ -175,11 +199,17 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-class _Run:
-    """One render's state: the backend (loaded on first use), the entries found or made, and the records."""
+class Run:
+    """One render's state: the backend (loaded on first use), the entries found or made, and the records.
 
-    def __init__(self, plan: Plan, cache: Cache, backend: str, options: dict[str, Any],
-                 progress: RenderProgress | None, targets: set[str]):
+    `cache=None` is a torchrun rank other than 0: it renders in step with rank 0 and writes nothing, taking
+    what only rank 0 can know (cache hits, decoded pixels) from it through `share`.
+    """
+
+    def __init__(self, plan: Plan, cache: Cache | None, backend: str, options: dict[str, Any],
+                 progress: RenderProgress | None, targets: set[str], loaded: Backend | None = None):
+        """`loaded`: the backend, already loaded by the caller, who also closes it (a Ray worker keeps its
+        model across chains); by default it is loaded on first use and closed with close_backend."""
         from storyforge.stitch import keyframes
 
         self.plan, self.cache, self.backend_name, self.options, self.progress = plan, cache, backend, options, progress
@@ -190,8 +220,12 @@ class _Run:
         self.records: dict[str, JobRecord] = {}
         self.notices: list[str] = []
         self.warnings: list[str] = []
-        self._backend: Backend | None = None
+        self._backend: Backend | None = loaded
+        self._owns_backend = loaded is None
         self._entry_keys: dict[str, str] = {}
+        # a rank that does not write keeps the last frames of what it rendered, for the extensions after them
+        self._tails: dict[str, np.ndarray] = {}
+        self._keep = max((job.settings.overlap_frames for job in plan.jobs), default=0)
 
     @property
     def backend(self) -> Backend:
@@ -199,12 +233,13 @@ class _Run:
             from storyforge.backends.base import load_backend
 
             self._backend = load_backend(self.backend_name, **self.options)
+            self._owns_backend = True
         return self._backend
 
     def close_backend(self) -> None:
-        if self._backend is not None:
+        if self._backend is not None and self._owns_backend:
             self._backend.close()
-            self._backend = None
+        self._backend = None
 
     def entry_key(self, job: Job) -> str:
         if job.id not in self._entry_keys:
@@ -213,6 +248,7 @@ class _Run:
 
     def lookup(self, job: Job) -> Entry | None:
         """The job's cache entry with the keyframes the cut needs now (re-encoded, not re-rendered, if not)."""
+        assert self.cache is not None, "only the writing rank reads the cache"
         entry = self.cache.get(self.entry_key(job))
         needed = self.keyframes[job.id]
         if entry is not None and not set(needed) <= set(entry.keyframes):
@@ -228,25 +264,36 @@ class _Run:
         """The job's entry: from the cache, or rendered (after what it continues) and written to it."""
         if job.id in self.entries:
             return self.entries[job.id]
+        entry = self.cached(job)
+        if entry is not None:
+            return entry
+        previous = self.tail(job) if job.kind == "extend" else None  # may render what it continues first
         started = time.time()
-        entry = self.lookup(job)
-        status = "cached"
-        if entry is None:
-            previous = self.tail(job) if job.kind == "extend" else None  # may render what it continues first
-            started = time.time()
-            self._announce(job)
-            entry = self._render(job, previous)
-            status = "rendered"
-            if job.id not in self.targets:
-                self.notices.append(f"{job.id} was rendered too: a shot you asked for continues it, "
-                                    "and its clip was not in the cache")
-        else:
-            self._announce(job)
-        self._record(job, entry, status, started)
+        self.announce(job)
+        entry = self._render(job, previous)
+        if job.id not in self.targets:
+            self.notices.append(f"{job.id} was rendered too: a shot you asked for continues it, "
+                                "and its clip was not in the cache")
+        self.record(job, entry, "rendered", started)
         return entry
 
-    def _record(self, job: Job, entry: Entry, status: str, started: float) -> None:
-        finished = time.time()
+    def cached(self, job: Job) -> Entry | None:
+        """The job's entry when the cache has it, recorded as cached; None when it must be rendered."""
+        started = time.time()
+        if self.cache is None:
+            key = self.entry_key(job)  # loads the backend (joining the process group) in step with rank 0
+            entry = Entry(key, Path(), {}) if share(False) else None  # rank 0 has it: only a placeholder here
+        else:
+            entry = self.lookup(job)
+            share(entry is not None)
+        if entry is not None:
+            self.announce(job)
+            self.record(job, entry, "cached", started)
+        return entry
+
+    def record(self, job: Job, entry: Entry, status: str, started: float, finished: float | None = None) -> None:
+        """Keep the job's entry and its run.json line (`finished` defaults to now) and tell the progress."""
+        finished = time.time() if finished is None else finished
         self.entries[job.id] = entry
         seconds = round(finished - started, 3)
         self.records[job.id] = JobRecord(job.id, job.key, status, clip_name(job), seconds, round(started, 3),
@@ -254,7 +301,8 @@ class _Run:
         if self.progress is not None:
             self.progress.job_finished(job, status, seconds)
 
-    def _announce(self, job: Job) -> None:
+    def announce(self, job: Job) -> None:
+        """Tell the progress that the job is being looked up or rendered."""
         if self.progress is not None:
             self.progress.job_started(self.index[job.id], len(self.plan.jobs), job)
 
@@ -280,6 +328,9 @@ class _Run:
         warning = check_clip(frames) if self.backend_name != "animatic" else None
         if warning:
             self.warnings.append(f"{job.id}: {warning}")
+        if self.cache is None:
+            self._tails[job.id] = frames[-self._keep:] if self._keep else frames[:0]
+            return Entry(self.entry_key(job), Path(), {})
         return self.cache.put(self.entry_key(job), frames, job=job, fps=self.plan.fps,
                               keyframes=self.keyframes[job.id], identity=self.backend.identity(job), seconds=seconds)
 
@@ -287,27 +338,37 @@ class _Run:
         """The last overlap_frames frames of the chain before `job`, decoded from the cached clips.
 
         Always the decoded clips, never a backend's in-memory frames: H.264 is lossy, and a resumed render
-        must condition on exactly the pixels an uninterrupted one did.
+        must condition on exactly the pixels an uninterrupted one did. Under torchrun, rank 0's pixels.
         """
         import numpy as np
 
         needed = job.settings.overlap_frames
-        parts: list[np.ndarray] = []
+        parts: list[np.ndarray | None] = []
         have = 0
         upstream = self.plan.job(job.after) if job.after else None
         while upstream is not None and have < needed:
             frames = self._decoded(upstream)
-            parts.insert(0, frames[-(needed - have):])
-            have += len(parts[0])
+            parts.insert(0, None if frames is None else frames[-(needed - have):])
+            have += min(upstream.frames, needed - have)  # the plan's count: the same walk on every rank
             upstream = self.plan.job(upstream.after) if upstream.after else None
-        return np.concatenate(parts)[-needed:]
+        mine = None if any(p is None for p in parts) else np.concatenate(parts)[-needed:]  # type: ignore[arg-type]
+        frames = share(mine)
+        if frames is None:
+            raise RenderError(f"{job.id}: the frames it continues from are not on this rank")
+        return frames
 
-    def _decoded(self, job: Job) -> np.ndarray:
+    def _decoded(self, job: Job) -> np.ndarray | None:
+        if self.cache is None:
+            self.ensure(job)
+            return self._tails.get(job.id)  # None when rank 0 found it cached: its pixels come through share
         for _attempt in range(2):
             try:
                 return self.cache.read(self.ensure(job))
             except CorruptEntry:
                 self.entries.pop(job.id, None)  # discarded: the next ensure renders it again
+                if coupled():  # rendering it again here alone would leave the other ranks behind
+                    raise RenderError(f"{job.id}: its cached clip did not decode and was discarded; run the "
+                                      "render again") from None
         raise RenderError(f"{job.id}: its clip was corrupt twice in a row in {self.cache.root}; check the disk")
 
     def _check_frames(self, job: Job, frames: Any) -> None:
@@ -325,6 +386,13 @@ class _Run:
     def finish(self, out: Path, *, whole: bool, reuse_film: bool) -> RunReport:
         """Clips linked into out/clips, plan.json, the film (unless nothing in it changed), run.json."""
         plan = self.plan
+        if self.cache is None:  # a torchrun rank other than 0: rank 0 writes all of it
+            self.close_backend()
+            report = RunReport(out=out, backend=self.backend_name,
+                               jobs=[self.records[job.id] for job in plan.jobs if job.id in self.records])
+            report.notices = [f"this is rank {ranks().rank} of {ranks().world_size}: rank 0 writes the clips, "
+                              "run.json and the film"]
+            return report
         missing: list[str] = []
         for job in plan.jobs:  # with --only, the film is cut when the other shots' clips are cached
             if job.id not in self.entries:
@@ -333,7 +401,7 @@ class _Run:
                 if entry is None:
                     missing.append(job.id)
                 else:
-                    self._record(job, entry, "cached", started)
+                    self.record(job, entry, "cached", started)
         self.close_backend()  # free the model before the cut (every entry key is known by now)
         clips = out / "clips"
         clips.mkdir(exist_ok=True)

@@ -24,7 +24,9 @@ from diffusers import (
 from PIL import Image as PILImage
 from PIL import ImageOps
 
+from storyforge.backends import multigpu
 from storyforge.backends.base import RenderInputs
+from storyforge.backends.multigpu import SequenceParallel
 from storyforge.errors import RenderError
 from storyforge.plan.model import Job
 from storyforge.spec.presets import PRESETS
@@ -75,7 +77,15 @@ class SkyReelsDF:
 
     name = "skyreels-df"
 
-    def __init__(self, device: str | None = None, dtype: str | None = None):
+    def __init__(self, device: str | None = None, dtype: str | None = None,
+                 parallel: SequenceParallel | bool | None = None):
+        # parallel: split each generation across the GPUs of a torchrun launch; None decides from WORLD_SIZE
+        if parallel is None:
+            parallel = multigpu.ranks().parallel
+        self.parallel: SequenceParallel | None = (
+            multigpu.setup() if parallel is True else None if parallel is False else parallel)
+        if device is None and self.parallel is not None:
+            device = self.parallel.device
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.device_type = torch.device(self.device).type
         self.accelerated = self.device_type != "cpu"
@@ -104,6 +114,8 @@ class SkyReelsDF:
             "device": self.device_type,
             "scheduler": SCHEDULER_CLASS,
             "diffusers": diffusers.__version__,
+            # split attention sums in another order: close to, not bit-equal with, one GPU's pixels
+            **({"ulysses": self.parallel.size} if self.parallel is not None else {}),
         }
 
     def _model_identity(self, model: str) -> dict[str, str]:
@@ -161,6 +173,8 @@ class SkyReelsDF:
             raise RenderError(_load_failure(model, source, error)) from error
         if not self.accelerated:
             pipe.to(self.device)
+        if self.parallel is not None:
+            multigpu.shard_transformer(pipe.transformer, self.parallel)
         pipe.set_progress_bar_config(disable=True)
         loaded = _Loaded(pipelines={"t2v": pipe}, scheduler_config=dict(pipe.scheduler.config))
         self._loaded[model] = loaded
@@ -207,6 +221,8 @@ class SkyReelsDF:
 
     def render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
         s = job.settings
+        if self.parallel is not None:
+            self._check_parallel(job, self.parallel)
         loaded = self._load(s.model)
         pipe = self.pipeline(s.model, job.kind)
         arguments = self.call_arguments(job, inputs)
@@ -260,6 +276,14 @@ class SkyReelsDF:
         if clip.shape != expected:
             raise RenderError(f"job {job.id}: the pipeline returned frames of shape {clip.shape}, expected {expected}")
         return clip
+
+    def _check_parallel(self, job: Job, parallel: SequenceParallel) -> None:
+        """Every rank must run the same generation: the same job and seed (the noise is drawn on each rank)."""
+        if multigpu.share((job.key, job.seed)) != (job.key, job.seed):
+            raise RenderError(f"job {job.id}: this rank's plan differs from rank 0's (key or seed); every torchrun "
+                              "process must render the same story file with the same options")
+        heads = self._load(job.settings.model).pipelines["t2v"].transformer.config.num_attention_heads
+        multigpu.check_size(parallel, heads, job.settings.width, job.settings.height, job.id)
 
     def close(self) -> None:
         self._loaded.clear()

@@ -1,0 +1,304 @@
+"""The ray executor on a local 2-CPU cluster: the multi-scene example frame for frame as the local executor renders
+it, chains overlapping in time, longest first, --only, a failing shot retried once and then reported by id, Ctrl-C
+cancelling the cluster's tasks; and the local executor never importing Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import EXAMPLES, ROOT
+
+from storyforge import api
+from storyforge.backends.animatic import DELAY_VARIABLE, Animatic
+from storyforge.backends.base import REGISTRY
+from storyforge.clipfile import read_frames
+from storyforge.errors import RenderError
+from storyforge.render import RunReport, render
+
+TESTS = Path(__file__).resolve().parent
+SMALL = "resolution: 128x96"  # the example at a size the animatic draws in milliseconds (multiples of 16)
+FLAKY_LOG, FLAKY_SHOT, FLAKY_FAILURES = "STORYFORGE_TEST_FLAKY_LOG", "STORYFORGE_TEST_FLAKY_SHOT", \
+    "STORYFORGE_TEST_FLAKY_FAILURES"  # STORYFORGE_*: the executor forwards them to its tasks
+
+STORY = """\
+storyforge: 1
+title: Flaky
+render: {resolution: 128x96, fps: 12, base_frames: 17, overlap_frames: 5}
+scenes:
+  - id: one
+    shots:
+      - id: a
+        prompt: a red fox wakes up
+        duration: 17f
+      - id: b
+        prompt: the fox stretches
+        duration: 12f
+        transition: continue
+  - id: two
+    shots:
+      - id: c
+        prompt: the fox runs between the trees
+        duration: 17f
+      - id: d
+        prompt: the fox sleeps
+        duration: 13f
+        transition: {type: crossfade, duration: 4f}
+"""
+
+
+class Flaky(Animatic):
+    """The animatic, failing on one shot for its first FAILURES tries (counted in a file: tries run on workers)."""
+
+    name = "flaky"
+
+    def identity(self, job):  # type: ignore[no-untyped-def]
+        return {**super().identity(job), "backend": self.name}
+
+    def render(self, job, inputs):  # type: ignore[no-untyped-def]
+        log = os.environ.get(FLAKY_LOG)
+        if log and job.id == os.environ.get(FLAKY_SHOT):
+            with open(log, "a", encoding="utf-8") as handle:
+                handle.write(f"{job.id}\n")
+            if len(Path(log).read_text().splitlines()) <= int(os.environ.get(FLAKY_FAILURES, "0")):
+                raise RenderError(f"{job.id}: the model files are missing")
+        return super().render(job, inputs)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local Ray cluster of 2 CPUs for the module (it takes seconds to start); its workers import tests/."""
+    import ray
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("RAY_ADDRESS", raising=False)
+        # the raylet, and so every worker it starts, inherits this: the tests' own backend imports there
+        patch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # Ray's notice about accelerator variables
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 << 20,
+                     logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def swan_lake(story_dir: Path) -> Path:
+    """examples/stories/swan-lake.yaml (7 shots in 5 chains, start and end images) at 128x96."""
+    story = story_dir / "swan-lake.yaml"
+    story.write_text((EXAMPLES / "swan-lake.yaml").read_text().replace("resolution: 540p", SMALL))
+    return story
+
+
+@pytest.fixture
+def flaky(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setitem(REGISTRY, "flaky", f"{__name__}:Flaky")  # the worker gets this entry with its task
+    log = tmp_path / "tries.log"
+    monkeypatch.setenv(FLAKY_LOG, str(log))
+    return log
+
+
+def statuses(report: RunReport) -> dict[str, str]:
+    return {job.id: job.status for job in report.jobs}
+
+
+def entries(cache: Path) -> list[str]:
+    return sorted(json.loads(p.read_text())["job"] for p in cache.glob("??/*/meta.json"))
+
+
+@pytest.mark.ray
+def test_ray_renders_the_multi_scene_example_as_the_local_executor_does(
+        cluster, swan_lake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = api.plan(swan_lake)
+    assert len(plan.chains()) == 5 and len(plan.jobs) == 7
+    local = render(plan, out=tmp_path / "local", backend="animatic", cache_root=tmp_path / "local-cache")
+    monkeypatch.setenv(DELAY_VARIABLE, "0.7")  # slow jobs, so chains visibly overlap; tasks see it
+    distributed = render(plan, out=tmp_path / "ray", backend="animatic", cache_root=tmp_path / "ray-cache",
+                         executor="ray")
+    assert set(statuses(distributed).values()) == {"rendered"} and distributed.total_frames == plan.total_frames
+
+    film = read_frames(tmp_path / "ray" / "film.mp4")
+    assert film.shape[0] == plan.total_frames
+    assert np.array_equal(film, read_frames(tmp_path / "local" / "film.mp4"))
+    for job in plan.jobs:  # each clip is the very bytes the local executor encodes
+        name = "clips/" + job.id.replace("/", "__") + ".mp4"
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), job.id
+    assert [job.key for job in distributed.jobs] == [job.key for job in local.jobs]
+
+    run = json.loads((tmp_path / "ray" / "run.json").read_text())
+    times = {job["id"]: (job["started"], job["finished"]) for job in run["jobs"]}
+    spans = [(min(times[j.id][0] for j in chain), max(times[j.id][1] for j in chain), chain[0].id)
+             for chain in plan.chains()]
+    overlapping = [(a[2], b[2]) for n, a in enumerate(spans) for b in spans[n + 1:] if a[0] < b[1] and b[0] < a[1]]
+    assert overlapping, spans  # two chains rendered at the same time
+    assert all(finished - started >= 0.7 for started, finished in times.values())  # the workers saw the delay
+    # longest first: the two most expensive chains take the two CPUs before any other chain starts
+    costs = {chain[0].id: (sum(job.transformer_calls for job in chain), sum(job.frames for job in chain))
+             for chain in plan.chains()}  # the plan's cost model: transformer calls, then frames
+    first_two = sorted(costs, key=costs.__getitem__, reverse=True)[:2]
+    later = [times[head][0] for head in costs if head not in first_two]
+    assert max(times[head][0] for head in first_two) < min(later), (first_two, times)
+
+    again = render(plan, out=tmp_path / "ray", backend="animatic", cache_root=tmp_path / "ray-cache", executor="ray")
+    assert set(statuses(again).values()) == {"cached"} and again.stitch_seconds == 0.0
+
+
+@pytest.mark.ray
+def test_only_and_a_cached_upstream_clip_reach_the_worker(cluster, swan_lake: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    report = render(api.plan(swan_lake), out=tmp_path / "out", backend="animatic", cache_root=cache,
+                    executor="ray", only=["dawn/dip"])
+    assert statuses(report) == {"dawn/glide": "rendered", "dawn/dip": "rendered", "dawn/ripples": "rendered"}
+    assert "dawn/glide was rendered too: a shot you asked for continues it, and its clip was not in the cache" \
+        in report.notices
+    # a new prompt for ripples, which continues dip: the worker conditions on dip's clip as this machine's
+    # cache holds it (sent along with the task), exactly as the local executor does
+    swan_lake.write_text(swan_lake.read_text().replace("ripples spread in rings", "rings of ripples spread"))
+    plan = api.plan(swan_lake)
+    report = render(plan, out=tmp_path / "out", backend="animatic", cache_root=cache, executor="ray",
+                    only=["dawn/ripples"])
+    assert statuses(report) == {"dawn/glide": "cached", "dawn/dip": "cached", "dawn/ripples": "rendered"}
+    render(plan, out=tmp_path / "local", backend="animatic", cache_root=tmp_path / "local-cache",
+           only=["dawn/ripples"])
+    assert (tmp_path / "out" / "clips" / "dawn__ripples.mp4").read_bytes() == \
+        (tmp_path / "local" / "clips" / "dawn__ripples.mp4").read_bytes()
+
+
+@pytest.mark.ray
+def test_the_cli_renders_on_the_cluster_in_ray_address(cluster, write_story) -> None:
+    story = write_story(STORY)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": cluster.get_runtime_context().gcs_address,
+           "STORYFORGE_RAY_SHARED_CACHE": "1"}  # a local cluster shares this machine's folders
+    done = subprocess.run([sys.executable, "-m", "storyforge", "render", str(story), "--backend", "animatic",
+                           "--executor", "ray"], capture_output=True, text=True, cwd=story.parent, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "4 rendered, 0 cached" in done.stdout
+    run = json.loads((story.parent / "renders" / "film" / "run.json").read_text())
+    assert [job["id"] for job in run["jobs"]] == ["one/a", "one/b", "two/c", "two/d"]
+    assert entries(story.parent / ".storyforge" / "cache") == ["one/a", "one/b", "two/c", "two/d"]
+
+
+@pytest.mark.ray
+def test_a_failing_task_is_retried_once(cluster, write_story, tmp_path: Path, flaky: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(FLAKY_SHOT, "one/b")
+    monkeypatch.setenv(FLAKY_FAILURES, "1")
+    report = render(api.plan(write_story(STORY)), out=tmp_path / "out", backend="flaky",
+                    cache_root=tmp_path / "cache", executor="ray")
+    assert set(statuses(report).values()) == {"rendered"} and report.film is not None
+    assert flaky.read_text().splitlines() == ["one/b", "one/b"]  # failed, then tried once more and done
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("shared_cache", [False, True])
+def test_a_task_that_fails_twice_names_its_shot_and_the_other_chains_are_kept(
+        cluster, write_story, tmp_path: Path, flaky: Path, monkeypatch: pytest.MonkeyPatch,
+        shared_cache: bool) -> None:
+    monkeypatch.setenv(FLAKY_SHOT, "one/b")
+    monkeypatch.setenv(FLAKY_FAILURES, "99")
+    cache = tmp_path / "cache"
+    with pytest.raises(RenderError) as caught:
+        render(api.plan(write_story(STORY)), out=tmp_path / "out", backend="flaky", cache_root=cache,
+               executor="ray", executor_options={"shared_cache": shared_cache})
+    assert str(caught.value) == "one/b: rendering failed on the Ray cluster, twice: the model files are missing"
+    assert flaky.read_text().splitlines() == ["one/b", "one/b"]
+    assert entries(cache) == ["one/a", "two/c", "two/d"]  # one/a came back before one/b failed; two/* finished
+    assert list((cache / "tmp").iterdir()) == []
+
+
+@pytest.mark.ray
+def test_ctrl_c_cancels_the_cluster_tasks(cluster, swan_lake: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DELAY_VARIABLE, "1.5")
+    cache = tmp_path / "cache"
+
+    class Interrupt:  # Ctrl-C as soon as the first clip is in
+        def job_started(self, index, count, job):  # type: ignore[no-untyped-def]
+            pass
+
+        def step(self, step, total):  # type: ignore[no-untyped-def]
+            pass
+
+        def job_finished(self, job, status, seconds):  # type: ignore[no-untyped-def]
+            raise KeyboardInterrupt
+
+    plan = api.plan(swan_lake)
+    with pytest.raises(KeyboardInterrupt):
+        # shared_cache: the workers write entries themselves, so one that kept going would show up
+        render(plan, out=tmp_path / "out", backend="animatic", cache_root=cache, executor="ray",
+               executor_options={"shared_cache": True}, progress=Interrupt())
+    kept = entries(cache)
+    assert 1 <= len(kept) <= 2, kept  # the first clip, and perhaps the other CPU's finishing at the same moment
+    time.sleep(2.5)  # longer than a job: a task still running would have written its clip by now
+    assert entries(cache) == kept
+    monkeypatch.delenv(DELAY_VARIABLE)
+    report = render(plan, out=tmp_path / "out", backend="animatic", cache_root=cache, executor="ray")
+    assert sorted(job_id for job_id, status in statuses(report).items() if status == "cached") == kept
+
+
+# -- without a cluster --------------------------------------------------------------------------------------------
+def test_the_local_executor_never_imports_ray(write_story) -> None:
+    story = write_story(STORY)
+    code = ("import sys\nfrom storyforge import api\n"
+            f"api.render(api.plan({str(story)!r}), backend='animatic', executor='local')\n"
+            "print('ray' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=story.parent,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_without_ray_the_ray_executor_names_the_extra(write_story) -> None:
+    story = write_story(STORY)
+    code = "import sys\nsys.modules['ray'] = None\nfrom storyforge.cli import main\nmain()\n"  # as if not installed
+    done = subprocess.run([sys.executable, "-c", code, "render", str(story), "--executor", "ray"],
+                          capture_output=True, text=True, cwd=story.parent, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: the ray executor needs the Python package 'ray', which is not installed. Install it with: "
+        "pip install 'storyforge[ray]'")
+
+
+def test_an_unknown_executor_is_refused(write_story) -> None:
+    with pytest.raises(Exception, match="unknown executor 'dask'; choose one of: local, ray"):
+        render(api.plan(write_story(STORY)), backend="animatic", executor="dask")
+
+
+def test_a_local_cluster_keeps_its_object_store_small_and_out_of_a_small_dev_shm(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from storyforge.executors import ray_executor
+
+    def free(megabytes: int) -> None:
+        monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_bavail=megabytes * 256, f_frsize=4096))
+
+    free(64)  # a container's default /dev/shm
+    assert ray_executor._object_store() == {"object_store_memory": 128 << 20,
+                                            "_plasma_directory": tempfile.gettempdir()}
+    free(2048)
+    assert ray_executor._object_store() == {"object_store_memory": 512 << 20}
+    free(24 << 10)  # this machine's
+    assert ray_executor._object_store() == {"object_store_memory": 1 << 30}
+
+
+def test_skyreels_tasks_take_a_gpu_when_the_cluster_has_them() -> None:
+    from types import SimpleNamespace
+
+    from storyforge.executors.ray_executor import _placement
+
+    gpus, cpus = (SimpleNamespace(cluster_resources=lambda n=n: {"CPU": 8.0, "GPU": n}) for n in (4.0, 0.0))
+    assert _placement(gpus, "animatic", {}) == ({}, 0)
+    assert _placement(gpus, "skyreels-df", {}) == ({"device": "cuda"}, 1)  # the same device in every cache key
+    assert _placement(cpus, "skyreels-df", {"dtype": "float32"}) == ({"dtype": "float32", "device": "cpu"}, 0)
+    assert _placement(cpus, "skyreels-df", {"device": "cuda:3"}) == ({"device": "cuda"}, 1)  # Ray picks the GPU
