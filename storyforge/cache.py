@@ -8,7 +8,7 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,7 +111,20 @@ class Cache:
                 "frames": int(frames.shape[0]), "width": int(frames.shape[2]), "height": int(frames.shape[1]),
                 "fps": fps, "keyframes": sorted(keyframes), "backend": identity, "seconds": round(seconds, 3),
                 "created": round(time.time(), 3)}
-        staging = self._write(frames, meta)
+        from storyforge.clipfile import write_clip
+
+        staging = self._stage(lambda clip: write_clip(frames, clip, fps=fps, keyframes=meta["keyframes"]), meta)
+        return self._commit(key, staging)
+
+    def put_clip(self, key: str, clip: bytes, meta: dict[str, Any]) -> Entry:
+        """The entry for `key` from a clip encoded elsewhere (a Ray worker), stored as is: no second encode."""
+        existing = self.get(key)
+        if existing is not None:
+            return existing
+        return self._commit(key, self._stage(lambda path: path.write_bytes(clip), dict(meta)))
+
+    def _commit(self, key: str, staging: Path) -> Entry:
+        """Rename a staged entry into place; if another writer finished it first, theirs is kept."""
         target = self.folder(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -131,7 +144,10 @@ class Cache:
         """The entry's clip encoded again from its decoded frames, with keyframes where the cut now needs them."""
         frames = self.read(entry)
         meta = dict(entry.meta, keyframes=sorted(keyframes), reencoded=round(time.time(), 3))
-        staging = self._write(frames, meta)
+        from storyforge.clipfile import write_clip
+
+        staging = self._stage(lambda clip: write_clip(frames, clip, fps=meta["fps"], keyframes=meta["keyframes"]),
+                              meta)
         # Two renames: for a moment the entry is missing (a reader sees a miss), never half written.
         self._move_aside(entry.folder)
         try:
@@ -155,14 +171,12 @@ class Cache:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _write(self, frames: np.ndarray, meta: dict[str, Any]) -> Path:
-        """A complete entry folder under root/tmp: the clip and its meta, flushed to disk."""
-        from storyforge.clipfile import write_clip
-
+    def _stage(self, write: Callable[[Path], object], meta: dict[str, Any]) -> Path:
+        """A complete entry folder under root/tmp: the clip (written by `write`) and its meta, flushed to disk."""
         staging = self.root / "tmp" / f"{_owner()}-{secrets.token_hex(6)}"
         staging.mkdir(parents=True)
         try:
-            write_clip(frames, staging / CLIP, fps=meta["fps"], keyframes=meta["keyframes"])
+            write(staging / CLIP)
             meta["clip_bytes"] = (staging / CLIP).stat().st_size
             (staging / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
             for name in (CLIP, META):

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import logging
 import os
-import secrets
 import shutil
 import tempfile
 import warnings
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from storyforge.cache import CLIP, META, Cache, CorruptEntry, Entry, _fsync_dir, _fsync_file, _owner
+from storyforge.cache import Cache, Entry
 from storyforge.errors import MissingExtra, RenderError, StoryforgeError
 
 if TYPE_CHECKING:
@@ -396,32 +395,5 @@ def _with_images(plan: Plan, images: dict[str, bytes], folder: Path) -> Plan:
 
 
 def store(cache: Cache, key: str, clip: bytes, meta: dict[str, Any]) -> Entry:
-    """The entry for `key` from a clip encoded elsewhere, written as Cache.put writes: staged, then one rename.
-
-    Not re-encoded: the bytes are the worker's, so the clip is the one the local executor would have made.
-    """
-    existing = cache.get(key)
-    if existing is not None:
-        return existing
-    staging = cache.root / "tmp" / f"{_owner()}-{secrets.token_hex(6)}"
-    staging.mkdir(parents=True)
-    try:
-        (staging / CLIP).write_bytes(clip)
-        (staging / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        for name in (CLIP, META):
-            _fsync_file(staging / name)
-        _fsync_dir(staging)
-        target = cache.folder(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(staging, target)
-        except OSError:
-            if not target.is_dir():
-                raise
-        _fsync_dir(target.parent)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # gone after the rename; what is left if anything failed
-    entry = cache.get(key)
-    if entry is None:
-        raise CorruptEntry(key)
-    return entry
+    """The entry for `key` from a clip a worker encoded: not re-encoded, so it is the clip the local executor makes."""
+    return cache.put_clip(key, clip, meta)
