@@ -260,6 +260,8 @@ def main() -> None:
     """Entry point: run the app and turn every failure into one message and an exit code."""
     try:
         code = app(standalone_mode=False)
+        if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into Exit(130) before it reaches us
+            raise KeyboardInterrupt
     except StoryforgeError as error:
         from storyforge.console import show_error
 

@@ -248,6 +248,8 @@ def test_ctrl_c_exits_130_and_keeps_the_finished_clips(write_story) -> None:
     slow.send_signal(signal.SIGINT)
     stderr = slow.communicate(timeout=60)[1]
     assert slow.returncode == 130, stderr
+    assert stderr.endswith("interrupted; finished work is kept and a new run resumes from it\n")
+    assert "Traceback" not in stderr
     kept = [json.loads(p.read_text())["job"] for p in entries(cache)]
     assert kept and list((cache / "tmp").iterdir()) == []
     assert cli(str(story), cwd=story.parent).returncode == 0
