@@ -11,6 +11,26 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "stories"
+# A three-shot story on the tiny model (a chain and a crossfade) that renders in seconds on CPU.
+TINY = """\
+storyforge: 1
+title: Tiny
+render: {model: tiny, resolution: 64x64, fps: 12, steps: 2, base_frames: 17, overlap_frames: 5}
+scenes:
+  - id: s
+    shots:
+      - id: a
+        prompt: a red fox
+        duration: 17f
+      - id: b
+        prompt: the fox runs
+        duration: 8f
+        transition: continue
+      - id: c
+        prompt: the fox sleeps
+        duration: 13f
+        transition: {type: crossfade, duration: 3f}
+"""
 
 
 # Two threads only add noise on the 2-core CI machines; torch reads this when (and if) a test imports it.

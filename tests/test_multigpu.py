@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, TINY
 
 from storyforge import api
 from storyforge.backends import multigpu
@@ -220,27 +220,6 @@ def test_the_ulysses_split_computes_what_one_process_does(tmp_path: Path) -> Non
         "rank 0 block 1: tokens 32 of 64", "rank 0 block 2: tokens 32 of 64",
         "rank 1 block 1: tokens 32 of 64", "rank 1 block 2: tokens 32 of 64"]
     assert all(float(line.rsplit(" ", 1)[1]) < 1e-5 for line in lines), lines
-
-
-TINY = """\
-storyforge: 1
-title: Tiny
-render: {model: tiny, resolution: 64x64, fps: 12, steps: 2, base_frames: 17, overlap_frames: 5}
-scenes:
-  - id: s
-    shots:
-      - id: a
-        prompt: a red fox
-        duration: 17f
-      - id: b
-        prompt: the fox runs
-        duration: 8f
-        transition: continue
-      - id: c
-        prompt: the fox sleeps
-        duration: 13f
-        transition: {type: crossfade, duration: 3f}
-"""
 
 
 @pytest.mark.torch

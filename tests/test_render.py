@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, TINY
 
 from storyforge import api
 from storyforge.backends.animatic import DELAY_VARIABLE, Animatic
@@ -337,27 +337,6 @@ def test_looking_for_cuda_imports_torch_only_where_a_gpu_driver_is() -> None:
     driver = any(Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd"))
     if not driver:
         assert done.stdout.split() == ["False", "False"]
-
-
-TINY = """\
-storyforge: 1
-title: Tiny
-render: {model: tiny, resolution: 64x64, fps: 12, steps: 2, base_frames: 17, overlap_frames: 5}
-scenes:
-  - id: s
-    shots:
-      - id: a
-        prompt: a red fox
-        duration: 17f
-      - id: b
-        prompt: the fox runs
-        duration: 8f
-        transition: continue
-      - id: c
-        prompt: the fox sleeps
-        duration: 13f
-        transition: {type: crossfade, duration: 3f}
-"""
 
 
 @pytest.mark.torch
