@@ -28,11 +28,11 @@ def validate(path: Path | str) -> Story:
 
 def compile_story(story: Story, overrides: dict[str, Any] | None = None) -> Plan:
     """A loaded story compiled to its plan, with templates rendered (no lock applied)."""
-    from storyforge.enhance.template import render_texts
+    from storyforge.enhance.template import keyframe_writer, render_texts
     from storyforge.plan.compiler import compile_plan
     from storyforge.spec.resolve import resolve
 
-    return compile_plan(resolve(story, overrides), render_texts)
+    return compile_plan(resolve(story, overrides), render_texts, keyframe_writer(story))
 
 
 def plan(path: Path | str, overrides: dict[str, Any] | None = None, *, use_lock: bool = True) -> Plan:

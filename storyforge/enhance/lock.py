@@ -143,6 +143,7 @@ def stale_reason(entry: Any, job: Job, enhance: Enhance) -> str | None:
 def apply_lock(plan: Plan, story: Story | None = None) -> Plan:
     """The plan with locked prompts where the lock matches, and a warning for each stale or missing entry;
     unchanged when there is no lock file (with a warning when the story asks for an LLM)."""
+    from storyforge.enhance.template import keyframe_writer
     from storyforge.plan.compiler import with_keys
     from storyforge.spec.load import load
 
@@ -165,6 +166,7 @@ def apply_lock(plan: Plan, story: Story | None = None) -> Plan:
             return replace(plan, warnings=plan.warnings + (warning,))
         return plan
     jobs: list[Job] = []
+    write_keyframe = keyframe_writer(story)
     warnings = list(plan.warnings)
     for job in plan.jobs:
         line = int(job.source.rsplit(":", 1)[1])
@@ -179,7 +181,11 @@ def apply_lock(plan: Plan, story: Story | None = None) -> Plan:
                                     f"template prompt; {run} to update {lock_name}"))
             jobs.append(job)
         else:
-            jobs.append(replace(job, prompt=shots[job.id]["prompt"]))
+            job = replace(job, prompt=shots[job.id]["prompt"])
+            if job.keyframe is not None:  # the keyframe is composed from the final prompt
+                job = replace(job, keyframe=replace(job.keyframe, prompt=write_keyframe(
+                    job.prompt, job.camera, job.keyframe)))
+            jobs.append(job)
     warnings.sort(key=lambda w: (w.file != source.file, w.line, w.where))
     return with_keys(replace(plan, jobs=tuple(jobs), warnings=tuple(warnings)))
 
@@ -192,13 +198,13 @@ def refresh(path: Path | str, *, llm: str | None = None, force: bool = False,
     """Bring a story's lock up to date: entries for shots whose inputs changed (all with `force`) are rewritten,
     expanded by the LLM (`llm`, else the story's `enhance.llm`) loaded once and freed before this returns."""
     from storyforge.enhance import qwen
-    from storyforge.enhance.template import prompt_template, render_texts
+    from storyforge.enhance.template import keyframe_writer, prompt_template, render_texts
     from storyforge.plan.compiler import compile_plan
     from storyforge.spec.load import load
     from storyforge.spec.resolve import resolve
 
     story = load(path)
-    plan = compile_plan(resolve(story), render_texts)
+    plan = compile_plan(resolve(story), render_texts, keyframe_writer(story))
     template = prompt_template(story)
     enhance = story.film.enhance
     source = story.source
@@ -233,7 +239,7 @@ def refresh(path: Path | str, *, llm: str | None = None, force: bool = False,
     started = time.perf_counter()
     expansions: dict[str, qwen.Expansion] = {}
     if ref is not None and todo:
-        requests = [qwen.Request(job.id, job.template_prompt, starts_from_image=job.image is not None,
+        requests = [qwen.Request(job.id, job.template_prompt, starts_from_image=job.kind == "i2v",
                                  continues=job.kind == "extend") for job in todo]
         results = qwen.expand(requests, ref, seed=enhance.seed, max_new_tokens=enhance.max_new_tokens,
                               batch_size=batch_size or qwen.DEFAULT_BATCH, on_progress=on_progress)

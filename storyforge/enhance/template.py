@@ -20,7 +20,8 @@ from jinja2.runtime import Context, Macro, StrictUndefined, Undefined, missing
 from jinja2.sandbox import ImmutableSandboxedEnvironment, modifies_known_mutable
 
 from storyforge.errors import Problem, StoryError, display_path
-from storyforge.plan.compiler import ShotText
+from storyforge.plan.compiler import KeyframeWriter, ShotText
+from storyforge.plan.model import Keyframe
 from storyforge.spec.load import PathKey, Story
 from storyforge.spec.resolve import ResolvedFilm, ResolvedShot
 
@@ -549,6 +550,8 @@ class _ShotRenderer:
         self.done: dict[str, str] = {}
         self.stack: list[str] = []
         self.named: list[str] = []  # characters the prompt uses, in order
+        self.cast: list[str] = []  # characters any of the shot's story texts use, in order (not the template's)
+        self.in_story: list[bool] = []  # per text being rendered: whether it is the story's (not a .j2 file's)
         film, scene, spec = story.film, shot.scene, shot.shot
         s = shot.path[1]
         characters = {
@@ -557,8 +560,9 @@ class _ShotRenderer:
                                  ("characters", name, "description"))), name, c.reference or ""))
             for name, c in film.characters.items()
         }
-        locations = {name: self._lazy(f"locations.{name}", text, f"locations.{name}", ("locations", name))
-                     for name, text in film.locations.items()}
+        locations = {name: self._lazy(f"locations.{name}", place.description, f"locations.{name}",
+                                      ("locations", name, "description"))
+                     for name, place in film.locations.items()}
         if scene.location and scene.location in film.locations:
             location: Any = locations[scene.location]
         else:
@@ -595,6 +599,9 @@ class _ShotRenderer:
     def _use(self, name: str) -> None:
         if f"{self.shot.id}.prompt" in self.stack and name not in self.named:
             self.named.append(name)
+        # the cast is what the story's texts name; the prompt template naming characters by word does not count
+        if self.in_story and self.in_story[-1] and name not in self.cast:
+            self.cast.append(name)
 
     def _characters(self, prompt: str) -> list[_CharacterText]:
         """Characters the prompt uses (through `characters.x`) or names as a word ('the fox runs')."""
@@ -624,10 +631,12 @@ class _ShotRenderer:
             cycle = " -> ".join(self.stack[self.stack.index(item.label):] + [item.label])
             raise Refused(f"{item.label} includes itself ({cycle}); a text cannot contain itself")
         self.stack.append(item.label)
+        self.in_story.append(item.file is None)
         try:
             result = self._render(item)
         finally:
             self.stack.pop()
+            self.in_story.pop()
         self.done[item.label] = result
         return result
 
@@ -737,4 +746,47 @@ def _render_shot(context: _Film, shot: ResolvedShot) -> ShotText:
         raise empty(str(refused)) from None
     finally:
         _budget.reset(token)
-    return ShotText(prompt=prompt, camera=camera)
+    return ShotText(prompt=prompt, camera=camera, cast=tuple(renderer.cast))
+
+
+# -- keyframe instructions ---------------------------------------------------------------------------------------
+
+# Qwen-Image-Edit-2509 reads its input images as "Picture 1", "Picture 2", ...: name who is in which.
+# The packaged prompt templates already carry the camera words: add them only when the prompt lacks them.
+DEFAULT_KEYFRAME_TEMPLATE = (
+    '{{ ["the first frame of a film shot with " ~ (pictures | join(" and ")), prompt, '
+    'camera if (camera | lower) not in (prompt | lower) else ""] | sentences(capitalize=true) }}'
+)
+KEYFRAME_NAMES = ("camera", "cast", "location", "pictures", "prompt")
+
+
+def keyframe_writer(story: Story) -> KeyframeWriter:
+    """Writes each keyframe's edit instruction with the story's `keyframes.template` (or the default)."""
+    spec = story.film.keyframes
+    source = (spec.template if spec is not None else None) or DEFAULT_KEYFRAME_TEMPLATE
+    line = story.source.line(("keyframes", "template"))
+    compiled = _Compiled()
+
+    def write(prompt: str, camera: str | None, keyframe: Keyframe) -> str:
+        pictures = [f"the {r.name.replace('_', ' ')} from picture {n}"
+                    for n, r in enumerate(keyframe.references, start=1)]
+        scope = {"prompt": prompt, "camera": camera or "", "pictures": pictures, "cast": list(keyframe.cast),
+                 "location": keyframe.location or ""}
+        token = _budget.set([0])
+        try:
+            text = " ".join("".join(compiled.get(source).generate(scope)).split())
+            if len(text) > MAX_TEXT:
+                raise Refused(f"refused: the template renders to more than {MAX_TEXT:,} characters; prompts are short")
+        except Exception as error:  # noqa: BLE001 - every failure becomes one message at the template's line
+            message = _message(error)
+            if "unknown name" in message:
+                message = message.split(";")[0] + f"; names in scope: {', '.join(KEYFRAME_NAMES)}"
+            raise StoryError([Problem(story.source.file, line, "keyframes.template", message)]) from None
+        finally:
+            _budget.reset(token)
+        if not text:
+            raise StoryError([Problem(story.source.file, line, "keyframes.template",
+                                      "the edit instruction renders to empty text; use {{ prompt }} in it")])
+        return text
+
+    return write

@@ -9,10 +9,11 @@ from dataclasses import dataclass, replace
 
 from storyforge.errors import PlanError, Problem
 from storyforge.plan import frames as fx
-from storyforge.plan.keys import job_key
-from storyforge.plan.model import Job, Plan, PlanWarning, Transition
+from storyforge.plan.keys import job_key, keyframe_key
+from storyforge.plan.model import Job, Keyframe, Plan, PlanWarning, Reference, Transition
 from storyforge.spec.load import PathKey
 from storyforge.spec.models import parse_duration
+from storyforge.spec.presets import KEYFRAME_PRESETS
 from storyforge.spec.resolve import ResolvedFilm, ResolvedShot
 
 
@@ -22,6 +23,11 @@ class ShotText:
 
     prompt: str
     camera: str | None
+    cast: tuple[str, ...] = ()  # characters the shot's texts use, in order
+
+
+# Writes a keyframe's edit instruction from the job's final prompt and camera words.
+KeyframeWriter = Callable[[str, "str | None", Keyframe], str]
 
 
 def seconds_to_frames(seconds: float, fps: int) -> int:
@@ -36,9 +42,10 @@ def derive_seed(film_seed: int, job_id: str) -> int:
 
 
 class _Compiler:
-    def __init__(self, film: ResolvedFilm, texts: Mapping[str, ShotText]):
+    def __init__(self, film: ResolvedFilm, texts: Mapping[str, ShotText], write_keyframe: KeyframeWriter | None):
         self.film = film
         self.texts = texts
+        self.write_keyframe = write_keyframe
         self.source = film.story.source
         self.problems: list[Problem] = []
         self.warnings: list[PlanWarning] = []
@@ -72,7 +79,7 @@ class _Compiler:
                        f"(each window must add new frames); use 17 or 37")
             ok = False
         if s.causal_block_size > 1 and kind == "i2v":
-            which = "start image" if shot.image else "end image"
+            which = "start image" if shot.image else "end image" if shot.end_image else "generated start frame"
             self.error(shot, self.setting(shot, "causal_block_size"),
                        f"a {which} is one latent that causal_block_size {s.causal_block_size} would overwrite "
                        f"(the image would be lost); set causal_block_size: 1 for this shot")
@@ -172,6 +179,36 @@ class _Compiler:
                        f"a {kind} of {shot.shot.transition_duration} is 0 frames at {fps} fps; use cut or a longer one")
         return count
 
+    # -- cast and keyframes ----------------------------------------------------------------------
+    def references(self, shot: ResolvedShot, text: ShotText) -> tuple[Reference, ...]:
+        """Reference images of the shot's cast (its `cast:`, then who its texts name), then of its location."""
+        film, found = self.film.story.film, self.film.references
+        cast = dict.fromkeys([*shot.shot.cast, *text.cast])
+        pictures = [Reference("character", name, film.characters[name].description, found[("characters", name)])
+                    for name in cast if ("characters", name) in found]
+        place = shot.scene.location
+        if place is not None and ("locations", place) in found:
+            pictures.append(Reference("location", place, film.locations[place].description,
+                                      found[("locations", place)]))
+        return tuple(pictures)
+
+    def keyframe(self, shot: ResolvedShot, text: ShotText, references: tuple[Reference, ...]) -> Keyframe:
+        spec = self.film.story.film.keyframes
+        assert spec is not None
+        model = spec.model
+        folder = self.film.story.path.parent
+        if model not in KEYFRAME_PRESETS and (folder / model).is_dir():
+            model = str((folder / model).resolve())  # a local model folder is relative to the story file
+        width, height = self.film.size
+        places = [r.name for r in references if r.kind == "location"]
+        keyframe = Keyframe(references=references, cast=tuple(dict.fromkeys([*shot.shot.cast, *text.cast])),
+                            location=places[0] if places else None, prompt=text.prompt, model=model,
+                            steps=spec.steps, guidance=spec.guidance, seed=derive_seed(spec.seed, shot.id),
+                            width=width, height=height)
+        if self.write_keyframe is not None:
+            keyframe = replace(keyframe, prompt=self.write_keyframe(text.prompt, text.camera, keyframe))
+        return keyframe
+
     # -- the whole film --------------------------------------------------------------------------
     def compile(self) -> Plan:
         fps = self.film.fps
@@ -184,6 +221,10 @@ class _Compiler:
             kind = "extend" if shot.shot.transition_type == "continue" else ("i2v" if shot.shot.image or
                                                                                 shot.shot.end_image else "t2v")
             text = self.texts[shot.id]
+            references = self.references(shot, text)
+            keyframe = None
+            if kind == "t2v" and references and self.film.story.film.keyframes is not None:
+                kind, keyframe = "i2v", self.keyframe(shot, text, references)  # a shot that starts a take
             if not self.check_settings(shot, kind):
                 previous = None
                 continue
@@ -241,7 +282,8 @@ class _Compiler:
                 requested_frames=requested, frames=planned, num_frames=num_frames, start_frame=start,
                 transition=Transition(kind_t, t_frames), segments=generation.windows, seed=seed, settings=s,
                 image=shot.image, end_image=shot.end_image,
-                source=f"{self.source.file}:{self.source.line(shot.path)}",
+                source=f"{self.source.file}:{self.source.line(shot.path)}", references=references,
+                keyframe=keyframe,
             )
             jobs.append(job)
             cursor = start + planned
@@ -260,12 +302,17 @@ def with_keys(plan: Plan) -> Plan:
     keys: dict[str, str] = {}
     jobs = []
     for job in plan.jobs:
+        if job.keyframe is not None:
+            job = replace(job, keyframe=replace(job.keyframe, key=keyframe_key(job.keyframe)))
         key = job_key(job, keys.get(job.after) if job.after else None)
         keys[job.id] = key
         jobs.append(replace(job, key=key))
     return replace(plan, jobs=tuple(jobs))
 
 
-def compile_plan(film: ResolvedFilm, render_texts: Callable[[ResolvedFilm], Mapping[str, ShotText]]) -> Plan:
-    """Compile a resolved film; raise PlanError with every impossible shot at its line."""
-    return _Compiler(film, render_texts(film)).compile()
+def compile_plan(film: ResolvedFilm, render_texts: Callable[[ResolvedFilm], Mapping[str, ShotText]],
+                 write_keyframe: KeyframeWriter | None = None) -> Plan:
+    """Compile a resolved film; raise PlanError with every impossible shot at its line.
+
+    `write_keyframe` turns a keyframe's prompt into its edit instruction (default: the prompt as it is)."""
+    return _Compiler(film, render_texts(film), write_keyframe).compile()

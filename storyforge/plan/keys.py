@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from storyforge.plan.model import Job
+    from storyforge.plan.model import Job, Keyframe
 
 KEY_VERSION = "storyforge-job-1"  # bump when the meaning of an input changes
 
@@ -39,7 +39,28 @@ def key_inputs(job: Job, upstream_key: str | None) -> dict[str, object]:
         "image": job.image.sha256 if job.image else None,
         "end_image": job.end_image.sha256 if job.end_image else None,
         "upstream": upstream_key,
+        # only when present, so the keys of films without keyframes stay what they were
+        **({"keyframe": job.keyframe.key} if job.keyframe is not None else {}),
     }
+
+
+KEYFRAME_KEY_VERSION = "storyforge-keyframe-1"
+
+
+def keyframe_key(keyframe: Keyframe) -> str:
+    """What a keyframe's pixels depend on: the edit model as named, the references' bytes in order, the
+    instruction, seed, size, steps and guidance (the model's files join in the render cache's entry key)."""
+    return digest({
+        "version": KEYFRAME_KEY_VERSION,
+        "model": keyframe.model,
+        "references": [r.image.sha256 for r in keyframe.references],
+        "prompt": keyframe.prompt,
+        "seed": keyframe.seed,
+        "width": keyframe.width,
+        "height": keyframe.height,
+        "steps": keyframe.steps,
+        "guidance": keyframe.guidance,
+    })
 
 
 def digest(inputs: object) -> str:

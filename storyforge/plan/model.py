@@ -22,6 +22,38 @@ class Transition:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A reference image of someone or somewhere in a shot: a character of its cast or its location."""
+
+    kind: str  # character | location
+    name: str  # the key under `characters:` or `locations:`
+    description: str  # the description as written (the template renders it for prompts)
+    image: Image
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """A generated start frame: the edit model composes the references into the shot's first frame."""
+
+    references: tuple[Reference, ...]  # characters first, then the location
+    cast: tuple[str, ...]
+    location: str | None  # the location's key when it has a reference
+    prompt: str  # the edit instruction, from the shot's final prompt and camera
+    model: str
+    steps: int
+    guidance: float
+    seed: int
+    width: int
+    height: int
+    key: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"references": [r.image.relative for r in self.references], "prompt": self.prompt, "key": self.key,
+                "cast": list(self.cast), "location": self.location, "model": self.model, "steps": self.steps,
+                "guidance": self.guidance, "seed": self.seed}
+
+
+@dataclass(frozen=True)
 class Job:
     """One pipeline call: a shot compiled to frame counts, windows, settings and a cache key."""
 
@@ -43,6 +75,9 @@ class Job:
     end_image: Image | None
     source: str  # file:line of the shot
     key: str = ""
+    # the reference images of the shot's cast and location (what the animatic shows without a keyframe)
+    references: tuple[Reference, ...] = ()
+    keyframe: Keyframe | None = None  # a generated start frame (then kind is i2v and image is None)
 
     @property
     def rows(self) -> int:
@@ -85,6 +120,7 @@ class Job:
                 "cache": s.cache,
             },
             "line": int(self.source.rsplit(":", 1)[1]),
+            **({"keyframe": self.keyframe.to_json()} if self.keyframe is not None else {}),
         }
 
 

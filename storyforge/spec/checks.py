@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 from storyforge.errors import Problem
@@ -45,6 +46,7 @@ def check_film(film: Film, source: SourceMap, folder: Path) -> list[Problem]:
             if kind == "continue" and shot.image:
                 problem(at + ("image",), name, "a continued shot starts from the previous shot's last frames, "
                         "so it cannot also have a start image; remove 'image' or use another transition")
+            problems.extend(_cast_problems(film, source, at, name))
             for key in ("image", "end_image"):
                 value = getattr(shot, key)
                 if value:
@@ -52,15 +54,35 @@ def check_film(film: Film, source: SourceMap, folder: Path) -> list[Problem]:
                     if message:
                         problem(at + (key,), name, message)
             first = False
-    for name, character in film.characters.items():
-        if character.reference:
-            message = image_problem(folder, character.reference)
-            if message:
-                problem(("characters", name, "reference"), f"characters.{name}", message)
+    for group, items in (("characters", film.characters), ("locations", film.locations)):
+        for name, item in items.items():
+            if item.reference:
+                message = image_problem(folder, item.reference)
+                if message:
+                    problem((group, name, "reference"), f"{group}.{name}", message)
     if film.audio:
         message = audio_problem(folder, film.audio)
         if message:
             problem(("audio",), "audio", message)
+    return problems
+
+
+def _cast_problems(film: Film, source: SourceMap, at: PathKey, name: str) -> list[Problem]:
+    """A shot's `cast` names characters of the film, each once."""
+    problems = []
+    seen: set[str] = set()
+    for k, member in enumerate(film.scenes[at[1]].shots[at[3]].cast):
+        if member in seen:
+            message = f"'{member}' is already in the cast; list each character once"
+        elif member not in film.characters:
+            close = difflib.get_close_matches(member, list(film.characters), n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            known = ", ".join(film.characters) or "(none; add them under `characters:`)"
+            message = f"unknown character '{member}' in the cast; {hint}known characters: {known}"
+        else:
+            seen.add(member)
+            continue
+        problems.append(Problem(source.file, source.line(at + ("cast", k)), name, message))
     return problems
 
 

@@ -13,7 +13,17 @@ from pydantic import ValidationError
 
 from storyforge import FORMAT_VERSION
 from storyforge.errors import Problem, StoryError, display_path
-from storyforge.spec.models import Character, Enhance, Film, RenderSettings, Scene, Shot, TransitionSpec
+from storyforge.spec.models import (
+    Character,
+    Enhance,
+    Film,
+    Keyframes,
+    Location,
+    RenderSettings,
+    Scene,
+    Shot,
+    TransitionSpec,
+)
 
 MAX_NODES = 200_000  # far above any real film; stops alias bombs ("billion laughs")
 MAX_BYTES = 20_000_000
@@ -235,13 +245,15 @@ _MODELS = {
     ("scenes", 0, "shots", 0, "render"): RenderSettings,
     ("scenes", 0, "shots", 0, "transition"): TransitionSpec,
     ("characters", ""): Character,
+    ("locations", ""): Location,
+    ("keyframes",): Keyframes,
 }
 
 
 def _model_at(path: PathKey) -> type | None:
     shape = tuple(0 if isinstance(part, int) else part for part in path)
-    if len(shape) == 2 and shape[0] == "characters":
-        shape = ("characters", "")
+    if len(shape) == 2 and shape[0] in ("characters", "locations"):
+        shape = (shape[0], "")
     return _MODELS.get(shape)
 
 

@@ -142,6 +142,39 @@ class Character(Strict):
         return {"description": value} if isinstance(value, str) else value
 
 
+class Location(Strict):
+    """A place in the film; renders as its description in templates."""
+
+    description: str = Field(description="How the place looks; this text is what `{{ locations.x }}` gives.")
+    reference: str | None = Field(None, description="An image of the place, relative to the story file.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: object) -> object:
+        return {"description": value} if isinstance(value, str) else value
+
+
+KEYFRAME_MODEL = "qwen-image-edit"
+
+
+class Keyframes(Strict):
+    """Generated start frames: an image-edit model composes the cast's and location's references per shot."""
+
+    model: str = Field(
+        KEYFRAME_MODEL,
+        description="A keyframe preset (qwen-image-edit, tiny), a hub id or a local folder of a diffusers "
+                    "image-edit pipeline that takes a list of images.",
+    )
+    steps: int = Field(40, ge=1, le=1000, description="Denoising steps per keyframe.")
+    guidance: float = Field(4.0, ge=0, le=50, description="Classifier-free guidance scale of the edit model.")
+    seed: int = Field(0, ge=0, lt=2**32, description="Seed; each shot's keyframe derives its own from it.")
+    template: str | None = Field(
+        None,
+        description="The edit instruction, a Jinja template with `prompt`, `camera`, `pictures`, `cast` and "
+                    "`location` in scope; default: the pictures named in order, then the prompt and camera.",
+    )
+
+
 class Enhance(Strict):
     """How prompts are written out: a template, optionally expanded by an instruct LLM."""
 
@@ -163,6 +196,9 @@ class Shot(Strict):
     image: str | None = Field(None, description="Start frame (image-to-video), relative to the story file.")
     end_image: str | None = Field(None, description="End frame, relative to the story file.")
     transition: Transition = Field("cut", description="cut, continue, crossfade or fade, or {type, duration}.")
+    cast: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
+        default_factory=list,
+        description="Characters in the shot besides those its texts use (keys of `characters`).")
     seed: int | None = Field(None, ge=0, lt=2**32, description="This shot's seed.")
     render: RenderSettings | None = None
 
@@ -201,7 +237,9 @@ class Film(Strict):
     render: RenderSettings | None = None
     style: str | None = Field(None, description="Look of the whole film; a Jinja template.")
     characters: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Character] = Field(default_factory=dict)
-    locations: dict[Annotated[str, Field(pattern=NAME_PATTERN)], str] = Field(default_factory=dict)
+    locations: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Location] = Field(default_factory=dict)
+    keyframes: Keyframes | None = Field(
+        None, description="Generate a start frame for every shot that starts a take and has references.")
     enhance: Enhance = Field(default_factory=Enhance)
     scenes: list[Scene] = Field(min_length=1)
     audio: str | None = Field(None, description="A soundtrack, trimmed or padded to the cut.")

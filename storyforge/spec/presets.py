@@ -61,3 +61,22 @@ I2V_DEFAULTS: dict[str, object] = {"guidance": 5.0, "shift": 5.0}
 def preset(model: str) -> Preset | None:
     """The preset called `model`, or None for a hub id or a folder."""
     return PRESETS.get(model)
+
+
+@dataclass(frozen=True)
+class KeyframePreset:
+    """A named image-edit model for keyframes."""
+
+    name: str
+    repo: str | None  # diffusers-format hub id; None for the tiny model built offline
+    summary: str
+
+
+KEYFRAME_PRESETS: dict[str, KeyframePreset] = {
+    p.name: p
+    for p in (
+        KeyframePreset("qwen-image-edit", "Qwen/Qwen-Image-Edit-2509",
+                       "Qwen-Image-Edit-2509, several input images (about 58 GB of weights in bf16)"),
+        KeyframePreset("tiny", None, "a seeded, randomly initialised tiny Qwen-Image-Edit built offline (tests, CPU)"),
+    )
+}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,8 @@ class ResolvedFilm:
     story: Story
     shots: tuple[ResolvedShot, ...]
     audio: Image | None
+    # reference images of characters and locations: ("characters" | "locations", name) -> image
+    references: dict[tuple[str, str], Image] = field(default_factory=dict)
 
     @property
     def fps(self) -> int:
@@ -100,7 +102,11 @@ def resolve(story: Story, overrides: dict[str, Any] | None = None) -> ResolvedFi
         for i, shot in enumerate(scene.shots):
             shots.append(_resolve_shot(story, s, scene, i, shot, overrides, folder))
     _check_film_wide(story, shots)
-    return ResolvedFilm(story=story, shots=tuple(shots), audio=_image(folder, film.audio))
+    references = {(group, name): _image(folder, item.reference)
+                  for group, items in (("characters", film.characters), ("locations", film.locations))
+                  for name, item in items.items() if item.reference}
+    return ResolvedFilm(story=story, shots=tuple(shots), audio=_image(folder, film.audio),
+                        references=references)  # type: ignore[arg-type]
 
 
 def _resolve_shot(story: Story, s: int, scene: Scene, i: int, shot: Shot, overrides: dict[str, Any],
