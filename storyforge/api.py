@@ -58,16 +58,18 @@ def enhance(path: Path | str, *, llm: str | None = None, force: bool = False,
 def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: list[str] | None = None,
            use_cache: bool = True, cache_root: Path | None = None,
            progress: RenderProgress | None = None, executor: str = "local",
-           executor_options: dict[str, Any] | None = None) -> RunReport:
+           executor_options: dict[str, Any] | None = None, keyframes_only: bool = False) -> RunReport:
     """Render a plan's jobs (cached by content) into `out` and cut the film; see storyforge.render.render.
 
     `executor`: `local` (this process) or `ray` (one task per chain on the cluster in RAY_ADDRESS, or a local
-    one); `executor_options` go to it, e.g. {"shared_cache": True} for ray.
+    one); `executor_options` go to it, e.g. {"shared_cache": True} for ray. `keyframes_only`: make the
+    generated start frames (keyframes/) and no video.
     """
     from storyforge.render import render as render_plan
 
     return render_plan(plan, out=out, backend=backend, only=only, use_cache=use_cache, cache_root=cache_root,
-                       progress=progress, executor=executor, executor_options=executor_options)
+                       progress=progress, executor=executor, executor_options=executor_options,
+                       keyframes_only=keyframes_only)
 
 
 def schema() -> dict[str, Any]:

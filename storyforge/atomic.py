@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,3 +39,19 @@ def write_text(target: Path, text: str) -> None:
     """Write `text` (UTF-8) to `target` atomically."""
     with replacing(target) as temporary:
         temporary.write_text(text, encoding="utf-8")
+
+
+def link(source: Path, target: Path) -> None:
+    """`target` becomes a hard link to (or, across file systems, a copy of) `source`, replaced atomically."""
+    try:
+        if target.exists() and os.path.samefile(source, target):
+            return
+    except OSError:
+        pass
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:
+        shutil.copyfile(source, temporary)
+    os.replace(temporary, target)

@@ -158,6 +158,9 @@ def render(
     executor: ExecutorChoice = typer.Option(ExecutorChoice.local, "--executor",
                                             help="Where chains of shots run: local (here, in order) or ray (one "
                                                  "task per chain on the cluster in RAY_ADDRESS, else a local one)."),
+    keyframes_only: bool = typer.Option(False, "--keyframes-only",
+                                        help="Make only the keyframes (generated start frames) into keyframes/, "
+                                             "to approve the looks before rendering video."),
 ) -> None:
     """Render every shot (cached by content) and cut film.mp4, with clips/, plan.json and run.json."""
     from storyforge import api
@@ -173,11 +176,17 @@ def render(
     show_warnings(result)
     with _RenderProgress(err) as progress:
         report = api.render(result, out=out_dir, backend=backend.value, only=shots, use_cache=not no_cache,
-                            progress=progress, executor=executor.value)
+                            progress=progress, executor=executor.value, keyframes_only=keyframes_only)
     for notice in report.notices:
         err.print(f"[cyan]note:[/cyan] {notice}")
     for warning in report.warnings:
         err.print(f"[bold yellow]warning:[/bold yellow] {warning}")
+    if keyframes_only:
+        made = sum(1 for k in report.keyframes if k.status == "rendered")
+        count = len(report.keyframes)
+        out.print(f"[green]✓[/green] {count} keyframes ({made} rendered, {count - made} cached) in "
+                  f"{report.out / 'keyframes'}; no video was rendered")
+        return
     counts = f"{report.rendered} rendered, {report.cached} cached"
     if report.film is None:
         out.print(f"[green]✓[/green] {counts}; clips in {report.out / 'clips'}")
@@ -220,6 +229,9 @@ class _RenderProgress:
     def step(self, step: int, total: int) -> None:
         if self.job is not None:
             self.bars.update(self.job, completed=step, total=total)
+
+    def keyframe_finished(self, job: Job, status: str, seconds: float) -> None:
+        self.console.print(f"{status:>8} keyframe {job.id}" + (f" in {seconds:.1f}s" if status == "rendered" else ""))
 
     def job_finished(self, job: Job, status: str, seconds: float) -> None:
         if self.film is not None:

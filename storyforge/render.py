@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -12,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from storyforge.atomic import write_text
+from storyforge.atomic import link, write_text
 from storyforge.backends.multigpu import coupled, is_writer, ranks, share
 from storyforge.cache import Cache, CorruptEntry, Entry, default_root, entry_key
 from storyforge.errors import RenderError, StoryforgeError
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from storyforge.backends.base import Backend
+    from storyforge.keyframes import KeyframeRecord, StartFrames
     from storyforge.plan.model import Job, Plan
 
 RUN_FORMAT = 1
@@ -69,6 +69,7 @@ class RunReport:
     total_frames: int = 0
     film: Path | None = None  # None when --only left jobs without a clip
     cut_key: str | None = None
+    keyframes: list[KeyframeRecord] = field(default_factory=list)  # start frames made or found, film order
     notices: list[str] = field(default_factory=list)  # how the run went: backend chosen, entries discarded, ...
     warnings: list[str] = field(default_factory=list)  # clips that look wrong (black, frozen), re-encodes
 
@@ -93,6 +94,7 @@ class RunReport:
             "cut_key": self.cut_key,
             "notices": self.notices,
             "warnings": self.warnings,
+            **({"keyframes": [k.to_json() for k in self.keyframes]} if self.keyframes else {}),
         }
 
 
@@ -168,7 +170,7 @@ def render_chain(run: Run, jobs: Sequence[Job]) -> Iterator[Job]:
 def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: list[str] | None = None,
            use_cache: bool = True, cache_root: Path | None = None, progress: RenderProgress | None = None,
            backend_options: dict[str, Any] | None = None, executor: str = "local",
-           executor_options: dict[str, Any] | None = None) -> RunReport:
+           executor_options: dict[str, Any] | None = None, keyframes_only: bool = False) -> RunReport:
     """Render every job of `plan` (or those `only` names) into `out`, reusing cached clips, and cut the film.
 
     `use_cache=False` renders every job again into a throw-away cache: the shared cache is neither read nor
@@ -176,6 +178,9 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     Raises RenderError when a backend fails; completed cache entries are kept, so a new run resumes.
     KeyboardInterrupt propagates the same way. Under torchrun only rank 0 writes anything (the others
     render in step with it, see storyforge.backends.multigpu).
+
+    Keyframes (generated start frames) come first, all of them, with the edit model freed before any video;
+    the animatic makes none and shows those already cached. `keyframes_only` stops after them: no video.
     """
     from storyforge.executors import run_chains
 
@@ -187,7 +192,11 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
         out.mkdir(parents=True, exist_ok=True)
     scratch = None if use_cache or not writer else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
     cache = Cache(scratch or Path(cache_root or default_root(plan.story))) if writer else None
-    run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets})
+    starts = start_frames(plan, targets, Path(cache.root if cache else (cache_root or default_root(plan.story))),
+                          make=keyframes_only or name != "animatic", options=backend_options or {}, progress=progress)
+    if keyframes_only:
+        return _keyframes_only(plan, starts, out, whole=not only, scratch=scratch)
+    run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets}, starts=starts)
     if notice:
         run.notices.append(notice)
     try:
@@ -199,6 +208,47 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+def start_frames(plan: Plan, targets: Sequence[Job], cache_root: Path, *, make: bool, options: dict[str, Any],
+                 progress: RenderProgress | None) -> StartFrames:
+    """The plan's keyframes found in the cache; with `make`, those the targets' chains start from are rendered
+    first (the edit model loaded once and freed before any video model)."""
+    from storyforge.keyframes import KeyframeStore, StartFrames, prepare
+
+    if not any(job.keyframe is not None for job in plan.jobs):
+        return StartFrames()
+    heads = set()
+    for job in targets:  # a chain's head: what its continuations start from, rendered first when not cached
+        while job.after is not None:
+            job = plan.job(job.after)
+        heads.add(job.id)
+
+    def load() -> Any:
+        from storyforge.backends.base import load_keyframe_backend
+
+        return load_keyframe_backend(**{k: v for k, v in options.items() if k in ("device", "dtype")})
+
+    done = getattr(progress, "keyframe_finished", None)
+    return prepare(plan, plan.jobs, KeyframeStore(cache_root / "keyframes"), make=sorted(heads) if make else (),
+                   load=load, on_done=done)
+
+
+def _keyframes_only(plan: Plan, starts: StartFrames, out: Path, *, whole: bool, scratch: Path | None) -> RunReport:
+    """The keyframes linked into `out/keyframes/`; no video, no film, and the last render's run.json is kept."""
+    from storyforge.keyframes import write_out
+
+    try:
+        if is_writer():
+            write_out(plan, starts, out, whole=whole)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    report = RunReport(out=out, backend="image-edit", jobs=[], keyframes=starts.records)
+    if not any(job.keyframe is not None for job in plan.jobs):
+        report.notices.append("no shot gets a keyframe: add `keyframes:` to the story and reference images to "
+                              "its characters or locations")
+    return report
+
+
 class Run:
     """One render's state: the backend (loaded on first use), the entries found or made, and the records.
 
@@ -207,11 +257,14 @@ class Run:
     """
 
     def __init__(self, plan: Plan, cache: Cache | None, backend: str, options: dict[str, Any],
-                 progress: RenderProgress | None, targets: set[str], loaded: Backend | None = None):
+                 progress: RenderProgress | None, targets: set[str], loaded: Backend | None = None,
+                 starts: StartFrames | None = None):
         """`loaded`: the backend, already loaded by the caller, who also closes it (a Ray worker keeps its
         model across chains); by default it is loaded on first use and closed with close_backend."""
+        from storyforge.keyframes import StartFrames
         from storyforge.stitch import keyframes
 
+        self.starts = starts or StartFrames()  # generated start frames (the plan's keyframes) by job id
         self.plan, self.cache, self.backend_name, self.options, self.progress = plan, cache, backend, options, progress
         self.targets = targets  # what was asked for; anything else rendered is upstream of it
         self.keyframes = dict(zip((job.id for job in plan.jobs), keyframes(plan.jobs), strict=True))
@@ -243,7 +296,14 @@ class Run:
 
     def entry_key(self, job: Job) -> str:
         if job.id not in self._entry_keys:
-            self._entry_keys[job.id] = entry_key(self.backend.identity(job), job.key)
+            identity = self.backend.identity(job)
+            head = job
+            while head.after is not None:
+                head = self.plan.job(head.after)
+            if head.keyframe is not None:  # the chain starts from this picture (or, in the animatic, the references)
+                found = self.starts.found.get(head.id)
+                identity = {**identity, "start_frame": found[0] if found else "references"}
+            self._entry_keys[job.id] = entry_key(identity, job.key)
         return self._entry_keys[job.id]
 
     def lookup(self, job: Job) -> Entry | None:
@@ -313,7 +373,8 @@ class Run:
         on_step = self.progress.step if self.progress is not None else None
         started = time.perf_counter()
         try:
-            frames = self.backend.render(job, RenderInputs(previous_frames=previous, on_step=on_step))
+            frames = self.backend.render(job, RenderInputs(previous_frames=previous, on_step=on_step,
+                                                           start_image=self.starts.start(job.id)))
         except StoryforgeError:
             raise
         except MemoryError as error:
@@ -406,15 +467,19 @@ class Run:
         clips = out / "clips"
         clips.mkdir(exist_ok=True)
         for job_id, entry in self.entries.items():
-            _link(entry.clip, out / clip_name(plan.job(job_id)))
+            link(entry.clip, out / clip_name(plan.job(job_id)))
         if whole:
             expected = {out / clip_name(job) for job in plan.jobs}
             for stale in clips.glob("*.mp4"):
                 if stale not in expected:
                     stale.unlink()
         write_text(out / "plan.json", plan.dumps())
+        from storyforge.keyframes import write_out
+
+        write_out(plan, self.starts, out, whole=whole)
         report = RunReport(out=out, backend=self.backend_name,
-                           jobs=[self.records[job.id] for job in plan.jobs if job.id in self.records])
+                           jobs=[self.records[job.id] for job in plan.jobs if job.id in self.records],
+                           keyframes=self.starts.records)
         report.notices = self.notices + self.cache.discarded
         report.warnings = self.warnings
         if missing:
@@ -459,20 +524,4 @@ def _previous_run(out: Path) -> dict[str, Any]:
         return dict(json.loads((out / "run.json").read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         return {}
-
-
-def _link(source: Path, target: Path) -> None:
-    """`target` becomes a hard link to (or, across file systems, a copy of) `source`, replaced atomically."""
-    try:
-        if target.exists() and os.path.samefile(source, target):
-            return
-    except OSError:
-        pass
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.unlink(missing_ok=True)
-    try:
-        os.link(source, temporary)
-    except OSError:
-        shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
 

@@ -72,8 +72,11 @@ class Animatic:
         # job key (which covers what changes a model's output), so they are part of this backend's identity.
         import PIL
 
-        return {"backend": self.name, "version": VERSION, "pillow": PIL.__version__, "shot": job.id,
-                "camera": job.camera, "start_frame": job.start_frame}
+        identity = {"backend": self.name, "version": VERSION, "pillow": PIL.__version__, "shot": job.id,
+                    "camera": job.camera, "start_frame": job.start_frame}
+        if job.references:  # drawn when the shot has no start picture: only then, so older entries stay valid
+            identity["references"] = [r.image.sha256 for r in job.references]
+        return identity
 
     def render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
         import numpy as np
@@ -115,6 +118,10 @@ class Animatic:
             return _padded(start.resize(picture, Image.BILINEAR) if start.size != picture else start)
         if job.image is not None:
             return _padded(_fit(Image.open(job.image.path), picture))
+        if inputs.start_image is not None:  # the shot's keyframe, generated earlier
+            return _padded(_fit(Image.open(inputs.start_image), picture))
+        if job.references:
+            return _padded(_references(job, picture))
         return _title_card(job, picture)
 
 
@@ -177,6 +184,35 @@ def _title_card(job: Job, picture: tuple[int, int]) -> Image.Image:
     draw.text((centre[0] + size / 16, centre[1] + size / 16), job.id, font=font, fill=(0, 0, 0), anchor="mm")
     draw.text(centre, job.id, font=font, fill=_INK, anchor="mm")
     return card
+
+
+def _references(job: Job, picture: tuple[int, int]) -> Image.Image:
+    """Who and where, for a shot without a start picture: the location's reference filling the frame (else the
+    title card), and each character's reference as a framed portrait along the bottom, in cast order."""
+    from PIL import Image, ImageDraw
+
+    places = [r for r in job.references if r.kind == "location"]
+    people = [r for r in job.references if r.kind == "character"]
+    if places:
+        base = _fit(Image.open(places[0].image.path), picture)
+    else:
+        card = _title_card(job, picture)
+        mx, my = _margins(picture)
+        base = card.crop((mx, my, mx + picture[0], my + picture[1]))
+    if not people:
+        return base
+    width, height = picture
+    gap = max(2, height // 40)
+    side = min(height // 2, (width - gap * (len(people) + 1)) // len(people))
+    if side < 4:
+        return base
+    draw = ImageDraw.Draw(base)
+    for n, person in enumerate(people):
+        x, y = gap + n * (side + gap), height - side - gap
+        portrait = _fit(Image.open(person.image.path), (side, side))
+        draw.rectangle((x - 1, y - 1, x + side, y + side), outline=_INK)
+        base.paste(portrait, (x, y))
+    return base
 
 
 def _view(canvas: Image.Image, picture: tuple[int, int], move: Motion, t: float) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from storyforge.errors import MissingExtra, StoryforgeError
@@ -33,6 +34,8 @@ class RenderInputs:
     previous_frames: np.ndarray | None = None
     # called with (step, total) as denoising advances, for progress and ETA
     on_step: Callable[[int, int], None] | None = None
+    # for a job whose start frame was generated (its keyframe): the picture's file; else None
+    start_image: Path | None = None
 
 
 class Backend(Protocol):
@@ -66,3 +69,17 @@ def load_backend(name: str, **options: Any) -> Backend:
             raise MissingExtra(package, EXTRAS[package], f"the {name} backend") from None
         raise
     return getattr(module, class_name)(**options)
+
+
+def load_keyframe_backend(**options: Any) -> Any:
+    """The keyframe backend (a diffusers image-edit pipeline); a missing package names the extra to install."""
+    try:
+        import diffusers  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ModuleNotFoundError as error:
+        package = (error.name or "").split(".")[0]
+        raise MissingExtra(package, EXTRAS.get(package, "render"), "generating keyframes") from None
+    from storyforge.backends.keyframe import ImageEdit
+
+    return ImageEdit(**options)

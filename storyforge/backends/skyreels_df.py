@@ -208,9 +208,10 @@ class SkyReelsDF:
             "fps": s.fps,
         }
         if job.kind == "i2v":
-            if job.image is None:
+            start = job.image.path if job.image is not None else inputs.start_image  # given, or its keyframe
+            if start is None:
                 raise RenderError(f"job {job.id}: an image-to-video job has no start image")
-            arguments["image"] = load_image(job.image.path, s.width, s.height)
+            arguments["image"] = load_image(start, s.width, s.height)
             if job.end_image is not None:
                 arguments["last_image"] = load_image(job.end_image.path, s.width, s.height)
         elif job.kind == "extend":

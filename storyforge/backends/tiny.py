@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,14 +26,19 @@ def tiny_model_folder(cache_root: Path | None = None) -> Path:
     The folder is written to a temporary sibling and renamed into place, so a folder that exists is
     complete; when two processes race, the loser's copy is discarded (both are byte-identical).
     """
+    return built_folder(TINY_RECIPE, build_tiny_pipeline, cache_root)
+
+
+def built_folder(recipe: str, build: Callable[[], Any], cache_root: Path | None = None) -> Path:
+    """`<storyforge home>/models/<recipe>`, holding what `build()` returns saved with save_pretrained."""
     root = Path(cache_root) if cache_root is not None else storyforge_home()
-    folder = root / "models" / TINY_RECIPE
+    folder = root / "models" / recipe
     if folder.is_dir():
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{TINY_RECIPE}.", dir=folder.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{recipe}.", dir=folder.parent))
     try:
-        build_tiny_pipeline().save_pretrained(staging)
+        build().save_pretrained(staging)
         staging.chmod(0o755)  # mkdtemp makes it private; the cache is a normal user folder
         try:
             os.replace(staging, folder)

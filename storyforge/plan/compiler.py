@@ -204,7 +204,8 @@ class _Compiler:
         keyframe = Keyframe(references=references, cast=tuple(dict.fromkeys([*shot.shot.cast, *text.cast])),
                             location=places[0] if places else None, prompt=text.prompt, model=model,
                             steps=spec.steps, guidance=spec.guidance, seed=derive_seed(spec.seed, shot.id),
-                            width=width, height=height)
+                            width=width, height=height,
+                            source=f"{self.source.file}:{self.source.line(('keyframes', 'model'))}")
         if self.write_keyframe is not None:
             keyframe = replace(keyframe, prompt=self.write_keyframe(text.prompt, text.camera, keyframe))
         return keyframe

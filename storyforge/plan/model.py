@@ -46,6 +46,7 @@ class Keyframe:
     width: int
     height: int
     key: str = ""
+    source: str = ""  # file:line of `keyframes.model`, for messages about the model
 
     def to_json(self) -> dict[str, Any]:
         return {"references": [r.image.relative for r in self.references], "prompt": self.prompt, "key": self.key,
