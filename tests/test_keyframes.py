@@ -1,0 +1,222 @@
+"""Cast and keyframes in the plan: who is in each shot, which shots get a generated start frame, and its key."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from storyforge import api
+from storyforge.errors import StoryError
+
+# The film: swan has a reference, fox has none; the city has a reference, the lake has none.
+STORY = """\
+storyforge: 1
+title: Cast
+render: {{model: tiny, resolution: 64x64, fps: 12, steps: 2, base_frames: 17, overlap_frames: 5}}
+{keyframes}characters:
+  swan: {{description: a white swan, reference: refs/swan.png}}
+  fox: a red fox
+locations:
+  city: {{description: a city at night, reference: refs/city_night.png}}
+  lake: a still lake
+scenes:
+  - id: night
+    location: city
+    shots:
+      - id: glide
+        prompt: "{{{{ characters.swan }}}} glides past {{{{ location }}}}"
+        camera: wide shot
+        duration: 17f
+      - id: dip
+        prompt: the swan dips its head
+        duration: 8f
+        transition: continue
+      - id: sleep
+        prompt: "{{{{ characters.fox }}}} sleeps"
+        duration: 17f
+        cast: [swan]
+  - id: day
+    location: lake
+    shots:
+      - id: fox
+        prompt: "{{{{ characters.fox }}}} drinks"
+        duration: 17f
+      - id: word
+        prompt: the swan floats
+        duration: 17f
+      - id: given
+        prompt: "{{{{ characters.swan }}}} lands"
+        image: refs/takeoff_start.png
+        duration: 17f
+      - id: named
+        prompt: the swan flies off
+        duration: 17f
+        cast: [swan]
+"""
+KEYFRAMES = "keyframes: {model: tiny, steps: 2, guidance: 1.0, seed: 3}\n"
+
+
+def story(keyframes: str = KEYFRAMES) -> str:
+    return STORY.format(keyframes=keyframes)
+
+
+def jobs(path: Path) -> dict[str, dict]:
+    return {job["id"]: job for job in json.loads(api.plan(path).dumps())["jobs"]}
+
+
+def test_starts_of_takes_with_references_get_keyframes(write_story) -> None:
+    planned = jobs(write_story(story()))
+    with_keyframes = {job_id for job_id, job in planned.items() if "keyframe" in job}
+    # glide: the swan (named in its prompt) and the city; sleep: the swan by `cast:` and the city;
+    # named: the swan by `cast:` at the lake (no reference). Not dip (it continues), not fox (no references),
+    # not word (the swan is a word of the prompt, not `characters.swan`), not given (it has its own image).
+    assert with_keyframes == {"night/glide", "night/sleep", "day/named"}
+    assert {job_id: planned[job_id]["kind"] for job_id in planned} == {
+        "night/glide": "i2v", "night/dip": "extend", "night/sleep": "i2v", "day/fox": "t2v", "day/word": "t2v",
+        "day/given": "i2v", "day/named": "i2v"}
+    glide, sleep, named = (planned[i]["keyframe"] for i in ("night/glide", "night/sleep", "day/named"))
+    assert glide["references"] == ["refs/swan.png", "refs/city_night.png"]  # characters first, then the place
+    assert (glide["cast"], glide["location"]) == (["swan"], "city")
+    assert (sleep["cast"], sleep["references"]) == (["swan", "fox"], ["refs/swan.png", "refs/city_night.png"])
+    assert (named["references"], named["location"]) == (["refs/swan.png"], None)
+    assert planned["day/given"]["image"]["path"] == "refs/takeoff_start.png"
+
+
+def test_the_edit_instruction_names_the_pictures_then_the_final_prompt(write_story) -> None:
+    glide = jobs(write_story(story()))["night/glide"]
+    assert glide["keyframe"]["prompt"] == (
+        "The first frame of a film shot with the swan from picture 1 and the city from picture 2. "
+        + glide["prompt"][0].upper() + glide["prompt"][1:].rstrip(".") + ".")
+    assert "wide shot" in glide["prompt"]  # the prompt template added the camera; the instruction does not repeat it
+
+
+def test_a_keyframe_template_writes_the_instruction(write_story) -> None:
+    template = ("keyframes:\n  model: tiny\n  template: \"{{ cast | join(' & ') }} at {{ location }}; "
+                "{{ pictures | length }} pictures; {{ camera }}\"\n")
+    planned = jobs(write_story(story(keyframes=template)))
+    assert planned["night/glide"]["keyframe"]["prompt"] == "swan at city; 2 pictures; wide shot"
+    assert planned["day/named"]["keyframe"]["prompt"] == "swan at ; 1 pictures;"
+
+
+def test_without_keyframes_the_plan_is_what_it_was(write_story, story_dir: Path) -> None:
+    # the same film written the 0.1 way: locations as text, no references, no cast
+    old = story(keyframes="").replace("{description: a city at night, reference: refs/city_night.png}",
+                                      "a city at night")
+    old = old.replace("        cast: [swan]\n", "")
+    before = jobs(write_story(old, "old.yaml"))
+    after = jobs(write_story(story(keyframes=""), "new.yaml"))
+    assert all("keyframe" not in job for job in after.values())
+    assert {i: (j["kind"], j["key"]) for i, j in after.items()} == {i: (j["kind"], j["key"]) for i, j in before.items()}
+
+
+def _key_of(write_story, text: str, shot: str = "night/glide") -> tuple[str, str]:
+    job = jobs(write_story(text))[shot]
+    return job["keyframe"]["key"], job["key"]
+
+
+def test_keys_change_exactly_when_a_keyframe_input_changes(write_story, story_dir: Path) -> None:
+    base = _key_of(write_story, story())
+    assert _key_of(write_story, story()) == base  # stable
+    assert _key_of(write_story, story().replace("title: Cast", "title: Renamed")) == base  # the title is not an input
+    # a different instruction template that writes the same text: same key
+    same = "keyframes:\n  model: tiny\n  steps: 2\n  guidance: 1.0\n  seed: 3\n  template: \"{{ 'The first' }}" \
+           " frame of a film shot with {{ pictures | join(' and ') }}. {{ prompt[0] | upper }}{{ prompt[1:] }}\"\n"
+    assert _key_of(write_story, story(keyframes=same))[0] == base[0]
+    changed = {
+        "steps": story(keyframes=KEYFRAMES.replace("steps: 2", "steps: 3")),
+        "guidance": story(keyframes=KEYFRAMES.replace("guidance: 1.0", "guidance: 2.0")),
+        "seed": story(keyframes=KEYFRAMES.replace("seed: 3", "seed: 4")),
+        "model": story(keyframes=KEYFRAMES.replace("model: tiny", "model: qwen-image-edit")),
+        "prompt": story().replace("glides past", "swims past"),
+        "size": story().replace("resolution: 64x64", "resolution: 96x64"),
+    }
+    for what, text in changed.items():
+        keyframe_key, job_key = _key_of(write_story, text)
+        assert keyframe_key != base[0], what
+        assert job_key != base[1], what  # the video job's key includes its keyframe's
+    # the bytes of a reference: the same path, other pixels
+    (story_dir / "refs" / "city_night.png").write_bytes((story_dir / "refs" / "swan.png").read_bytes())
+    assert _key_of(write_story, story())[0] != base[0]
+    # a reference of a shot's cast that another shot does not use leaves that shot alone
+    fox_before = jobs(write_story(story()))["day/fox"]["key"]
+    shutil.copy(story_dir / "refs" / "takeoff_end.png", story_dir / "refs" / "swan.png")
+    assert jobs(write_story(story()))["day/fox"]["key"] == fox_before
+
+
+def test_a_continued_shot_is_keyed_after_its_keyframed_head(write_story) -> None:
+    base = jobs(write_story(story()))["night/dip"]["key"]
+    changed = jobs(write_story(story(keyframes=KEYFRAMES.replace("seed: 3", "seed: 9"))))["night/dip"]["key"]
+    assert changed != base
+
+
+CASES = {
+    "unknown cast member": (
+        ("        cast: [swan]\n  - id: day", "        cast: [swann]\n  - id: day"),
+        ["film.yaml:26: night/sleep: unknown character 'swann' in the cast; did you mean 'swan'? "
+         "known characters: swan, fox"],
+    ),
+    "cast member twice": (
+        ("        cast: [swan]\n  - id: day", "        cast: [swan, swan]\n  - id: day"),
+        ["film.yaml:26: night/sleep: 'swan' is already in the cast; list each character once"],
+    ),
+    "missing location reference": (
+        ("refs/city_night.png", "refs/nope.png"),
+        ["film.yaml:9: locations.city: no such file 'refs/nope.png' (paths are relative to the story file)"],
+    ),
+    "unknown key in a location": (
+        ("reference: refs/city_night.png", "referance: refs/city_night.png"),
+        ["film.yaml:9: locations.city: unknown key 'referance'; did you mean 'reference'?"],
+    ),
+    "unknown key in keyframes": (
+        ("steps: 2, guidance", "step: 2, guidance"),
+        ["film.yaml:4: keyframes: unknown key 'step'; did you mean 'steps'?"],
+    ),
+    "unknown name in the keyframe template": (
+        ("seed: 3}", "seed: 3, template: '{{ promt }}'}"),
+        ["film.yaml:4: keyframes.template: unknown name 'promt'; names in scope: camera, cast, location, pictures, "
+         "prompt"],
+    ),
+    "empty keyframe instruction": (
+        ("seed: 3}", "seed: 3, template: '{{ camera }}'}"),
+        ["film.yaml:4: keyframes.template: the edit instruction renders to empty text; use {{ prompt }} in it"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_user_mistakes_are_one_exact_message(name: str, write_story) -> None:
+    (old, new), expected = CASES[name]
+    text = story()
+    assert old in text
+    path = write_story(text.replace(old, new, 1))
+    with pytest.raises(StoryError) as caught:
+        api.plan(path)
+    assert [str(problem) for problem in caught.value.problems] == expected
+
+
+def test_plan_with_keyframes_imports_nothing_heavy(write_story) -> None:
+    path = write_story(story())
+    code = (
+        "import sys\n"
+        "from storyforge import api\n"
+        f"api.validate({str(path)!r})\n"
+        f"api.plan({str(path)!r}).dumps()\n"
+        "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'diffusers', 'transformers', 'moviepy'))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_schema_knows_cast_locations_and_keyframes() -> None:
+    schema = api.schema()
+    definitions = schema["$defs"]
+    assert set(definitions["Keyframes"]["properties"]) == {"model", "steps", "guidance", "seed", "template"}
+    assert "cast" in definitions["Shot"]["properties"]
+    assert set(definitions["Location"]["properties"]) == {"description", "reference"}
