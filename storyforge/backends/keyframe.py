@@ -264,7 +264,7 @@ def _in_hub_cache(repo: str) -> bool:
 
 def _missing_weights(keyframe: Keyframe, repo: str) -> str:
     preset = KEYFRAME_PRESETS.get(keyframe.model)
-    size = f" ({preset.summary})" if preset is not None else ""
+    size = f" ({preset.weights})" if preset is not None else ""
     return (f"{keyframe.source}: keyframes.model: the edit model {repo}{size} is not on this machine, and "
             f"storyforge does not download it in the middle of a render. Download it once with "
             f"`hf download {repo}`, or set keyframes.model to a local folder that holds it, or remove "

@@ -70,13 +70,16 @@ class KeyframePreset:
     name: str
     repo: str | None  # diffusers-format hub id; None for the tiny model built offline
     summary: str
+    weights: str  # what a user downloads
 
 
 KEYFRAME_PRESETS: dict[str, KeyframePreset] = {
     p.name: p
     for p in (
+        # 20.4 B transformer + 8.3 B Qwen2.5-VL text encoder + 0.13 B VAE parameters, 2 bytes each
         KeyframePreset("qwen-image-edit", "Qwen/Qwen-Image-Edit-2509",
-                       "Qwen-Image-Edit-2509, several input images (about 58 GB of weights in bf16)"),
-        KeyframePreset("tiny", None, "a seeded, randomly initialised tiny Qwen-Image-Edit built offline (tests, CPU)"),
+                       "Qwen-Image-Edit-2509: composes up to 3 input images", "about 58 GB in bf16"),
+        KeyframePreset("tiny", None, "a seeded, randomly initialised tiny Qwen-Image-Edit built offline (tests, CPU)",
+                       "about 1.3 MB, built offline"),
     )
 }
