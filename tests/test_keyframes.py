@@ -220,3 +220,27 @@ def test_schema_knows_cast_locations_and_keyframes() -> None:
     assert set(definitions["Keyframes"]["properties"]) == {"model", "steps", "guidance", "seed", "template"}
     assert "cast" in definitions["Shot"]["properties"]
     assert set(definitions["Location"]["properties"]) == {"description", "reference"}
+
+
+def test_more_than_three_references_for_qwen_is_a_warning(write_story) -> None:
+    text = story(keyframes="keyframes: {}\n")
+    text = text.replace("  fox: a red fox\n", "  fox: {description: a red fox, reference: refs/takeoff_start.png}\n"
+                        "  owl: {description: an owl, reference: refs/takeoff_end.png}\n")
+    text = text.replace("        cast: [swan]\n  - id: day", "        cast: [swan, owl]\n  - id: day")
+    plan = api.plan(write_story(text))
+    assert [str(w) for w in plan.warnings] == [
+        "film.yaml:24: night/sleep: its keyframe composes 4 reference images, but Qwen-Image-Edit-2509 is made "
+        "for 1 to 3; keep the cast of this shot smaller"]
+
+
+def test_a_locked_prompt_is_what_the_keyframe_is_composed_from(write_story) -> None:
+    path = write_story(story())
+    api.enhance(path)  # no LLM: the lock holds the template prompts
+    lock = path.with_name("film.lock.json")
+    data = json.loads(lock.read_text())
+    data["shots"]["night/glide"]["prompt"] = "a swan, locked by hand"
+    lock.write_text(json.dumps(data))
+    glide = jobs(path)["night/glide"]
+    assert glide["prompt"] == "a swan, locked by hand"
+    assert glide["keyframe"]["prompt"] == ("The first frame of a film shot with the swan from picture 1 and the city "
+                                           "from picture 2. A swan, locked by hand. Wide shot.")

@@ -12,7 +12,7 @@ from storyforge.plan import frames as fx
 from storyforge.plan.keys import job_key, keyframe_key
 from storyforge.plan.model import Job, Keyframe, Plan, PlanWarning, Reference, Transition
 from storyforge.spec.load import PathKey
-from storyforge.spec.models import parse_duration
+from storyforge.spec.models import KEYFRAME_MODEL, parse_duration
 from storyforge.spec.presets import KEYFRAME_PRESETS
 from storyforge.spec.resolve import ResolvedFilm, ResolvedShot
 
@@ -200,6 +200,9 @@ class _Compiler:
         if model not in KEYFRAME_PRESETS and (folder / model).is_dir():
             model = str((folder / model).resolve())  # a local model folder is relative to the story file
         width, height = self.film.size
+        if spec.model == KEYFRAME_MODEL and len(references) > 3:
+            self.warn(shot, shot.path, f"its keyframe composes {len(references)} reference images, but "
+                      f"Qwen-Image-Edit-2509 is made for 1 to 3; keep the cast of this shot smaller")
         places = [r.name for r in references if r.kind == "location"]
         keyframe = Keyframe(references=references, cast=tuple(dict.fromkeys([*shot.shot.cast, *text.cast])),
                             location=places[0] if places else None, prompt=text.prompt, model=model,
