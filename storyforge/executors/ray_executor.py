@@ -227,11 +227,14 @@ class _Scheduler:
             entry = run.entries.get(job.id) or run.cached(job)
             if entry is not None and not self.shared:
                 seeds.append(_Clip(entry.key, entry.clip.read_bytes(), entry.meta))
-        images = {image.sha256: image.path.read_bytes() for job in left for image in (job.image, job.end_image)
-                  if image is not None}
+        images = {image.sha256: image.path.read_bytes() for job in left
+                  for image in (job.image, job.end_image, *(r.image for r in job.references)) if image is not None}
+        # generated start frames (keyframes), made on the driver before any video: (entry key, PNG bytes)
+        starts = {job_id: (key, path.read_bytes()) for job_id, (key, path) in run.starts.found.items()}
         run.announce(left[0])
         generator = self.task.remote(self.plan_ref, [job.id for job in left], run.backend_name, self.spec,
-                                     run.options, str(self.cache.root) if self.shared else None, seeds, images)
+                                     run.options, str(self.cache.root) if self.shared else None, seeds, images,
+                                     starts)
         self.running[generator] = chain
 
     def _advance(self, generator: Any) -> None:
@@ -309,9 +312,11 @@ class _Current:
 
 
 def _chain_task(plan: Plan, job_ids: list[str], backend: str, spec: str, options: dict[str, Any],
-                shared_root: str | None, seeds: list[_Clip], images: dict[str, bytes]) -> Iterator[_Done]:
+                shared_root: str | None, seeds: list[_Clip], images: dict[str, bytes],
+                starts: dict[str, tuple[str, bytes]] | None = None) -> Iterator[_Done]:
     """One chain's jobs rendered in order on a worker, through the shared cache folder or a scratch one."""
     from storyforge.backends.base import REGISTRY
+    from storyforge.keyframes import StartFrames
     from storyforge.render import Run, render_chain
 
     REGISTRY[backend] = spec
@@ -321,7 +326,14 @@ def _chain_task(plan: Plan, job_ids: list[str], backend: str, spec: str, options
         cache = Cache(Path(shared_root)) if shared_root else Cache(scratch / "cache")
         seeded = {store(cache, seed.key, seed.clip, seed.meta).key for seed in seeds if seed.clip and seed.meta}
         plan = _with_images(plan, images, scratch / "images")
-        run = Run(plan, cache, backend, options, current, set(job_ids), loaded=_worker_backend(backend, options))
+        found = {}
+        for job_id, (key, picture) in (starts or {}).items():
+            path = scratch / "keyframes" / f"{key}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(picture)
+            found[job_id] = (key, path)
+        run = Run(plan, cache, backend, options, current, set(job_ids), loaded=_worker_backend(backend, options),
+                  starts=StartFrames(found=found))
         sent: set[str] = set()
         told = [0, 0, 0]  # notices, warnings and discarded entries already sent
         for _job in render_chain(run, [plan.job(job_id) for job_id in job_ids]):
@@ -389,7 +401,9 @@ def _with_images(plan: Plan, images: dict[str, bytes], folder: Path) -> Plan:
         path.write_bytes(images[image.sha256])
         return dataclasses.replace(image, path=path)
 
-    jobs = tuple(dataclasses.replace(job, image=local(job.image), end_image=local(job.end_image))
+    jobs = tuple(dataclasses.replace(job, image=local(job.image), end_image=local(job.end_image),
+                                     references=tuple(dataclasses.replace(r, image=local(r.image))
+                                                      for r in job.references))
                  for job in plan.jobs)
     return dataclasses.replace(plan, jobs=jobs)
 
