@@ -228,8 +228,15 @@ def start_frames(plan: Plan, targets: Sequence[Job], cache_root: Path, *, make: 
         return load_keyframe_backend(**{k: v for k, v in options.items() if k in ("device", "dtype")})
 
     done = getattr(progress, "keyframe_finished", None)
-    return prepare(plan, plan.jobs, KeyframeStore(cache_root / "keyframes"), make=sorted(heads) if make else (),
-                   load=load, on_done=done)
+    together = ranks().world_size > 1  # torchrun: every rank reads the cache, none makes keyframes on its own
+    found = prepare(plan, plan.jobs, KeyframeStore(cache_root / "keyframes"),
+                    make=sorted(heads) if make and not together else (), load=load, on_done=done)
+    missing = sorted(head for head in heads if plan.job(head).keyframe is not None and head not in found.found)
+    if make and together and missing:
+        raise RenderError(f"{len(missing)} shots need keyframes that are not made yet ({', '.join(missing)}); under "
+                          f"torchrun, make them first in one process with `storyforge render {plan.story.name} "
+                          "--keyframes-only`, then launch torchrun again")
+    return found
 
 
 def _keyframes_only(plan: Plan, starts: StartFrames, out: Path, *, whole: bool, scratch: Path | None) -> RunReport:
