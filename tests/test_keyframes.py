@@ -244,3 +244,11 @@ def test_a_locked_prompt_is_what_the_keyframe_is_composed_from(write_story) -> N
     assert glide["prompt"] == "a swan, locked by hand"
     assert glide["keyframe"]["prompt"] == ("The first frame of a film shot with the swan from picture 1 and the city "
                                            "from picture 2. A swan, locked by hand. Wide shot.")
+
+
+def test_a_keyframed_shot_gets_image_to_video_defaults_unless_set(write_story) -> None:
+    planned = jobs(write_story(story()))
+    assert [(planned[i]["settings"]["guidance"], planned[i]["settings"]["shift"])
+            for i in ("night/glide", "day/fox")] == [(5.0, 5.0), (6.0, 8.0)]
+    text = story().replace("overlap_frames: 5}", "overlap_frames: 5, guidance: 7.0}")
+    assert jobs(write_story(text))["night/glide"]["settings"]["guidance"] == 7.0

@@ -13,7 +13,7 @@ from storyforge.plan.keys import job_key, keyframe_key
 from storyforge.plan.model import Job, Keyframe, Plan, PlanWarning, Reference, Transition
 from storyforge.spec.load import PathKey
 from storyforge.spec.models import KEYFRAME_MODEL, parse_duration
-from storyforge.spec.presets import KEYFRAME_PRESETS
+from storyforge.spec.presets import I2V_DEFAULTS, KEYFRAME_PRESETS
 from storyforge.spec.resolve import ResolvedFilm, ResolvedShot
 
 
@@ -229,6 +229,9 @@ class _Compiler:
             keyframe = None
             if kind == "t2v" and references and self.film.story.film.keyframes is not None:
                 kind, keyframe = "i2v", self.keyframe(shot, text, references)  # a shot that starts a take
+                # image-to-video's recommended guidance and shift, where the story set none (as for `image:`)
+                defaults = {k: v for k, v in I2V_DEFAULTS.items() if shot.origins.get(k) == shot.path}
+                shot = replace(shot, settings=replace(shot.settings, **defaults))
             if not self.check_settings(shot, kind):
                 previous = None
                 continue
