@@ -181,6 +181,16 @@ CASES = {
         ["film.yaml:4: keyframes.template: unknown name 'promt'; names in scope: camera, cast, location, pictures, "
          "prompt"],
     ),
+    "unknown keyframe model": (
+        ("model: tiny, steps", "model: qwen-image-edt, steps"),
+        ["film.yaml:4: keyframes.model: unknown keyframe model 'qwen-image-edt'; did you mean 'qwen-image-edit'? "
+         "use qwen-image-edit, tiny, a hub id (owner/name) or a local folder"],
+    ),
+    "keyframe template syntax": (
+        ("seed: 3}", "seed: 3, template: '{{ prompt '}"),
+        ["film.yaml:4: keyframes.template: template syntax error: unexpected end of template, expected 'end of "
+         "print statement'."],
+    ),
     "empty keyframe instruction": (
         ("seed: 3}", "seed: 3, template: '{{ camera }}'}"),
         ["film.yaml:4: keyframes.template: the edit instruction renders to empty text; use {{ prompt }} in it"],

@@ -774,6 +774,8 @@ def keyframe_writer(story: Story) -> KeyframeWriter:
                  "location": keyframe.location or ""}
         token = _budget.set([0])
         try:
+            if len(source) > MAX_TEXT:
+                raise Refused(f"refused: the text is longer than {MAX_TEXT:,} characters; prompts are short")
             text = " ".join("".join(compiled.get(source).generate(scope)).split())
             if len(text) > MAX_TEXT:
                 raise Refused(f"refused: the template renders to more than {MAX_TEXT:,} characters; prompts are short")

@@ -8,6 +8,7 @@ from pathlib import Path
 from storyforge.errors import Problem
 from storyforge.spec.load import PathKey, SourceMap
 from storyforge.spec.models import Film
+from storyforge.spec.presets import KEYFRAME_PRESETS
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
@@ -60,6 +61,14 @@ def check_film(film: Film, source: SourceMap, folder: Path) -> list[Problem]:
                 message = image_problem(folder, item.reference)
                 if message:
                     problem((group, name, "reference"), f"{group}.{name}", message)
+    if film.keyframes is not None:
+        model = film.keyframes.model
+        if model not in KEYFRAME_PRESETS and "/" not in model and not (folder / model).is_dir():
+            close = difflib.get_close_matches(model, list(KEYFRAME_PRESETS), n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            problem(("keyframes", "model"), "keyframes.model",
+                    f"unknown keyframe model '{model}'; {hint}use {', '.join(KEYFRAME_PRESETS)}, a hub id "
+                    "(owner/name) or a local folder")
     if film.audio:
         message = audio_problem(folder, film.audio)
         if message:
