@@ -192,18 +192,21 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
         out.mkdir(parents=True, exist_ok=True)
     scratch = None if use_cache or not writer else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
     cache = Cache(scratch or Path(cache_root or default_root(plan.story))) if writer else None
-    starts = start_frames(plan, targets, Path(cache.root if cache else (cache_root or default_root(plan.story))),
-                          make=keyframes_only or name != "animatic", options=backend_options or {}, progress=progress)
-    if keyframes_only:
-        return _keyframes_only(plan, starts, out, whole=not only, scratch=scratch)
-    run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets}, starts=starts)
-    if notice:
-        run.notices.append(notice)
+    run: Run | None = None
     try:
+        starts = start_frames(plan, targets, Path(cache.root if cache else (cache_root or default_root(plan.story))),
+                              make=keyframes_only or name != "animatic", options=backend_options or {},
+                              progress=progress)
+        if keyframes_only:
+            return _keyframes_only(plan, starts, out, whole=not only)
+        run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets}, starts=starts)
+        if notice:
+            run.notices.append(notice)
         run_chains(executor, run, chains_of(plan, targets), executor_options or {})
         return run.finish(out, whole=not only, reuse_film=use_cache)
     finally:
-        run.close_backend()
+        if run is not None:
+            run.close_backend()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -239,16 +242,12 @@ def start_frames(plan: Plan, targets: Sequence[Job], cache_root: Path, *, make: 
     return found
 
 
-def _keyframes_only(plan: Plan, starts: StartFrames, out: Path, *, whole: bool, scratch: Path | None) -> RunReport:
+def _keyframes_only(plan: Plan, starts: StartFrames, out: Path, *, whole: bool) -> RunReport:
     """The keyframes linked into `out/keyframes/`; no video, no film, and the last render's run.json is kept."""
     from storyforge.keyframes import write_out
 
-    try:
-        if is_writer():
-            write_out(plan, starts, out, whole=whole)
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+    if is_writer():
+        write_out(plan, starts, out, whole=whole)
     report = RunReport(out=out, backend="image-edit", jobs=[], keyframes=starts.records)
     if not any(job.keyframe is not None for job in plan.jobs):
         report.notices.append("no shot gets a keyframe: add `keyframes:` to the story and reference images to "
