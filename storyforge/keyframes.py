@@ -54,6 +54,7 @@ class StartFrames:
 
     found: dict[str, tuple[str, Path]] = field(default_factory=dict)
     records: list[KeyframeRecord] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # jobs whose keyframe is neither cached nor made
 
     def start(self, job_id: str) -> Path | None:
         found = self.found.get(job_id)
@@ -115,6 +116,7 @@ def prepare(plan: Plan, jobs: Sequence[Job], store: KeyframeStore, *, make: Sequ
                 path = store.put(key, picture)
                 status = "rendered"
             if path is None:
+                frames.missing.append(job.id)
                 continue
             frames.found[job.id] = (key, path)
             seconds = round(time.perf_counter() - started, 3)

@@ -202,6 +202,9 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
         run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets}, starts=starts)
         if notice:
             run.notices.append(notice)
+        if starts.missing and name == "animatic":
+            run.notices.append(f"the animatic makes no keyframes: {', '.join(starts.missing)} show their references; "
+                               f"`storyforge render {plan.story.name} --keyframes-only` makes the keyframes")
         run_chains(executor, run, chains_of(plan, targets), executor_options or {})
         return run.finish(out, whole=not only, reuse_film=use_cache)
     finally:
