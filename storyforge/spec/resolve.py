@@ -32,6 +32,7 @@ class Settings:
     seed: int
     negative_prompt: str
     cache: str | None
+    causal_attention: bool = False  # block-causal attention (a dense mask) instead of full attention
 
 
 @dataclass(frozen=True)
