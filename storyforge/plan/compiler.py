@@ -64,6 +64,13 @@ class _Compiler:
             self.reported.add(key)
             self.error(shot, at, message)
 
+    def warn_once(self, shot: ResolvedShot, at: PathKey, message: str) -> None:
+        """A warning about a setting many shots share: once at the line where it is written."""
+        key = (message, self.source.line(at))
+        if key not in self.reported:
+            self.reported.add(key)
+            self.warn(shot, at, message)
+
     def warn(self, shot: ResolvedShot, at: PathKey, message: str) -> None:
         self.warnings.append(PlanWarning(self.source.file, self.source.line(at), shot.id, message))
 
@@ -88,7 +95,8 @@ class _Compiler:
                        f"overlap_frames {s.overlap_frames} must be smaller than base_frames {s.base_frames} "
                        f"(each window must add new frames); use 17 or 37")
             ok = False
-        if s.causal_block_size > 1 and kind == "i2v":
+        images = kind == "i2v" or shot.end_image is not None  # an image is one latent: these need blocks of 1
+        if s.causal_block_size > 1 and images:
             which = "start image" if shot.image else "end image"
             self.error(shot, self.setting(shot, "causal_block_size"),
                        f"a {which} is one latent that causal_block_size {s.causal_block_size} would overwrite "
@@ -99,10 +107,11 @@ class _Compiler:
                        f"causal_block_size {s.causal_block_size} is larger than a window "
                        f"({fx.latents(s.base_frames)} latents); use 1 or 5")
             ok = False
-        if s.ar_step > 0 and s.causal_block_size == 1 and fx.latents(s.base_frames) >= 2 * ASYNC_BLOCK:
+        if s.ar_step > 0 and s.causal_block_size == 1 and fx.latents(s.base_frames) >= 2 * ASYNC_BLOCK \
+                and not images:
             one, five = (fx.generation(s.base_frames, fx.Geometry(s.base_frames, s.overlap_frames, c, s.ar_step,
                                                                    s.steps)).rows for c in (1, ASYNC_BLOCK))
-            self.warn(shot, self.setting(shot, "causal_block_size"),
+            self.warn_once(shot, self.setting(shot, "ar_step"),
                       f"asynchronous mode (ar_step {s.ar_step}) with causal_block_size 1 staggers every latent: a "
                       f"window of {s.base_frames} frames takes {one} denoising rows, {one / five:.0f}x the {five} of "
                       f"causal_block_size {ASYNC_BLOCK} (SkyReels' async setting); set causal_block_size: "
@@ -111,19 +120,19 @@ class _Compiler:
             mask = fx.attention_mask_bytes(fx.latents(s.base_frames), s.width, s.height)
             cost = f"and makes block-causal attention build a {_gib(mask)} mask per call" if s.causal_attention \
                 else "and does nothing else"
-            self.warn(shot, self.setting(shot, "causal_block_size"),
+            self.warn_once(shot, self.setting(shot, "causal_block_size"),
                       f"causal_block_size {s.causal_block_size} with ar_step 0 is synchronous: it only limits the "
                       f"lengths this shot can have (every window divisible by {s.causal_block_size}) {cost}; "
                       f"use causal_block_size 1, or ar_step {ASYNC_BLOCK} for asynchronous mode")
         if s.causal_attention:
             if s.causal_block_size > 1:
                 mask = fx.attention_mask_bytes(fx.latents(s.base_frames), s.width, s.height)
-                self.warn(shot, self.setting(shot, "causal_attention"),
+                self.warn_once(shot, self.setting(shot, "causal_attention"),
                           f"block-causal attention builds a dense {_gib(mask)} mask for every transformer call on a "
                           f"{s.base_frames}-frame window and cannot use flash attention; SkyReels-V2 runs full "
                           f"attention unless asked (--causal_attention)")
             else:
-                self.warn(shot, self.setting(shot, "causal_attention"),
+                self.warn_once(shot, self.setting(shot, "causal_attention"),
                           "causal_attention changes nothing with causal_block_size 1 (every block is one latent)")
         if s.ar_step > s.steps:
             self.warn(shot, self.setting(shot, "ar_step"),
