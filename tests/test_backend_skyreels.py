@@ -400,3 +400,31 @@ def test_missing_models_are_render_errors(backend, t2v, tmp_path: Path, monkeypa
     (tmp_path / "empty").mkdir()
     with pytest.raises(RenderError, match="could not be loaded"):
         render(backend, with_model(str(tmp_path / "empty")))
+
+
+# -- the sweep: every length the planner accepts renders to exactly its planned frames ----------------------
+def _sweep_cases() -> list[tuple[str, int, bool]]:
+    cases = [("i2v", n, end) for n in range(5, 46, 4) for end in (False, True)]
+    cases += [("extend", n, end) for n in range(4, 41, 8) for end in (False, True)]
+    return cases + [("async", n, False) for n in range(17, 98, 20)]  # base 37 / overlap 17 / blocks of 5
+
+
+@pytest.mark.parametrize("kind, frames, end", _sweep_cases(), ids=lambda v: str(v))
+def test_render_sweep_is_frame_exact(backend, stories: Path, t2v, kind: str, frames: int, end: bool) -> None:
+    # base 17 / overlap 5 (windows of 5 latents, 3 new each): up to four windows, short last windows included
+    head, clip = t2v
+    name = f"sweep-{kind}-{frames}-{end}"
+    extra: dict[str, Any] = {"end_image": "end.png"} if end else {}
+    if kind == "i2v":
+        (job,) = plan_jobs(stories, name, [shot("i", frames, image="start.png", **extra)], steps=1)
+        previous = None
+    elif kind == "extend":
+        job = plan_jobs(stories, name, [shot("one", 17), shot("two", frames, transition="continue", **extra)],
+                        steps=1)[1]
+        previous = clip[-job.settings.overlap_frames:]
+    else:
+        (job,) = plan_jobs(stories, name, [shot("a", frames)], steps=1, **ASYNC)
+        previous = None
+    steps: list[int] = []
+    check_clip(render(backend, job, previous, on_step=lambda step, total: steps.append(step)), job)
+    assert len(steps) == job.rows  # and ran the plan's denoising rows
