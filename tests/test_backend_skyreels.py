@@ -261,8 +261,8 @@ def test_dtype_keyword_and_verified_versions() -> None:
     assert diffusers_notice(diffusers.__version__) is None  # the tests run on a verified version
     assert diffusers_notice("0.39.0") == (
         "diffusers 0.39.0 is installed, but storyforge's plans were verified against diffusers >=0.42,<0.43: frame "
-        "counts and seams may differ from the plan; install the tested versions with "
-        "`pip install -c constraints.txt -e \".[render]\"`")
+        "counts and seams may differ from the plan; install a verified one with `pip install 'diffusers>=0.42,<0.43'` "
+        "(or the repository's constraints.txt)")
     floors = re.findall(r'"diffusers>=([\d.]+)"', (Path(__file__).parent.parent / "pyproject.toml").read_text())
     assert floors and all(tuple(int(x) for x in f.split(".")[:2]) == VERIFIED_DIFFUSERS[0] for f in floors)
 
@@ -428,3 +428,24 @@ def test_render_sweep_is_frame_exact(backend, stories: Path, t2v, kind: str, fra
     steps: list[int] = []
     check_clip(render(backend, job, previous, on_step=lambda step, total: steps.append(step)), job)
     assert len(steps) == job.rows  # and ran the plan's denoising rows
+
+
+def test_an_unverified_diffusers_renders_with_a_notice(home: Path, write_story, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # diffusers 0.42 still takes the old `torch_dtype=` spelling, so this loads through the pre-0.40 branch for real
+    import diffusers
+
+    from storyforge import api
+
+    monkeypatch.setattr(diffusers, "__version__", "0.39.0")
+    path = write_story("storyforge: 1\ntitle: Old\nrender: {model: tiny, resolution: 64x64, steps: 1, "
+                       "base_frames: 17, overlap_frames: 5}\nscenes:\n  - id: s\n    shots:\n"
+                       "      - {id: a, prompt: a fox, duration: 9f}\n")
+    with pytest.warns(FutureWarning, match="`torch_dtype` is deprecated"):  # the spelling diffusers < 0.40 needs
+        report = api.render(api.plan(path), out=tmp_path / "out", backend="skyreels-df",
+                            cache_root=tmp_path / "cache")
+    assert report.rendered == 1
+    assert report.notices == [
+        "diffusers 0.39.0 is installed, but storyforge's plans were verified against diffusers >=0.42,<0.43: frame "
+        "counts and seams may differ from the plan; install a verified one with `pip install 'diffusers>=0.42,<0.43'` "
+        "(or the repository's constraints.txt)"]

@@ -27,7 +27,7 @@ from PIL import ImageOps
 from storyforge.backends import multigpu
 from storyforge.backends.base import RenderInputs
 from storyforge.backends.multigpu import SequenceParallel
-from storyforge.errors import RenderError
+from storyforge.errors import RenderError, StoryforgeError
 from storyforge.plan.frames import TIME_COMPRESSION
 from storyforge.plan.model import Job
 from storyforge.spec.presets import PRESETS
@@ -74,8 +74,8 @@ def diffusers_notice(version: str) -> str | None:
         return None
     checked = f">={low[0]}.{low[1]},<{high[0]}.{high[1]}"
     return (f"diffusers {version} is installed, but storyforge's plans were verified against diffusers {checked}: "
-            f"frame counts and seams may differ from the plan; install the tested versions with "
-            f"`pip install -c constraints.txt -e \".[render]\"`")
+            f"frame counts and seams may differ from the plan; install a verified one with "
+            f"`pip install 'diffusers{checked}'` (or the repository's constraints.txt)")
 
 
 @dataclass(frozen=True)
@@ -269,7 +269,7 @@ class SkyReelsDF:
     def render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
         try:
             return self._render(job, inputs)
-        except RenderError:
+        except StoryforgeError:
             raise
         except Exception as error:  # whatever a pipeline raises, the user learns which shot and why
             reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
