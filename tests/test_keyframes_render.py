@@ -21,7 +21,8 @@ np = pytest.importorskip("numpy")
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
 # Two keyframes with one reference each (every reference costs the edit pipeline a 1024x1024 VAE encode):
-# s/a shows the swan (its prompt uses characters.swan); t/d shows the city (its scene's location).
+# s/a shows the swan (its prompt uses characters.swan); t/d shows the city (its scene's location) and is longer
+# than a window (the first from the keyframe, the rest extended).
 STORY = """\
 storyforge: 1
 title: Keyframes
@@ -50,7 +51,7 @@ scenes:
     shots:
       - id: d
         prompt: rain falls
-        duration: 17f
+        duration: 29f
 """
 
 
