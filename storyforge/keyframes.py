@@ -71,8 +71,19 @@ class KeyframeStore:
         return self.root / key[:2] / f"{key}.png"
 
     def get(self, key: str) -> Path | None:
+        """The picture for `key`, or None; one that does not decode (a damaged disk) is removed, to be made again."""
+        from PIL import Image, UnidentifiedImageError
+
         path = self.path(key)
-        return path if path.is_file() and path.stat().st_size > 0 else None
+        if not path.is_file():
+            return None
+        try:
+            with Image.open(path) as picture:
+                picture.load()
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+            path.unlink(missing_ok=True)
+            return None
+        return path
 
     def put(self, key: str, picture: Any) -> Path:
         from PIL import Image

@@ -262,3 +262,14 @@ def test_a_keyframed_shot_gets_image_to_video_defaults_unless_set(write_story) -
             for i in ("night/glide", "day/fox")] == [(5.0, 5.0), (6.0, 8.0)]
     text = story().replace("overlap_frames: 5}", "overlap_frames: 5, guidance: 7.0}")
     assert jobs(write_story(text))["night/glide"]["settings"]["guidance"] == 7.0
+
+
+def test_a_damaged_keyframe_in_the_cache_is_made_again(tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    from storyforge.keyframes import KeyframeStore
+
+    store = KeyframeStore(tmp_path)
+    path = store.put("ab" + "0" * 62, np.zeros((16, 16, 3), np.uint8))
+    assert store.get("ab" + "0" * 62) == path
+    path.write_bytes(path.read_bytes()[:20])  # cut short
+    assert store.get("ab" + "0" * 62) is None and not path.exists()
