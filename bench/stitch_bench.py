@@ -1,4 +1,7 @@
-"""Benchmark: stitch 12 clips of 5 s at 960x544 with storyforge, plain moviepy 2, and raw ffmpeg concat."""
+"""Benchmark: stitch 12 clips of 5 s at 960x544 with storyforge, plain moviepy 2, and raw ffmpeg concat.
+
+moviepy comes with the bench extra: pip install -e '.[video,bench]' (in a separate environment: it caps Pillow).
+"""
 
 from __future__ import annotations
 

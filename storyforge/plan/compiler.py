@@ -212,9 +212,16 @@ class _Compiler:
                 chain_frames = 0
             if len(generation.windows) > 1 and generation.windows[-1].latent_frames * 2 < geometry.base_latents:
                 last = generation.windows[-1].latent_frames
+                extra = s.overlap_frames if kind == "extend" else 0
+
+                def full(n: int) -> bool:  # every window full: the cheapest frames this model makes
+                    counts = fx.windows(fx.latents(n + extra), geometry.base_latents, geometry.overlap_latents)
+                    return counts[-1] == geometry.base_latents and self.why_not(kind, n, shot) is None
+
+                options = " or ".join(f"{n}f ({n / fps:.2f}s)" for n in fx.nearest(planned, full) if n is not None)
                 self.warn(shot, shot.path + ("duration",),
                           f"the last window has {last} of {geometry.base_latents} latents but costs nearly a full "
-                          f"window of steps; a length giving equal windows is cheaper per frame")
+                          f"window of steps; a length giving equal windows is cheaper per frame: use {options}")
             start = cursor
             kind_t = shot.shot.transition_type
             if kind_t == "crossfade" and previous is not None:
