@@ -296,7 +296,7 @@ def export(
 def main() -> None:
     """Entry point: run the app and turn every failure into one message and an exit code."""
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="storyforge")  # not "python -m storyforge" in help
         if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into Exit(130) before it reaches us
             raise KeyboardInterrupt
     except StoryforgeError as error:

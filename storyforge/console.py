@@ -11,8 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from storyforge.errors import StoryError
-from storyforge.plan.model import Plan
 from storyforge.plan.frames import latents
+from storyforge.plan.model import Plan
 from storyforge.spec.models import RESOLUTIONS
 from storyforge.spec.presets import PRESETS
 

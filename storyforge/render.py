@@ -123,7 +123,8 @@ def fallback_notice(*, torch_installed: bool, gpu_driver: bool) -> str:
     """Why `auto` renders the animatic, given what the machine has, and what would render the model's video."""
     if gpu_driver and not torch_installed:
         return (f"this machine has a GPU driver but torch is not installed, so this is {ANIMATIC}; to render the "
-                "model's video, install the render extra: pip install 'storyforge[render]' (PyPI's torch for Linux is built for CUDA)")
+                "model's video, install the render extra: pip install 'storyforge[render]' (PyPI's torch for Linux "
+                "is built for CUDA)")
     if gpu_driver:
         return (f"torch is installed but sees no CUDA GPU (a CPU-only build of torch?), so this is {ANIMATIC}; "
                 "install a CUDA build of torch (https://pytorch.org/get-started/locally/) to render the model's video")

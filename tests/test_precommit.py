@@ -64,7 +64,7 @@ def test_the_hook_fails_broken_stories_passes_good_ones_and_ignores_other_yaml(t
     env["PRE_COMMIT_HOME"] = str(tmp_path / "pre-commit-home")
     for folder in ("good", "broken"):
         made = subprocess.run([sys.executable, "-m", "storyforge", "init", str(repo / folder)],
-                              capture_output=True, text=True, cwd=ROOT)
+                              capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
         assert made.returncode == 0, made.stderr
     broken = repo / "broken" / "film.yaml"
     text = broken.read_text(encoding="utf-8").replace("duration: 3s", "duraton: 3s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -43,7 +44,8 @@ def test_every_example_is_valid_to_the_schema(path: Path) -> None:
 
 
 def test_the_init_scaffold_and_the_schema_it_writes_agree(tmp_path: Path) -> None:
-    made = subprocess.run([sys.executable, "-m", "storyforge", "init", str(tmp_path)], capture_output=True, text=True)
+    made = subprocess.run([sys.executable, "-m", "storyforge", "init", str(tmp_path)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert made.returncode == 0, made.stderr
     text = (tmp_path / "film.yaml").read_text(encoding="utf-8")
     assert text.splitlines()[0] == "# yaml-language-server: $schema=schemas/film.schema.json"

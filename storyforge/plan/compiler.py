@@ -121,6 +121,17 @@ class _Compiler:
                         "(its last window must have the full base length)")
         return fx.window_problem(frames, geometry)
 
+    def equal_windows(self, shot: ResolvedShot, kind: str, frames: int) -> tuple[int | None, int | None]:
+        """The nearest lengths below and above `frames` whose windows are all full: the cheapest frames."""
+        geometry = self.geometry(shot)
+        extra = geometry.overlap_frames if kind == "extend" else 0
+
+        def full(n: int) -> bool:
+            counts = fx.windows(fx.latents(n + extra), geometry.base_latents, geometry.overlap_latents)
+            return counts[-1] == geometry.base_latents and self.why_not(kind, n, shot) is None
+
+        return fx.nearest(frames, full)
+
     def plan_frames(self, shot: ResolvedShot, kind: str, seconds: float | None, exact: int | None,
                     fps: int) -> tuple[int, int] | None:
         """(requested, planned) frames, or None after reporting why the duration cannot be planned."""
@@ -212,13 +223,8 @@ class _Compiler:
                 chain_frames = 0
             if len(generation.windows) > 1 and generation.windows[-1].latent_frames * 2 < geometry.base_latents:
                 last = generation.windows[-1].latent_frames
-                extra = s.overlap_frames if kind == "extend" else 0
-
-                def full(n: int) -> bool:  # every window full: the cheapest frames this model makes
-                    counts = fx.windows(fx.latents(n + extra), geometry.base_latents, geometry.overlap_latents)
-                    return counts[-1] == geometry.base_latents and self.why_not(kind, n, shot) is None
-
-                options = " or ".join(f"{n}f ({n / fps:.2f}s)" for n in fx.nearest(planned, full) if n is not None)
+                options = " or ".join(f"{n}f ({n / fps:.2f}s)" for n in self.equal_windows(shot, kind, planned)
+                                      if n is not None)
                 self.warn(shot, shot.path + ("duration",),
                           f"the last window has {last} of {geometry.base_latents} latents but costs nearly a full "
                           f"window of steps; a length giving equal windows is cheaper per frame: use {options}")
