@@ -13,20 +13,25 @@ import typer
 from storyforge import __version__
 from storyforge.errors import StoryforgeError
 
-app = typer.Typer(
-    name="storyforge",
-    help="Declarative story generation for SkyReels-V2: validate, plan, enhance, render, export.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 
-EXIT_USER, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 3, 130
+class _FlagsShowNoType:
+    """Flags take no value: newer typers print every flag as `--json <bool>`; show nothing in the type column."""
+
+    def get_params(self, ctx):  # type: ignore[no-untyped-def]
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
 
 
-class StoryCommand(typer.core.TyperCommand):
-    """A command whose help reads like the README: `Usage: storyforge plan [OPTIONS] FILE`, and flags without a
-    value type (newer typers print required arguments as `{file}` and every flag as `--json <bool>`)."""
+class StoryGroup(_FlagsShowNoType, typer.core.TyperGroup):
+    """The `storyforge` group, with flags shown as flags."""
+
+
+class StoryCommand(_FlagsShowNoType, typer.core.TyperCommand):
+    """A command whose usage reads like the README, `storyforge plan [OPTIONS] FILE` (newer typers print
+    required arguments as `{file}`), with flags shown as flags."""
 
     def collect_usage_pieces(self, ctx):  # type: ignore[no-untyped-def]
         pieces = [self.options_metavar] if self.options_metavar else []
@@ -36,12 +41,17 @@ class StoryCommand(typer.core.TyperCommand):
                 pieces.append(name if param.required else f"[{name}]")
         return pieces
 
-    def get_params(self, ctx):  # type: ignore[no-untyped-def]
-        params = super().get_params(ctx)
-        for param in params:
-            if getattr(param, "is_flag", False) and param.metavar is None:
-                param.metavar = ""  # a flag takes no value: nothing to show in the type column
-        return params
+
+app = typer.Typer(
+    name="storyforge",
+    cls=StoryGroup,
+    help="Declarative story generation for SkyReels-V2: validate, plan, enhance, render, export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_USER, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 def _version(value: bool) -> None:

@@ -102,11 +102,12 @@ def test_help_shows_usage_as_the_readme_writes_it_and_flags_without_a_type() -> 
     plan = storyforge("plan", "--help", env=env)
     validate = storyforge("validate", "--help", env=env)
     init = storyforge("init", "--help", env=env)
-    assert plan.returncode == validate.returncode == init.returncode == 0
+    top = storyforge("--help", env=env)
+    assert plan.returncode == validate.returncode == init.returncode == top.returncode == 0
     assert "Usage: storyforge plan [OPTIONS] FILE" in [line.strip() for line in plan.stdout.splitlines()]
     assert "Usage: storyforge validate [OPTIONS] FILE..." in [line.strip() for line in validate.stdout.splitlines()]
     assert "Usage: storyforge init [OPTIONS] [DIR]" in [line.strip() for line in init.stdout.splitlines()]
-    for text in (plan.stdout, validate.stdout, init.stdout):
+    for text in (plan.stdout, validate.stdout, init.stdout, top.stdout):
         assert "<bool>" not in text and "{" not in text
     assert re.search(r"--json +Print the plan JSON instead of a table\.", plan.stdout)
     assert re.search(r"--strict +Fail on warnings too \(exit 1\), for CI\.", validate.stdout)
