@@ -442,9 +442,9 @@ class Run:
             for path in removed:
                 path.unlink()
             shots = f"{len(missing)} shots have" if len(missing) > 1 else "1 shot has"
-            stale = f"; removed the out-of-date {', '.join(p.relative_to(out).as_posix() for p in removed)}"
+            gone = f"; removed the out-of-date {', '.join(p.relative_to(out).as_posix() for p in removed)}"
             report.notices.append(f"film.mp4 was not cut: {shots} no clip yet ({', '.join(missing)}); render "
-                                  f"without --only to make them" + (stale if removed else ""))
+                                  f"without --only to make them" + (gone if removed else ""))
         else:
             self._cut(out, report, reuse_film)
         write_text(out / "run.json", json.dumps(report.to_json(), indent=2) + "\n")
