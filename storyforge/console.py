@@ -81,7 +81,10 @@ def plan_table(plan: Plan, width: int | None = None) -> Table:
         while len(shown) > _KEPT and needed(shown) > width:
             shown.pop()
     justify = dict(_COLUMNS)
-    table = Table(title=f"{plan.title} — {plan.width}x{plan.height} @ {plan.fps} fps", title_justify="left")
+    left_out = [name for name in _ORDER if name not in shown]
+    caption = f"left out at {width} columns: {', '.join(left_out)}; plan --json has them" if left_out else None
+    table = Table(title=f"{plan.title} — {plan.width}x{plan.height} @ {plan.fps} fps", title_justify="left",
+                  caption=caption, caption_justify="left")
     columns = [name for name in _ORDER if name in shown]
     for name in columns:
         table.add_column(name, justify=justify[name], no_wrap=name in ("shot", "frames", "start"))  # type: ignore[arg-type]

@@ -131,10 +131,12 @@ def test_plan_table_in_80_columns_keeps_shot_frames_and_start_whole() -> None:
     assert [cell.strip() for cell in header.strip("┃").split("┃")] == ["shot", "kind", "frames", "calls", "in",
                                                                        "start"]
     assert "│ flight/takeoff │ i2v    │ 97 → 97 │    60 │ fade 24f      │ 00:00:14:03 │" in table
+    assert "left out at 80 columns: drift, windows (latents); plan --json has them" in narrow.stdout.splitlines()
     wide = storyforge("plan", "examples/stories/swan-lake.yaml", env={"COLUMNS": "140"})
     header = [line for line in wide.stdout.splitlines() if line.startswith("┃")][0]
     assert [cell.strip() for cell in header.strip("┃").split("┃")] == [
         "shot", "kind", "frames", "drift", "windows (latents)", "calls", "in", "start"]
+    assert "left out" not in wide.stdout
 
 
 def test_plan_table_in_50_columns_still_shows_shot_frames_and_start() -> None:
