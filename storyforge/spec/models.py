@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Literal, Union, get_args, get_origin
 
@@ -68,13 +69,20 @@ class Strict(BaseModel):
     def _no_text_or_yes_for_numbers(cls, value: object, info: ValidationInfo) -> object:
         # pydantic would turn "24" into 24 and true into 1; YAML already types numbers, so either is a mistake
         if isinstance(value, (str, bool)) and info.field_name is not None:
-            kinds = _kinds(cls.model_fields[info.field_name].annotation)
-            if {int, float} & kinds and isinstance(value, bool):
+            number, text = _takes(cls, info.field_name)
+            if number and isinstance(value, bool):
                 raise ValueError(f"expected a number, got {value} (YAML reads true/false, yes/no and on/off as "
                                  "True/False)")
-            if {int, float} & kinds and str not in kinds and _is_number(value):
+            if number and not text and _is_number(value):
                 raise ValueError(f"{value!r} is text, not a number; write the number without quotes")
         return value
+
+
+@functools.cache
+def _takes(model: type[BaseModel], name: str) -> tuple[bool, bool]:
+    """Whether a field takes a number, and whether it takes text."""
+    kinds = _kinds(model.model_fields[name].annotation)
+    return bool({int, float} & kinds), str in kinds
 
 
 def _is_number(text: object) -> bool:
