@@ -218,7 +218,7 @@ def test_init_ignores_renders_and_the_cache_in_git(tmp_path: Path) -> None:
 SMALL = """\
 storyforge: 1
 title: Small
-render: {resolution: 64x48, fps: 12, base_frames: 17, overlap_frames: 5}
+render: {resolution: 64x48, fps: 24, base_frames: 17, overlap_frames: 5}
 scenes:
   - id: s
     shots:
@@ -306,7 +306,7 @@ def _extras(names: list[str], table: dict[str, list[str]]) -> set[str]:
 def test_the_readme_test_command_installs_no_moviepy() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    command = re.search(r'pip install -e "\.\[([a-z,]+)\]"[^\n]*python -m pytest', readme)
+    command = re.search(r'pip install (?:-c \S+ )?-e "\.\[([a-z,]+)\]"[^\n]*python -m pytest', readme)
     assert command is not None, "the README's test command"
     installed = _extras(command.group(1).split(","), project["optional-dependencies"])
     assert not any(re.match(r"moviepy\b", requirement) for requirement in installed)  # it caps Pillow
