@@ -229,7 +229,8 @@ def test_schema_knows_cast_locations_and_keyframes() -> None:
     definitions = schema["$defs"]
     assert set(definitions["Keyframes"]["properties"]) == {"model", "steps", "guidance", "seed", "template"}
     assert "cast" in definitions["Shot"]["properties"]
-    assert set(definitions["Location"]["properties"]) == {"description", "reference"}
+    location = definitions["Location"]["anyOf"]
+    assert location[0]["type"] == "string" and set(location[1]["properties"]) == {"description", "reference"}
 
 
 def test_more_than_three_references_for_qwen_is_a_warning(write_story) -> None:
@@ -273,3 +274,17 @@ def test_a_damaged_keyframe_in_the_cache_is_made_again(tmp_path: Path) -> None:
     assert store.get("ab" + "0" * 62) == path
     path.write_bytes(path.read_bytes()[:20])  # cut short
     assert store.get("ab" + "0" * 62) is None and not path.exists()
+
+
+def test_the_schema_accepts_what_the_loader_accepts_for_cast_and_keyframes(write_story) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+
+    validator = jsonschema.Draft202012Validator(api.schema())
+    text = story().replace("  lake: a still lake\n", "  lake: a still lake\n  dock: {description: a dock}\n")
+    assert api.validate(write_story(text))
+    assert [e.message for e in validator.iter_errors(yaml.safe_load(text))] == []
+    wrong = yaml.safe_load(story(keyframes="keyframes: {model: tiny, steps: 0}\n"))
+    assert [list(e.absolute_path) for e in validator.iter_errors(wrong)] == [["keyframes"]]
+    with pytest.raises(StoryError):
+        api.validate(write_story(story(keyframes="keyframes: {model: tiny, steps: 0}\n")))
