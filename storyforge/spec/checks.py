@@ -116,7 +116,8 @@ def audio_problem(path: Any, written: str) -> str | None:
     except ImportError:
         return None
     if path.stat().st_size > MAX_AUDIO_BYTES:
-        return f"'{written}' is larger than {MAX_AUDIO_BYTES // 1_000_000_000} GB; use a shorter or compressed soundtrack"
+        return (f"'{written}' is larger than {MAX_AUDIO_BYTES // 1_000_000_000} GB; use a shorter or compressed "
+                "soundtrack")
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:

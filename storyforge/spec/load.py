@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from storyforge import FORMAT_VERSION
 from storyforge.errors import Problem, StoryError, display_path
-from storyforge.spec.checks import check_film, check_files
+from storyforge.spec.checks import check_files, check_film
 from storyforge.spec.models import Character, Enhance, Film, RenderSettings, Scene, Shot, TransitionSpec
 from storyforge.spec.root import PathRefused, StoryRoot, read_bytes
 from storyforge.spec.source import PathKey, SourceMap, where

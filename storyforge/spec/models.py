@@ -114,10 +114,12 @@ class RenderSettings(Strict):
     guidance: float | None = Field(None, ge=0, le=50, description="Classifier-free guidance scale.")
     shift: float | None = Field(None, gt=0, le=100, description="Flow shift of the scheduler.")
     base_frames: int | None = Field(
-        None, ge=1, le=MAX_WINDOW_FRAMES, description="Frames the model generates in one window (4k+1: 97 at 540p, 121 at 720p)."
+        None, ge=1, le=MAX_WINDOW_FRAMES,
+        description="Frames the model generates in one window (4k+1: 97 at 540p, 121 at 720p)."
     )
     overlap_frames: int | None = Field(
-        None, ge=1, le=MAX_WINDOW_FRAMES, description="Frames shared by consecutive windows and continued shots (4k+1: 17 or 37)."
+        None, ge=1, le=MAX_WINDOW_FRAMES,
+        description="Frames shared by consecutive windows and continued shots (4k+1: 17 or 37)."
     )
     ar_step: int | None = Field(None, ge=0, le=1000, description="0 = synchronous; > 0 = asynchronous DF.")
     causal_block_size: int | None = Field(None, ge=1, le=64, description="Latent frames per causal block.")

@@ -9,9 +9,9 @@ from typing import Any
 
 from storyforge.errors import Problem, StoryError
 from storyforge.spec.load import PathKey, Story
-from storyforge.spec.root import PathRefused
 from storyforge.spec.models import RenderSettings, Scene, Shot, parse_resolution
 from storyforge.spec.presets import DEFAULT_MODEL, DEFAULTS, I2V_DEFAULTS, preset
+from storyforge.spec.root import PathRefused
 
 
 @dataclass(frozen=True)
