@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -16,19 +18,49 @@ from storyforge.spec.presets import PRESETS
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+# C0 and C1 controls, DEL, and the bidirectional overrides that make text display in another order than it reads.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe(text: object, *, lines: bool = False) -> str:
+    """Text from a story, a path or an error, fit for a terminal: every control character escaped (\\x1b, \\n)
+    so a story cannot move the cursor, clear the screen or fake a line. `lines` keeps newlines and tabs.
+
+    The one place user-controlled text is made printable: everything storyforge prints goes through it."""
+    def escaped(match: re.Match[str]) -> str:
+        char = match.group()
+        if lines and char in "\n\t":
+            return char
+        return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char) or (
+            f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+    return _CONTROL.sub(escaped, str(text))
+
+
+def shown(text: object) -> str:
+    """`safe` text for a rich markup string (f"[green]✓[/green] {shown(path)}"): brackets escaped too."""
+    return escape(safe(text))
+
 
 def show_error(error: Exception) -> None:
     """A user error: one line per problem, no traceback."""
     if isinstance(error, StoryError):
         for problem in error.problems:
-            err.print(Text("error: ", style="bold red") + Text(str(problem)))
+            err.print(Text("error: ", style="bold red") + Text(safe(problem)))
     else:
-        err.print(Text("error: ", style="bold red") + Text(str(error)))
+        err.print(Text("error: ", style="bold red") + Text(safe(error, lines=True)))
 
 
 def show_warnings(plan: Plan) -> None:
     for warning in plan.warnings:
-        err.print(Text("warning: ", style="bold yellow") + Text(str(warning)))
+        show_warning(warning)
+
+
+def show_warning(warning: object) -> None:
+    err.print(Text("warning: ", style="bold yellow") + Text(safe(warning)))
+
+
+def show_note(note: object) -> None:
+    err.print(Text("note: ", style="cyan") + Text(safe(note)))
 
 
 def timecode(frame: int, fps: int) -> str:
@@ -40,7 +72,8 @@ def timecode(frame: int, fps: int) -> str:
 
 def plan_table(plan: Plan) -> Table:
     """Shot, kind, requested -> planned frames with drift, windows, transformer calls, start timecode."""
-    table = Table(title=f"{plan.title} — {plan.width}x{plan.height} @ {plan.fps} fps", title_justify="left")
+    table = Table(title=Text(f"{safe(plan.title)} — {plan.width}x{plan.height} @ {plan.fps} fps"),
+                  title_justify="left")
     for column, justify in (("shot", "left"), ("kind", "left"), ("frames", "right"), ("drift", "right"),
                             ("windows (latents)", "left"), ("calls", "right"), ("in", "left"),
                             ("start", "left")):
@@ -49,7 +82,7 @@ def plan_table(plan: Plan) -> Table:
         drift = job.frames - job.requested_frames
         windows = " ".join(str(w.latent_frames) for w in job.segments)
         entry = job.transition.type if not job.transition.frames else f"{job.transition.type} {job.transition.frames}f"
-        table.add_row(job.id, job.kind, f"{job.requested_frames} → {job.frames}",
+        table.add_row(Text(safe(job.id)), job.kind, f"{job.requested_frames} → {job.frames}",
                       f"{drift:+d}" if drift else "0", windows, f"{job.transformer_calls:,}", entry,
                       timecode(job.start_frame, plan.fps))
     return table
