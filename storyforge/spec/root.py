@@ -126,7 +126,7 @@ def read_bytes(path: Path, limit: int, *, shown: str) -> bytes:
     except PathRefused:
         raise
     except OSError as error:
-        raise PathRefused(f"{shown} cannot be read ({error.strerror}); check its permissions") from None
+        raise PathRefused(f"{shown} cannot be read ({error.strerror}); check the path and its permissions") from None
     with os.fdopen(descriptor, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise PathRefused(f"{shown} is not a regular file (a FIFO, device or socket); name a file")
