@@ -160,7 +160,7 @@ def test_even_an_allowed_folder_never_opens_proc_or_devices(repo: Path) -> None:
     (lambda p: os.mkfifo(p), "the story file is not a regular file (a FIFO, device or socket); name a file"),
     (lambda p: p.symlink_to("/dev/zero"), "the story file is not a regular file (a FIFO, device or socket); name a "
                                           "file"),
-    (lambda p: p.write_bytes(b"# x\n" * 1_300_000), "the story file is larger than 5 MB"),
+    (lambda p: p.write_bytes(b"# x\n" * 600_000), "the story file is larger than 1 MB"),
     (lambda p: p.symlink_to(p.parent / "loop.yaml") or (p.parent / "loop.yaml").symlink_to(p),
      "the story file cannot be read (Too many levels of symbolic links); check the path and its permissions"),
 ])
@@ -272,13 +272,31 @@ def test_the_df_arithmetic_is_constant_time_and_equals_the_replay() -> None:
         assert denoising_rows(10**9, 0, 1000, 1000) == 1000 + (10**9 - 1) * 1000
 
 
+LARGEST = ("storyforge: 1\ntitle: T\nrender: {steps: 1000, ar_step: 1000, causal_block_size: 1, fps: 120, "
+           "base_frames: 257, overlap_frames: 253}\nscenes:\n  - id: s\n    shots:\n")
+
+
 def test_the_largest_settings_still_plan_in_seconds(write_story) -> None:
-    text = ("storyforge: 1\ntitle: T\nrender: {steps: 1000, ar_step: 1000, causal_block_size: 1, fps: 120, "
-            "base_frames: 257, overlap_frames: 253}\nscenes:\n  - id: s\n    shots:\n"
-            + "".join(f"      - {{id: a{i}, prompt: p, duration: 600s}}\n" for i in range(3)))
+    text = LARGEST + "".join(f"      - {{id: a{i}, prompt: p, duration: 600s}}\n" for i in range(2))
     with within(30):
         plan = api.plan(write_story(text))
-    assert plan.jobs[0].frames == 72_000 + 1 or plan.jobs[0].frames > 71_000
+    assert [job.frames for job in plan.jobs] == [72_001, 72_001]
+    assert len(plan.jobs[0].segments) == 17_937
+
+
+def test_a_film_needing_too_many_windows_is_one_error_at_the_shot(write_story) -> None:
+    text = LARGEST + "".join(f"      - {{id: a{i}, prompt: p, duration: 600s}}\n" for i in range(5))
+    assert errors(write_story(text)) == [
+        "film.yaml:9: s/a2: the film needs more than 50,000 generation windows by this shot (windows of 257 frames "
+        "overlapping by 253); real films need far fewer: shorten the shots, or overlap the windows less"]
+
+
+def test_too_many_shots_is_one_error_before_anything_is_built(write_story) -> None:
+    text = "storyforge: 1\ntitle: T\nscenes:\n" + "".join(
+        f"  - id: s{s}\n    shots:\n" + "".join(f"      - {{id: a{i}, prompt: p, duration: 1s}}\n" for i in range(700))
+        for s in range(3))
+    assert errors(write_story(text)) == [
+        "film.yaml:2010: the film has more than 2,000 shots; split it into several story files"]
 
 
 # -- templates -------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ MAX_TEXT = 10_000  # characters (or items) any value, and the output, of a templ
 MAX_VALUE = 100_000  # characters and items of a list or mapping, all the way down (see `weigh`)
 MAX_DEPTH = 100  # lists in lists
 MAX_WORK = 250_000  # steps per shot: loop iterations, calls and characters processed
+MAX_FILM_WORK = 3_000_000  # steps for all shots together (a 2,000-shot film of ordinary prompts uses a tenth)
 MAX_RANGE = 100_000  # items in range(); the same bound as Jinja's own sandbox
 MAX_NUMBER = 100_000  # largest number a filter or method may take (widths, counts, repeats)
 MAX_INT_BITS = 4096  # integers may not grow past this (10**10**10 would hang)
@@ -38,7 +39,18 @@ class Refused(Exception):
 
 # -- the work budget -------------------------------------------------------------------------------------------
 
-_budget: contextvars.ContextVar[list[int]] = contextvars.ContextVar("storyforge_template_budget")
+_budget: contextvars.ContextVar[list[Any]] = contextvars.ContextVar("storyforge_template_budget")
+_film_budget: contextvars.ContextVar[list[int]] = contextvars.ContextVar("storyforge_film_budget")
+
+
+@contextlib.contextmanager
+def film_budget() -> Iterator[None]:
+    """One budget (MAX_FILM_WORK steps) shared by the shots rendered inside: a film's texts together."""
+    token = _film_budget.set([0])
+    try:
+        yield
+    finally:
+        _film_budget.reset(token)
 
 
 def spend(amount: int) -> None:
@@ -46,6 +58,10 @@ def spend(amount: int) -> None:
     if box is None:
         return
     box[0] += amount
+    box[1][0] += amount
+    if box[1][0] > MAX_FILM_WORK:
+        raise Refused(f"refused: the film's templates do too much work together (more than {MAX_FILM_WORK:,} "
+                      "steps); loops and repetition in story templates are bounded")
     if box[0] > MAX_WORK:
         raise Refused(f"refused: the template does too much work (more than {MAX_WORK:,} steps); loops and "
                       "repetition in story templates are bounded")
@@ -195,8 +211,10 @@ def text_of(value: Any) -> str:
 
 @contextlib.contextmanager
 def budget() -> Iterator[None]:
-    """A fresh work budget (MAX_WORK steps) for what renders inside: one shot's texts."""
-    token = _budget.set([0])
+    """A fresh work budget (MAX_WORK steps) for what renders inside: one shot's texts. Every shot of a film
+    (one thread) also draws on the film's budget, MAX_FILM_WORK, started by `film_budget`."""
+    film = _film_budget.get(None) or [0]
+    token = _budget.set([0, film])
     try:
         yield
     finally:

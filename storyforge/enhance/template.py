@@ -18,7 +18,7 @@ from jinja2 import TemplateSyntaxError
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.runtime import Context, StrictUndefined, missing
 
-from storyforge.enhance.sandbox import MAX_TEMPLATE_FILE, MAX_TEXT, Refused, Sandbox, budget, text_of
+from storyforge.enhance.sandbox import MAX_TEMPLATE_FILE, MAX_TEXT, Refused, Sandbox, budget, film_budget, text_of
 from storyforge.errors import Problem, StoryError, display_path
 from storyforge.plan.compiler import ShotText
 from storyforge.spec.load import PathKey, Story
@@ -454,13 +454,16 @@ def render_texts(film: ResolvedFilm) -> dict[str, ShotText]:
     context = _Film(story, template)
     problems: list[Problem] = []
     texts: dict[str, ShotText] = {}
-    for shot in film.shots:
-        try:
-            with budget():  # each shot gets the whole work budget
-                texts[shot.id] = _render_shot(context, shot)
-        except _FieldFailure as failure:
-            if failure.problem not in problems:
-                problems.append(failure.problem)
+    with film_budget():
+        for shot in film.shots:
+            try:
+                with budget():  # each shot gets the whole work budget, and all draw on the film's
+                    texts[shot.id] = _render_shot(context, shot)
+            except _FieldFailure as failure:
+                if failure.problem not in problems:
+                    problems.append(failure.problem)
+                if "the film's templates do too much work" in failure.problem.message:
+                    break  # every later shot would say the same
     if problems:
         raise StoryError(problems)
     return texts

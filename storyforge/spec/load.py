@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import gc
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +25,10 @@ from storyforge.spec.source import PathKey, SourceMap, where
 
 __all__ = ["PathKey", "SourceMap", "Story", "load", "parse_yaml", "read_text", "where"]
 
-MAX_NODES = 200_000  # far above any real film; stops alias bombs ("billion laughs")
-MAX_BYTES = 5_000_000  # a 1,000-shot film is about 200 KB
+MAX_NODES = 100_000  # a 2,000-shot film has about 20,000; stops alias bombs ("billion laughs")
+MAX_BYTES = 1_000_000  # a 2,000-shot film with long prompts is about 500 KB
 MAX_DEPTH = 64  # a story nests about 8 levels (scenes > shots > render > ...)
+MAX_SHOTS = 2_000  # a feature film has about 1,500 shots; this keeps a plan to about a second
 MAX_INT_DIGITS = 30  # far past any seed or frame count; stops 10**100000 (slow to convert, meaningless)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -256,6 +260,7 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         raise StoryError([Problem(file, 0, "", "a story file holds one YAML document; remove the '---' lines")])
     if nodes[0] is None:
         raise StoryError([Problem(file, 0, "", "the file is empty; run `storyforge init` for an example")])
+    _check_shot_count(nodes[0], file)
     composer = _Composer(file)
     try:
         data = composer.build(nodes[0], ())
@@ -280,7 +285,8 @@ def load(path: Path | str, *, allow: tuple[Path | str, ...] | None = None) -> St
     path = Path(path)
     shown = display_path(path)
     text = read_text(path)
-    data, source = parse_yaml(text, shown)
+    with _collector_paused():  # the cyclic GC rescans every node made so far, again and again: 5x on big files
+        data, source = parse_yaml(text, shown)
     root = StoryRoot.of(path, allow)
     version = data.get("storyforge")
     if "storyforge" in data and version != FORMAT_VERSION and isinstance(version, int):
@@ -297,6 +303,39 @@ def load(path: Path | str, *, allow: tuple[Path | str, ...] | None = None) -> St
     if problems:
         raise StoryError(problems)
     return Story(path=path, film=film, source=source, text=text, root=root)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _check_shot_count(document: yaml.Node, file: str) -> None:
+    """More shots than MAX_SHOTS is one error at the first one too many, found on the YAML nodes before any
+    value is built (building 40,000 shots would take seconds)."""
+    count = 0
+    for scene in _child(document, "scenes").value if isinstance(_child(document, "scenes"), yaml.SequenceNode) else ():
+        shots = _child(scene, "shots")
+        if isinstance(shots, yaml.SequenceNode):
+            count += len(shots.value)
+            if count > MAX_SHOTS:
+                line = shots.value[len(shots.value) - (count - MAX_SHOTS)].start_mark.line + 1
+                raise StoryError([Problem(file, line, "", f"the film has more than {MAX_SHOTS:,} shots; split it "
+                                          "into several story files")])
+
+
+def _child(node: yaml.Node, key: str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+                return value_node
+    return None
 
 
 # Each model's keys, for "did you mean" on unknown keys; found by walking the error path.

@@ -9,7 +9,7 @@ from typing import Any
 
 from storyforge.errors import Problem, StoryError
 from storyforge.spec.load import PathKey, Story
-from storyforge.spec.models import RenderSettings, Scene, Shot, parse_resolution
+from storyforge.spec.models import RenderSettings, Scene, Shot, parse_duration, parse_resolution
 from storyforge.spec.presets import DEFAULT_MODEL, DEFAULTS, I2V_DEFAULTS, preset
 from storyforge.spec.root import PathRefused
 
@@ -118,6 +118,7 @@ def resolve(story: Story, overrides: dict[str, Any] | None = None) -> ResolvedFi
         for i, shot in enumerate(scene.shots):
             shots.append(_resolve_shot(story, s, scene, i, shot, overrides, folder))
     _check_film_wide(story, shots)
+    _check_work(story, shots)
     return ResolvedFilm(story=story, shots=tuple(shots), audio=_image(story, film.audio, ("audio",)))
 
 
@@ -168,6 +169,30 @@ def _resolve_shot(story: Story, s: int, scene: Scene, i: int, shot: Shot, overri
         image=_image(story, shot.image, shot_path + ("image",)),
         end_image=_image(story, shot.end_image, shot_path + ("end_image",)),
     )
+
+
+MAX_WINDOWS = 50_000  # generation windows in a film: a 2-hour film at 24 fps has about 2,200; planning stays < 1 s
+
+
+def _check_work(story: Story, shots: list[ResolvedShot]) -> None:
+    """A film that needs more than MAX_WINDOWS windows is one error at the shot that crosses the bound.
+
+    Planning costs about one step per window, so this bounds it however long the shots and however small
+    the stride (base_frames - overlap_frames) a story asks for."""
+    total = 0
+    for shot in shots:
+        s = shot.settings
+        seconds, frames = parse_duration(shot.shot.duration)
+        frames = frames if frames is not None else max(1, round((seconds or 0) * s.fps))
+        latent, base = (frames - 1) // 4 + 1, (s.base_frames - 1) // 4 + 1
+        stride = base - ((s.overlap_frames - 1) // 4 + 1)
+        total += 1 if latent <= base or stride <= 0 else 2 + (latent - base - 1) // stride
+        if total > MAX_WINDOWS:
+            line = story.source.line(shot.path + ("duration",))
+            raise StoryError([Problem(story.source.file, line, shot.id, f"the film needs more than "
+                                      f"{MAX_WINDOWS:,} generation windows by this shot (windows of "
+                                      f"{s.base_frames} frames overlapping by {s.overlap_frames}); real films need "
+                                      "far fewer: shorten the shots, or overlap the windows less")])
 
 
 def _check_film_wide(story: Story, shots: list[ResolvedShot]) -> None:
