@@ -313,7 +313,8 @@ GROWS = "refused: a value in the template grows past 100,000 characters and item
     "{% set ns.b = [ns.b, ns.b] %}{% endfor %}{{ ns.a == ns.b }}",
     "{% set ns = namespace(a={'k': 1}) %}{% for i in range(64) %}{% set ns.a = {'x': ns.a, 'y': ns.a} %}{% endfor %}"
     "{{ ns.a|tojson|length }}",
-    "{% set ns = namespace(a=(1,)) %}{% for i in range(64) %}{% set ns.a = (ns.a, ns.a) %}{% endfor %}{{ ns.a|length }}",
+    "{% set ns = namespace(a=(1,)) %}{% for i in range(64) %}{% set ns.a = (ns.a, ns.a) %}{% endfor %}"
+    "{{ ns.a|length }}",
 ])
 def test_template_values_are_bounded_by_size_not_only_by_loops(write_story, prompt: str) -> None:
     text = HEAD + SHOT.replace("prompt: a fox", f"prompt: {json.dumps(prompt)}")

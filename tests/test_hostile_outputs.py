@@ -59,7 +59,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, bytes | None]]:
 ])
 def test_a_dangerous_out_is_refused_before_anything_is_written(write_story, story_dir: Path, out: str,
                                                                message: str) -> None:
-    story = write_story(STORY)
+    write_story(STORY)
     (story_dir / "notes.txt").write_text("mine", encoding="utf-8")
     before = snapshot(story_dir)
     done = cli("render", "film.yaml", "--backend", "animatic", "--out", out, cwd=story_dir)
