@@ -160,7 +160,7 @@ def test_even_an_allowed_folder_never_opens_proc_or_devices(repo: Path) -> None:
     (lambda p: os.mkfifo(p), "the story file is not a regular file (a FIFO, device or socket); name a file"),
     (lambda p: p.symlink_to("/dev/zero"), "the story file is not a regular file (a FIFO, device or socket); name a "
                                           "file"),
-    (lambda p: p.write_bytes(b"# x\n" * 600_000), "the story file is larger than 1 MB"),
+    (lambda p: p.write_bytes(b"# x\n" * 600_000), "the story file is larger than 500 KB"),
     (lambda p: p.symlink_to(p.parent / "loop.yaml") or (p.parent / "loop.yaml").symlink_to(p),
      "the story file cannot be read (Too many levels of symbolic links); check the path and its permissions"),
 ])
@@ -277,17 +277,17 @@ LARGEST = ("storyforge: 1\ntitle: T\nrender: {steps: 1000, ar_step: 1000, causal
 
 
 def test_the_largest_settings_still_plan_in_seconds(write_story) -> None:
-    text = LARGEST + "".join(f"      - {{id: a{i}, prompt: p, duration: 600s}}\n" for i in range(2))
+    text = LARGEST + "      - {id: a, prompt: p, duration: 600s}\n"
     with within(30):
         plan = api.plan(write_story(text))
-    assert [job.frames for job in plan.jobs] == [72_001, 72_001]
+    assert [job.frames for job in plan.jobs] == [72_001]
     assert len(plan.jobs[0].segments) == 17_937
 
 
 def test_a_film_needing_too_many_windows_is_one_error_at_the_shot(write_story) -> None:
     text = LARGEST + "".join(f"      - {{id: a{i}, prompt: p, duration: 600s}}\n" for i in range(5))
     assert errors(write_story(text)) == [
-        "film.yaml:9: s/a2: the film needs more than 50,000 generation windows by this shot (windows of 257 frames "
+        "film.yaml:8: s/a1: the film needs more than 20,000 generation windows by this shot (windows of 257 frames "
         "overlapping by 253); real films need far fewer: shorten the shots, or overlap the windows less"]
 
 
@@ -296,7 +296,7 @@ def test_too_many_shots_is_one_error_before_anything_is_built(write_story) -> No
         f"  - id: s{s}\n    shots:\n" + "".join(f"      - {{id: a{i}, prompt: p, duration: 1s}}\n" for i in range(700))
         for s in range(3))
     assert errors(write_story(text)) == [
-        "film.yaml:2010: the film has more than 2,000 shots; split it into several story files"]
+        "film.yaml:1008: the film has more than 1,000 shots; split it into several story files"]
 
 
 # -- templates -------------------------------------------------------------------------------------------------
@@ -347,7 +347,7 @@ def _png(width: int, height: int, rows: int | None = None, noise: bool = False) 
 
 
 @pytest.mark.parametrize(("data", "message"), [
-    (_png(9000, 9000, rows=1), "'x.png' is 9000x9000 pixels, more than the 64 million an image may have; scale it "
+    (_png(7000, 7000, rows=1), "'x.png' is 7000x7000 pixels, more than the 40 million an image may have; scale it "
                                "down"),
     (_png(200_000, 200_000, rows=1), "'x.png' is not an image that can be decoded (DecompressionBombError); "
                                      "re-export it"),

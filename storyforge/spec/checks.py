@@ -13,7 +13,7 @@ from storyforge.spec.source import PathKey, SourceMap, where
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 MAX_IMAGE_BYTES = 100_000_000
-MAX_IMAGE_PIXELS = 64_000_000  # 8K x 8K; a start frame is scaled to the film's size (at most 4096 a side)
+MAX_IMAGE_PIXELS = 40_000_000  # 8K UHD is 33 million; a start frame is scaled to the film's size (4096 a side at most)
 MAX_AUDIO_BYTES = 2_000_000_000
 
 # Every key that names a file, as a pattern of its key path ("*" = any id or index), and what it holds.

@@ -25,10 +25,10 @@ from storyforge.spec.source import PathKey, SourceMap, where
 
 __all__ = ["PathKey", "SourceMap", "Story", "load", "parse_yaml", "read_text", "where"]
 
-MAX_NODES = 100_000  # a 2,000-shot film has about 20,000; stops alias bombs ("billion laughs")
-MAX_BYTES = 1_000_000  # a 2,000-shot film with long prompts is about 500 KB
+MAX_NODES = 100_000  # a 1,000-shot film has about 10,000; stops alias bombs ("billion laughs")
+MAX_BYTES = 500_000  # a 1,000-shot film with long prompts is about 250 KB
 MAX_DEPTH = 64  # a story nests about 8 levels (scenes > shots > render > ...)
-MAX_SHOTS = 2_000  # a feature film has about 1,500 shots; this keeps a plan to about a second
+MAX_SHOTS = 1_000  # over an hour of generated shots; longer films are several story files (planning stays < 1 s)
 MAX_INT_DIGITS = 30  # far past any seed or frame count; stops 10**100000 (slow to convert, meaningless)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 

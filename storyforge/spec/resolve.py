@@ -171,7 +171,7 @@ def _resolve_shot(story: Story, s: int, scene: Scene, i: int, shot: Shot, overri
     )
 
 
-MAX_WINDOWS = 50_000  # generation windows in a film: a 2-hour film at 24 fps has about 2,200; planning stays < 1 s
+MAX_WINDOWS = 20_000  # generation windows in a film: a 2-hour film has about 2,200 at 24 fps; planning stays < 1 s
 
 
 def _check_work(story: Story, shots: list[ResolvedShot]) -> None:
