@@ -151,7 +151,7 @@ def main() -> None:
         return
     results = []
     for name, make in CASES.items():
-        best = min((run(name, make) for _ in range(args.repeat)), key=lambda r: r[1])
+        best = min((run(name, make) for _ in range(args.repeat)), key=lambda r: r[0])
         results.append((name, *best))
         print(f"{best[0]:6.2f}s wall {best[1]:5.2f}s cpu  exit {best[2]}  {name}: {best[3][:100]}", flush=True)
     baseline = results[0]
