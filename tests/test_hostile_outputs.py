@@ -230,3 +230,31 @@ def test_a_second_render_waits_for_the_lock_and_says_so(write_story, story_dir: 
     assert log.read_text().splitlines()[0] == (f"note: another render (process 4242) is writing into {out}; waiting "
                                                "for it to finish")
     assert count_frames(out / "film.mp4") == TOTAL
+
+
+def test_nothing_outside_the_root_reaches_a_render_unless_allowed(story_dir: Path) -> None:
+    inner = story_dir / "inner"
+    inner.mkdir()
+    (story_dir / "refs" / "swan.png").rename(story_dir / "secret.png")  # outside inner/, the story's root
+    (inner / "link.png").symlink_to(story_dir / "secret.png")
+    for written in ("../secret.png", "link.png"):
+        (inner / "film.yaml").write_text(STORY.replace("refs/swan.png", written), encoding="utf-8")
+        done = cli("render", "film.yaml", "--backend", "animatic", "--out", "out", cwd=inner)
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert f"'{written}' is outside the story root {inner}" in done.stderr
+        assert not (inner / "out").exists()  # no plan, no clip, no film: not a pixel of it
+        done = cli("plan", "film.yaml", "--json", cwd=inner)
+        assert (done.returncode, done.stdout) == (1, "")
+    done = cli("render", "film.yaml", "--backend", "animatic", "--out", "out", "--allow-path", "..", cwd=inner)
+    assert done.returncode == 0, done.stderr
+    assert count_frames(inner / "out" / "film.mp4") == TOTAL
+
+
+def test_a_model_folder_outside_the_root_is_refused(write_story, story_dir: Path) -> None:
+    (story_dir.parent / "models-elsewhere").mkdir(exist_ok=True)
+    write_story(STORY.replace("render: {", "render: {model: ../models-elsewhere, "))
+    done = cli("plan", "film.yaml", cwd=story_dir)
+    assert (done.returncode, done.stderr) == (1, f"error: film.yaml:3: '../models-elsewhere' is outside the story root "
+                                                 f"{story_dir.resolve()} (the folder holding .git, else the story "
+                                                 "file's folder); move the file inside it, or allow its folder with "
+                                                 "--allow-path DIR (or STORYFORGE_ALLOW_PATH)\n")

@@ -97,6 +97,8 @@ class StoryRoot:
             raise PathRefused(f"no such file '{written}' (paths are relative to the story file)") from None
         except OSError as error:
             raise PathRefused(f"'{written}' cannot be read ({error.strerror}); check its permissions") from None
+        except ValueError:
+            raise PathRefused(f"'{written}' is not a usable path; check it") from None
         if folder:
             if not stat.S_ISDIR(info.st_mode):
                 raise PathRefused(f"'{written}' is not a folder")
