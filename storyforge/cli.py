@@ -101,7 +101,9 @@ def plan(
 
         write_text(output, result.dumps())
     if as_json:
-        sys.stdout.write(result.dumps())
+        from storyforge.console import json_safe
+
+        sys.stdout.write(json_safe(result.dumps()))
     elif output is None:
         out.print(plan_table(result))
         out.print(plan_footer(result))

@@ -36,6 +36,15 @@ def safe(text: object, *, lines: bool = False) -> str:
     return _CONTROL.sub(escaped, str(text))
 
 
+_JSON_CONTROL = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # json escapes the C0 ones
+
+
+def json_safe(text: str) -> str:
+    """JSON for a terminal: controls JSON leaves as they are (DEL, C1, bidi overrides) written as \\u escapes,
+    which decode to the same text."""
+    return _JSON_CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
 def shown(text: object) -> str:
     """`safe` text for a rich markup string (f"[green]✓[/green] {shown(path)}"): brackets escaped too."""
     return escape(safe(text))

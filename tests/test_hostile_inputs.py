@@ -400,3 +400,16 @@ def test_control_characters_from_a_story_are_printed_escaped(story_dir: Path) ->
     done = cli("validate", "film.yaml", cwd=story_dir)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "✓ film.yaml — '\\x1b[2J[bold]x[/bold]\\x07', 1 scenes, 1 shots\n"
+
+
+def test_plan_output_escapes_what_json_leaves_raw(story_dir: Path) -> None:
+    (story_dir / "film.yaml").write_text(
+        'storyforge: 1\ntitle: "T\\x9b\\e[2J"\nscenes:\n  - id: s\n    shots:\n'
+        '      - {id: a, prompt: "p\\e]0;x\\a\\u202e\\x7f", duration: 1s}\n', encoding="utf-8")
+    done = cli("plan", "film.yaml", "--json", cwd=story_dir)
+    assert done.returncode == 0, done.stderr
+    assert not any(char in done.stdout for char in "\x1b\x9b\u202e\x7f\x07")
+    assert json.loads(done.stdout)["title"] == "T\x9b\x1b[2J"  # the same data, escaped the JSON way
+    table = cli("plan", "film.yaml", cwd=story_dir)
+    assert table.returncode == 0 and "\x1b" not in table.stdout and "\x9b" not in table.stdout
+    assert table.stdout.startswith("T\\x9b\\x1b[2J — 960x544 @ 24 fps")

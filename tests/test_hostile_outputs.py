@@ -258,3 +258,15 @@ def test_a_model_folder_outside_the_root_is_refused(write_story, story_dir: Path
                                                  f"{story_dir.resolve()} (the folder holding .git, else the story "
                                                  "file's folder); move the file inside it, or allow its folder with "
                                                  "--allow-path DIR (or STORYFORGE_ALLOW_PATH)\n")
+
+
+def test_a_cache_that_cannot_be_written_is_one_clear_error(write_story, story_dir: Path) -> None:
+    write_story(STORY)
+    (story_dir / ".storyforge").mkdir()
+    (story_dir / ".storyforge" / "cache").write_text("not a folder", encoding="utf-8")
+    done = cli("render", "film.yaml", "--backend", "animatic", "--out", "out", cwd=story_dir)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"error: cannot write to the cache folder {story_dir.resolve() / '.storyforge' / 'cache'}: ")
+    assert errors[0].endswith("(read-only?); make it writable, or render with --no-cache")
