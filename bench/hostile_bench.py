@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GOAL_S = 2.0
 HEAD = "storyforge: 1\ntitle: T\nscenes:\n  - id: s\n    shots:\n"
 SHOT = "      - {id: a, prompt: p, duration: 2s}\n"
-LARGEST = ("storyforge: 1\ntitle: T\nrender: {steps: 1000, ar_step: 1000, causal_block_size: 1, fps: 120, "
+LARGEST = ("storyforge: 1\ntitle: T\nrender: {steps: 1000, ar_step: 1000, causal_block_size: 1, fps: 24, "
            "base_frames: 257, overlap_frames: 253}\nscenes:\n  - id: s\n    shots:\n")
 
 
@@ -93,10 +93,10 @@ CASES: dict[str, Callable[[Path], None]] = {
     "numbers: true where a number goes": _text(HEAD + SHOT.replace("2s", "true")),
     "numbers: 10^300 s shot": _text(HEAD + SHOT.replace("2s", "1" + "0" * 300)),
     "numbers: 99999999999999999f shot": _text(HEAD + SHOT.replace("2s", "99999999999999999f")),
-    "numbers: a 600 s shot at 120 fps, stride 1 latent": _text(LARGEST + "".join(
-        f"      - {{id: a{i}, prompt: p, duration: 600s}}\n" for i in range(1))),
+    "numbers: a 71997f shot (50 min), stride 1 latent": _text(LARGEST + "".join(
+        f"      - {{id: a{i}, prompt: p, duration: 71997f}}\n" for i in range(1))),
     "numbers: 5 such shots (over 20,000 windows)": _text(LARGEST + "".join(
-        f"      - {{id: a{i}, prompt: p, duration: 600s}}\n" for i in range(5))),
+        f"      - {{id: a{i}, prompt: p, duration: 71997f}}\n" for i in range(5))),
     "size: 1,000 shots (the most allowed)": _prompt("a fox runs through the forest at dawn", 1000),
     "size: 10,000 shots in 500 KB": _text(HEAD + "".join(f"      - {{id: a{i}, prompt: p, duration: 1s}}\n"
                                                          for i in range(12_000))[: 495_000].rsplit("\n", 1)[0] + "\n"),
