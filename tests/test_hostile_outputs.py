@@ -23,7 +23,7 @@ from storyforge.render import render
 STORY = """\
 storyforge: 1
 title: Outputs
-render: {resolution: 64x48, fps: 12, base_frames: 17, overlap_frames: 5}
+render: {resolution: 64x48, fps: 24, base_frames: 17, overlap_frames: 5}
 scenes:
   - id: s
     shots:
