@@ -147,9 +147,8 @@ def write_out(plan: Plan, frames: StartFrames, out: Path, *, whole: bool) -> Non
         folder.mkdir(parents=True, exist_ok=True)
     for job_id, (_key, path) in frames.found.items():
         link(path, out / keyframe_name(plan.job(job_id)))
-    if whole and folder.is_dir():
-        expected = {out / keyframe_name(plan.job(job_id)) for job_id in frames.found}
-        for stale in folder.glob("*.png"):
-            if stale not in expected:
-                stale.unlink()
+    if whole and folder.is_dir():  # only pictures storyforge wrote there (see storyforge.outdir)
+        from storyforge.outdir import remove_stale
+
+        remove_stale(out, "keyframes", (out / keyframe_name(plan.job(job_id)) for job_id in frames.found))
 

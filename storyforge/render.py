@@ -195,19 +195,35 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     written. `executor` runs the chains: `local` (here, in film order) or `ray` (see storyforge.executors).
     Raises RenderError when a backend fails; completed cache entries are kept, so a new run resumes.
     KeyboardInterrupt propagates the same way. Under torchrun only rank 0 writes anything (the others
-    render in step with it, see storyforge.backends.multigpu).
+    render in step with it, see storyforge.backends.multigpu). The output folder is held for the run and
+    only storyforge's own files in it are ever replaced or removed (see storyforge.outdir).
 
     Keyframes (generated start frames) come first, all of them, with the edit model freed before any video;
     the animatic makes none and shows those already cached. `keyframes_only` stops after them: no video.
     """
-    from storyforge.executors import run_chains
-
     name, notice = choose_backend(plan, backend)
     out = Path(out) if out is not None else default_out(plan.story)
     targets = select(plan, only)
     writer = is_writer()
-    if writer:
-        out.mkdir(parents=True, exist_ok=True)
+    if not writer:
+        return _render(plan, out, name, notice, targets, only, use_cache, cache_root, progress, backend_options,
+                       executor, executor_options, writer, keyframes_only)
+    from storyforge import outdir
+    from storyforge.keyframes import keyframe_name
+
+    names = ("film.mp4", "plan.json", "run.json", *(clip_name(job) for job in plan.jobs),
+             *(keyframe_name(job) for job in plan.jobs if job.keyframe is not None))
+    with outdir.claimed(out, plan.story, names, getattr(progress, "notice", None)) as out:
+        return _render(plan, out, name, notice, targets, only, use_cache, cache_root, progress, backend_options,
+                       executor, executor_options, writer, keyframes_only)
+
+
+def _render(plan: Plan, out: Path, name: str, notice: str | None, targets: list[Job], only: list[str] | None,
+            use_cache: bool, cache_root: Path | None, progress: RenderProgress | None,
+            backend_options: dict[str, Any] | None, executor: str, executor_options: dict[str, Any] | None,
+            writer: bool, keyframes_only: bool) -> RunReport:
+    from storyforge.executors import run_chains
+
     scratch = None if use_cache or not writer else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
     cache = Cache(scratch or Path(cache_root or default_root(plan.story))) if writer else None
     run: Run | None = None
@@ -497,10 +513,9 @@ class Run:
         for job_id, entry in self.entries.items():
             link(entry.clip, out / clip_name(plan.job(job_id)))
         if whole:
-            expected = {out / clip_name(job) for job in plan.jobs}
-            for stale in clips.glob("*.mp4"):
-                if stale not in expected:
-                    stale.unlink()
+            from storyforge.outdir import remove_stale
+
+            remove_stale(out, "clips", (out / clip_name(job) for job in plan.jobs))
         write_text(out / "plan.json", plan.dumps())
         from storyforge.keyframes import write_out
 
@@ -541,11 +556,11 @@ class Run:
                 and previous.get("film_bytes") == film.stat().st_size):
             report.total_frames = int(previous.get("total_frames", plan.total_frames))
             return
-        try:  # verify="packets": the decode below checks the frame count once, against the plan
+        from storyforge.outdir import scratch
+
+        with scratch(out, "stitch") as work_dir:  # verify="packets": the decode below checks the frames once
             result = stitch(clips, film, fps=plan.fps, audio=plan.audio.path if plan.audio else None,
-                            work_dir=out / ".stitch", verify="packets")
-        finally:
-            shutil.rmtree(out / ".stitch", ignore_errors=True)
+                            work_dir=work_dir, verify="packets")
         decoded = count_frames(film)
         if decoded != plan.total_frames:
             raise RuntimeError(f"{film} decodes to {decoded} frames but the plan has {plan.total_frames}")

@@ -288,3 +288,31 @@ def test_the_schema_accepts_what_the_loader_accepts_for_cast_and_keyframes(write
     assert [list(e.absolute_path) for e in validator.iter_errors(wrong)] == [["keyframes"]]
     with pytest.raises(StoryError):
         api.validate(write_story(story(keyframes="keyframes: {model: tiny, steps: 0}\n")))
+
+
+OUTSIDE = ("'{written}' is outside the story root {root} (the folder holding .git, else the story file's folder); "
+           "move the file inside it, or allow its folder with --allow-path DIR (or STORYFORGE_ALLOW_PATH)")
+
+
+@pytest.mark.parametrize("key", ["location reference", "keyframe model folder"])
+def test_paths_of_cast_and_keyframes_stay_inside_the_story_root(key: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "repo"
+    (root / ".git").mkdir(parents=True)
+    (root / "stories").mkdir()
+    shutil.copy(Path(__file__).parent.parent / "examples" / "stories" / "refs" / "swan.png", tmp_path / "secret.png")
+    (tmp_path / "weights").mkdir()
+    monkeypatch.chdir(root / "stories")
+    monkeypatch.delenv("STORYFORGE_ALLOW_PATH", raising=False)
+    if key == "location reference":
+        extra, written, line, where = "locations:\n  lake: {description: a lake, reference: ../../secret.png}\n", \
+            "../../secret.png", 4, "locations.lake"
+    else:
+        extra, written, line, where = "keyframes: {model: ../../weights}\n", "../../weights", 3, "keyframes.model"
+    path = root / "stories" / "film.yaml"
+    path.write_text("storyforge: 1\ntitle: T\n" + extra + "scenes:\n  - id: s\n    location: lake\n    shots:\n"
+                    "      - {id: a, prompt: a lake, duration: 2s}\n", encoding="utf-8")
+    with pytest.raises(StoryError) as caught:
+        api.plan(path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"film.yaml:{line}: {where}: {OUTSIDE.format(written=written, root=root)}"]

@@ -13,7 +13,7 @@ from storyforge.plan.keys import job_key, keyframe_key
 from storyforge.plan.model import Job, Keyframe, Plan, PlanWarning, Reference, Transition
 from storyforge.spec.load import PathKey
 from storyforge.spec.models import KEYFRAME_MODEL, parse_duration
-from storyforge.spec.presets import I2V_DEFAULTS, KEYFRAME_PRESETS, preset
+from storyforge.spec.presets import I2V_DEFAULTS, preset
 from storyforge.spec.resolve import ResolvedFilm, ResolvedShot
 
 # Frame rates a SkyReels-V2 DF checkpoint renders true to time: trained at 24 fps; its fps input is "16 or not".
@@ -285,10 +285,7 @@ class _Compiler:
     def keyframe(self, shot: ResolvedShot, text: ShotText, references: tuple[Reference, ...]) -> Keyframe:
         spec = self.film.story.film.keyframes
         assert spec is not None
-        model = spec.model
-        folder = self.film.story.path.parent
-        if model not in KEYFRAME_PRESETS and (folder / model).is_dir():
-            model = str((folder / model).resolve())  # a local model folder is relative to the story file
+        model = self.film.keyframe_model or spec.model
         width, height = self.film.size
         if spec.model == KEYFRAME_MODEL and len(references) > 3:
             self.warn(shot, shot.path, f"its keyframe composes {len(references)} reference images, but "

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from storyforge.errors import Problem, StoryError
 from storyforge.spec.load import PathKey, Story
-from storyforge.spec.models import RenderSettings, Scene, Shot, parse_resolution
-from storyforge.spec.presets import DEFAULT_MODEL, DEFAULTS, I2V_DEFAULTS, preset
+from storyforge.spec.models import RenderSettings, Scene, Shot, parse_duration, parse_resolution
+from storyforge.spec.presets import DEFAULT_MODEL, DEFAULTS, I2V_DEFAULTS, KEYFRAME_PRESETS, preset
+from storyforge.spec.root import PathRefused
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class ResolvedFilm:
     audio: Image | None
     # reference images of characters and locations: ("characters" | "locations", name) -> image
     references: dict[tuple[str, str], Image] = field(default_factory=dict)
+    keyframe_model: str | None = None  # `keyframes.model` resolved: a preset, an absolute folder or a hub id
 
     @property
     def fps(self) -> int:
@@ -86,11 +89,28 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _image(folder: Path, relative: str | None) -> Image | None:
+def _image(story: Story, relative: str | None, at: PathKey) -> Image | None:
     if not relative:
         return None
-    path = (folder / relative).resolve()
+    try:
+        path = story.locate(relative)  # checked when the story loaded; the same gate again, right before reading
+    except PathRefused as refused:
+        raise StoryError([Problem(story.source.file, story.source.line(at), "", str(refused))]) from None
     return Image(path=path, relative=relative, sha256=file_sha256(path))
+
+
+def _model_folder(story: Story, model: str, at: PathKey) -> str:
+    """A model the story names: a local folder inside the story root (made absolute), else a hub id as written.
+
+    A path that leaves the root is refused like any file the story names; a hub id ("org/name") stays a hub id.
+    """
+    try:
+        return str(story.locate(model, folder=True))
+    except PathRefused as refused:
+        looks_like_path = model.startswith(("/", "./", "../", "~")) or "\\" in model
+        if looks_like_path and "outside the story root" in str(refused):
+            raise StoryError([Problem(story.source.file, story.source.line(at), "", str(refused))]) from None
+        return model
 
 
 def resolve(story: Story, overrides: dict[str, Any] | None = None) -> ResolvedFilm:
@@ -103,11 +123,31 @@ def resolve(story: Story, overrides: dict[str, Any] | None = None) -> ResolvedFi
         for i, shot in enumerate(scene.shots):
             shots.append(_resolve_shot(story, s, scene, i, shot, overrides, folder))
     _check_film_wide(story, shots)
-    references = {(group, name): _image(folder, item.reference)
+    _check_work(story, shots)
+    references = {(group, name): _image(story, item.reference, (group, name, "reference"))
                   for group, items in (("characters", film.characters), ("locations", film.locations))
                   for name, item in items.items() if item.reference}
-    return ResolvedFilm(story=story, shots=tuple(shots), audio=_image(folder, film.audio),
-                        references=references)  # type: ignore[arg-type]
+    return ResolvedFilm(story=story, shots=tuple(shots), audio=_image(story, film.audio, ("audio",)),
+                        references=references, keyframe_model=_keyframe_model(story))  # type: ignore[arg-type]
+
+
+def _keyframe_model(story: Story) -> str | None:
+    """The film's keyframe model: a preset, a local folder inside the story root (made absolute), or a hub id."""
+    spec = story.film.keyframes
+    if spec is None or spec.model in KEYFRAME_PRESETS:
+        return spec.model if spec is not None else None
+    at = ("keyframes", "model")
+    try:
+        model = _model_folder(story, spec.model, at)
+    except StoryError as refused:  # the same gate as every path; said at `keyframes.model`
+        raise StoryError([replace(p, where="keyframes.model") for p in refused.problems]) from None
+    if model == spec.model and "/" not in model:  # neither a folder nor an owner/name hub id: a misspelt preset?
+        close = difflib.get_close_matches(model, list(KEYFRAME_PRESETS), n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise StoryError([Problem(story.source.file, story.source.line(at), "keyframes.model",
+                                  f"unknown keyframe model '{model}'; {hint}use {', '.join(KEYFRAME_PRESETS)}, a hub "
+                                  "id (owner/name) or a local folder")])
+    return model
 
 
 def _resolve_shot(story: Story, s: int, scene: Scene, i: int, shot: Shot, overrides: dict[str, Any],
@@ -132,8 +172,10 @@ def _resolve_shot(story: Story, s: int, scene: Scene, i: int, shot: Shot, overri
         origins[key] = shot_path
     model = values.pop("model", None) or DEFAULT_MODEL
     chosen = preset(model)
-    if chosen is None and (folder / model).is_dir():
-        model = str((folder / model).resolve())  # a local model folder is relative to the story file
+    if chosen is None and "model" not in overrides:  # the command line's --model is the user's own choice
+        model = _model_folder(story, model, origins.get("model", shot_path))
+    elif chosen is None and (folder / model).is_dir():
+        model = str((folder / model).resolve())
     defaults = dict(DEFAULTS)
     defaults["resolution"] = chosen.resolution if chosen else "540p"
     defaults["base_frames"] = chosen.base_frames if chosen else 97
@@ -154,8 +196,33 @@ def _resolve_shot(story: Story, s: int, scene: Scene, i: int, shot: Shot, overri
     return ResolvedShot(
         id=f"{scene.id}/{shot.id}", scene=scene, shot=shot, path=shot_path, settings=settings,
         origins=origins, seed_is_explicit=explicit_seed,
-        image=_image(folder, shot.image), end_image=_image(folder, shot.end_image),
+        image=_image(story, shot.image, shot_path + ("image",)),
+        end_image=_image(story, shot.end_image, shot_path + ("end_image",)),
     )
+
+
+MAX_WINDOWS = 20_000  # generation windows in a film: a 2-hour film has about 2,200 at 24 fps; planning stays < 1 s
+
+
+def _check_work(story: Story, shots: list[ResolvedShot]) -> None:
+    """A film that needs more than MAX_WINDOWS windows is one error at the shot that crosses the bound.
+
+    Planning costs about one step per window, so this bounds it however long the shots and however small
+    the stride (base_frames - overlap_frames) a story asks for."""
+    total = 0
+    for shot in shots:
+        s = shot.settings
+        seconds, frames = parse_duration(shot.shot.duration)
+        frames = frames if frames is not None else max(1, round((seconds or 0) * s.fps))
+        latent, base = (frames - 1) // 4 + 1, (s.base_frames - 1) // 4 + 1
+        stride = base - ((s.overlap_frames - 1) // 4 + 1)
+        total += 1 if latent <= base or stride <= 0 else 2 + (latent - base - 1) // stride
+        if total > MAX_WINDOWS:
+            line = story.source.line(shot.path + ("duration",))
+            raise StoryError([Problem(story.source.file, line, shot.id, f"the film needs more than "
+                                      f"{MAX_WINDOWS:,} generation windows by this shot (windows of "
+                                      f"{s.base_frames} frames overlapping by {s.overlap_frames}); real films need "
+                                      "far fewer: shorten the shots, or overlap the windows less")])
 
 
 def _check_film_wide(story: Story, shots: list[ResolvedShot]) -> None:
