@@ -558,39 +558,63 @@ def _reference(
 # -- checks and cache key --------------------------------------------------------------------------
 
 
+class ClipCheck:
+    """Whether a clip is all black or frozen, told frame by frame (chunks of frames may be added as they come)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.black = self.frozen = True
+        self._first: np.ndarray | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Known to be fine: no further frame can change the answer."""
+        return not self.black and not self.frozen
+
+    def add(self, frames: np.ndarray) -> None:
+        """Look at uint8 RGB frames (F, H, W, 3) that follow the ones added before."""
+        import numpy as np
+
+        for frame in frames:
+            if self.settled:
+                return
+            self.count += 1
+            self.black = self.black and int(frame.max()) < _BLACK_MAX
+            if self._first is None:
+                self._first = frame.astype(np.int16)
+            elif self.frozen:
+                self.frozen = float(np.abs(frame.astype(np.int16) - self._first).mean()) < _FROZEN_MEAN_DIFF
+
+    def warning(self) -> str | None:
+        if self.settled:
+            return None
+        if self.count == 0:
+            return "the clip has no frames"
+        if self.black:
+            return f"the clip is entirely black ({self.count} frames)"
+        if self.frozen and self.count > 1:
+            return f"the clip is frozen: all {self.count} frames show the same picture"
+        return None
+
+
 def check_clip(clip: Path | str | np.ndarray) -> str | None:
     """A warning if a clip (a file, or uint8 RGB frames (F, H, W, 3)) is all black or frozen, else None."""
-    import numpy as np
-
     if isinstance(clip, (str, os.PathLike)):
         frames = iter_frames(Path(clip))
     else:
         check_frames(clip, (-1, -1, -1, 3), what="frames")
         frames = iter(clip)
-    first = None
-    black = frozen = True
-    count = 0
+    check = ClipCheck()
     try:
         for frame in frames:
-            count += 1
-            black = black and int(frame.max()) < _BLACK_MAX
-            if first is None:
-                first = frame.astype(np.int16)
-            elif frozen:
-                frozen = float(np.abs(frame.astype(np.int16) - first).mean()) < _FROZEN_MEAN_DIFF
-            if not black and not frozen:
+            check.add(frame[None])
+            if check.settled:
                 return None  # stop decoding as soon as the clip is known to be fine
     finally:
         close = getattr(frames, "close", None)
         if close is not None:
             close()
-    if count == 0:
-        return "the clip has no frames"
-    if black:
-        return f"the clip is entirely black ({count} frames)"
-    if frozen and count > 1:
-        return f"the clip is frozen: all {count} frames show the same picture"
-    return None
+    return check.warning()
 
 
 def cut_key(clips: Sequence[Any], keys: Sequence[str], audio_sha256: str | None) -> str:
