@@ -1,7 +1,7 @@
 """The render loop: a plan's jobs through a backend into the cache, chain by chain, then the cut.
 
 Executors (storyforge.executors) sit above this loop and drive it: they choose where the chains run and pass
-that choice in; this module imports none of them and knows nothing of torchrun ranks.
+that choice in; this module imports none of them and never asks which process of a launch it runs in.
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ class Run:
                  progress: RenderProgress | None, targets: set[str], loaded: Backend | None = None):
         """`loaded`: the backend, already loaded by the caller, who also closes it (a Ray worker keeps its
         model across chains); by default it is loaded on first use and closed with close_backend."""
-        from storyforge.stitch import keyframes
+        from storyforge.cut import keyframes
 
         self.plan, self.cache, self.backend_name, self.options, self.progress = plan, cache, backend, options, progress
         self.targets = targets  # what was asked for; anything else rendered is upstream of it
@@ -394,7 +394,8 @@ class Run:
 
     def _cut(self, out: Path, report: RunReport, reuse_film: bool) -> None:
         from storyforge.clipfile import count_frames
-        from storyforge.stitch import CutClip, cut_key, stitch
+        from storyforge.cut import CutClip, cut_key
+        from storyforge.stitch import stitch
 
         plan = self.plan
         clips = [CutClip(job.id, out / clip_name(job), job.frames, job.transition.type, job.transition.frames)
