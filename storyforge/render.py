@@ -204,26 +204,30 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     written. `executor` runs the chains (default: `local`, here in film order; storyforge.executors has the
     others and chooses among them by name). `loaded`: the backend `backend` names, built by the caller, who
     also closes it. Raises RenderError when a backend fails; completed cache entries are kept, so a new run
-    resumes. KeyboardInterrupt propagates the same way.
+    resumes. KeyboardInterrupt propagates the same way. The output folder is held for the run and only
+    storyforge's own files in it are ever replaced or removed (see storyforge.outdir).
     """
     name, notice = choose_backend(plan, backend)
     if loaded is not None and loaded.name != name:
         raise ValueError(f"the loaded backend is {loaded.name!r} but {backend!r} chooses {name!r}")
     out = Path(out) if out is not None else default_out(plan.story)
     targets = select(plan, only)
-    out.mkdir(parents=True, exist_ok=True)
-    scratch = None if use_cache else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
-    cache = Cache(scratch or Path(cache_root or default_root(plan.story)))
-    run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets}, loaded=loaded)
-    if notice:
-        run.notices.append(notice)
-    try:
-        (executor or local)(run, chains_of(plan, targets))
-        return run.finish(out, whole=not only, reuse_film=use_cache)
-    finally:
-        run.close_backend()
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+    from storyforge import outdir
+
+    names = ("film.mp4", "plan.json", "run.json", *(clip_name(job) for job in plan.jobs))
+    with outdir.claimed(out, plan.story, names, getattr(progress, "notice", None)) as out:
+        scratch = None if use_cache else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
+        cache = Cache(scratch or Path(cache_root or default_root(plan.story)))
+        run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets}, loaded=loaded)
+        if notice:
+            run.notices.append(notice)
+        try:
+            (executor or local)(run, chains_of(plan, targets))
+            return run.finish(out, whole=not only, reuse_film=use_cache)
+        finally:
+            run.close_backend()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
 
 
 class Run:
@@ -394,10 +398,9 @@ class Run:
         for job_id, entry in self.entries.items():
             _link(entry.clip, out / clip_name(plan.job(job_id)))
         if whole:
-            expected = {out / clip_name(job) for job in plan.jobs}
-            for stale in clips.glob("*.mp4"):
-                if stale not in expected:
-                    stale.unlink()
+            from storyforge.outdir import remove_stale
+
+            remove_stale(out, "clips", (out / clip_name(job) for job in plan.jobs))
         write_text(out / "plan.json", plan.dumps())
         report = RunReport(out=out, backend=self.backend_name,
                            jobs=[self.records[job.id] for job in plan.jobs if job.id in self.records])
@@ -435,11 +438,11 @@ class Run:
                 and previous.get("film_bytes") == film.stat().st_size):
             report.total_frames = int(previous.get("total_frames", plan.total_frames))
             return
-        try:  # verify="packets": the decode below checks the frame count once, against the plan
+        from storyforge.outdir import scratch
+
+        with scratch(out, "stitch") as work_dir:  # verify="packets": the decode below checks the frames once
             result = stitch(clips, film, fps=plan.fps, audio=plan.audio.path if plan.audio else None,
-                            work_dir=out / ".stitch", verify="packets")
-        finally:
-            shutil.rmtree(out / ".stitch", ignore_errors=True)
+                            work_dir=work_dir, verify="packets")
         decoded = count_frames(film)
         if decoded != plan.total_frames:
             raise RuntimeError(f"{film} decodes to {decoded} frames but the plan has {plan.total_frames}")
@@ -507,6 +510,9 @@ def _link(source: Path, target: Path) -> None:
             return
     except OSError:
         pass
+    from storyforge.atomic import check_replaceable
+
+    check_replaceable(target)  # a FIFO, a device or a folder where a clip goes stays as it is
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     temporary.unlink(missing_ok=True)
     try:

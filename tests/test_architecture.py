@@ -49,17 +49,13 @@ def test_import_linter_contract() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-# spec.checks -> spec.load closes the one circle left, issue 10's to break; drop this when it is gone.
-KNOWN_BACK_EDGES = {("storyforge.spec.checks", "storyforge.spec.load")}
-
-
 def test_no_module_imports_itself_through_others() -> None:
     """No import cycle in the package, lazy imports inside functions included (what grimp sees)."""
     import grimp
 
     graph = grimp.build_graph("storyforge")
     edges = {module: {m for m in graph.find_modules_directly_imported_by(module)
-                      if m.startswith("storyforge") and (module, m) not in KNOWN_BACK_EDGES}
+                      if m.startswith("storyforge")}
              for module in graph.modules if module.startswith("storyforge")}
     cycles = _cycles(edges)
     assert cycles == [], "\n".join(" -> ".join(cycle) for cycle in cycles)
