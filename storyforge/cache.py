@@ -121,11 +121,12 @@ class Cache:
         """
         from storyforge.clipfile import write_clip
 
+        forced = sorted(keyframes)
         meta = {"format": ENTRY_FORMAT, "key": key, "job": job.id, "job_key": job.key, "fps": fps,
-                "keyframes": sorted(keyframes), "backend": identity, "created": round(time.time(), 3)}
+                "keyframes": forced, "backend": identity, "created": round(time.time(), 3)}
 
         def write(clip: Path) -> None:
-            count, height, width = write_clip(frames, clip, fps=fps, keyframes=meta["keyframes"])
+            count, height, width = write_clip(frames, clip, fps=fps, keyframes=forced)
             took = seconds() if callable(seconds) else seconds
             meta.update(frames=count, width=width, height=height, seconds=round(took, 3))
 

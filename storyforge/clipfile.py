@@ -183,15 +183,18 @@ def write_clip(frames: np.ndarray | Iterator[np.ndarray], path: Path, *, fps: in
     `frames` may also be an iterator (a generator, say) of such arrays, chunks of any length, each encoded as it
     comes: the whole clip is never in memory. Returns the clip's (frames, height, width).
     """
-    whole = not isinstance(frames, Iterator)
-    if whole:
+    chunks: Iterable[np.ndarray]
+    if isinstance(frames, Iterator):
+        chunks = frames
+    else:
         check_frames(frames, (-1, -1, -1, 3), what="frames")
         if not len(frames):
             raise ValueError("frames is empty")
         _check_keyframes(keyframes, len(frames))
+        chunks = (frames,)
     writer: ClipWriter | None = None
     try:
-        for chunk in ((frames,) if whole else frames):  # type: ignore[union-attr]
+        for chunk in chunks:
             check_frames(chunk, (-1, -1, -1, 3), what="frames")
             if writer is None and len(chunk):
                 height, width = chunk.shape[1:3]

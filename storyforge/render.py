@@ -196,7 +196,7 @@ def local(run: Run, chains: list[list[Job]]) -> None:
 def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: list[str] | None = None,
            use_cache: bool = True, cache_root: Path | None = None, progress: RenderProgress | None = None,
            backend_options: dict[str, Any] | None = None,
-           executor: Callable[[Run, list[list[Job]]], None] | None = None,
+           executor: Callable[[Run, list[list[Job]]], None] | str | None = None,
            loaded: Backend | None = None) -> RunReport:
     """Render every job of `plan` (or those `only` names) into `out`, reusing cached clips, and cut the film.
 
@@ -207,6 +207,11 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     resumes. KeyboardInterrupt propagates the same way. The output folder is held for the run and only
     storyforge's own files in it are ever replaced or removed (see storyforge.outdir).
     """
+    if isinstance(executor, str):  # executors by name live above this loop, in storyforge.executors
+        if executor != "local":
+            raise StoryforgeError(f"storyforge.render.render runs the chains with an executor function; to choose "
+                                  f"the '{executor}' executor by name, call storyforge.api.render")
+        executor = local
     name, notice = choose_backend(plan, backend)
     if loaded is not None and loaded.name != name:
         raise ValueError(f"the loaded backend is {loaded.name!r} but {backend!r} chooses {name!r}")

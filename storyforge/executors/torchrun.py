@@ -151,8 +151,9 @@ class _Follower:
             return
         previous = None
         if job.kind == "extend":
-            needed, parts, upstream = job.settings.overlap_frames, [], self.plan.job(job.after) if job.after else None
-            have = 0
+            needed, have = job.settings.overlap_frames, 0
+            parts: list[np.ndarray] = []
+            upstream = self.plan.job(job.after) if job.after else None
             while upstream is not None and have < needed:
                 self.alone(upstream)
                 parts.insert(0, self.tails[upstream.id][-(needed - have):])
