@@ -146,7 +146,7 @@ def test_the_animatic_shows_the_keyframe_else_the_references(film, tmp_path: Pat
     assert [k.status for k in with_keyframes.keyframes] == ["cached", "cached"]
     assert without.keyframes == [] and not (tmp_path / "b" / "keyframes").exists()
     assert ("the animatic makes no keyframes: s/a, t/d show their references; `storyforge render film.yaml "
-            "--keyframes-only` makes the keyframes") in without.notices
+            "--keyframes-only` makes them") in without.notices
     height = 64 - _band_height(64)
 
     def first_picture(out: Path, job_id: str) -> np.ndarray:

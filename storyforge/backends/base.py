@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -47,8 +47,14 @@ class Backend(Protocol):
         """What, besides the job, makes this backend's pixels differ (model files, dtype, scheduler, version)."""
         ...
 
+    def frames(self, job: Job, inputs: RenderInputs) -> Iterator[np.ndarray]:
+        """The job's new frames as they are ready, in order: uint8 chunks (n, height, width, 3) that add up to
+        job.frames, the overlap of an extension dropped. The render loop encodes each chunk as it comes, so a
+        backend that yields a window (or a frame) at a time keeps host memory flat in the shot's length."""
+        ...
+
     def render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
-        """The job's new frames: uint8 (job.frames, height, width, 3), the overlap of an extension dropped."""
+        """All the job's new frames at once: uint8 (job.frames, height, width, 3), `frames` joined."""
         ...
 
     def close(self) -> None:
@@ -83,3 +89,13 @@ def load_keyframe_backend(**options: Any) -> Any:
     from storyforge.backends.keyframe import ImageEdit
 
     return ImageEdit(**options)
+
+
+def frames_of(backend: Any, job: Job, inputs: RenderInputs) -> Iterator[np.ndarray]:
+    """The job's frames in chunks: the backend's `frames` stream, or (a backend written before streaming, with
+    `render` only) its whole shot as one chunk."""
+    stream = getattr(backend, "frames", None)
+    if stream is None:
+        yield backend.render(job, inputs)
+        return
+    yield from stream(job, inputs)

@@ -15,15 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from storyforge.errors import RenderError
-from storyforge.spec.presets import KEYFRAME_PRESETS
+from storyforge.spec.presets import KEYFRAME_PRESETS, TINY_EDIT_RECIPE
 
 if TYPE_CHECKING:
     import numpy as np
 
     from storyforge.plan.model import Keyframe
 
-# Bump when the tiny recipe (backends/tiny_keyframe.py) changes: the cache identity of its keyframes follows it.
-TINY_EDIT_RECIPE = "tiny-qwen-image-edit-v1"
 # Guidance above 1 needs a negative prompt to switch classifier-free guidance on (Qwen's own examples use " ").
 NEGATIVE_PROMPT = " "
 
@@ -99,28 +97,6 @@ def model_identity(model: str) -> dict[str, str]:
     return {"folder_sha256": _FOLDER_HASHES[key]}
 
 
-def allow_processor_without_video() -> None:
-    """Let transformers' Qwen2VLProcessor be built without its video processor when torchvision is missing.
-
-    transformers 5 makes Qwen2VLProcessor require a Qwen2VLVideoProcessor, which needs torchvision, even though
-    the edit pipeline never passes it video. Where torchvision is installed (every normal GPU install) this does
-    nothing; where it is not (CPU-only machines whose torchvision wheel does not match torch), the processor is
-    built from its image processor and tokenizer alone. No other behaviour changes."""
-    from transformers import Qwen2VLProcessor
-    from transformers.utils import is_torchvision_available
-
-    if is_torchvision_available() or getattr(Qwen2VLProcessor, "_storyforge_without_video", False):
-        return
-    original = Qwen2VLProcessor.__init__
-
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):  # noqa: N807
-        kwargs.pop("video_processor", None)
-        original(self, image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template, **kwargs)
-
-    Qwen2VLProcessor.__init__ = __init__
-    Qwen2VLProcessor._storyforge_without_video = True
-
-
 class ImageEdit:
     """Renders keyframes with a diffusers image-edit pipeline; each model is loaded once per instance."""
 
@@ -155,6 +131,8 @@ class ImageEdit:
             location = str(tiny_edit_folder())
         elif source.kind == "hub" and not _in_hub_cache(location):
             raise RenderError(_missing_weights(keyframe, location))
+        from storyforge.backends.tiny_keyframe import allow_processor_without_video
+
         allow_processor_without_video()
         try:
             from diffusers.utils import logging as diffusers_logging

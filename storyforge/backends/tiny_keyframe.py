@@ -1,4 +1,5 @@
-"""The `tiny` keyframe preset: a seeded, randomly initialised QwenImageEditPlusPipeline built offline."""
+"""The `tiny` keyframe preset: a seeded, randomly initialised QwenImageEditPlusPipeline built offline; and the
+Qwen2-VL processor shim that lets it (and the real model) load where torchvision is missing."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from storyforge.backends.keyframe import TINY_EDIT_RECIPE, allow_processor_without_video
 from storyforge.backends.tiny import built_folder
+from storyforge.spec.presets import TINY_EDIT_RECIPE
 
 # The real Qwen2 / Qwen2.5-VL special tokens, in the real order (their ids follow the byte-level vocabulary).
 SPECIAL_TOKENS = (
@@ -33,6 +34,28 @@ CORPUS = (
 )
 BPE_VOCAB_SIZE = 640  # 256 byte symbols and merges: sized so that the template prefix is 64 tokens
 Z_DIM = 4
+
+
+def allow_processor_without_video() -> None:
+    """Let transformers' Qwen2VLProcessor be built without its video processor when torchvision is missing.
+
+    transformers 5 makes Qwen2VLProcessor require a Qwen2VLVideoProcessor, which needs torchvision, even though
+    the edit pipeline never passes it video. Where torchvision is installed (every normal GPU install) this does
+    nothing; where it is not (CPU-only machines whose torchvision wheel does not match torch), the processor is
+    built from its image processor and tokenizer alone. No other behaviour changes."""
+    from transformers import Qwen2VLProcessor
+    from transformers.utils import is_torchvision_available
+
+    if is_torchvision_available() or getattr(Qwen2VLProcessor, "_storyforge_without_video", False):
+        return
+    original = Qwen2VLProcessor.__init__
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):  # noqa: N807
+        kwargs.pop("video_processor", None)
+        original(self, image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template, **kwargs)
+
+    Qwen2VLProcessor.__init__ = __init__
+    Qwen2VLProcessor._storyforge_without_video = True
 
 
 def tiny_edit_folder(cache_root: Path | None = None) -> Path:

@@ -78,6 +78,8 @@ class KeyframePreset:
     weights: str  # what a user downloads
 
 
+# Bump when the tiny edit model's recipe (backends/tiny_keyframe.py) changes: its keyframes' cache identity follows.
+TINY_EDIT_RECIPE = "tiny-qwen-image-edit-v1"
 KEYFRAME_PRESETS: dict[str, KeyframePreset] = {
     p.name: p
     for p in (
