@@ -1,0 +1,196 @@
+"""Seams: where new frames meet old ones, found in the plan and measured in the pixels (jump, colour shift, drift).
+
+A seam is where a Diffusion-Forcing generation starts adding frames from a conditioning prefix: the first
+new frame of every window after a job's first (`window`), and the first frame of a continued shot
+(`continue`). Models of the Wan family tend to shift colour and brightness there and to drift along a
+chain; storyforge knows where every seam is, so it measures each one:
+
+- `jump`: the mean absolute pixel change from the last frame before the seam to the first after it,
+  divided by the median of the ordinary frame-to-frame changes in the `SIDE` frames either side (floored
+  at `STILL` levels, so a still scene does not divide by nothing). About 1: the seam is invisible.
+- `color_shift`: CIEDE2000 between the mean Lab colour of the `SIDE` frames before and the `SIDE` after.
+  CIEDE2000 rather than CIE76 because CIE76 overstates shifts in saturated colours several times and
+  understates them in the near-greys and blues that dominate skies and skin; it is computed on two mean
+  colours per seam, so its cost is nil.
+- chain drift: CIEDE2000 between the mean colour of a chain's first window and its last.
+
+Measured on the frames as they go to the encoder (after colour matching), on a sub-sampled grid of pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from storyforge.plan.frames import TIME_COMPRESSION, latents
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+
+    from storyforge.plan.model import Job, Plan
+
+SIDE = 4  # frames either side of a seam that are compared
+STILL = 1.0  # 8-bit levels: below this much ordinary change a picture is still, and the jump is taken against it
+GRID = 128  # pixels sampled along the longer side for the measurements
+WINDOW_SAMPLES = 16  # frames of a window averaged for its colour (evenly spread)
+
+
+@dataclass(frozen=True)
+class SeamSite:
+    """Where a seam is: its job, the job-relative frame of the first new frame, and its kind."""
+
+    job: str
+    frame: int
+    kind: str  # continue | window
+
+
+def window_starts(job: Job) -> list[int]:
+    """The job-relative frame where each of the job's windows starts adding frames (0 for the first).
+
+    The plan's segment `start_frame` when the plan has it; otherwise the diffusers pipelines' own
+    arithmetic: every window after the first appends its latents minus the whole overlap's, and latent
+    n > 0 decodes to pixel frames 4n - 3 .. 4n; an extension drops the overlap frames it was given.
+    """
+    if job.segments and all(hasattr(window, "start_frame") for window in job.segments):
+        return [int(window.start_frame) for window in job.segments]  # type: ignore[attr-defined]
+    # FALLBACK until the plan carries segment start_frame (DESIGN section 8): the pipelines' accumulation
+    overlap = latents(job.settings.overlap_frames)
+    offset = job.num_frames - job.frames  # an extension's generation begins with the overlap it was given
+    starts, end = [0], 0
+    for index, window in enumerate(job.segments):
+        if index:
+            starts.append(end * TIME_COMPRESSION - TIME_COMPRESSION + 1 - offset)
+            end += window.latent_frames - overlap
+        else:
+            end = window.latent_frames
+    return starts[:len(job.segments)] if job.segments else [0]
+
+
+def job_sites(job: Job) -> list[SeamSite]:
+    """The seams inside one job's clip: its continue seam (frame 0) and every later window's first frame."""
+    sites = [SeamSite(job.id, 0, "continue")] if job.kind == "extend" else []
+    sites += [SeamSite(job.id, start, "window") for start in window_starts(job)[1:] if 0 < start < job.frames]
+    return sites
+
+
+def film_frame(job: Job, site: SeamSite) -> int:
+    """The seam's frame on the film's timeline: where the job starts (after any crossfade overlap) plus its frame."""
+    return job.start_frame + site.frame
+
+
+def plan_sites(plan: Plan) -> list[tuple[Job, SeamSite]]:
+    """Every seam of the plan in film order."""
+    return [(job, site) for job in plan.jobs for site in job_sites(job)]
+
+
+# -- measuring ---------------------------------------------------------------------------------------
+
+
+def sample_grid(frames: np.ndarray) -> np.ndarray:
+    """A regular sub-sample of each frame, about GRID pixels along its longer side (a view, no copy)."""
+    step = max(1, max(frames.shape[1], frames.shape[2]) // GRID)
+    return frames[:, ::step, ::step]
+
+
+def _changes(frames: np.ndarray) -> np.ndarray:
+    """Mean absolute change (8-bit levels) between each pair of consecutive frames."""
+    import numpy as np
+
+    sampled = sample_grid(frames).astype(np.int16)
+    return np.abs(np.diff(sampled, axis=0)).mean(axis=(1, 2, 3))
+
+
+def mean_lab(frames: np.ndarray) -> np.ndarray:
+    """The mean Lab colour of `frames` (uint8, (F, H, W, 3)) over a sub-sampled grid."""
+    from storyforge.lab import srgb_to_lab
+
+    return srgb_to_lab(sample_grid(frames)).reshape(-1, 3).mean(axis=0, dtype="float64")
+
+
+def measure(before: np.ndarray, after: np.ndarray, *, side: int = SIDE) -> dict[str, float]:
+    """`jump` and `color_shift` of the seam between the frames `before` it and the frames `after` it."""
+    import numpy as np
+
+    from storyforge.lab import delta_e_2000
+
+    before, after = before[-(side + 1):], after[:side + 1]
+    if len(before) == 0 or len(after) == 0:
+        raise ValueError("a seam needs at least one frame on each side")
+    changes = _changes(np.concatenate([before, after]))
+    across = float(changes[len(before) - 1])
+    ordinary = np.delete(changes, len(before) - 1)
+    usual = max(float(np.median(ordinary)) if len(ordinary) else 0.0, STILL)
+    shift = delta_e_2000(mean_lab(before[-side:]), mean_lab(after[:side]))
+    return {"jump": round(across / usual, 3), "color_shift": round(float(shift), 3)}
+
+
+def window_colours(frames: np.ndarray, starts: Sequence[int]) -> list[list[float]]:
+    """The mean Lab colour of each window of a clip (windows begin at `starts`), from up to WINDOW_SAMPLES frames."""
+    import numpy as np
+
+    bounds = [*starts, len(frames)]
+    colours = []
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        if stop <= start:
+            continue
+        picks = np.unique(np.linspace(start, stop - 1, min(WINDOW_SAMPLES, stop - start)).round().astype(int))
+        colours.append([round(float(v), 4) for v in mean_lab(frames[picks])])
+    return colours
+
+
+def measure_job(job: Job, frames: np.ndarray, previous: np.ndarray | None) -> dict[str, Any]:
+    """What the seam report keeps of a job: each seam of its clip measured, and each window's mean colour.
+
+    `previous`: for an extension, the frames it continues (the chain's last frames before it).
+    """
+    seams = []
+    for site in job_sites(job):
+        if site.kind == "continue":
+            if previous is None or not len(previous):
+                continue
+            numbers = measure(previous, frames)
+        else:
+            numbers = measure(frames[:site.frame], frames[site.frame:])
+        seams.append({"frame": site.frame, "kind": site.kind, **numbers})
+    starts = [s for s in window_starts(job) if 0 <= s < job.frames] or [0]
+    return {"seams": seams, "windows": window_colours(frames, starts)}
+
+
+def chain_drift(colours: Sequence[Sequence[float]]) -> float:
+    """CIEDE2000 between a chain's first window's mean colour and its last's."""
+    from storyforge.lab import delta_e_2000
+
+    return round(float(delta_e_2000(colours[0], colours[-1])), 3)
+
+
+def report(plan: Plan, measured: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """run.json's `seams` (every seam of the plan, in film order, at its film frame) and `chains` (drift).
+
+    `measured`: job id -> what measure_job kept for it; a job missing there (not rendered) has its seams
+    listed without numbers (null), so the list always names every seam of the plan.
+    """
+    seams: list[dict[str, Any]] = []
+    for job, site in plan_sites(plan):
+        found = next((s for s in measured.get(job.id, {}).get("seams", ())
+                      if s["frame"] == site.frame and s["kind"] == site.kind), None)
+        seams.append({"job": job.id, "frame": film_frame(job, site), "kind": site.kind,
+                      "jump": found["jump"] if found else None,
+                      "color_shift": found["color_shift"] if found else None})
+    chains: list[dict[str, Any]] = []
+    for chain in plan.chains():
+        windows = sum(len(window_starts(job)) for job in chain)
+        if windows < 2:
+            continue  # one window: nothing to drift from
+        colours = [colour for job in chain for colour in measured.get(job.id, {}).get("windows", ())]
+        complete = all(job.id in measured for job in chain) and len(colours) >= 2
+        chains.append({"jobs": [job.id for job in chain], "frame": chain[0].start_frame, "windows": windows,
+                       "drift": chain_drift(colours) if complete else None})
+    return seams, chains
+
+
+def worst(seams: Sequence[dict[str, Any]], count: int = 3) -> list[dict[str, Any]]:
+    """The `count` most visible seams: the largest jump first, colour shift breaking ties."""
+    scored = [seam for seam in seams if seam.get("jump") is not None]
+    return sorted(scored, key=lambda s: (-s["jump"], -s["color_shift"], s["frame"]))[:count]
