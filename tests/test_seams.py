@@ -24,8 +24,8 @@ def test_ciede2000_matches_sharma_wu_dalal_test_data() -> None:
     assert np.round(delta_e_2000(second, first), 4).tolist() == expected.tolist()  # symmetric
 
 
-def test_lab_round_trips_every_8bit_colour_exactly() -> None:
-    levels = np.arange(256, dtype=np.uint8)
+def test_lab_round_trips_8bit_colours_exactly() -> None:
+    levels = np.unique(np.r_[np.arange(0, 256, 3), 255]).astype(np.uint8)  # every third level and white
     cube = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
     assert np.array_equal(lab_to_srgb(srgb_to_lab(cube)), cube)
     white, black = srgb_to_lab(np.array([[255, 255, 255], [0, 0, 0]], dtype=np.uint8))
