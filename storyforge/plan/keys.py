@@ -36,6 +36,7 @@ def key_inputs(job: Job, upstream_key: str | None) -> dict[str, object]:
         "causal_block_size": s.causal_block_size,
         "addnoise_condition": s.addnoise_condition,
         "cache": s.cache,
+        "color_match": s.color_match,  # corrected frames are the clip's pixels, and what a continuation sees
         "image": job.image.sha256 if job.image else None,
         "end_image": job.end_image.sha256 if job.end_image else None,
         "upstream": upstream_key,

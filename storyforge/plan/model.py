@@ -82,7 +82,7 @@ class Job:
                 "model": s.model, "steps": s.steps, "guidance": s.guidance, "shift": s.shift,
                 "base_frames": s.base_frames, "overlap_frames": s.overlap_frames, "ar_step": s.ar_step,
                 "causal_block_size": s.causal_block_size, "addnoise_condition": s.addnoise_condition,
-                "cache": s.cache,
+                "cache": s.cache, "color_match": s.color_match,
             },
             "line": int(self.source.rsplit(":", 1)[1]),
         }

@@ -32,6 +32,7 @@ class Settings:
     seed: int
     negative_prompt: str
     cache: str | None
+    color_match: bool = True
 
 
 @dataclass(frozen=True)
