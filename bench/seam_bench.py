@@ -40,7 +40,8 @@ def detection() -> None:
                                  ("+3 L and hue 15 deg", 3, 15)):
         lab = step(clean_lab, SEAM, lightness=lightness, hue_degrees=hue)
         frames = to_frames(lab)
-        put = float(delta_e_2000(lab[SEAM - SIDE:SEAM].reshape(-1, 3).mean(0), lab[SEAM:SEAM + SIDE].reshape(-1, 3).mean(0)))
+        put = float(delta_e_2000(lab[SEAM - SIDE:SEAM].reshape(-1, 3).mean(0),
+                                 lab[SEAM:SEAM + SIDE].reshape(-1, 3).mean(0)))
         found = seams.measure(frames[:SEAM], frames[SEAM:])
         matched = colormatch.match_job(frames, [SEAM])
         after = seams.measure(matched[:SEAM], matched[SEAM:])

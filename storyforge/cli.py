@@ -162,7 +162,7 @@ def render(
     """Render every shot (cached by content) and cut film.mp4, with clips/, plan.json and run.json."""
     from storyforge import api
     from storyforge.backends.multigpu import is_writer
-    from storyforge.console import err, out, show_warnings
+    from storyforge.console import err, out, seam_summary, show_warnings
 
     shots = [name.strip() for value in only or () for name in value.split(",") if name.strip()] or None
     result = api.plan(file, {"model": model})
@@ -185,6 +185,9 @@ def render(
         cut = f"cut in {report.stitch_seconds:.1f}s" if report.stitch_seconds else "cut unchanged"
         out.print(f"[green]✓[/green] {report.film} — {report.total_frames} frames "
                   f"({report.total_frames / result.fps:.2f}s), {counts}, {cut}, backend {report.backend}")
+    seams = seam_summary(report.seams, report.chains, result.fps)
+    if seams:
+        out.print(f"seams: {seams}")
 
 
 class _RenderProgress:

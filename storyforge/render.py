@@ -16,6 +16,7 @@ from storyforge.atomic import write_text
 from storyforge.backends.multigpu import coupled, is_writer, ranks, share
 from storyforge.cache import Cache, CorruptEntry, Entry, default_root, entry_key
 from storyforge.errors import RenderError, StoryforgeError
+from storyforge.seams import report as seam_report
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -71,6 +72,8 @@ class RunReport:
     cut_key: str | None = None
     notices: list[str] = field(default_factory=list)  # how the run went: backend chosen, entries discarded, ...
     warnings: list[str] = field(default_factory=list)  # clips that look wrong (black, frozen), re-encodes
+    seams: list[dict[str, Any]] = field(default_factory=list)  # every seam of the plan (storyforge.seams.report)
+    chains: list[dict[str, Any]] = field(default_factory=list)  # colour drift along each chain of windows
 
     @property
     def rendered(self) -> int:
@@ -93,6 +96,8 @@ class RunReport:
             "cut_key": self.cut_key,
             "notices": self.notices,
             "warnings": self.warnings,
+            "seams": self.seams,
+            "chains": self.chains,
         }
 
 
@@ -328,17 +333,34 @@ class Run:
         warning = check_clip(frames) if self.backend_name != "animatic" else None
         if warning:
             self.warnings.append(f"{job.id}: {warning}")
+        frames, measured = self._finish_frames(job, frames, previous)
         if self.cache is None:
             self._tails[job.id] = frames[-self._keep:] if self._keep else frames[:0]
             return Entry(self.entry_key(job), Path(), {})
         return self.cache.put(self.entry_key(job), frames, job=job, fps=self.plan.fps,
-                              keyframes=self.keyframes[job.id], identity=self.backend.identity(job), seconds=seconds)
+                              keyframes=self.keyframes[job.id], identity=self.backend.identity(job), seconds=seconds,
+                              tail=job.settings.overlap_frames, seams=measured)
+
+    def _finish_frames(self, job: Job, frames: np.ndarray, previous: np.ndarray | None
+                       ) -> tuple[np.ndarray, dict[str, Any]]:
+        """The frames to encode (colour-matched at the job's seams when it asks for that) and their seam numbers.
+
+        The animatic's pictures are synthetic title cards: matching them would only tint the cards.
+        """
+        from storyforge import seams
+
+        if job.settings.color_match and self.backend_name != "animatic":
+            from storyforge.colormatch import match_job
+
+            frames = match_job(frames, seams.window_starts(job), previous if job.kind == "extend" else None)
+        return frames, seams.measure_job(job, frames, previous)
 
     def tail(self, job: Job) -> np.ndarray:
-        """The last overlap_frames frames of the chain before `job`, decoded from the cached clips.
+        """The last overlap_frames frames of the chain before `job`, from the cache entries it continues.
 
-        Always the decoded clips, never a backend's in-memory frames: H.264 is lossy, and a resumed render
-        must condition on exactly the pixels an uninterrupted one did. Under torchrun, rank 0's pixels.
+        Each entry's lossless tail (the frames exactly as they were encoded) where it holds the frames needed,
+        else its decoded clip; always read back from the cache, never a backend's in-memory frames, so a
+        resumed render conditions on exactly the pixels an uninterrupted one did. Under torchrun, rank 0's.
         """
         import numpy as np
 
@@ -347,7 +369,7 @@ class Run:
         have = 0
         upstream = self.plan.job(job.after) if job.after else None
         while upstream is not None and have < needed:
-            frames = self._decoded(upstream)
+            frames = self._decoded(upstream, needed - have)
             parts.insert(0, None if frames is None else frames[-(needed - have):])
             have += min(upstream.frames, needed - have)  # the plan's count: the same walk on every rank
             upstream = self.plan.job(upstream.after) if upstream.after else None
@@ -357,13 +379,18 @@ class Run:
             raise RenderError(f"{job.id}: the frames it continues from are not on this rank")
         return frames
 
-    def _decoded(self, job: Job) -> np.ndarray | None:
+    def _decoded(self, job: Job, count: int) -> np.ndarray | None:
+        """The job's last `count` frames or more: its entry's lossless tail when that holds them, else its clip."""
         if self.cache is None:
             self.ensure(job)
             return self._tails.get(job.id)  # None when rank 0 found it cached: its pixels come through share
         for _attempt in range(2):
             try:
-                return self.cache.read(self.ensure(job))
+                entry = self.ensure(job)
+                lossless = self.cache.tail(entry)
+                if lossless is not None and len(lossless) >= min(count, entry.frames):
+                    return lossless
+                return self.cache.read(entry)
             except CorruptEntry:
                 self.entries.pop(job.id, None)  # discarded: the next ensure renders it again
                 if coupled():  # rendering it again here alone would leave the other ranks behind
@@ -417,6 +444,8 @@ class Run:
                            jobs=[self.records[job.id] for job in plan.jobs if job.id in self.records])
         report.notices = self.notices + self.cache.discarded
         report.warnings = self.warnings
+        report.seams, report.chains = seam_report(plan, {job_id: entry.meta["seams"] for job_id, entry in
+                                                         self.entries.items() if "seams" in entry.meta})
         if missing:
             report.notices.append(f"film.mp4 was not cut: {len(missing)} shots have no clip yet "
                                   f"({', '.join(missing)}); render without --only to make them")

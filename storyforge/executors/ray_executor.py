@@ -164,6 +164,7 @@ class _Clip:
     key: str
     clip: bytes | None  # None when the worker wrote it into a shared cache folder
     meta: dict[str, Any] | None
+    tail: bytes | None = None  # its lossless tail (storyforge.cache.TAIL), what a continuation conditions on
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,7 @@ class _Scheduler:
         for job in chain.upstream(run):  # recorded as cached, as the local executor's extension would
             entry = run.entries.get(job.id) or run.cached(job)
             if entry is not None and not self.shared:
-                seeds.append(_Clip(entry.key, entry.clip.read_bytes(), entry.meta))
+                seeds.append(_Clip(entry.key, entry.clip.read_bytes(), entry.meta, self.cache.tail_bytes(entry)))
         images = {image.sha256: image.path.read_bytes() for job in left for image in (job.image, job.end_image)
                   if image is not None}
         run.announce(left[0])
@@ -265,7 +266,7 @@ class _Scheduler:
                                   f"path; unset {SHARED_CACHE_VARIABLE} to bring clips back to this machine")
         else:
             assert done.entry.meta is not None
-            entry = store(self.cache, done.entry.key, done.entry.clip, done.entry.meta)
+            entry = store(self.cache, done.entry.key, done.entry.clip, done.entry.meta, done.entry.tail)
         run.record(run.plan.job(done.id), entry, done.status, done.started, done.finished)
         run.notices.extend(done.notices)
         run.warnings.extend(done.warnings)
@@ -319,7 +320,8 @@ def _chain_task(plan: Plan, job_ids: list[str], backend: str, spec: str, options
     current = _Current()
     try:
         cache = Cache(Path(shared_root)) if shared_root else Cache(scratch / "cache")
-        seeded = {store(cache, seed.key, seed.clip, seed.meta).key for seed in seeds if seed.clip and seed.meta}
+        seeded = {store(cache, seed.key, seed.clip, seed.meta, seed.tail).key for seed in seeds
+                  if seed.clip and seed.meta}
         plan = _with_images(plan, images, scratch / "images")
         run = Run(plan, cache, backend, options, current, set(job_ids), loaded=_worker_backend(backend, options))
         sent: set[str] = set()
@@ -337,7 +339,7 @@ def _chain_task(plan: Plan, job_ids: list[str], backend: str, spec: str, options
                 warned = run.warnings[told[1]:]
                 told = [len(run.notices), len(run.warnings), len(cache.discarded)]
                 clip = _Clip(entry.key, None, None) if shared_root else _Clip(entry.key, entry.clip.read_bytes(),
-                                                                                entry.meta)
+                                                                                entry.meta, cache.tail_bytes(entry))
                 yield _Done(job_id, record.status, record.started, record.finished, clip, notices, warned)
     except Exception as error:  # noqa: BLE001 - every failure goes back to the driver with its shot
         _forget_backend()  # after a failure (out of memory, say) a fresh load is the safe start for the next chain
@@ -394,6 +396,6 @@ def _with_images(plan: Plan, images: dict[str, bytes], folder: Path) -> Plan:
     return dataclasses.replace(plan, jobs=jobs)
 
 
-def store(cache: Cache, key: str, clip: bytes, meta: dict[str, Any]) -> Entry:
+def store(cache: Cache, key: str, clip: bytes, meta: dict[str, Any], tail: bytes | None = None) -> Entry:
     """The entry for `key` from a clip a worker encoded: not re-encoded, so it is the clip the local executor makes."""
-    return cache.put_clip(key, clip, meta)
+    return cache.put_clip(key, clip, meta, tail)
