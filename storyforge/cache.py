@@ -147,7 +147,7 @@ class Cache:
         try:
             frames = np.load(entry.folder / TAIL, allow_pickle=False)
         except (OSError, ValueError) as error:
-            self.discard(entry.key, f"its tail frames do not load ({error})")
+            self.discard(entry.key, f"its tail frames do not load ({error.__class__.__name__})")
             raise CorruptEntry(entry.key) from error
         expected = (entry.meta["tail_frames"], entry.meta["height"], entry.meta["width"], 3)
         if frames.dtype != np.uint8 or frames.shape != expected:
