@@ -35,6 +35,8 @@ SIDE = 4  # frames either side of a seam that are compared
 STILL = 1.0  # 8-bit levels: below this much ordinary change a picture is still, and the jump is taken against it
 GRID = 128  # pixels sampled along the longer side for the measurements
 WINDOW_SAMPLES = 16  # frames of a window averaged for its colour (evenly spread)
+# where a seam starts to show: a change twice the ordinary one, or a colour shift seen at a glance
+VISIBLE_JUMP, VISIBLE_SHIFT = 2.0, 2.0
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,11 @@ def report(plan: Plan, measured: dict[str, dict[str, Any]]) -> tuple[list[dict[s
         chains.append({"jobs": [job.id for job in chain], "frame": chain[0].start_frame, "windows": windows,
                        "drift": chain_drift(colours) if complete else None})
     return seams, chains
+
+
+def visible(seam: dict[str, Any]) -> bool:
+    """Whether a measured seam is likely to be seen (VISIBLE_JUMP, VISIBLE_SHIFT)."""
+    return (seam.get("jump") or 0) >= VISIBLE_JUMP or (seam.get("color_shift") or 0) >= VISIBLE_SHIFT
 
 
 def worst(seams: Sequence[dict[str, Any]], count: int = 3) -> list[dict[str, Any]]:

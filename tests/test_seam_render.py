@@ -93,6 +93,16 @@ def test_every_seam_is_in_run_json_at_the_plans_frame_and_the_render_is_frame_ex
     worst = max(run["seams"], key=lambda s: (s["jump"], s["color_shift"]))
     assert f"{worst['job']} at " in result.stdout and "seams: 4 seams; worst: " in result.stdout
 
+    # the OTIO export carries each seam as a marker on its clip, with the numbers
+    otio = pytest.importorskip("opentimelineio")
+    timeline = otio.adapters.read_from_file(str(api.export(story)))
+    starts = {job["id"]: job["start_frame"] for job in plan_json["jobs"]}
+    marked = [(clip.name, starts[clip.name] + int(marker.marked_range.start_time.value),
+               marker.metadata["storyforge"]["seam"]) for clip in timeline.find_clips() for marker in clip.markers
+              if "seam" in marker.metadata["storyforge"]]
+    assert [(name, frame) for name, frame, _ in marked] == [(s["job"], s["frame"]) for s in run["seams"]]
+    assert [dict(seam) for _, _, seam in marked] == run["seams"]
+
 
 def test_color_match_is_part_of_the_key(write_story) -> None:
     on = api.plan(write_story(STORY.format(extra="")))
