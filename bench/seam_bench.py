@@ -4,7 +4,10 @@ Part 1 injects known faults at a seam (brightness steps, hue turns) and along a 
 into a moving synthetic picture, and prints what the seam report measures against what was put in, before and
 after colour matching. Part 2 times, on 540p frames, what the render adds per minute of video with
 `color_match` off (the seam report alone) and on (matching, then the report), beside the H.264 encode every
-clip gets anyway. Run: PYTHONPATH=. python bench/seam_bench.py
+clip gets anyway. Part 3 measures what a continued shot conditions on against the frames the backend made
+(PSNR): the H.264 decode of the clip (before) and the cache entry's lossless tail (now), on the same 540p
+picture and on a real tiny-model render (`--no-tiny` skips that one; it needs the render extra).
+Run: PYTHONPATH=. python bench/seam_bench.py
 """
 
 from __future__ import annotations
@@ -112,12 +115,57 @@ def timing(repeats: int) -> None:
     print(f"{'added / encode':<30}{off / encode_s:>15.2f}x{on / encode_s:>15.2f}x")
 
 
+def psnr(reference: np.ndarray, test: np.ndarray) -> float:
+    error = np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2)
+    return float("inf") if error == 0 else 10 * np.log10(255.0**2 / error)
+
+
+def conditioning(tiny: bool) -> None:
+    from storyforge.cache import TAIL, Cache
+    from storyforge.clipfile import read_frames
+
+    print("\nPSNR of a continuation's conditioning frames against the backend's output (dB; inf = exact)")
+    print(f"{'source':<44}{'H.264 decode (before)':>22}{'lossless tail (now)':>22}")
+    frames = picture(97)
+    with tempfile.TemporaryDirectory() as folder:
+        cache = Cache(Path(folder) / "cache")
+
+        class Job:  # what Cache.put reads of a job
+            id, key = "bench/shot", "0" * 64
+
+        entry = cache.put("1" * 64, frames, job=Job, fps=FPS, keyframes=[0], identity={}, seconds=0, tail=17)  # type: ignore[arg-type]
+        decoded, lossless = read_frames(entry.clip)[-17:], np.load(entry.folder / TAIL)
+        print(f"{'540p moving texture with grain, 17 frames':<44}{psnr(frames[-17:], decoded):>22.2f}"
+              f"{psnr(frames[-17:], lossless):>22.2f}")
+        if not tiny:
+            return
+        from conftest import TINY
+
+        from storyforge import api
+
+        story = Path(folder) / "film.yaml"
+        story.write_text(TINY, encoding="utf-8")
+        plan = api.plan(story)
+        api.render(plan, out=Path(folder) / "out", cache_root=Path(folder) / "tiny-cache")
+        cache = Cache(Path(folder) / "tiny-cache")
+        for meta in sorted((Path(folder) / "tiny-cache").glob("*/*/meta.json")):
+            entry = cache.get(meta.parent.name)
+            assert entry is not None
+            lossless = cache.tail(entry)
+            decoded = cache.read(entry)[-len(lossless):]
+            # the tail is the frames as they went to the encoder: the backend's output (after colour matching)
+            print(f"{'tiny model ' + entry.meta['job'] + f', {len(lossless)} frames':<44}"
+                  f"{psnr(lossless, decoded):>22.2f}{psnr(lossless, lossless):>22.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-tiny", action="store_true", help="skip the tiny-model render of part 3")
     args = parser.parse_args()
     detection()
     timing(args.repeats)
+    conditioning(not args.no_tiny)
 
 
 if __name__ == "__main__":

@@ -41,8 +41,11 @@ def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     import numpy as np
 
     to_linear, _, matrix, _ = _tables()
-    xyz = to_linear[rgb] @ matrix  # (..., 3): X/Xn, Y/Yn, Z/Zn
-    f = np.where(xyz > _EPSILON, np.cbrt(xyz), (_KAPPA * xyz + 16) / 116)
+    xyz = to_linear.take(rgb) @ matrix  # (..., 3): X/Xn, Y/Yn, Z/Zn
+    f = np.cbrt(xyz)
+    dark = xyz <= _EPSILON  # the few values under the knee: a linear segment (np.where would compute both)
+    if dark.any():
+        f[dark] = (_KAPPA * xyz[dark] + 16) / 116
     lab = np.empty_like(f)
     lab[..., 0] = 116 * f[..., 1] - 16
     lab[..., 1] = 500 * (f[..., 0] - f[..., 1])
@@ -59,11 +62,15 @@ def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
     f[..., 1] = (lab[..., 0] + 16) / 116
     f[..., 0] = f[..., 1] + lab[..., 1] / 500
     f[..., 2] = f[..., 1] - lab[..., 2] / 200
-    cube = f * f * f
-    xyz = np.where(cube > _EPSILON, cube, (116 * f - 16) / _KAPPA)
+    xyz = f * f * f
+    dark = xyz <= _EPSILON
+    if dark.any():
+        xyz[dark] = (116 * f[dark] - 16) / _KAPPA
     linear = xyz @ inverse
     np.clip(linear, 0.0, 1.0, out=linear)
-    return to_srgb[np.rint(linear * _OUT_STEPS).astype(np.int32)]
+    linear *= _OUT_STEPS
+    linear += 0.5  # rounds on the cast below (values are >= 0)
+    return to_srgb.take(linear.astype(np.int32))
 
 
 def delta_e_2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
