@@ -127,7 +127,7 @@ class Cache:
         from storyforge.clipfile import write_clip
 
         def write(clip: Path) -> None:
-            write_clip(frames, clip, fps=fps, keyframes=meta["keyframes"])
+            write_clip(frames, clip, fps=fps, keyframes=sorted(keyframes))
             if tail > 0:
                 import numpy as np
 

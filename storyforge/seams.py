@@ -162,9 +162,11 @@ def measure_job(job: Job, frames: np.ndarray, previous: np.ndarray | None) -> di
 
 def chain_drift(colours: Sequence[Sequence[float]]) -> float:
     """CIEDE2000 between a chain's first window's mean colour and its last's."""
+    import numpy as np
+
     from storyforge.lab import delta_e_2000
 
-    return round(float(delta_e_2000(colours[0], colours[-1])), 3)
+    return round(float(delta_e_2000(np.asarray(colours[0]), np.asarray(colours[-1]))), 3)
 
 
 def report(plan: Plan, measured: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
