@@ -132,8 +132,13 @@ def test_ray_renders_the_multi_scene_example_as_the_local_executor_does(
         name = "clips/" + job.id.replace("/", "__") + ".mp4"
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), job.id
     assert [job.key for job in distributed.jobs] == [job.key for job in local.jobs]
+    # each entry's lossless tail (what a continuation conditions on) comes back with its clip, byte for byte
+    tails = [{json.loads((p.parent / "meta.json").read_text())["job"]: p.read_bytes()
+              for p in (tmp_path / name).glob("??/*/tail.npy")} for name in ("ray-cache", "local-cache")]
+    assert tails[0] == tails[1] and len(tails[0]) == len(plan.jobs)
 
     run = json.loads((tmp_path / "ray" / "run.json").read_text())
+    assert run["seams"] == json.loads((tmp_path / "local" / "run.json").read_text())["seams"]
     times = {job["id"]: (job["started"], job["finished"]) for job in run["jobs"]}
     spans = [(min(times[j.id][0] for j in chain), max(times[j.id][1] for j in chain), chain[0].id)
              for chain in plan.chains()]
