@@ -239,6 +239,7 @@ class Run:
 
             self._backend = load_backend(self.backend_name, **self.options)
             self._owns_backend = True
+            self.notices.extend(getattr(self._backend, "notices", ()))  # e.g. an unverified diffusers version
         return self._backend
 
     def close_backend(self) -> None:

@@ -22,8 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from storyforge.plan.frames import TIME_COMPRESSION, latents
-
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -49,25 +47,8 @@ class SeamSite:
 
 
 def window_starts(job: Job) -> list[int]:
-    """The job-relative frame where each of the job's windows starts adding frames (0 for the first).
-
-    The plan's segment `start_frame` when the plan has it; otherwise the diffusers pipelines' own
-    arithmetic: every window after the first appends its latents minus the whole overlap's, and latent
-    n > 0 decodes to pixel frames 4n - 3 .. 4n; an extension drops the overlap frames it was given.
-    """
-    if job.segments and all(hasattr(window, "start_frame") for window in job.segments):
-        return [int(window.start_frame) for window in job.segments]  # type: ignore[attr-defined]
-    # FALLBACK until the plan carries segment start_frame (DESIGN section 8): the pipelines' accumulation
-    overlap = latents(job.settings.overlap_frames)
-    offset = job.num_frames - job.frames  # an extension's generation begins with the overlap it was given
-    starts, end = [0], 0
-    for index, window in enumerate(job.segments):
-        if index:
-            starts.append(end * TIME_COMPRESSION - TIME_COMPRESSION + 1 - offset)
-            end += window.latent_frames - overlap
-        else:
-            end = window.latent_frames
-    return starts[:len(job.segments)] if job.segments else [0]
+    """The job-relative frame where each of the job's windows starts adding frames: the plan's segment start_frame."""
+    return [window.start_frame for window in job.segments] or [0]
 
 
 def job_sites(job: Job) -> list[SeamSite]:
@@ -80,11 +61,6 @@ def job_sites(job: Job) -> list[SeamSite]:
 def film_frame(job: Job, site: SeamSite) -> int:
     """The seam's frame on the film's timeline: where the job starts (after any crossfade overlap) plus its frame."""
     return job.start_frame + site.frame
-
-
-def plan_sites(plan: Plan) -> list[tuple[Job, SeamSite]]:
-    """Every seam of the plan in film order."""
-    return [(job, site) for job in plan.jobs for site in job_sites(job)]
 
 
 # -- measuring ---------------------------------------------------------------------------------------
@@ -176,10 +152,11 @@ def report(plan: Plan, measured: dict[str, dict[str, Any]]) -> tuple[list[dict[s
     listed without numbers (null), so the list always names every seam of the plan.
     """
     seams: list[dict[str, Any]] = []
-    for job, site in plan_sites(plan):
-        found = next((s for s in measured.get(job.id, {}).get("seams", ())
-                      if s["frame"] == site.frame and s["kind"] == site.kind), None)
-        seams.append({"job": job.id, "frame": film_frame(job, site), "kind": site.kind,
+    starts = {job.id: job.start_frame for job in plan.jobs}
+    for site in plan.seams():
+        found = next((s for s in measured.get(site.job, {}).get("seams", ())
+                      if starts[site.job] + s["frame"] == site.frame and s["kind"] == site.kind), None)
+        seams.append({"job": site.job, "frame": site.frame, "kind": site.kind,
                       "jump": found["jump"] if found else None,
                       "color_shift": found["color_shift"] if found else None})
     chains: list[dict[str, Any]] = []

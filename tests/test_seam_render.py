@@ -56,16 +56,11 @@ def render_cli(story: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def plan_seams(plan_json: dict) -> list[tuple[str, int, str]]:
     """Every seam from the plan JSON alone: a continue's first frame, and each later window's start_frame."""
-    from storyforge import seams
-
-    plan = api.plan(Path("film.yaml"))
     found = []
     for job in plan_json["jobs"]:
         if job["kind"] == "extend":
             found.append((job["id"], job["start_frame"], "continue"))
-        starts = ([segment["start_frame"] for segment in job["segments"]] if "start_frame" in job["segments"][0]
-                  else seams.window_starts(plan.job(job["id"])))  # until the plan JSON carries start_frame
-        found += [(job["id"], job["start_frame"] + start, "window") for start in starts[1:]]
+        found += [(job["id"], job["start_frame"] + segment["start_frame"], "window") for segment in job["segments"][1:]]
     return found
 
 

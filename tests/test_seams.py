@@ -124,4 +124,5 @@ scenes:
     assert [(s.frame, s.kind) for s in seams.job_sites(plan.jobs[0])] == [(97, "window"), (177, "window")]
     # the extension: 17 + 160 frames = 45 latents = windows 25, 25; its first new frames come after the 17 given
     assert [(s.frame, s.kind) for s in seams.job_sites(plan.jobs[1])] == [(0, "continue"), (80, "window")]
-    assert [seams.film_frame(job, site) for job, site in seams.plan_sites(plan)] == [97, 177, 257, 337]
+    film = [seams.film_frame(job, site) for job in plan.jobs for site in seams.job_sites(job)]
+    assert film == [seam.frame for seam in plan.seams()] == [97, 177, 257, 337]
