@@ -144,11 +144,11 @@ def test_a_tail_that_does_not_load_discards_its_entry(write_story, tmp_path: Pat
     shortened, garbled = tails["s/c"], tails["s/d"]
     shortened.write_bytes(shortened.read_bytes()[:-10])
     assert cache.get(shortened.parent.name) is None
-    garbled.write_bytes(b"\0" * garbled.stat().st_size)  # the same size: caught when it is loaded
+    garbled.write_bytes(b"\0" * garbled.stat().st_size)  # the same size: caught by its hash when it is read
     entry = cache.get(garbled.parent.name)
     assert entry is not None
     with pytest.raises(CorruptEntry):
         cache.tail(entry)
     assert cache.get(garbled.parent.name) is None
     assert [line.split(": ", 1)[1] for line in cache.discarded] == [
-        "its tail frames changed", "its tail frames do not load (ValueError)"]
+        "its tail frames changed", "its tail frames' content changed (their hash does not match)"]
