@@ -126,3 +126,17 @@ scenes:
     assert [(s.frame, s.kind) for s in seams.job_sites(plan.jobs[1])] == [(0, "continue"), (80, "window")]
     film = [seams.film_frame(job, site) for job in plan.jobs for site in seams.job_sites(job)]
     assert film == [seam.frame for seam in plan.seams()] == [97, 177, 257, 337]
+
+
+def test_color_match_is_true_or_false(write_story) -> None:
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    story = write_story("storyforge: 1\ntitle: T\nrender: {model: tiny, color_match: \"yes\"}\nscenes:\n  - id: s\n"
+                        "    shots:\n      - id: a\n        prompt: x\n        duration: 17f\n")
+    done = subprocess.run([sys.executable, "-m", "storyforge", "validate", str(story)], capture_output=True,
+                          text=True, cwd=story.parent, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: film.yaml:3: render.color_match: 'yes' is not true or false"

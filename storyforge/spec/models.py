@@ -162,8 +162,8 @@ class RenderSettings(Strict):
         None, description="Experimental transformer cache (speed-up); only for plans with equal windows."
     )
     color_match: bool | None = Field(
-        None, description="Colour-correct each new window and continued shot toward the frames it continues "
-        "(default true)."
+        None, strict=True,
+        description="Colour-correct each new window and continued shot toward the frames it continues (default true).",
     )
 
     @field_validator("resolution")
