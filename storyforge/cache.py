@@ -8,7 +8,7 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -96,47 +96,62 @@ class Cache:
             return None
         return Entry(key, folder, meta)
 
-    def read(self, entry: Entry) -> np.ndarray:
-        """The entry's decoded frames; a clip that does not decode to its recorded frame count is discarded."""
-        from storyforge.clipfile import ClipError, read_frames
+    def read(self, entry: Entry, *, last: int | None = None) -> np.ndarray:
+        """The entry's decoded frames (only the `last` few kept, when given: every frame is still decoded and
+        counted); a clip that does not decode to its recorded frame count is discarded."""
+        from collections import deque
 
+        import numpy as np
+
+        from storyforge.clipfile import ClipError, iter_frames
+
+        kept: deque[np.ndarray] = deque(maxlen=last)
+        count = 0
         try:
-            frames = read_frames(entry.clip)
+            for frame in iter_frames(entry.clip):
+                kept.append(frame)
+                count += 1
         except (ClipError, OSError) as error:
             self.discard(entry.key, f"its clip does not decode ({error})")
             raise CorruptEntry(entry.key) from error
-        if len(frames) != entry.frames:
-            self.discard(entry.key, f"its clip decodes to {len(frames)} frames, not {entry.frames}")
+        if count != entry.frames or not count:
+            self.discard(entry.key, f"its clip decodes to {count} frames, not {entry.frames}")
             raise CorruptEntry(entry.key)
-        return frames
+        return np.stack(kept)
 
-    def put(self, key: str, frames: np.ndarray, *, job: Job, fps: int, keyframes: Sequence[int],
-            identity: dict[str, Any], seconds: float, tail: int = 0, seams: dict[str, Any] | None = None) -> Entry:
+    def put(self, key: str, frames: np.ndarray | Iterator[np.ndarray], *, job: Job, fps: int,
+            keyframes: Sequence[int], identity: dict[str, Any], seconds: float | Callable[[], float],
+            tail: Callable[[], np.ndarray | None] | None = None,
+            seams: Callable[[], dict[str, Any] | None] | None = None) -> Entry:
         """Encode `frames` as the entry for `key`; if another writer finished it first, theirs is kept.
 
-        `tail`: how many of the last frames to keep losslessly beside the clip (see TAIL); `seams`: the seam
-        report's measurements of the clip, kept in its meta.
+        `frames`: uint8 (F, H, W, 3), or chunks of it encoded as they come (a render streams its frames in).
+        `seconds`: what rendering took, or a function that says so once the last chunk is in. `tail` and
+        `seams`, asked once the last chunk is in: the last frames to keep losslessly beside the clip (TAIL),
+        and the seam report's numbers for its meta.
         """
-        meta = {"format": ENTRY_FORMAT, "key": key, "job": job.id, "job_key": job.key,
-                "frames": int(frames.shape[0]), "width": int(frames.shape[2]), "height": int(frames.shape[1]),
-                "fps": fps, "keyframes": sorted(keyframes), "backend": identity, "seconds": round(seconds, 3),
-                "created": round(time.time(), 3)}
-        if seams is not None:
-            meta["seams"] = seams
         from storyforge.clipfile import write_clip
 
+        forced = sorted(keyframes)
+        meta = {"format": ENTRY_FORMAT, "key": key, "job": job.id, "job_key": job.key, "fps": fps,
+                "keyframes": forced, "backend": identity, "created": round(time.time(), 3)}
+
         def write(clip: Path) -> None:
-            write_clip(frames, clip, fps=fps, keyframes=sorted(keyframes))
-            if tail > 0:
+            count, height, width = write_clip(frames, clip, fps=fps, keyframes=forced)
+            took = seconds() if callable(seconds) else seconds
+            meta.update(frames=count, width=width, height=height, seconds=round(took, 3))
+            last = tail() if tail is not None else None
+            if last is not None and len(last):
                 import numpy as np
 
-                np.save(clip.with_name(TAIL), np.ascontiguousarray(frames[-tail:]), allow_pickle=False)
-                meta["tail_frames"] = int(min(tail, len(frames)))
-                meta["tail_bytes"] = clip.with_name(TAIL).stat().st_size
-                meta["tail_sha256"] = _sha256(clip.with_name(TAIL))
+                np.save(clip.with_name(TAIL), np.ascontiguousarray(last), allow_pickle=False)
+                meta.update(tail_frames=len(last), tail_bytes=clip.with_name(TAIL).stat().st_size,
+                            tail_sha256=_sha256(clip.with_name(TAIL)))
+            measured = seams() if seams is not None else None
+            if measured is not None:
+                meta["seams"] = measured
 
-        staging = self._stage(write, meta)
-        return self._commit(key, staging)
+        return self._commit(key, self._stage(write, meta))
 
     def tail(self, entry: Entry) -> np.ndarray | None:
         """The entry's lossless last frames, or None when it has none; a tail that does not load is discarded."""

@@ -121,19 +121,76 @@ def window_colours(frames: np.ndarray, starts: Sequence[int]) -> list[list[float
 def measure_job(job: Job, frames: np.ndarray, previous: np.ndarray | None) -> dict[str, Any]:
     """What the seam report keeps of a job: each seam of its clip measured, and each window's mean colour.
 
-    `previous`: for an extension, the frames it continues (the chain's last frames before it).
+    `previous`: for an extension, the frames it continues (the chain's last frames before it). The same as
+    SeamMeter fed the frames in chunks.
     """
-    seams = []
-    for site in job_sites(job):
-        if site.kind == "continue":
-            if previous is None or not len(previous):
-                continue
-            numbers = measure(previous, frames)
-        else:
-            numbers = measure(frames[:site.frame], frames[site.frame:])
-        seams.append({"frame": site.frame, "kind": site.kind, **numbers})
-    starts = [s for s in window_starts(job) if 0 <= s < job.frames] or [0]
-    return {"seams": seams, "windows": window_colours(frames, starts)}
+    meter = SeamMeter(job, previous)
+    meter.add(frames)
+    return meter.result()
+
+
+class SeamMeter:
+    """What measure_job finds, from a job's frames as they stream past: only a few frames are held.
+
+    Frames go in with `add` (chunks of any size, in order); `result` gives measure_job's dictionary.
+    """
+
+    def __init__(self, job: Job, previous: np.ndarray | None, *, side: int = SIDE):
+        import numpy as np
+
+        self.side = side
+        self.sites = [s for s in job_sites(job) if s.kind == "window" or (previous is not None and len(previous))]
+        starts = [s for s in window_starts(job) if 0 <= s < job.frames] or [0]
+        bounds = [*starts, job.frames]
+        self.picks: dict[int, int] = {}  # frame -> window whose mean colour it samples
+        for window, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            if stop > start:
+                for frame in np.unique(np.linspace(start, stop - 1, min(WINDOW_SAMPLES, stop - start)).round()):
+                    self.picks[int(frame)] = window
+        self.sums = [np.zeros(3) for _ in starts]
+        self.counts = [0 for _ in starts]
+        self.recent = previous[-(side + 1):] if previous is not None and len(previous) else None
+        self.position = 0
+        self.open: list[tuple[SeamSite, np.ndarray, list[np.ndarray]]] = []  # (site, frames before, after so far)
+        self.seams: list[dict[str, Any]] = []
+
+    def add(self, chunk: np.ndarray) -> None:
+        import numpy as np
+
+        first, last = self.position, self.position + len(chunk)
+        for site in [s for s in self.sites if first <= s.frame < last]:
+            head = chunk[:site.frame - first]
+            before = head if self.recent is None else np.concatenate([self.recent, head])
+            self.open.append((site, before[-(self.side + 1):], []))
+        for site, _before, after in self.open:
+            have = sum(len(part) for part in after)
+            begin = max(site.frame, first) - first
+            after.append(chunk[begin:begin + self.side + 1 - have])
+        self._close(final=False)
+        for frame, window in self.picks.items():
+            if first <= frame < last:
+                self.sums[window] += mean_lab(chunk[frame - first:frame - first + 1])
+                self.counts[window] += 1
+        self.recent = (chunk if self.recent is None else np.concatenate([self.recent, chunk]))[-(self.side + 1):]
+        self.position = last
+
+    def _close(self, *, final: bool) -> None:
+        import numpy as np
+
+        still = []
+        for site, before, after in self.open:
+            frames = np.concatenate(after) if after else before[:0]
+            if len(frames) < self.side + 1 and not final:
+                still.append((site, before, after))
+            elif len(before) and len(frames):
+                self.seams.append({"frame": site.frame, "kind": site.kind, **measure(before, frames, side=self.side)})
+        self.open = still
+
+    def result(self) -> dict[str, Any]:
+        self._close(final=True)
+        colours = [[round(float(v), 4) for v in total / count] for total, count in zip(self.sums, self.counts,
+                                                                                       strict=True) if count]
+        return {"seams": sorted(self.seams, key=lambda s: s["frame"]), "windows": colours}
 
 
 def chain_drift(colours: Sequence[Sequence[float]]) -> float:

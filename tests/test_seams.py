@@ -140,3 +140,26 @@ def test_color_match_is_true_or_false(write_story) -> None:
                           text=True, cwd=story.parent, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 1
     assert done.stderr.strip() == "error: film.yaml:3: render.color_match: 'yes' is not true or false"
+
+
+def test_measuring_a_stream_gives_the_numbers_of_the_whole_clip(write_story) -> None:
+    story = write_story("""\
+storyforge: 1
+title: Windows
+render: {model: tiny, resolution: 64x64, fps: 24, base_frames: 97, overlap_frames: 17}
+scenes:
+  - id: s
+    shots:
+      - id: long
+        prompt: a long take
+        duration: 257f
+""")
+    job = api.plan(story).jobs[0]
+    frames = to_frames(drift(moving_lab(257, 64, 64), seams.window_starts(job), lightness=3.0, yellow=1.0))
+    whole = seams.measure_job(job, frames, None)
+    assert [s["frame"] for s in whole["seams"]] == [97, 177] and len(whole["windows"]) == 3
+    for size in (4, 33, 100):  # the tiny model's VAE hands over 4 frames at a time
+        meter = seams.SeamMeter(job, None)
+        for start in range(0, len(frames), size):
+            meter.add(frames[start:start + size])
+        assert meter.result() == whole, size
