@@ -79,9 +79,6 @@ def timing(repeats: int) -> None:
     previous, shot = frames[:17], frames[17:]  # a continued shot of 97 frames with a window seam at 48 as well
     starts = [0, 48]
 
-    class Shot:  # what measure_job reads of a job
-        kind, id, frames, segments, num_frames = "extend", "bench/shot", len(shot), (), len(shot)
-
     def report_only() -> None:
         for site in (0, 48):
             seams.measure(previous if site == 0 else shot[:site], shot[site:])
@@ -133,7 +130,8 @@ def conditioning(tiny: bool) -> None:
         class Job:  # what Cache.put reads of a job
             id, key = "bench/shot", "0" * 64
 
-        entry = cache.put("1" * 64, frames, job=Job, fps=FPS, keyframes=[0], identity={}, seconds=0, tail=17)  # type: ignore[arg-type]
+        entry = cache.put("1" * 64, frames, job=Job, fps=FPS, keyframes=[0], identity={},  # type: ignore[arg-type]
+                          seconds=0, tail=lambda: frames[-17:])
         decoded, lossless = read_frames(entry.clip)[-17:], np.load(entry.folder / TAIL)
         print(f"{'540p moving texture with grain, 17 frames':<44}{psnr(frames[-17:], decoded):>22.2f}"
               f"{psnr(frames[-17:], lossless):>22.2f}")
