@@ -278,18 +278,18 @@ def test_a_local_cluster_keeps_its_object_store_small_and_out_of_a_small_dev_shm
         monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
-    from storyforge.executors import ray_executor
+    from storyforge.executors import ray_cluster
 
     def free(megabytes: int) -> None:
         monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_bavail=megabytes * 256, f_frsize=4096))
 
     free(64)  # a container's default /dev/shm
-    assert ray_executor._object_store() == {"object_store_memory": 128 << 20,
+    assert ray_cluster.object_store() == {"object_store_memory": 128 << 20,
                                             "_plasma_directory": tempfile.gettempdir()}
     free(2048)
-    assert ray_executor._object_store() == {"object_store_memory": 512 << 20}
+    assert ray_cluster.object_store() == {"object_store_memory": 512 << 20}
     free(24 << 10)  # this machine's
-    assert ray_executor._object_store() == {"object_store_memory": 1 << 30}
+    assert ray_cluster.object_store() == {"object_store_memory": 1 << 30}
 
 
 def test_skyreels_tasks_take_a_gpu_when_the_cluster_has_them() -> None:

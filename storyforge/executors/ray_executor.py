@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from storyforge.cache import Cache, Entry
 from storyforge.errors import MissingExtra, RenderError, StoryforgeError
+from storyforge.executors.ray_cluster import connect, describe
 
 if TYPE_CHECKING:
     from storyforge.backends.base import Backend
@@ -29,9 +28,6 @@ SHARED_CACHE_VARIABLE = "STORYFORGE_RAY_SHARED_CACHE"
 # delay, ...) and the hub's offline switch. Paths and threads are left to each node.
 FORWARDED_PREFIX = "STORYFORGE_"
 FORWARDED = ("HF_HUB_OFFLINE",)
-# A local cluster's object store only ever holds a few encoded clips at once: keep it small, in /dev/shm.
-OBJECT_STORE_BYTES = (128 << 20, 1 << 30)  # at least, at most
-MIN_SHM_BYTES = 256 << 20  # below this free in /dev/shm (small containers), the object store lives in /tmp
 
 
 def execute(run: Run, chains: list[list[Job]], *, shared_cache: bool | None = None) -> None:
@@ -61,13 +57,14 @@ def execute(run: Run, chains: list[list[Job]], *, shared_cache: bool | None = No
     started_here = False
     try:
         if run.backend_name == "skyreels-df" and "device" not in run.options:
-            started_here = _connect(ray)  # the cluster's GPUs decide the device, and so the cache keys
+            started_here = connect(ray)  # the cluster's GPUs decide the device, and so the cache keys
         run.options, gpus = _placement(ray, run.backend_name, run.options)
         pending = [p for p in (_Pending(chain) for chain in chains) if p.take_cached(run)]
         # longest first: the film is done when its longest chain is, so that one must not start last
         pending.sort(key=lambda p: p.cost(), reverse=True)
         if pending:  # a cache that has everything needs no cluster
-            started_here = _connect(ray) or started_here
+            started_here = connect(ray) or started_here
+            run.notices.append(f"rendered on {describe(ray)}")
             _Scheduler(ray, run, cache, gpus, shared_cache).drive(pending)
     finally:
         if started_here:
@@ -82,34 +79,6 @@ def _import_ray() -> Any:
             raise
         raise MissingExtra("ray", "ray", "the ray executor") from None
     return ray
-
-
-def _connect(ray: Any) -> bool:
-    """Connect to RAY_ADDRESS's cluster, or start a local one; True when this call started Ray."""
-    if ray.is_initialized():  # the caller connected already (a notebook, the tests): use that cluster
-        return False
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # Ray's notice about accelerator variables, not ours
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(**quiet)
-        else:
-            ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet,
-                     **_object_store())
-    return True
-
-
-def _object_store() -> dict[str, Any]:
-    """A modest object store, in /dev/shm when it has room (containers often give it 64 MB), else in /tmp."""
-    try:
-        stat = os.statvfs("/dev/shm")
-        free = stat.f_bavail * stat.f_frsize
-    except OSError:
-        free = 0
-    low, high = OBJECT_STORE_BYTES
-    if free < MIN_SHM_BYTES:
-        return {"object_store_memory": low, "_plasma_directory": tempfile.gettempdir()}
-    return {"object_store_memory": max(low, min(high, free // 4))}
 
 
 def _placement(ray: Any, backend: str, options: dict[str, Any]) -> tuple[dict[str, Any], int]:

@@ -1,0 +1,220 @@
+"""The README's cluster path on a real Ray cluster: `ray start --head` with token authentication on this machine's
+loopback address and a second node joined with `ray start --address`, a driver pointed at it by address; each way
+of getting that wrong is one message and exit 1 within seconds; a worker killed mid-chain is retried from the first
+job it had not delivered; several films share the cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import EXAMPLES, ROOT
+from ray_cluster import Cluster, free_port, start_cluster
+
+from storyforge import api
+from storyforge.backends.animatic import Animatic
+from storyforge.clipfile import read_frames
+from storyforge.render import render
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+TESTS = Path(__file__).resolve().parent
+SMALL = "resolution: 128x96"  # the example at a size the animatic draws in milliseconds
+BOUND = 30  # seconds a refused driver may take, Python's and Ray's imports included, on a busy 2-core machine
+CRASH_SHOT, CRASH_MARK, CRASH_LOG = "STORYFORGE_TEST_CRASH_SHOT", "STORYFORGE_TEST_CRASH_MARK", \
+    "STORYFORGE_TEST_CRASH_LOG"  # STORYFORGE_*: the executor forwards them to its tasks
+
+STORY = """\
+storyforge: 1
+title: Crash
+render: {resolution: 128x96, fps: 12, base_frames: 17, overlap_frames: 5}
+scenes:
+  - id: one
+    shots:
+      - id: a
+        prompt: a red fox wakes up
+        duration: 17f
+      - id: b
+        prompt: the fox stretches
+        duration: 12f
+        transition: continue
+      - id: c
+        prompt: the fox yawns
+        duration: 12f
+        transition: continue
+  - id: two
+    shots:
+      - id: d
+        prompt: the fox runs between the trees
+        duration: 17f
+"""
+
+
+class Crashy(Animatic):
+    """The animatic, whose worker process dies (os._exit, as the OOM killer would end it) on one shot, once."""
+
+    name = "crashy"
+
+    def identity(self, job):  # type: ignore[no-untyped-def]
+        return {**super().identity(job), "backend": self.name}
+
+    def render(self, job, inputs):  # type: ignore[no-untyped-def]
+        with open(os.environ[CRASH_LOG], "a", encoding="utf-8") as log:
+            log.write(f"{job.id} {os.getpid()}\n")
+        mark = Path(os.environ[CRASH_MARK])
+        if job.id == os.environ.get(CRASH_SHOT) and not mark.exists():
+            mark.write_text("crashed once")
+            os._exit(1)
+        return super().render(job, inputs)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One real two-node cluster for the module (starting one takes half a minute on 2 cores); always stopped."""
+    base = {name: value for name, value in os.environ.items() if not name.startswith(("RAY_", "STORYFORGE_"))}
+    # every process the nodes start imports this checkout and these tests (the Crashy backend)
+    base["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT)])
+    started = start_cluster(base, nodes=2)
+    try:
+        yield started
+    finally:
+        started.stop()
+        shutil.rmtree(started.folder, ignore_errors=True)
+
+
+def storyforge(*arguments: str, env: dict[str, str], cwd: Path, code: str | None = None,
+               timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """`storyforge ARGUMENTS` in a fresh process, as a user runs it (`code`: a driver script instead of the CLI)."""
+    command = [sys.executable, "-c", code, *arguments] if code else [sys.executable, "-m", "storyforge", *arguments]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def last_line(done: subprocess.CompletedProcess[str]) -> str:
+    return done.stderr.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def swan_lake(story_dir: Path) -> Path:
+    story = story_dir / "swan-lake.yaml"
+    story.write_text((EXAMPLES / "swan-lake.yaml").read_text().replace("resolution: 540p", SMALL))
+    return story
+
+
+def test_the_readme_cluster_path_renders_the_film_the_local_executor_renders(
+        cluster: Cluster, swan_lake: Path, tmp_path: Path) -> None:
+    done = storyforge("render", str(swan_lake), "--backend", "animatic", "--executor", "ray", env=cluster.env,
+                      cwd=swan_lake.parent)
+    assert done.returncode == 0, done.stderr
+    assert "7 rendered, 0 cached" in done.stdout
+    assert "(2 nodes, 2 CPUs, 0 GPUs)" in done.stderr  # the notice: where it ran
+    out = swan_lake.parent / "renders" / "swan-lake"
+    plan = api.plan(swan_lake)
+    local = render(plan, out=tmp_path / "local", backend="animatic", cache_root=tmp_path / "local-cache")
+    film = read_frames(out / "film.mp4")
+    assert film.shape[0] == plan.total_frames
+    assert np.array_equal(film, read_frames(tmp_path / "local" / "film.mp4"))
+    run = json.loads((out / "run.json").read_text())
+    assert [job["key"] for job in run["jobs"]] == [job.key for job in local.jobs]
+    assert {job["status"] for job in run["jobs"]} == {"rendered"}
+
+
+def test_cannot_reach_the_cluster(write_story, cluster: Cluster) -> None:
+    story = write_story(STORY)
+    port = free_port()  # nothing listens there
+    started = time.monotonic()
+    done = storyforge("render", str(story), "--backend", "animatic", "--executor", "ray",
+                      env={**cluster.env, "RAY_ADDRESS": f"127.0.0.1:{port}"}, cwd=story.parent)
+    assert done.returncode == 1, done.stderr
+    assert last_line(done) == (
+        f"error: cannot reach the Ray cluster at 127.0.0.1:{port} (RAY_ADDRESS): connection refused; start it with "
+        f"`ray start --head --port={port}` on 127.0.0.1, or check the address, the port and the firewall, or unset "
+        "RAY_ADDRESS to render on a Ray cluster started on this machine")
+    assert time.monotonic() - started < BOUND
+
+
+HOW = ("set RAY_AUTH_MODE=token and give this machine the cluster's token in RAY_AUTH_TOKEN, in a file named by "
+       "RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token (`ray get-auth-token` on the head node prints it)")
+
+
+@pytest.mark.parametrize("case", ["no token mode", "wrong token", "no token at all", "another ray"])
+def test_a_cluster_that_refuses_the_driver_is_one_message(write_story, cluster: Cluster, tmp_path: Path,
+                                                          case: str) -> None:
+    import ray
+
+    story = write_story(STORY)
+    env, code = dict(cluster.env), None
+    address = cluster.address
+    if case == "no token mode":  # what the issue met: the token is there, but the driver does not send it
+        del env["RAY_AUTH_MODE"]
+        expected = f"the Ray cluster at {address} uses token authentication and this process sent no token: {HOW}"
+    elif case == "wrong token":
+        env["RAY_AUTH_TOKEN"] = "0" * 32
+        expected = (f"the Ray cluster at {address} refused the token in RAY_AUTH_TOKEN: it is not the token the "
+                    "cluster was started with; copy that one (`ray get-auth-token` on the head node prints it)")
+    elif case == "no token at all":
+        del env["RAY_AUTH_TOKEN_PATH"]
+        env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token either
+        expected = f"RAY_AUTH_MODE=token is set but this machine has no Ray token: {HOW}"
+    else:  # this machine's Ray says it is another version than the cluster's: Ray's own check refuses it
+        code = "import ray\nray.__version__ = '2.9.3'\nfrom storyforge.cli import main\nmain()\n"
+        python = ".".join(map(str, sys.version_info[:3]))
+        expected = (f"the Ray cluster at {address} runs Ray {ray.__version__} on Python {python}, and this machine "
+                    f"has Ray 2.9.3 on Python {python}: every node and the machine running storyforge need the same "
+                    f"versions (pip install 'ray=={ray.__version__}' here, on Python {python})")
+    started = time.monotonic()
+    done = storyforge("render", str(story), "--backend", "animatic", "--executor", "ray", env=env, cwd=story.parent,
+                      code=code)
+    assert done.returncode == 1, done.stderr
+    assert last_line(done) == f"error: {expected}"
+    assert "Traceback" not in done.stderr
+    assert time.monotonic() - started < BOUND
+
+
+def test_a_worker_killed_mid_chain_is_retried_from_its_first_undelivered_job(
+        cluster: Cluster, write_story, tmp_path: Path) -> None:
+    story = write_story(STORY)
+    log, mark = tmp_path / "renders.log", tmp_path / "crashed"
+    env = {**cluster.env, CRASH_SHOT: "one/b", CRASH_MARK: str(mark), CRASH_LOG: str(log)}
+    code = ("import sys\nfrom storyforge import api\nfrom storyforge.backends.base import REGISTRY\n"
+            "REGISTRY['crashy'] = 'test_ray_cluster:Crashy'\n"
+            "report = api.render(api.plan(sys.argv[1]), backend='crashy', executor='ray')\n"
+            "print('jobs:', *(f'{job.id}={job.status}' for job in report.jobs))\n")
+    done = storyforge(str(story), env=env, cwd=story.parent, code=code)
+    assert done.returncode == 0, done.stderr
+    # (Ray prints its own "(raylet) A worker died" lines on stdout too)
+    assert done.stdout.splitlines()[-1].split() == ["jobs:", "one/a=rendered", "one/b=rendered", "one/c=rendered",
+                                                    "two/d=rendered"]
+    assert mark.exists()  # a worker process did die
+    renders = [line.split() for line in log.read_text().splitlines()]
+    chain = [job for job, _pid in renders if job.startswith("one/")]
+    assert chain == ["one/a", "one/b", "one/b", "one/c"]  # one/a was delivered before the crash: not rendered again
+    pids = {job: pid for job, pid in renders}
+    assert pids["one/c"] != [pid for job, pid in renders if job == "one/b"][0]  # the retry ran in a new process
+    plan = api.plan(story)
+    film = read_frames(story.parent / "renders" / "film" / "film.mp4")
+    local = render(plan, out=tmp_path / "local", backend="animatic", cache_root=tmp_path / "local-cache")
+    assert film.shape[0] == local.total_frames == plan.total_frames
+    assert np.array_equal(film, read_frames(tmp_path / "local" / "film.mp4"))
+
+
+def test_the_probe_refuses_a_malformed_address(write_story) -> None:
+    from storyforge.errors import StoryforgeError
+    from storyforge.executors.ray_cluster import probe
+
+    with pytest.raises(StoryforgeError) as caught:
+        probe("head-node")
+    assert str(caught.value) == (
+        "RAY_ADDRESS=head-node is not an address of a Ray cluster; give the head node's HOST:PORT (`ray start "
+        "--head` prints it), or `auto` for a cluster started on this machine")
+    with socket.socket() as listening:  # something listens: the probe lets Ray take over
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        probe(f"127.0.0.1:{listening.getsockname()[1]}")
