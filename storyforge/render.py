@@ -71,6 +71,7 @@ class RunReport:
     cut_key: str | None = None
     notices: list[str] = field(default_factory=list)  # how the run went: backend chosen, entries discarded, ...
     warnings: list[str] = field(default_factory=list)  # clips that look wrong (black, frozen), re-encodes
+    model_loads: int = 0  # models read from disk for this film's jobs (0 when a worker had them loaded already)
 
     @property
     def rendered(self) -> int:
@@ -93,6 +94,7 @@ class RunReport:
             "cut_key": self.cut_key,
             "notices": self.notices,
             "warnings": self.warnings,
+            "model_loads": self.model_loads,
         }
 
 
@@ -177,8 +179,57 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     KeyboardInterrupt propagates the same way. Under torchrun only rank 0 writes anything (the others
     render in step with it, see storyforge.backends.multigpu).
     """
+    [(report, error)] = render_films([plan], outs=[out], backend=backend, only=only, use_cache=use_cache,
+                                     cache_root=cache_root, progress=[progress], backend_options=backend_options,
+                                     executor=executor, executor_options=executor_options)
+    if error is not None:
+        raise error
+    assert report is not None
+    return report
+
+
+def render_films(plans: Sequence[Plan], *, outs: Sequence[Path | None] | None = None, backend: str = "auto",
+                 only: list[str] | None = None, use_cache: bool = True, cache_root: Path | None = None,
+                 progress: Sequence[RenderProgress | None] | None = None,
+                 backend_options: dict[str, Any] | None = None, executor: str = "local",
+                 executor_options: dict[str, Any] | None = None) -> list[tuple[RunReport | None, RenderError | None]]:
+    """Render several films in one go: each film's outputs and run.json as if it were rendered alone.
+
+    The executor gets every film's chains at once: `ray` schedules them together, longest first, and each film
+    is cut as soon as its own chains are done; `local` renders the films one after another, handing the loaded
+    model from one film to the next. A film that fails does not stop the others: its entry is (None, error).
+    """
     from storyforge.executors import run_chains
 
+    outs = list(outs) if outs is not None else [None] * len(plans)
+    progress = list(progress) if progress is not None else [None] * len(plans)
+    runs = [prepare(plan, out=out, backend=backend, only=only, use_cache=use_cache, cache_root=cache_root,
+                    progress=tell, backend_options=backend_options)
+            for plan, out, tell in zip(plans, outs, progress, strict=True)]
+    results: dict[int, tuple[RunReport | None, RenderError | None]] = {}
+
+    def done(run: Run, error: RenderError | None) -> None:
+        if error is None:
+            try:
+                results[id(run)] = (run.complete(), None)
+                return
+            except RenderError as failure:
+                error = failure
+        run.release()
+        results[id(run)] = (None, error)
+
+    try:
+        run_chains(executor, runs, executor_options or {}, done)
+    finally:
+        for run in runs:
+            run.release()
+    return [results[id(run)] for run in runs]
+
+
+def prepare(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: list[str] | None = None,
+            use_cache: bool = True, cache_root: Path | None = None, progress: RenderProgress | None = None,
+            backend_options: dict[str, Any] | None = None) -> Run:
+    """A film's Run with its output folder, its cache and the chains an executor is to bring in."""
     name, notice = choose_backend(plan, backend)
     out = Path(out) if out is not None else default_out(plan.story)
     targets = select(plan, only)
@@ -188,15 +239,11 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     scratch = None if use_cache or not writer else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
     cache = Cache(scratch or Path(cache_root or default_root(plan.story))) if writer else None
     run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets})
+    run.out, run.whole, run.reuse_film, run.scratch = out, not only, use_cache, scratch
+    run.chains = chains_of(plan, targets)
     if notice:
         run.notices.append(notice)
-    try:
-        run_chains(executor, run, chains_of(plan, targets), executor_options or {})
-        return run.finish(out, whole=not only, reuse_film=use_cache)
-    finally:
-        run.close_backend()
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+    return run
 
 
 class Run:
@@ -226,6 +273,13 @@ class Run:
         # a rank that does not write keeps the last frames of what it rendered, for the extensions after them
         self._tails: dict[str, np.ndarray] = {}
         self._keep = max((job.settings.overlap_frames for job in plan.jobs), default=0)
+        self.model_loads = 0  # models this run's jobs read from disk (a backend handed over brings none)
+        self._loads_seen = 0  # the backend's own count when this run last looked
+        # what `prepare` sets for a whole film: where it goes, and the chains an executor is to bring in
+        self.out: Path | None = None
+        self.whole, self.reuse_film = True, True
+        self.scratch: Path | None = None
+        self.chains: list[list[Job]] = []
 
     @property
     def backend(self) -> Backend:
@@ -233,13 +287,44 @@ class Run:
             from storyforge.backends.base import load_backend
 
             self._backend = load_backend(self.backend_name, **self.options)
-            self._owns_backend = True
+            self._owns_backend, self._loads_seen = True, 0
         return self._backend
 
+    def count_loads(self) -> None:
+        """Add the model loads the backend did for this run since it last looked (see RunReport.model_loads)."""
+        loads = int(getattr(self._backend, "model_loads", 0))
+        self.model_loads += max(0, loads - self._loads_seen)
+        self._loads_seen = loads
+
+    def hand_backend_to(self, other: Run) -> None:
+        """Give `other` (a film rendered next) this run's loaded backend when both would load the same one."""
+        if (self._backend is None or not self._owns_backend or other._backend is not None
+                or (self.backend_name, self.options) != (other.backend_name, other.options)):
+            return
+        self.count_loads()
+        other._backend, other._owns_backend, other._loads_seen = self._backend, True, self._loads_seen
+        self._backend = None
+
     def close_backend(self) -> None:
+        self.count_loads()
         if self._backend is not None and self._owns_backend:
             self._backend.close()
         self._backend = None
+
+    def complete(self) -> RunReport:
+        """The film's outputs (see finish) in the folder `prepare` chose, then its resources freed."""
+        assert self.out is not None, "a Run made by prepare()"
+        try:
+            return self.finish(self.out, whole=self.whole, reuse_film=self.reuse_film)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Free the backend and remove the throw-away cache of --no-cache (idempotent)."""
+        self.close_backend()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
 
     def entry_key(self, job: Job) -> str:
         if job.id not in self._entry_keys:
@@ -417,6 +502,7 @@ class Run:
                            jobs=[self.records[job.id] for job in plan.jobs if job.id in self.records])
         report.notices = self.notices + self.cache.discarded
         report.warnings = self.warnings
+        report.model_loads = self.model_loads
         if missing:
             report.notices.append(f"film.mp4 was not cut: {len(missing)} shots have no clip yet "
                                   f"({', '.join(missing)}); render without --only to make them")
