@@ -218,3 +218,69 @@ def test_the_probe_refuses_a_malformed_address(write_story) -> None:
         listening.bind(("127.0.0.1", 0))
         listening.listen()
         probe(f"127.0.0.1:{listening.getsockname()[1]}")
+
+
+FOX = """\
+storyforge: 1
+title: Fox
+render: {resolution: 128x96, fps: 12, base_frames: 17, overlap_frames: 5}
+scenes:
+  - id: one
+    shots:
+      - id: a
+        prompt: a red fox wakes up
+        duration: 17f
+  - id: two
+    shots:
+      - id: b
+        prompt: the fox runs between the trees
+        duration: 17f
+        transition: {type: crossfade, duration: 4f}
+"""
+
+
+def test_many_films_share_the_cluster_longest_chains_first_each_cut_when_its_own_are_in(
+        cluster: Cluster, swan_lake: Path, tmp_path: Path) -> None:
+    fox = swan_lake.parent / "fox.yaml"
+    fox.write_text(FOX)
+    env = {**cluster.env, "STORYFORGE_ANIMATIC_DELAY": "1.0"}  # slow jobs: the order on the 2 CPUs shows
+    done = storyforge("render", str(swan_lake), str(fox), "--backend", "animatic", "--executor", "ray", env=env,
+                      cwd=swan_lake.parent)
+    assert done.returncode == 0, done.stderr
+    plans = {story.stem: api.plan(story) for story in (swan_lake, fox)}
+    runs, starts, cuts = {}, {}, {}
+    for name, plan in plans.items():
+        out = swan_lake.parent / "renders" / name
+        alone = render(plan, out=tmp_path / name, backend="animatic", cache_root=tmp_path / "cache")
+        assert np.array_equal(read_frames(out / "film.mp4"), read_frames(tmp_path / name / "film.mp4"))
+        runs[name] = json.loads((out / "run.json").read_text())
+        assert [(job["id"], job["key"], job["status"]) for job in runs[name]["jobs"]] == \
+            [(job.id, job.key, "rendered") for job in alone.jobs]
+        assert runs[name]["cut_key"] == json.loads((tmp_path / name / "run.json").read_text())["cut_key"]
+        times = {job["id"]: (job["started"], job["finished"]) for job in runs[name]["jobs"]}
+        for chain in plan.chains():
+            starts[(name, chain[0].id)] = (min(times[j.id][0] for j in chain),
+                                           (sum(j.transformer_calls for j in chain), sum(j.frames for j in chain)))
+        cuts[name] = ((out / "film.mp4").stat().st_mtime, max(finished for _, finished in times.values()))
+    # longest first over both films: the two most expensive chains took the two CPUs before any other started
+    ranked = sorted(starts, key=lambda chain: starts[chain][1], reverse=True)
+    assert max(starts[chain][0] for chain in ranked[:2]) < min(starts[chain][0] for chain in ranked[2:]), starts
+    # a film is cut as soon as its own chains are in, while the other film's chains still render
+    (first, (cut, _)), (_, (_, other_last)) = sorted(cuts.items(), key=lambda item: item[1][0])
+    assert cut < other_last, (first, cuts)
+
+
+@pytest.mark.torch
+def test_a_worker_keeps_its_model_across_chains_and_films(cluster: Cluster, write_story, tmp_path: Path) -> None:
+    from conftest import TINY
+
+    stories = [write_story(TINY, "a.yaml"), write_story(TINY.replace("red fox", "grey owl"), "b.yaml")]
+    chains = sum(len(api.plan(story).chains()) for story in stories)
+    env = {**cluster.env, "STORYFORGE_HOME": str(tmp_path / "home")}  # the tiny model, built once, for every node
+    done = storyforge("render", *map(str, stories), "--backend", "skyreels-df", "--executor", "ray", env=env,
+                      cwd=stories[0].parent)
+    assert done.returncode == 0, done.stderr
+    loads = [json.loads((story.parent / "renders" / story.stem / "run.json").read_text())["model_loads"]
+             for story in stories]
+    # two single-CPU nodes: at most one worker process each renders, and each loads the model once for all chains
+    assert 1 <= sum(loads) <= 2 < chains == 4, loads
