@@ -288,6 +288,7 @@ class Run:
 
             self._backend = load_backend(self.backend_name, **self.options)
             self._owns_backend, self._loads_seen = True, 0
+            self.notices.extend(getattr(self._backend, "notices", ()))  # e.g. an unverified diffusers version
         return self._backend
 
     def count_loads(self) -> None:
@@ -303,6 +304,7 @@ class Run:
             return
         self.count_loads()
         other._backend, other._owns_backend, other._loads_seen = self._backend, True, self._loads_seen
+        other.notices.extend(getattr(self._backend, "notices", ()))  # what loading it said holds for that film too
         self._backend = None
 
     def close_backend(self) -> None:

@@ -86,6 +86,11 @@ class RenderSettings(Strict):
     )
     ar_step: int | None = Field(None, ge=0, le=1000, description="0 = synchronous; > 0 = asynchronous DF.")
     causal_block_size: int | None = Field(None, ge=1, le=64, description="Latent frames per causal block.")
+    causal_attention: bool | None = Field(
+        None, description="Block-causal attention in blocks of causal_block_size (SkyReels' --causal_attention): "
+        "a dense mask of (window tokens)^2 bytes per call (about 2.4 GiB at 540p); off = full attention, as the "
+        "reference runs by default.",
+    )
     addnoise_condition: int | None = Field(
         None, ge=0, le=50, description="Noise added to the conditioning frames of later windows (0-50)."
     )
