@@ -35,7 +35,7 @@ CRASH_SHOT, CRASH_MARK, CRASH_LOG = "STORYFORGE_TEST_CRASH_SHOT", "STORYFORGE_TE
 STORY = """\
 storyforge: 1
 title: Crash
-render: {resolution: 128x96, fps: 12, base_frames: 17, overlap_frames: 5}
+render: {resolution: 128x96, fps: 16, base_frames: 17, overlap_frames: 5}
 scenes:
   - id: one
     shots:
@@ -223,7 +223,7 @@ def test_the_probe_refuses_a_malformed_address(write_story) -> None:
 FOX = """\
 storyforge: 1
 title: Fox
-render: {resolution: 128x96, fps: 12, base_frames: 17, overlap_frames: 5}
+render: {resolution: 128x96, fps: 16, base_frames: 17, overlap_frames: 5}
 scenes:
   - id: one
     shots:

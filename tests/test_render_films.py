@@ -23,7 +23,7 @@ from storyforge.render import render
 FOX = """\
 storyforge: 1
 title: Fox
-render: {resolution: 128x96, fps: 12, base_frames: 17, overlap_frames: 5}
+render: {resolution: 128x96, fps: 16, base_frames: 17, overlap_frames: 5}
 scenes:
   - id: one
     shots:
