@@ -304,3 +304,19 @@ def test_skyreels_tasks_take_a_gpu_when_the_cluster_has_them() -> None:
     assert _placement(gpus, "skyreels-df", {}) == ({"device": "cuda"}, 1)  # the same device in every cache key
     assert _placement(cpus, "skyreels-df", {"dtype": "float32"}) == ({"dtype": "float32", "device": "cpu"}, 0)
     assert _placement(cpus, "skyreels-df", {"device": "cuda:3"}) == ({"device": "cuda"}, 1)  # Ray picks the GPU
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_cluster_started_for_the_render_keeps_its_token_out_of_the_home_folder(write_story, tmp_path: Path) -> None:
+    story = write_story(STORY)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("RAY_")}
+    done = subprocess.run([sys.executable, "-m", "storyforge", "render", str(story), "--backend", "animatic",
+                           "--executor", "ray"], capture_output=True, text=True, cwd=story.parent,
+                          env={**env, "PYTHONPATH": str(ROOT), "HOME": str(home)}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "(1 node, " in done.stderr  # the cluster started for this render, with token authentication on
+    assert "Token authentication" not in done.stderr
+    assert list(home.iterdir()) == []  # Ray would have written ~/.ray/auth_token, and `ray start` obeys it later

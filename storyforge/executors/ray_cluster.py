@@ -51,8 +51,10 @@ def connect(ray: Any) -> bool:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # Ray's notice about accelerator variables, not ours
         if not address:
-            ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet,
-                     **object_store())
+            _token_for_this_process()
+            with _quiet_auth_notice():
+                ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet,
+                         **object_store())
             return True
         if address != "auto" and not address.startswith("ray://"):
             probe(address)
@@ -145,6 +147,34 @@ def object_store() -> dict[str, Any]:
     if free < MIN_SHM_BYTES:
         return {"object_store_memory": low, "_plasma_directory": tempfile.gettempdir()}
     return {"object_store_memory": max(low, min(high, free // 4))}
+
+
+def _token_for_this_process() -> None:
+    """Token authentication for the cluster started here, without writing a token into the user's home.
+
+    Ray turns it on for every cluster that ray.init() starts and, when this machine has no token, writes a new
+    one to ~/.ray/auth_token; from then on `ray start --head` on this machine turns token authentication on too
+    (what surprised the user in issue 17). A token of this process's own, in its environment (which the cluster
+    it starts inherits), keeps the protection and leaves the home folder alone.
+    """
+    if os.environ.get(AUTH_MODE, "token").strip().lower() != "token" or os.environ.get(AUTH_TOKEN) \
+            or os.environ.get(AUTH_TOKEN_PATH) or (Path.home() / ".ray" / "auth_token").exists():
+        return
+    import secrets
+
+    os.environ[AUTH_TOKEN] = secrets.token_hex(32)  # kept for the process: a later cluster started here reuses it
+
+
+@contextlib.contextmanager
+def _quiet_auth_notice() -> Iterator[None]:
+    """Ray's warning that token authentication is on: true for the cluster started here, and not the user's news."""
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = notice.level
+    notice.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        notice.setLevel(level)
 
 
 @contextlib.contextmanager
