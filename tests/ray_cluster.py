@@ -53,7 +53,9 @@ class Cluster:
         else:
             command += [f"--address={self.address}"]
         with log.open("wb") as handle:  # its own session: the finalizer stops the node and all it started at once
-            node = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=self.env,
+            # each node has a home of its own, as on separate machines (the token is there too, as the README says)
+            node = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+                                    env={**self.env, "HOME": str(self.token_file.parent.parent)},
                                     start_new_session=True)
         self.nodes.append(node)
         deadline = time.monotonic() + START_SECONDS

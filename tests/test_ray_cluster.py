@@ -284,3 +284,29 @@ def test_a_worker_keeps_its_model_across_chains_and_films(cluster: Cluster, writ
              for story in stories]
     # two single-CPU nodes: at most one worker process each renders, and each loads the model once for all chains
     assert 1 <= sum(loads) <= 2 < chains == 4, loads
+
+
+@pytest.mark.torch
+def test_a_node_without_the_model_is_named_with_what_is_missing(cluster: Cluster, write_story,
+                                                                tmp_path: Path) -> None:
+    import ray
+    from conftest import TINY
+
+    from storyforge.backends.tiny import tiny_model_folder
+
+    home = tmp_path / "home"  # the driver's home holds the model; the nodes' homes do not (separate machines)
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "tiny").symlink_to(tiny_model_folder(tmp_path / "storyforge-home"))
+    story = write_story(TINY.replace("model: tiny", "model: ~/models/tiny").replace("fps: 12", "fps: 16"))
+    started = time.monotonic()
+    done = storyforge("render", str(story), "--backend", "skyreels-df", "--executor", "ray", cwd=story.parent,
+                      env={**cluster.env, "HOME": str(home)})
+    assert done.returncode == 1, done.stderr
+    node = ray.util.get_node_ip_address()
+    missing = ("model folder '~/models/tiny' does not exist; give the folder of a diffusers-format SkyReels-V2 DF "
+               "model, a hub id, or a preset")
+    errors = [line for line in done.stderr.splitlines() if "rendering failed" in line]
+    assert [line.split(": rendering failed")[0] for line in errors] == ["error: s/a", "s/c"]
+    assert all(missing in line and line.endswith(f"(on node {node})") for line in errors), errors
+    assert "Traceback" not in done.stderr
+    assert time.monotonic() - started < 240

@@ -183,7 +183,7 @@ class _Scheduler:
         self.tasks: dict[int, Any] = {}
         self.running: dict[Any, _Pending] = {}
         self.open: dict[int, int] = {}  # chains of each film not finished yet
-        self.failures: dict[int, list[str]] = {}
+        self.failures: dict[int, list[tuple[int, str]]] = {}
 
     def drive(self, pending: list[_Pending]) -> None:
         for chain in pending:
@@ -255,7 +255,7 @@ class _Scheduler:
         run = chain.run
         self.open[id(run)] -= 1
         if self.open[id(run)] == 0:
-            failures = self.failures.pop(id(run), [])
+            failures = [text for _, text in sorted(self.failures.pop(id(run), []))]  # in film order
             self.on_done(run, RenderError("\n".join(failures)) if failures else None)
 
     def _adopt(self, run: Run, done: _Done) -> None:
@@ -295,8 +295,8 @@ class _Scheduler:
         first = "" if chain.cause == message else f" (the first try: {chain.cause})"
         nodes = list(dict.fromkeys(n for n in chain.nodes if n))
         where = f" (on node {' and '.join(nodes)})" if nodes else ""
-        self.failures.setdefault(id(chain.run), []).append(
-            f"{shot}: rendering failed on the Ray cluster, twice: {message}{first}{where}")
+        text = f"{shot}: rendering failed on the Ray cluster, twice: {message}{first}{where}"
+        self.failures.setdefault(id(chain.run), []).append((chain.run.index.get(shot, 0), text))
         return True
 
 
