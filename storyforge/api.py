@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +22,28 @@ if TYPE_CHECKING:
 
 def validate(path: Path | str) -> Story:
     """Load and check one story file: format, files it references, and that it plans."""
+    return check(path)[0]
+
+
+def check(path: Path | str) -> tuple[Story, Plan]:
+    """Validate one story file and keep its plan too, for the warnings the plan carries."""
     story = load_story(path)
-    compile_story(story)
-    return story
+    return story, compile_story(story)
+
+
+# A story file has the top-level `storyforge:` key (format version), or the schema modeline `init` writes.
+# Matched as text, so that a story with a YAML syntax error is still recognised and reported.
+_STORY_MARK = re.compile(r"^(?:['\"]?storyforge['\"]?[ \t]*:|#.*\$schema=\S*film\.schema\.json)", re.MULTILINE)
+
+
+def is_story_file(path: Path | str) -> bool:
+    """Whether `path` looks like a story file; a missing file or a folder counts, so validate names it."""
+    path = Path(path)
+    if not path.is_file():
+        return True
+    with path.open("rb") as file:
+        head = file.read(1_000_000).decode("utf-8", errors="replace")
+    return _STORY_MARK.search(head) is not None
 
 
 def compile_story(story: Story, overrides: dict[str, Any] | None = None) -> Plan:
@@ -80,19 +100,9 @@ def render_films(plans: Sequence[Plan], *, out: Path | None = None, backend: str
 
     Returns (report, None) or (None, error) per film, in order: a film that fails does not stop the others.
     """
-    from storyforge.errors import StoryforgeError
     from storyforge.render import render_films as render_plans
 
-    outs: list[Path | None] = [None] * len(plans)
-    if out is not None:
-        stems: dict[str, Path] = {}
-        for plan in plans:
-            if plan.story.stem in stems and stems[plan.story.stem] != plan.story.resolve():
-                raise StoryforgeError(f"--out {out}: {stems[plan.story.stem]} and {plan.story} would both render "
-                                      f"into {Path(out) / plan.story.stem}; rename one, or leave out --out so each "
-                                      "renders beside its story")
-            stems[plan.story.stem] = plan.story.resolve()
-        outs = [Path(out) / plan.story.stem for plan in plans]
+    outs = [Path(out) / plan.story.stem if out is not None else None for plan in plans]
     return list(render_plans(plans, outs=outs, backend=backend, only=only, use_cache=use_cache,
                              cache_root=cache_root, progress=[progress(plan) if progress else None for plan in plans],
                              executor=executor, executor_options=executor_options))
@@ -101,8 +111,6 @@ def render_films(plans: Sequence[Plan], *, out: Path | None = None, backend: str
 def story_files(paths: Sequence[Path | str]) -> list[Path]:
     """The story files `paths` name: files as given, and for a folder every story file below it (a YAML file
     with a top-level `storyforge:` key), sorted, outside hidden folders and renders/."""
-    import re
-
     from storyforge.errors import StoryforgeError
 
     found: list[Path] = []
@@ -113,7 +121,7 @@ def story_files(paths: Sequence[Path | str]) -> list[Path]:
         stories = sorted(
             file for pattern in ("*.yaml", "*.yml") for file in path.rglob(pattern)
             if not any(part.startswith(".") or part == "renders" for part in file.relative_to(path).parts[:-1])
-            and re.search(r"^storyforge\s*:", file.read_text(encoding="utf-8", errors="replace"), re.M))
+            and is_story_file(file))
         if not stories:
             raise StoryforgeError(f"{path}: no story files in this folder (YAML files with a `storyforge:` key); "
                                   "name the story files, or the folder that holds them")
@@ -122,13 +130,50 @@ def story_files(paths: Sequence[Path | str]) -> list[Path]:
 
 
 def schema() -> dict[str, Any]:
-    """The JSON Schema of the story format."""
+    """The JSON Schema of the story format: it accepts what loading a story accepts, before the checks that
+    need the disk or the whole film (files, ids, references)."""
     from storyforge.spec.models import Film
 
     result = Film.model_json_schema()
     result["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     result["$id"] = "https://storyforge.dev/schemas/film.schema.json"
+    _as_loaded(result)
     return result
+
+
+def _as_loaded(schema: dict[str, Any]) -> None:
+    """Say in the schema what the models' validators do in code (tests check both agree on every example)."""
+    defs = schema["$defs"]
+    # `heron: a grey heron` is a character's description alone
+    defs["Character"] = {"anyOf": [{"type": "string", "description": "The character's description alone."},
+                                   defs["Character"]]}
+    # names of characters and locations: every key must match, not only the keys that happen to
+    for name in ("characters", "locations"):
+        mapping = schema["properties"][name]
+        ((pattern, value),) = mapping.pop("patternProperties").items()
+        mapping["propertyNames"] = {"pattern": pattern}
+        mapping["additionalProperties"] = value
+    # a cut or a continue has no length
+    defs["TransitionSpec"]["if"] = {"properties": {"type": {"enum": ["cut", "continue"]}}}
+    defs["TransitionSpec"]["then"] = {"not": {"required": ["duration"]}}
+    # WIDTHxHEIGHT with both sides non-zero multiples of 16
+    side = _multiple_of_16()
+    for branch in defs["RenderSettings"]["properties"]["resolution"]["anyOf"]:
+        if branch.get("type") == "string":
+            branch["pattern"] = f"^(540p|720p|{side}x{side})$"
+            branch["patternErrorMessage"] = "540p, 720p or WIDTHxHEIGHT with both sides multiples of 16, like 960x544"
+
+
+def _multiple_of_16() -> str:
+    """A regular expression for a positive whole number divisible by 16, in decimal (leading zeros allowed).
+
+    1000 = 8 (mod 16), so a number is divisible by 16 when its last three digits are 0 (mod 16) after an even
+    digit, or 8 (mod 16) after an odd one; numbers of two or three digits are listed.
+    """
+    even = "|".join(f"{n:03d}" for n in range(0, 1000, 16))
+    odd = "|".join(f"{n:03d}" for n in range(8, 1000, 16))
+    short = "|".join(str(n) for n in range(16, 100, 16))
+    return f"(?=\\d*[1-9])(?:\\d*[02468](?:{even})|\\d*[13579](?:{odd})|{even}|{short})"
 
 
 def schema_text() -> str:
@@ -202,7 +247,8 @@ scenes:
 
 
 def init(folder: Path | str) -> Path:
-    """Write an example story into `folder`; never overwrites an existing file."""
+    """Write an example story into `folder`, and a .gitignore for renders/ and .storyforge/ (added to one that is
+    there); never overwrites an existing story."""
     folder = Path(folder)
     target = folder / "film.yaml"
     if target.exists():
@@ -210,7 +256,21 @@ def init(folder: Path | str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / "schemas" / "film.schema.json", schema_text())
     write_text(target, EXAMPLE)
+    _ignore(folder / ".gitignore", IGNORED)
     return target
+
+
+IGNORED = ("renders/", ".storyforge/")  # the render outputs and the cache: large, and made again from the story
+
+
+def _ignore(path: Path, patterns: tuple[str, ...]) -> None:
+    """Add the patterns a .gitignore lacks, keeping what it already says."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    have = {line.strip() for line in text.splitlines()}
+    missing = [pattern for pattern in patterns if pattern not in have and "/" + pattern not in have]
+    if missing:
+        head = "" if not text else text if text.endswith("\n") else text + "\n"
+        write_text(path, head + "# storyforge: renders and the clip cache\n" + "\n".join(missing) + "\n")
 
 
 

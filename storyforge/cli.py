@@ -13,8 +13,38 @@ import typer
 from storyforge import __version__
 from storyforge.errors import StoryforgeError
 
+
+class _FlagsShowNoType:
+    """Flags take no value: newer typers print every flag as `--json <bool>`; show nothing in the type column."""
+
+    def get_params(self, ctx):  # type: ignore[no-untyped-def]
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class StoryGroup(_FlagsShowNoType, typer.core.TyperGroup):
+    """The `storyforge` group, with flags shown as flags."""
+
+
+class StoryCommand(_FlagsShowNoType, typer.core.TyperCommand):
+    """A command whose usage reads like the README, `storyforge plan [OPTIONS] FILE` (newer typers print
+    required arguments as `{file}`), with flags shown as flags."""
+
+    def collect_usage_pieces(self, ctx):  # type: ignore[no-untyped-def]
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = param.metavar or (param.name or "").upper()
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+
 app = typer.Typer(
     name="storyforge",
+    cls=StoryGroup,
     help="Declarative story generation for SkyReels-V2: validate, plan, enhance, render, export.",
     no_args_is_help=True,
     add_completion=False,
@@ -22,6 +52,15 @@ app = typer.Typer(
 )
 
 EXIT_USER, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 3, 130
+_ALLOW_HELP = ("Let the story read files in this folder too (repeatable); by default it reads only inside its root: "
+               "the nearest folder holding .git, else its own folder. STORYFORGE_ALLOW_PATH (os.pathsep-separated) "
+               "does the same for CI.")
+
+
+def _allowing(folders: list[Path] | None):
+    from storyforge.spec.root import allowing
+
+    return allowing(folders or ())
 
 
 def _version(value: bool) -> None:
@@ -37,8 +76,8 @@ def _main(
     """storyforge: film-as-code for Diffusion-Forcing video models."""
 
 
-@app.command()
-def init(folder: Path = typer.Argument(Path("."), help="Folder for the new story.")) -> None:
+@app.command(cls=StoryCommand)
+def init(folder: Path = typer.Argument(Path("."), metavar="DIR", help="Folder for the new story.")) -> None:
     """Scaffold a story folder with a commented example that validates."""
     from storyforge import api
     from storyforge.console import out
@@ -47,65 +86,88 @@ def init(folder: Path = typer.Argument(Path("."), help="Folder for the new story
     out.print(f"[green]✓[/green] wrote {target}; next: storyforge plan {target}")
 
 
-@app.command()
-def validate(files: list[Path] = typer.Argument(..., help="Story files to check.")) -> None:
-    """Check story files; exit 1 if any is invalid."""
+@app.command(cls=StoryCommand)
+def validate(
+    files: list[Path] = typer.Argument(..., metavar="FILE...", help="Story files to check."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on warnings too (exit 1), for CI."),
+    stories_only: bool = typer.Option(False, "--stories-only",
+                                      help="Skip files that are not story files (no top-level `storyforge:` key) "
+                                           "quietly: for pre-commit and globs over every YAML file."),
+    allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
+) -> None:
+    """Check story files; exit 1 if any is invalid (or, with --strict, has warnings)."""
     from storyforge import api
-    from storyforge.console import out, show_error
+    from storyforge.console import counted, out, show_error, show_warnings, shown
 
     failed = 0
     for file in files:
+        if stories_only and not api.is_story_file(file):
+            continue
         try:
-            story = api.validate(file)
+            with _allowing(allow_path):
+                story, result = api.check(file)
         except StoryforgeError as error:
             show_error(error)
             failed += 1
             continue
-        shots = sum(len(scene.shots) for scene in story.film.scenes)
-        out.print(f"[green]✓[/green] {file} — {story.film.title!r}, {len(story.film.scenes)} scenes, {shots} shots")
+        show_warnings(result, strict=strict)
+        if strict and result.warnings:
+            failed += 1
+            continue
+        film = story.film
+        shots = sum(len(scene.shots) for scene in film.scenes)
+        warned = f" ({counted(len(result.warnings), 'warning')})" if result.warnings else ""
+        out.print(f"[green]✓[/green] {shown(file)} — {shown(repr(film.title))}, {counted(len(film.scenes), 'scene')}, "
+                  f"{counted(shots, 'shot')}{warned}")
     if failed:
         raise typer.Exit(EXIT_USER)
 
 
-@app.command()
+@app.command(cls=StoryCommand)
 def plan(
-    file: Path = typer.Argument(..., help="The story file."),
+    file: Path = typer.Argument(..., metavar="FILE", help="The story file."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan JSON instead of a table."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="Write the plan JSON to this file."),
-    model: str | None = typer.Option(None, "--model", help="Override the model for every shot."),
+    output: Path | None = typer.Option(None, "-o", "--output", metavar="FILE",
+                                       help="Write the plan JSON to this file."),
+    model: str | None = typer.Option(None, "--model", metavar="MODEL", help="Override the model for every shot."),
+    allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Compile a story into its Diffusion-Forcing segment plan (no GPU, no torch)."""
     from storyforge import api
-    from storyforge.console import out, plan_footer, plan_table, show_warnings
+    from storyforge.console import out, plan_footer, plan_table, show_warnings, shown
 
-    result = api.plan(file, {"model": model})
+    with _allowing(allow_path):
+        result = api.plan(file, {"model": model})
     show_warnings(result)
     if output is not None:
         from storyforge.atomic import write_text
 
         write_text(output, result.dumps())
     if as_json:
-        sys.stdout.write(result.dumps())
+        from storyforge.console import json_safe
+
+        sys.stdout.write(json_safe(result.dumps()))
     elif output is None:
-        out.print(plan_table(result))
+        out.print(plan_table(result, out.width))
         out.print(plan_footer(result))
     else:
-        out.print(f"[green]✓[/green] wrote {output} ({len(result.jobs)} jobs, {result.total_frames} frames)")
+        out.print(f"[green]✓[/green] wrote {shown(output)} ({len(result.jobs)} jobs, {result.total_frames} frames)")
 
 
-@app.command()
+@app.command(cls=StoryCommand)
 def enhance(
-    file: Path = typer.Argument(..., help="The story file."),
+    file: Path = typer.Argument(..., metavar="FILE", help="The story file."),
     llm: str | None = typer.Option(None, "--llm", metavar="MODEL",
                                    help="Expand prompts with this instruct model (hub id or local folder); "
                                         "default: the story's enhance.llm."),
     force: bool = typer.Option(False, "--force", help="Rewrite every shot's entry, not only changed ones."),
+    allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Write the story's lock file (film.yaml -> film.lock.json): each shot's final prompt, pinned."""
     from rich import progress as rp
 
     from storyforge import api
-    from storyforge.console import err, out
+    from storyforge.console import err, out, show_warning, shown
     from storyforge.errors import display_path
 
     bars = rp.Progress(rp.TextColumn("expanding prompts"), rp.BarColumn(), rp.MofNCompleteColumn(),
@@ -115,15 +177,15 @@ def enhance(
     def on_progress(done: int, total: int) -> None:
         bars.update(task, completed=done, total=total)
 
-    with bars:
+    with bars, _allowing(allow_path):
         report = api.enhance(file, llm=llm, force=force, on_progress=on_progress)
     for warning in report.warnings:
-        err.print(f"[bold yellow]warning:[/bold yellow] {warning}")
+        show_warning(warning)
     how = f"expanded with {report.llm} in {report.seconds:.1f}s" if report.llm and report.updated else "template"
     state = "written" if report.changed else "unchanged"
     updated = f"{len(report.updated)} shot{'' if len(report.updated) == 1 else 's'} updated"
-    out.print(f"[green]✓[/green] {display_path(report.lock)} {state}: {updated} ({how}), {len(report.kept)} up to "
-              "date")
+    out.print(f"[green]✓[/green] {shown(display_path(report.lock))} {state}: {updated} ({shown(how)}), "
+              f"{len(report.kept)} up to date")
 
 
 if TYPE_CHECKING:
@@ -144,14 +206,16 @@ class ExecutorChoice(str, Enum):
     ray = "ray"
 
 
-@app.command()
+@app.command(cls=StoryCommand)
 def render(
     files: list[Path] = typer.Argument(..., metavar="FILE...", help="The story file; or several, or folders of them "
                                        "(rendered together: with --executor ray their chains share the cluster)."),
-    out_dir: Path | None = typer.Option(None, "--out", help="Output folder (default: renders/<story>/ beside it)."),
+    out_dir: Path | None = typer.Option(None, "--out", metavar="DIR",
+                                        help="Output folder (default: renders/<story>/ beside it; with several "
+                                             "stories, DIR/<story>/)."),
     backend: BackendChoice = typer.Option(BackendChoice.auto, "--backend",
                                           help="auto: skyreels-df with CUDA or the tiny model, else animatic."),
-    model: str | None = typer.Option(None, "--model", help="Override the model for every shot."),
+    model: str | None = typer.Option(None, "--model", metavar="MODEL", help="Override the model for every shot."),
     only: list[str] | None = typer.Option(None, "--only", metavar="SHOT",
                                           help="Render only this shot (scene/shot) or scene, and what continues "
                                                "it; repeat it or separate ids with commas."),
@@ -159,19 +223,22 @@ def render(
     executor: ExecutorChoice = typer.Option(ExecutorChoice.local, "--executor",
                                             help="Where chains of shots run: local (here, in order) or ray (one "
                                                  "task per chain on the cluster in RAY_ADDRESS, else a local one)."),
+    allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Render every shot (cached by content) and cut film.mp4, with clips/, plan.json and run.json."""
     from storyforge import api
     from storyforge.backends.multigpu import is_writer
-    from storyforge.console import err, out, show_warnings
+    from storyforge.console import err, out, show_note, show_warning, show_warnings, shown
 
     shots = [name.strip() for value in only or () for name in value.split(",") if name.strip()] or None
     stories = api.story_files(files)
     if len(stories) > 1 or files[0].is_dir():
-        _render_films(stories, out_dir, backend.value, model, shots, no_cache, executor.value)
+        with _allowing(allow_path):
+            _render_films(stories, out_dir, backend.value, model, shots, no_cache, executor.value)
         return
     file = stories[0]
-    result = api.plan(file, {"model": model})
+    with _allowing(allow_path):
+        result = api.plan(file, {"model": model})
     if not is_writer():  # a torchrun rank other than 0 renders in step with rank 0, which does all the talking
         api.render(result, out=out_dir, backend=backend.value, only=shots, use_cache=not no_cache,
                    executor=executor.value)
@@ -181,15 +248,15 @@ def render(
         report = api.render(result, out=out_dir, backend=backend.value, only=shots, use_cache=not no_cache,
                             progress=progress, executor=executor.value)
     for notice in report.notices:
-        err.print(f"[cyan]note:[/cyan] {notice}")
+        show_note(notice)
     for warning in report.warnings:
-        err.print(f"[bold yellow]warning:[/bold yellow] {warning}")
+        show_warning(warning)
     counts = f"{report.rendered} rendered, {report.cached} cached"
     if report.film is None:
-        out.print(f"[green]✓[/green] {counts}; clips in {report.out / 'clips'}")
+        out.print(f"[green]✓[/green] {counts}; clips in {shown(report.out / 'clips')}")
     else:
         cut = f"cut in {report.stitch_seconds:.1f}s" if report.stitch_seconds else "cut unchanged"
-        out.print(f"[green]✓[/green] {report.film} — {report.total_frames} frames "
+        out.print(f"[green]✓[/green] {shown(report.film)} — {report.total_frames} frames "
                   f"({report.total_frames / result.fps:.2f}s), {counts}, {cut}, backend {report.backend}")
 
 
@@ -198,7 +265,7 @@ def _render_films(stories: list[Path], out_dir: Path | None, backend: str, model
     """`render` of several stories: every plan first (a story with a mistake stops all before any render), then
     one render of them all, a line per film, and exit 1 when any film failed."""
     from storyforge import api
-    from storyforge.console import err, out, show_error, show_warnings
+    from storyforge.console import err, out, show_error, show_note, show_warning, show_warnings, shown
     from storyforge.errors import RenderError, StoryError
 
     plans, problems = [], []
@@ -220,12 +287,12 @@ def _render_films(stories: list[Path], out_dir: Path | None, backend: str, model
             show_error(RenderError("\n".join(f"{plan.story}: {line}" for line in str(error).splitlines())))
             continue
         for notice in report.notices:
-            err.print(f"[cyan]note:[/cyan] {plan.story.stem}: {notice}")
+            show_note(f"{plan.story.stem}: {notice}")
         for warning in report.warnings:
-            err.print(f"[bold yellow]warning:[/bold yellow] {plan.story.stem}: {warning}")
+            show_warning(f"{plan.story.stem}: {warning}")
         counts = f"{report.rendered} rendered, {report.cached} cached"
         done = report.film or report.out / "clips"
-        out.print(f"[green]✓[/green] {done} — {counts}, backend {report.backend}")
+        out.print(f"[green]✓[/green] {shown(done)} — {counts}, backend {report.backend}")
     if failed:
         raise typer.Exit(EXIT_USER)
 
@@ -243,8 +310,10 @@ class _FilmProgress:
         pass
 
     def job_finished(self, job: Job, status: str, seconds: float) -> None:
+        from storyforge.console import shown
+
         took = f" in {seconds:.1f}s" if status == "rendered" else ""
-        self.console.print(f"{status:>8} {self.name}: {job.id}{took}")
+        self.console.print(f"{status:>8} {shown(self.name)}: {shown(job.id)}{took}")
 
 
 class _RenderProgress:
@@ -281,13 +350,19 @@ class _RenderProgress:
         if self.job is not None:
             self.bars.update(self.job, completed=step, total=total)
 
+    def notice(self, message: str) -> None:
+        """Something the user should know now, while the render runs (e.g. it waits for another render)."""
+        from storyforge.console import show_note
+
+        show_note(message)
+
     def job_finished(self, job: Job, status: str, seconds: float) -> None:
         if self.film is not None:
             self.bars.advance(self.film)
         self.console.print(f"{status:>8} {job.id}" + (f" in {seconds:.1f}s" if status == "rendered" else ""))
 
 
-@app.command()
+@app.command(cls=StoryCommand)
 def schema() -> None:
     """Print the JSON Schema of the story format."""
     from storyforge import api
@@ -295,15 +370,16 @@ def schema() -> None:
     sys.stdout.write(api.schema_text())
 
 
-@app.command()
+@app.command(cls=StoryCommand)
 def export(
-    file: Path = typer.Argument(..., help="The story file."),
+    file: Path = typer.Argument(..., metavar="FILE", help="The story file."),
     format: str = typer.Option("otio", "--format", help="Export format: otio (OpenTimelineIO)."),
-    output: Path | None = typer.Option(None, "-o", "--output",
+    output: Path | None = typer.Option(None, "-o", "--output", metavar="FILE",
                                        help="File to write (default: film.otio in the render folder when it "
                                             "holds this plan's clips, else <story>.otio beside the story)."),
     render_dir: Path | None = typer.Option(None, "--out", metavar="RENDER_DIR",
                                            help="The render's output folder (default: renders/<story>/)."),
+    allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Export the timeline for an editor: the rendered cut when there is one, else an animatic of the plan."""
     from storyforge import api
@@ -312,20 +388,29 @@ def export(
 
     if format not in api.EXPORT_FORMATS:
         raise typer.BadParameter(f"{format!r}; use one of: {', '.join(api.EXPORT_FORMATS)}", param_hint="'--format'")
-    written = api.export(file, format=format, output=output, render_dir=render_dir)
-    out.print(f"[green]✓[/green] wrote {written}: {describe(written)}")
+    from storyforge.console import shown
+
+    with _allowing(allow_path):
+        written = api.export(file, format=format, output=output, render_dir=render_dir)
+    out.print(f"[green]✓[/green] wrote {shown(written)}: {shown(describe(written))}")
 
 
 def main() -> None:
     """Entry point: run the app and turn every failure into one message and an exit code."""
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="storyforge")  # not "python -m storyforge" in help
         if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into Exit(130) before it reaches us
             raise KeyboardInterrupt
     except StoryforgeError as error:
         from storyforge.console import show_error
 
         show_error(error)
+        sys.exit(EXIT_USER)
+    except OSError as error:  # a full disk, a read-only folder met where no message was prepared: still the user's
+        from storyforge.console import show_error
+
+        show_error(StoryforgeError(f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
+                                   + "; check the folder's space and permissions"))
         sys.exit(EXIT_USER)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted; finished work is kept and a new run resumes from it\n")

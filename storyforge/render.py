@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -113,17 +114,35 @@ def choose_backend(plan: Plan, requested: str) -> tuple[str, str | None]:
         return requested, None
     if all(job.settings.model == "tiny" for job in plan.jobs) or cuda_available():
         return "skyreels-df", None
-    return "animatic", ("no CUDA GPU here, so this is an animatic preview (title cards or start images, camera "
-                        "moves, captions, timecode) at the planned frame counts; render on a machine with CUDA "
-                        "for the model's video")
+    return "animatic", fallback_notice(torch_installed=importlib.util.find_spec("torch") is not None,
+                                       gpu_driver=gpu_driver_present())
+
+
+ANIMATIC = ("an animatic preview (title cards or start images, camera moves, captions, timecode) at the planned "
+            "frame counts")
+
+
+def fallback_notice(*, torch_installed: bool, gpu_driver: bool) -> str:
+    """Why `auto` renders the animatic, given what the machine has, and what would render the model's video."""
+    if gpu_driver and not torch_installed:
+        return (f"this machine has a GPU driver but torch is not installed, so this is {ANIMATIC}; to render the "
+                "model's video, install the render extra: pip install 'storyforge[render]' (PyPI's torch for Linux "
+                "is built for CUDA)")
+    if gpu_driver:
+        return (f"torch is installed but sees no CUDA GPU (a CPU-only build of torch?), so this is {ANIMATIC}; "
+                "install a CUDA build of torch (https://pytorch.org/get-started/locally/) to render the model's video")
+    return f"no CUDA GPU here, so this is {ANIMATIC}; render on a machine with CUDA for the model's video"
+
+
+def gpu_driver_present() -> bool:
+    """Whether a GPU driver is installed (NVIDIA or ROCm), without importing torch."""
+    return any(Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd")) \
+        or shutil.which("nvidia-smi") is not None
 
 
 def cuda_available() -> bool:
     """Whether torch sees a CUDA device; torch is imported (seconds) only where a GPU driver is present."""
-    if importlib.util.find_spec("torch") is None:
-        return False
-    if not any(Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd")) \
-            and shutil.which("nvidia-smi") is None:
+    if importlib.util.find_spec("torch") is None or not gpu_driver_present():
         return False
     import torch
 
@@ -177,7 +196,8 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     written. `executor` runs the chains: `local` (here, in film order) or `ray` (see storyforge.executors).
     Raises RenderError when a backend fails; completed cache entries are kept, so a new run resumes.
     KeyboardInterrupt propagates the same way. Under torchrun only rank 0 writes anything (the others
-    render in step with it, see storyforge.backends.multigpu).
+    render in step with it, see storyforge.backends.multigpu). The output folder is held for the run and
+    only storyforge's own files in it are ever replaced or removed (see storyforge.outdir).
     """
     [(report, error)] = render_films([plan], outs=[out], backend=backend, only=only, use_cache=use_cache,
                                      cache_root=cache_root, progress=[progress], backend_options=backend_options,
@@ -199,13 +219,38 @@ def render_films(plans: Sequence[Plan], *, outs: Sequence[Path | None] | None = 
     is cut as soon as its own chains are done; `local` renders the films one after another, handing the loaded
     model from one film to the next. A film that fails does not stop the others: its entry is (None, error).
     """
-    from storyforge.executors import run_chains
+    from storyforge import outdir
 
     outs = list(outs) if outs is not None else [None] * len(plans)
     progress = list(progress) if progress is not None else [None] * len(plans)
-    runs = [prepare(plan, out=out, backend=backend, only=only, use_cache=use_cache, cache_root=cache_root,
-                    progress=tell, backend_options=backend_options)
-            for plan, out, tell in zip(plans, outs, progress, strict=True)]
+    folders: dict[Path, Path] = {}
+    for plan, out in zip(plans, outs, strict=True):  # a wrong backend, --only or folder stops every film at once
+        choose_backend(plan, backend)
+        select(plan, only)
+        folder = (Path(out) if out is not None else default_out(plan.story)).resolve()
+        if folder in folders and folders[folder] != plan.story.resolve():
+            from storyforge.errors import display_path
+
+            raise StoryforgeError(f"{display_path(folders[folder])} and {display_path(plan.story)} would both render "
+                                  f"into {display_path(folder)}; rename one of them, or render them one at a time "
+                                  "with --out")
+        folders[folder] = plan.story.resolve()
+    with contextlib.ExitStack() as held:
+        runs = []
+        for plan, out, tell in zip(plans, outs, progress, strict=True):
+            out = Path(out) if out is not None else default_out(plan.story)
+            if is_writer():  # each film's folder is held for the whole command (see storyforge.outdir)
+                names = ("film.mp4", "plan.json", "run.json", *(clip_name(job) for job in plan.jobs))
+                out = held.enter_context(outdir.claimed(out, plan.story, names, getattr(tell, "notice", None)))
+            runs.append(prepare(plan, out=out, backend=backend, only=only, use_cache=use_cache,
+                                cache_root=cache_root, progress=tell, backend_options=backend_options))
+        return _render_runs(runs, executor, executor_options or {})
+
+
+def _render_runs(runs: list[Run], executor: str,
+                 executor_options: dict[str, Any]) -> list[tuple[RunReport | None, RenderError | None]]:
+    from storyforge.executors import run_chains
+
     results: dict[int, tuple[RunReport | None, RenderError | None]] = {}
 
     def done(run: Run, error: RenderError | None) -> None:
@@ -219,7 +264,7 @@ def render_films(plans: Sequence[Plan], *, outs: Sequence[Path | None] | None = 
         results[id(run)] = (None, error)
 
     try:
-        run_chains(executor, runs, executor_options or {}, done)
+        run_chains(executor, runs, executor_options, done)
     finally:
         for run in runs:
             run.release()
@@ -229,13 +274,12 @@ def render_films(plans: Sequence[Plan], *, outs: Sequence[Path | None] | None = 
 def prepare(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: list[str] | None = None,
             use_cache: bool = True, cache_root: Path | None = None, progress: RenderProgress | None = None,
             backend_options: dict[str, Any] | None = None) -> Run:
-    """A film's Run with its output folder, its cache and the chains an executor is to bring in."""
+    """A film's Run with its output folder (already held, see render_films), its cache and the chains an executor
+    is to bring in."""
     name, notice = choose_backend(plan, backend)
     out = Path(out) if out is not None else default_out(plan.story)
     targets = select(plan, only)
     writer = is_writer()
-    if writer:
-        out.mkdir(parents=True, exist_ok=True)
     scratch = None if use_cache or not writer else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
     cache = Cache(scratch or Path(cache_root or default_root(plan.story))) if writer else None
     run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets})
@@ -495,10 +539,9 @@ class Run:
         for job_id, entry in self.entries.items():
             _link(entry.clip, out / clip_name(plan.job(job_id)))
         if whole:
-            expected = {out / clip_name(job) for job in plan.jobs}
-            for stale in clips.glob("*.mp4"):
-                if stale not in expected:
-                    stale.unlink()
+            from storyforge.outdir import remove_stale
+
+            remove_stale(out, "clips", (out / clip_name(job) for job in plan.jobs))
         write_text(out / "plan.json", plan.dumps())
         report = RunReport(out=out, backend=self.backend_name,
                            jobs=[self.records[job.id] for job in plan.jobs if job.id in self.records])
@@ -506,8 +549,15 @@ class Run:
         report.warnings = self.warnings
         report.model_loads = self.model_loads
         if missing:
-            report.notices.append(f"film.mp4 was not cut: {len(missing)} shots have no clip yet "
-                                  f"({', '.join(missing)}); render without --only to make them")
+            # what is left of an earlier cut or clip of these shots shows their old version: not current
+            removed = [path for path in [out / "film.mp4", *(out / clip_name(plan.job(j)) for j in missing)]
+                       if path.exists()]
+            for path in removed:
+                path.unlink()
+            shots = f"{len(missing)} shots have" if len(missing) > 1 else "1 shot has"
+            gone = f"; removed the out-of-date {', '.join(p.relative_to(out).as_posix() for p in removed)}"
+            report.notices.append(f"film.mp4 was not cut: {shots} no clip yet ({', '.join(missing)}); render "
+                                  f"without --only to make them" + (gone if removed else ""))
         else:
             self._cut(out, report, reuse_film)
         write_text(out / "run.json", json.dumps(report.to_json(), indent=2) + "\n")
@@ -529,11 +579,11 @@ class Run:
                 and previous.get("film_bytes") == film.stat().st_size):
             report.total_frames = int(previous.get("total_frames", plan.total_frames))
             return
-        try:  # verify="packets": the decode below checks the frame count once, against the plan
+        from storyforge.outdir import scratch
+
+        with scratch(out, "stitch") as work_dir:  # verify="packets": the decode below checks the frames once
             result = stitch(clips, film, fps=plan.fps, audio=plan.audio.path if plan.audio else None,
-                            work_dir=out / ".stitch", verify="packets")
-        finally:
-            shutil.rmtree(out / ".stitch", ignore_errors=True)
+                            work_dir=work_dir, verify="packets")
         decoded = count_frames(film)
         if decoded != plan.total_frames:
             raise RuntimeError(f"{film} decodes to {decoded} frames but the plan has {plan.total_frames}")
@@ -556,6 +606,9 @@ def _link(source: Path, target: Path) -> None:
             return
     except OSError:
         pass
+    from storyforge.atomic import check_replaceable
+
+    check_replaceable(target)  # a FIFO, a device or a folder where a clip goes stays as it is
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     temporary.unlink(missing_ok=True)
     try:

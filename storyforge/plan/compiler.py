@@ -195,6 +195,17 @@ class _Compiler:
                     "(4 frames) to generate")
         return fx.window_problem(frames, geometry)
 
+    def equal_windows(self, shot: ResolvedShot, kind: str, frames: int) -> tuple[int | None, int | None]:
+        """The nearest lengths below and above `frames` whose windows are all full: the cheapest frames."""
+        geometry = self.geometry(shot)
+        extra = geometry.overlap_frames if kind == "extend" else 0
+
+        def full(n: int) -> bool:
+            counts = fx.windows(fx.latents(n + extra), geometry.base_latents, geometry.overlap_latents)
+            return counts[-1] == geometry.base_latents and self.why_not(kind, n, shot) is None
+
+        return fx.nearest(frames, full)
+
     def plan_frames(self, shot: ResolvedShot, kind: str, seconds: float | None, exact: int | None,
                     fps: int) -> tuple[int, int] | None:
         """(requested, planned) frames, or None after reporting why the duration cannot be planned."""
@@ -302,9 +313,11 @@ class _Compiler:
                 continue
             if len(generation.windows) > 1 and generation.windows[-1].latent_frames * 2 < geometry.base_latents:
                 last = generation.windows[-1].latent_frames
+                options = " or ".join(f"{n}f ({n / fps:.2f}s)" for n in self.equal_windows(shot, kind, planned)
+                                      if n is not None)
                 self.warn(shot, shot.path + ("duration",),
                           f"the last window has {last} of {geometry.base_latents} latents but costs nearly a full "
-                          f"window of steps; a length giving equal windows is cheaper per frame")
+                          f"window of steps; a length giving equal windows is cheaper per frame: use {options}")
             start = cursor
             kind_t = shot.shot.transition_type
             if kind_t == "crossfade" and previous is not None:

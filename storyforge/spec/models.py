@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*[sf]?\s*$"
 RESOLUTION_PATTERN = r"^(540p|720p|\d+x\d+)$"
 RESOLUTIONS = {"540p": (960, 544), "720p": (1280, 720)}
+# Upper bounds real films never reach; they keep validating and planning any story file to milliseconds.
+MAX_SHOT_SECONDS = 600  # one shot (one generation) of 10 minutes; long films are many shots
+MAX_SHOT_FRAMES = 72_000  # 10 minutes at 120 fps
+MAX_SIDE = 4096  # pixels per side of a frame
+MAX_WINDOW_FRAMES = 257  # base_frames and overlap_frames (97 at 540p, 121 at 720p)
 
 Id = Annotated[str, Field(pattern=ID_PATTERN, description="Lower-case letters, digits, '-' and '_'.")]
 Duration = Annotated[
     float | str,
     Field(
         description='A length: "4s", "4.5s", "97f" (frames), or a number of seconds. Must be > 0.',
-        json_schema_extra={"pattern": DURATION_PATTERN},
+        # the schema's pattern also refuses zero lengths and fractional frames, as parse_duration does
+        json_schema_extra={"pattern": r"^\s*(?:(?=[\d.]*[1-9])\d+(?:\.\d+)?\s*s?|\d*[1-9]\d*\s*f)\s*$",
+                           "exclusiveMinimum": 0},
     ),
 ]
 
@@ -30,7 +38,7 @@ def parse_duration(value: float | str) -> tuple[float | None, int | None]:
     if isinstance(value, (int, float)):
         if value <= 0:
             raise ValueError(f"duration must be greater than 0, got {value}")
-        return float(value), None
+        return _bounded_seconds(float(value), value), None
     text = str(value).strip()
     if not re.match(DURATION_PATTERN, text):
         raise ValueError(f"'{value}' is not a duration; write seconds like '4s' or '4.5s', or frames like '97f'")
@@ -38,14 +46,28 @@ def parse_duration(value: float | str) -> tuple[float | None, int | None]:
         number = text[:-1].strip()
         if "." in number:
             raise ValueError(f"'{value}': a frame count is a whole number, like '97f'")
+        if len(number) > 9:
+            raise ValueError(f"'{value}' is longer than a shot may last: at most {MAX_SHOT_FRAMES}f "
+                             f"({MAX_SHOT_SECONDS // 60} minutes at 120 fps); split it into shots")
         frames = int(number)
         if frames <= 0:
             raise ValueError(f"duration must be greater than 0, got '{value}'")
+        if frames > MAX_SHOT_FRAMES:
+            raise ValueError(f"'{value}' is longer than a shot may last: at most {MAX_SHOT_FRAMES}f "
+                             f"({MAX_SHOT_SECONDS // 60} minutes at 120 fps); split it into shots")
         return None, frames
     seconds = float(text.rstrip("s").strip())
     if seconds <= 0:
         raise ValueError(f"duration must be greater than 0, got '{value}'")
-    return seconds, None
+    return _bounded_seconds(seconds, value), None
+
+
+def _bounded_seconds(seconds: float, written: float | str) -> float:
+    if seconds > MAX_SHOT_SECONDS:
+        shown = f"'{written}'" if isinstance(written, str) else f"{written}s"
+        raise ValueError(f"{shown} is longer than a shot may last: at most {MAX_SHOT_SECONDS}s "
+                         f"({MAX_SHOT_SECONDS // 60} minutes); split it into shots")
+    return seconds
 
 
 def parse_resolution(value: str) -> tuple[int, int]:
@@ -57,9 +79,47 @@ def parse_resolution(value: str) -> tuple[int, int]:
 
 
 class Strict(BaseModel):
-    """Frozen, and unknown keys are errors."""
+    """Frozen, unknown keys are errors, and a number is a number (what the JSON Schema says too)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_text_or_yes_for_numbers(cls, value: object, info: ValidationInfo) -> object:
+        # pydantic would turn "24" into 24 and true into 1; YAML already types numbers, so either is a mistake
+        if isinstance(value, (str, bool)) and info.field_name is not None:
+            number, text = _takes(cls, info.field_name)
+            if number and isinstance(value, bool):
+                raise ValueError(f"expected a number, got {value} (YAML reads true/false, yes/no and on/off as "
+                                 "True/False)")
+            if number and not text and _is_number(value):
+                raise ValueError(f"{value!r} is text, not a number; write the number without quotes")
+        return value
+
+
+@functools.cache
+def _takes(model: type[BaseModel], name: str) -> tuple[bool, bool]:
+    """Whether a field takes a number, and whether it takes text."""
+    kinds = _kinds(model.model_fields[name].annotation)
+    return bool({int, float} & kinds), str in kinds
+
+
+def _is_number(text: object) -> bool:
+    try:
+        float(str(text))
+    except ValueError:
+        return False
+    return True
+
+
+def _kinds(annotation: object) -> set[object]:
+    """The plain types an annotation admits (the types of Literal values included)."""
+    if get_origin(annotation) is Literal:
+        return {type(arg) for arg in get_args(annotation)}
+    args = get_args(annotation)
+    if not args:
+        return {annotation}
+    return set().union(*(_kinds(arg) for arg in args))
 
 
 class RenderSettings(Strict):
@@ -79,10 +139,12 @@ class RenderSettings(Strict):
     guidance: float | None = Field(None, ge=0, le=50, description="Classifier-free guidance scale.")
     shift: float | None = Field(None, gt=0, le=100, description="Flow shift of the scheduler.")
     base_frames: int | None = Field(
-        None, ge=1, description="Frames the model generates in one window (4k+1: 97 at 540p, 121 at 720p)."
+        None, ge=1, le=MAX_WINDOW_FRAMES,
+        description="Frames the model generates in one window (4k+1: 97 at 540p, 121 at 720p)."
     )
     overlap_frames: int | None = Field(
-        None, ge=1, description="Frames shared by consecutive windows and continued shots (4k+1: 17 or 37)."
+        None, ge=1, le=MAX_WINDOW_FRAMES,
+        description="Frames shared by consecutive windows and continued shots (4k+1: 17 or 37)."
     )
     ar_step: int | None = Field(None, ge=0, le=1000, description="0 = synchronous; > 0 = asynchronous DF.")
     causal_block_size: int | None = Field(None, ge=1, le=64, description="Latent frames per causal block.")
@@ -104,7 +166,12 @@ class RenderSettings(Strict):
     @classmethod
     def _multiple_of_16(cls, value: str | None) -> str | None:
         if value is not None and value not in RESOLUTIONS:
+            if any(len(side) > 6 for side in value.split("x")):
+                raise ValueError(f"resolution {value[:20]}… is larger than {MAX_SIDE}x{MAX_SIDE}; use 540p or 720p")
             width, height = parse_resolution(value)
+            if width > MAX_SIDE or height > MAX_SIDE:
+                raise ValueError(f"resolution {value} is larger than {MAX_SIDE}x{MAX_SIDE} pixels; use 540p, 720p "
+                                 f"or WIDTHxHEIGHT up to {MAX_SIDE} a side")
             if width % 16 or height % 16 or not width or not height:
                 near = f"{max(16, round(width / 16) * 16)}x{max(16, round(height / 16) * 16)}"
                 raise ValueError(
