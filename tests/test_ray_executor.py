@@ -320,3 +320,20 @@ def test_a_cluster_started_for_the_render_keeps_its_token_out_of_the_home_folder
     assert "(1 node, " in done.stderr  # the cluster started for this render, with token authentication on
     assert "Token authentication" not in done.stderr
     assert list(home.iterdir()) == []  # Ray would have written ~/.ray/auth_token, and `ray start` obeys it later
+
+
+@pytest.mark.ray
+def test_a_node_with_another_storyforge_is_refused_by_name(cluster, write_story, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from storyforge.executors import ray_executor
+
+    theirs = ray_executor.code_fingerprint()  # what the workers run: this checkout
+    monkeypatch.setattr(ray_executor, "_FINGERPRINT", "0.0.9 (000000000000)")  # this process: other code
+    with pytest.raises(RenderError) as caught:
+        render(api.plan(write_story(STORY)), out=tmp_path / "out", backend="animatic", cache_root=tmp_path / "cache",
+               executor="ray")
+    refusal = (f"node {cluster.util.get_node_ip_address()} runs storyforge {theirs} from {ROOT / 'storyforge'}, not "
+               "the storyforge 0.0.9 (000000000000) of the machine running the render: install the same storyforge "
+               "on every node")
+    assert str(caught.value).splitlines() == [f"{shot}: rendering failed on the Ray cluster, twice: {refusal}"
+                                              for shot in ("one/a", "two/c", "two/d")]

@@ -225,8 +225,8 @@ class _Scheduler:
                   if image is not None}
         run.announce(left[0])
         task, plan, spec = self._task(run)
-        generator = task.remote(plan, [job.id for job in left], run.backend_name, spec, run.options,
-                                str(cache.root) if self.shared else None, seeds, images)
+        generator = task.remote(code_fingerprint(), plan, [job.id for job in left], run.backend_name, spec,
+                                run.options, str(cache.root) if self.shared else None, seeds, images)
         self.running[generator] = chain
 
     def _advance(self, generator: Any) -> None:
@@ -285,6 +285,8 @@ class _Scheduler:
             return True  # it failed after delivering every clip (while freeing the model, say): nothing is lost
         if isinstance(cause, _JobFailed):
             shot, message, node = cause.job_id, cause.message, cause.node
+        elif isinstance(cause, StoryforgeError):  # the node refused the task before any job (another storyforge)
+            shot, message, node = left[0].id, str(cause), ""
         else:  # the worker died (out of memory, a node lost): blame the first job it had not delivered
             shot, message, node = left[0].id, (str(error).strip().splitlines() or [type(error).__name__])[0], ""
         chain.nodes.append(node)
@@ -321,11 +323,38 @@ class _Current:
         pass
 
 
-def _chain_task(plan: Plan, job_ids: list[str], backend: str, spec: str, options: dict[str, Any],
+def code_fingerprint() -> str:
+    """storyforge's version and a digest of its source files: what every node must share with the driver (a
+    clip rendered by other code is not the clip the cache key promises, and the task's messages would not fit)."""
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        import hashlib
+
+        import storyforge
+
+        root = Path(storyforge.__file__).parent
+        digest = hashlib.sha256()
+        for path in sorted(root.rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+        _FINGERPRINT = f"{storyforge.__version__} ({digest.hexdigest()[:12]})"
+    return _FINGERPRINT
+
+
+_FINGERPRINT: str | None = None
+
+
+def _chain_task(driver_code: str, plan: Plan, job_ids: list[str], backend: str, spec: str, options: dict[str, Any],
                 shared_root: str | None, seeds: list[_Clip], images: dict[str, bytes]) -> Iterator[_Done]:
     """One chain's jobs rendered in order on a worker, through the shared cache folder or a scratch one."""
     from storyforge.backends.base import REGISTRY
     from storyforge.render import Run, render_chain
+
+    if code_fingerprint() != driver_code:
+        import storyforge
+
+        raise StoryforgeError(f"node {_node()} runs storyforge {code_fingerprint()} from "
+                              f"{Path(storyforge.__file__).parent}, not the storyforge {driver_code} of the machine "
+                              "running the render: install the same storyforge on every node")
 
     REGISTRY[backend] = spec
     scratch = Path(tempfile.mkdtemp(prefix="storyforge-ray-"))
