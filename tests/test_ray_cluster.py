@@ -196,6 +196,10 @@ def test_a_worker_killed_mid_chain_is_retried_from_its_first_undelivered_job(
     renders = [line.split() for line in log.read_text().splitlines()]
     chain = [job for job, _pid in renders if job.startswith("one/")]
     assert chain == ["one/a", "one/b", "one/b", "one/c"]  # one/a was delivered before the crash: not rendered again
+    run = json.loads((story.parent / "renders" / "film" / "run.json").read_text())
+    assert [note for note in run["notices"] if "tried once more" in note] == [
+        note for note in run["notices"] if note.startswith("one/b: ") and note.endswith(
+            "; tried once more on the Ray cluster from one/b")] != []  # the worker's death is on record
     pids = {job: pid for job, pid in renders}
     assert pids["one/c"] != [pid for job, pid in renders if job == "one/b"][0]  # the retry ran in a new process
     plan = api.plan(story)

@@ -292,6 +292,8 @@ class _Scheduler:
         chain.nodes.append(node)
         if chain.attempts < ATTEMPTS:
             chain.cause = message
+            why = message.rstrip(".")
+            chain.run.notices.append(f"{shot}: {why}; tried once more on the Ray cluster from {left[0].id}")
             self._submit(chain)
             return False
         first = "" if chain.cause == message else f" (the first try: {chain.cause})"
