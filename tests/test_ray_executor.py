@@ -337,3 +337,15 @@ def test_a_node_with_another_storyforge_is_refused_by_name(cluster, write_story,
                "on every node")
     assert str(caught.value).splitlines() == [f"{shot}: rendering failed on the Ray cluster, twice: {refusal}"
                                               for shot in ("one/a", "two/c", "two/d")]
+
+
+def test_ray_address_auto_without_a_cluster_says_what_to_do() -> None:
+    from storyforge.executors.ray_cluster import explain
+
+    # Ray's own words when RAY_ADDRESS=auto finds nothing (a live test would find any cluster on the machine)
+    ray_says = ConnectionError("Could not find any running Ray instance. Please specify the one to connect to by "
+                               "setting `--address` flag or `RAY_ADDRESS` environment variable.")
+    assert str(explain(ray_says, "auto")) == (
+        "RAY_ADDRESS=auto but no Ray cluster runs on this machine: start one with `ray start --head`, give the head "
+        "node's HOST:PORT, or unset RAY_ADDRESS and storyforge starts one for the render")
+    assert explain(ValueError("something else"), "auto") is None  # not a cluster problem: raised as a bug

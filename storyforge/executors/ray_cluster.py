@@ -56,11 +56,17 @@ def connect(ray: Any) -> bool:
                 ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet,
                          **object_store())
             return True
-        if address != "auto" and not address.startswith("ray://"):
-            probe(address)
         try:
+            if address == "auto":
+                found = _auto_address()
+                if found:
+                    probe(found, "found by RAY_ADDRESS=auto")
+            elif not address.startswith("ray://"):
+                probe(address)
             with _few_tries():
                 ray.init(**quiet)
+        except ClusterError:
+            raise
         except Exception as error:  # noqa: BLE001 - sorted into what the user can do; anything else goes on
             explained = explain(error, address)
             if explained is None:
@@ -80,7 +86,7 @@ def describe(ray: Any) -> str:
     return f"the Ray cluster at {address} ({_count(nodes, 'node')}, {_count(cpus, 'CPU')}, {_count(gpus, 'GPU')})"
 
 
-def probe(address: str) -> None:
+def probe(address: str, how: str = "RAY_ADDRESS") -> None:
     """A ClusterError at once when nothing listens at `address` (host:port)."""
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
@@ -91,9 +97,19 @@ def probe(address: str) -> None:
             pass
     except OSError as error:
         reason = (error.strerror or type(error).__name__).lower()
-        raise ClusterError(f"cannot reach the Ray cluster at {address} (RAY_ADDRESS): {reason}; start it with `ray "
+        raise ClusterError(f"cannot reach the Ray cluster at {address} ({how}): {reason}; start it with `ray "
                            f"start --head --port={port}` on {host}, or check the address, the port and the firewall, "
                            "or unset RAY_ADDRESS to render on a Ray cluster started on this machine") from None
+
+
+def _auto_address() -> str | None:
+    """The address RAY_ADDRESS=auto stands for (the cluster `ray start` last started here), None when Ray cannot
+    say; Ray's own error when there is none (explain reads it)."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+    except ImportError:  # a Ray without it: ray.init finds the cluster itself
+        return None
+    return str(canonicalize_bootstrap_address_or_die("auto"))
 
 
 def explain(error: BaseException, address: str) -> ClusterError | None:
