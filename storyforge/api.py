@@ -62,7 +62,7 @@ def plan(path: Path | str, overrides: dict[str, Any] | None = None, *, use_lock:
     if use_lock:
         from storyforge.enhance.lock import apply_lock
 
-        compiled = apply_lock(compiled)
+        compiled = apply_lock(compiled, story)  # the story as loaded above: parsing it twice was a third of `plan`
     return compiled
 
 
@@ -82,12 +82,13 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     """Render a plan's jobs (cached by content) into `out` and cut the film; see storyforge.render.render.
 
     `executor`: `local` (this process) or `ray` (one task per chain on the cluster in RAY_ADDRESS, or a local
-    one); `executor_options` go to it, e.g. {"shared_cache": True} for ray.
+    one); `executor_options` go to it, e.g. {"shared_cache": True} for ray. Under torchrun, rank 0 renders and
+    the other ranks follow it (see storyforge.executors.torchrun).
     """
-    from storyforge.render import render as render_plan
+    from storyforge.executors import render as render_with
 
-    return render_plan(plan, out=out, backend=backend, only=only, use_cache=use_cache, cache_root=cache_root,
-                       progress=progress, executor=executor, executor_options=executor_options)
+    return render_with(plan, executor=executor, executor_options=executor_options, out=out, backend=backend,
+                       only=only, use_cache=use_cache, cache_root=cache_root, progress=progress)
 
 
 def render_films(plans: Sequence[Plan], *, out: Path | None = None, backend: str = "auto",
@@ -100,12 +101,12 @@ def render_films(plans: Sequence[Plan], *, out: Path | None = None, backend: str
 
     Returns (report, None) or (None, error) per film, in order: a film that fails does not stop the others.
     """
-    from storyforge.render import render_films as render_plans
+    from storyforge.executors import render_films as render_with
 
     outs = [Path(out) / plan.story.stem if out is not None else None for plan in plans]
-    return list(render_plans(plans, outs=outs, backend=backend, only=only, use_cache=use_cache,
-                             cache_root=cache_root, progress=[progress(plan) if progress else None for plan in plans],
-                             executor=executor, executor_options=executor_options))
+    return list(render_with(plans, executor=executor, executor_options=executor_options, outs=outs, backend=backend,
+                            only=only, use_cache=use_cache, cache_root=cache_root,
+                            progress=[progress(plan) if progress else None for plan in plans]))
 
 
 def story_files(paths: Sequence[Path | str]) -> list[Path]:

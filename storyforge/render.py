@@ -1,4 +1,8 @@
-"""Rendering a plan: jobs in order through a backend and the cache, then the cut; the only place side effects start."""
+"""The render loop: a plan's jobs through a backend into the cache, chain by chain, then the cut.
+
+Executors (storyforge.executors) sit above this loop and drive it: they choose where the chains run and pass
+that choice in; this module imports none of them and never asks which process of a launch it runs in.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from storyforge.atomic import write_text
-from storyforge.backends.multigpu import coupled, is_writer, ranks, share
 from storyforge.cache import Cache, CorruptEntry, Entry, default_root, entry_key
 from storyforge.errors import RenderError, StoryforgeError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     import numpy as np
 
@@ -186,122 +189,77 @@ def render_chain(run: Run, jobs: Sequence[Job]) -> Iterator[Job]:
         yield job
 
 
+def local(run: Run, chains: list[list[Job]]) -> None:
+    """The local executor: every chain here, one after the other, in film order."""
+    for chain in chains:
+        for _job in render_chain(run, chain):
+            pass
+
+
 def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: list[str] | None = None,
            use_cache: bool = True, cache_root: Path | None = None, progress: RenderProgress | None = None,
-           backend_options: dict[str, Any] | None = None, executor: str = "local",
-           executor_options: dict[str, Any] | None = None) -> RunReport:
+           backend_options: dict[str, Any] | None = None,
+           executor: Callable[[Run, list[list[Job]]], None] | str | None = None,
+           loaded: Backend | None = None) -> RunReport:
     """Render every job of `plan` (or those `only` names) into `out`, reusing cached clips, and cut the film.
 
     `use_cache=False` renders every job again into a throw-away cache: the shared cache is neither read nor
-    written. `executor` runs the chains: `local` (here, in film order) or `ray` (see storyforge.executors).
-    Raises RenderError when a backend fails; completed cache entries are kept, so a new run resumes.
-    KeyboardInterrupt propagates the same way. Under torchrun only rank 0 writes anything (the others
-    render in step with it, see storyforge.backends.multigpu). The output folder is held for the run and
-    only storyforge's own files in it are ever replaced or removed (see storyforge.outdir).
+    written. `executor` runs the chains (default: `local`, here in film order; storyforge.executors has the
+    others and chooses among them by name). `loaded`: the backend `backend` names, built by the caller, who
+    also closes it. Raises RenderError when a backend fails; completed cache entries are kept, so a new run
+    resumes. KeyboardInterrupt propagates the same way. The output folder is held for the run and only
+    storyforge's own files in it are ever replaced or removed (see storyforge.outdir).
     """
-    [(report, error)] = render_films([plan], outs=[out], backend=backend, only=only, use_cache=use_cache,
-                                     cache_root=cache_root, progress=[progress], backend_options=backend_options,
-                                     executor=executor, executor_options=executor_options)
-    if error is not None:
-        raise error
-    assert report is not None
-    return report
+    if isinstance(executor, str):  # executors by name live above this loop, in storyforge.executors
+        if executor != "local":
+            raise StoryforgeError(f"storyforge.render.render runs the chains with an executor function; to choose "
+                                  f"the '{executor}' executor by name, call storyforge.api.render")
+        executor = local
+    with opened(plan, out=out, backend=backend, only=only, use_cache=use_cache, cache_root=cache_root,
+                progress=progress, backend_options=backend_options, loaded=loaded) as run:
+        (executor or local)(run, run.chains)
+        return run.complete()
 
 
-def render_films(plans: Sequence[Plan], *, outs: Sequence[Path | None] | None = None, backend: str = "auto",
-                 only: list[str] | None = None, use_cache: bool = True, cache_root: Path | None = None,
-                 progress: Sequence[RenderProgress | None] | None = None,
-                 backend_options: dict[str, Any] | None = None, executor: str = "local",
-                 executor_options: dict[str, Any] | None = None) -> list[tuple[RunReport | None, RenderError | None]]:
-    """Render several films in one go: each film's outputs and run.json as if it were rendered alone.
-
-    The executor gets every film's chains at once: `ray` schedules them together, longest first, and each film
-    is cut as soon as its own chains are done; `local` renders the films one after another, handing the loaded
-    model from one film to the next. A film that fails does not stop the others: its entry is (None, error).
-    """
-    from storyforge import outdir
-
-    outs = list(outs) if outs is not None else [None] * len(plans)
-    progress = list(progress) if progress is not None else [None] * len(plans)
-    folders: dict[Path, Path] = {}
-    for plan, out in zip(plans, outs, strict=True):  # a wrong backend, --only or folder stops every film at once
-        choose_backend(plan, backend)
-        select(plan, only)
-        folder = (Path(out) if out is not None else default_out(plan.story)).resolve()
-        if folder in folders and folders[folder] != plan.story.resolve():
-            from storyforge.errors import display_path
-
-            raise StoryforgeError(f"{display_path(folders[folder])} and {display_path(plan.story)} would both render "
-                                  f"into {display_path(folder)}; rename one of them, or render them one at a time "
-                                  "with --out")
-        folders[folder] = plan.story.resolve()
-    with contextlib.ExitStack() as held:
-        runs = []
-        for plan, out, tell in zip(plans, outs, progress, strict=True):
-            out = Path(out) if out is not None else default_out(plan.story)
-            if is_writer():  # each film's folder is held for the whole command (see storyforge.outdir)
-                names = ("film.mp4", "plan.json", "run.json", *(clip_name(job) for job in plan.jobs))
-                out = held.enter_context(outdir.claimed(out, plan.story, names, getattr(tell, "notice", None)))
-            runs.append(prepare(plan, out=out, backend=backend, only=only, use_cache=use_cache,
-                                cache_root=cache_root, progress=tell, backend_options=backend_options))
-        return _render_runs(runs, executor, executor_options or {})
-
-
-def _render_runs(runs: list[Run], executor: str,
-                 executor_options: dict[str, Any]) -> list[tuple[RunReport | None, RenderError | None]]:
-    from storyforge.executors import run_chains
-
-    results: dict[int, tuple[RunReport | None, RenderError | None]] = {}
-
-    def done(run: Run, error: RenderError | None) -> None:
-        if error is None:
-            try:
-                results[id(run)] = (run.complete(), None)
-                return
-            except RenderError as failure:
-                error = failure
-        run.release()
-        results[id(run)] = (None, error)
-
-    try:
-        run_chains(executor, runs, executor_options, done)
-    finally:
-        for run in runs:
-            run.release()
-    return [results[id(run)] for run in runs]
-
-
-def prepare(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: list[str] | None = None,
-            use_cache: bool = True, cache_root: Path | None = None, progress: RenderProgress | None = None,
-            backend_options: dict[str, Any] | None = None) -> Run:
-    """A film's Run with its output folder (already held, see render_films), its cache and the chains an executor
-    is to bring in."""
+@contextlib.contextmanager
+def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: list[str] | None = None,
+           use_cache: bool = True, cache_root: Path | None = None, progress: RenderProgress | None = None,
+           backend_options: dict[str, Any] | None = None, loaded: Backend | None = None) -> Iterator[Run]:
+    """A film's Run, ready for an executor to bring in `run.chains` and then `run.complete()`: its output folder
+    held (see storyforge.outdir), its cache, and on exit its backend closed and a --no-cache scratch removed.
+    What render() does for one film; an executor of several films opens one each (storyforge.executors)."""
     name, notice = choose_backend(plan, backend)
+    if loaded is not None and loaded.name != name:
+        raise ValueError(f"the loaded backend is {loaded.name!r} but {backend!r} chooses {name!r}")
     out = Path(out) if out is not None else default_out(plan.story)
     targets = select(plan, only)
-    writer = is_writer()
-    scratch = None if use_cache or not writer else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
-    cache = Cache(scratch or Path(cache_root or default_root(plan.story))) if writer else None
-    run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets})
-    run.out, run.whole, run.reuse_film, run.scratch = out, not only, use_cache, scratch
-    run.chains = chains_of(plan, targets)
-    if notice:
-        run.notices.append(notice)
-    return run
+    from storyforge import outdir
+
+    names = ("film.mp4", "plan.json", "run.json", *(clip_name(job) for job in plan.jobs))
+    with outdir.claimed(out, plan.story, names, getattr(progress, "notice", None)) as out:
+        scratch = None if use_cache else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
+        cache = Cache(scratch or Path(cache_root or default_root(plan.story)))
+        run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets}, loaded=loaded)
+        run.out, run.whole, run.reuse_film = out, not only, use_cache
+        run.chains = chains_of(plan, targets)
+        if notice:
+            run.notices.append(notice)
+        try:
+            yield run
+        finally:
+            run.close_backend()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
 
 
 class Run:
-    """One render's state: the backend (loaded on first use), the entries found or made, and the records.
+    """One render's state: the backend (loaded on first use), the entries found or made, and the records."""
 
-    `cache=None` is a torchrun rank other than 0: it renders in step with rank 0 and writes nothing, taking
-    what only rank 0 can know (cache hits, decoded pixels) from it through `share`.
-    """
-
-    def __init__(self, plan: Plan, cache: Cache | None, backend: str, options: dict[str, Any],
+    def __init__(self, plan: Plan, cache: Cache, backend: str, options: dict[str, Any],
                  progress: RenderProgress | None, targets: set[str], loaded: Backend | None = None):
         """`loaded`: the backend, already loaded by the caller, who also closes it (a Ray worker keeps its
         model across chains); by default it is loaded on first use and closed with close_backend."""
-        from storyforge.stitch import keyframes
+        from storyforge.cut import keyframes
 
         self.plan, self.cache, self.backend_name, self.options, self.progress = plan, cache, backend, options, progress
         self.targets = targets  # what was asked for; anything else rendered is upstream of it
@@ -314,15 +272,11 @@ class Run:
         self._backend: Backend | None = loaded
         self._owns_backend = loaded is None
         self._entry_keys: dict[str, str] = {}
-        # a rank that does not write keeps the last frames of what it rendered, for the extensions after them
-        self._tails: dict[str, np.ndarray] = {}
-        self._keep = max((job.settings.overlap_frames for job in plan.jobs), default=0)
         self.model_loads = 0  # models this run's jobs read from disk (a backend handed over brings none)
-        self._loads_seen = 0  # the backend's own count when this run last looked
-        # what `prepare` sets for a whole film: where it goes, and the chains an executor is to bring in
+        self._loads_seen = int(getattr(loaded, "model_loads", 0))  # the backend's own count when this run looked
+        # what `opened` sets for a whole film: where it goes, and the chains an executor is to bring in
         self.out: Path | None = None
         self.whole, self.reuse_film = True, True
-        self.scratch: Path | None = None
         self.chains: list[list[Job]] = []
 
     @property
@@ -337,6 +291,8 @@ class Run:
 
     def count_loads(self) -> None:
         """Add the model loads the backend did for this run since it last looked (see RunReport.model_loads)."""
+        if self._backend is None:
+            return
         loads = int(getattr(self._backend, "model_loads", 0))
         self.model_loads += max(0, loads - self._loads_seen)
         self._loads_seen = loads
@@ -358,19 +314,9 @@ class Run:
         self._backend = None
 
     def complete(self) -> RunReport:
-        """The film's outputs (see finish) in the folder `prepare` chose, then its resources freed."""
-        assert self.out is not None, "a Run made by prepare()"
-        try:
-            return self.finish(self.out, whole=self.whole, reuse_film=self.reuse_film)
-        finally:
-            self.release()
-
-    def release(self) -> None:
-        """Free the backend and remove the throw-away cache of --no-cache (idempotent)."""
-        self.close_backend()
-        if self.scratch is not None:
-            shutil.rmtree(self.scratch, ignore_errors=True)
-            self.scratch = None
+        """The film's outputs (see finish) in the folder `opened` holds for it."""
+        assert self.out is not None, "a Run made by opened()"
+        return self.finish(self.out, whole=self.whole, reuse_film=self.reuse_film)
 
     def entry_key(self, job: Job) -> str:
         if job.id not in self._entry_keys:
@@ -379,7 +325,6 @@ class Run:
 
     def lookup(self, job: Job) -> Entry | None:
         """The job's cache entry with the keyframes the cut needs now (re-encoded, not re-rendered, if not)."""
-        assert self.cache is not None, "only the writing rank reads the cache"
         entry = self.cache.get(self.entry_key(job))
         needed = self.keyframes[job.id]
         if entry is not None and not set(needed) <= set(entry.keyframes):
@@ -411,12 +356,7 @@ class Run:
     def cached(self, job: Job) -> Entry | None:
         """The job's entry when the cache has it, recorded as cached; None when it must be rendered."""
         started = time.time()
-        if self.cache is None:
-            key = self.entry_key(job)  # loads the backend (joining the process group) in step with rank 0
-            entry = Entry(key, Path(), {}) if share(False) else None  # rank 0 has it: only a placeholder here
-        else:
-            entry = self.lookup(job)
-            share(entry is not None)
+        entry = self.lookup(job)
         if entry is not None:
             self.announce(job)
             self.record(job, entry, "cached", started)
@@ -438,13 +378,19 @@ class Run:
             self.progress.job_started(self.index[job.id], len(self.plan.jobs), job)
 
     def _render(self, job: Job, previous: np.ndarray | None) -> Entry:
-        from storyforge.backends.base import RenderInputs
-        from storyforge.stitch import check_clip
+        """Render the job straight into its cache entry: each chunk of frames is encoded as the backend hands
+        it over, so host memory stays flat however long the shot is."""
+        from storyforge.backends.base import RenderInputs, frames_of
 
         on_step = self.progress.step if self.progress is not None else None
-        started = time.perf_counter()
+        chunks = frames_of(self.backend, job, RenderInputs(previous_frames=previous, on_step=on_step))
+        # black or frozen output means a model failed; the animatic's pictures are synthetic (a static
+        # camera is meant to be frozen), so the check would only cry wolf there
+        checked = _Checked(job, self.backend_name, chunks, look=self.backend_name != "animatic")
         try:
-            frames = self.backend.render(job, RenderInputs(previous_frames=previous, on_step=on_step))
+            entry = self.cache.put(self.entry_key(job), iter(checked), job=job, fps=self.plan.fps,
+                                   keyframes=self.keyframes[job.id], identity=self.backend.identity(job),
+                                   seconds=lambda: checked.seconds)
         except StoryforgeError:
             raise
         except MemoryError as error:
@@ -452,78 +398,43 @@ class Run:
                               "fewer frames per window (base_frames) or a smaller model") from error
         except OSError as error:
             raise RenderError(f"{job.id}: rendering failed: {error}") from error
-        seconds = time.perf_counter() - started
-        self._check_frames(job, frames)
-        # black or frozen output means a model failed; the animatic's pictures are synthetic (a static
-        # camera is meant to be frozen), so the check would only cry wolf there
-        warning = check_clip(frames) if self.backend_name != "animatic" else None
-        if warning:
-            self.warnings.append(f"{job.id}: {warning}")
-        if self.cache is None:
-            self._tails[job.id] = frames[-self._keep:] if self._keep else frames[:0]
-            return Entry(self.entry_key(job), Path(), {})
-        return self.cache.put(self.entry_key(job), frames, job=job, fps=self.plan.fps,
-                              keyframes=self.keyframes[job.id], identity=self.backend.identity(job), seconds=seconds)
+        if checked.warning:
+            self.warnings.append(f"{job.id}: {checked.warning}")
+        return entry
 
     def tail(self, job: Job) -> np.ndarray:
         """The last overlap_frames frames of the chain before `job`, decoded from the cached clips.
 
         Always the decoded clips, never a backend's in-memory frames: H.264 is lossy, and a resumed render
-        must condition on exactly the pixels an uninterrupted one did. Under torchrun, rank 0's pixels.
+        must condition on exactly the pixels an uninterrupted one did.
         """
         import numpy as np
 
         needed = job.settings.overlap_frames
-        parts: list[np.ndarray | None] = []
+        parts: list[np.ndarray] = []
         have = 0
         upstream = self.plan.job(job.after) if job.after else None
         while upstream is not None and have < needed:
-            frames = self._decoded(upstream)
-            parts.insert(0, None if frames is None else frames[-(needed - have):])
-            have += min(upstream.frames, needed - have)  # the plan's count: the same walk on every rank
+            frames = self._decoded(upstream, needed - have)
+            parts.insert(0, frames)
+            have += len(frames)
             upstream = self.plan.job(upstream.after) if upstream.after else None
-        mine = None if any(p is None for p in parts) else np.concatenate(parts)[-needed:]  # type: ignore[arg-type]
-        frames = share(mine)
-        if frames is None:
-            raise RenderError(f"{job.id}: the frames it continues from are not on this rank")
-        return frames
+        return np.concatenate(parts)[-needed:]
 
-    def _decoded(self, job: Job) -> np.ndarray | None:
-        if self.cache is None:
-            self.ensure(job)
-            return self._tails.get(job.id)  # None when rank 0 found it cached: its pixels come through share
+    def _decoded(self, job: Job, last: int) -> np.ndarray:
+        """The job's last `last` frames, decoded from its clip (rendered first if the cache lacks it)."""
         for _attempt in range(2):
             try:
-                return self.cache.read(self.ensure(job))
+                return self.cache.read(self.ensure(job), last=last)
             except CorruptEntry:
                 self.entries.pop(job.id, None)  # discarded: the next ensure renders it again
-                if coupled():  # rendering it again here alone would leave the other ranks behind
-                    raise RenderError(f"{job.id}: its cached clip did not decode and was discarded; run the "
-                                      "render again") from None
         raise RenderError(f"{job.id}: its clip was corrupt twice in a row in {self.cache.root}; check the disk")
-
-    def _check_frames(self, job: Job, frames: Any) -> None:
-        import numpy as np
-
-        s = job.settings
-        expected = (job.frames, s.height, s.width, 3)
-        if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.shape != expected:
-            got = f"{frames.dtype} {frames.shape}" if isinstance(frames, np.ndarray) else type(frames).__name__
-            raise RuntimeError(f"the {self.backend_name} backend returned {got} for {job.id}; "
-                               f"expected uint8 {expected}")
 
     # -- outputs ---------------------------------------------------------------------------------
 
     def finish(self, out: Path, *, whole: bool, reuse_film: bool) -> RunReport:
         """Clips linked into out/clips, plan.json, the film (unless nothing in it changed), run.json."""
         plan = self.plan
-        if self.cache is None:  # a torchrun rank other than 0: rank 0 writes all of it
-            self.close_backend()
-            report = RunReport(out=out, backend=self.backend_name,
-                               jobs=[self.records[job.id] for job in plan.jobs if job.id in self.records])
-            report.notices = [f"this is rank {ranks().rank} of {ranks().world_size}: rank 0 writes the clips, "
-                              "run.json and the film"]
-            return report
         missing: list[str] = []
         for job in plan.jobs:  # with --only, the film is cut when the other shots' clips are cached
             if job.id not in self.entries:
@@ -565,7 +476,8 @@ class Run:
 
     def _cut(self, out: Path, report: RunReport, reuse_film: bool) -> None:
         from storyforge.clipfile import count_frames
-        from storyforge.stitch import CutClip, cut_key, stitch
+        from storyforge.cut import CutClip, cut_key
+        from storyforge.stitch import stitch
 
         plan = self.plan
         clips = [CutClip(job.id, out / clip_name(job), job.frames, job.transition.type, job.transition.frames)
@@ -590,6 +502,51 @@ class Run:
         report.stitch_seconds = result.seconds
         report.total_frames = decoded
         report.warnings.extend(result.warnings)
+
+
+class _Checked:
+    """A backend's chunks of frames, checked as they pass: uint8 of the job's size, as many as it plans, and
+    (when `look`) whether the clip is all black or frozen; `seconds` counts the time spent in the backend."""
+
+    def __init__(self, job: Job, backend: str, chunks: Iterable[np.ndarray], *, look: bool):
+        from storyforge.stitch import ClipCheck
+
+        self.job, self.backend, self.chunks = job, backend, chunks
+        self.look = ClipCheck() if look else None
+        self.seconds = 0.0
+        self.warning: str | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import numpy as np
+
+        job, s = self.job, self.job.settings
+        expected = (s.height, s.width, 3)
+        count = 0
+        chunks = iter(self.chunks)
+        while True:
+            started = time.perf_counter()
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                break
+            finally:
+                self.seconds += time.perf_counter() - started
+            if not isinstance(chunk, np.ndarray) or chunk.dtype != np.uint8 or chunk.ndim != 4 \
+                    or chunk.shape[1:] != expected:
+                got = f"{chunk.dtype} {chunk.shape}" if isinstance(chunk, np.ndarray) else type(chunk).__name__
+                raise RuntimeError(f"the {self.backend} backend returned {got} for {job.id}; "
+                                   f"expected uint8 {(job.frames, *expected)}")
+            count += len(chunk)
+            if count > job.frames:
+                break
+            if self.look is not None:
+                self.look.add(chunk)
+            yield chunk
+        if count != job.frames:
+            raise RuntimeError(f"the {self.backend} backend returned {count} frames for {job.id}; "
+                               f"expected uint8 {(job.frames, *expected)}")
+        if self.look is not None:
+            self.warning = self.look.warning()
 
 
 def _previous_run(out: Path) -> dict[str, Any]:

@@ -14,13 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 from storyforge.cache import Cache, Entry
 from storyforge.errors import MissingExtra, RenderError, StoryforgeError
-from storyforge.executors import OnDone
 from storyforge.executors.ray_cluster import connect, describe
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from storyforge.backends.base import Backend
     from storyforge.plan.model import Job, Plan
     from storyforge.render import Run
+
+    # called once per film when its chains are all in (error None: cut it) or one of them failed twice (the error)
+    OnDone = Callable[[Run, RenderError | None], None]
 
 ATTEMPTS = 2  # a chain task that fails is tried once more, from the first job it had not delivered
 # Opt in to workers writing straight into the driver's cache folder (see `execute`); 1/true/yes turns it on.
@@ -31,7 +35,16 @@ FORWARDED_PREFIX = "STORYFORGE_"
 FORWARDED = ("HF_HUB_OFFLINE",)
 
 
-def execute(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None = None) -> None:
+def execute(run: Run, chains: list[list[Job]], *, shared_cache: bool | None = None) -> None:
+    """The executor of one film (see storyforge.render.render): its chains as Ray tasks, as `execute_films` does."""
+    failures: list[RenderError] = []
+    run.chains = chains
+    execute_films([run], lambda _run, error: failures.append(error) if error else None, shared_cache=shared_cache)
+    if failures:
+        raise failures[0]
+
+
+def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None = None) -> None:
     """Render the chains of every run as Ray tasks, longest first, and bring every finished clip into its cache.
 
     Connects to the cluster in RAY_ADDRESS, or starts a local one for this render. What the cache already
@@ -49,7 +62,7 @@ def execute(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None = Non
     """
     from storyforge.backends.multigpu import ranks
 
-    if ranks().parallel or any(run.cache is None for run in runs):  # every rank says so, not only rank 0
+    if ranks().parallel:  # every rank says so, not only rank 0
         raise StoryforgeError("the ray executor does not run under torchrun (a Ray task gets one GPU); use "
                               "--executor ray for chains on many GPUs, or torchrun for one generation on several")
     ray = _import_ray()
