@@ -66,14 +66,14 @@ class Crashy(Animatic):
     def identity(self, job):  # type: ignore[no-untyped-def]
         return {**super().identity(job), "backend": self.name}
 
-    def render(self, job, inputs):  # type: ignore[no-untyped-def]
+    def frames(self, job, inputs):  # type: ignore[no-untyped-def]
         with open(os.environ[CRASH_LOG], "a", encoding="utf-8") as log:
             log.write(f"{job.id} {os.getpid()}\n")
         mark = Path(os.environ[CRASH_MARK])
         if job.id == os.environ.get(CRASH_SHOT) and not mark.exists():
             mark.write_text("crashed once")
             os._exit(1)
-        return super().render(job, inputs)
+        return super().frames(job, inputs)
 
 
 @pytest.fixture(scope="module")
