@@ -6,6 +6,7 @@ that choice in; this module imports none of them and never asks which process of
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -77,6 +78,7 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)  # clips that look wrong (black, frozen), re-encodes
     seams: list[dict[str, Any]] = field(default_factory=list)  # every seam of the plan (storyforge.seams.report)
     chains: list[dict[str, Any]] = field(default_factory=list)  # colour drift along each chain of windows
+    model_loads: int = 0  # models read from disk for this film's jobs (0 when a worker had them loaded already)
 
     @property
     def rendered(self) -> int:
@@ -101,6 +103,7 @@ class RunReport:
             "warnings": self.warnings,
             "seams": self.seams,
             "chains": self.chains,
+            "model_loads": self.model_loads,
         }
 
 
@@ -217,6 +220,19 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
             raise StoryforgeError(f"storyforge.render.render runs the chains with an executor function; to choose "
                                   f"the '{executor}' executor by name, call storyforge.api.render")
         executor = local
+    with opened(plan, out=out, backend=backend, only=only, use_cache=use_cache, cache_root=cache_root,
+                progress=progress, backend_options=backend_options, loaded=loaded) as run:
+        (executor or local)(run, run.chains)
+        return run.complete()
+
+
+@contextlib.contextmanager
+def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: list[str] | None = None,
+           use_cache: bool = True, cache_root: Path | None = None, progress: RenderProgress | None = None,
+           backend_options: dict[str, Any] | None = None, loaded: Backend | None = None) -> Iterator[Run]:
+    """A film's Run, ready for an executor to bring in `run.chains` and then `run.complete()`: its output folder
+    held (see storyforge.outdir), its cache, and on exit its backend closed and a --no-cache scratch removed.
+    What render() does for one film; an executor of several films opens one each (storyforge.executors)."""
     name, notice = choose_backend(plan, backend)
     if loaded is not None and loaded.name != name:
         raise ValueError(f"the loaded backend is {loaded.name!r} but {backend!r} chooses {name!r}")
@@ -229,11 +245,12 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
         scratch = None if use_cache else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
         cache = Cache(scratch or Path(cache_root or default_root(plan.story)))
         run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets}, loaded=loaded)
+        run.out, run.whole, run.reuse_film = out, not only, use_cache
+        run.chains = chains_of(plan, targets)
         if notice:
             run.notices.append(notice)
         try:
-            (executor or local)(run, chains_of(plan, targets))
-            return run.finish(out, whole=not only, reuse_film=use_cache)
+            yield run
         finally:
             run.close_backend()
             if scratch is not None:
@@ -260,6 +277,12 @@ class Run:
         self._backend: Backend | None = loaded
         self._owns_backend = loaded is None
         self._entry_keys: dict[str, str] = {}
+        self.model_loads = 0  # models this run's jobs read from disk (a backend handed over brings none)
+        self._loads_seen = int(getattr(loaded, "model_loads", 0))  # the backend's own count when this run looked
+        # what `opened` sets for a whole film: where it goes, and the chains an executor is to bring in
+        self.out: Path | None = None
+        self.whole, self.reuse_film = True, True
+        self.chains: list[list[Job]] = []
 
     @property
     def backend(self) -> Backend:
@@ -267,14 +290,38 @@ class Run:
             from storyforge.backends.base import load_backend
 
             self._backend = load_backend(self.backend_name, **self.options)
-            self._owns_backend = True
+            self._owns_backend, self._loads_seen = True, 0
             self.notices.extend(getattr(self._backend, "notices", ()))  # e.g. an unverified diffusers version
         return self._backend
 
+    def count_loads(self) -> None:
+        """Add the model loads the backend did for this run since it last looked (see RunReport.model_loads)."""
+        if self._backend is None:
+            return
+        loads = int(getattr(self._backend, "model_loads", 0))
+        self.model_loads += max(0, loads - self._loads_seen)
+        self._loads_seen = loads
+
+    def hand_backend_to(self, other: Run) -> None:
+        """Give `other` (a film rendered next) this run's loaded backend when both would load the same one."""
+        if (self._backend is None or not self._owns_backend or other._backend is not None
+                or (self.backend_name, self.options) != (other.backend_name, other.options)):
+            return
+        self.count_loads()
+        other._backend, other._owns_backend, other._loads_seen = self._backend, True, self._loads_seen
+        other.notices.extend(getattr(self._backend, "notices", ()))  # what loading it said holds for that film too
+        self._backend = None
+
     def close_backend(self) -> None:
+        self.count_loads()
         if self._backend is not None and self._owns_backend:
             self._backend.close()
         self._backend = None
+
+    def complete(self) -> RunReport:
+        """The film's outputs (see finish) in the folder `opened` holds for it."""
+        assert self.out is not None, "a Run made by opened()"
+        return self.finish(self.out, whole=self.whole, reuse_film=self.reuse_film)
 
     def entry_key(self, job: Job) -> str:
         if job.id not in self._entry_keys:
@@ -427,6 +474,7 @@ class Run:
         report.warnings = self.warnings
         report.seams, report.chains = seam_report(plan, {job_id: entry.meta["seams"] for job_id, entry in
                                                          self.entries.items() if "seams" in entry.meta})
+        report.model_loads = self.model_loads
         if missing:
             # what is left of an earlier cut or clip of these shots shows their old version: not current
             removed = [path for path in [out / "film.mp4", *(out / clip_name(plan.job(j)) for j in missing)]
