@@ -391,9 +391,10 @@ class Run:
         chunks = frames_of(self.backend, job, RenderInputs(previous_frames=previous, on_step=on_step))
         # black or frozen output means a model failed; the animatic's pictures are synthetic (a static
         # camera is meant to be frozen), so the check would only cry wolf there
-        checked = _Checked(job, self.backend_name, chunks, look=self.backend_name != "animatic")
-        # the animatic's pictures are title cards: colour matching would only tint them
-        finished = _Seams(job, checked, previous, match=job.settings.color_match and self.backend_name != "animatic")
+        preview = getattr(self.backend, "preview", False)  # drawn cards (the animatic), not a model's output
+        checked = _Checked(job, self.backend_name, chunks, look=not preview)
+        # a preview's pictures are title cards: colour matching would only tint them
+        finished = _Seams(job, checked, previous, match=job.settings.color_match and not preview)
         try:
             entry = self.cache.put(self.entry_key(job), iter(finished), job=job, fps=self.plan.fps,
                                    keyframes=self.keyframes[job.id], identity=self.backend.identity(job),

@@ -65,6 +65,9 @@ class Animatic:
     """Title card or start image, moved as the camera words say, with caption, shot id and film timecode."""
 
     name = "animatic"
+    # Drawn title cards, not a model's output: the render loop neither colour-matches them nor checks them for
+    # black or frozen frames (a subclass, such as a test backend, keeps that).
+    preview = True
 
     def __init__(self, **_options: Any) -> None:
         """Takes (and ignores) a real backend's options, such as device and dtype, so backends swap freely."""
