@@ -134,7 +134,7 @@ def plan(
 ) -> None:
     """Compile a story into its Diffusion-Forcing segment plan (no GPU, no torch)."""
     from storyforge import api
-    from storyforge.console import out, plan_footer, plan_table, show_warnings, shown
+    from storyforge.console import plan_footer, plan_table, show_warnings, shown
 
     with _allowing(allow_path):
         result = api.plan(file, {"model": model})
@@ -148,9 +148,13 @@ def plan(
 
         sys.stdout.write(json_safe(result.dumps()))
     elif output is None:
+        from storyforge.console import out  # not for --json: rich's console is a twentieth of a cold plan
+
         out.print(plan_table(result, out.width))
         out.print(plan_footer(result))
     else:
+        from storyforge.console import out
+
         out.print(f"[green]✓[/green] wrote {shown(output)} ({len(result.jobs)} jobs, {result.total_frames} frames)")
 
 
