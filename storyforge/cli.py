@@ -6,7 +6,7 @@ import sys
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -263,12 +263,14 @@ class _RenderProgress:
     """
 
     def __init__(self, console: Console):
-        from rich import progress as rp
-
         self.console = console
-        self.bars = rp.Progress(rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
-                                rp.TimeElapsedColumn(), rp.TimeRemainingColumn(), console=console, transient=True,
-                                disable=not console.is_terminal)
+        self.bars: Any = _NoBars()  # without a terminal rich disables the bars: then rich.progress is not imported
+        if console.is_terminal:
+            from rich import progress as rp
+
+            self.bars = rp.Progress(rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
+                                    rp.TimeElapsedColumn(), rp.TimeRemainingColumn(), console=console,
+                                    transient=True)
         self.film: TaskID | None = None
         self.job: TaskID | None = None
 
@@ -300,6 +302,23 @@ class _RenderProgress:
         if self.film is not None:
             self.bars.advance(self.film)
         self.console.print(f"{status:>8} {job.id}" + (f" in {seconds:.1f}s" if status == "rendered" else ""))
+
+
+class _NoBars:
+    """The part of rich's Progress that _RenderProgress uses, showing nothing (as a disabled Progress does)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def add_task(self, description: str, total: float | None = None) -> int:
+        return 0
+
+    def remove_task(self, task: int) -> None: ...
+
+    def update(self, task: int, **fields: Any) -> None: ...
+
+    def advance(self, task: int) -> None: ...
 
 
 @app.command(cls=StoryCommand)
@@ -340,7 +359,7 @@ def main() -> None:
     import atexit
     import gc
 
-    # At exit the collector's last pass walks every object made (a tenth of a cold `plan`); the process is ending
+    # At exit the collector's last pass walks every object made (a twentieth of a cold `plan`); the process ends
     # and files are closed where they are written, so the objects are frozen out of it instead.
     atexit.register(gc.freeze)
     try:

@@ -53,7 +53,7 @@ class _Compiler:
         self.warnings: list[PlanWarning] = []
         self.reported: set[tuple[str, int]] = set()  # (message, line) of errors said once
         # why_not and equal_windows depend on the shot only through its geometry and whether it has a start image;
-        # a film repeats few of those, and snapping a length asks hundreds of times (a third of `plan` before)
+        # a film repeats few of those, and snapping a length asks hundreds of times (a twentieth of a cold plan)
         self._why_not: dict[tuple[str, int, fx.Geometry, bool], str | None] = {}
         self._equal: dict[tuple[str, int, fx.Geometry, bool], tuple[int | None, int | None]] = {}
         self._snapped: dict[tuple[str, int, fx.Geometry, bool], int | None] = {}

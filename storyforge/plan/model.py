@@ -198,7 +198,7 @@ class Plan:
 
         One top-level key a line, and each job and warning on a line of its own: a change to a shot is a
         one-line diff, and compact values go through json's C encoder (indent= takes the pure-Python one,
-        which was a fifth of `storyforge plan` on a 1,000-shot film)."""
+        which was a tenth of `storyforge plan` on a 1,000-shot film)."""
         encode = json.JSONEncoder(ensure_ascii=False).encode
         lines = []
         for name, value in self.to_json().items():
