@@ -6,7 +6,7 @@ import sys
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -134,7 +134,7 @@ def plan(
 ) -> None:
     """Compile a story into its Diffusion-Forcing segment plan (no GPU, no torch)."""
     from storyforge import api
-    from storyforge.console import out, plan_footer, plan_table, show_warnings, shown
+    from storyforge.console import plan_footer, plan_table, show_warnings, shown
 
     with _allowing(allow_path):
         result = api.plan(file, {"model": model})
@@ -148,9 +148,13 @@ def plan(
 
         sys.stdout.write(json_safe(result.dumps()))
     elif output is None:
+        from storyforge.console import out  # not for --json: rich's console is a twentieth of a cold plan
+
         out.print(plan_table(result, out.width))
         out.print(plan_footer(result))
     else:
+        from storyforge.console import out
+
         out.print(f"[green]✓[/green] wrote {shown(output)} ({len(result.jobs)} jobs, {result.total_frames} frames)")
 
 
@@ -326,12 +330,14 @@ class _RenderProgress:
     """
 
     def __init__(self, console: Console):
-        from rich import progress as rp
-
         self.console = console
-        self.bars = rp.Progress(rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
-                                rp.TimeElapsedColumn(), rp.TimeRemainingColumn(), console=console, transient=True,
-                                disable=not console.is_terminal)
+        self.bars: Any = _NoBars()  # without a terminal rich disables the bars: then rich.progress is not imported
+        if console.is_terminal:
+            from rich import progress as rp
+
+            self.bars = rp.Progress(rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
+                                    rp.TimeElapsedColumn(), rp.TimeRemainingColumn(), console=console,
+                                    transient=True)
         self.film: TaskID | None = None
         self.job: TaskID | None = None
 
@@ -363,6 +369,23 @@ class _RenderProgress:
         if self.film is not None:
             self.bars.advance(self.film)
         self.console.print(f"{status:>8} {job.id}" + (f" in {seconds:.1f}s" if status == "rendered" else ""))
+
+
+class _NoBars:
+    """The part of rich's Progress that _RenderProgress uses, showing nothing (as a disabled Progress does)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def add_task(self, description: str, total: float | None = None) -> int:
+        return 0
+
+    def remove_task(self, task: int) -> None: ...
+
+    def update(self, task: int, **fields: Any) -> None: ...
+
+    def advance(self, task: int) -> None: ...
 
 
 @app.command(cls=StoryCommand)
@@ -400,6 +423,12 @@ def export(
 
 def main() -> None:
     """Entry point: run the app and turn every failure into one message and an exit code."""
+    import atexit
+    import gc
+
+    # At exit the collector's last pass walks every object made (a twentieth of a cold `plan`); the process ends
+    # and files are closed where they are written, so the objects are frozen out of it instead.
+    atexit.register(gc.freeze)
     try:
         code = app(standalone_mode=False, prog_name="storyforge")  # not "python -m storyforge" in help
         if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into Exit(130) before it reaches us

@@ -5,12 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-
-from rich.cells import cell_len
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from storyforge.errors import StoryError
 from storyforge.plan.frames import latents
@@ -18,9 +13,59 @@ from storyforge.plan.model import Plan
 from storyforge.spec.models import RESOLUTIONS
 from storyforge.spec.presets import PRESETS
 
-# Piped output (CI logs, tests) gets a wide table instead of rich's 80-column default, unless COLUMNS says otherwise.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    out: Console
+    err: Console
+
+
+def __getattr__(name: str) -> Any:
+    """`out` and `err`, the rich consoles, made on first use: `plan --json` with its warnings piped to a log
+    never imports rich.console (a twentieth of a cold `storyforge plan`)."""
+    if name not in ("out", "err"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from rich.console import Console
+
+    if name == "out":
+        # Piped output (CI logs, tests) gets a wide table instead of rich's 80 columns, unless COLUMNS says otherwise.
+        width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140
+        console = Console(highlight=False, soft_wrap=True, width=width)
+    else:
+        console = Console(stderr=True, highlight=False, soft_wrap=True)
+    globals()[name] = console
+    return console
+
+
+def _err() -> Console:
+    return globals().get("err") or __getattr__("err")  # a name inside this module does not reach __getattr__
+
+
+def _plain_stderr() -> bool:
+    """Whether rich would write stderr as plain text (not a terminal, no FORCE_COLOR or TTY_COMPATIBLE=1, not a
+    notebook) and has not been asked to yet: then a styled line is the same as its plain text."""
+    if "err" in globals() or "ipykernel" in sys.modules:
+        return False
+    forced = os.environ.get("TTY_COMPATIBLE", "")
+    if forced in ("0", "1"):
+        return forced == "0"
+    if os.environ.get("FORCE_COLOR") is not None:
+        return False
+    try:
+        return not sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _styled(label: str, style: str, text: str) -> None:
+    """One line on stderr: `label` in `style`, then text (already made safe)."""
+    if _plain_stderr():
+        sys.stderr.write(f"{label}{text}\n")
+        return
+    from rich.text import Text
+
+    _err().print(Text(label, style=style) + Text(text))
 
 # C0 and C1 controls, DEL, and the bidirectional overrides that make text display in another order than it reads.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -51,33 +96,37 @@ def json_safe(text: str) -> str:
 
 def shown(text: object) -> str:
     """`safe` text for a rich markup string (f"[green]✓[/green] {shown(path)}"): brackets escaped too."""
+    from rich.markup import escape
+
     return escape(safe(text))
 
 
 def show_error(error: Exception) -> None:
     """A user error: one line per problem, no traceback."""
+    from rich.text import Text
+
     if isinstance(error, StoryError):
         for problem in error.problems:
-            err.print(Text("error: ", style="bold red") + Text(safe(problem)))
+            _err().print(Text("error: ", style="bold red") + Text(safe(problem)))
     else:
-        err.print(Text("error: ", style="bold red") + Text(safe(error, lines=True)))
+        _err().print(Text("error: ", style="bold red") + Text(safe(error, lines=True)))
 
 
 def show_warnings(plan: Plan, *, strict: bool = False) -> None:
     """The plan's warnings; with `strict` (validate --strict) they are errors, marked as such."""
     for warning in plan.warnings:
         if strict:
-            err.print(Text("error: ", style="bold red") + Text(f"{safe(warning)} [--strict]"))
+            _styled("error: ", "bold red", f"{safe(warning)} [--strict]")
         else:
             show_warning(warning)
 
 
 def show_warning(warning: object) -> None:
-    err.print(Text("warning: ", style="bold yellow") + Text(safe(warning)))
+    _styled("warning: ", "bold yellow", safe(warning))
 
 
 def show_note(note: object) -> None:
-    err.print(Text("note: ", style="cyan") + Text(safe(note)))
+    _styled("note: ", "cyan", safe(note))
 
 
 def counted(count: int, noun: str) -> str:
@@ -105,6 +154,10 @@ def plan_table(plan: Plan, width: int | None = None) -> Table:
     Within `width` columns (a terminal's), the least needed columns are left out: drift (the frames column
     shows it), then windows, calls, the transition, the kind; shot, frames and start always stay whole.
     """
+    from rich.cells import cell_len
+    from rich.table import Table
+    from rich.text import Text
+
     rows = []
     for job in plan.jobs:
         drift = job.frames - job.requested_frames

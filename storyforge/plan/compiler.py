@@ -52,6 +52,11 @@ class _Compiler:
         self.problems: list[Problem] = []
         self.warnings: list[PlanWarning] = []
         self.reported: set[tuple[str, int]] = set()  # (message, line) of errors said once
+        # why_not and equal_windows depend on the shot only through its geometry and whether it has a start image;
+        # a film repeats few of those, and snapping a length asks hundreds of times (a twentieth of a cold plan)
+        self._why_not: dict[tuple[str, int, fx.Geometry, bool], str | None] = {}
+        self._equal: dict[tuple[str, int, fx.Geometry, bool], tuple[int | None, int | None]] = {}
+        self._snapped: dict[tuple[str, int, fx.Geometry, bool], int | None] = {}
 
     # -- reporting -------------------------------------------------------------------------------
     def error(self, shot: ResolvedShot, at: PathKey, message: str) -> None:
@@ -183,6 +188,12 @@ class _Compiler:
 
     def why_not(self, kind: str, frames: int, shot: ResolvedShot) -> str | None:
         """Why a job of `kind` cannot contribute `frames` frames, or None when it can."""
+        key = (kind, frames, self.geometry(shot), bool(shot.image))
+        if key not in self._why_not:
+            self._why_not[key] = self._why_not_uncached(kind, frames, shot)
+        return self._why_not[key]
+
+    def _why_not_uncached(self, kind: str, frames: int, shot: ResolvedShot) -> str | None:
         geometry = self.geometry(shot)
         if kind == "extend":
             if frames % fx.TIME_COMPRESSION:
@@ -198,13 +209,17 @@ class _Compiler:
     def equal_windows(self, shot: ResolvedShot, kind: str, frames: int) -> tuple[int | None, int | None]:
         """The nearest lengths below and above `frames` whose windows are all full: the cheapest frames."""
         geometry = self.geometry(shot)
+        key = (kind, frames, geometry, bool(shot.image))
+        if key in self._equal:
+            return self._equal[key]
         extra = geometry.overlap_frames if kind == "extend" else 0
 
         def full(n: int) -> bool:
             counts = fx.windows(fx.latents(n + extra), geometry.base_latents, geometry.overlap_latents)
             return counts[-1] == geometry.base_latents and self.why_not(kind, n, shot) is None
 
-        return fx.nearest(frames, full)
+        self._equal[key] = fx.nearest(frames, full)
+        return self._equal[key]
 
     def plan_frames(self, shot: ResolvedShot, kind: str, seconds: float | None, exact: int | None,
                     fps: int) -> tuple[int, int] | None:
@@ -231,12 +246,12 @@ class _Compiler:
             what = "frame" if requested == 1 and kind != "extend" else unit
             self.error(shot, at, f"{requested} {what}{mode}: {reason}" + (f"; use {options}" if options else ""))
             return None
-        shortest = fx.snap(1, valid)
+        shortest = self.snap(1, kind, shot)
         if kind == "i2v" and shortest is not None and requested < shortest:  # not silently 5x a one-frame request
             self.error(shot, at, f"{shot.shot.duration} is {requested} {'frame' if requested == 1 else 'frames'} at "
                        f"{fps} fps; the shortest this shot can be is {shortest} {unit} ({shortest / fps:.3f}s)")
             return None
-        planned = fx.snap(requested, valid)
+        planned = self.snap(requested, kind, shot)
         if planned is None:
             self.error(shot, at, f"no length near {requested} {unit} can be rendered with these settings")
             return None
@@ -244,6 +259,13 @@ class _Compiler:
             self.warn(shot, at, f"{shot.shot.duration} is {requested} frames at {fps} fps, but the nearest length "
                       f"this shot can render is {planned} ({planned / fps:.2f}s)")
         return requested, planned
+
+    def snap(self, frames: int, kind: str, shot: ResolvedShot) -> int | None:
+        """fx.snap for this kind of shot, once per geometry (shots of a film mostly repeat a few lengths)."""
+        key = (kind, frames, self.geometry(shot), bool(shot.image))
+        if key not in self._snapped:
+            self._snapped[key] = fx.snap(frames, lambda n: self.why_not(kind, n, shot) is None)
+        return self._snapped[key]
 
     def _mode(self, shot: ResolvedShot) -> str:
         s = shot.settings
