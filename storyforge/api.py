@@ -15,7 +15,7 @@ from storyforge.spec.load import load as load_story
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from storyforge.enhance.lock import EnhanceReport
+    from storyforge.enhance.lock import EnhanceReport, PickReport
     from storyforge.render import RenderProgress, RunReport
 
 
@@ -40,10 +40,17 @@ def plan(path: Path | str, overrides: dict[str, Any] | None = None, *, use_lock:
     story = load_story(path)
     compiled = compile_story(story, overrides)
     if use_lock:
-        from storyforge.enhance.lock import apply_lock
+        from storyforge.enhance.lock import apply_lock, apply_picks
 
-        compiled = apply_lock(compiled)
+        compiled = apply_picks(apply_lock(compiled, story), story)
     return compiled
+
+
+def pick(path: Path | str, shot: str, take: int) -> PickReport:
+    """Choose take `take` of `shot` (scene/shot): written to the story's lock, used by plan and render."""
+    from storyforge.enhance.lock import pick as pick_take
+
+    return pick_take(path, shot, take)
 
 
 def enhance(path: Path | str, *, llm: str | None = None, force: bool = False,

@@ -126,6 +126,23 @@ def enhance(
               "date")
 
 
+@app.command()
+def pick(
+    file: Path = typer.Argument(..., help="The story file."),
+    shot: str = typer.Argument(..., help="The shot, as scene/shot."),
+    take: int = typer.Argument(..., help="The take to use (1 is the first)."),
+) -> None:
+    """Choose which take of a shot the film uses; the lock file (film.lock.json) keeps the choice."""
+    from storyforge import api
+    from storyforge.console import out
+    from storyforge.errors import display_path
+
+    report = api.pick(file, shot, take)
+    was = "unchanged" if not report.changed else f"was take {report.previous}"
+    out.print(f"[green]✓[/green] {report.shot}: take {report.take} of {report.takes} picked ({was}) in "
+              f"{display_path(report.lock)}; `storyforge render {file}` cuts the film with it")
+
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import TaskID

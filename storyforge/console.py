@@ -41,17 +41,19 @@ def timecode(frame: int, fps: int) -> str:
 def plan_table(plan: Plan) -> Table:
     """Shot, kind, requested -> planned frames with drift, windows, transformer calls, start timecode."""
     table = Table(title=f"{plan.title} — {plan.width}x{plan.height} @ {plan.fps} fps", title_justify="left")
+    takes = plan.extra_takes > 0  # the column appears only where a shot has several takes
     for column, justify in (("shot", "left"), ("kind", "left"), ("frames", "right"), ("drift", "right"),
-                            ("windows (latents)", "left"), ("calls", "right"), ("in", "left"),
-                            ("start", "left")):
+                            ("windows (latents)", "left"), *((("take", "right"),) if takes else ()),
+                            ("calls", "right"), ("in", "left"), ("start", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for job in plan.jobs:
         drift = job.frames - job.requested_frames
         windows = " ".join(str(w.latent_frames) for w in job.segments)
         entry = job.transition.type if not job.transition.frames else f"{job.transition.type} {job.transition.frames}f"
+        take = (f"{job.take} of {job.takes}" if job.takes > 1 else "1",) if takes else ()
         table.add_row(job.id, job.kind, f"{job.requested_frames} → {job.frames}",
-                      f"{drift:+d}" if drift else "0", windows, f"{job.transformer_calls:,}", entry,
-                      timecode(job.start_frame, plan.fps))
+                      f"{drift:+d}" if drift else "0", windows, *take, f"{job.transformer_calls * job.takes:,}",
+                      entry, timecode(job.start_frame, plan.fps))
     return table
 
 
@@ -59,6 +61,11 @@ def plan_footer(plan: Plan) -> str:
     """Total length, transformer calls and a rough GPU time per preset."""
     lines = [f"{len(plan.jobs)} shots, {plan.total_frames} frames = {plan.duration_s:.2f}s "
              f"({timecode(plan.total_frames, plan.fps)}), {plan.transformer_calls:,} transformer calls"]
+    if plan.extra_takes:
+        several = [job for job in plan.jobs if job.takes > 1]
+        extra = sum(job.transformer_calls * (job.takes - 1) for job in several)
+        lines[0] += (f", {extra:,} of them for {plan.extra_takes} extra take{'s' if plan.extra_takes > 1 else ''} "
+                     f"of {len(several)} shot{'s' if len(several) > 1 else ''}")
     tokens = plan.width // 16 * (plan.height // 16)
     estimates = []
     for preset in PRESETS.values():

@@ -12,6 +12,7 @@ NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*[sf]?\s*$"
 RESOLUTION_PATTERN = r"^(540p|720p|\d+x\d+)$"
 RESOLUTIONS = {"540p": (960, 544), "720p": (1280, 720)}
+MAX_TAKES = 16  # takes of one shot: more is a lottery nobody reviews, and each costs a full render
 
 Id = Annotated[str, Field(pattern=ID_PATTERN, description="Lower-case letters, digits, '-' and '_'.")]
 Duration = Annotated[
@@ -93,6 +94,10 @@ class RenderSettings(Strict):
     negative_prompt: str | None = Field(None, description="What the model should avoid.")
     cache: Literal["magcache", "firstblock"] | None = Field(
         None, description="Experimental transformer cache (speed-up); only for plans with equal windows."
+    )
+    takes: int | None = Field(
+        None, ge=1, le=MAX_TAKES,
+        description="Takes rendered per shot, each with its own seed; `storyforge pick` chooses one (default 1).",
     )
 
     @field_validator("resolution")

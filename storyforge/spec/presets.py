@@ -53,6 +53,7 @@ DEFAULTS: dict[str, object] = {
     "seed": 42,
     "negative_prompt": NEGATIVE_PROMPT,
     "cache": None,
+    "takes": 1,
 }
 # Image-to-video renders best with less guidance and shift (SkyReels README); used when nothing is set.
 I2V_DEFAULTS: dict[str, object] = {"guidance": 5.0, "shift": 5.0}

@@ -32,6 +32,7 @@ class Settings:
     seed: int
     negative_prompt: str
     cache: str | None
+    takes: int = 1
 
 
 @dataclass(frozen=True)
