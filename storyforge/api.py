@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from storyforge.enhance.lock import EnhanceReport, PickReport
     from storyforge.render import RenderProgress, RunReport
+    from storyforge.review import ReviewReport
 
 
 def validate(path: Path | str) -> Story:
@@ -75,6 +76,15 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
 
     return render_plan(plan, out=out, backend=backend, only=only, use_cache=use_cache, cache_root=cache_root,
                        progress=progress, executor=executor, executor_options=executor_options)
+
+
+def review(path: Path | str, *, out: Path | str | None = None) -> ReviewReport:
+    """Rebuild review.html for the last render of a story (in `out`, default renders/<stem>/), with its picks."""
+    from storyforge.render import default_out
+    from storyforge.review import rebuild
+
+    story = Path(path)
+    return rebuild(plan(story), Path(out) if out is not None else default_out(story), story_arg=str(story))
 
 
 def schema() -> dict[str, Any]:

@@ -196,12 +196,16 @@ def render(
     for warning in report.warnings:
         err.print(f"[bold yellow]warning:[/bold yellow] {warning}")
     counts = f"{report.rendered} rendered, {report.cached} cached"
+    if any(len(job.takes) > 1 for job in report.jobs):
+        counts = f"{report.rendered} take{'s' if report.rendered != 1 else ''} rendered, {report.cached} cached"
     if report.film is None:
         out.print(f"[green]✓[/green] {counts}; clips in {report.out / 'clips'}")
     else:
         cut = f"cut in {report.stitch_seconds:.1f}s" if report.stitch_seconds else "cut unchanged"
         out.print(f"[green]✓[/green] {report.film} — {report.total_frames} frames "
                   f"({report.total_frames / result.fps:.2f}s), {counts}, {cut}, backend {report.backend}")
+    if report.review is not None:
+        out.print(f"  review the takes: {report.review}")
 
 
 class _RenderProgress:
@@ -232,7 +236,8 @@ class _RenderProgress:
             self.film = self.bars.add_task("film", total=count)
         if self.job is not None:
             self.bars.remove_task(self.job)
-        self.job = self.bars.add_task(f"job {index}/{count} {job.id}", total=None)
+        take = f" take {job.take}" if job.takes > 1 else ""
+        self.job = self.bars.add_task(f"job {index}/{count} {job.id}{take}", total=None)
 
     def step(self, step: int, total: int) -> None:
         if self.job is not None:
@@ -241,7 +246,34 @@ class _RenderProgress:
     def job_finished(self, job: Job, status: str, seconds: float) -> None:
         if self.film is not None:
             self.bars.advance(self.film)
-        self.console.print(f"{status:>8} {job.id}" + (f" in {seconds:.1f}s" if status == "rendered" else ""))
+        take = f" take {job.take}" if job.takes > 1 else ""
+        self.console.print(f"{status:>8} {job.id}{take}" + (f" in {seconds:.1f}s" if status == "rendered" else ""))
+
+
+@app.command()
+def review(
+    file: Path = typer.Argument(..., help="The story file."),
+    out_dir: Path | None = typer.Option(None, "--out", help="The render's output folder (default: renders/<story>/)."),
+    open_page: bool | None = typer.Option(None, "--open/--no-open",
+                                          help="Open the page in a browser (default: when a display is there)."),
+) -> None:
+    """Rebuild review.html for the last render: every take of every shot, to compare and pick from."""
+    import os
+
+    from storyforge import api
+    from storyforge.console import out
+    from storyforge.errors import display_path
+
+    report = api.review(file, out=out_dir)
+    kb = report.bytes / 1024
+    out.print(f"[green]✓[/green] {display_path(report.page)} ({kb:,.0f} kB with posters, {report.posters} new, "
+              f"{report.seconds:.2f}s)")
+    display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in (
+        "darwin", "win32")
+    if open_page if open_page is not None else display:
+        import webbrowser
+
+        webbrowser.open(report.page.resolve().as_uri())
 
 
 @app.command()

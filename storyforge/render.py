@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -43,7 +43,7 @@ class RenderProgress(Protocol):
 
 @dataclass(frozen=True)
 class JobRecord:
-    """One job's line in run.json."""
+    """One job's line in run.json (its picked take's), or one take's."""
 
     id: str
     key: str
@@ -52,10 +52,17 @@ class JobRecord:
     seconds: float
     started: float
     finished: float
+    take: int = 1
+    takes: tuple[JobRecord, ...] = ()  # every take of the job, the picked one included
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "key": self.key, "status": self.status, "clip": self.clip,
-                "seconds": self.seconds, "started": self.started, "finished": self.finished}
+        line: dict[str, Any] = {"id": self.id, "key": self.key, "status": self.status, "clip": self.clip,
+                                "seconds": self.seconds, "started": self.started, "finished": self.finished}
+        if self.takes:
+            line["take"] = self.take
+            line["takes"] = [{"take": t.take, "key": t.key, "clip": t.clip, "status": t.status,
+                              "seconds": t.seconds} for t in self.takes]
+        return line
 
 
 @dataclass
@@ -69,16 +76,18 @@ class RunReport:
     total_frames: int = 0
     film: Path | None = None  # None when --only left jobs without a clip
     cut_key: str | None = None
+    review: Path | None = None  # review.html, the page to compare takes and pick from
     notices: list[str] = field(default_factory=list)  # how the run went: backend chosen, entries discarded, ...
     warnings: list[str] = field(default_factory=list)  # clips that look wrong (black, frozen), re-encodes
 
     @property
     def rendered(self) -> int:
-        return sum(1 for job in self.jobs if job.status == "rendered")
+        """Takes rendered (a job without takes is one)."""
+        return sum(1 for job in self.jobs for take in job.takes or (job,) if take.status == "rendered")
 
     @property
     def cached(self) -> int:
-        return sum(1 for job in self.jobs if job.status == "cached")
+        return sum(1 for job in self.jobs for take in job.takes or (job,) if take.status == "cached")
 
     def to_json(self) -> dict[str, Any]:
         film_bytes = self.film.stat().st_size if self.film is not None and self.film.exists() else None
@@ -150,6 +159,20 @@ def clip_name(job: Job) -> str:
     return "clips/" + job.id.replace("/", "__") + ".mp4"
 
 
+def take_name(job: Job, take: int | None = None) -> str:
+    """`takes/<scene>__<shot>/take<N>.mp4` (the job's own take by default), relative to the output folder."""
+    return f"takes/{job.id.replace('/', '__')}/take{job.take if take is None else take}.mp4"
+
+
+def render_takes(run: Run, jobs: Sequence[Job]) -> None:
+    """Every take of `jobs` besides the picked one (which the chains rendered): each continues what the
+    picked take continues, so they need nothing but the chains' entries, and run after them."""
+    for job in jobs:
+        for take in job.all_takes:
+            if take.take != job.take:
+                run.ensure(take)
+
+
 def chains_of(plan: Plan, jobs: Sequence[Job]) -> list[list[Job]]:
     """`jobs` grouped by the plan's chains, in film order: what an executor schedules (chains are independent)."""
     wanted = {job.id for job in jobs}
@@ -192,6 +215,7 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
         run.notices.append(notice)
     try:
         run_chains(executor, run, chains_of(plan, targets), executor_options or {})
+        render_takes(run, targets)
         return run.finish(out, whole=not only, reuse_film=use_cache)
     finally:
         run.close_backend()
@@ -215,7 +239,9 @@ class Run:
         self.plan, self.cache, self.backend_name, self.options, self.progress = plan, cache, backend, options, progress
         self.targets = targets  # what was asked for; anything else rendered is upstream of it
         self.keyframes = dict(zip((job.id for job in plan.jobs), keyframes(plan.jobs), strict=True))
-        self.index = {job.id: n for n, job in enumerate(plan.jobs, start=1)}
+        self._picked = {job.id: job.take for job in plan.jobs}
+        slots = [self.slot(take) for job in plan.jobs for take in job.all_takes]
+        self.index = {name: n for n, name in enumerate(slots, start=1)}  # progress: every take of every job
         self.entries: dict[str, Entry] = {}
         self.records: dict[str, JobRecord] = {}
         self.notices: list[str] = []
@@ -226,6 +252,10 @@ class Run:
         # a rank that does not write keeps the last frames of what it rendered, for the extensions after them
         self._tails: dict[str, np.ndarray] = {}
         self._keep = max((job.settings.overlap_frames for job in plan.jobs), default=0)
+
+    def slot(self, job: Job) -> str:
+        """Where a take's entry and record are kept: the job id for the picked take, `id#takeN` for another."""
+        return job.id if job.take == self._picked.get(job.id, 1) else f"{job.id}#take{job.take}"
 
     @property
     def backend(self) -> Backend:
@@ -242,9 +272,9 @@ class Run:
         self._backend = None
 
     def entry_key(self, job: Job) -> str:
-        if job.id not in self._entry_keys:
-            self._entry_keys[job.id] = entry_key(self.backend.identity(job), job.key)
-        return self._entry_keys[job.id]
+        if job.key not in self._entry_keys:
+            self._entry_keys[job.key] = entry_key(self.backend.identity(job), job.key)
+        return self._entry_keys[job.key]
 
     def lookup(self, job: Job) -> Entry | None:
         """The job's cache entry with the keyframes the cut needs now (re-encoded, not re-rendered, if not)."""
@@ -262,8 +292,8 @@ class Run:
 
     def ensure(self, job: Job) -> Entry:
         """The job's entry: from the cache, or rendered (after what it continues) and written to it."""
-        if job.id in self.entries:
-            return self.entries[job.id]
+        if self.slot(job) in self.entries:
+            return self.entries[self.slot(job)]
         entry = self.cached(job)
         if entry is not None:
             return entry
@@ -294,17 +324,18 @@ class Run:
     def record(self, job: Job, entry: Entry, status: str, started: float, finished: float | None = None) -> None:
         """Keep the job's entry and its run.json line (`finished` defaults to now) and tell the progress."""
         finished = time.time() if finished is None else finished
-        self.entries[job.id] = entry
+        self.entries[self.slot(job)] = entry
         seconds = round(finished - started, 3)
-        self.records[job.id] = JobRecord(job.id, job.key, status, clip_name(job), seconds, round(started, 3),
-                                         round(finished, 3))
+        clip = clip_name(job) if self.slot(job) == job.id else take_name(job)
+        self.records[self.slot(job)] = JobRecord(job.id, job.key, status, clip, seconds, round(started, 3),
+                                            round(finished, 3), take=job.take)
         if self.progress is not None:
             self.progress.job_finished(job, status, seconds)
 
     def announce(self, job: Job) -> None:
         """Tell the progress that the job is being looked up or rendered."""
         if self.progress is not None:
-            self.progress.job_started(self.index[job.id], len(self.plan.jobs), job)
+            self.progress.job_started(self.index[self.slot(job)], len(self.index), job)
 
     def _render(self, job: Job, previous: np.ndarray | None) -> Entry:
         from storyforge.backends.base import RenderInputs
@@ -395,26 +426,19 @@ class Run:
             return report
         missing: list[str] = []
         for job in plan.jobs:  # with --only, the film is cut when the other shots' clips are cached
-            if job.id not in self.entries:
-                started = time.time()
-                entry = self.lookup(job)
-                if entry is None:
-                    missing.append(job.id)
-                else:
-                    self.record(job, entry, "cached", started)
+            for take in job.all_takes:
+                if self.slot(take) not in self.entries:
+                    started = time.time()
+                    entry = self.lookup(take)
+                    if entry is not None:
+                        self.record(take, entry, "cached", started)
+                    elif take.take == job.take:
+                        missing.append(job.id)
         self.close_backend()  # free the model before the cut (every entry key is known by now)
-        clips = out / "clips"
-        clips.mkdir(exist_ok=True)
-        for job_id, entry in self.entries.items():
-            _link(entry.clip, out / clip_name(plan.job(job_id)))
-        if whole:
-            expected = {out / clip_name(job) for job in plan.jobs}
-            for stale in clips.glob("*.mp4"):
-                if stale not in expected:
-                    stale.unlink()
+        self._place(out, whole)
         write_text(out / "plan.json", plan.dumps())
         report = RunReport(out=out, backend=self.backend_name,
-                           jobs=[self.records[job.id] for job in plan.jobs if job.id in self.records])
+                           jobs=[self._job_record(job) for job in plan.jobs if job.id in self.records])
         report.notices = self.notices + self.cache.discarded
         report.warnings = self.warnings
         if missing:
@@ -423,7 +447,44 @@ class Run:
         else:
             self._cut(out, report, reuse_film)
         write_text(out / "run.json", json.dumps(report.to_json(), indent=2) + "\n")
+        from storyforge.review import build
+
+        report.review = build(plan, out).page  # reads the run.json just written
         return report
+
+    def _place(self, out: Path, whole: bool) -> None:
+        """Every take at takes/<scene>__<shot>/take<N>.mp4, stamped with how it was made (packets copied from
+        the cache), and the picked one linked to clips/<scene>__<shot>.mp4; with `whole`, files of takes and
+        shots no longer in the plan go."""
+        from storyforge.provenance import stamp, take_tags
+
+        plan = self.plan
+        (out / "clips").mkdir(exist_ok=True)
+        expected: set[Path] = set()
+        for job in plan.jobs:
+            for take in job.all_takes:
+                entry = self.entries.get(self.slot(take))
+                target = out / take_name(take)
+                expected.add(target)
+                if entry is None:
+                    continue
+                stamp(entry.clip, target, take_tags(plan, take, entry.key))
+                if take.take == job.take:
+                    _link(target, out / clip_name(job))
+        if whole:
+            clips = {out / clip_name(job) for job in plan.jobs}
+            for stale in [*(out / "clips").glob("*.mp4"), *(out / "takes").glob("*/*.mp4")]:
+                if stale not in clips and stale not in expected:
+                    stale.unlink()
+            for folder in (out / "takes").glob("*"):
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+
+    def _job_record(self, job: Job) -> JobRecord:
+        """The job's run.json line: its picked take's record, with every take's."""
+        takes = tuple(replace(self.records[self.slot(take)], clip=take_name(take)) for take in job.all_takes
+                      if self.slot(take) in self.records)
+        return replace(self.records[job.id], takes=takes)
 
     def _cut(self, out: Path, report: RunReport, reuse_film: bool) -> None:
         from storyforge.clipfile import count_frames
@@ -432,8 +493,12 @@ class Run:
         plan = self.plan
         clips = [CutClip(job.id, out / clip_name(job), job.frames, job.transition.type, job.transition.frames)
                  for job in plan.jobs]
-        key = cut_key(clips, [self.entries[job.id].key for job in plan.jobs],
-                      plan.audio.sha256 if plan.audio else None)
+        from storyforge.plan.keys import digest
+        from storyforge.provenance import film_tags
+
+        tags = film_tags(plan, {job.id: self.entries[job.id].key for job in plan.jobs})
+        key = digest({"cut": cut_key(clips, [self.entries[job.id].key for job in plan.jobs],
+                                     plan.audio.sha256 if plan.audio else None), "tags": tags})
         film = out / "film.mp4"
         report.film, report.cut_key = film, key
         previous = _previous_run(out)
@@ -443,7 +508,7 @@ class Run:
             return
         try:  # verify="packets": the decode below checks the frame count once, against the plan
             result = stitch(clips, film, fps=plan.fps, audio=plan.audio.path if plan.audio else None,
-                            work_dir=out / ".stitch", verify="packets")
+                            work_dir=out / ".stitch", verify="packets", metadata=tags)
         finally:
             shutil.rmtree(out / ".stitch", ignore_errors=True)
         decoded = count_frames(film)

@@ -72,8 +72,11 @@ class Animatic:
         # job key (which covers what changes a model's output), so they are part of this backend's identity.
         import PIL
 
-        return {"backend": self.name, "version": VERSION, "pillow": PIL.__version__, "shot": job.id,
-                "camera": job.camera, "start_frame": job.start_frame}
+        identity = {"backend": self.name, "version": VERSION, "pillow": PIL.__version__, "shot": job.id,
+                    "camera": job.camera, "start_frame": job.start_frame}
+        if job.take > 1:  # "take N" in the caption; take 1 is drawn as a shot without takes (its entry stays)
+            identity["take"] = job.take
+        return identity
 
     def render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
         import numpy as np
@@ -236,7 +239,7 @@ class _Overlay:
         head, caption = ImageFont.load_default(size=head_size), ImageFont.load_default(size=caption_size)
         image = Image.new("RGB", (width, band), _BAND_BG)
         draw = ImageDraw.Draw(image)
-        draw.text((pad, pad), job.id, font=head, fill=_ID_INK)
+        draw.text((pad, pad), job.id + (f"  take {job.take}" if job.take > 1 else ""), font=head, fill=_ID_INK)
         top = pad + round(head_size * 1.25)
         line_height = round(caption_size * 1.2)
         lines = max(1, (band - top - pad) // line_height)
