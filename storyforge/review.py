@@ -243,8 +243,10 @@ def _take(job: Job, take: _Take, story: str) -> str:
     if take.clip:
         video = f'<video muted loop playsinline preload="none" data-src="{_href(take.clip)}"></video>'
     command = f"storyforge pick {_shell(story)} {job.id} {take.number}"
-    action = ('<span class="mark">✓ picked</span>' if take.picked
-              else f'<code class="cmd" title="copy this to pick the take">{_e(command)}</code>') if job.takes > 1 else ""
+    action = ""
+    if job.takes > 1:
+        action = ('<span class="mark">✓ picked</span>' if take.picked
+                  else f'<code class="cmd" title="copy this to pick the take">{_e(command)}</code>')
     status = "" if take.status in ("rendered", "cached") else f' <span class="status">{_e(take.status)}</span>'
     return f"""<figure class="take{picked}" data-take="{take.number}" tabindex="0">
     <div class="frame">{picture}{video}</div>
