@@ -158,7 +158,8 @@ def _title_card(job: Job, picture: tuple[int, int]) -> Image.Image:
     from PIL import Image, ImageDraw, ImageFilter, ImageFont
     mx, my = _margins(picture)
     width, height = picture[0] + 2 * mx, picture[1] + 2 * my
-    seed = bytes.fromhex(job.key[:12]) if len(job.key) >= 12 else job.id.encode().ljust(6, b"\0")
+    key = job.take_keys[0] if job.take_keys else job.key  # every take draws take 1's card: only captions differ
+    seed = bytes.fromhex(key[:12]) if len(key) >= 12 else job.id.encode().ljust(6, b"\0")
     first = np.array(list(seed[:3]), np.float32) * 0.45 + 15  # dark enough for white text
     second = np.array(list(seed[3:6]), np.float32) * 0.55 + 40
     ramp = (np.linspace(0, 0.65, width, dtype=np.float32)[None, :] +
