@@ -80,11 +80,12 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
 
 def review(path: Path | str, *, out: Path | str | None = None) -> ReviewReport:
     """Rebuild review.html for the last render of a story (in `out`, default renders/<stem>/), with its picks."""
+    from storyforge.errors import display_path
     from storyforge.render import default_out
     from storyforge.review import rebuild
 
     story = Path(path)
-    return rebuild(plan(story), Path(out) if out is not None else default_out(story), story_arg=str(story))
+    return rebuild(plan(story), Path(out) if out is not None else default_out(story), story_arg=display_path(story))
 
 
 def schema() -> dict[str, Any]:
