@@ -71,7 +71,7 @@ def build(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewRepor
             if clip is None:
                 status = "missing"
             else:
-                target = posters / f"{job.id.replace('/', '__')}.take{take.take}.{take.key[:12]}.jpg"
+                target = posters / f"{job.id.replace('/', '__')}.take{take.take}.{_version(out / clip)}.jpg"
                 wanted.add(target)
                 if not target.exists():
                     written += _write_poster(out / clip, target)
@@ -131,6 +131,15 @@ def _status(record: dict[str, Any] | None, take: Job) -> str:
                 return "outdated"
             return str(entry.get("status") or "rendered")
     return "missing"
+
+
+def _version(clip: Path) -> str:
+    """A short name for the clip file as it is now: a take rendered again (or drawn at another timecode by the
+    animatic, with the same job key) is written anew, so its poster is decoded anew."""
+    import hashlib
+
+    stat = clip.stat()
+    return hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}".encode()).hexdigest()[:12]
 
 
 def _write_poster(clip: Path, target: Path) -> int:

@@ -147,3 +147,13 @@ def test_too_many_takes_is_an_error_at_its_line(write_story) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("error: film.yaml:6: ")
     assert "16" in result.stderr
+
+
+def test_enhance_drops_the_pick_of_a_removed_shot_as_it_drops_its_prompt(write_story) -> None:
+    story = write_story(STORY)
+    api.pick(story, "s/a", 2)
+    api.pick(story, "s/c", 2)
+    story.write_text(STORY.split("      - id: c")[0], "utf-8")
+    api.enhance(story)
+    data = json.loads(lock.lock_path(story).read_text("utf-8"))
+    assert (data["picks"], sorted(data["shots"])) == ({"s/a": 2}, ["s/a", "s/b"])

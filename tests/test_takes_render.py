@@ -156,6 +156,5 @@ def test_picks_the_shot_no_longer_has_leave_no_stale_takes_behind(write_story) -
     assert sorted(p.relative_to(out).as_posix() for p in (out / "takes").rglob("*.mp4")) == [
         "takes/s__a/take1.mp4", "takes/s__a/take2.mp4", "takes/s__b/take1.mp4", "takes/s__c/take1.mp4",
         "takes/s__c/take2.mp4"]
-    assert sorted(p.name for p in (out / "review").iterdir()) == sorted(
-        f"{job.id.replace('/', '__')}.take{t.take}.{t.key[:12]}.jpg" for job in api.plan(story).jobs
-        for t in job.all_takes)
+    assert sorted(p.name.split(".")[:2] for p in (out / "review").iterdir()) == sorted(
+        [job.id.replace("/", "__"), f"take{t.take}"] for job in api.plan(story).jobs for t in job.all_takes)

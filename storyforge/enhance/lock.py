@@ -271,7 +271,8 @@ def refresh(path: Path | str, *, llm: str | None = None, force: bool = False,
                                     "prompt instead"))
         entries[job.id] = entry
     seconds = time.perf_counter() - started
-    changed = write_lock(story.path, entries)
+    picks = {shot: take for shot, take in read_picks(story.path).items() if shot in entries}  # like entries
+    changed = write_lock(story.path, entries, picks)
     return EnhanceReport(story=story.path, lock=lock_path(story.path), llm=ref.name if ref else None,
                          updated=tuple(job.id for job in todo), kept=tuple(kept), fallbacks=tuple(fallbacks),
                          warnings=tuple(warnings), changed=changed, seconds=seconds)
