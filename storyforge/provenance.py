@@ -63,21 +63,25 @@ def film_tags(plan: Plan, cache_keys: dict[str, str], cut_key: str | None = None
 
 def read_tags(path: Path) -> dict[str, str]:
     """The container metadata of a media file, as PyAV reads it."""
-    import av
+    from storyforge.clipfile import open_video
 
-    with av.open(str(path)) as container:
+    with open_video(path) as container:
         return dict(container.metadata)
 
 
 def stamp(source: Path, target: Path, tags: dict[str, str]) -> bool:
     """`target` becomes `source` with `tags` (packets copied, timestamps and timescale kept), atomically;
-    False when `target` already has them and the same packets' size (nothing to do)."""
+    False when `target` already has them, from a source of the same size (a no-op render opens each file once).
+    """
     import av
 
     source, target = Path(source), Path(target)
+    # the source's size tells a re-encoded cache entry (same key, new keyframes) from the one stamped before
+    tags = {**tags, PREFIX + "source_bytes": str(source.stat().st_size)}
     if target.is_file():
         try:
-            if _tagged(target, tags) and _media_bytes(target) == _media_bytes(source):
+            have = read_tags(target)
+            if all(have.get(key) == value for key, value in tags.items()):
                 return False
         except (av.FFmpegError, OSError, IndexError):
             pass
@@ -98,15 +102,3 @@ def stamp(source: Path, target: Path, tags: dict[str, str]) -> bool:
                     out.mux(packet)
     return True
 
-
-def _tagged(path: Path, tags: dict[str, str]) -> bool:
-    have = read_tags(path)
-    return all(have.get(key) == value for key, value in tags.items())
-
-
-def _media_bytes(path: Path) -> int:
-    """The total size of a file's video packets: equal for the same clip stamped with any tags."""
-    import av
-
-    with av.open(str(path)) as container:
-        return sum(packet.size for packet in container.demux(container.streams.video[0]))
