@@ -1,4 +1,8 @@
-"""Benchmark: stitch 12 clips of 5 s at 960x544 with storyforge, plain moviepy 2, and raw ffmpeg concat."""
+"""Benchmark: stitch 12 clips of 5 s at 960x544 with storyforge, plain moviepy 2, and raw ffmpeg concat.
+
+moviepy comes with the bench extra: pip install -c constraints.txt -e '.[video,bench]' (moviepy caps
+Pillow, which the animatic's cache key records: the constraints keep Pillow where the tests have it).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
 """Benchmark: render the multi-scene example with the animatic, then stitch its clips with storyforge and
-with a plain moviepy 2 composition of the same cut, side by side in one run, and print the ratios."""
+with a plain moviepy 2 composition of the same cut, side by side in one run, and print the ratios.
+
+moviepy comes with the bench extra: pip install -c constraints.txt -e '.[video,bench]' (moviepy caps
+Pillow, which the animatic's cache key records: the constraints keep Pillow where the tests have it).
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +23,28 @@ if TYPE_CHECKING:
 
 def validate(path: Path | str) -> Story:
     """Load and check one story file: format, files it references, and that it plans."""
+    return check(path)[0]
+
+
+def check(path: Path | str) -> tuple[Story, Plan]:
+    """Validate one story file and keep its plan too, for the warnings the plan carries."""
     story = load_story(path)
-    compile_story(story)
-    return story
+    return story, compile_story(story)
+
+
+# A story file has the top-level `storyforge:` key (format version), or the schema modeline `init` writes.
+# Matched as text, so that a story with a YAML syntax error is still recognised and reported.
+_STORY_MARK = re.compile(r"^(?:['\"]?storyforge['\"]?[ \t]*:|#.*\$schema=\S*film\.schema\.json)", re.MULTILINE)
+
+
+def is_story_file(path: Path | str) -> bool:
+    """Whether `path` looks like a story file; a missing file or a folder counts, so validate names it."""
+    path = Path(path)
+    if not path.is_file():
+        return True
+    with path.open("rb") as file:
+        head = file.read(1_000_000).decode("utf-8", errors="replace")
+    return _STORY_MARK.search(head) is not None
 
 
 def compile_story(story: Story, overrides: dict[str, Any] | None = None) -> Plan:
@@ -89,13 +109,50 @@ def review(path: Path | str, *, out: Path | str | None = None) -> ReviewReport:
 
 
 def schema() -> dict[str, Any]:
-    """The JSON Schema of the story format."""
+    """The JSON Schema of the story format: it accepts what loading a story accepts, before the checks that
+    need the disk or the whole film (files, ids, references)."""
     from storyforge.spec.models import Film
 
     result = Film.model_json_schema()
     result["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     result["$id"] = "https://storyforge.dev/schemas/film.schema.json"
+    _as_loaded(result)
     return result
+
+
+def _as_loaded(schema: dict[str, Any]) -> None:
+    """Say in the schema what the models' validators do in code (tests check both agree on every example)."""
+    defs = schema["$defs"]
+    # `heron: a grey heron` is a character's description alone
+    defs["Character"] = {"anyOf": [{"type": "string", "description": "The character's description alone."},
+                                   defs["Character"]]}
+    # names of characters and locations: every key must match, not only the keys that happen to
+    for name in ("characters", "locations"):
+        mapping = schema["properties"][name]
+        ((pattern, value),) = mapping.pop("patternProperties").items()
+        mapping["propertyNames"] = {"pattern": pattern}
+        mapping["additionalProperties"] = value
+    # a cut or a continue has no length
+    defs["TransitionSpec"]["if"] = {"properties": {"type": {"enum": ["cut", "continue"]}}}
+    defs["TransitionSpec"]["then"] = {"not": {"required": ["duration"]}}
+    # WIDTHxHEIGHT with both sides non-zero multiples of 16
+    side = _multiple_of_16()
+    for branch in defs["RenderSettings"]["properties"]["resolution"]["anyOf"]:
+        if branch.get("type") == "string":
+            branch["pattern"] = f"^(540p|720p|{side}x{side})$"
+            branch["patternErrorMessage"] = "540p, 720p or WIDTHxHEIGHT with both sides multiples of 16, like 960x544"
+
+
+def _multiple_of_16() -> str:
+    """A regular expression for a positive whole number divisible by 16, in decimal (leading zeros allowed).
+
+    1000 = 8 (mod 16), so a number is divisible by 16 when its last three digits are 0 (mod 16) after an even
+    digit, or 8 (mod 16) after an odd one; numbers of two or three digits are listed.
+    """
+    even = "|".join(f"{n:03d}" for n in range(0, 1000, 16))
+    odd = "|".join(f"{n:03d}" for n in range(8, 1000, 16))
+    short = "|".join(str(n) for n in range(16, 100, 16))
+    return f"(?=\\d*[1-9])(?:\\d*[02468](?:{even})|\\d*[13579](?:{odd})|{even}|{short})"
 
 
 def schema_text() -> str:
@@ -169,7 +226,8 @@ scenes:
 
 
 def init(folder: Path | str) -> Path:
-    """Write an example story into `folder`; never overwrites an existing file."""
+    """Write an example story into `folder`, and a .gitignore for renders/ and .storyforge/ (added to one that is
+    there); never overwrites an existing story."""
     folder = Path(folder)
     target = folder / "film.yaml"
     if target.exists():
@@ -177,7 +235,21 @@ def init(folder: Path | str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / "schemas" / "film.schema.json", schema_text())
     write_text(target, EXAMPLE)
+    _ignore(folder / ".gitignore", IGNORED)
     return target
+
+
+IGNORED = ("renders/", ".storyforge/")  # the render outputs and the cache: large, and made again from the story
+
+
+def _ignore(path: Path, patterns: tuple[str, ...]) -> None:
+    """Add the patterns a .gitignore lacks, keeping what it already says."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    have = {line.strip() for line in text.splitlines()}
+    missing = [pattern for pattern in patterns if pattern not in have and "/" + pattern not in have]
+    if missing:
+        head = "" if not text else text if text.endswith("\n") else text + "\n"
+        write_text(path, head + "# storyforge: renders and the clip cache\n" + "\n".join(missing) + "\n")
 
 
 

@@ -13,8 +13,38 @@ import typer
 from storyforge import __version__
 from storyforge.errors import StoryforgeError
 
+
+class _FlagsShowNoType:
+    """Flags take no value: newer typers print every flag as `--json <bool>`; show nothing in the type column."""
+
+    def get_params(self, ctx):  # type: ignore[no-untyped-def]
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class StoryGroup(_FlagsShowNoType, typer.core.TyperGroup):
+    """The `storyforge` group, with flags shown as flags."""
+
+
+class StoryCommand(_FlagsShowNoType, typer.core.TyperCommand):
+    """A command whose usage reads like the README, `storyforge plan [OPTIONS] FILE` (newer typers print
+    required arguments as `{file}`), with flags shown as flags."""
+
+    def collect_usage_pieces(self, ctx):  # type: ignore[no-untyped-def]
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = param.metavar or (param.name or "").upper()
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+
 app = typer.Typer(
     name="storyforge",
+    cls=StoryGroup,
     help="Declarative story generation for SkyReels-V2: validate, plan, enhance, render, export.",
     no_args_is_help=True,
     add_completion=False,
@@ -37,8 +67,8 @@ def _main(
     """storyforge: film-as-code for Diffusion-Forcing video models."""
 
 
-@app.command()
-def init(folder: Path = typer.Argument(Path("."), help="Folder for the new story.")) -> None:
+@app.command(cls=StoryCommand)
+def init(folder: Path = typer.Argument(Path("."), metavar="DIR", help="Folder for the new story.")) -> None:
     """Scaffold a story folder with a commented example that validates."""
     from storyforge import api
     from storyforge.console import out
@@ -47,32 +77,48 @@ def init(folder: Path = typer.Argument(Path("."), help="Folder for the new story
     out.print(f"[green]✓[/green] wrote {target}; next: storyforge plan {target}")
 
 
-@app.command()
-def validate(files: list[Path] = typer.Argument(..., help="Story files to check.")) -> None:
-    """Check story files; exit 1 if any is invalid."""
+@app.command(cls=StoryCommand)
+def validate(
+    files: list[Path] = typer.Argument(..., metavar="FILE...", help="Story files to check."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on warnings too (exit 1), for CI."),
+    stories_only: bool = typer.Option(False, "--stories-only",
+                                      help="Skip files that are not story files (no top-level `storyforge:` key) "
+                                           "quietly: for pre-commit and globs over every YAML file."),
+) -> None:
+    """Check story files; exit 1 if any is invalid (or, with --strict, has warnings)."""
     from storyforge import api
-    from storyforge.console import out, show_error
+    from storyforge.console import counted, out, show_error, show_warnings
 
     failed = 0
     for file in files:
+        if stories_only and not api.is_story_file(file):
+            continue
         try:
-            story = api.validate(file)
+            story, result = api.check(file)
         except StoryforgeError as error:
             show_error(error)
             failed += 1
             continue
-        shots = sum(len(scene.shots) for scene in story.film.scenes)
-        out.print(f"[green]✓[/green] {file} — {story.film.title!r}, {len(story.film.scenes)} scenes, {shots} shots")
+        show_warnings(result, strict=strict)
+        if strict and result.warnings:
+            failed += 1
+            continue
+        film = story.film
+        shots = sum(len(scene.shots) for scene in film.scenes)
+        warned = f" ({counted(len(result.warnings), 'warning')})" if result.warnings else ""
+        out.print(f"[green]✓[/green] {file} — {film.title!r}, {counted(len(film.scenes), 'scene')}, "
+                  f"{counted(shots, 'shot')}{warned}")
     if failed:
         raise typer.Exit(EXIT_USER)
 
 
-@app.command()
+@app.command(cls=StoryCommand)
 def plan(
-    file: Path = typer.Argument(..., help="The story file."),
+    file: Path = typer.Argument(..., metavar="FILE", help="The story file."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan JSON instead of a table."),
-    output: Path | None = typer.Option(None, "-o", "--output", help="Write the plan JSON to this file."),
-    model: str | None = typer.Option(None, "--model", help="Override the model for every shot."),
+    output: Path | None = typer.Option(None, "-o", "--output", metavar="FILE",
+                                       help="Write the plan JSON to this file."),
+    model: str | None = typer.Option(None, "--model", metavar="MODEL", help="Override the model for every shot."),
 ) -> None:
     """Compile a story into its Diffusion-Forcing segment plan (no GPU, no torch)."""
     from storyforge import api
@@ -87,15 +133,15 @@ def plan(
     if as_json:
         sys.stdout.write(result.dumps())
     elif output is None:
-        out.print(plan_table(result))
+        out.print(plan_table(result, out.width))
         out.print(plan_footer(result))
     else:
         out.print(f"[green]✓[/green] wrote {output} ({len(result.jobs)} jobs, {result.total_frames} frames)")
 
 
-@app.command()
+@app.command(cls=StoryCommand)
 def enhance(
-    file: Path = typer.Argument(..., help="The story file."),
+    file: Path = typer.Argument(..., metavar="FILE", help="The story file."),
     llm: str | None = typer.Option(None, "--llm", metavar="MODEL",
                                    help="Expand prompts with this instruct model (hub id or local folder); "
                                         "default: the story's enhance.llm."),
@@ -161,13 +207,14 @@ class ExecutorChoice(str, Enum):
     ray = "ray"
 
 
-@app.command()
+@app.command(cls=StoryCommand)
 def render(
-    file: Path = typer.Argument(..., help="The story file."),
-    out_dir: Path | None = typer.Option(None, "--out", help="Output folder (default: renders/<story>/ beside it)."),
+    file: Path = typer.Argument(..., metavar="FILE", help="The story file."),
+    out_dir: Path | None = typer.Option(None, "--out", metavar="DIR",
+                                        help="Output folder (default: renders/<story>/ beside it)."),
     backend: BackendChoice = typer.Option(BackendChoice.auto, "--backend",
                                           help="auto: skyreels-df with CUDA or the tiny model, else animatic."),
-    model: str | None = typer.Option(None, "--model", help="Override the model for every shot."),
+    model: str | None = typer.Option(None, "--model", metavar="MODEL", help="Override the model for every shot."),
     only: list[str] | None = typer.Option(None, "--only", metavar="SHOT",
                                           help="Render only this shot (scene/shot) or scene, and what continues "
                                                "it; repeat it or separate ids with commas."),
@@ -276,7 +323,7 @@ def review(
         webbrowser.open(report.page.resolve().as_uri())
 
 
-@app.command()
+@app.command(cls=StoryCommand)
 def schema() -> None:
     """Print the JSON Schema of the story format."""
     from storyforge import api
@@ -284,11 +331,11 @@ def schema() -> None:
     sys.stdout.write(api.schema_text())
 
 
-@app.command()
+@app.command(cls=StoryCommand)
 def export(
-    file: Path = typer.Argument(..., help="The story file."),
+    file: Path = typer.Argument(..., metavar="FILE", help="The story file."),
     format: str = typer.Option("otio", "--format", help="Export format: otio (OpenTimelineIO)."),
-    output: Path | None = typer.Option(None, "-o", "--output",
+    output: Path | None = typer.Option(None, "-o", "--output", metavar="FILE",
                                        help="File to write (default: film.otio in the render folder when it "
                                             "holds this plan's clips, else <story>.otio beside the story)."),
     render_dir: Path | None = typer.Option(None, "--out", metavar="RENDER_DIR",
@@ -308,7 +355,7 @@ def export(
 def main() -> None:
     """Entry point: run the app and turn every failure into one message and an exit code."""
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="storyforge")  # not "python -m storyforge" in help
         if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into Exit(130) before it reaches us
             raise KeyboardInterrupt
     except StoryforgeError as error:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from storyforge.errors import StoryError
+from storyforge.plan.frames import latents
 from storyforge.plan.model import Plan
+from storyforge.spec.models import RESOLUTIONS
 from storyforge.spec.presets import PRESETS
 
-# Piped output (CI logs, tests) gets a wide table instead of rich's 80-column default.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
+# Piped output (CI logs, tests) gets a wide table instead of rich's 80-column default, unless COLUMNS says otherwise.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -26,9 +30,18 @@ def show_error(error: Exception) -> None:
         err.print(Text("error: ", style="bold red") + Text(str(error)))
 
 
-def show_warnings(plan: Plan) -> None:
+def show_warnings(plan: Plan, *, strict: bool = False) -> None:
+    """The plan's warnings; with `strict` (validate --strict) they are errors, marked as such."""
     for warning in plan.warnings:
-        err.print(Text("warning: ", style="bold yellow") + Text(str(warning)))
+        if strict:
+            err.print(Text("error: ", style="bold red") + Text(f"{warning} [--strict]"))
+        else:
+            err.print(Text("warning: ", style="bold yellow") + Text(str(warning)))
+
+
+def counted(count: int, noun: str) -> str:
+    """'1 shot', '3 shots'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def timecode(frame: int, fps: int) -> str:
@@ -38,45 +51,84 @@ def timecode(frame: int, fps: int) -> str:
     return f"{hours:02d}:{minutes:02d}:{seconds:02d}:{frames:02d}"
 
 
-def plan_table(plan: Plan) -> Table:
-    """Shot, kind, requested -> planned frames with drift, windows, transformer calls, start timecode."""
-    table = Table(title=f"{plan.title} — {plan.width}x{plan.height} @ {plan.fps} fps", title_justify="left")
-    takes = plan.extra_takes > 0  # the column appears only where a shot has several takes
-    for column, justify in (("shot", "left"), ("kind", "left"), ("frames", "right"), ("drift", "right"),
-                            ("windows (latents)", "left"), *((("take", "right"),) if takes else ()),
-                            ("calls", "right"), ("in", "left"), ("start", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+# Columns of the plan table, the last dropped first when the terminal is narrow; shot, frames and start stay.
+_COLUMNS = (("shot", "left"), ("frames", "right"), ("start", "left"), ("take", "right"), ("kind", "left"),
+            ("in", "left"), ("calls", "right"), ("windows (latents)", "left"), ("drift", "right"))
+_ORDER = ("shot", "kind", "frames", "drift", "windows (latents)", "take", "calls", "in", "start")
+_KEPT = 3
+
+
+def plan_table(plan: Plan, width: int | None = None) -> Table:
+    """Shot, kind, requested -> planned frames with drift, windows, transformer calls, start timecode.
+
+    Within `width` columns (a terminal's), the least needed columns are left out: drift (the frames column
+    shows it), then windows, calls, the transition, the kind; shot, frames and start always stay whole.
+    """
+    rows = []
     for job in plan.jobs:
         drift = job.frames - job.requested_frames
-        windows = " ".join(str(w.latent_frames) for w in job.segments)
         entry = job.transition.type if not job.transition.frames else f"{job.transition.type} {job.transition.frames}f"
-        take = (f"{job.take} of {job.takes}" if job.takes > 1 else "1",) if takes else ()
-        table.add_row(job.id, job.kind, f"{job.requested_frames} → {job.frames}",
-                      f"{drift:+d}" if drift else "0", windows, *take, f"{job.transformer_calls * job.takes:,}",
-                      entry, timecode(job.start_frame, plan.fps))
+        rows.append({"shot": job.id, "kind": job.kind, "frames": f"{job.requested_frames} → {job.frames}",
+                     "drift": f"{drift:+d}" if drift else "0",
+                     "windows (latents)": " ".join(str(w.latent_frames) for w in job.segments),
+                     "calls": f"{job.transformer_calls * job.takes:,}", "in": entry,
+                     "take": f"{job.take} of {job.takes}" if job.takes > 1 else "1",
+                     "start": timecode(job.start_frame, plan.fps)})
+    # the take column (picked of how many) only where a shot has several takes; calls count every take
+    shown = [name for name, _ in _COLUMNS if name != "take" or plan.extra_takes]
+    if width is not None:
+        def needed(names: list[str]) -> int:  # cells plus one space either side and one rule per column
+            return 1 + sum(3 + max(cell_len(name), *(cell_len(row[name]) for row in rows)) for name in names)
+
+        while len(shown) > _KEPT and needed(shown) > width:
+            shown.pop()
+    justify = dict(_COLUMNS)
+    left_out = [name for name in _ORDER if name not in shown and (name != "take" or plan.extra_takes)]
+    caption = f"left out at {width} columns: {', '.join(left_out)}; plan --json has them" if left_out else None
+    table = Table(title=f"{plan.title} — {plan.width}x{plan.height} @ {plan.fps} fps", title_justify="left",
+                  caption=caption, caption_justify="left")
+    columns = [name for name in _ORDER if name in shown]
+    for name in columns:
+        table.add_column(name, justify=justify[name], no_wrap=name in ("shot", "frames", "start"))  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(*(row[name] for name in columns))
     return table
 
 
 def plan_footer(plan: Plan) -> str:
-    """Total length, transformer calls and a rough GPU time per preset."""
-    lines = [f"{len(plan.jobs)} shots, {plan.total_frames} frames = {plan.duration_s:.2f}s "
+    """Total length, transformer calls, and a rough GPU time for each preset model the film uses."""
+    lines = [f"{counted(len(plan.jobs), 'shot')}, {plan.total_frames} frames = {plan.duration_s:.2f}s "
              f"({timecode(plan.total_frames, plan.fps)}), {plan.transformer_calls:,} transformer calls"]
     if plan.extra_takes:
         several = [job for job in plan.jobs if job.takes > 1]
         extra = sum(job.transformer_calls * (job.takes - 1) for job in several)
         lines[0] += (f", {extra:,} of them for {plan.extra_takes} extra take{'s' if plan.extra_takes > 1 else ''} "
                      f"of {len(several)} shot{'s' if len(several) > 1 else ''}")
-    tokens = plan.width // 16 * (plan.height // 16)
-    estimates = []
-    for preset in PRESETS.values():
-        if preset.repo is None:
+    seconds: dict[str, float] = {}
+    unknown: list[str] = []
+    for job in plan.jobs:
+        preset = PRESETS.get(job.settings.model)
+        if preset is None or preset.repo is None:
+            if preset is None and job.settings.model not in unknown:
+                unknown.append(job.settings.model)
             continue
-        native = 25 * (960 // 16) * (544 // 16) if preset.resolution == "540p" else 31 * 80 * 45
-        # attention dominates: a call costs roughly the square of its tokens relative to the native window
-        scale = (25 * tokens / native) ** 1.5 if preset.resolution == "540p" else (31 * tokens / native) ** 1.5
-        seconds = plan.transformer_calls * preset.seconds_per_call * scale
-        estimates.append(f"{preset.name} ≈ {_duration(seconds)}")
-    lines.append("rough GPU time on one H100: " + ", ".join(estimates))
+        width, height = RESOLUTIONS[preset.resolution]
+        native = latents(preset.base_frames) * (width // 16) * (height // 16)
+        window = latents(job.settings.base_frames) * (job.settings.width // 16) * (job.settings.height // 16)
+        # attention dominates: a call costs about the 1.5th power of its tokens relative to the preset's own window
+        seconds[preset.name] = seconds.get(preset.name, 0.0) + \
+            job.transformer_calls * job.takes * preset.seconds_per_call * (window / native) ** 1.5
+    if seconds:
+        lines.append("rough GPU time on one H100: " + ", ".join(f"{name} ≈ {_duration(value)}"
+                                                                for name, value in seconds.items()))
+        for name in seconds:
+            preset = PRESETS[name]
+            size = "x".join(map(str, RESOLUTIONS[preset.resolution]))
+            lines.append(f"  assumes {preset.seconds_per_call:g} s a call for {name} on a full {size} window of "
+                         f"{preset.base_frames} frames")
+        lines.append("  (other window sizes scale as tokens^1.5; loading the model and decoding are not counted)")
+    if unknown:
+        lines.append(f"no GPU time estimate for {', '.join(unknown)}: only the presets have measured speeds")
     return "\n".join(lines)
 
 

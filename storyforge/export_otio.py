@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from storyforge.atomic import write_text
 from storyforge.errors import MissingExtra, StoryforgeError
-from storyforge.plan.frames import TIME_COMPRESSION
 
 if TYPE_CHECKING:
     import opentimelineio as otio
@@ -106,22 +105,12 @@ def _window_starts(job: Job) -> list[tuple[int, int, int]]:
     """(clip frame where a DF window's new frames begin, window number, prefix latents), for the markers.
 
     Every window after the first re-denoises the last latents of the one before as its conditioning prefix,
-    so seams, colour drift and reference loss show up where its new frames begin. An extension's first
-    window is one too: it begins at the clip's first frame, conditioned on the previous clip's end.
+    so seams, colour drift and reference loss show up where its new frames begin (the plan's segment
+    `start_frame`, placed as the pipelines place it). An extension's first window is one too: it begins at
+    the clip's first frame, conditioned on the previous clip's end.
     """
-    offset = job.num_frames - job.frames  # an extension's generation begins with the overlap it was given
-    starts = []
-    end = 0  # latents of the generation produced so far
-    for index, window in enumerate(job.segments):
-        if index:
-            # latent n > 0 decodes to pixel frames 4n - 3 .. 4n; the first is where its new frames begin
-            frame = end * TIME_COMPRESSION - TIME_COMPRESSION + 1 - offset
-            if 0 <= frame < job.frames:
-                starts.append((frame, index, window.prefix_latents))
-        elif job.kind == "extend":
-            starts.append((0, index, window.prefix_latents))
-        end = (end + window.latent_frames - window.prefix_latents) if index else window.latent_frames
-    return starts
+    return [(window.start_frame, index, window.prefix_latents) for index, window in enumerate(job.segments)
+            if (index or job.kind == "extend") and 0 <= window.start_frame < job.frames]
 
 
 def _rt(otio_: Any, frames: int, fps: int) -> otio.opentime.RationalTime:

@@ -120,17 +120,35 @@ def choose_backend(plan: Plan, requested: str) -> tuple[str, str | None]:
         return requested, None
     if all(job.settings.model == "tiny" for job in plan.jobs) or cuda_available():
         return "skyreels-df", None
-    return "animatic", ("no CUDA GPU here, so this is an animatic preview (title cards or start images, camera "
-                        "moves, captions, timecode) at the planned frame counts; render on a machine with CUDA "
-                        "for the model's video")
+    return "animatic", fallback_notice(torch_installed=importlib.util.find_spec("torch") is not None,
+                                       gpu_driver=gpu_driver_present())
+
+
+ANIMATIC = ("an animatic preview (title cards or start images, camera moves, captions, timecode) at the planned "
+            "frame counts")
+
+
+def fallback_notice(*, torch_installed: bool, gpu_driver: bool) -> str:
+    """Why `auto` renders the animatic, given what the machine has, and what would render the model's video."""
+    if gpu_driver and not torch_installed:
+        return (f"this machine has a GPU driver but torch is not installed, so this is {ANIMATIC}; to render the "
+                "model's video, install the render extra: pip install 'storyforge[render]' (PyPI's torch for Linux "
+                "is built for CUDA)")
+    if gpu_driver:
+        return (f"torch is installed but sees no CUDA GPU (a CPU-only build of torch?), so this is {ANIMATIC}; "
+                "install a CUDA build of torch (https://pytorch.org/get-started/locally/) to render the model's video")
+    return f"no CUDA GPU here, so this is {ANIMATIC}; render on a machine with CUDA for the model's video"
+
+
+def gpu_driver_present() -> bool:
+    """Whether a GPU driver is installed (NVIDIA or ROCm), without importing torch."""
+    return any(Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd")) \
+        or shutil.which("nvidia-smi") is not None
 
 
 def cuda_available() -> bool:
     """Whether torch sees a CUDA device; torch is imported (seconds) only where a GPU driver is present."""
-    if importlib.util.find_spec("torch") is None:
-        return False
-    if not any(Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd")) \
-            and shutil.which("nvidia-smi") is None:
+    if importlib.util.find_spec("torch") is None or not gpu_driver_present():
         return False
     import torch
 
@@ -264,6 +282,7 @@ class Run:
 
             self._backend = load_backend(self.backend_name, **self.options)
             self._owns_backend = True
+            self.notices.extend(getattr(self._backend, "notices", ()))  # e.g. an unverified diffusers version
         return self._backend
 
     def close_backend(self) -> None:
@@ -442,8 +461,15 @@ class Run:
         report.notices = self.notices + self.cache.discarded
         report.warnings = self.warnings
         if missing:
-            report.notices.append(f"film.mp4 was not cut: {len(missing)} shots have no clip yet "
-                                  f"({', '.join(missing)}); render without --only to make them")
+            # what is left of an earlier cut or clip of these shots shows their old version: not current
+            removed = [path for path in [out / "film.mp4", *(out / clip_name(plan.job(j)) for j in missing)]
+                       if path.exists()]
+            for path in removed:
+                path.unlink()
+            shots = f"{len(missing)} shots have" if len(missing) > 1 else "1 shot has"
+            gone = f"; removed the out-of-date {', '.join(p.relative_to(out).as_posix() for p in removed)}"
+            report.notices.append(f"film.mp4 was not cut: {shots} no clip yet ({', '.join(missing)}); render "
+                                  f"without --only to make them" + (gone if removed else ""))
         else:
             self._cut(out, report, reuse_film)
         write_text(out / "run.json", json.dumps(report.to_json(), indent=2) + "\n")

@@ -15,7 +15,7 @@ from storyforge.plan.model import Job, Plan
 STORY = """\
 storyforge: 1
 title: Animatic
-render: {resolution: 128x96, fps: 12, base_frames: 17, overlap_frames: 5}
+render: {resolution: 128x96, fps: 16, base_frames: 17, overlap_frames: 5}
 scenes:
   - id: one
     shots:
@@ -151,7 +151,7 @@ def _renamed(job: Job) -> Job:
 
 def test_fast_enough_at_540p(write_story) -> None:
     """A preview must not be the slow part: hundreds of frames a second is the goal (encoding is ~135)."""
-    big = STORY.replace("128x96", "960x544").replace("fps: 12", "fps: 24").replace("base_frames: 17", "base_frames: 97")
+    big = STORY.replace("128x96", "960x544").replace("fps: 16", "fps: 24").replace("base_frames: 17", "base_frames: 97")
     plan = api.plan(write_story(big.replace("duration: 17f", "duration: 97f", 1)))
     job = plan.jobs[0]
     backend = Animatic()

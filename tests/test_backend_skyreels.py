@@ -24,7 +24,7 @@ pytestmark = pytest.mark.torch
 
 SIZE = 64
 RENDER = {"model": "tiny", "resolution": f"{SIZE}x{SIZE}", "steps": 2, "base_frames": 17, "overlap_frames": 5}
-ASYNC = {"base_frames": 37, "overlap_frames": 21, "ar_step": 2, "causal_block_size": 5}  # 10-latent windows
+ASYNC = {"base_frames": 37, "overlap_frames": 17, "ar_step": 2, "causal_block_size": 5}  # 10-latent windows
 
 
 @pytest.fixture(scope="module")
@@ -117,11 +117,12 @@ def test_t2v_long_several_windows(backend, stories: Path, caplog: pytest.LogCapt
 
 def test_async_and_sticky_causal_block_size_is_reset(backend, stories: Path, home: Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
-    (job,) = plan_jobs(stories, "async", [shot("a", 53)], **ASYNC)
-    assert [w.latent_frames for w in job.segments] == [10, 10]
+    (job,) = plan_jobs(stories, "async", [shot("a", 57)], **ASYNC)
+    assert [(w.latent_frames, w.prefix_latents) for w in job.segments] == [(10, 0), (10, 5)]  # no truncation
     with caplog.at_level(logging.WARNING, logger="storyforge.backends.skyreels_df"):
         check_clip(render(backend, job), job)
-    assert not caplog.records
+    # only our own logger: whether diffusers' records reach the root logger depends on its propagation setting
+    assert not [r for r in caplog.records if r.name.startswith("storyforge")]
     # two blocks of 5 latents: block-causal attention would change this window if c = 5 stuck
     (sync,) = plan_jobs(stories, "sync", [shot("a", 37)], base_frames=37, overlap_frames=21)
     after_async = render(backend, sync)  # the transformer's config still says 5 unless we pass 1
@@ -144,6 +145,126 @@ def test_i2v_long_start_image(backend, stories: Path) -> None:
     (job,) = plan_jobs(stories, "i2v-long", [shot("i", 29, image="start.png")])
     assert len(job.segments) == 2
     check_clip(render(backend, job), job)
+
+
+@pytest.mark.parametrize("frames, end", [(21, False), (33, False), (21, True), (29, True)])
+def test_long_image_shots_of_any_length(backend, stories: Path, frames: int, end: bool) -> None:
+    # base 17 / overlap 5: windows of 5 latents stepping by 3, so 21f ([5, 4]) and 33f ([5, 5, 3]) end on a short
+    # window, which diffusers' long I2V cannot render; the first window is I2V, the rest a V2V extension
+    # with an end image, ar_step 1 makes its latent a block the schedule must step through: counted rows prove it
+    extra = {"end_image": "end.png", "render": {"ar_step": 1}} if end else {}
+    (job,) = plan_jobs(stories, f"i2v-any-{frames}-{end}", [shot("i", frames, image="start.png", **extra)])
+    assert job.kind == "i2v" and len(job.segments) > 1
+    if end:  # the last window generates its new latents plus the end latent: one row per block at ar_step 1
+        last = job.segments[-1]
+        assert last.rows == 2 + (last.latent_frames - last.prefix_latents + 1 - 1)
+    steps: list[int] = []
+    clip = render(backend, job, on_step=lambda step, total: steps.append(step))
+    check_clip(clip, job)  # frame-exact: exactly the planned count
+    assert steps[-1] == job.rows and len(steps) == job.rows  # the two calls ran exactly the plan's rows
+    assert np.array_equal(render(backend, job), clip)
+    (short,) = plan_jobs(stories, f"i2v-first-{frames}-{end}",
+                         [shot("i", 17, image="start.png", **({"render": {"ar_step": 1}} if end else {}))])
+    assert np.array_equal(clip[:17], render(backend, short))  # the first window is the plain I2V call
+
+
+
+def test_continue_towards_an_end_image(backend, stories: Path, t2v) -> None:
+    head, clip = t2v
+    end = {"end_image": "end.png", "render": {"ar_step": 1}}
+    job = plan_jobs(stories, "extend-end", [shot("one", 17), shot("two", 12, transition="continue", **end)])[1]
+    plain = plan_jobs(stories, "extend-plain", [shot("one", 17), shot("two", 12, transition="continue",
+                                                                       render={"ar_step": 1})])[1]
+    assert job.kind == "extend" and job.end_image is not None and job.num_frames == 17
+    assert job.rows == plain.rows + 1  # at ar_step 1 the end latent is one more block to step through
+    previous = clip[-job.settings.overlap_frames:]
+    steps: list[int] = []
+    new = render(backend, job, previous, on_step=lambda step, total: steps.append(step))
+    check_clip(new, job)  # the decoded end latent's frames are not in the clip
+    assert len(steps) == job.rows  # the pipeline stepped through the end latent exactly as planned
+    assert np.array_equal(render(backend, job, previous), new)
+
+
+def test_block_causal_attention_only_when_asked(backend, stories: Path) -> None:
+    (job,) = plan_jobs(stories, "attention", [shot("a", 57)], **ASYNC)
+    pipe = backend.pipeline(job.settings.model, "t2v")
+    masks: list[Any] = []
+    hook = pipe.transformer.blocks[0].register_forward_pre_hook(lambda _module, args: masks.append(args[4]))
+    try:
+        full = render(backend, job)
+        assert masks and all(mask is None for mask in masks)  # the reference's default: full attention
+        masks.clear()
+        causal_job = dataclasses.replace(job, settings=dataclasses.replace(job.settings, causal_attention=True))
+        causal = render(backend, causal_job)
+    finally:
+        hook.remove()
+    tokens = 10 * (SIZE // 16) ** 2
+    assert masks and all(tuple(mask.shape[-2:]) == (tokens, tokens) for mask in masks)
+    assert causal_job.attention_mask_bytes == tokens * tokens and job.attention_mask_bytes == 0
+    check_clip(causal, job)
+    assert not np.array_equal(full, causal)
+    assert pipe.transformer.config.num_frame_per_block == 1  # never left sticky
+
+
+def test_seams_are_where_the_pipeline_puts_them(backend) -> None:
+    # overlap 21 (6 latents) with causal_block_size 5: the pipeline keeps 5 as the prefix, regenerates the sixth
+    # and appends each window from latent 6 on; the planner refuses this overlap, the arithmetic must still hold
+    from storyforge.plan import frames as fx
+
+    pipe = backend.pipeline("tiny", "t2v")
+    num_frames, base, overlap = fx.pixel_frames(18), 37, 21
+    finals: list[Any] = []
+
+    def keep(_pipe: Any, _step: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        finals.append(tensors["latents"].clone())
+        return {}
+
+    try:
+        out = pipe(prompt="a fox", height=SIZE, width=SIZE, num_frames=num_frames, num_inference_steps=2,
+                   guidance_scale=1.0, output_type="latent", overlap_history=overlap, base_num_frames=base,
+                   ar_step=2, causal_block_size=5, generator=torch.Generator().manual_seed(0),
+                   callback_on_step_end=keep, callback_on_step_end_tensor_inputs=["latents"]).frames
+    finally:
+        pipe.transformer.register_to_config(num_frame_per_block=1)
+    rows = [w.rows for w in fx.generation(num_frames, fx.Geometry(base, overlap, 5, 2, 2)).windows]
+    assert len(finals) == sum(rows)
+    windows = [finals[sum(rows[:k + 1]) - 1] for k in range(len(rows))]  # each window's latents at its last row
+    starts = fx.window_start_frames(num_frames, base, overlap)
+    assert starts == [0, 37, 53]
+    o = fx.latents(overlap)
+    assert len(windows) == 3
+    for index, start in enumerate(starts[1:], start=1):
+        first_latent = (start + 3) // 4  # latent n > 0 decodes to frames 4n - 3 .. 4n
+        added = windows[index][:, :, o:]
+        assert torch.equal(out[:, :, first_latent:first_latent + added.shape[2]], added)
+
+
+def test_an_exception_in_a_pipeline_is_a_render_error_naming_the_shot(backend, stories: Path) -> None:
+    (job,) = plan_jobs(stories, "one-frame", [shot("i", 5, image="start.png")])
+    broken = dataclasses.replace(job, frames=1, num_frames=1)  # what the planner now refuses: nothing to generate
+    with pytest.raises(RenderError) as caught:
+        render(backend, broken)
+    assert str(caught.value).startswith("s/i: the skyreels-df backend failed: RuntimeError: ")
+    assert str(caught.value).endswith(f"(at {job.source}); if the story is valid, please report it with the plan "
+                                      f"(storyforge plan --json)")
+
+
+def test_dtype_keyword_and_verified_versions() -> None:
+    import re
+
+    import diffusers
+
+    from storyforge.backends.skyreels_df import VERIFIED_DIFFUSERS, diffusers_notice, dtype_keyword
+
+    assert (dtype_keyword("0.39.0"), dtype_keyword("0.40.0"), dtype_keyword("0.42.1")) == (
+        "torch_dtype", "dtype", "dtype")
+    assert diffusers_notice(diffusers.__version__) is None  # the tests run on a verified version
+    assert diffusers_notice("0.39.0") == (
+        "diffusers 0.39.0 is installed, but storyforge's plans were verified against diffusers >=0.42,<0.43: frame "
+        "counts and seams may differ from the plan; install a verified one with `pip install 'diffusers>=0.42,<0.43'` "
+        "(or the repository's constraints.txt)")
+    floors = re.findall(r'"diffusers>=([\d.]+)"', (Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert floors and all(tuple(int(x) for x in f.split(".")[:2]) == VERIFIED_DIFFUSERS[0] for f in floors)
 
 
 def test_i2v_start_and_end_image(backend, stories: Path) -> None:
@@ -171,7 +292,7 @@ def test_extend_continues_the_previous_frames(backend, stories: Path, t2v) -> No
 
 # -- contract details ----------------------------------------------------------------------------------
 def test_progress_ends_at_the_plans_rows(backend, stories: Path) -> None:
-    (job,) = plan_jobs(stories, "progress", [shot("a", 53)], **ASYNC)
+    (job,) = plan_jobs(stories, "progress", [shot("a", 57)], **ASYNC)
     steps: list[tuple[int, int]] = []
     render(backend, job, on_step=lambda step, total: steps.append((step, total)))
     assert steps[-1] == (job.rows, job.rows)
@@ -279,3 +400,52 @@ def test_missing_models_are_render_errors(backend, t2v, tmp_path: Path, monkeypa
     (tmp_path / "empty").mkdir()
     with pytest.raises(RenderError, match="could not be loaded"):
         render(backend, with_model(str(tmp_path / "empty")))
+
+
+# -- the sweep: every length the planner accepts renders to exactly its planned frames ----------------------
+def _sweep_cases() -> list[tuple[str, int, bool]]:
+    cases = [("i2v", n, end) for n in range(5, 46, 4) for end in (False, True)]
+    cases += [("extend", n, end) for n in range(4, 41, 8) for end in (False, True)]
+    return cases + [("async", n, False) for n in range(17, 98, 20)]  # base 37 / overlap 17 / blocks of 5
+
+
+@pytest.mark.parametrize("kind, frames, end", _sweep_cases(), ids=lambda v: str(v))
+def test_render_sweep_is_frame_exact(backend, stories: Path, t2v, kind: str, frames: int, end: bool) -> None:
+    # base 17 / overlap 5 (windows of 5 latents, 3 new each): up to four windows, short last windows included
+    head, clip = t2v
+    name = f"sweep-{kind}-{frames}-{end}"
+    extra: dict[str, Any] = {"end_image": "end.png"} if end else {}
+    if kind == "i2v":
+        (job,) = plan_jobs(stories, name, [shot("i", frames, image="start.png", **extra)], steps=1)
+        previous = None
+    elif kind == "extend":
+        job = plan_jobs(stories, name, [shot("one", 17), shot("two", frames, transition="continue", **extra)],
+                        steps=1)[1]
+        previous = clip[-job.settings.overlap_frames:]
+    else:
+        (job,) = plan_jobs(stories, name, [shot("a", frames)], steps=1, **ASYNC)
+        previous = None
+    steps: list[int] = []
+    check_clip(render(backend, job, previous, on_step=lambda step, total: steps.append(step)), job)
+    assert len(steps) == job.rows  # and ran the plan's denoising rows
+
+
+def test_an_unverified_diffusers_renders_with_a_notice(home: Path, write_story, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # diffusers 0.42 still takes the old `torch_dtype=` spelling, so this loads through the pre-0.40 branch for real
+    import diffusers
+
+    from storyforge import api
+
+    monkeypatch.setattr(diffusers, "__version__", "0.39.0")
+    path = write_story("storyforge: 1\ntitle: Old\nrender: {model: tiny, resolution: 64x64, steps: 1, "
+                       "base_frames: 17, overlap_frames: 5}\nscenes:\n  - id: s\n    shots:\n"
+                       "      - {id: a, prompt: a fox, duration: 9f}\n")
+    with pytest.warns(FutureWarning, match="`torch_dtype` is deprecated"):  # the spelling diffusers < 0.40 needs
+        report = api.render(api.plan(path), out=tmp_path / "out", backend="skyreels-df",
+                            cache_root=tmp_path / "cache")
+    assert report.rendered == 1
+    assert report.notices == [
+        "diffusers 0.39.0 is installed, but storyforge's plans were verified against diffusers >=0.42,<0.43: frame "
+        "counts and seams may differ from the plan; install a verified one with `pip install 'diffusers>=0.42,<0.43'` "
+        "(or the repository's constraints.txt)"]

@@ -19,7 +19,7 @@ from storyforge.plan.model import Job
 STORY = """\
 storyforge: 1
 title: Cache
-render: {resolution: 64x48, fps: 12, base_frames: 17, overlap_frames: 5}
+render: {resolution: 64x48, fps: 16, base_frames: 17, overlap_frames: 5}
 scenes:
   - id: s
     shots:

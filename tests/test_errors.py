@@ -163,21 +163,20 @@ CASES = {
         ["film.yaml:8: s/a: 96 frames: a generation is 4k+1 frames long (the VAE turns 4 frames into one latent, "
          "plus the first); use 93f or 97f"],
     ),
-    "long end-image shot": (
-        HEAD + "      - id: a\n        prompt: p\n        duration: 193f\n        image: refs/swan.png\n"
-        "        end_image: refs/swan.png\n",
-        ["film.yaml:8: s/a: 193 frames: a shot with an end image must fit in one window (at most 97 frames): "
-         "the pipeline cannot place an end frame after a window boundary; use 97f"],
+    "one-frame image shot": (
+        HEAD + "      - id: a\n        prompt: p\n        duration: 1f\n        image: refs/swan.png\n",
+        ["film.yaml:8: s/a: 1 frame: the start image is the shot's first latent, so it needs at least one more "
+         "latent (4 frames) to generate; use 5f"],
     ),
-    "long start-image shot off a window boundary": (
-        HEAD + "      - id: a\n        prompt: p\n        duration: 193f\n        image: refs/swan.png\n",
-        ["film.yaml:8: s/a: 193 frames: a long image-to-video shot must end on a full window, or the pipeline "
-         "fails (its last window must have the full base length); use 177f or 257f"],
+    "one-frame image shot in seconds": (
+        HEAD + "      - id: a\n        prompt: p\n        duration: 0.04s\n        image: refs/swan.png\n"
+        "        end_image: refs/swan.png\n",
+        ["film.yaml:8: s/a: 0.04s is 1 frame at 24 fps; the shortest this shot can be is 5 frames (0.208s)"],
     ),
     "end image without start": (
         HEAD + SHOT + "        end_image: refs/swan.png\n",
         ["film.yaml:9: s/a: an end frame needs a start frame: add `image:` (the image-to-video pipeline starts "
-         "from it)"],
+         "from it), or `transition: continue` to go on from the previous shot towards the end frame"],
     ),
     "extension not a multiple of 4": (
         HEAD + SHOT + "      - id: b\n        prompt: q\n        duration: 50f\n        transition: continue\n",

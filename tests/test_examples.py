@@ -98,4 +98,5 @@ def test_precommit_hook_definition() -> None:
 
     hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
     assert hooks[0]["id"] == "storyforge-validate"
-    assert hooks[0]["entry"] == "storyforge validate"
+    assert hooks[0]["entry"] == "storyforge validate --stories-only"
+    assert hooks[0]["types"] == ["yaml"] and "files" not in hooks[0]  # every story file, whatever its name

@@ -171,6 +171,9 @@ def test_markers_at_window_boundaries(tmp_path: Path) -> None:
     assert markers[climb.id] == [97 + 80 * k for k in range(8)]
     # An extension's first window starts at its first frame, conditioned on the end of the take before.
     assert markers[lamp.id] == [0, 80, 160]
+    # the markers are the plan's segment start_frames: the one place seams are computed
+    for job in plan.jobs:
+        assert markers[job.id] == [w.start_frame for i, w in enumerate(job.segments) if i or job.kind == "extend"]
 
 
 def _render_folder(plan: Plan, folder: Path, *, stale: str | None = None) -> dict[str, Path]:

@@ -88,3 +88,25 @@ def test_an_end_image_is_one_more_block_in_the_schedule() -> None:
     rows = [fx.generation(17, fx.Geometry(17, 5, 1, ar, 4), start_image=True, end_image=True).rows
             for ar in (1, 2, 3, 5)]
     assert rows == [8, 12, 16, 20]
+
+
+def test_window_start_frames_follow_the_pipelines() -> None:
+    # diffusers appends each later window from latent o on, whatever the causal block kept as prefix
+    assert fx.window_start_frames(325, 97, 21) == [0, 97, 173, 249]
+    assert fx.window_start_frames(737, 97, 17) == [0] + [97 + 80 * k for k in range(8)]
+    assert fx.window_start_frames(17 + 240, 97, 17, extend=True) == [0, 80, 160]
+    assert fx.window_start_frames(97, 97, 17) == [0]
+    assert [w.start_frame for w in fx.generation(257, ASYNC).windows] == [0, 97, 177]
+
+
+@given(frames=st.integers(1, 800).map(lambda k: 4 * k + 1), base=st.sampled_from([17, 37, 97, 121]),
+       overlap=st.sampled_from([5, 17, 21, 37]))
+def test_each_window_starts_at_its_first_new_latent(frames: int, base: int, overlap: int) -> None:
+    b, o = fx.latents(base), fx.latents(overlap)
+    if o >= b:
+        return
+    counts = fx.windows(fx.latents(frames), b, o)
+    starts = fx.window_start_frames(frames, base, overlap)
+    first_latents = [0] + [counts[0] + sum(c - o for c in counts[1:k]) for k in range(1, len(counts))]
+    assert starts == [0 if n == 0 else fx.pixel_frames(n) for n in first_latents]  # latent n begins at 4n - 3
+    assert starts[-1] < frames

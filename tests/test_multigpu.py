@@ -24,7 +24,7 @@ TORCHRUN_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", CP
 STORY = """\
 storyforge: 1
 title: Ranks
-render: {resolution: 128x96, fps: 12, base_frames: 17, overlap_frames: 5}
+render: {resolution: 128x96, fps: 16, base_frames: 17, overlap_frames: 5}
 scenes:
   - id: s
     shots:

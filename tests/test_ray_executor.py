@@ -32,7 +32,7 @@ FLAKY_LOG, FLAKY_SHOT, FLAKY_FAILURES = "STORYFORGE_TEST_FLAKY_LOG", "STORYFORGE
 STORY = """\
 storyforge: 1
 title: Flaky
-render: {resolution: 128x96, fps: 12, base_frames: 17, overlap_frames: 5}
+render: {resolution: 128x96, fps: 16, base_frames: 17, overlap_frames: 5}
 scenes:
   - id: one
     shots:

@@ -25,7 +25,7 @@ from storyforge.render import RunReport, choose_backend, render
 STORY = """\
 storyforge: 1
 title: Render
-render: {resolution: 128x96, fps: 12, base_frames: 17, overlap_frames: 5}
+render: {resolution: 128x96, fps: 16, base_frames: 17, overlap_frames: 5}
 scenes:
   - id: one
     shots:

@@ -19,7 +19,7 @@ HOSTILE = """<script>alert("pwned")</script> & <img src=x onerror=alert(1)> 'sin
 STORY = f"""\
 storyforge: 1
 title: "Review <b>me</b> & co"
-render: {{resolution: 256x144, fps: 12, base_frames: 17, overlap_frames: 5}}
+render: {{resolution: 256x144, fps: 24, base_frames: 17, overlap_frames: 5}}
 scenes:
   - id: dawn
     shots:
@@ -131,7 +131,7 @@ def test_the_review_page_in_a_real_browser(write_story, chromium, tmp_path: Path
     dip = page.inner_text('[data-shot="dawn/dip"] .prompt')
     assert dip == plan.job("dawn/dip").prompt and HOSTILE in dip  # shown as text, never run
     assert page.evaluate("document.scripts.length") == 1
-    assert "00:00:01:05 continue · jump 2.40 · ΔE 3.2" in page.inner_text('[data-shot="dawn/dip"]')
+    assert "00:00:00:17 continue · jump 2.40 · ΔE 3.2" in page.inner_text('[data-shot="dawn/dip"]')
     # every poster loads (lazy ones once scrolled to), with real pixels
     sizes = page.evaluate("""async () => {
         const images = [...document.querySelectorAll('img')];

@@ -124,7 +124,7 @@ def test_takes_on_the_tiny_model_then_a_pick_recuts_the_film_and_rerenders_only_
     assert (story.parent / "film.lock.json").read_text("utf-8") == lock_text
 
 
-ANIMATIC = STORY.replace("model: tiny, resolution: 64x64", "resolution: 256x144")
+ANIMATIC = STORY.replace("model: tiny, resolution: 64x64, fps: 12", "resolution: 256x144, fps: 24")
 
 
 def test_animatic_takes_differ_only_in_their_caption(write_story) -> None:

@@ -27,7 +27,8 @@ from PIL import ImageOps
 from storyforge.backends import multigpu
 from storyforge.backends.base import RenderInputs
 from storyforge.backends.multigpu import SequenceParallel
-from storyforge.errors import RenderError
+from storyforge.errors import RenderError, StoryforgeError
+from storyforge.plan.frames import TIME_COMPRESSION
 from storyforge.plan.model import Job
 from storyforge.spec.presets import PRESETS
 
@@ -52,6 +53,29 @@ MAG_RATIO_ANCHORS: tuple[tuple[float, float], ...] = (
     (0.7, 0.988), (0.8, 0.983), (0.9, 0.967), (0.95, 0.94), (1.0, 0.86),
 )
 SCHEDULER_CLASS = "UniPCMultistepScheduler"
+# The diffusers releases whose SkyReels-V2 DF pipelines the planner's arithmetic was checked against (frame and
+# window counts, seams, schedules, on the tiny model): [low, high). Others render, with a notice.
+VERIFIED_DIFFUSERS = ((0, 42), (0, 43))
+
+
+def dtype_keyword(version: str) -> str:
+    """`from_pretrained`'s keyword for the weights' dtype: `dtype` from diffusers 0.40 on, `torch_dtype` before."""
+    from packaging.version import Version
+
+    return "dtype" if Version(version).release[:2] >= (0, 40) else "torch_dtype"
+
+
+def diffusers_notice(version: str) -> str | None:
+    """A notice when the installed diffusers is outside the versions the planner was verified against."""
+    from packaging.version import Version
+
+    low, high = VERIFIED_DIFFUSERS
+    if low <= Version(version).release[:2] < high:
+        return None
+    checked = f">={low[0]}.{low[1]},<{high[0]}.{high[1]}"
+    return (f"diffusers {version} is installed, but storyforge's plans were verified against diffusers {checked}: "
+            f"frame counts and seams may differ from the plan; install a verified one with "
+            f"`pip install 'diffusers{checked}'` (or the repository's constraints.txt)")
 
 
 @dataclass(frozen=True)
@@ -97,6 +121,8 @@ class SkyReelsDF:
         self._loaded: dict[str, _Loaded] = {}
         self._sources: dict[str, ModelSource] = {}
         self._folder_hashes: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+        notice = diffusers_notice(diffusers.__version__)
+        self.notices: list[str] = [notice] if notice else []  # shown once per render
 
     # -- what a model string means --------------------------------------------------------------------
     def source(self, model: str) -> ModelSource:
@@ -149,7 +175,8 @@ class SkyReelsDF:
         """The loaded diffusers pipeline for `kind` (t2v | i2v | extend); all three share one model's parts."""
         loaded = self._load(model)
         if kind not in loaded.pipelines:
-            pipe = PIPELINES[kind](**loaded.pipelines["t2v"].components)
+            pipe = (_EndFrameVideoToVideo if kind == "extend-to-end" else PIPELINES[kind])(
+                **loaded.pipelines["t2v"].components)
             pipe.set_progress_bar_config(disable=True)  # progress goes through on_step, not tqdm on stderr
             loaded.pipelines[kind] = pipe
         pipe = loaded.pipelines[kind]
@@ -164,9 +191,11 @@ class SkyReelsDF:
             return self._loaded[model]
         source = self.source(model)
         try:
+            keyword = dtype_keyword(diffusers.__version__)
             with _loading_bars_off():
-                vae = AutoencoderKLWan.from_pretrained(source.location, subfolder="vae", dtype=self.vae_dtype)
-                pipe = SkyReelsV2DiffusionForcingPipeline.from_pretrained(source.location, vae=vae, dtype=self.dtype)
+                vae = AutoencoderKLWan.from_pretrained(source.location, subfolder="vae", **{keyword: self.vae_dtype})
+                pipe = SkyReelsV2DiffusionForcingPipeline.from_pretrained(source.location, vae=vae,
+                                                                          **{keyword: self.dtype})
         except Exception as error:  # hub, file and format errors all mean "cannot load"
             if _is_oom(error):
                 raise RenderError(_oom_advice(f"loading model '{model}'")) from error
@@ -195,7 +224,8 @@ class SkyReelsDF:
             "negative_prompt": s.negative_prompt,
             "height": s.height,
             "width": s.width,
-            "num_frames": job.num_frames,
+            # a long image shot renders its first window from the image, then extends it (see `render`)
+            "num_frames": s.base_frames if _split(job) else job.num_frames,
             "num_inference_steps": s.steps,
             "guidance_scale": s.guidance,
             "output_type": "np",
@@ -211,20 +241,49 @@ class SkyReelsDF:
             if job.image is None:
                 raise RenderError(f"job {job.id}: an image-to-video job has no start image")
             arguments["image"] = load_image(job.image.path, s.width, s.height)
-            if job.end_image is not None:
+            if job.end_image is not None and not _split(job):
                 arguments["last_image"] = load_image(job.end_image.path, s.width, s.height)
         elif job.kind == "extend":
             arguments["video"] = _previous_video(job, inputs)
+            if job.end_image is not None:
+                arguments["last_image"] = load_image(job.end_image.path, s.width, s.height)
         elif job.kind != "t2v":
             raise RenderError(f"job {job.id}: unknown job kind '{job.kind}'")
         return arguments
 
+    def extension_arguments(self, job: Job, first: dict[str, Any], frames: np.ndarray) -> dict[str, Any]:
+        """The V2V call that extends a long image shot's first window (`frames`, float) to the job's length.
+
+        It is the same generation, windows and seams as one long I2V call (the window after the first is
+        conditioned on the last `overlap_frames` of the one before), re-encoded from pixels between the
+        two calls as SkyReels-V2's own pipeline does between every pair of windows.
+        """
+        s = job.settings
+        arguments = {key: value for key, value in first.items() if key != "image"}
+        arguments["num_frames"] = s.overlap_frames + job.num_frames - s.base_frames
+        arguments["video"] = np.ascontiguousarray(frames[-s.overlap_frames:], dtype=np.float32)
+        if job.end_image is not None:
+            arguments["last_image"] = load_image(job.end_image.path, s.width, s.height)
+        return arguments
+
     def render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
+        try:
+            return self._render(job, inputs)
+        except StoryforgeError:
+            raise
+        except Exception as error:  # whatever a pipeline raises, the user learns which shot and why
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise RenderError(f"{job.id}: the skyreels-df backend failed: {type(error).__name__}"
+                              f"{': ' + reason if reason else ''} (at {job.source}); if the story is valid, "
+                              f"please report it with the plan (storyforge plan --json)") from error
+
+    def _render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
         s = job.settings
         if self.parallel is not None:
             self._check_parallel(job, self.parallel)
         loaded = self._load(s.model)
-        pipe = self.pipeline(s.model, job.kind)
+        kind = _pipeline_kind(job)
+        pipe = self.pipeline(s.model, kind)
         arguments = self.call_arguments(job, inputs)
         pipe.scheduler = self._scheduler(loaded, s.shift)
         if s.width * s.height >= TILING_PIXELS:
@@ -244,9 +303,23 @@ class SkyReelsDF:
         generator = torch.Generator(device="cpu").manual_seed(job.seed)
         torch.manual_seed(job.seed)  # addnoise_condition draws from the global RNG, not from `generator`
         try:
-            with _transformer_cache(pipe.transformer, job):
+            with _attention(pipe.transformer, job), _transformer_cache(pipe.transformer, job):
                 output = pipe(**arguments, generator=generator, callback_on_step_end=step_end,
                               callback_on_step_end_tensor_inputs=[])
+                if _split(job):  # the rest of a long image shot: V2V from the first window's last frames
+                    first = output.frames[0]
+                    rest_kind = "extend-to-end" if job.end_image is not None else "extend"
+                    extension = self.extension_arguments(job, arguments, first)
+                    rest_pipe = self.pipeline(s.model, rest_kind)
+                    rest_pipe.scheduler = self._scheduler(loaded, s.shift)
+                    rest = rest_pipe(**extension, generator=generator, callback_on_step_end=step_end,
+                                     callback_on_step_end_tensor_inputs=[]).frames[0]
+                    rest = rest[2 * s.overlap_frames:]  # its input, then the re-decoded overlap: already in `first`
+                    if job.end_image is not None:
+                        rest = rest[:-TIME_COMPRESSION]  # the decoded end-image latent, one past the clip
+                    output.frames = [np.concatenate([first, rest])]
+                elif kind == "extend-to-end":
+                    output.frames = [output.frames[0][:-TIME_COMPRESSION]]
         except (RuntimeError, MemoryError) as error:
             if not _is_oom(error):
                 raise
@@ -296,6 +369,93 @@ class SkyReelsDF:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
+def _split(job: Job) -> bool:
+    """A long image shot: its first window is rendered by I2V from the image, the rest by V2V extension.
+
+    diffusers' I2V pipeline fails on most long lengths (its last window must be a full one, and an end
+    image only works within one window); SkyReels-V2's own pipeline renders any length.
+    """
+    return job.kind == "i2v" and job.num_frames > job.settings.base_frames
+
+
+def _pipeline_kind(job: Job) -> str:
+    """Which pipeline makes the job's (first) call: t2v, i2v, extend, or extend-to-end (V2V with an end image)."""
+    return "extend-to-end" if job.kind == "extend" and job.end_image is not None else job.kind
+
+
+@contextmanager
+def _attention(transformer: Any, job: Job) -> Iterator[None]:
+    """Full attention, or block-causal attention when the job asks for it, for this call only.
+
+    The DF pipelines call `transformer._set_ar_attention(causal_block_size)` whenever a causal_block_size is
+    passed: it writes it into the transformer's (shared, sticky) config, and every forward then builds a dense
+    (tokens x tokens) mask and cannot use flash attention. SkyReels-V2's generate_video_df.py schedules the
+    blocks with full attention unless --causal_attention is given: the schedule gets causal_block_size, the
+    attention gets it only with `causal_attention: true`.
+    """
+    transformer.register_to_config(num_frame_per_block=job.settings.causal_block_size if job.block_causal else 1)
+    transformer._set_ar_attention = _keep_attention  # shadows the method on this instance during the call
+    try:
+        yield
+    finally:
+        del transformer._set_ar_attention
+        transformer.register_to_config(num_frame_per_block=1)
+
+
+def _keep_attention(_causal_block_size: int) -> None:
+    """Stands in for the transformer's `_set_ar_attention` while `_attention` decides the attention."""
+
+
+class _EndFrameVideoToVideo(SkyReelsV2DiffusionForcingVideoToVideoPipeline):
+    """V2V extension whose last window ends on an end image, as the I2V pipeline's `last_image` does.
+
+    The end image's latent is appended to the last window, held clean (timestep 0, never updated) and
+    decoded after the clip's last latent: the caller drops its frames. SkyReels-V2's own pipeline does the
+    same for end images on long videos; diffusers' V2V pipeline takes no end image.
+    """
+
+    _end_latents: Any = None
+    _last_iteration: int = -1
+    _end_now: bool = False
+
+    def __call__(self, *args: Any, last_image: Any = None, **kwargs: Any) -> Any:
+        from diffusers.pipelines.skyreels_v2.pipeline_skyreels_v2_diffusion_forcing_i2v import retrieve_latents
+
+        from storyforge.plan import frames as fx
+
+        if last_image is None:
+            raise TypeError("_EndFrameVideoToVideo needs last_image")
+        height, width = kwargs["height"], kwargs["width"]
+        image = self.video_processor.preprocess(last_image, height=height, width=width)
+        image = image.unsqueeze(2).to(device=self._execution_device, dtype=self.vae.dtype)
+        mean = torch.tensor(self.vae.config.latents_mean).view(1, -1, 1, 1, 1).to(image.device, image.dtype)
+        std = torch.tensor(self.vae.config.latents_std).view(1, -1, 1, 1, 1).to(image.device, image.dtype)
+        self._end_latents = (retrieve_latents(self.vae.encode(image), sample_mode="argmax") - mean) / std
+        counts = fx.windows(fx.latents(kwargs["num_frames"]), fx.latents(kwargs["base_num_frames"]),
+                            fx.latents(kwargs["overlap_history"]))
+        self._last_iteration = len(counts) - 1
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            self._end_latents, self._last_iteration, self._end_now = None, -1, False
+
+    def prepare_latents(self, *args: Any, **kwargs: Any) -> Any:
+        latents, count, prefix, prefix_count = super().prepare_latents(*args, **kwargs)
+        self._end_now = kwargs.get("long_video_iter") == self._last_iteration
+        if self._end_now:
+            latents = torch.cat([latents, self._end_latents.to(latents.device, latents.dtype)], dim=2)
+            count += self._end_latents.shape[2]
+        return latents, count, prefix, prefix_count
+
+    def generate_timestep_matrix(self, *args: Any, **kwargs: Any) -> Any:
+        matrix, index, mask, interval = super().generate_timestep_matrix(*args, **kwargs)
+        if self._end_now:
+            end = self._end_latents.shape[2]
+            matrix[:, -end:] = 0
+            mask[:, -end:] = False
+        return matrix, index, mask, interval
+
+
 def _resolve_source(model: str) -> ModelSource:
     preset = PRESETS.get(model)
     if preset is not None:

@@ -13,7 +13,16 @@ from storyforge.plan.keys import job_key
 from storyforge.plan.model import Job, Plan, PlanWarning, Transition
 from storyforge.spec.load import PathKey
 from storyforge.spec.models import parse_duration
+from storyforge.spec.presets import preset
 from storyforge.spec.resolve import ResolvedFilm, ResolvedShot
+
+# Frame rates a SkyReels-V2 DF checkpoint renders true to time: trained at 24 fps; its fps input is "16 or not".
+MODEL_FPS = (16, 24)
+ASYNC_BLOCK = 5  # SkyReels' recommended causal_block_size (and ar_step) for asynchronous mode
+
+
+def _gib(count: int) -> str:
+    return f"{count / 2**30:.1f} GiB"
 
 
 @dataclass(frozen=True)
@@ -50,10 +59,25 @@ class _Compiler:
         self.source = film.story.source
         self.problems: list[Problem] = []
         self.warnings: list[PlanWarning] = []
+        self.reported: set[tuple[str, int]] = set()  # (message, line) of errors said once
 
     # -- reporting -------------------------------------------------------------------------------
     def error(self, shot: ResolvedShot, at: PathKey, message: str) -> None:
         self.problems.append(Problem(self.source.file, self.source.line(at), shot.id, message))
+
+    def error_once(self, shot: ResolvedShot, at: PathKey, message: str) -> None:
+        """An error about a setting many shots share (written once, cascaded): reported at its line once."""
+        key = (message, self.source.line(at))
+        if key not in self.reported:
+            self.reported.add(key)
+            self.error(shot, at, message)
+
+    def warn_once(self, shot: ResolvedShot, at: PathKey, message: str) -> None:
+        """A warning about a setting many shots share: once at the line where it is written."""
+        key = (message, self.source.line(at))
+        if key not in self.reported:
+            self.reported.add(key)
+            self.warn(shot, at, message)
 
     def warn(self, shot: ResolvedShot, at: PathKey, message: str) -> None:
         self.warnings.append(PlanWarning(self.source.file, self.source.line(at), shot.id, message))
@@ -79,7 +103,8 @@ class _Compiler:
                        f"overlap_frames {s.overlap_frames} must be smaller than base_frames {s.base_frames} "
                        f"(each window must add new frames); use 17 or 37")
             ok = False
-        if s.causal_block_size > 1 and kind == "i2v":
+        images = kind == "i2v" or shot.end_image is not None  # an image is one latent: these need blocks of 1
+        if s.causal_block_size > 1 and images:
             which = "start image" if shot.image else "end image"
             self.error(shot, self.setting(shot, "causal_block_size"),
                        f"a {which} is one latent that causal_block_size {s.causal_block_size} would overwrite "
@@ -90,21 +115,75 @@ class _Compiler:
                        f"causal_block_size {s.causal_block_size} is larger than a window "
                        f"({fx.latents(s.base_frames)} latents); use 1 or 5")
             ok = False
-        if s.causal_block_size > 1 and fx.latents(s.overlap_frames) % s.causal_block_size:
-            kept = fx.prefix_latents(fx.latents(s.overlap_frames), s.causal_block_size)
-            self.warn(shot, self.setting(shot, "overlap_frames"),
-                      f"overlap_frames {s.overlap_frames} is {fx.latents(s.overlap_frames)} latents, not a multiple of "
-                      f"causal_block_size {s.causal_block_size}: only {kept} are kept as conditioning, so seams are "
-                      f"weaker; use overlap_frames {fx.pixel_frames(max(kept, s.causal_block_size))}")
+        if s.ar_step > 0 and s.causal_block_size == 1 and fx.latents(s.base_frames) >= 2 * ASYNC_BLOCK \
+                and not images:
+            one, five = (fx.generation(s.base_frames, fx.Geometry(s.base_frames, s.overlap_frames, c, s.ar_step,
+                                                                   s.steps)).rows for c in (1, ASYNC_BLOCK))
+            self.warn_once(shot, self.setting(shot, "ar_step"),
+                      f"asynchronous mode (ar_step {s.ar_step}) with causal_block_size 1 staggers every latent: a "
+                      f"window of {s.base_frames} frames takes {one} denoising rows, {one / five:.0f}x the {five} of "
+                      f"causal_block_size {ASYNC_BLOCK} (SkyReels' async setting); set causal_block_size: "
+                      f"{ASYNC_BLOCK} unless you mean it")
+        if s.causal_block_size > 1 and s.ar_step == 0:
+            mask = fx.attention_mask_bytes(fx.latents(s.base_frames), s.width, s.height)
+            cost = f"and makes block-causal attention build a {_gib(mask)} mask per call" if s.causal_attention \
+                else "and does nothing else"
+            self.warn_once(shot, self.setting(shot, "causal_block_size"),
+                      f"causal_block_size {s.causal_block_size} with ar_step 0 is synchronous: it only limits the "
+                      f"lengths this shot can have (every window divisible by {s.causal_block_size}) {cost}; "
+                      f"use causal_block_size 1, or ar_step {ASYNC_BLOCK} for asynchronous mode")
+        if s.causal_attention:
+            if s.causal_block_size > 1:
+                mask = fx.attention_mask_bytes(fx.latents(s.base_frames), s.width, s.height)
+                self.warn_once(shot, self.setting(shot, "causal_attention"),
+                          f"block-causal attention builds a dense {_gib(mask)} mask for every transformer call on a "
+                          f"{s.base_frames}-frame window and cannot use flash attention; SkyReels-V2 runs full "
+                          f"attention unless asked (--causal_attention)")
+            else:
+                self.warn_once(shot, self.setting(shot, "causal_attention"),
+                          "causal_attention changes nothing with causal_block_size 1 (every block is one latent)")
         if s.ar_step > s.steps:
             self.warn(shot, self.setting(shot, "ar_step"),
                       f"ar_step {s.ar_step} is above steps {s.steps}: blocks already run one after another "
                       f"at ar_step {s.steps}, so a larger value changes nothing")
-        if shot.end_image and not shot.image:
+        if shot.end_image and not shot.image and kind != "extend":
             self.error(shot, shot.path + ("end_image",),
-                       "an end frame needs a start frame: add `image:` (the image-to-video pipeline starts from it)")
+                       "an end frame needs a start frame: add `image:` (the image-to-video pipeline starts from it), "
+                       "or `transition: continue` to go on from the previous shot towards the end frame")
+            ok = False
+        if s.fps not in MODEL_FPS and (preset(s.model) is None or preset(s.model).repo is not None):
+            self.error_once(shot, self.setting(shot, "fps"),
+                            f"fps {s.fps}: SkyReels-V2 DF checkpoints make motion at 24 fps (their only frame-rate "
+                            f"input tells 16 fps from any other), so a {s.fps} fps film would play it "
+                            f"{s.fps / 24:.2f}x {'fast' if s.fps > 24 else 'slow'}; set fps: 24 (or 16), and change "
+                            f"the finished film's rate with a video tool if you need {s.fps} fps")
             ok = False
         return ok
+
+    def check_images(self, shot: ResolvedShot, previous: Job | None, width: int, height: int) -> None:
+        """Warnings about start images: a portrait one in a landscape film (or the reverse), and a cut that
+        starts from the previous shot's end image, which that shot stops short of."""
+        if shot.image is None:
+            return
+        at = shot.path + ("image",)
+        if previous is not None and previous.end_image is not None and previous.end_image.sha256 == shot.image.sha256:
+            self.warn(shot, at, f"its start image is the end image of {previous.id}, whose video stops about "
+                      f"{fx.TIME_COMPRESSION} frames short of it (the end image conditions one latent past that "
+                      f"shot's last frame, which is dropped), so the cut jumps; use `transition: continue` instead "
+                      f"of `image:` to carry {previous.id}'s motion over")
+        try:
+            from PIL import Image as PILImage
+
+            with PILImage.open(shot.image.path) as image:
+                image_width, image_height = image.size
+        except OSError:
+            return  # the story checks report unreadable images
+        if (image_width > image_height) != (width > height) and image_width != image_height and width != height:
+            kept = min(image_width / image_height / (width / height), image_height / image_width / (height / width))
+            shape = "portrait" if image_height > image_width else "landscape"
+            self.warn(shot, at, f"the start image is {shape} ({image_width}x{image_height}) and the film is "
+                      f"{width}x{height}: it is centre-cropped to the film's shape, keeping {kept:.0%} of it; for a "
+                      f"{shape} film set resolution: {height}x{width}")
 
     def geometry(self, shot: ResolvedShot) -> fx.Geometry:
         s = shot.settings
@@ -119,15 +198,21 @@ class _Compiler:
             return fx.window_problem(frames + geometry.overlap_frames, geometry, extend=True)
         if not fx.is_generation_length(frames):
             return "a generation is 4k+1 frames long (the VAE turns 4 frames into one latent, plus the first)"
-        if frames > geometry.base_frames:
-            b, o = geometry.base_latents, geometry.overlap_latents
-            if kind == "i2v" and shot.end_image:
-                return (f"a shot with an end image must fit in one window (at most {geometry.base_frames} frames): "
-                        "the pipeline cannot place an end frame after a window boundary")
-            if kind == "i2v" and (fx.latents(frames) - b) % (b - o):
-                return ("a long image-to-video shot must end on a full window, or the pipeline fails "
-                        "(its last window must have the full base length)")
+        if kind == "i2v" and shot.image and fx.latents(frames) < 2:
+            return ("the start image is the shot's first latent, so it needs at least one more latent "
+                    "(4 frames) to generate")
         return fx.window_problem(frames, geometry)
+
+    def equal_windows(self, shot: ResolvedShot, kind: str, frames: int) -> tuple[int | None, int | None]:
+        """The nearest lengths below and above `frames` whose windows are all full: the cheapest frames."""
+        geometry = self.geometry(shot)
+        extra = geometry.overlap_frames if kind == "extend" else 0
+
+        def full(n: int) -> bool:
+            counts = fx.windows(fx.latents(n + extra), geometry.base_latents, geometry.overlap_latents)
+            return counts[-1] == geometry.base_latents and self.why_not(kind, n, shot) is None
+
+        return fx.nearest(frames, full)
 
     def plan_frames(self, shot: ResolvedShot, kind: str, seconds: float | None, exact: int | None,
                     fps: int) -> tuple[int, int] | None:
@@ -151,7 +236,13 @@ class _Compiler:
             below, above = fx.nearest(requested, valid, limit=max(4 * shot.settings.base_frames, 400))
             options = " or ".join(f"{n}f" for n in (below, above) if n is not None)
             mode = self._mode(shot)
-            self.error(shot, at, f"{requested} {unit}{mode}: {reason}" + (f"; use {options}" if options else ""))
+            what = "frame" if requested == 1 and kind != "extend" else unit
+            self.error(shot, at, f"{requested} {what}{mode}: {reason}" + (f"; use {options}" if options else ""))
+            return None
+        shortest = fx.snap(1, valid)
+        if kind == "i2v" and shortest is not None and requested < shortest:  # not silently 5x a one-frame request
+            self.error(shot, at, f"{shot.shot.duration} is {requested} {'frame' if requested == 1 else 'frames'} at "
+                       f"{fps} fps; the shortest this shot can be is {shortest} {unit} ({shortest / fps:.3f}s)")
             return None
         planned = fx.snap(requested, valid)
         if planned is None:
@@ -212,17 +303,29 @@ class _Compiler:
                                f"continuing needs the last {s.overlap_frames} frames (overlap_frames) of what came "
                                f"before, but the chain so far has {chain_frames}; make the previous shot longer")
                 num_frames = planned + s.overlap_frames
-                generation = fx.generation(num_frames, geometry, extend=True)
+                generation = fx.generation(num_frames, geometry, extend=True, end_image=shot.end_image is not None)
             else:
                 num_frames = planned
                 generation = fx.generation(num_frames, geometry, start_image=kind == "i2v",
                                            end_image=shot.end_image is not None)
                 chain_frames = 0
+            o, c = geometry.overlap_latents, s.causal_block_size
+            if (len(generation.windows) > 1 or kind == "extend") and o % c and o >= c:
+                valid = [fx.pixel_frames(n) for n in (o - o % c, o - o % c + c) if fx.pixel_frames(n) < s.base_frames]
+                self.error_once(shot, self.setting(shot, "overlap_frames"),
+                           f"overlap_frames {s.overlap_frames} is {o} latents, not a multiple of causal_block_size "
+                           f"{c}: the pipeline would cut every window's conditioning to {o - o % c} latents and "
+                           f"regenerate the other {o % c} only to drop them (a weaker seam for more work); use "
+                           f"overlap_frames " + " or ".join(str(v) for v in valid))
+                previous = None
+                continue
             if len(generation.windows) > 1 and generation.windows[-1].latent_frames * 2 < geometry.base_latents:
                 last = generation.windows[-1].latent_frames
+                options = " or ".join(f"{n}f ({n / fps:.2f}s)" for n in self.equal_windows(shot, kind, planned)
+                                      if n is not None)
                 self.warn(shot, shot.path + ("duration",),
                           f"the last window has {last} of {geometry.base_latents} latents but costs nearly a full "
-                          f"window of steps; a length giving equal windows is cheaper per frame")
+                          f"window of steps; a length giving equal windows is cheaper per frame: use {options}")
             start = cursor
             kind_t = shot.shot.transition_type
             if kind_t == "crossfade" and previous is not None:
@@ -252,6 +355,7 @@ class _Compiler:
                 source=f"{self.source.file}:{self.source.line(shot.path)}",
                 takes=s.takes, take_seeds=tuple(take_seed(seed, n) for n in range(1, s.takes + 1)),
             )
+            self.check_images(shot, previous if kind_t != "continue" else None, width, height)
             jobs.append(job)
             cursor = start + planned
             chain_frames += planned

@@ -65,6 +65,27 @@ def prefix_latents(overlap_latents: int, causal_block_size: int) -> int:
     return overlap_latents - overlap_latents % causal_block_size
 
 
+def window_start_frames(num_frames: int, base_frames: int, overlap_frames: int, *, extend: bool = False) -> list[int]:
+    """Where each window's new frames begin, as frame indices of the job's own frames (0 for the first).
+
+    The pipelines append every later window's latents from index ``o`` on, whatever the causal block
+    size kept as its prefix (a truncated prefix's missing latents are regenerated and then dropped), so
+    window k >= 1 adds call latents from ``b + (k - 1)(b - o)``; latent n > 0 decodes to frames
+    ``4n - 3 .. 4n``. An extension's call begins with the ``overlap_frames`` it continues from, which
+    are not the job's frames::
+
+        >>> window_start_frames(325, 97, 21)      # b = 25, o = 6: 97, then every 4 x 19 frames
+        [0, 97, 173, 249]
+        >>> window_start_frames(17 + 160, 97, 17, extend=True)
+        [0, 80]
+    """
+    b, o = latents(base_frames), latents(overlap_frames)
+    counts = windows(latents(num_frames), b, o)
+    if extend:
+        return [TIME_COMPRESSION * (b - o) * k for k in range(len(counts))]
+    return [0] + [TIME_COMPRESSION * (b + (k - 1) * (b - o)) - TIME_COMPRESSION + 1 for k in range(1, len(counts))]
+
+
 @lru_cache(maxsize=4096)
 def denoising_rows(blocks: int, ready_blocks: int, steps: int, ar_step: int) -> int:
     """Rows of the DF step matrix for one window: the transformer runs once per row (twice with CFG).
@@ -90,11 +111,13 @@ def denoising_rows(blocks: int, ready_blocks: int, steps: int, ar_step: int) -> 
 
 @dataclass(frozen=True)
 class Window:
-    """One window of a generation: its latents, the conditioning latents it starts from, its cost."""
+    """One window of a generation: its latents, the conditioning latents it starts from, its cost, and the
+    job-relative index of the first frame it adds (see `window_start_frames`)."""
 
     latent_frames: int
     prefix_latents: int
     rows: int
+    start_frame: int = 0
 
 
 @dataclass(frozen=True)
@@ -139,6 +162,7 @@ def generation(num_frames: int, geometry: Geometry, *, extend: bool = False, sta
     """
     b, o, c = geometry.base_latents, geometry.overlap_latents, geometry.causal_block_size
     counts = windows(latents(num_frames), b, o)
+    starts = window_start_frames(num_frames, geometry.base_frames, geometry.overlap_frames, extend=extend)
     result = []
     for index, count in enumerate(counts):
         if index > 0 or extend:
@@ -150,8 +174,21 @@ def generation(num_frames: int, geometry: Geometry, *, extend: bool = False, sta
         blocks, ready = count // c, prefix // c
         if end_image and index == len(counts) - 1:
             blocks += 1
-        result.append(Window(count, prefix, denoising_rows(blocks, ready, geometry.steps, geometry.ar_step)))
+        result.append(Window(count, prefix, denoising_rows(blocks, ready, geometry.steps, geometry.ar_step),
+                             starts[index]))
     return Generation(num_frames, tuple(result))
+
+
+def attention_mask_bytes(latent_frames: int, width: int, height: int) -> int:
+    """Bytes of the dense boolean mask that block-causal attention builds for one transformer call on a window.
+
+    diffusers' SkyReels-V2 transformer materialises a (tokens x tokens) bool mask whenever its
+    ``num_frame_per_block`` is above 1, and an explicit mask rules out flash attention. Tokens are
+    latents x (height / 16) x (width / 16): 51,000 for a 97-frame window at 540p (2.4 GiB), 111,600 for
+    121 frames at 720p (11.6 GiB).
+    """
+    tokens = latent_frames * (height // SPACE_COMPRESSION) * (width // SPACE_COMPRESSION)
+    return tokens * tokens
 
 
 def transformer_calls(rows: int, guidance: float) -> int:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from storyforge.plan.model import Job
 
-KEY_VERSION = "storyforge-job-1"  # bump when the meaning of an input changes
+KEY_VERSION = "storyforge-job-2"  # bump when the meaning of an input changes
 
 
 def key_inputs(job: Job, upstream_key: str | None) -> dict[str, object]:
@@ -36,6 +36,7 @@ def key_inputs(job: Job, upstream_key: str | None) -> dict[str, object]:
         "causal_block_size": s.causal_block_size,
         "addnoise_condition": s.addnoise_condition,
         "cache": s.cache,
+        "causal_attention": job.block_causal,  # with causal_block_size 1 the setting changes nothing
         "image": job.image.sha256 if job.image else None,
         "end_image": job.end_image.sha256 if job.end_image else None,
         "upstream": upstream_key,

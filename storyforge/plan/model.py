@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from storyforge.plan.frames import Window
+from storyforge.plan.frames import TIME_COMPRESSION, Window, attention_mask_bytes
 from storyforge.spec.resolve import Image, Settings
 
 PLAN_FORMAT = 1
@@ -71,6 +71,19 @@ class Job:
 
         return transformer_calls(self.rows, self.settings.guidance)
 
+    @property
+    def block_causal(self) -> bool:
+        """Whether the transformer runs block-causal attention (a dense mask) rather than full attention."""
+        return self.settings.causal_attention and self.settings.causal_block_size > 1
+
+    @property
+    def attention_mask_bytes(self) -> int:
+        """Memory of the attention mask each transformer call builds on the largest window (0: full attention)."""
+        if not self.block_causal:
+            return 0
+        largest = max(window.latent_frames for window in self.segments)
+        return attention_mask_bytes(largest, self.settings.width, self.settings.height)
+
     def to_json(self) -> dict[str, Any]:
         s = self.settings
         return {
@@ -83,7 +96,8 @@ class Job:
             "start_frame": self.start_frame,
             "transition": {"type": self.transition.type, "frames": self.transition.frames},
             "segments": [
-                {"latent_frames": w.latent_frames, "prefix_latents": w.prefix_latents, "rows": w.rows}
+                {"latent_frames": w.latent_frames, "prefix_latents": w.prefix_latents, "rows": w.rows,
+                 "start_frame": w.start_frame}
                 for w in self.segments
             ],
             "key": self.key,
@@ -94,12 +108,16 @@ class Job:
             "negative_prompt": s.negative_prompt,
             "camera": self.camera,
             "image": _image_json(self.image),
-            "end_image": _image_json(self.end_image),
+            # the end image conditions the latent after the clip's last one, which is dropped before decoding:
+            # it stands about 4 frames after the clip's last frame, not on it
+            "end_image": None if self.end_image is None else {**_image_json(self.end_image),
+                                                              "at_frame": self.frames - 1 + TIME_COMPRESSION},
+            "attention_mask_bytes": self.attention_mask_bytes,
             "settings": {
                 "model": s.model, "steps": s.steps, "guidance": s.guidance, "shift": s.shift,
                 "base_frames": s.base_frames, "overlap_frames": s.overlap_frames, "ar_step": s.ar_step,
                 "causal_block_size": s.causal_block_size, "addnoise_condition": s.addnoise_condition,
-                "cache": s.cache,
+                "cache": s.cache, "causal_attention": s.causal_attention,
             },
             "line": int(self.source.rsplit(":", 1)[1]),
             **({"takes": self.takes, "take": self.take} if self.takes > 1 else {}),
@@ -108,6 +126,16 @@ class Job:
 
 def _image_json(image: Image | None) -> dict[str, str] | None:
     return None if image is None else {"path": image.relative, "sha256": image.sha256}
+
+
+@dataclass(frozen=True)
+class Seam:
+    """A place where new frames meet old ones: a continued shot's first frame, or a later window's first."""
+
+    job: str
+    frame: int  # on the film's timeline: the job's start_frame plus the window's
+    kind: str  # continue | window
+    window: int  # index of the window in the job
 
 
 @dataclass(frozen=True)
@@ -150,6 +178,16 @@ class Plan:
     def extra_takes(self) -> int:
         """Takes beyond the first of each job."""
         return sum(job.takes - 1 for job in self.jobs)
+
+    def seams(self) -> list[Seam]:
+        """Every seam of the film, in order, where the pipelines really place it (segments' start_frame)."""
+        seams = []
+        for job in self.jobs:
+            for index, window in enumerate(job.segments):
+                if index or job.kind == "extend":
+                    kind = "window" if index else "continue"
+                    seams.append(Seam(job.id, job.start_frame + window.start_frame, kind, index))
+        return seams
 
     def job(self, job_id: str) -> Job:
         return next(job for job in self.jobs if job.id == job_id)

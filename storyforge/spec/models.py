@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -19,7 +20,9 @@ Duration = Annotated[
     float | str,
     Field(
         description='A length: "4s", "4.5s", "97f" (frames), or a number of seconds. Must be > 0.',
-        json_schema_extra={"pattern": DURATION_PATTERN},
+        # the schema's pattern also refuses zero lengths and fractional frames, as parse_duration does
+        json_schema_extra={"pattern": r"^\s*(?:(?=[\d.]*[1-9])\d+(?:\.\d+)?\s*s?|\d*[1-9]\d*\s*f)\s*$",
+                           "exclusiveMinimum": 0},
     ),
 ]
 
@@ -58,9 +61,47 @@ def parse_resolution(value: str) -> tuple[int, int]:
 
 
 class Strict(BaseModel):
-    """Frozen, and unknown keys are errors."""
+    """Frozen, unknown keys are errors, and a number is a number (what the JSON Schema says too)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_text_or_yes_for_numbers(cls, value: object, info: ValidationInfo) -> object:
+        # pydantic would turn "24" into 24 and true into 1; YAML already types numbers, so either is a mistake
+        if isinstance(value, (str, bool)) and info.field_name is not None:
+            number, text = _takes(cls, info.field_name)
+            if number and isinstance(value, bool):
+                raise ValueError(f"expected a number, got {value} (YAML reads true/false, yes/no and on/off as "
+                                 "True/False)")
+            if number and not text and _is_number(value):
+                raise ValueError(f"{value!r} is text, not a number; write the number without quotes")
+        return value
+
+
+@functools.cache
+def _takes(model: type[BaseModel], name: str) -> tuple[bool, bool]:
+    """Whether a field takes a number, and whether it takes text."""
+    kinds = _kinds(model.model_fields[name].annotation)
+    return bool({int, float} & kinds), str in kinds
+
+
+def _is_number(text: object) -> bool:
+    try:
+        float(str(text))
+    except ValueError:
+        return False
+    return True
+
+
+def _kinds(annotation: object) -> set[object]:
+    """The plain types an annotation admits (the types of Literal values included)."""
+    if get_origin(annotation) is Literal:
+        return {type(arg) for arg in get_args(annotation)}
+    args = get_args(annotation)
+    if not args:
+        return {annotation}
+    return set().union(*(_kinds(arg) for arg in args))
 
 
 class RenderSettings(Strict):
@@ -87,6 +128,11 @@ class RenderSettings(Strict):
     )
     ar_step: int | None = Field(None, ge=0, le=1000, description="0 = synchronous; > 0 = asynchronous DF.")
     causal_block_size: int | None = Field(None, ge=1, le=64, description="Latent frames per causal block.")
+    causal_attention: bool | None = Field(
+        None, description="Block-causal attention in blocks of causal_block_size (SkyReels' --causal_attention): "
+        "a dense mask of (window tokens)^2 bytes per call (about 2.4 GiB at 540p); off = full attention, as the "
+        "reference runs by default.",
+    )
     addnoise_condition: int | None = Field(
         None, ge=0, le=50, description="Noise added to the conditioning frames of later windows (0-50)."
     )

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# SkyReels' README list, in English (the Wan list): the pipelines apply no negative prompt by default.
+# The negative prompt SkyReels-V2's generate_video_df.py always passes: Wan's list, in Chinese as the model was
+# trained with it (umT5 reads Chinese). diffusers' pipelines apply none by default. In English: bright tones,
+# overexposed, static, blurred details, subtitles, style, works, paintings, images, still, overall grey, worst
+# quality, low quality, JPEG artefacts, ugly, mutilated, extra fingers, badly drawn hands, badly drawn faces,
+# deformed, disfigured, misshapen limbs, fused fingers, motionless picture, cluttered background, three legs,
+# many people in the background, walking backwards.
 NEGATIVE_PROMPT = (
-    "bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, "
-    "overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, "
-    "poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still "
-    "picture, messy background, three legs, many people in the background, walking backwards"
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，"
+    "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
+    "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
 )
 
 
@@ -53,6 +57,7 @@ DEFAULTS: dict[str, object] = {
     "seed": 42,
     "negative_prompt": NEGATIVE_PROMPT,
     "cache": None,
+    "causal_attention": False,
     "takes": 1,
 }
 # Image-to-video renders best with less guidance and shift (SkyReels README); used when nothing is set.

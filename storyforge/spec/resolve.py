@@ -32,6 +32,7 @@ class Settings:
     seed: int
     negative_prompt: str
     cache: str | None
+    causal_attention: bool = False  # block-causal attention (a dense mask) instead of full attention
     takes: int = 1
 
 
@@ -117,6 +118,8 @@ def _resolve_shot(story: Story, s: int, scene: Scene, i: int, shot: Shot, overri
     for layer, at in layers:
         if layer is not None:
             for key in layer.model_fields_set:
+                if getattr(layer, key) is None and key != "cache":
+                    continue  # `fps: null` sets nothing: the value cascades from above (only cache: null means off)
                 values[key] = getattr(layer, key)
                 origins[key] = at + (key,)
     for key, value in overrides.items():
