@@ -172,7 +172,7 @@ def enhance(
               "date")
 
 
-@app.command()
+@app.command(context_settings={"ignore_unknown_options": True})  # `pick FILE SHOT -1`: a take, not an option
 def pick(
     file: Path = typer.Argument(..., help="The story file."),
     shot: str = typer.Argument(..., help="The shot, as scene/shot."),

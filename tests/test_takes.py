@@ -96,6 +96,7 @@ def test_enhance_keeps_the_picks_and_pick_keeps_the_prompts(write_story) -> None
 @pytest.mark.parametrize(("shot", "take", "message"), [
     ("s/a", 4, "error: film.yaml:8: s/a: has takes 1 to 3; there is no take 4\n"),
     ("s/a", 0, "error: film.yaml:8: s/a: has takes 1 to 3; there is no take 0\n"),
+    ("s/a", -1, "error: film.yaml:8: s/a: has takes 1 to 3; there is no take -1\n"),
     ("s/b", 2, "error: film.yaml:11: s/b: has one take (takes: 1), so there is nothing to pick; set `takes:` in "
                "its `render:` (or its scene's or the film's) to render several\n"),
     ("s/x", 1, "error: film.yaml: no shot 's/x' (write it as scene/shot); shots with several takes: s/a, s/c\n"),
