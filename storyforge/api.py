@@ -100,12 +100,18 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
 
 def review(path: Path | str, *, out: Path | str | None = None) -> ReviewReport:
     """Rebuild review.html for the last render of a story (in `out`, default renders/<stem>/), with its picks."""
+    from storyforge import outdir
     from storyforge.errors import display_path
     from storyforge.render import default_out
-    from storyforge.review import rebuild
+    from storyforge.review import rebuild, written_names
 
     story = Path(path)
-    return rebuild(plan(story), Path(out) if out is not None else default_out(story), story_arg=display_path(story))
+    compiled = plan(story)
+    folder = Path(out) if out is not None else default_out(story)
+    if not (folder / "run.json").is_file():
+        return rebuild(compiled, folder, story_arg=display_path(story))  # says that nothing was rendered there
+    with outdir.claimed(folder, story, written_names(compiled)) as held:  # the page's files, in its manifest
+        return rebuild(compiled, held, story_arg=display_path(story))
 
 
 def schema() -> dict[str, Any]:

@@ -81,9 +81,8 @@ class Cache:
             return None
         try:
             meta = json.loads((folder / META).read_text(encoding="utf-8"))
-            size = (folder / CLIP).stat().st_size
-            problem = None if meta.get("key") == key and size == meta["clip_bytes"] else "its clip or meta changed"
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            problem = _meta_problem(meta, key) or _clip_problem(folder / CLIP, meta)
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
             problem = f"unreadable ({error.__class__.__name__})"
         if problem is not None:
             self.discard(key, problem)
@@ -174,10 +173,17 @@ class Cache:
     def _stage(self, write: Callable[[Path], object], meta: dict[str, Any]) -> Path:
         """A complete entry folder under root/tmp: the clip (written by `write`) and its meta, flushed to disk."""
         staging = self.root / "tmp" / f"{_owner()}-{secrets.token_hex(6)}"
-        staging.mkdir(parents=True)
+        try:
+            staging.mkdir(parents=True)
+        except OSError as error:
+            from storyforge.errors import RenderError
+
+            raise RenderError(f"cannot write to the cache folder {self.root}: {error.strerror} (read-only?); make it "
+                              "writable, or render with --no-cache") from None
         try:
             write(staging / CLIP)
             meta["clip_bytes"] = (staging / CLIP).stat().st_size
+            meta["clip_sha256"] = _sha256(staging / CLIP)
             (staging / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
             for name in (CLIP, META):
                 _fsync_file(staging / name)
@@ -189,12 +195,17 @@ class Cache:
 
     def _move_aside(self, folder: Path) -> None:
         trash = self.root / "trash"
-        trash.mkdir(parents=True, exist_ok=True)
+        try:
+            trash.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return
         aside = trash / f"{folder.name}-{secrets.token_hex(4)}"
         try:
             os.replace(folder, aside)
         except FileNotFoundError:
             return  # someone else removed it already
+        except OSError:  # a read-only cache: the entry stays, and is found wrong (and re-rendered) again next time
+            return
         shutil.rmtree(aside, ignore_errors=True)
 
     def _sweep(self) -> None:
@@ -206,6 +217,47 @@ class Cache:
             if owner_host == host and pid.isdigit() and rest and not _alive(int(pid)):
                 shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(self.root / "trash", ignore_errors=True)
+
+
+# meta.json's keys and the types they must have; anything else is a damaged entry, discarded with a notice.
+_META_SHAPE: dict[str, type | tuple[type, ...]] = {
+    "key": str, "frames": int, "width": int, "height": int, "fps": int, "keyframes": list, "seconds": (int, float),
+    "clip_bytes": int, "clip_sha256": str,
+}
+
+
+def _meta_problem(meta: Any, key: str) -> str | None:
+    if not isinstance(meta, dict):
+        return "its meta.json is not a mapping"
+    for name, kind in _META_SHAPE.items():
+        value = meta.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"its meta.json has no valid '{name}'" + (" (written by an older storyforge)"
+                                                            if name == "clip_sha256" else "")
+    if meta["key"] != key:
+        return "its meta.json belongs to another entry"
+    if meta["frames"] <= 0 or not all(isinstance(k, int) and not isinstance(k, bool) for k in meta["keyframes"]):
+        return "its meta.json has impossible frame numbers"
+    return None
+
+
+def _clip_problem(clip: Path, meta: dict[str, Any]) -> str | None:
+    """The clip's size, then its bytes, against what was recorded: garbage of the right size is caught too."""
+    if clip.stat().st_size != meta["clip_bytes"]:
+        return "its clip or meta changed"
+    if _sha256(clip) != meta["clip_sha256"]:
+        return "its clip's content changed (its hash does not match)"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class CorruptEntry(Exception):

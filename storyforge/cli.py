@@ -52,6 +52,15 @@ app = typer.Typer(
 )
 
 EXIT_USER, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 3, 130
+_ALLOW_HELP = ("Let the story read files in this folder too (repeatable); by default it reads only inside its root: "
+               "the nearest folder holding .git, else its own folder. STORYFORGE_ALLOW_PATH (os.pathsep-separated) "
+               "does the same for CI.")
+
+
+def _allowing(folders: list[Path] | None):
+    from storyforge.spec.root import allowing
+
+    return allowing(folders or ())
 
 
 def _version(value: bool) -> None:
@@ -84,17 +93,19 @@ def validate(
     stories_only: bool = typer.Option(False, "--stories-only",
                                       help="Skip files that are not story files (no top-level `storyforge:` key) "
                                            "quietly: for pre-commit and globs over every YAML file."),
+    allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Check story files; exit 1 if any is invalid (or, with --strict, has warnings)."""
     from storyforge import api
-    from storyforge.console import counted, out, show_error, show_warnings
+    from storyforge.console import counted, out, show_error, show_warnings, shown
 
     failed = 0
     for file in files:
         if stories_only and not api.is_story_file(file):
             continue
         try:
-            story, result = api.check(file)
+            with _allowing(allow_path):
+                story, result = api.check(file)
         except StoryforgeError as error:
             show_error(error)
             failed += 1
@@ -106,7 +117,7 @@ def validate(
         film = story.film
         shots = sum(len(scene.shots) for scene in film.scenes)
         warned = f" ({counted(len(result.warnings), 'warning')})" if result.warnings else ""
-        out.print(f"[green]✓[/green] {file} — {film.title!r}, {counted(len(film.scenes), 'scene')}, "
+        out.print(f"[green]✓[/green] {shown(file)} — {shown(repr(film.title))}, {counted(len(film.scenes), 'scene')}, "
                   f"{counted(shots, 'shot')}{warned}")
     if failed:
         raise typer.Exit(EXIT_USER)
@@ -119,24 +130,28 @@ def plan(
     output: Path | None = typer.Option(None, "-o", "--output", metavar="FILE",
                                        help="Write the plan JSON to this file."),
     model: str | None = typer.Option(None, "--model", metavar="MODEL", help="Override the model for every shot."),
+    allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Compile a story into its Diffusion-Forcing segment plan (no GPU, no torch)."""
     from storyforge import api
-    from storyforge.console import out, plan_footer, plan_table, show_warnings
+    from storyforge.console import out, plan_footer, plan_table, show_warnings, shown
 
-    result = api.plan(file, {"model": model})
+    with _allowing(allow_path):
+        result = api.plan(file, {"model": model})
     show_warnings(result)
     if output is not None:
         from storyforge.atomic import write_text
 
         write_text(output, result.dumps())
     if as_json:
-        sys.stdout.write(result.dumps())
+        from storyforge.console import json_safe
+
+        sys.stdout.write(json_safe(result.dumps()))
     elif output is None:
         out.print(plan_table(result, out.width))
         out.print(plan_footer(result))
     else:
-        out.print(f"[green]✓[/green] wrote {output} ({len(result.jobs)} jobs, {result.total_frames} frames)")
+        out.print(f"[green]✓[/green] wrote {shown(output)} ({len(result.jobs)} jobs, {result.total_frames} frames)")
 
 
 @app.command(cls=StoryCommand)
@@ -146,12 +161,13 @@ def enhance(
                                    help="Expand prompts with this instruct model (hub id or local folder); "
                                         "default: the story's enhance.llm."),
     force: bool = typer.Option(False, "--force", help="Rewrite every shot's entry, not only changed ones."),
+    allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Write the story's lock file (film.yaml -> film.lock.json): each shot's final prompt, pinned."""
     from rich import progress as rp
 
     from storyforge import api
-    from storyforge.console import err, out
+    from storyforge.console import err, out, show_warning, shown
     from storyforge.errors import display_path
 
     bars = rp.Progress(rp.TextColumn("expanding prompts"), rp.BarColumn(), rp.MofNCompleteColumn(),
@@ -161,29 +177,31 @@ def enhance(
     def on_progress(done: int, total: int) -> None:
         bars.update(task, completed=done, total=total)
 
-    with bars:
+    with bars, _allowing(allow_path):
         report = api.enhance(file, llm=llm, force=force, on_progress=on_progress)
     for warning in report.warnings:
-        err.print(f"[bold yellow]warning:[/bold yellow] {warning}")
+        show_warning(warning)
     how = f"expanded with {report.llm} in {report.seconds:.1f}s" if report.llm and report.updated else "template"
     state = "written" if report.changed else "unchanged"
     updated = f"{len(report.updated)} shot{'' if len(report.updated) == 1 else 's'} updated"
-    out.print(f"[green]✓[/green] {display_path(report.lock)} {state}: {updated} ({how}), {len(report.kept)} up to "
-              "date")
+    out.print(f"[green]✓[/green] {shown(display_path(report.lock))} {state}: {updated} ({shown(how)}), "
+              f"{len(report.kept)} up to date")
 
 
 @app.command(context_settings={"ignore_unknown_options": True})  # `pick FILE SHOT -1`: a take, not an option
 def pick(
-    file: Path = typer.Argument(..., help="The story file."),
-    shot: str = typer.Argument(..., help="The shot, as scene/shot."),
-    take: int = typer.Argument(..., help="The take to use (1 is the first)."),
+    file: Path = typer.Argument(..., metavar="FILE", help="The story file."),
+    shot: str = typer.Argument(..., metavar="SHOT", help="The shot, as scene/shot."),
+    take: int = typer.Argument(..., metavar="TAKE", help="The take to use (1 is the first)."),
+    allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Choose which take of a shot the film uses; the lock file (film.lock.json) keeps the choice."""
     from storyforge import api
     from storyforge.console import out
     from storyforge.errors import display_path
 
-    report = api.pick(file, shot, take)
+    with _allowing(allow_path):
+        report = api.pick(file, shot, take)
     was = "unchanged" if not report.changed else f"was take {report.previous}"
     out.print(f"[green]✓[/green] {report.shot}: take {report.take} of {report.takes} picked ({was}) in "
               f"{display_path(report.lock)}; `storyforge render {file}` cuts the film with it")
@@ -222,14 +240,16 @@ def render(
     executor: ExecutorChoice = typer.Option(ExecutorChoice.local, "--executor",
                                             help="Where chains of shots run: local (here, in order) or ray (one "
                                                  "task per chain on the cluster in RAY_ADDRESS, else a local one)."),
+    allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Render every shot (cached by content) and cut film.mp4, with clips/, plan.json and run.json."""
     from storyforge import api
     from storyforge.backends.multigpu import is_writer
-    from storyforge.console import err, out, show_warnings
+    from storyforge.console import err, out, show_note, show_warning, show_warnings, shown
 
     shots = [name.strip() for value in only or () for name in value.split(",") if name.strip()] or None
-    result = api.plan(file, {"model": model})
+    with _allowing(allow_path):
+        result = api.plan(file, {"model": model})
     if not is_writer():  # a torchrun rank other than 0 renders in step with rank 0, which does all the talking
         api.render(result, out=out_dir, backend=backend.value, only=shots, use_cache=not no_cache,
                    executor=executor.value)
@@ -239,17 +259,17 @@ def render(
         report = api.render(result, out=out_dir, backend=backend.value, only=shots, use_cache=not no_cache,
                             progress=progress, executor=executor.value)
     for notice in report.notices:
-        err.print(f"[cyan]note:[/cyan] {notice}")
+        show_note(notice)
     for warning in report.warnings:
-        err.print(f"[bold yellow]warning:[/bold yellow] {warning}")
+        show_warning(warning)
     counts = f"{report.rendered} rendered, {report.cached} cached"
     if any(len(job.takes) > 1 for job in report.jobs):
         counts = f"{report.rendered} take{'s' if report.rendered != 1 else ''} rendered, {report.cached} cached"
     if report.film is None:
-        out.print(f"[green]✓[/green] {counts}; clips in {report.out / 'clips'}")
+        out.print(f"[green]✓[/green] {counts}; clips in {shown(report.out / 'clips')}")
     else:
         cut = f"cut in {report.stitch_seconds:.1f}s" if report.stitch_seconds else "cut unchanged"
-        out.print(f"[green]✓[/green] {report.film} — {report.total_frames} frames "
+        out.print(f"[green]✓[/green] {shown(report.film)} — {report.total_frames} frames "
                   f"({report.total_frames / result.fps:.2f}s), {counts}, {cut}, backend {report.backend}")
     if report.review is not None:
         out.print(f"  review the takes: {report.review}")
@@ -290,6 +310,12 @@ class _RenderProgress:
         if self.job is not None:
             self.bars.update(self.job, completed=step, total=total)
 
+    def notice(self, message: str) -> None:
+        """Something the user should know now, while the render runs (e.g. it waits for another render)."""
+        from storyforge.console import show_note
+
+        show_note(message)
+
     def job_finished(self, job: Job, status: str, seconds: float) -> None:
         if self.film is not None:
             self.bars.advance(self.film)
@@ -299,10 +325,12 @@ class _RenderProgress:
 
 @app.command()
 def review(
-    file: Path = typer.Argument(..., help="The story file."),
-    out_dir: Path | None = typer.Option(None, "--out", help="The render's output folder (default: renders/<story>/)."),
+    file: Path = typer.Argument(..., metavar="FILE", help="The story file."),
+    out_dir: Path | None = typer.Option(None, "--out", metavar="DIR",
+                                        help="The render's output folder (default: renders/<story>/)."),
     open_page: bool | None = typer.Option(None, "--open/--no-open",
                                           help="Open the page in a browser (default: when a display is there)."),
+    allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Rebuild review.html for the last render: every take of every shot, to compare and pick from."""
     import os
@@ -311,7 +339,8 @@ def review(
     from storyforge.console import out
     from storyforge.errors import display_path
 
-    report = api.review(file, out=out_dir)
+    with _allowing(allow_path):
+        report = api.review(file, out=out_dir)
     kb = report.bytes / 1024
     out.print(f"[green]✓[/green] {display_path(report.page)} ({kb:,.0f} kB with posters, {report.posters} new, "
               f"{report.seconds:.2f}s)")
@@ -340,6 +369,7 @@ def export(
                                             "holds this plan's clips, else <story>.otio beside the story)."),
     render_dir: Path | None = typer.Option(None, "--out", metavar="RENDER_DIR",
                                            help="The render's output folder (default: renders/<story>/)."),
+    allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Export the timeline for an editor: the rendered cut when there is one, else an animatic of the plan."""
     from storyforge import api
@@ -348,8 +378,11 @@ def export(
 
     if format not in api.EXPORT_FORMATS:
         raise typer.BadParameter(f"{format!r}; use one of: {', '.join(api.EXPORT_FORMATS)}", param_hint="'--format'")
-    written = api.export(file, format=format, output=output, render_dir=render_dir)
-    out.print(f"[green]✓[/green] wrote {written}: {describe(written)}")
+    from storyforge.console import shown
+
+    with _allowing(allow_path):
+        written = api.export(file, format=format, output=output, render_dir=render_dir)
+    out.print(f"[green]✓[/green] wrote {shown(written)}: {shown(describe(written))}")
 
 
 def main() -> None:
@@ -362,6 +395,12 @@ def main() -> None:
         from storyforge.console import show_error
 
         show_error(error)
+        sys.exit(EXIT_USER)
+    except OSError as error:  # a full disk, a read-only folder met where no message was prepared: still the user's
+        from storyforge.console import show_error
+
+        show_error(StoryforgeError(f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
+                                   + "; check the folder's space and permissions"))
         sys.exit(EXIT_USER)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted; finished work is kept and a new run resumes from it\n")

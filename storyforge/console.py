@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from rich.cells import cell_len
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -20,23 +22,62 @@ from storyforge.spec.presets import PRESETS
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+# C0 and C1 controls, DEL, and the bidirectional overrides that make text display in another order than it reads.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe(text: object, *, lines: bool = False) -> str:
+    """Text from a story, a path or an error, fit for a terminal: every control character escaped (\\x1b, \\n)
+    so a story cannot move the cursor, clear the screen or fake a line. `lines` keeps newlines and tabs.
+
+    The one place user-controlled text is made printable: everything storyforge prints goes through it."""
+    def escaped(match: re.Match[str]) -> str:
+        char = match.group()
+        if lines and char in "\n\t":
+            return char
+        return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char) or (
+            f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+    return _CONTROL.sub(escaped, str(text))
+
+
+_JSON_CONTROL = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # json escapes the C0 ones
+
+
+def json_safe(text: str) -> str:
+    """JSON for a terminal: controls JSON leaves as they are (DEL, C1, bidi overrides) written as \\u escapes,
+    which decode to the same text."""
+    return _JSON_CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def shown(text: object) -> str:
+    """`safe` text for a rich markup string (f"[green]✓[/green] {shown(path)}"): brackets escaped too."""
+    return escape(safe(text))
+
 
 def show_error(error: Exception) -> None:
     """A user error: one line per problem, no traceback."""
     if isinstance(error, StoryError):
         for problem in error.problems:
-            err.print(Text("error: ", style="bold red") + Text(str(problem)))
+            err.print(Text("error: ", style="bold red") + Text(safe(problem)))
     else:
-        err.print(Text("error: ", style="bold red") + Text(str(error)))
+        err.print(Text("error: ", style="bold red") + Text(safe(error, lines=True)))
 
 
 def show_warnings(plan: Plan, *, strict: bool = False) -> None:
     """The plan's warnings; with `strict` (validate --strict) they are errors, marked as such."""
     for warning in plan.warnings:
         if strict:
-            err.print(Text("error: ", style="bold red") + Text(f"{warning} [--strict]"))
+            err.print(Text("error: ", style="bold red") + Text(f"{safe(warning)} [--strict]"))
         else:
-            err.print(Text("warning: ", style="bold yellow") + Text(str(warning)))
+            show_warning(warning)
+
+
+def show_warning(warning: object) -> None:
+    err.print(Text("warning: ", style="bold yellow") + Text(safe(warning)))
+
+
+def show_note(note: object) -> None:
+    err.print(Text("note: ", style="cyan") + Text(safe(note)))
 
 
 def counted(count: int, noun: str) -> str:
@@ -68,7 +109,7 @@ def plan_table(plan: Plan, width: int | None = None) -> Table:
     for job in plan.jobs:
         drift = job.frames - job.requested_frames
         entry = job.transition.type if not job.transition.frames else f"{job.transition.type} {job.transition.frames}f"
-        rows.append({"shot": job.id, "kind": job.kind, "frames": f"{job.requested_frames} → {job.frames}",
+        rows.append({"shot": safe(job.id), "kind": job.kind, "frames": f"{job.requested_frames} → {job.frames}",
                      "drift": f"{drift:+d}" if drift else "0",
                      "windows (latents)": " ".join(str(w.latent_frames) for w in job.segments),
                      "calls": f"{job.transformer_calls * job.takes:,}", "in": entry,
@@ -85,13 +126,13 @@ def plan_table(plan: Plan, width: int | None = None) -> Table:
     justify = dict(_COLUMNS)
     left_out = [name for name in _ORDER if name not in shown and (name != "take" or plan.extra_takes)]
     caption = f"left out at {width} columns: {', '.join(left_out)}; plan --json has them" if left_out else None
-    table = Table(title=f"{plan.title} — {plan.width}x{plan.height} @ {plan.fps} fps", title_justify="left",
+    table = Table(title=Text(f"{safe(plan.title)} — {plan.width}x{plan.height} @ {plan.fps} fps"), title_justify="left",
                   caption=caption, caption_justify="left")
     columns = [name for name in _ORDER if name in shown]
     for name in columns:
         table.add_column(name, justify=justify[name], no_wrap=name in ("shot", "frames", "start"))  # type: ignore[arg-type]
     for row in rows:
-        table.add_row(*(row[name] for name in columns))
+        table.add_row(*(Text(row[name]) for name in columns))
     return table
 
 

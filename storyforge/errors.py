@@ -55,5 +55,5 @@ def display_path(path: Path) -> str:
     """A path as the user would type it: relative to the working folder when it is below it."""
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # outside the working folder; a symlink loop
         return str(path)

@@ -216,16 +216,32 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     written. `executor` runs the chains: `local` (here, in film order) or `ray` (see storyforge.executors).
     Raises RenderError when a backend fails; completed cache entries are kept, so a new run resumes.
     KeyboardInterrupt propagates the same way. Under torchrun only rank 0 writes anything (the others
-    render in step with it, see storyforge.backends.multigpu).
+    render in step with it, see storyforge.backends.multigpu). The output folder is held for the run and
+    only storyforge's own files in it are ever replaced or removed (see storyforge.outdir).
     """
-    from storyforge.executors import run_chains
-
     name, notice = choose_backend(plan, backend)
     out = Path(out) if out is not None else default_out(plan.story)
     targets = select(plan, only)
     writer = is_writer()
-    if writer:
-        out.mkdir(parents=True, exist_ok=True)
+    if not writer:
+        return _render(plan, out, name, notice, targets, only, use_cache, cache_root, progress, backend_options,
+                       executor, executor_options, writer)
+    from storyforge import outdir
+    from storyforge.review import written_names
+
+    names = ("film.mp4", "plan.json", "run.json", *(clip_name(job) for job in plan.jobs),
+             *(take_name(take) for job in plan.jobs for take in job.all_takes), *written_names(plan))
+    with outdir.claimed(out, plan.story, names, getattr(progress, "notice", None)) as out:
+        return _render(plan, out, name, notice, targets, only, use_cache, cache_root, progress, backend_options,
+                       executor, executor_options, writer)
+
+
+def _render(plan: Plan, out: Path, name: str, notice: str | None, targets: list[Job], only: list[str] | None,
+            use_cache: bool, cache_root: Path | None, progress: RenderProgress | None,
+            backend_options: dict[str, Any] | None, executor: str, executor_options: dict[str, Any] | None,
+            writer: bool) -> RunReport:
+    from storyforge.executors import run_chains
+
     scratch = None if use_cache or not writer else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
     cache = Cache(scratch or Path(cache_root or default_root(plan.story))) if writer else None
     run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets})
@@ -497,13 +513,13 @@ class Run:
                 stamp(entry.clip, target, take_tags(plan, take, entry.key))
                 if take.take == job.take:
                     _link(target, out / clip_name(job))
-        if whole:
-            clips = {out / clip_name(job) for job in plan.jobs}
-            for stale in [*(out / "clips").glob("*.mp4"), *(out / "takes").glob("*/*.mp4")]:
-                if stale not in clips and stale not in expected:
-                    stale.unlink()
+        if whole:  # only files the manifest says storyforge wrote
+            from storyforge.outdir import remove_stale
+
+            remove_stale(out, "clips", (out / clip_name(job) for job in plan.jobs))
+            remove_stale(out, "takes", expected)
             for folder in (out / "takes").glob("*"):
-                if folder.is_dir() and not any(folder.iterdir()):
+                if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
                     folder.rmdir()
 
     def _job_record(self, job: Job) -> JobRecord:
@@ -532,11 +548,11 @@ class Run:
                 and previous.get("film_bytes") == film.stat().st_size):
             report.total_frames = int(previous.get("total_frames", plan.total_frames))
             return
-        try:  # verify="packets": the decode below checks the frame count once, against the plan
+        from storyforge.outdir import scratch
+
+        with scratch(out, "stitch") as work_dir:  # verify="packets": the decode below checks the frames once
             result = stitch(clips, film, fps=plan.fps, audio=plan.audio.path if plan.audio else None,
-                            work_dir=out / ".stitch", verify="packets", metadata=tags)
-        finally:
-            shutil.rmtree(out / ".stitch", ignore_errors=True)
+                            work_dir=work_dir, verify="packets", metadata=tags)
         decoded = count_frames(film)
         if decoded != plan.total_frames:
             raise RuntimeError(f"{film} decodes to {decoded} frames but the plan has {plan.total_frames}")
@@ -559,6 +575,9 @@ def _link(source: Path, target: Path) -> None:
             return
     except OSError:
         pass
+    from storyforge.atomic import check_replaceable
+
+    check_replaceable(target)  # a FIFO, a device or a folder where a clip goes stays as it is
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     temporary.unlink(missing_ok=True)
     try:

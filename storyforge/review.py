@@ -27,6 +27,16 @@ def take_clip(job: Job, take: int) -> str:
     return f"takes/{job.id.replace('/', '__')}/take{take}.mp4"
 
 
+def poster_name(job: Job, take: int) -> str:
+    """`review/<scene>__<shot>.take<N>.jpg`, relative to the output folder."""
+    return f"{POSTERS}/{job.id.replace('/', '__')}.take{take}.jpg"
+
+
+def written_names(plan: Plan) -> list[str]:
+    """Every file the page may write (relative to the output folder), for the output folder's manifest."""
+    return [PAGE, *(poster_name(job, take.take) for job in plan.jobs for take in job.all_takes)]
+
+
 @dataclass(frozen=True)
 class ReviewReport:
     """What building the page did."""
@@ -58,7 +68,6 @@ def build(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewRepor
     out = Path(out)
     run = _run_json(out)
     records = {job.get("id"): job for job in run.get("jobs", []) if isinstance(job, dict)}
-    posters = out / POSTERS
     wanted: set[Path] = set()
     written = 0
     shots = []
@@ -71,17 +80,18 @@ def build(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewRepor
             if clip is None:
                 status = "missing"
             else:
-                target = posters / f"{job.id.replace('/', '__')}.take{take.take}.{_version(out / clip)}.jpg"
+                target = out / poster_name(job, take.take)
                 wanted.add(target)
-                if not target.exists():
+                # a take rendered again (or drawn at another timecode by the animatic, same job key) is a newer
+                # file than its poster; the page names the clip's version so a browser shows the new poster
+                if not target.exists() or target.stat().st_mtime_ns < (out / clip).stat().st_mtime_ns:
                     written += _write_poster(out / clip, target)
-                poster = target.relative_to(out).as_posix() if target.exists() else None
+                poster = f"{poster_name(job, take.take)}?v={_version(out / clip)}" if target.exists() else None
             takes.append(_Take(take.take, take.seed, take.key, clip, poster, status, take.take == job.take))
         shots.append((job, takes))
-    if posters.is_dir():
-        for stale in posters.glob("*.jpg"):
-            if stale not in wanted:
-                stale.unlink()
+    from storyforge.outdir import remove_stale
+
+    remove_stale(out, POSTERS, wanted)  # posters of takes no longer in the plan, if storyforge wrote them
     story = story_arg or display_path(plan.story)
     page = out / PAGE
     # shots whose cut (clips/, film.mp4) is not the plan's pick: picked since, or changed since
@@ -182,7 +192,7 @@ def _href(relative: str) -> str:
     """A relative URL for a path under the output folder (file names are ids: [a-z0-9_-], but be safe)."""
     from urllib.parse import quote
 
-    return _e(quote(relative))
+    return _e(quote(relative, safe="/?="))
 
 
 def _timecode(frame: int, fps: int) -> str:

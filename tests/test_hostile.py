@@ -91,3 +91,84 @@ def test_cli_on_garbage_exits_1_without_traceback(story_dir) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.count("error: ") >= len(garbage)
+
+
+# -- hostile fragments: each example must finish within a time limit --------------------------------------------
+
+HOSTILE_VALUES = st.one_of(
+    st.integers(1, 200).map(lambda n: "&x [" * 1 + "[" * n + "*x" + "]" * (n + 1)),  # an alias inside itself
+    st.integers(1, 5).map(lambda n: "&x {a: " * 1 + "{b: " * n + "*x" + "}" * (n + 1)),
+    st.just("&x {<<: *x}"),
+    st.integers(60, 3000).map(lambda n: "[" * n + "]" * n),  # nesting deeper than any story
+    st.integers(60, 400).map(lambda n: "{a: " * n + "1" + "}" * n),
+    st.sampled_from([".nan", ".NaN", ".inf", "-.Inf", "+.inf", "1.0e+400", "-1.0e+999"]),
+    st.integers(31, 20_000).map(lambda n: "9" * n),  # integers too long to convert
+    st.sampled_from(['"\\ud800"', '"a\\udfffb"', "true", "false", "yes", "no", "~"]),
+)
+TEMPLATE_BOMBS = st.sampled_from([
+    "{% set ns = namespace(a=[1]) %}{% for i in range(80) %}{% set ns.a = [ns.a, ns.a] %}{% endfor %}"
+    "{{ ns.a|tojson }}",
+    "{% set ns = namespace(a=[1], b=[1]) %}{% for i in range(80) %}{% set ns.a = [ns.a, ns.a] %}"
+    "{% set ns.b = [ns.b, ns.b] %}{% endfor %}{{ ns.a == ns.b }}",
+    "{% set ns = namespace(a='x') %}{% for i in range(60) %}{% set ns.a = ns.a ~ ns.a %}{% endfor %}{{ ns.a }}",
+    "{{ 'x' * 99999999 }}", "{{ range(10**8)|list|length }}", "{{ '%99999999d'|format(1) }}",
+    "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "{{ (9 ** 9 ** 9)|string }}", "{% set ns = namespace(a=1) %}{% for i in range(900) %}{% set ns.a = [ns.a] %}"
+    "{% endfor %}{{ ns.a|tojson }}",
+])
+SETTINGS = st.sampled_from(["fps", "steps", "seed", "guidance", "base_frames", "overlap_frames", "ar_step",
+                            "causal_block_size", "resolution"])
+
+
+@st.composite
+def hostile_films(draw):
+    """The valid film with one hostile value in a setting, a duration, a title or a prompt."""
+    value = draw(HOSTILE_VALUES)
+    where = draw(st.sampled_from(["setting", "duration", "title", "prompt", "top"]))
+    lines = ["storyforge: 1", "title: T", "render: {fps: 24, seed: 1}", "scenes:", "  - id: s", "    shots:",
+             "      - id: a", "        prompt: p", "        duration: 2s"]
+    if where == "setting":
+        lines[2] = f"render: {{{draw(SETTINGS)}: {value}}}"
+    elif where == "duration":
+        lines[8] = f"        duration: {value}"
+    elif where == "title":
+        lines[1] = f"title: {value}"
+    elif where == "prompt":
+        lines[7] = f"        prompt: {value}"
+    else:
+        lines.insert(2, f"x: {value}")
+    return "\n".join(lines) + "\n"
+
+
+def _within(seconds: int):
+    import contextlib
+    import signal
+
+    @contextlib.contextmanager
+    def limit():
+        def expired(*_):
+            raise TimeoutError(f"validate took longer than {seconds}s")
+        previous = signal.signal(signal.SIGALRM, expired)
+        signal.alarm(seconds)
+        try:
+            yield
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+
+    return limit()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(hostile_films(), TEMPLATE_BOMBS.map(
+    lambda prompt: yaml.safe_dump({**VALID, "scenes": [{"id": "s", "shots": [
+        {"id": "a", "prompt": prompt, "duration": "2s"}]}]}, sort_keys=False))))
+def test_hostile_values_fail_cleanly_and_quickly(text: str, story_dir) -> None:
+    path = story_dir / "film.yaml"
+    path.write_text(text, encoding="utf-8")
+    with _within(10):
+        try:
+            api.validate(path)
+        except StoryforgeError as error:
+            for problem in getattr(error, "problems", []):
+                assert problem.message and problem.file == "film.yaml"

@@ -77,7 +77,7 @@ def test_every_render_writes_the_review_page_with_escaped_text_and_relative_file
     assert "Review &lt;b&gt;me&lt;/b&gt; &amp; co" in page
     assert not re.search(r"(?:src|href)=\"(?:https?:)?//", page) and "@import" not in page  # nothing from a network
     for link in re.findall(r'(?:src|data-src)="([^"]+)"', page):
-        assert (out / link).is_file(), link
+        assert (out / link.split("?v=")[0]).is_file(), link  # posters name their clip's version
     plan = api.plan(story)
     for job in plan.jobs:
         for take in job.all_takes:

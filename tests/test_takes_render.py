@@ -92,9 +92,11 @@ def test_takes_on_the_tiny_model_then_a_pick_recuts_the_film_and_rerenders_only_
     assert np.array_equal(read_frames(out / "clips/s__a.mp4"), takes[2])
     assert os.path.samefile(out / "clips/s__a.mp4", out / "takes/s__a/take2.mp4")
     b_after = read_frames(out / "clips/s__b.mp4")
-    assert b_after.shape == b_before.shape and not np.array_equal(b_after, b_before)
+    assert b_after.shape == b_before.shape
+    b_record = json.loads((out / "run.json").read_text("utf-8"))["jobs"][1]
+    assert b_record["key"] == api.plan(story).jobs[1].key != run["jobs"][1]["key"]  # it continues take 2 now
     film = read_frames(out / "film.mp4")
-    assert len(film) == len(film_before)
+    assert len(film) == len(film_before) and not np.array_equal(film, film_before)
     assert np.array_equal(film[:17], takes[2])  # the cut starts with the picked take, frame for frame
     assert np.array_equal(film[17:22], b_after[:5])  # its last 3 frames crossfade into s/c
     assert json.loads((out / "run.json").read_text("utf-8"))["jobs"][0]["take"] == 2
@@ -150,11 +152,17 @@ def test_picks_the_shot_no_longer_has_leave_no_stale_takes_behind(write_story) -
     story = write_story(ANIMATIC)
     out = story.parent / "renders" / "film"
     api.render(api.plan(story), backend="animatic")
+    manifest = json.loads((out / ".storyforge-out.json").read_text("utf-8"))["files"]
+    assert {"review.html", "takes/s__a/take3.mp4", "review/s__a.take3.jpg", "clips/s__a.mp4"} <= set(manifest)
+    (out / "takes/s__a/mine.mp4").write_bytes(b"not storyforge's")  # a user's files are never removed
+    (out / "review/mine.jpg").write_bytes(b"not storyforge's")
     story.write_text(ANIMATIC.replace("render: {takes: 3}", "render: {takes: 2}"), "utf-8")
     report = api.render(api.plan(story), backend="animatic")
     assert report.rendered == 0
+    assert (out / "takes/s__a/mine.mp4").read_bytes() == (out / "review/mine.jpg").read_bytes()
+    (out / "takes/s__a/mine.mp4").unlink()
     assert sorted(p.relative_to(out).as_posix() for p in (out / "takes").rglob("*.mp4")) == [
         "takes/s__a/take1.mp4", "takes/s__a/take2.mp4", "takes/s__b/take1.mp4", "takes/s__c/take1.mp4",
         "takes/s__c/take2.mp4"]
-    assert sorted(p.name.split(".")[:2] for p in (out / "review").iterdir()) == sorted(
+    assert sorted(p.name.split(".")[:2] for p in (out / "review").iterdir() if p.name != "mine.jpg") == sorted(
         [job.id.replace("/", "__"), f"take{t.take}"] for job in api.plan(story).jobs for t in job.all_takes)

@@ -324,13 +324,15 @@ def test_a_user_template_is_sandboxed_too(folder: Path) -> None:
 
 @pytest.mark.parametrize(("template", "message"), [
     ("cinema", "unknown template 'cinema'; did you mean 'cinematic'? use cinematic or plain, or a path to a .j2 file"),
-    ("../outside.j2", "'../outside.j2' is outside the story's folder; keep template files beside the story file or "
-                      "in a folder below it"),
-    ("/etc/passwd.j2", "'/etc/passwd.j2' is outside the story's folder; keep template files beside the story file "
-                       "or in a folder below it"),
-    ("link.j2", "'link.j2' is outside the story's folder; keep template files beside the story file or in a folder "
-                "below it"),
-    ("missing.j2", "no such template file: missing.j2 (paths are relative to the story file)"),
+    ("../outside.j2", "'../outside.j2' is outside the story root {root} (the folder holding .git, else the story "
+                      "file's folder); move the file inside it, or allow its folder with --allow-path DIR (or "
+                      "STORYFORGE_ALLOW_PATH)"),
+    ("/etc/passwd.j2", "'/etc/passwd.j2' is outside the story root {root} (the folder holding .git, else the story "
+                       "file's folder); move the file inside it, or allow its folder with --allow-path DIR (or "
+                       "STORYFORGE_ALLOW_PATH)"),
+    ("link.j2", "'link.j2' is outside the story root {root} (the folder holding .git, else the story file's folder); "
+                "move the file inside it, or allow its folder with --allow-path DIR (or STORYFORGE_ALLOW_PATH)"),
+    ("missing.j2", "no such file 'missing.j2' (paths are relative to the story file)"),
 ])
 def test_template_paths_are_checked(folder: Path, template: str, message: str) -> None:
     story = folder / "story"
@@ -338,7 +340,7 @@ def test_template_paths_are_checked(folder: Path, template: str, message: str) -
     (folder / "outside.j2").write_text("{{ shot.prompt }}", "utf-8")
     (story / "link.j2").symlink_to(folder / "outside.j2")
     path = write(story, "a fox", extra=f"enhance:\n  template: {json.dumps(template)}\n")
-    assert errors(path) == [f"story/film.yaml:18: enhance.template: {message}"]
+    assert errors(path) == [f"story/film.yaml:18: enhance.template: {message.format(root=story.resolve())}"]
 
 
 @pytest.mark.parametrize("example", sorted((ROOT / "templates").glob("*.j2")), ids=lambda p: p.name)

@@ -60,12 +60,18 @@ def read_lock(story: Path) -> tuple[dict[str, Any] | None, str | None]:
     path = lock_path(story)
     if not path.is_file():
         return None, None
+    from storyforge.spec.root import StoryRoot
+
+    if not StoryRoot.of(story).contains(path.resolve()):  # a link out of the story's repository
+        return None, "it is a link to a file outside the story root"
     if path.stat().st_size > MAX_LOCK_BYTES:
         return None, f"it is larger than {MAX_LOCK_BYTES // 1_000_000} MB"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         return None, f"it is not JSON ({error})"
+    except RecursionError:
+        return None, "it is not JSON a lock can hold (nested too deeply)"
     if not isinstance(data, dict) or data.get("storyforge_lock") != LOCK_FORMAT:
         return None, f"it is not a storyforge lock of format {LOCK_FORMAT}"
     shots = data.get("shots")
@@ -95,6 +101,9 @@ def write_lock(story: Path, shots: dict[str, dict[str, Any]], picks: dict[str, i
     text = dumps(story, shots, read_picks(story) if picks is None else picks)
     if path.is_file() and path.read_text(encoding="utf-8", errors="replace") == text:
         return False
+    from storyforge.atomic import check_replaceable
+
+    check_replaceable(path)  # a FIFO, a device or a folder named film.lock.json stays as it is
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
@@ -225,6 +234,14 @@ def refresh(path: Path | str, *, llm: str | None = None, force: bool = False,
     ref: qwen.ModelRef | None = None
     if llm or enhance.llm:
         try:
+            if not llm and (enhance.llm or "").startswith(("/", ".", "~")):  # a folder the story names: its root
+                from storyforge.spec.root import PathRefused
+
+                try:
+                    story.locate(enhance.llm or "", folder=True)
+                except PathRefused as refused:
+                    if "outside the story root" in str(refused):
+                        raise StoryforgeError(str(refused)) from None
             ref = qwen.locate(llm, Path.cwd()) if llm else qwen.locate(enhance.llm or "", story.path.parent)
         except StoryforgeError as error:
             if llm:

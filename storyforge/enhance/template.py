@@ -1,44 +1,33 @@
-"""Prompt templates: every prompt, camera, style and description rendered in a bounded Jinja sandbox."""
+"""The story's template namespace and rendering: every prompt, camera, style and description of a film as text.
+
+What a template may touch and how much work it may do is the sandbox's business (storyforge.enhance.sandbox);
+this module gives templates the story's names and turns each shot's fields into its final prompt.
+"""
 
 from __future__ import annotations
 
-import contextvars
 import difflib
 import hashlib
 import re
-import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import update_wrapper
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import TemplateSyntaxError
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
-from jinja2.runtime import Context, Macro, StrictUndefined, Undefined, missing
-from jinja2.sandbox import ImmutableSandboxedEnvironment, modifies_known_mutable
+from jinja2.runtime import Context, StrictUndefined, missing
 
+from storyforge.enhance.sandbox import MAX_TEMPLATE_FILE, MAX_TEXT, Refused, Sandbox, budget, film_budget, text_of
 from storyforge.errors import Problem, StoryError, display_path
 from storyforge.plan.compiler import ShotText
 from storyforge.spec.load import PathKey, Story
 from storyforge.spec.resolve import ResolvedFilm, ResolvedShot
-
-# Limits. A story file comes from other people, so a template must not be able to hang or exhaust a machine.
-MAX_TEXT = 10_000  # characters (or items) any value, and the output, of a template may reach
-MAX_WORK = 250_000  # steps per shot: loop iterations, calls and characters processed
-MAX_RANGE = 100_000  # items in range(); the same bound as Jinja's own sandbox
-MAX_NUMBER = 100_000  # largest number a filter or method may take (widths, counts, repeats)
-MAX_INT_BITS = 4096  # integers may not grow past this (10**10**10 would hang)
-MAX_TEMPLATE_FILE = 64_000  # bytes of a .j2 file
+from storyforge.spec.root import PathRefused, read_bytes
 
 NAMES = ("characters", "film", "location", "locations", "scene", "shot", "style")
 PACKAGED_SUFFIX = ".j2"
 _SYNTAX = ("{{", "{%", "{#")
-
-
-class Refused(Exception):
-    """A template went past a limit or tried something a story template may not do; the message says which."""
 
 
 class _FieldFailure(Exception):
@@ -47,127 +36,6 @@ class _FieldFailure(Exception):
     def __init__(self, problem: Problem):
         super().__init__(problem.message)
         self.problem = problem
-
-
-# -- the work budget -------------------------------------------------------------------------------------------
-
-_budget: contextvars.ContextVar[list[int]] = contextvars.ContextVar("storyforge_template_budget")
-
-
-def _spend(amount: int) -> None:
-    box = _budget.get(None)
-    if box is None:
-        return
-    box[0] += amount
-    if box[0] > MAX_WORK:
-        raise Refused(f"refused: the template does too much work (more than {MAX_WORK:,} steps); loops and "
-                      "repetition in story templates are bounded")
-
-
-def _size(value: Any) -> int:
-    if isinstance(value, (str, list, tuple, dict, Mapping)):
-        return len(value)
-    return 0
-
-
-def _check_result(value: Any) -> Any:
-    if isinstance(value, str) and _ADDRESS.search(value):
-        raise Refused("refused: templates print text, not Python objects")
-    if _size(value) > MAX_TEXT:
-        raise Refused(f"refused: a value in the template grows past {MAX_TEXT:,} characters; prompts are short")
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
-        raise Refused("refused: a number in the template is too large")
-    return value
-
-
-def _check_number(value: Any) -> None:
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_NUMBER:
-        raise Refused(f"refused: the number {value} is too large for a template (at most {MAX_NUMBER:,})")
-
-
-_FORMAT_NUMBER = re.compile(r"%[^a-zA-Z%]*?(\d{6,})|\{[^{}]*?:[^{}]*?(\d{6,})")
-_NESTED_FIELD = re.compile(r"\{[^{}]*\{")  # '{0:{1}}': the width comes from the arguments
-
-
-def _check_format(spec: Any) -> None:
-    """'%999999999d' or '{:999999999}' would allocate before any result could be checked."""
-    if isinstance(spec, str) and _FORMAT_NUMBER.search(spec):
-        raise Refused(f"refused: a format width in the template is too large (at most {MAX_NUMBER:,})")
-
-
-def _check_expansion(name: str, subject: Any, args: tuple[Any, ...], method: bool) -> None:
-    """Operations whose result can be much larger than their inputs: estimate before running them.
-
-    `subject` is the object of a method (`sep.join(items)`) or the value of a filter (`items | join(sep)`)."""
-    if name == "replace" and len(args) >= 2 and isinstance(subject, str):
-        old, new = str(args[0]), str(args[1])
-        count = subject.count(old) if old else len(subject) + 1
-        estimate = len(subject) + count * max(0, len(new) - len(old))
-    elif name == "join" and (args or not method):
-        items, separator = (args[0], subject) if method else (subject, args[0] if args else "")
-        estimate = _size(items) * len(separator) if isinstance(separator, str) else 0
-    elif name == "indent" and args and isinstance(args[0], int):
-        estimate = (str(subject).count("\n") + 1) * args[0]
-    elif name == "expandtabs" and isinstance(subject, str):
-        estimate = subject.count("\t") * (args[0] if args and isinstance(args[0], int) else 8)
-    elif name in ("format", "format_map"):
-        _check_format(subject)
-        return
-    else:
-        return
-    if estimate > MAX_TEXT:
-        raise Refused(f"refused: {name} would make text longer than {MAX_TEXT:,} characters; prompts are short")
-
-
-def _opaque(value: Any) -> bool:
-    """A function, class or module (or a list holding one): its text would be a Python repr with an address."""
-    if isinstance(value, (Undefined, Macro, str)):
-        return False
-    if isinstance(value, (type, types.ModuleType)) or callable(value):
-        return True
-    if isinstance(value, (list, tuple)):
-        return any(_opaque(item) for item in value)
-    if isinstance(value, dict):
-        return any(_opaque(item) for item in value.values())
-    return False
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    if isinstance(value, (dict, Mapping)):
-        return "a collection of names"
-    if isinstance(value, _Record):
-        return f"the record '{value._label}'"
-    if isinstance(value, (type, types.ModuleType)):
-        return "a Python type"
-    if callable(value):
-        return "a function (call it with ())"
-    return "a Python object"
-
-
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-
-
-def _refuse_objects(values: Iterable[Any]) -> None:
-    for value in values:
-        if _opaque(value):
-            while isinstance(value, (list, tuple, dict)):  # name the offending item, not its container
-                items = value.values() if isinstance(value, dict) else value
-                value = next(item for item in items if _opaque(item))
-            raise Refused(f"refused: templates pass text, numbers and lists, not {_kind(value)}")
-
-
-def _text(value: Any) -> str:
-    """What `{{ value }}` prints: text and numbers; anything else is refused, never its Python repr."""
-    if isinstance(value, Undefined):
-        return str(value)  # raises the unknown-name error
-    if value is None:
-        return ""
-    if isinstance(value, (str, int, float)):
-        return str(value)
-    raise Refused(f"refused: this prints {_kind(value)}, not text; print a name such as characters.fox, "
-                  "or join a list with |join(', ')")
 
 
 # -- the scope: film, scene, shot, characters, locations, location, style --------------------------------------
@@ -293,22 +161,13 @@ class _Context(Context):
         return _value(super().resolve_or_missing(key))
 
 
-def _range(*args: int) -> range:
-    numbers = range(*args)
-    if len(numbers) > MAX_RANGE:
-        raise Refused(f"range({', '.join(str(a) for a in args)}) refused: ranges in templates are limited to "
-                      f"{MAX_RANGE:,} items")
-    _spend(len(numbers))  # what is done with the numbers is not all counted, so count them here
-    return numbers
-
-
 def _sentences(parts: Iterable[Any], capitalize: bool = False) -> str:
     """Non-empty parts as sentences: 'wide shot', 'a fox runs.' -> 'wide shot. a fox runs.'; a part that is a
     list gives one sentence per item."""
     out = []
     flat = [item for part in parts for item in (part if isinstance(part, (list, tuple)) else [part])]
     for part in flat:
-        text = " ".join(_text(part).split()).rstrip(" .")
+        text = " ".join(text_of(part).split()).rstrip(" .")
         if not text:
             continue
         if capitalize:
@@ -317,118 +176,13 @@ def _sentences(parts: Iterable[Any], capitalize: bool = False) -> str:
     return " ".join(out)
 
 
-class _Environment(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox with bounded work, bounded values and messages meant for story authors."""
+class _StorySandbox(Sandbox):
+    """The sandbox with the story's names: lazy top-level names and messages that list what exists."""
 
-    intercepted_binops = frozenset({"*", "**", "%", "+"})
     context_class = _Context
 
-    def __init__(self) -> None:
-        super().__init__(undefined=_Undefined, autoescape=False, trim_blocks=True, lstrip_blocks=True,
-                         finalize=_text, keep_trailing_newline=False)
-        self.globals.pop("lipsum", None)  # random text: a prompt must render the same every time
-        self.globals["range"] = _range
-        for name in ("random", "pprint"):  # random output; Python reprs
-            self.filters.pop(name, None)
-        self.filters["sentences"] = _sentences
-        self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
 
-    # called from templates rewritten by _bound (see there)
-    def sf_iterate(self, iterable: Any) -> Iterator[Any]:
-        _spend(1)
-        for item in iterable:
-            _spend(1)
-            yield item
-
-    def sf_concat(self, value: Any) -> str:
-        return _check_result(_text(value))
-
-    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
-        return super().is_safe_attribute(obj, attr, value) and not isinstance(value, (type, types.ModuleType))
-
-    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
-        if modifies_known_mutable(obj, attribute):
-            hint = f"'{attribute}' refused: templates cannot change the story's data"
-        else:
-            hint = (f"'{attribute}' refused: templates cannot reach Python internals; use the story's names "
-                    f"({', '.join(NAMES)})")
-        return self.undefined(hint, obj=obj, name=attribute, exc=SecurityError)
-
-    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-        _spend(1)
-        if __obj is _range or getattr(__obj, "__func__", None) in (_Environment.sf_iterate, _Environment.sf_concat):
-            return super().call(__context, __obj, *args, **kwargs)
-        target = getattr(__obj, "__wrapped__", __obj)  # str.format is wrapped by the sandbox
-        subject = getattr(target, "__self__", None)
-        name = getattr(target, "__name__", "")
-        _spend(_size(subject) + sum(_size(a) for a in args))
-        if name not in ("format", "format_map") or _NESTED_FIELD.search(str(subject)):  # numbers are widths
-            for value in (*args, *kwargs.values()):
-                _check_number(value)
-        _refuse_objects([*args, *(v for k, v in kwargs.items() if k != "caller")])
-        _check_expansion(name, subject, args, method=True)
-        return _check_result(super().call(__context, __obj, *args, **kwargs))
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        _spend(1 + _size(left) + _size(right))
-        _refuse_objects([left, right])
-        if operator == "*":
-            count, sequence = (left, right) if isinstance(left, int) else (right, left)
-            if isinstance(count, int) and count > 0 and _size(sequence) * count > MAX_TEXT:
-                raise Refused(f"refused: repeating text or a list past {MAX_TEXT:,} items; prompts are short")
-        elif operator == "**":
-            if isinstance(left, int) and isinstance(right, int) and abs(left) > 1:
-                if right * max(1, abs(left).bit_length()) > MAX_INT_BITS:
-                    raise Refused("refused: a number in the template is too large")
-        elif operator == "%" and isinstance(left, str):
-            _check_format(left)
-            if "*" in left:  # '%*d' takes its width from the arguments
-                for value in right if isinstance(right, tuple) else (right,):
-                    _check_number(value)
-        return _check_result(super().call_binop(context, operator, left, right))
-
-
-def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-    """A filter that counts its work, refuses huge numbers and Python objects, and checks its result size."""
-
-    passes_first = getattr(function, "jinja_pass_arg", None) is not None  # context or environment comes first
-
-    def bounded(*args: Any, **kwargs: Any) -> Any:
-        values = args[1:] if passes_first else args
-        _spend(1 + sum(_size(v) for v in values))
-        for value in (*values[1:], *kwargs.values()):  # arguments are widths and counts; the value is data
-            _check_number(value)
-        _refuse_objects([*values, *kwargs.values()])
-        if values:
-            _check_expansion(name, values[0], tuple(values[1:]), method=False)
-        return _check_result(function(*args, **kwargs))
-
-    return update_wrapper(bounded, function)  # keeps jinja_pass_arg (context/environment arguments)
-
-
-_FORBIDDEN = {nodes.Include: "{% include %}", nodes.Extends: "{% extends %}", nodes.Import: "{% import %}",
-              nodes.FromImport: "{% from ... import %}"}
-
-
-def _bound(tree: nodes.Template) -> nodes.Template:
-    """Rewrite a parsed template so every loop and every `~` goes through the budget."""
-    for kind, label in _FORBIDDEN.items():
-        found = next(iter(tree.find_all(kind)), None)
-        if found is not None:
-            raise TemplateSyntaxError(f"{label} is not available in story templates; write the text here",
-                                      found.lineno)
-    for loop in list(tree.find_all(nodes.For)):
-        if loop.recursive:
-            raise TemplateSyntaxError("recursive loops are not available in story templates", loop.lineno)
-        loop.iter = nodes.Call(nodes.EnvironmentAttribute("sf_iterate"), [loop.iter], [], None, None,
-                               lineno=loop.lineno)
-    for concat in list(tree.find_all(nodes.Concat)):
-        concat.nodes = [nodes.Call(nodes.EnvironmentAttribute("sf_concat"), [part], [], None, None,
-                                   lineno=part.lineno) for part in concat.nodes]
-    return tree
-
-
-_ENV = _Environment()
+_ENV = _StorySandbox(undefined=_Undefined, names=NAMES, filters={"sentences": _sentences})
 
 
 # -- templates ---------------------------------------------------------------------------------------------------
@@ -452,7 +206,7 @@ def packaged_templates() -> list[str]:
 
 
 def prompt_template(story: Story) -> PromptTemplate:
-    """The story's `enhance.template`, read (a file beside the story must stay inside its folder)."""
+    """The story's `enhance.template`, read (a file must lie inside the story root, like every file it names)."""
     name = story.film.enhance.template
     line = story.source.line(("enhance", "template"))
     packaged = packaged_templates()
@@ -466,17 +220,11 @@ def prompt_template(story: Story) -> PromptTemplate:
     if not name.endswith(PACKAGED_SUFFIX):
         hint = _did_you_mean(name, packaged)
         raise problem(f"unknown template '{name}'; {hint}use {' or '.join(packaged)}, or a path to a .j2 file")
-    folder = story.path.parent.resolve()
-    relative = Path(name)
-    path = (folder / relative).resolve()
-    if relative.is_absolute() or not path.is_relative_to(folder):
-        raise problem(f"'{name}' is outside the story's folder; keep template files beside the story file or "
-                      "in a folder below it")
-    if not path.is_file():
-        raise problem(f"no such template file: {name} (paths are relative to the story file)")
-    raw = path.read_bytes()
-    if len(raw) > MAX_TEMPLATE_FILE:
-        raise problem(f"{name} is larger than {MAX_TEMPLATE_FILE // 1000} KB; a prompt template is short")
+    try:
+        path = story.locate(name)  # inside the story root, a regular file; nothing opened yet
+        raw = read_bytes(path, MAX_TEMPLATE_FILE, shown=name)
+    except PathRefused as refused:
+        raise problem(str(refused)) from None
     try:
         source = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -511,8 +259,7 @@ class _Compiled:
     def get(self, source: str) -> Any:
         if source not in self.cache:
             try:
-                code = _ENV.compile(_bound(_ENV.parse(source)))
-                self.cache[source] = _ENV.template_class.from_code(_ENV, code, _ENV.make_globals(None), None)
+                self.cache[source] = _ENV.compile_bounded(source)
             except TemplateSyntaxError as error:
                 self.cache[source] = error
             except RecursionError:
@@ -707,12 +454,16 @@ def render_texts(film: ResolvedFilm) -> dict[str, ShotText]:
     context = _Film(story, template)
     problems: list[Problem] = []
     texts: dict[str, ShotText] = {}
-    for shot in film.shots:
-        try:
-            texts[shot.id] = _render_shot(context, shot)
-        except _FieldFailure as failure:
-            if failure.problem not in problems:
-                problems.append(failure.problem)
+    with film_budget():
+        for shot in film.shots:
+            try:
+                with budget():  # each shot gets the whole work budget, and all draw on the film's
+                    texts[shot.id] = _render_shot(context, shot)
+            except _FieldFailure as failure:
+                if failure.problem not in problems:
+                    problems.append(failure.problem)
+                if "the film's templates do too much work" in failure.problem.message:
+                    break  # every later shot would say the same
     if problems:
         raise StoryError(problems)
     return texts
@@ -725,7 +476,6 @@ def _render_shot(context: _Film, shot: ResolvedShot) -> ShotText:
     def empty(message: str) -> _FieldFailure:
         return _FieldFailure(Problem(source.file, source.line(shot.path + ("prompt",)), shot.id, message))
 
-    token = _budget.set([0])
     try:
         if not renderer.scope["shot"].prompt:  # rendered first, so its errors come first
             raise empty("the prompt renders to empty text; write what happens in the shot")
@@ -735,6 +485,4 @@ def _render_shot(context: _Film, shot: ResolvedShot) -> ShotText:
             raise empty(f"the template {template.name} renders this shot to empty text")
     except Refused as refused:  # a cycle found while a field asked for another
         raise empty(str(refused)) from None
-    finally:
-        _budget.reset(token)
     return ShotText(prompt=prompt, camera=camera)

@@ -92,21 +92,14 @@ def denoising_rows(blocks: int, ready_blocks: int, steps: int, ar_step: int) -> 
 
     A replay, in integers, of `generate_timestep_matrix` in diffusers' SkyReels-V2 DF pipelines:
     each row advances every block that may move; in asynchronous mode a block trails the block
-    before it by `ar_step` rows until that one is clean.
+    before it by `ar_step` rows until that one is clean. That replay settles into a closed form (checked
+    row by row against it in tests/test_hostile.py): the first waiting block takes `steps` rows and each
+    later one finishes min(ar_step, steps) rows after the one before, so no setting can make planning loop.
     """
-    done = steps + 1
-    row = [done if i < ready_blocks else 0 for i in range(blocks)]
-    count = 0
-    while not all(value >= steps for value in row):
-        new = [0] * blocks
-        for i in range(blocks):
-            if i == 0 or row[i - 1] >= steps:
-                new[i] = row[i] + 1
-            else:
-                new[i] = new[i - 1] - ar_step
-        row = [min(max(value, 0), done) for value in new]
-        count += 1
-    return count
+    waiting = max(blocks - ready_blocks, 0)
+    if waiting == 0:
+        return 0
+    return steps + (waiting - 1) * min(ar_step, steps) if ar_step else steps
 
 
 @dataclass(frozen=True)

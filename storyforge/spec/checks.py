@@ -2,16 +2,76 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
+from collections.abc import Iterator
+from typing import Any
 
 from storyforge.errors import Problem
-from storyforge.spec.load import PathKey, SourceMap
 from storyforge.spec.models import Film
+from storyforge.spec.root import PathRefused, StoryRoot, read_bytes
+from storyforge.spec.source import PathKey, SourceMap, where
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+MAX_IMAGE_BYTES = 100_000_000
+MAX_IMAGE_PIXELS = 40_000_000  # 8K UHD is 33 million; a start frame is scaled to the film's size (4096 a side at most)
+MAX_AUDIO_BYTES = 2_000_000_000
+
+# Every key that names a file, as a pattern of its key path ("*" = any id or index), and what it holds.
+# Anything added later that names a file goes here, so it is confined and checked like the rest.
+FILE_KEYS: tuple[tuple[PathKey, str], ...] = (
+    (("scenes", "*", "shots", "*", "image"), "image"),
+    (("scenes", "*", "shots", "*", "end_image"), "image"),
+    (("characters", "*", "reference"), "image"),
+    (("locations", "*", "reference"), "image"),
+    (("audio",), "audio"),
+)
 
 
-def check_film(film: Film, source: SourceMap, folder: Path) -> list[Problem]:
+def named_files(data: Any) -> Iterator[tuple[PathKey, str, str]]:
+    """(key path, path as written, kind) for every file a story's raw data names, in FILE_KEYS."""
+    for pattern, kind in FILE_KEYS:
+        for path, value in _matches(data, pattern, ()):
+            if isinstance(value, str) and value:
+                yield path, value, kind
+
+
+def _matches(data: Any, pattern: PathKey, path: PathKey) -> Iterator[tuple[PathKey, Any]]:
+    if not pattern:
+        yield path, data
+        return
+    head, rest = pattern[0], pattern[1:]
+    if head == "*":
+        items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+        for key, value in items:
+            yield from _matches(value, rest, path + (key,))
+    elif isinstance(data, dict) and head in data:
+        yield from _matches(data[head], rest, path + (head,))
+
+
+def check_files(data: Any, source: SourceMap, root: StoryRoot) -> list[Problem]:
+    """Every file the story names: inside its root, a regular file, and decodable; each problem at its line.
+
+    Works on the raw data, so files are checked even when the story has format mistakes elsewhere.
+    """
+    problems = []
+    for path, written, kind in named_files(data):
+        message = file_problem(root, written, kind)
+        if message:
+            problems.append(Problem(source.file, source.line(path), where(path[:-1] if len(path) > 1 else path, data),
+                                    message))
+    return problems
+
+
+def file_problem(root: StoryRoot, written: str, kind: str) -> str | None:
+    """Why the file a story names as `written` cannot be used as `kind` (image or audio), or None."""
+    try:
+        path = root.locate(written)
+    except PathRefused as refused:
+        return str(refused)
+    return image_problem(path, written) if kind == "image" else audio_problem(path, written)
+
+
+def check_film(film: Film, source: SourceMap) -> list[Problem]:
     """Every problem the models alone cannot see, each at its line."""
     problems: list[Problem] = []
 
@@ -45,55 +105,46 @@ def check_film(film: Film, source: SourceMap, folder: Path) -> list[Problem]:
             if kind == "continue" and shot.image:
                 problem(at + ("image",), name, "a continued shot starts from the previous shot's last frames, "
                         "so it cannot also have a start image; remove 'image' or use another transition")
-            for key in ("image", "end_image"):
-                value = getattr(shot, key)
-                if value:
-                    message = image_problem(folder, value)
-                    if message:
-                        problem(at + (key,), name, message)
             first = False
-    for name, character in film.characters.items():
-        if character.reference:
-            message = image_problem(folder, character.reference)
-            if message:
-                problem(("characters", name, "reference"), f"characters.{name}", message)
-    if film.audio:
-        message = audio_problem(folder, film.audio)
-        if message:
-            problem(("audio",), "audio", message)
     return problems
 
 
-def audio_problem(folder: Path, relative: str) -> str | None:
+def audio_problem(path: Any, written: str) -> str | None:
     """Why a soundtrack cannot be used, or None when it decodes (checked only where PyAV is installed)."""
-    path = folder / relative
-    if not path.is_file():
-        return f"no such file '{relative}' (paths are relative to the story file)"
     try:
         import av  # the `video` extra; without it the render stops earlier and names the extra
     except ImportError:
         return None
+    if path.stat().st_size > MAX_AUDIO_BYTES:
+        return (f"'{written}' is larger than {MAX_AUDIO_BYTES // 1_000_000_000} GB; use a shorter or compressed "
+                "soundtrack")
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
-                return f"'{relative}' has no audio stream; use an audio file (MP3, AAC, WAV, FLAC, Ogg)"
+                return f"'{written}' has no audio stream; use an audio file (MP3, AAC, WAV, FLAC, Ogg)"
             next(container.decode(audio=0))
-    except (av.FFmpegError, StopIteration, OSError, ValueError) as error:
-        return f"'{relative}' is not audio that can be decoded ({type(error).__name__}); re-export it"
+    except (av.FFmpegError, StopIteration, OSError, ValueError, MemoryError) as error:
+        return f"'{written}' is not audio that can be decoded ({type(error).__name__}); re-export it"
     return None
 
 
-def image_problem(folder: Path, relative: str) -> str | None:
-    """Why an image path cannot be used, or None when it decodes."""
-    path = folder / relative
-    if not path.is_file():
-        return f"no such file '{relative}' (paths are relative to the story file)"
+def image_problem(path: Any, written: str) -> str | None:
+    """Why an image cannot be used, or None when every pixel decodes (a header alone proves nothing)."""
     from PIL import Image, UnidentifiedImageError  # Pillow is light; planning needs to know images decode
 
+    kind = "an image" if path.suffix.lower() in IMAGE_SUFFIXES else "an image (PNG, JPEG or WebP)"
     try:
-        with Image.open(path) as image:
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        kind = "an image" if path.suffix.lower() in IMAGE_SUFFIXES else "an image (PNG, JPEG or WebP)"
-        return f"'{relative}' is not {kind} that can be decoded ({type(error).__name__}); re-export it"
+        data = read_bytes(path, MAX_IMAGE_BYTES, shown=f"'{written}'")
+    except PathRefused as refused:
+        return str(refused)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size  # from the header: refuse a bomb before decoding it
+            if width * height > MAX_IMAGE_PIXELS:
+                return (f"'{written}' is {width}x{height} pixels, more than the {MAX_IMAGE_PIXELS // 1_000_000} "
+                        "million an image may have; scale it down")
+            image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError, Image.DecompressionBombError,
+            EOFError, IndexError, TypeError) as error:
+        return f"'{written}' is not {kind} that can be decoded ({type(error).__name__}); re-export it"
     return None

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from dataclasses import dataclass, field
+import gc
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,30 +18,19 @@ from pydantic import ValidationError
 
 from storyforge import FORMAT_VERSION
 from storyforge.errors import Problem, StoryError, display_path
+from storyforge.spec.checks import check_files, check_film
 from storyforge.spec.models import Character, Enhance, Film, RenderSettings, Scene, Shot, TransitionSpec
+from storyforge.spec.root import PathRefused, StoryRoot, read_bytes
+from storyforge.spec.source import PathKey, SourceMap, where
 
-MAX_NODES = 200_000  # far above any real film; stops alias bombs ("billion laughs")
-MAX_BYTES = 20_000_000
+__all__ = ["PathKey", "SourceMap", "Story", "load", "parse_yaml", "read_text", "where"]
 
-PathKey = tuple[Any, ...]
-
-
-@dataclass
-class SourceMap:
-    """Where each value of a story file was written: key path -> line (1-based)."""
-
-    file: str
-    lines: dict[PathKey, int] = field(default_factory=dict)
-
-    def line(self, path: PathKey) -> int:
-        """The line of the deepest known prefix of `path`."""
-        path = tuple(path)
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            path = path[:-1]
-        return self.lines.get((), 1)
-
+MAX_NODES = 100_000  # a 1,000-shot film has about 10,000; stops alias bombs ("billion laughs")
+MAX_BYTES = 500_000  # a 1,000-shot film with long prompts is about 250 KB
+MAX_DEPTH = 64  # a story nests about 8 levels (scenes > shots > render > ...)
+MAX_SHOTS = 1_000  # over an hour of generated shots; longer films are several story files (planning stays < 1 s)
+MAX_INT_DIGITS = 30  # far past any seed or frame count; stops 10**100000 (slow to convert, meaningless)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 @dataclass(frozen=True)
 class Story:
@@ -46,15 +40,26 @@ class Story:
     film: Film
     source: SourceMap
     text: str
+    root: StoryRoot
+
+    def locate(self, written: str, *, folder: bool = False) -> Path:
+        """The resolved path of a file the story names; raises PathRefused outside its root (see StoryRoot)."""
+        return self.root.locate(written, folder=folder)
 
 
 class _Composer:
-    """Builds plain Python data from PyYAML nodes, recording lines and refusing surprises."""
+    """Builds plain Python data from PyYAML nodes, recording lines and refusing surprises.
+
+    The one place a story's YAML becomes values, so every bound on what YAML can express lives here: aliases
+    that contain themselves, nesting deeper than any story needs, numbers too long to convert or too large to
+    mean anything, NaN and infinities, and text that is not valid Unicode.
+    """
 
     def __init__(self, file: str):
         self.source = SourceMap(file)
         self.problems: list[Problem] = []
         self.nodes = 0
+        self.active: set[int] = set()  # ids of the nodes being built: an alias to one of them is a cycle
         self.constructor = yaml.constructor.SafeConstructor()
 
     def build(self, node: yaml.Node, path: PathKey) -> Any:
@@ -64,33 +69,96 @@ class _Composer:
         if node.tag not in _PLAIN_TAGS:
             self._problem(node, path, f"the tag {_short(node.tag)} is not allowed in a story file; remove it")
             return _BAD
+        if len(path) > MAX_DEPTH:
+            self._problem(node, path, f"the values are nested more than {MAX_DEPTH} levels deep; a story needs "
+                          "far fewer: flatten it")
+            return _BAD
+        if id(node) in self.active:
+            self._problem(node, path, "an alias (*name) refers to the value that contains it; a value cannot "
+                          "contain itself: copy the parts you need instead")
+            return _BAD
         self.source.lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            result: dict[Any, Any] = {}
-            self.constructor.flatten_mapping(node)  # YAML merge keys (<<) as PyYAML's safe loader does
-            for key_node, value_node in node.value:
-                key = self._scalar(key_node, path)
-                if isinstance(key, (list, dict)) or key is _BAD:
-                    self._problem(key_node, path, "a key must be plain text")
-                    continue
-                if key in result:
-                    self._problem(key_node, path, f"key '{key}' appears twice; keep one")
-                    continue
-                self.source.lines[path + (key,)] = key_node.start_mark.line + 1
-                result[key] = self.build(value_node, path + (key,))
-            return result
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
-        return self._scalar(node, path)
-
-    def _scalar(self, node: yaml.Node, path: PathKey) -> Any:
-        if not isinstance(node, yaml.ScalarNode):
-            return self.build(node, path)
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node, path)
+        self.active.add(id(node))
         try:
-            return self.constructor.construct_object(node, deep=True)
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
+            return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
+        finally:
+            self.active.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, path: PathKey) -> Any:
+        result: dict[Any, Any] = {}
+        if not self._merges_are_safe(node, path):
+            return _BAD
+        self.constructor.flatten_mapping(node)  # YAML merge keys (<<) as PyYAML's safe loader does
+        for key_node, value_node in node.value:
+            key = self._key(key_node, path)
+            if key is _BAD:
+                continue
+            if key in result:
+                self._problem(key_node, path, f"key '{key}' appears twice; keep one")
+                continue
+            self.source.lines[path + (key,)] = key_node.start_mark.line + 1
+            result[key] = self.build(value_node, path + (key,))
+        return result
+
+    def _merges_are_safe(self, node: yaml.MappingNode, path: PathKey) -> bool:
+        """`<<: *x` inside x itself (or deeper than the bound) would make PyYAML's merge recurse forever."""
+        stack, seen = [(node, 0)], set()
+        while stack:
+            current, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                self._problem(current, path, f"merge keys (<<) are nested more than {MAX_DEPTH} levels deep")
+                return False
+            for key_node, value_node in current.value:
+                if key_node.tag != "tag:yaml.org,2002:merge":
+                    continue
+                merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                for item in merged:
+                    if item is node or id(item) in self.active or id(item) in seen:
+                        self._problem(key_node, path, "a merge key (<<) refers to the mapping that contains it; "
+                                      "a value cannot contain itself")
+                        return False
+                    if isinstance(item, yaml.MappingNode):
+                        seen.add(id(item))
+                        stack.append((item, depth + 1))
+        return True
+
+    def _key(self, node: yaml.Node, path: PathKey) -> Any:
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in _PLAIN_TAGS:
+            self._problem(node, path, "a key must be plain text")
+            return _BAD
+        key = self._scalar(node, path)
+        if isinstance(key, (list, dict, bytes)) or key is _BAD:
+            if key is not _BAD:
+                self._problem(node, path, "a key must be plain text")
+            return _BAD
+        return key
+
+    def _scalar(self, node: yaml.ScalarNode, path: PathKey) -> Any:
+        written = node.value if len(node.value) <= 40 else node.value[:40] + "…"
+        if node.tag == "tag:yaml.org,2002:int" and len(node.value.lstrip("+-0_")) > MAX_INT_DIGITS:
+            self._problem(node, path, f"the number {written} is too large; numbers in a story have at most "
+                          f"{MAX_INT_DIGITS} digits")
+            return _BAD
+        try:
+            value = self.constructor.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError:
             self._problem(node, path, f"the tag {_short(node.tag)} is not allowed in a story file; remove it")
             return _BAD
+        except (ValueError, OverflowError, TypeError):  # a date like 2024-13-45, a binary that is not base64
+            self._problem(node, path, f"'{written}' cannot be read as {_short(node.tag)[2:]}; quote it to make it text")
+            return _BAD
+        if isinstance(value, float) and not math.isfinite(value):
+            self._problem(node, path, f"{written} is not a finite number; write an ordinary number")
+            return _BAD
+        if isinstance(value, str) and _SURROGATE.search(value):
+            self._problem(node, path, "the text holds an invalid character (a lone UTF-16 surrogate written as an "
+                          "escape like \\ud800); remove it")
+            return _BAD
+        return value
 
     def _problem(self, node: yaml.Node, path: PathKey, message: str) -> None:
         self.problems.append(Problem(self.source.file, node.start_mark.line + 1, where(path), message))
@@ -113,47 +181,21 @@ _PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in
                ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "binary", "merge")}
 
 
-def where(path: PathKey, data: Any = None) -> str:
-    """A readable location: 'render.fps', 'dawn.location', 'dawn/glide.duration' (ids when known)."""
-    parts = list(path)
-    label = ""
-    if len(parts) >= 2 and parts[0] == "scenes" and isinstance(parts[1], int):
-        scene = _pick(data, ["scenes", parts[1]])
-        scene_label = scene.get("id") if isinstance(scene, dict) and isinstance(scene.get("id"), str) else None
-        label = scene_label or f"scenes[{parts[1]}]"
-        parts = parts[2:]
-        if len(parts) >= 2 and parts[0] == "shots" and isinstance(parts[1], int):
-            shot = _pick(scene, ["shots", parts[1]]) if isinstance(scene, dict) else None
-            shot_label = shot.get("id") if isinstance(shot, dict) and isinstance(shot.get("id"), str) else None
-            label += "/" + (shot_label or f"shots[{parts[1]}]")
-            parts = parts[2:]
-    for part in parts:
-        if isinstance(part, int):
-            label += f"[{part}]"
-        else:
-            label += ("." if label else "") + str(part)
-    return label or "(top)"
-
-
-def _pick(data: Any, path: list[Any]) -> Any:
-    for part in path:
-        try:
-            data = data[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
-
-
 def read_text(path: Path) -> str:
-    """The story file's text, or a StoryError for a missing, huge or non-UTF-8 file."""
+    """The story file's text, or a StoryError for a missing, huge, non-regular or non-UTF-8 file.
+
+    The size is checked before anything is read, and only a regular file is opened (never a FIFO or a link to
+    /dev/zero), so naming any path finishes at once.
+    """
     shown = display_path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise StoryError([Problem(shown, 0, "", "no such file; check the path")])
     if path.is_dir():
         raise StoryError([Problem(shown, 0, "", "this is a folder; give the story's .yaml file")])
-    raw = path.read_bytes()
-    if len(raw) > MAX_BYTES:
-        raise StoryError([Problem(shown, 0, "", f"the file is larger than {MAX_BYTES // 1_000_000} MB")])
+    try:
+        raw = read_bytes(path, MAX_BYTES, shown="the story file")
+    except PathRefused as refused:
+        raise StoryError([Problem(shown, 0, "", str(refused))]) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -164,34 +206,67 @@ def read_text(path: Path) -> str:
         ) from None
 
 
+def _compose(text: str) -> list[yaml.Node]:
+    """The YAML documents as nodes (libyaml when present); a syntax error is raised from the pure-Python
+    parser, whose messages are the same on every install."""
+    try:
+        return list(yaml.compose_all(text, Loader=_LOADER))
+    except yaml.MarkedYAMLError as error:
+        if "nesting depth" in str(error.problem):  # libyaml's own bound; the Python parser would recurse
+            raise _Nested(error.problem_mark.line + 1 if error.problem_mark else 0) from None
+    except yaml.YAMLError:
+        pass
+    try:
+        return list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except RecursionError:
+        raise _Nested(0) from None
+
+
+class _Nested(Exception):
+    def __init__(self, line: int):
+        self.line = line
+
+
+def _syntax_problem(error: yaml.MarkedYAMLError, file: str) -> Problem:
+    """A YAML syntax error at the line to fix: where an unclosed quote or bracket opens, else where it broke."""
+    unclosed = "end of stream" in str(error.problem) and error.context_mark is not None
+    mark = error.context_mark if unclosed else (error.problem_mark or error.context_mark)
+    line = mark.line + 1 if mark else 0
+    context = str(error.context or "")
+    if unclosed and "quoted scalar" in context:
+        return Problem(file, line, "", "YAML syntax error: the quoted text that starts on this line is never "
+                       "closed; add the closing quote")
+    if unclosed and "flow" in context:
+        return Problem(file, line, "", "YAML syntax error: the '[' or '{' on this line is never closed; add the "
+                       "closing bracket")
+    what = " ".join(part for part in (error.context, error.problem) if part)
+    return Problem(file, line, "", f"YAML syntax error: {what}; fix the indentation or quoting")
+
+
 def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     """Safe YAML -> plain data and its source map; syntax errors and unsafe tags become Problems."""
     if not text.strip() or all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()):
         raise StoryError([Problem(file, 0, "", "the file is empty; run `storyforge init` for an example")])
     try:
-        nodes = list(yaml.compose_all(text, Loader=_LOADER))
-    except yaml.YAMLError:
-        nodes = []  # parse again with the pure-Python loader: its messages are the same on every install
-    try:
-        if not nodes:
-            nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        nodes = _compose(text)
+    except _Nested as nested:
+        raise StoryError([Problem(file, nested.line, "", f"the values are nested too deeply; a story needs at "
+                                  f"most {MAX_DEPTH} levels: flatten them")]) from None
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark else 0
-        what = " ".join(part for part in (error.context, error.problem) if part)
-        message = f"YAML syntax error: {what}; fix the indentation or quoting"
-        raise StoryError([Problem(file, line, "", message)]) from None
+        raise StoryError([_syntax_problem(error, file)]) from None
     except yaml.YAMLError as error:
         raise StoryError([Problem(file, 0, "", f"YAML error: {error}")]) from None
     if len(nodes) != 1:
         raise StoryError([Problem(file, 0, "", "a story file holds one YAML document; remove the '---' lines")])
     if nodes[0] is None:
         raise StoryError([Problem(file, 0, "", "the file is empty; run `storyforge init` for an example")])
+    _check_shot_count(nodes[0], file)
     composer = _Composer(file)
     try:
         data = composer.build(nodes[0], ())
     except _TooBig as big:
-        raise StoryError([Problem(file, big.line, "", "the file expands to too many values (YAML aliases?)")]) from None
+        raise StoryError([Problem(file, big.line, "", f"the file expands to more than {MAX_NODES:,} values "
+                                  "(YAML aliases?); a story needs far fewer")]) from None
     if composer.problems:
         raise StoryError(composer.problems)
     if not isinstance(data, dict):
@@ -200,28 +275,67 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     return data, composer.source
 
 
-def load(path: Path | str) -> Story:
-    """Read, parse and validate one story file; raise StoryError with every problem found."""
+def load(path: Path | str, *, allow: tuple[Path | str, ...] | None = None) -> Story:
+    """Read, parse and validate one story file; raise StoryError with every problem found.
+
+    Files the story names must lie inside its root (see storyforge.spec.root); `allow` widens it (default:
+    the --allow-path folders in effect, and STORYFORGE_ALLOW_PATH). Format problems and file problems are
+    reported together.
+    """
     path = Path(path)
     shown = display_path(path)
     text = read_text(path)
-    data, source = parse_yaml(text, shown)
+    with _collector_paused():  # the cyclic GC rescans every node made so far, again and again: 5x on big files
+        data, source = parse_yaml(text, shown)
+    root = StoryRoot.of(path, allow)
     version = data.get("storyforge")
     if "storyforge" in data and version != FORMAT_VERSION and isinstance(version, int):
         raise StoryError([Problem(shown, source.line(("storyforge",)), "storyforge",
                                   f"format version {version} is not supported by this storyforge "
                                   f"(it reads version {FORMAT_VERSION}); upgrade storyforge or write "
                                   f"`storyforge: {FORMAT_VERSION}`")])
+    problems = check_files(data, source, root)  # the files named, even when the format has mistakes too
     try:
         film = Film.model_validate(data)
     except ValidationError as error:
-        raise StoryError(_problems(error, data, source)) from None
-    from storyforge.spec.checks import check_film  # the checks that need the whole film and the disk
-
-    problems = check_film(film, source, path.parent)
+        raise StoryError(_problems(error, data, source) + problems) from None
+    problems += check_film(film, source)
     if problems:
         raise StoryError(problems)
-    return Story(path=path, film=film, source=source, text=text)
+    return Story(path=path, film=film, source=source, text=text, root=root)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _check_shot_count(document: yaml.Node, file: str) -> None:
+    """More shots than MAX_SHOTS is one error at the first one too many, found on the YAML nodes before any
+    value is built (building 40,000 shots would take seconds)."""
+    count = 0
+    for scene in _child(document, "scenes").value if isinstance(_child(document, "scenes"), yaml.SequenceNode) else ():
+        shots = _child(scene, "shots")
+        if isinstance(shots, yaml.SequenceNode):
+            count += len(shots.value)
+            if count > MAX_SHOTS:
+                line = shots.value[len(shots.value) - (count - MAX_SHOTS)].start_mark.line + 1
+                raise StoryError([Problem(file, line, "", f"the film has more than {MAX_SHOTS:,} shots; split it "
+                                          "into several story files")])
+
+
+def _child(node: yaml.Node, key: str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+                return value_node
+    return None
 
 
 # Each model's keys, for "did you mean" on unknown keys; found by walking the error path.

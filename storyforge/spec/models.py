@@ -13,6 +13,11 @@ NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*[sf]?\s*$"
 RESOLUTION_PATTERN = r"^(540p|720p|\d+x\d+)$"
 RESOLUTIONS = {"540p": (960, 544), "720p": (1280, 720)}
+# Upper bounds real films never reach; they keep validating and planning any story file to milliseconds.
+MAX_SHOT_SECONDS = 600  # one shot (one generation) of 10 minutes; long films are many shots
+MAX_SHOT_FRAMES = 72_000  # 10 minutes at 120 fps
+MAX_SIDE = 4096  # pixels per side of a frame
+MAX_WINDOW_FRAMES = 257  # base_frames and overlap_frames (97 at 540p, 121 at 720p)
 MAX_TAKES = 16  # takes of one shot: more is a lottery nobody reviews, and each costs a full render
 
 Id = Annotated[str, Field(pattern=ID_PATTERN, description="Lower-case letters, digits, '-' and '_'.")]
@@ -34,7 +39,7 @@ def parse_duration(value: float | str) -> tuple[float | None, int | None]:
     if isinstance(value, (int, float)):
         if value <= 0:
             raise ValueError(f"duration must be greater than 0, got {value}")
-        return float(value), None
+        return _bounded_seconds(float(value), value), None
     text = str(value).strip()
     if not re.match(DURATION_PATTERN, text):
         raise ValueError(f"'{value}' is not a duration; write seconds like '4s' or '4.5s', or frames like '97f'")
@@ -42,14 +47,28 @@ def parse_duration(value: float | str) -> tuple[float | None, int | None]:
         number = text[:-1].strip()
         if "." in number:
             raise ValueError(f"'{value}': a frame count is a whole number, like '97f'")
+        if len(number) > 9:
+            raise ValueError(f"'{value}' is longer than a shot may last: at most {MAX_SHOT_FRAMES}f "
+                             f"({MAX_SHOT_SECONDS // 60} minutes at 120 fps); split it into shots")
         frames = int(number)
         if frames <= 0:
             raise ValueError(f"duration must be greater than 0, got '{value}'")
+        if frames > MAX_SHOT_FRAMES:
+            raise ValueError(f"'{value}' is longer than a shot may last: at most {MAX_SHOT_FRAMES}f "
+                             f"({MAX_SHOT_SECONDS // 60} minutes at 120 fps); split it into shots")
         return None, frames
     seconds = float(text.rstrip("s").strip())
     if seconds <= 0:
         raise ValueError(f"duration must be greater than 0, got '{value}'")
-    return seconds, None
+    return _bounded_seconds(seconds, value), None
+
+
+def _bounded_seconds(seconds: float, written: float | str) -> float:
+    if seconds > MAX_SHOT_SECONDS:
+        shown = f"'{written}'" if isinstance(written, str) else f"{written}s"
+        raise ValueError(f"{shown} is longer than a shot may last: at most {MAX_SHOT_SECONDS}s "
+                         f"({MAX_SHOT_SECONDS // 60} minutes); split it into shots")
+    return seconds
 
 
 def parse_resolution(value: str) -> tuple[int, int]:
@@ -121,10 +140,12 @@ class RenderSettings(Strict):
     guidance: float | None = Field(None, ge=0, le=50, description="Classifier-free guidance scale.")
     shift: float | None = Field(None, gt=0, le=100, description="Flow shift of the scheduler.")
     base_frames: int | None = Field(
-        None, ge=1, description="Frames the model generates in one window (4k+1: 97 at 540p, 121 at 720p)."
+        None, ge=1, le=MAX_WINDOW_FRAMES,
+        description="Frames the model generates in one window (4k+1: 97 at 540p, 121 at 720p)."
     )
     overlap_frames: int | None = Field(
-        None, ge=1, description="Frames shared by consecutive windows and continued shots (4k+1: 17 or 37)."
+        None, ge=1, le=MAX_WINDOW_FRAMES,
+        description="Frames shared by consecutive windows and continued shots (4k+1: 17 or 37)."
     )
     ar_step: int | None = Field(None, ge=0, le=1000, description="0 = synchronous; > 0 = asynchronous DF.")
     causal_block_size: int | None = Field(None, ge=1, le=64, description="Latent frames per causal block.")
@@ -150,7 +171,12 @@ class RenderSettings(Strict):
     @classmethod
     def _multiple_of_16(cls, value: str | None) -> str | None:
         if value is not None and value not in RESOLUTIONS:
+            if any(len(side) > 6 for side in value.split("x")):
+                raise ValueError(f"resolution {value[:20]}… is larger than {MAX_SIDE}x{MAX_SIDE}; use 540p or 720p")
             width, height = parse_resolution(value)
+            if width > MAX_SIDE or height > MAX_SIDE:
+                raise ValueError(f"resolution {value} is larger than {MAX_SIDE}x{MAX_SIDE} pixels; use 540p, 720p "
+                                 f"or WIDTHxHEIGHT up to {MAX_SIDE} a side")
             if width % 16 or height % 16 or not width or not height:
                 near = f"{max(16, round(width / 16) * 16)}x{max(16, round(height / 16) * 16)}"
                 raise ValueError(

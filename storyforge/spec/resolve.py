@@ -9,8 +9,9 @@ from typing import Any
 
 from storyforge.errors import Problem, StoryError
 from storyforge.spec.load import PathKey, Story
-from storyforge.spec.models import RenderSettings, Scene, Shot, parse_resolution
+from storyforge.spec.models import RenderSettings, Scene, Shot, parse_duration, parse_resolution
 from storyforge.spec.presets import DEFAULT_MODEL, DEFAULTS, I2V_DEFAULTS, preset
+from storyforge.spec.root import PathRefused
 
 
 @dataclass(frozen=True)
@@ -85,11 +86,28 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _image(folder: Path, relative: str | None) -> Image | None:
+def _image(story: Story, relative: str | None, at: PathKey) -> Image | None:
     if not relative:
         return None
-    path = (folder / relative).resolve()
+    try:
+        path = story.locate(relative)  # checked when the story loaded; the same gate again, right before reading
+    except PathRefused as refused:
+        raise StoryError([Problem(story.source.file, story.source.line(at), "", str(refused))]) from None
     return Image(path=path, relative=relative, sha256=file_sha256(path))
+
+
+def _model_folder(story: Story, model: str, at: PathKey) -> str:
+    """A model the story names: a local folder inside the story root (made absolute), else a hub id as written.
+
+    A path that leaves the root is refused like any file the story names; a hub id ("org/name") stays a hub id.
+    """
+    try:
+        return str(story.locate(model, folder=True))
+    except PathRefused as refused:
+        looks_like_path = model.startswith(("/", "./", "../", "~")) or "\\" in model
+        if looks_like_path and "outside the story root" in str(refused):
+            raise StoryError([Problem(story.source.file, story.source.line(at), "", str(refused))]) from None
+        return model
 
 
 def resolve(story: Story, overrides: dict[str, Any] | None = None) -> ResolvedFilm:
@@ -102,7 +120,8 @@ def resolve(story: Story, overrides: dict[str, Any] | None = None) -> ResolvedFi
         for i, shot in enumerate(scene.shots):
             shots.append(_resolve_shot(story, s, scene, i, shot, overrides, folder))
     _check_film_wide(story, shots)
-    return ResolvedFilm(story=story, shots=tuple(shots), audio=_image(folder, film.audio))
+    _check_work(story, shots)
+    return ResolvedFilm(story=story, shots=tuple(shots), audio=_image(story, film.audio, ("audio",)))
 
 
 def _resolve_shot(story: Story, s: int, scene: Scene, i: int, shot: Shot, overrides: dict[str, Any],
@@ -127,8 +146,10 @@ def _resolve_shot(story: Story, s: int, scene: Scene, i: int, shot: Shot, overri
         origins[key] = shot_path
     model = values.pop("model", None) or DEFAULT_MODEL
     chosen = preset(model)
-    if chosen is None and (folder / model).is_dir():
-        model = str((folder / model).resolve())  # a local model folder is relative to the story file
+    if chosen is None and "model" not in overrides:  # the command line's --model is the user's own choice
+        model = _model_folder(story, model, origins.get("model", shot_path))
+    elif chosen is None and (folder / model).is_dir():
+        model = str((folder / model).resolve())
     defaults = dict(DEFAULTS)
     defaults["resolution"] = chosen.resolution if chosen else "540p"
     defaults["base_frames"] = chosen.base_frames if chosen else 97
@@ -149,8 +170,33 @@ def _resolve_shot(story: Story, s: int, scene: Scene, i: int, shot: Shot, overri
     return ResolvedShot(
         id=f"{scene.id}/{shot.id}", scene=scene, shot=shot, path=shot_path, settings=settings,
         origins=origins, seed_is_explicit=explicit_seed,
-        image=_image(folder, shot.image), end_image=_image(folder, shot.end_image),
+        image=_image(story, shot.image, shot_path + ("image",)),
+        end_image=_image(story, shot.end_image, shot_path + ("end_image",)),
     )
+
+
+MAX_WINDOWS = 20_000  # generation windows in a film: a 2-hour film has about 2,200 at 24 fps; planning stays < 1 s
+
+
+def _check_work(story: Story, shots: list[ResolvedShot]) -> None:
+    """A film that needs more than MAX_WINDOWS windows is one error at the shot that crosses the bound.
+
+    Planning costs about one step per window, so this bounds it however long the shots and however small
+    the stride (base_frames - overlap_frames) a story asks for."""
+    total = 0
+    for shot in shots:
+        s = shot.settings
+        seconds, frames = parse_duration(shot.shot.duration)
+        frames = frames if frames is not None else max(1, round((seconds or 0) * s.fps))
+        latent, base = (frames - 1) // 4 + 1, (s.base_frames - 1) // 4 + 1
+        stride = base - ((s.overlap_frames - 1) // 4 + 1)
+        total += 1 if latent <= base or stride <= 0 else 2 + (latent - base - 1) // stride
+        if total > MAX_WINDOWS:
+            line = story.source.line(shot.path + ("duration",))
+            raise StoryError([Problem(story.source.file, line, shot.id, f"the film needs more than "
+                                      f"{MAX_WINDOWS:,} generation windows by this shot (windows of "
+                                      f"{s.base_frames} frames overlapping by {s.overlap_frames}); real films need "
+                                      "far fewer: shorten the shots, or overlap the windows less")])
 
 
 def _check_film_wide(story: Story, shots: list[ResolvedShot]) -> None:

@@ -1,0 +1,372 @@
+"""The template sandbox: what a story template may touch, and the bounds on the work and values it makes.
+
+A story file comes from other people, so a template must not be able to hang or exhaust a machine, reach Python
+internals, or print a Python object. Every bound is enforced here, at one of a few choke points: a call, a
+filter, an operator, a loop, a `~`, and every list/tuple/dict the template builds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import re
+import types
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import update_wrapper
+from typing import Any
+
+from jinja2 import TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context, Macro, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment, modifies_known_mutable
+from jinja2.visitor import NodeTransformer
+
+# Limits.
+MAX_TEXT = 10_000  # characters (or items) any value, and the output, of a template may reach
+MAX_VALUE = 100_000  # characters and items of a list or mapping, all the way down (see `weigh`)
+MAX_DEPTH = 100  # lists in lists
+MAX_WORK = 250_000  # steps per shot: loop iterations, calls and characters processed
+MAX_FILM_WORK = 1_000_000  # steps for all shots together (the packaged templates spend about 10 a shot)
+MAX_RANGE = 100_000  # items in range(); the same bound as Jinja's own sandbox
+MAX_NUMBER = 100_000  # largest number a filter or method may take (widths, counts, repeats)
+MAX_INT_BITS = 4096  # integers may not grow past this (10**10**10 would hang)
+MAX_TEMPLATE_FILE = 64_000  # bytes of a .j2 file
+
+
+class Refused(Exception):
+    """A template went past a limit or tried something a story template may not do; the message says which."""
+
+
+# -- the work budget -------------------------------------------------------------------------------------------
+
+_budget: contextvars.ContextVar[list[Any]] = contextvars.ContextVar("storyforge_template_budget")
+_film_budget: contextvars.ContextVar[list[int]] = contextvars.ContextVar("storyforge_film_budget")
+
+
+@contextlib.contextmanager
+def film_budget() -> Iterator[None]:
+    """One budget (MAX_FILM_WORK steps) shared by the shots rendered inside: a film's texts together."""
+    token = _film_budget.set([0])
+    try:
+        yield
+    finally:
+        _film_budget.reset(token)
+
+
+def spend(amount: int) -> None:
+    box = _budget.get(None)
+    if box is None:
+        return
+    box[0] += amount
+    box[1][0] += amount
+    if box[1][0] > MAX_FILM_WORK:
+        raise Refused(f"refused: the film's templates do too much work together (more than {MAX_FILM_WORK:,} "
+                      "steps); loops and repetition in story templates are bounded")
+    if box[0] > MAX_WORK:
+        raise Refused(f"refused: the template does too much work (more than {MAX_WORK:,} steps); loops and "
+                      "repetition in story templates are bounded")
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, (str, list, tuple, dict, Mapping)):
+        return len(value)
+    return 0
+
+
+def weigh(value: Any, limit: int = MAX_VALUE) -> int:
+    """The size of a value all the way down (characters plus items at every level), counted up to just past
+    `limit` and no further: a list nested by doubling ([a, a] forty times) weighs what it would print as, yet
+    is never walked past the bound. Only the story's plain data is entered: the story's own names (characters,
+    locations) are counted by their length, never rendered."""
+    total, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, (list, tuple, dict)):
+            if depth >= MAX_DEPTH:
+                raise Refused(f"refused: lists in the template are nested more than {MAX_DEPTH} deep")
+            total += len(item) + 1
+            values = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in values)
+            if isinstance(item, dict):
+                stack.extend((key, depth + 1) for key in item)
+        elif isinstance(item, Mapping):
+            total += len(item)
+        else:
+            total += 1
+        if total > limit:
+            break
+    return total
+
+
+def _check_result(value: Any) -> Any:
+    if isinstance(value, str) and _ADDRESS.search(value):
+        raise Refused("refused: templates print text, not Python objects")
+    if _size(value) > MAX_TEXT:
+        raise Refused(f"refused: a value in the template grows past {MAX_TEXT:,} characters; prompts are short")
+    if isinstance(value, (list, tuple, dict)) and weigh(value) > MAX_VALUE:
+        raise Refused(f"refused: a value in the template grows past {MAX_VALUE:,} characters and items in all; "
+                      "prompts are short")
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
+        raise Refused("refused: a number in the template is too large")
+    return value
+
+
+def _check_number(value: Any) -> None:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_NUMBER:
+        raise Refused(f"refused: the number {value} is too large for a template (at most {MAX_NUMBER:,})")
+
+
+_FORMAT_NUMBER = re.compile(r"%[^a-zA-Z%]*?(\d{6,})|\{[^{}]*?:[^{}]*?(\d{6,})")
+_NESTED_FIELD = re.compile(r"\{[^{}]*\{")  # '{0:{1}}': the width comes from the arguments
+
+
+def _check_format(spec: Any) -> None:
+    """'%999999999d' or '{:999999999}' would allocate before any result could be checked."""
+    if isinstance(spec, str) and _FORMAT_NUMBER.search(spec):
+        raise Refused(f"refused: a format width in the template is too large (at most {MAX_NUMBER:,})")
+
+
+def _check_expansion(name: str, subject: Any, args: tuple[Any, ...], method: bool) -> None:
+    """Operations whose result can be much larger than their inputs: estimate before running them.
+
+    `subject` is the object of a method (`sep.join(items)`) or the value of a filter (`items | join(sep)`)."""
+    if name == "replace" and len(args) >= 2 and isinstance(subject, str):
+        old, new = str(args[0]), str(args[1])
+        count = subject.count(old) if old else len(subject) + 1
+        estimate = len(subject) + count * max(0, len(new) - len(old))
+    elif name == "join" and (args or not method):
+        items, separator = (args[0], subject) if method else (subject, args[0] if args else "")
+        estimate = _size(items) * len(separator) if isinstance(separator, str) else 0
+    elif name == "indent" and args and isinstance(args[0], int):
+        estimate = (str(subject).count("\n") + 1) * args[0]
+    elif name == "expandtabs" and isinstance(subject, str):
+        estimate = subject.count("\t") * (args[0] if args and isinstance(args[0], int) else 8)
+    elif name in ("format", "format_map"):
+        _check_format(subject)
+        return
+    else:
+        return
+    if estimate > MAX_TEXT:
+        raise Refused(f"refused: {name} would make text longer than {MAX_TEXT:,} characters; prompts are short")
+
+
+def _opaque(value: Any) -> bool:
+    """A function, class or module (or a list holding one): its text would be a Python repr with an address.
+
+    Walks at most MAX_VALUE items (values are bounded when built, see `weigh`)."""
+    stack, seen = [value], 0
+    while stack and seen <= MAX_VALUE:
+        item = stack.pop()
+        seen += 1
+        if isinstance(item, (Undefined, Macro, str)):
+            continue
+        if isinstance(item, (type, types.ModuleType)) or callable(item):
+            return True
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return False
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, (dict, Mapping)):
+        return "a collection of names"
+    if hasattr(type(value), "_label") or "_label" in getattr(value, "__dict__", {}):
+        return f"the record '{value._label}'"
+    if isinstance(value, (type, types.ModuleType)):
+        return "a Python type"
+    if callable(value):
+        return "a function (call it with ())"
+    return "a Python object"
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _refuse_objects(values: Iterable[Any]) -> None:
+    for value in values:
+        if _opaque(value):
+            while isinstance(value, (list, tuple, dict)):  # name the offending item, not its container
+                items = value.values() if isinstance(value, dict) else value
+                value = next(item for item in items if _opaque(item))
+            raise Refused(f"refused: templates pass text, numbers and lists, not {_kind(value)}")
+
+
+def text_of(value: Any) -> str:
+    """What `{{ value }}` prints: text and numbers; anything else is refused, never its Python repr."""
+    if isinstance(value, Undefined):
+        return str(value)  # raises the unknown-name error
+    if value is None:
+        return ""
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    raise Refused(f"refused: this prints {_kind(value)}, not text; print a name such as characters.fox, "
+                  "or join a list with |join(', ')")
+
+
+@contextlib.contextmanager
+def budget() -> Iterator[None]:
+    """A fresh work budget (MAX_WORK steps) for what renders inside: one shot's texts. Every shot of a film
+    (one thread) also draws on the film's budget, MAX_FILM_WORK, started by `film_budget`."""
+    film = _film_budget.get(None) or [0]
+    token = _budget.set([0, film])
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def _range(*args: int) -> range:
+    numbers = range(*args)
+    if len(numbers) > MAX_RANGE:
+        raise Refused(f"range({', '.join(str(a) for a in args)}) refused: ranges in templates are limited to "
+                      f"{MAX_RANGE:,} items")
+    spend(len(numbers))  # what is done with the numbers is not all counted, so count them here
+    return numbers
+
+
+class Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox with bounded work, bounded values and messages meant for story authors.
+
+    `names`: the names a template has in scope (for messages); `filters`: extra filters, bounded like Jinja's.
+    A subclass sets `context_class` for how names are looked up.
+    """
+
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+
+    def __init__(self, *, undefined: type[Undefined], names: tuple[str, ...],
+                 filters: dict[str, Callable[..., Any]] | None = None) -> None:
+        super().__init__(undefined=undefined, autoescape=False, trim_blocks=True, lstrip_blocks=True,
+                         finalize=text_of, keep_trailing_newline=False)
+        self.names = names
+        self.globals.pop("lipsum", None)  # random text: a prompt must render the same every time
+        self.globals["range"] = _range
+        for name in ("random", "pprint"):  # random output; Python reprs
+            self.filters.pop(name, None)
+        self.filters.update(filters or {})
+        self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
+
+    def compile_bounded(self, source: str) -> Any:
+        """A template object for `source`, rewritten so its loops, joins and literals go through the bounds."""
+        code = self.compile(_bound(self.parse(source)))
+        return self.template_class.from_code(self, code, self.make_globals(None), None)
+
+    # called from templates rewritten by _bound (see there)
+    def sf_iterate(self, iterable: Any) -> Iterator[Any]:
+        spend(1)
+        for item in iterable:
+            spend(1)
+            yield item
+
+    def sf_concat(self, value: Any) -> str:
+        return _check_result(text_of(value))
+
+    def sf_value(self, value: Any) -> Any:
+        """A list, tuple or mapping written in the template: bounded when built, so nothing later (==, tojson,
+        string, a loop) can meet a value bigger than the bound."""
+        spend(1)
+        return _check_result(value)
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        return super().is_safe_attribute(obj, attr, value) and not isinstance(value, (type, types.ModuleType))
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        if modifies_known_mutable(obj, attribute):
+            hint = f"'{attribute}' refused: templates cannot change the story's data"
+        else:
+            hint = (f"'{attribute}' refused: templates cannot reach Python internals; use the story's names "
+                    f"({', '.join(self.names)})")
+        return self.undefined(hint, obj=obj, name=attribute, exc=SecurityError)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        spend(1)
+        if __obj is _range or getattr(__obj, "__func__", None) in _OWN:
+            return super().call(__context, __obj, *args, **kwargs)
+        target = getattr(__obj, "__wrapped__", __obj)  # str.format is wrapped by the sandbox
+        subject = getattr(target, "__self__", None)
+        name = getattr(target, "__name__", "")
+        spend(_size(subject) + sum(_size(a) for a in args))
+        if name not in ("format", "format_map") or _NESTED_FIELD.search(str(subject)):  # numbers are widths
+            for value in (*args, *kwargs.values()):
+                _check_number(value)
+        _refuse_objects([*args, *(v for k, v in kwargs.items() if k != "caller")])
+        _check_expansion(name, subject, args, method=True)
+        return _check_result(super().call(__context, __obj, *args, **kwargs))
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        spend(1 + _size(left) + _size(right))
+        _refuse_objects([left, right])
+        if operator == "*":
+            count, sequence = (left, right) if isinstance(left, int) else (right, left)
+            if isinstance(count, int) and count > 0 and _size(sequence) * count > MAX_TEXT:
+                raise Refused(f"refused: repeating text or a list past {MAX_TEXT:,} items; prompts are short")
+        elif operator == "**":
+            if isinstance(left, int) and isinstance(right, int) and abs(left) > 1:
+                if right * max(1, abs(left).bit_length()) > MAX_INT_BITS:
+                    raise Refused("refused: a number in the template is too large")
+        elif operator == "%" and isinstance(left, str):
+            _check_format(left)
+            if "*" in left:  # '%*d' takes its width from the arguments
+                for value in right if isinstance(right, tuple) else (right,):
+                    _check_number(value)
+        return _check_result(super().call_binop(context, operator, left, right))
+
+
+def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter that counts its work, refuses huge numbers and Python objects, and checks its result size."""
+
+    passes_first = getattr(function, "jinja_pass_arg", None) is not None  # context or environment comes first
+
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        values = args[1:] if passes_first else args
+        spend(1 + sum(_size(v) for v in values))
+        for value in (*values[1:], *kwargs.values()):  # arguments are widths and counts; the value is data
+            _check_number(value)
+        _refuse_objects([*values, *kwargs.values()])
+        if values:
+            _check_expansion(name, values[0], tuple(values[1:]), method=False)
+        return _check_result(function(*args, **kwargs))
+
+    return update_wrapper(bounded, function)  # keeps jinja_pass_arg (context/environment arguments)
+
+
+_FORBIDDEN = {nodes.Include: "{% include %}", nodes.Extends: "{% extends %}", nodes.Import: "{% import %}",
+              nodes.FromImport: "{% from ... import %}"}
+
+
+def _bound(tree: nodes.Template) -> nodes.Template:
+    """Rewrite a parsed template so every loop and every `~` goes through the budget."""
+    for kind, label in _FORBIDDEN.items():
+        found = next(iter(tree.find_all(kind)), None)
+        if found is not None:
+            raise TemplateSyntaxError(f"{label} is not available in story templates; write the text here",
+                                      found.lineno)
+    for loop in list(tree.find_all(nodes.For)):
+        if loop.recursive:
+            raise TemplateSyntaxError("recursive loops are not available in story templates", loop.lineno)
+        loop.iter = nodes.Call(nodes.EnvironmentAttribute("sf_iterate"), [loop.iter], [], None, None,
+                               lineno=loop.lineno)
+    for concat in list(tree.find_all(nodes.Concat)):
+        concat.nodes = [nodes.Call(nodes.EnvironmentAttribute("sf_concat"), [part], [], None, None,
+                                   lineno=part.lineno) for part in concat.nodes]
+    return _Literals().visit(tree)
+
+
+class _Literals(NodeTransformer):
+    """Every list, tuple and dict literal the template builds goes through `sf_value` (its size is checked)."""
+
+    def _wrap(self, node: nodes.Expr) -> nodes.Node:
+        node = self.generic_visit(node)
+        if getattr(node, "ctx", "load") != "load":
+            return node  # a target: `{% for a, b in ... %}`, `{% set a, b = ... %}`
+        return nodes.Call(nodes.EnvironmentAttribute("sf_value"), [node], [], None, None, lineno=node.lineno)
+
+    visit_List = visit_Tuple = visit_Dict = _wrap  # noqa: N815 (NodeTransformer's naming)
+
+
+_OWN = (Sandbox.sf_iterate, Sandbox.sf_concat, Sandbox.sf_value)

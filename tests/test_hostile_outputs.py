@@ -1,0 +1,272 @@
+"""Outputs that never destroy data, a cache that heals, and two renders into one folder (real animatic renders)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from storyforge import api
+from storyforge.atomic import write_text
+from storyforge.clipfile import count_frames, read_frames
+from storyforge.errors import StoryforgeError
+from storyforge.outdir import MANIFEST
+from storyforge.render import render
+
+STORY = """\
+storyforge: 1
+title: Outputs
+render: {resolution: 64x48, fps: 24, base_frames: 17, overlap_frames: 5}
+scenes:
+  - id: s
+    shots:
+      - {id: a, prompt: a fox, duration: 9f}
+      - {id: b, prompt: it runs, duration: 8f, transition: continue}
+      - {id: c, prompt: it sleeps, duration: 9f, image: refs/swan.png}
+"""
+TOTAL = 9 + 8 + 9
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "storyforge", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, bytes | None]]:
+    """Every entry under `folder`: its mode and, for regular files, its bytes."""
+    return {str(p.relative_to(folder)): (p.lstat().st_mode, p.read_bytes() if p.is_file() and not p.is_symlink()
+                                         else None) for p in sorted(folder.rglob("*"))}
+
+
+# -- --out and -o ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("out", "message"), [
+    (".", "--out .: refusing to render into the story's own folder (or one above it), where its sources live; "
+          "choose a folder of its own, like renders/"),
+    ("..", "--out ..: refusing to render into the story's own folder (or one above it), where its sources live; "
+           "choose a folder of its own, like renders/"),
+    ("/", "--out /: refusing to render into the file system's root; choose a folder of its own, like renders/"),
+    ("film.yaml", "--out film.yaml: this is a file, not a folder; choose a folder"),
+    ("notes.txt", "--out notes.txt: this is a file, not a folder; choose a folder"),
+])
+def test_a_dangerous_out_is_refused_before_anything_is_written(write_story, story_dir: Path, out: str,
+                                                               message: str) -> None:
+    write_story(STORY)
+    (story_dir / "notes.txt").write_text("mine", encoding="utf-8")
+    before = snapshot(story_dir)
+    done = cli("render", "film.yaml", "--backend", "animatic", "--out", out, cwd=story_dir)
+    assert (done.returncode, done.stderr) == (1, f"error: {message}\n")
+    assert snapshot(story_dir) == before
+
+
+def test_foreign_files_in_out_are_never_touched(write_story, story_dir: Path) -> None:
+    story = write_story(STORY)
+    out = story_dir / "mine"
+    (out / "clips").mkdir(parents=True)
+    (out / "notes.txt").write_text("my notes", encoding="utf-8")
+    (out / "clips" / "extra.mp4").write_bytes(b"my own clip")
+    foreign = snapshot(out)
+    report = render(api.plan(story), out=out, backend="animatic")
+    assert count_frames(report.film) == TOTAL
+    # a shorter story: the stale clip storyforge wrote goes, the user's files stay
+    write_story(STORY.replace("      - {id: c, prompt: it sleeps, duration: 9f, image: refs/swan.png}\n", ""))
+    render(api.plan(story), out=out, backend="animatic")
+    assert not (out / "clips" / "s__c.mp4").exists()
+    assert {name: value for name, value in snapshot(out).items() if name in foreign} == foreign
+    assert set(json.loads((out / MANIFEST).read_text())["files"]) == {
+        "clips/s__a.mp4", "clips/s__b.mp4", "film.mp4", "plan.json", "run.json"}
+
+
+@pytest.mark.parametrize("name", ["film.mp4", "plan.json", "clips/s__a.mp4"])
+def test_a_foreign_file_where_storyforge_would_write_stops_the_render(write_story, story_dir: Path,
+                                                                      name: str) -> None:
+    write_story(STORY)
+    out = story_dir / "mine"
+    (out / name).parent.mkdir(parents=True, exist_ok=True)
+    (out / name).write_bytes(b"precious")
+    before = snapshot(out)
+    done = cli("render", "film.yaml", "--backend", "animatic", "--out", "mine", cwd=story_dir)
+    assert (done.returncode, done.stderr) == (1, f"error: --out {out} already holds '{name}', which storyforge did "
+                                                 "not write; storyforge never replaces files it did not make: choose "
+                                                 "an empty folder, or move them away\n")
+    assert {k: v for k, v in snapshot(out).items() if not k.startswith(".storyforge")} == before
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "symlink", "device"])
+def test_atomic_writes_replace_only_regular_files(tmp_path: Path, write_story, story_dir: Path, kind: str) -> None:
+    target = tmp_path / "target.json"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "folder":
+        target.mkdir()
+    elif kind == "symlink":
+        (tmp_path / "elsewhere").write_text("keep", encoding="utf-8")
+        target.symlink_to(tmp_path / "elsewhere")
+    else:
+        target = Path("/dev/null")
+    mode = target.lstat().st_mode
+    with pytest.raises(StoryforgeError, match="only a regular file is replaced"):
+        write_text(target, "x")
+    assert target.lstat().st_mode == mode
+    write_story(STORY)
+    done = cli("plan", "film.yaml", "-o", str(target), cwd=story_dir)
+    assert done.returncode == 1 and "only a regular file is replaced; choose another path" in done.stderr
+    assert target.lstat().st_mode == mode
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".target")]  # no temporary left
+    if kind == "symlink":
+        assert (tmp_path / "elsewhere").read_text(encoding="utf-8") == "keep"
+    if kind == "device":
+        assert stat.S_ISCHR(mode)
+
+
+# -- the cache heals -------------------------------------------------------------------------------------------
+
+
+def _entries(cache: Path) -> list[Path]:
+    return sorted(cache.glob("[0-9a-f][0-9a-f]/*/meta.json"))
+
+
+@pytest.mark.parametrize("damage", [
+    "garbage clip of the same size", "meta is a list", "meta without a hash", "meta with a wrong type",
+    "meta is a folder", "clip unreadable",
+])
+def test_a_damaged_cache_entry_is_discarded_with_a_notice_and_rendered_again(write_story, story_dir: Path,
+                                                                             damage: str) -> None:
+    story = write_story(STORY)
+    out = story_dir / "out"
+    first = render(api.plan(story), out=out, backend="animatic")
+    frames = read_frames(first.film)
+    meta_path = _entries(story_dir / ".storyforge" / "cache")[0]
+    clip = meta_path.parent / "clip.mp4"
+    meta = json.loads(meta_path.read_text())
+    if damage == "garbage clip of the same size":
+        clip.write_bytes(bytes(len(clip.read_bytes())))
+    elif damage == "meta is a list":
+        meta_path.write_text("[1, 2]")
+    elif damage == "meta without a hash":
+        meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "clip_sha256"}))
+    elif damage == "meta with a wrong type":
+        meta_path.write_text(json.dumps({**meta, "frames": "many"}))
+    elif damage == "meta is a folder":
+        meta_path.unlink()
+        meta_path.mkdir()
+    else:
+        clip.unlink()
+        clip.mkdir()
+    second = render(api.plan(story), out=out, backend="animatic")
+    assert second.rendered >= 1
+    assert any("was discarded" in notice for notice in second.notices)
+    assert count_frames(second.film) == TOTAL
+    assert np.array_equal(read_frames(second.film), frames)  # the animatic is deterministic: the same film
+
+
+def test_leftovers_of_a_killed_run_are_cleaned_by_the_next(write_story, story_dir: Path) -> None:
+    story = write_story(STORY)
+    out = story_dir / "out"
+    render(api.plan(story), out=out, backend="animatic")
+    leftovers = [out / ".film.abc123.mp4", out / "clips" / ".s__a.mp4.999.tmp", out / ".stitch" / "stitch-x" / "a",
+                 out / ".stitch-q1" / "b", out / ".run.zz.tmp"]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    (out / "keep.txt").write_text("mine", encoding="utf-8")
+    render(api.plan(story), out=out, backend="animatic")
+    assert not [path for path in leftovers if path.exists()]
+    assert not (out / ".stitch").exists()
+    assert (out / "keep.txt").read_text(encoding="utf-8") == "mine"
+
+
+# -- two renders into one folder -------------------------------------------------------------------------------
+
+
+def test_two_renders_into_one_folder_and_cache_both_give_the_planned_film(write_story, story_dir: Path) -> None:
+    write_story(STORY)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "storyforge", "render", "film.yaml", "--backend", "animatic", "--out", "out"]
+    runs = [subprocess.Popen(command, cwd=story_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    results = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], results
+    assert all("Traceback" not in err for _, err in results)
+    assert count_frames(story_dir / "out" / "film.mp4") == TOTAL
+    other = [sys.executable, "-m", "storyforge", "render", "film.yaml", "--backend", "animatic", "--out"]
+    runs = [subprocess.Popen(other + [name], cwd=story_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for name in ("x", "y")]  # two folders, one cache
+    results = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], results
+    assert [count_frames(story_dir / name / "film.mp4") for name in ("x", "y")] == [TOTAL, TOTAL]
+
+
+def test_a_second_render_waits_for_the_lock_and_says_so(write_story, story_dir: Path, tmp_path: Path) -> None:
+    import fcntl
+    import time
+
+    write_story(STORY)
+    out = story_dir / "out"
+    out.mkdir()
+    with open(out / ".storyforge.lock", "a+") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        lock.write("4242\n")
+        lock.flush()
+        log = tmp_path / "stderr.txt"
+        with open(log, "w") as stderr:
+            run = subprocess.Popen([sys.executable, "-m", "storyforge", "render", "film.yaml", "--backend",
+                                    "animatic", "--out", "out"], cwd=story_dir, stderr=stderr, stdout=subprocess.PIPE,
+                                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+            deadline = time.monotonic() + 120
+            while "waiting" not in log.read_text() and time.monotonic() < deadline and run.poll() is None:
+                time.sleep(0.2)
+            assert not (out / "film.mp4").exists()  # nothing written while the other render holds the folder
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        assert run.wait(timeout=300) == 0
+    assert log.read_text().splitlines()[0] == (f"note: another render (process 4242) is writing into {out}; waiting "
+                                               "for it to finish")
+    assert count_frames(out / "film.mp4") == TOTAL
+
+
+def test_nothing_outside_the_root_reaches_a_render_unless_allowed(story_dir: Path) -> None:
+    inner = story_dir / "inner"
+    inner.mkdir()
+    (story_dir / "refs" / "swan.png").rename(story_dir / "secret.png")  # outside inner/, the story's root
+    (inner / "link.png").symlink_to(story_dir / "secret.png")
+    for written in ("../secret.png", "link.png"):
+        (inner / "film.yaml").write_text(STORY.replace("refs/swan.png", written), encoding="utf-8")
+        done = cli("render", "film.yaml", "--backend", "animatic", "--out", "out", cwd=inner)
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert f"'{written}' is outside the story root {inner}" in done.stderr
+        assert not (inner / "out").exists()  # no plan, no clip, no film: not a pixel of it
+        done = cli("plan", "film.yaml", "--json", cwd=inner)
+        assert (done.returncode, done.stdout) == (1, "")
+    done = cli("render", "film.yaml", "--backend", "animatic", "--out", "out", "--allow-path", "..", cwd=inner)
+    assert done.returncode == 0, done.stderr
+    assert count_frames(inner / "out" / "film.mp4") == TOTAL
+
+
+def test_a_model_folder_outside_the_root_is_refused(write_story, story_dir: Path) -> None:
+    (story_dir.parent / "models-elsewhere").mkdir(exist_ok=True)
+    write_story(STORY.replace("render: {", "render: {model: ../models-elsewhere, "))
+    done = cli("plan", "film.yaml", cwd=story_dir)
+    assert (done.returncode, done.stderr) == (1, f"error: film.yaml:3: '../models-elsewhere' is outside the story root "
+                                                 f"{story_dir.resolve()} (the folder holding .git, else the story "
+                                                 "file's folder); move the file inside it, or allow its folder with "
+                                                 "--allow-path DIR (or STORYFORGE_ALLOW_PATH)\n")
+
+
+def test_a_cache_that_cannot_be_written_is_one_clear_error(write_story, story_dir: Path) -> None:
+    write_story(STORY)
+    (story_dir / ".storyforge").mkdir()
+    (story_dir / ".storyforge" / "cache").write_text("not a folder", encoding="utf-8")
+    done = cli("render", "film.yaml", "--backend", "animatic", "--out", "out", cwd=story_dir)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"error: cannot write to the cache folder {story_dir.resolve() / '.storyforge' / 'cache'}: ")
+    assert errors[0].endswith("(read-only?); make it writable, or render with --no-cache")
