@@ -63,6 +63,7 @@ def plan(path: Path | str, overrides: dict[str, Any] | None = None, *, use_lock:
     if use_lock:
         from storyforge.enhance.lock import apply_lock, apply_picks
 
+        # the story as loaded above: parsing it twice was a third of `plan`
         compiled = apply_picks(apply_lock(compiled, story), story)
     return compiled
 
@@ -90,12 +91,13 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     """Render a plan's jobs (cached by content) into `out` and cut the film; see storyforge.render.render.
 
     `executor`: `local` (this process) or `ray` (one task per chain on the cluster in RAY_ADDRESS, or a local
-    one); `executor_options` go to it, e.g. {"shared_cache": True} for ray.
+    one); `executor_options` go to it, e.g. {"shared_cache": True} for ray. Under torchrun, rank 0 renders and
+    the other ranks follow it (see storyforge.executors.torchrun).
     """
-    from storyforge.render import render as render_plan
+    from storyforge.executors import render as render_with
 
-    return render_plan(plan, out=out, backend=backend, only=only, use_cache=use_cache, cache_root=cache_root,
-                       progress=progress, executor=executor, executor_options=executor_options)
+    return render_with(plan, executor=executor, executor_options=executor_options, out=out, backend=backend,
+                       only=only, use_cache=use_cache, cache_root=cache_root, progress=progress)
 
 
 def review(path: Path | str, *, out: Path | str | None = None) -> ReviewReport:

@@ -8,7 +8,7 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,31 +89,48 @@ class Cache:
             return None
         return Entry(key, folder, meta)
 
-    def read(self, entry: Entry) -> np.ndarray:
-        """The entry's decoded frames; a clip that does not decode to its recorded frame count is discarded."""
-        from storyforge.clipfile import ClipError, read_frames
+    def read(self, entry: Entry, *, last: int | None = None) -> np.ndarray:
+        """The entry's decoded frames (only the `last` few kept, when given: every frame is still decoded and
+        counted); a clip that does not decode to its recorded frame count is discarded."""
+        from collections import deque
 
+        import numpy as np
+
+        from storyforge.clipfile import ClipError, iter_frames
+
+        kept: deque[np.ndarray] = deque(maxlen=last)
+        count = 0
         try:
-            frames = read_frames(entry.clip)
+            for frame in iter_frames(entry.clip):
+                kept.append(frame)
+                count += 1
         except (ClipError, OSError) as error:
             self.discard(entry.key, f"its clip does not decode ({error})")
             raise CorruptEntry(entry.key) from error
-        if len(frames) != entry.frames:
-            self.discard(entry.key, f"its clip decodes to {len(frames)} frames, not {entry.frames}")
+        if count != entry.frames or not count:
+            self.discard(entry.key, f"its clip decodes to {count} frames, not {entry.frames}")
             raise CorruptEntry(entry.key)
-        return frames
+        return np.stack(kept)
 
-    def put(self, key: str, frames: np.ndarray, *, job: Job, fps: int, keyframes: Sequence[int],
-            identity: dict[str, Any], seconds: float) -> Entry:
-        """Encode `frames` as the entry for `key`; if another writer finished it first, theirs is kept."""
-        meta = {"format": ENTRY_FORMAT, "key": key, "job": job.id, "job_key": job.key,
-                "frames": int(frames.shape[0]), "width": int(frames.shape[2]), "height": int(frames.shape[1]),
-                "fps": fps, "keyframes": sorted(keyframes), "backend": identity, "seconds": round(seconds, 3),
-                "created": round(time.time(), 3)}
+    def put(self, key: str, frames: np.ndarray | Iterator[np.ndarray], *, job: Job, fps: int,
+            keyframes: Sequence[int], identity: dict[str, Any], seconds: float | Callable[[], float]) -> Entry:
+        """Encode `frames` as the entry for `key`; if another writer finished it first, theirs is kept.
+
+        `frames`: uint8 (F, H, W, 3), or chunks of it encoded as they come (a render streams its frames in).
+        `seconds`: what rendering took, or a function that says so once the last chunk is in.
+        """
         from storyforge.clipfile import write_clip
 
-        staging = self._stage(lambda clip: write_clip(frames, clip, fps=fps, keyframes=meta["keyframes"]), meta)
-        return self._commit(key, staging)
+        forced = sorted(keyframes)
+        meta = {"format": ENTRY_FORMAT, "key": key, "job": job.id, "job_key": job.key, "fps": fps,
+                "keyframes": forced, "backend": identity, "created": round(time.time(), 3)}
+
+        def write(clip: Path) -> None:
+            count, height, width = write_clip(frames, clip, fps=fps, keyframes=forced)
+            took = seconds() if callable(seconds) else seconds
+            meta.update(frames=count, width=width, height=height, seconds=round(took, 3))
+
+        return self._commit(key, self._stage(write, meta))
 
     def put_clip(self, key: str, clip: bytes, meta: dict[str, Any]) -> Entry:
         """The entry for `key` from a clip encoded elsewhere (a Ray worker), stored as is: no second encode."""

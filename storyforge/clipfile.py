@@ -176,18 +176,47 @@ def check_frames(frames: object, shape: tuple[int, ...], *, what: str) -> None:
         raise ValueError(f"{what} must have shape ({dims}), got {frames.shape}")
 
 
-def write_clip(frames: np.ndarray, path: Path, *, fps: int, keyframes: Sequence[int] = ()) -> None:
-    """Encode uint8 RGB frames (F, H, W, 3) to an H.264 mp4 with IDR frames at 0 and at `keyframes`."""
-    check_frames(frames, (-1, -1, -1, 3), what="frames")
-    count, height, width = frames.shape[:3]
-    if count == 0:
-        raise ValueError("frames is empty")
+def write_clip(frames: np.ndarray | Iterator[np.ndarray], path: Path, *, fps: int,
+               keyframes: Sequence[int] = ()) -> tuple[int, int, int]:
+    """Encode uint8 RGB frames (F, H, W, 3) to an H.264 mp4 with IDR frames at 0 and at `keyframes`.
+
+    `frames` may also be an iterator (a generator, say) of such arrays, chunks of any length, each encoded as it
+    comes: the whole clip is never in memory. Returns the clip's (frames, height, width).
+    """
+    chunks: Iterable[np.ndarray]
+    if isinstance(frames, Iterator):
+        chunks = frames
+    else:
+        check_frames(frames, (-1, -1, -1, 3), what="frames")
+        if not len(frames):
+            raise ValueError("frames is empty")
+        _check_keyframes(keyframes, len(frames))
+        chunks = (frames,)
+    writer: ClipWriter | None = None
+    try:
+        for chunk in chunks:
+            check_frames(chunk, (-1, -1, -1, 3), what="frames")
+            if writer is None and len(chunk):
+                height, width = chunk.shape[1:3]
+                writer = ClipWriter(Path(path), width=width, height=height, fps=fps, keyframes=keyframes)
+            for frame in chunk:
+                assert writer is not None
+                writer.write(frame)
+        if writer is None:
+            raise ValueError("frames is empty")
+        _check_keyframes(keyframes, writer.frames)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    writer.close()
+    return writer.frames, writer.shape[0], writer.shape[1]
+
+
+def _check_keyframes(keyframes: Sequence[int], count: int) -> None:
     bad = [k for k in keyframes if not 0 <= k < count]
     if bad:
         raise ValueError(f"keyframes {bad} are outside the clip's {count} frames")
-    with ClipWriter(Path(path), width=width, height=height, fps=fps, keyframes=keyframes) as writer:
-        for frame in frames:
-            writer.write(frame)
 
 
 def open_video(path: Path) -> av.container.InputContainer:

@@ -1,4 +1,8 @@
-"""Rendering a plan: jobs in order through a backend and the cache, then the cut; the only place side effects start."""
+"""The render loop: a plan's jobs through a backend into the cache, chain by chain, then the cut.
+
+Executors (storyforge.executors) sit above this loop and drive it: they choose where the chains run and pass
+that choice in; this module imports none of them and never asks which process of a launch it runs in.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from storyforge.atomic import write_text
-from storyforge.backends.multigpu import coupled, is_writer, ranks, share
 from storyforge.cache import Cache, CorruptEntry, Entry, default_root, entry_key
 from storyforge.errors import RenderError, StoryforgeError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     import numpy as np
 
@@ -206,69 +209,66 @@ def render_chain(run: Run, jobs: Sequence[Job]) -> Iterator[Job]:
         yield job
 
 
+def local(run: Run, chains: list[list[Job]]) -> None:
+    """The local executor: every chain here, one after the other, in film order."""
+    for chain in chains:
+        for _job in render_chain(run, chain):
+            pass
+
+
 def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: list[str] | None = None,
            use_cache: bool = True, cache_root: Path | None = None, progress: RenderProgress | None = None,
-           backend_options: dict[str, Any] | None = None, executor: str = "local",
-           executor_options: dict[str, Any] | None = None) -> RunReport:
+           backend_options: dict[str, Any] | None = None,
+           executor: Callable[[Run, list[list[Job]]], None] | str | None = None,
+           loaded: Backend | None = None) -> RunReport:
     """Render every job of `plan` (or those `only` names) into `out`, reusing cached clips, and cut the film.
 
     `use_cache=False` renders every job again into a throw-away cache: the shared cache is neither read nor
-    written. `executor` runs the chains: `local` (here, in film order) or `ray` (see storyforge.executors).
-    Raises RenderError when a backend fails; completed cache entries are kept, so a new run resumes.
-    KeyboardInterrupt propagates the same way. Under torchrun only rank 0 writes anything (the others
-    render in step with it, see storyforge.backends.multigpu). The output folder is held for the run and
-    only storyforge's own files in it are ever replaced or removed (see storyforge.outdir).
+    written. `executor` runs the chains (default: `local`, here in film order; storyforge.executors has the
+    others and chooses among them by name). `loaded`: the backend `backend` names, built by the caller, who
+    also closes it. Raises RenderError when a backend fails; completed cache entries are kept, so a new run
+    resumes. KeyboardInterrupt propagates the same way. The output folder is held for the run and only
+    storyforge's own files in it are ever replaced or removed (see storyforge.outdir).
     """
+    if isinstance(executor, str):  # executors by name live above this loop, in storyforge.executors
+        if executor != "local":
+            raise StoryforgeError(f"storyforge.render.render runs the chains with an executor function; to choose "
+                                  f"the '{executor}' executor by name, call storyforge.api.render")
+        executor = local
     name, notice = choose_backend(plan, backend)
+    if loaded is not None and loaded.name != name:
+        raise ValueError(f"the loaded backend is {loaded.name!r} but {backend!r} chooses {name!r}")
     out = Path(out) if out is not None else default_out(plan.story)
     targets = select(plan, only)
-    writer = is_writer()
-    if not writer:
-        return _render(plan, out, name, notice, targets, only, use_cache, cache_root, progress, backend_options,
-                       executor, executor_options, writer)
     from storyforge import outdir
     from storyforge.review import written_names
 
     names = ("film.mp4", "plan.json", "run.json", *(clip_name(job) for job in plan.jobs),
              *(take_name(take) for job in plan.jobs for take in job.all_takes), *written_names(plan))
     with outdir.claimed(out, plan.story, names, getattr(progress, "notice", None)) as out:
-        return _render(plan, out, name, notice, targets, only, use_cache, cache_root, progress, backend_options,
-                       executor, executor_options, writer)
-
-
-def _render(plan: Plan, out: Path, name: str, notice: str | None, targets: list[Job], only: list[str] | None,
-            use_cache: bool, cache_root: Path | None, progress: RenderProgress | None,
-            backend_options: dict[str, Any] | None, executor: str, executor_options: dict[str, Any] | None,
-            writer: bool) -> RunReport:
-    from storyforge.executors import run_chains
-
-    scratch = None if use_cache or not writer else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
-    cache = Cache(scratch or Path(cache_root or default_root(plan.story))) if writer else None
-    run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets})
-    if notice:
-        run.notices.append(notice)
-    try:
-        run_chains(executor, run, chains_of(plan, targets), executor_options or {})
-        render_takes(run, targets)
-        return run.finish(out, whole=not only, reuse_film=use_cache)
-    finally:
-        run.close_backend()
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+        scratch = None if use_cache else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
+        cache = Cache(scratch or Path(cache_root or default_root(plan.story)))
+        run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets}, loaded=loaded)
+        if notice:
+            run.notices.append(notice)
+        try:
+            (executor or local)(run, chains_of(plan, targets))
+            render_takes(run, targets)  # each other take continues what its picked take continues: all done now
+            return run.finish(out, whole=not only, reuse_film=use_cache)
+        finally:
+            run.close_backend()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
 
 
 class Run:
-    """One render's state: the backend (loaded on first use), the entries found or made, and the records.
+    """One render's state: the backend (loaded on first use), the entries found or made, and the records."""
 
-    `cache=None` is a torchrun rank other than 0: it renders in step with rank 0 and writes nothing, taking
-    what only rank 0 can know (cache hits, decoded pixels) from it through `share`.
-    """
-
-    def __init__(self, plan: Plan, cache: Cache | None, backend: str, options: dict[str, Any],
+    def __init__(self, plan: Plan, cache: Cache, backend: str, options: dict[str, Any],
                  progress: RenderProgress | None, targets: set[str], loaded: Backend | None = None):
         """`loaded`: the backend, already loaded by the caller, who also closes it (a Ray worker keeps its
         model across chains); by default it is loaded on first use and closed with close_backend."""
-        from storyforge.stitch import keyframes
+        from storyforge.cut import keyframes
 
         self.plan, self.cache, self.backend_name, self.options, self.progress = plan, cache, backend, options, progress
         self.targets = targets  # what was asked for; anything else rendered is upstream of it
@@ -283,9 +283,6 @@ class Run:
         self._backend: Backend | None = loaded
         self._owns_backend = loaded is None
         self._entry_keys: dict[str, str] = {}
-        # a rank that does not write keeps the last frames of what it rendered, for the extensions after them
-        self._tails: dict[str, np.ndarray] = {}
-        self._keep = max((job.settings.overlap_frames for job in plan.jobs), default=0)
 
     def slot(self, job: Job) -> str:
         """Where a take's entry and record are kept: the job id for the picked take, `id#takeN` for another."""
@@ -313,7 +310,6 @@ class Run:
 
     def lookup(self, job: Job) -> Entry | None:
         """The job's cache entry with the keyframes the cut needs now (re-encoded, not re-rendered, if not)."""
-        assert self.cache is not None, "only the writing rank reads the cache"
         entry = self.cache.get(self.entry_key(job))
         needed = self.keyframes[job.id]
         if entry is not None and not set(needed) <= set(entry.keyframes):
@@ -345,12 +341,7 @@ class Run:
     def cached(self, job: Job) -> Entry | None:
         """The job's entry when the cache has it, recorded as cached; None when it must be rendered."""
         started = time.time()
-        if self.cache is None:
-            key = self.entry_key(job)  # loads the backend (joining the process group) in step with rank 0
-            entry = Entry(key, Path(), {}) if share(False) else None  # rank 0 has it: only a placeholder here
-        else:
-            entry = self.lookup(job)
-            share(entry is not None)
+        entry = self.lookup(job)
         if entry is not None:
             self.announce(job)
             self.record(job, entry, "cached", started)
@@ -373,13 +364,19 @@ class Run:
             self.progress.job_started(self.index[self.slot(job)], len(self.index), job)
 
     def _render(self, job: Job, previous: np.ndarray | None) -> Entry:
-        from storyforge.backends.base import RenderInputs
-        from storyforge.stitch import check_clip
+        """Render the job straight into its cache entry: each chunk of frames is encoded as the backend hands
+        it over, so host memory stays flat however long the shot is."""
+        from storyforge.backends.base import RenderInputs, frames_of
 
         on_step = self.progress.step if self.progress is not None else None
-        started = time.perf_counter()
+        chunks = frames_of(self.backend, job, RenderInputs(previous_frames=previous, on_step=on_step))
+        # black or frozen output means a model failed; the animatic's pictures are synthetic (a static
+        # camera is meant to be frozen), so the check would only cry wolf there
+        checked = _Checked(job, self.backend_name, chunks, look=self.backend_name != "animatic")
         try:
-            frames = self.backend.render(job, RenderInputs(previous_frames=previous, on_step=on_step))
+            entry = self.cache.put(self.entry_key(job), iter(checked), job=job, fps=self.plan.fps,
+                                   keyframes=self.keyframes[job.id], identity=self.backend.identity(job),
+                                   seconds=lambda: checked.seconds)
         except StoryforgeError:
             raise
         except MemoryError as error:
@@ -387,78 +384,43 @@ class Run:
                               "fewer frames per window (base_frames) or a smaller model") from error
         except OSError as error:
             raise RenderError(f"{job.id}: rendering failed: {error}") from error
-        seconds = time.perf_counter() - started
-        self._check_frames(job, frames)
-        # black or frozen output means a model failed; the animatic's pictures are synthetic (a static
-        # camera is meant to be frozen), so the check would only cry wolf there
-        warning = check_clip(frames) if self.backend_name != "animatic" else None
-        if warning:
-            self.warnings.append(f"{job.id}: {warning}")
-        if self.cache is None:
-            self._tails[job.id] = frames[-self._keep:] if self._keep else frames[:0]
-            return Entry(self.entry_key(job), Path(), {})
-        return self.cache.put(self.entry_key(job), frames, job=job, fps=self.plan.fps,
-                              keyframes=self.keyframes[job.id], identity=self.backend.identity(job), seconds=seconds)
+        if checked.warning:
+            self.warnings.append(f"{job.id}: {checked.warning}")
+        return entry
 
     def tail(self, job: Job) -> np.ndarray:
         """The last overlap_frames frames of the chain before `job`, decoded from the cached clips.
 
         Always the decoded clips, never a backend's in-memory frames: H.264 is lossy, and a resumed render
-        must condition on exactly the pixels an uninterrupted one did. Under torchrun, rank 0's pixels.
+        must condition on exactly the pixels an uninterrupted one did.
         """
         import numpy as np
 
         needed = job.settings.overlap_frames
-        parts: list[np.ndarray | None] = []
+        parts: list[np.ndarray] = []
         have = 0
         upstream = self.plan.job(job.after) if job.after else None
         while upstream is not None and have < needed:
-            frames = self._decoded(upstream)
-            parts.insert(0, None if frames is None else frames[-(needed - have):])
-            have += min(upstream.frames, needed - have)  # the plan's count: the same walk on every rank
+            frames = self._decoded(upstream, needed - have)
+            parts.insert(0, frames)
+            have += len(frames)
             upstream = self.plan.job(upstream.after) if upstream.after else None
-        mine = None if any(p is None for p in parts) else np.concatenate(parts)[-needed:]  # type: ignore[arg-type]
-        frames = share(mine)
-        if frames is None:
-            raise RenderError(f"{job.id}: the frames it continues from are not on this rank")
-        return frames
+        return np.concatenate(parts)[-needed:]
 
-    def _decoded(self, job: Job) -> np.ndarray | None:
-        if self.cache is None:
-            self.ensure(job)
-            return self._tails.get(job.id)  # None when rank 0 found it cached: its pixels come through share
+    def _decoded(self, job: Job, last: int) -> np.ndarray:
+        """The job's last `last` frames, decoded from its clip (rendered first if the cache lacks it)."""
         for _attempt in range(2):
             try:
-                return self.cache.read(self.ensure(job))
+                return self.cache.read(self.ensure(job), last=last)
             except CorruptEntry:
                 self.entries.pop(job.id, None)  # discarded: the next ensure renders it again
-                if coupled():  # rendering it again here alone would leave the other ranks behind
-                    raise RenderError(f"{job.id}: its cached clip did not decode and was discarded; run the "
-                                      "render again") from None
         raise RenderError(f"{job.id}: its clip was corrupt twice in a row in {self.cache.root}; check the disk")
-
-    def _check_frames(self, job: Job, frames: Any) -> None:
-        import numpy as np
-
-        s = job.settings
-        expected = (job.frames, s.height, s.width, 3)
-        if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.shape != expected:
-            got = f"{frames.dtype} {frames.shape}" if isinstance(frames, np.ndarray) else type(frames).__name__
-            raise RuntimeError(f"the {self.backend_name} backend returned {got} for {job.id}; "
-                               f"expected uint8 {expected}")
 
     # -- outputs ---------------------------------------------------------------------------------
 
     def finish(self, out: Path, *, whole: bool, reuse_film: bool) -> RunReport:
         """Clips linked into out/clips, plan.json, the film (unless nothing in it changed), run.json."""
         plan = self.plan
-        if self.cache is None:  # a torchrun rank other than 0: rank 0 writes all of it
-            self.close_backend()
-            report = RunReport(out=out, backend=self.backend_name,
-                               jobs=[self.records[job.id] for job in plan.jobs if job.id in self.records])
-            report.notices = [f"this is rank {ranks().rank} of {ranks().world_size}: rank 0 writes the clips, "
-                              "run.json and the film"]
-            return report
         missing: list[str] = []
         for job in plan.jobs:  # with --only, the film is cut when the other shots' clips are cached
             for take in job.all_takes:
@@ -530,14 +492,15 @@ class Run:
 
     def _cut(self, out: Path, report: RunReport, reuse_film: bool) -> None:
         from storyforge.clipfile import count_frames
-        from storyforge.stitch import CutClip, cut_key, stitch
+        from storyforge.cut import CutClip, cut_key
+        from storyforge.plan.keys import digest
+        from storyforge.provenance import film_tags
+        from storyforge.stitch import stitch
 
         plan = self.plan
         clips = [CutClip(job.id, out / clip_name(job), job.frames, job.transition.type, job.transition.frames)
                  for job in plan.jobs]
-        from storyforge.plan.keys import digest
-        from storyforge.provenance import film_tags
-
+        # the film's tags are part of its key: a new title or pick is a new film file, even from the same clips
         tags = film_tags(plan, {job.id: self.entries[job.id].key for job in plan.jobs})
         key = digest({"cut": cut_key(clips, [self.entries[job.id].key for job in plan.jobs],
                                      plan.audio.sha256 if plan.audio else None), "tags": tags})
@@ -559,6 +522,51 @@ class Run:
         report.stitch_seconds = result.seconds
         report.total_frames = decoded
         report.warnings.extend(result.warnings)
+
+
+class _Checked:
+    """A backend's chunks of frames, checked as they pass: uint8 of the job's size, as many as it plans, and
+    (when `look`) whether the clip is all black or frozen; `seconds` counts the time spent in the backend."""
+
+    def __init__(self, job: Job, backend: str, chunks: Iterable[np.ndarray], *, look: bool):
+        from storyforge.stitch import ClipCheck
+
+        self.job, self.backend, self.chunks = job, backend, chunks
+        self.look = ClipCheck() if look else None
+        self.seconds = 0.0
+        self.warning: str | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import numpy as np
+
+        job, s = self.job, self.job.settings
+        expected = (s.height, s.width, 3)
+        count = 0
+        chunks = iter(self.chunks)
+        while True:
+            started = time.perf_counter()
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                break
+            finally:
+                self.seconds += time.perf_counter() - started
+            if not isinstance(chunk, np.ndarray) or chunk.dtype != np.uint8 or chunk.ndim != 4 \
+                    or chunk.shape[1:] != expected:
+                got = f"{chunk.dtype} {chunk.shape}" if isinstance(chunk, np.ndarray) else type(chunk).__name__
+                raise RuntimeError(f"the {self.backend} backend returned {got} for {job.id}; "
+                                   f"expected uint8 {(job.frames, *expected)}")
+            count += len(chunk)
+            if count > job.frames:
+                break
+            if self.look is not None:
+                self.look.add(chunk)
+            yield chunk
+        if count != job.frames:
+            raise RuntimeError(f"the {self.backend} backend returned {count} frames for {job.id}; "
+                               f"expected uint8 {(job.frames, *expected)}")
+        if self.look is not None:
+            self.warning = self.look.warning()
 
 
 def _previous_run(out: Path) -> dict[str, Any]:

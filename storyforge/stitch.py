@@ -1,10 +1,9 @@
-"""The final cut: joins clips along the plan's timeline with cuts, crossfades and fades, stream-copying what no transition touches."""  # noqa: E501
+"""Muxing the film: renders the cut's transition windows, stream-copies the rest of the clips and the soundtrack into one mp4."""  # noqa: E501
+
+# What goes where is storyforge.cut's plan; this module reads and writes the files.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from storyforge import cut
 from storyforge.atomic import replacing
 
 # clipfile and errors import only the standard library at module level; numpy and av are imported
@@ -31,33 +31,27 @@ from storyforge.clipfile import (
     iter_frames,
     open_video,
 )
-from storyforge.errors import StoryforgeError
+from storyforge.cut import (
+    STITCH_VERSION,
+    TRANSITIONS,
+    CutClip,
+    Probe,
+    StitchError,
+    cut_key,
+    keyframes,
+    total_frames,
+)
+
+__all__ = ["STITCH_VERSION", "TRANSITIONS", "ClipCheck", "CutClip", "StitchError", "StitchReport", "check_clip",
+           "cut_key", "keyframes", "stitch", "total_frames"]
 
 if TYPE_CHECKING:
     import numpy as np
 
-TRANSITIONS = ("cut", "continue", "crossfade", "fade")
-# Part of cut_key: bump it whenever stitch() would produce different pixels or timing for the same inputs.
-STITCH_VERSION = 1
 # check_clip thresholds, on 0-255 RGB: a frame is black when nothing in it is brighter than this...
 _BLACK_MAX = 16
 # ...and two frames are the same picture when they differ by less than this on average (codec noise).
 _FROZEN_MEAN_DIFF = 1.0
-
-
-class StitchError(StoryforgeError):
-    """The clips could not be joined into the film."""
-
-
-@dataclass(frozen=True)
-class CutClip:
-    """One job's clip on the film's timeline."""
-
-    id: str  # "scene/shot"
-    path: Path  # the clip file written by clipfile.write_clip
-    frames: int  # frames in the clip (what it contributes before transitions)
-    transition: str = "cut"  # how it begins: "cut" | "continue" | "crossfade" | "fade"
-    transition_frames: int = 0  # 0 for cut/continue
 
 
 @dataclass(frozen=True)
@@ -73,134 +67,7 @@ class StitchReport:
     reencoded_frames: int = 0  # transition windows and re-encoded clips
 
 
-# -- the timeline: pure arithmetic, no files -------------------------------------------------------
-
-
-def _shape(entry: Any) -> tuple[int, str, int]:
-    """(frames, transition, its length) of a CutClip, or of a plan Job (.transition with .type, .frames)."""
-    transition = entry.transition
-    if isinstance(transition, str):
-        return int(entry.frames), transition, int(entry.transition_frames)
-    return int(entry.frames), str(transition.type), int(transition.frames)
-
-
-def _name(entry: Any, index: int) -> str:
-    return str(getattr(entry, "id", f"clip {index + 1}"))
-
-
-def _edges(clips: Sequence[Any]) -> list[tuple[int, int]]:
-    """Per clip, (head, tail): how many of its first and last frames a transition window replaces."""
-    if not clips:
-        raise StitchError("nothing to stitch: no clips")
-    shapes = [_shape(c) for c in clips]
-    heads = [0] * len(shapes)
-    tails = [0] * len(shapes)
-    for i, (frames, kind, length) in enumerate(shapes):
-        name = _name(clips[i], i)
-        if kind not in TRANSITIONS:
-            raise StitchError(f"{name}: unknown transition {kind!r}; use one of {', '.join(TRANSITIONS)}")
-        if frames < 1:
-            raise StitchError(f"{name}: a clip needs at least 1 frame, got {frames}")
-        if kind in ("cut", "continue"):
-            if length != 0:
-                raise StitchError(f"{name}: a {kind} has no length, got {length} transition frames")
-            continue
-        if length < 1:
-            raise StitchError(f"{name}: a {kind} needs at least 1 frame, got {length}")
-        if i == 0:
-            if kind == "crossfade":
-                raise StitchError(f"{name}: the first clip has nothing to crossfade from; use fade")
-            heads[0] = length  # the film fades in from black
-        elif kind == "crossfade":
-            heads[i], tails[i - 1] = length, length
-        else:  # a fade: the outgoing clip darkens over length // 2, the incoming brightens over the rest
-            heads[i], tails[i - 1] = length - length // 2, length // 2
-    for i, (frames, _, _) in enumerate(shapes):
-        if heads[i] + tails[i] > frames:
-            raise StitchError(
-                f"{_name(clips[i], i)}: its transitions use {heads[i]} + {tails[i]} frames "
-                f"but it has only {frames}"
-            )
-    return list(zip(heads, tails, strict=True))
-
-
-def total_frames(clips: Sequence[Any]) -> int:
-    """Frames of the film: every clip's frames, less each crossfade's overlap."""
-    _edges(clips)
-    shapes = [_shape(c) for c in clips]
-    return sum(f for f, _, _ in shapes) - sum(n for _, kind, n in shapes if kind == "crossfade")
-
-
-def keyframes(clips: Sequence[Any]) -> list[list[int]]:
-    """Per clip, the frame indices (besides 0) that must be keyframes for stitch() to stream-copy it.
-
-    Takes CutClips, plan Jobs, or any objects with `frames` and either `transition` (str) plus
-    `transition_frames`, or a `transition` with `.type` and `.frames`; no file is read. The index where
-    a clip's untouched span starts must be a keyframe to copy from it; the index where its outgoing
-    window starts is one too, so the window's frames decode without decoding the whole clip.
-    """
-    out = []
-    for clip, (head, tail) in zip(clips, _edges(clips), strict=True):
-        frames = _shape(clip)[0]
-        out.append(sorted({k for k in (head, frames - tail) if 0 < k < frames}))
-    return out
-
-
-@dataclass(frozen=True)
-class _Copy:
-    clip: int
-    start: int
-    count: int
-
-
-@dataclass(frozen=True)
-class _Window:
-    """Frames to render: per frame, terms (clip, frame index, weight) summed over black."""
-
-    frames: tuple[tuple[tuple[int, int, float], ...], ...]
-
-
-def _timeline(clips: Sequence[Any], edges: list[tuple[int, int]]) -> list[_Copy | _Window]:
-    pieces: list[_Copy | _Window] = []
-    for i, clip in enumerate(clips):
-        frames, kind, n = _shape(clip)
-        if i == 0 and kind == "fade":
-            pieces.append(_Window(tuple(((0, k, k / n),) for k in range(n))))
-        elif kind == "crossfade":
-            before = _shape(clips[i - 1])[0] - n
-            weights = [(k + 1) / (n + 1) for k in range(n)]  # the incoming clip's share, never 0 or 1
-            mixes = (((i - 1, before + k, 1 - w), (i, k, w)) for k, w in enumerate(weights))
-            pieces.append(_Window(tuple(mixes)))
-        elif kind == "fade":
-            out, into = n // 2, n - n // 2
-            before = _shape(clips[i - 1])[0] - out
-            # The last outgoing frame and the first incoming frame are fully black.
-            darken = tuple(((i - 1, before + k, 1 - (k + 1) / out),) for k in range(out))
-            brighten = tuple(((i, k, k / into),) for k in range(into))
-            pieces.append(_Window(darken + brighten))
-        head, tail = edges[i]
-        if frames - head - tail > 0:
-            pieces.append(_Copy(i, head, frames - head - tail))
-    return pieces
-
-
 # -- reading clip files ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Probe:
-    """What decides whether a clip's packets can sit next to the others' in one H.264 stream."""
-
-    codec: str
-    size: tuple[int, int]
-    extradata: bytes  # the avcC box: SPS and PPS (profile, chroma, bit depth, colours, tools), per settings
-    in_order: bool  # no B-frames, no edit list: packet n is frame n
-    pts: tuple[int, ...]  # per packet, in decode order
-    idr: frozenset[int]  # indices of the packets that begin with an IDR picture
-
-    @property
-    def signature(self) -> tuple[object, ...]:
-        return (self.codec, self.size, self.extradata, self.in_order)
 
 
 def _nal_types(data: bytes, length_size: int) -> list[int]:
@@ -212,7 +79,7 @@ def _nal_types(data: bytes, length_size: int) -> list[int]:
     return types
 
 
-def _probe(path: Path) -> _Probe:
+def _probe(path: Path) -> Probe:
     with open_video(path) as container:
         stream = container.streams.video[0]
         ctx = stream.codec_context
@@ -231,7 +98,7 @@ def _probe(path: Path) -> _Probe:
                 idr.add(len(pts))
             pts.append(packet.pts if packet.pts is not None else -1)
         in_order = in_order and all(a < b for a, b in zip(pts, pts[1:], strict=False))
-        return _Probe(
+        return Probe(
             codec=ctx.name, size=(ctx.width, ctx.height), extradata=extradata, in_order=in_order,
             pts=tuple(pts), idr=frozenset(idr),
         )  # fmt: skip
@@ -246,7 +113,7 @@ def _film_yuv(frame: Any, size: tuple[int, int]) -> np.ndarray:
     return rgb.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG").to_ndarray()
 
 
-def _decode_range(path: Path, probe: _Probe, lo: int, hi: int, size: tuple[int, int]) -> list[np.ndarray]:
+def _decode_range(path: Path, probe: Probe, lo: int, hi: int, size: tuple[int, int]) -> list[np.ndarray]:
     """Frames lo..hi-1 of a clip (see _film_yuv), seeking to the keyframe before lo when the clip allows."""
     with open_video(path) as container:
         stream = container.streams.video[0]
@@ -272,9 +139,9 @@ def _decode_range(path: Path, probe: _Probe, lo: int, hi: int, size: tuple[int, 
 
 
 def _render_windows(
-    windows: list[_Window],
+    windows: list[cut.Window],
     sources: list[Path],
-    probes: list[_Probe],
+    probes: list[Probe],
     size: tuple[int, int],
     fps: int,
     path: Path,
@@ -316,21 +183,6 @@ def _reencode_clip(
     if writer.frames != frames:
         raise StitchError(f"{name}: {source} has {writer.frames} frames, but the timeline gives it {frames}")
     return path
-
-
-def _mismatch(probe: _Probe, reference: tuple[object, ...], size: tuple[int, int], head: int) -> str | None:
-    """Why a clip cannot be stream-copied into the film, or None."""
-    if probe.size != size:
-        return f"its size is {probe.size[0]}x{probe.size[1]}, not the film's {size[0]}x{size[1]} (scaled)"
-    if probe.codec != "h264":
-        return f"it is {probe.codec}, not h264"
-    if not probe.in_order:
-        return "it has B-frames or an edit list"
-    if probe.signature != reference:
-        return "it was encoded with other settings than the rest of the film"
-    if head and head not in probe.idr:
-        return f"it has no keyframe at frame {head}, where its copied part starts (see stitch.keyframes)"
-    return None
 
 
 # -- audio -----------------------------------------------------------------------------------------
@@ -463,10 +315,10 @@ def stitch(
         raise ValueError(f"fps must be a positive integer, got {fps!r}")
     clips = list(clips)
     out = Path(out)
-    edges = _edges(clips)
+    edges = cut.edges(clips)
     total = total_frames(clips)
-    pieces = _timeline(clips, edges)
-    names = [_name(c, i) for i, c in enumerate(clips)]
+    pieces = cut.timeline(clips, edges)
+    names = cut.names(clips)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="stitch-", dir=work_dir))
@@ -489,33 +341,18 @@ def stitch(
         sources = [Path(c.path) for c in clips]
         # The film takes the most common clip size (the first clip's on a tie).
         size = Counter(p.size for p in probes).most_common(1)[0][0]
-        windows = [p for p in pieces if isinstance(p, _Window)]
+        windows = [p for p in pieces if isinstance(p, cut.Window)]
         window_file = scratch / "windows.mp4"
         if windows:
             _render_windows(windows, sources, probes, size, fps, window_file)
         reference = _reference(probes, window_file if windows else None, size, fps, scratch)
-        warnings, redo = [], []
-        for i, (name, probe) in enumerate(zip(names, probes, strict=True)):
-            reason = _mismatch(probe, reference, size, edges[i][0])
-            if reason:
-                redo.append(i)
-                warnings.append(f"{name}: {reason}, so it was re-encoded to match the film")
-        if redo and len(redo) == len(clips):
-            warnings = [f"no clip was encoded with this version's settings; re-encoded all {len(clips)}"]
+        redo, warnings = cut.reencoded(probes, reference, size, edges, names)
         for i in redo:
             sources[i] = _reencode_clip(
                 sources[i], scratch / f"clip{i}.mp4", name=names[i], frames=clips[i].frames, size=size,
                 fps=fps, keys=keyframes(clips)[i],
             )  # fmt: skip
-        segments: list[tuple[Path, int, int]] = []
-        copied = window_at = 0
-        for piece in pieces:
-            if isinstance(piece, _Window):
-                segments.append((window_file, window_at, len(piece.frames)))
-                window_at += len(piece.frames)
-            else:
-                segments.append((sources[piece.clip], piece.start, piece.count))
-                copied += piece.count if piece.clip not in redo else 0
+        segments, copied = cut.segments(pieces, sources, window_file, redo)
         if audio_job is not None:
             job, audio_job = audio_job, None
             _finish_audio(job)
@@ -540,7 +377,7 @@ def stitch(
 
 
 def _reference(
-    probes: list[_Probe], windows: Path | None, size: tuple[int, int], fps: int, scratch: Path
+    probes: list[Probe], windows: Path | None, size: tuple[int, int], fps: int, scratch: Path
 ) -> tuple[object, ...]:
     """The stream signature every segment must share.
 
@@ -563,49 +400,62 @@ def _reference(
 # -- checks and cache key --------------------------------------------------------------------------
 
 
+class ClipCheck:
+    """Whether a clip is all black or frozen, told frame by frame (chunks of frames may be added as they come)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.black = self.frozen = True
+        self._first: np.ndarray | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Known to be fine: no further frame can change the answer."""
+        return not self.black and not self.frozen
+
+    def add(self, frames: np.ndarray) -> None:
+        """Look at uint8 RGB frames (F, H, W, 3) that follow the ones added before."""
+        import numpy as np
+
+        for frame in frames:
+            if self.settled:
+                return
+            self.count += 1
+            self.black = self.black and int(frame.max()) < _BLACK_MAX
+            if self._first is None:
+                self._first = frame.astype(np.int16)
+            elif self.frozen:
+                self.frozen = float(np.abs(frame.astype(np.int16) - self._first).mean()) < _FROZEN_MEAN_DIFF
+
+    def warning(self) -> str | None:
+        if self.settled:
+            return None
+        if self.count == 0:
+            return "the clip has no frames"
+        if self.black:
+            return f"the clip is entirely black ({self.count} frames)"
+        if self.frozen and self.count > 1:
+            return f"the clip is frozen: all {self.count} frames show the same picture"
+        return None
+
+
 def check_clip(clip: Path | str | np.ndarray) -> str | None:
     """A warning if a clip (a file, or uint8 RGB frames (F, H, W, 3)) is all black or frozen, else None."""
-    import numpy as np
-
     if isinstance(clip, (str, os.PathLike)):
         frames = iter_frames(Path(clip))
     else:
         check_frames(clip, (-1, -1, -1, 3), what="frames")
         frames = iter(clip)
-    first = None
-    black = frozen = True
-    count = 0
+    check = ClipCheck()
     try:
         for frame in frames:
-            count += 1
-            black = black and int(frame.max()) < _BLACK_MAX
-            if first is None:
-                first = frame.astype(np.int16)
-            elif frozen:
-                frozen = float(np.abs(frame.astype(np.int16) - first).mean()) < _FROZEN_MEAN_DIFF
-            if not black and not frozen:
+            check.add(frame[None])
+            if check.settled:
                 return None  # stop decoding as soon as the clip is known to be fine
     finally:
         close = getattr(frames, "close", None)
         if close is not None:
             close()
-    if count == 0:
-        return "the clip has no frames"
-    if black:
-        return f"the clip is entirely black ({count} frames)"
-    if frozen and count > 1:
-        return f"the clip is frozen: all {count} frames show the same picture"
-    return None
+    return check.warning()
 
 
-def cut_key(clips: Sequence[Any], keys: Sequence[str], audio_sha256: str | None) -> str:
-    """A sha256 over what decides the stitched film: clip keys, frames, transitions, audio and encoder."""
-    if len(keys) != len(clips):
-        raise ValueError(f"{len(clips)} clips but {len(keys)} keys")
-    payload = {
-        "stitch": STITCH_VERSION,
-        "encoder": dataclasses.asdict(ENCODER),
-        "clips": [[key, *_shape(clip)] for key, clip in zip(keys, clips, strict=True)],
-        "audio": audio_sha256,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

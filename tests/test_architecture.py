@@ -47,3 +47,57 @@ def test_cli_plan_in_a_subprocess_imports_nothing_heavy() -> None:
 def test_import_linter_contract() -> None:
     result = subprocess.run(["lint-imports"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    """No import cycle in the package, lazy imports inside functions included (what grimp sees)."""
+    import grimp
+
+    graph = grimp.build_graph("storyforge")
+    edges = {module: {m for m in graph.find_modules_directly_imported_by(module)
+                      if m.startswith("storyforge")}
+             for module in graph.modules if module.startswith("storyforge")}
+    cycles = _cycles(edges)
+    assert cycles == [], "\n".join(" -> ".join(cycle) for cycle in cycles)
+
+
+def test_the_render_loop_knows_nothing_of_ranks() -> None:
+    """Torchrun ranks live in storyforge.executors.torchrun; the loop imports no executor (a contract says so)."""
+    source = (ROOT / "storyforge" / "render.py").read_text(encoding="utf-8")
+    for word in ("multigpu", "share(", "rank", "torchrun", "is_writer", "coupled("):
+        assert word not in source, word
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected component of more than one module (Tarjan), each as a sorted list."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for child in sorted(edges.get(node, ())):
+            if child not in index:
+                visit(child)
+                low[node] = min(low[node], low[child])
+            elif child in on_stack:
+                low[node] = min(low[node], index[child])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found

@@ -449,3 +449,32 @@ def test_an_unverified_diffusers_renders_with_a_notice(home: Path, write_story, 
         "diffusers 0.39.0 is installed, but storyforge's plans were verified against diffusers >=0.42,<0.43: frame "
         "counts and seams may differ from the plan; install a verified one with `pip install 'diffusers>=0.42,<0.43'` "
         "(or the repository's constraints.txt)"]
+
+
+# -- streaming: latents decoded a latent frame at a time, the pixels the pipelines' own decode makes ----------
+def _stream_cases() -> list[tuple[str, int, bool]]:
+    return [("t2v", 17, False), ("t2v", 29, False), ("i2v", 33, False), ("i2v", 29, True), ("extend", 12, False),
+            ("extend", 12, True)]
+
+
+@pytest.mark.parametrize("kind, frames, end", _stream_cases(), ids=lambda v: str(v))
+def test_frames_stream_the_pipelines_own_pixels(backend, stories: Path, t2v, monkeypatch: pytest.MonkeyPatch,
+                                                kind: str, frames: int, end: bool) -> None:
+    from storyforge.backends import wan_latents
+
+    head, clip = t2v
+    extra: dict[str, Any] = {"end_image": "end.png"} if end else {}
+    previous = None
+    if kind == "extend":
+        job = plan_jobs(stories, f"stream-{kind}-{end}", [shot("one", 17), shot("two", frames, transition="continue",
+                                                                                 **extra)])[1]
+        previous = clip[-job.settings.overlap_frames:]
+    else:
+        image = {"image": "start.png"} if kind == "i2v" else {}
+        (job,) = plan_jobs(stories, f"stream-{kind}-{frames}-{end}", [shot("a", frames, **image, **extra)])
+    chunks = list(backend.frames(job, RenderInputs(previous_frames=previous)))
+    assert max(len(chunk) for chunk in chunks) <= 4  # one latent frame's pixels at a time, never the whole shot
+    streamed = np.concatenate(chunks)
+    check_clip(streamed, job)
+    monkeypatch.setattr(wan_latents, "supported", lambda vae: False)  # the VAE's own decode of the whole clip
+    assert np.array_equal(render(backend, job, previous), streamed)

@@ -14,10 +14,10 @@ import pytest
 from conftest import ROOT, TINY
 
 from storyforge import api
+from storyforge.api import render
 from storyforge.backends import multigpu
 from storyforge.backends.multigpu import CPU_VARIABLE, Ranks, SequenceParallel, coupled, is_writer, ranks, share
 from storyforge.errors import MissingExtra, StoryforgeError
-from storyforge.render import render
 
 TORCHRUN_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", CPU_VARIABLE)
 

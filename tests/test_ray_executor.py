@@ -18,11 +18,12 @@ import pytest
 from conftest import EXAMPLES, ROOT
 
 from storyforge import api
+from storyforge.api import render
 from storyforge.backends.animatic import DELAY_VARIABLE, Animatic
 from storyforge.backends.base import REGISTRY
 from storyforge.clipfile import read_frames
 from storyforge.errors import RenderError
-from storyforge.render import RunReport, render
+from storyforge.render import RunReport
 
 TESTS = Path(__file__).resolve().parent
 SMALL = "resolution: 128x96"  # the example at a size the animatic draws in milliseconds (multiples of 16)
@@ -63,14 +64,14 @@ class Flaky(Animatic):
     def identity(self, job):  # type: ignore[no-untyped-def]
         return {**super().identity(job), "backend": self.name}
 
-    def render(self, job, inputs):  # type: ignore[no-untyped-def]
+    def frames(self, job, inputs):  # type: ignore[no-untyped-def]
         log = os.environ.get(FLAKY_LOG)
         if log and job.id == os.environ.get(FLAKY_SHOT):
             with open(log, "a", encoding="utf-8") as handle:
                 handle.write(f"{job.id}\n")
             if len(Path(log).read_text().splitlines()) <= int(os.environ.get(FLAKY_FAILURES, "0")):
                 raise RenderError(f"{job.id}: the model files are missing")
-        return super().render(job, inputs)
+        return super().frames(job, inputs)
 
 
 @pytest.fixture(scope="module")

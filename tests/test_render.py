@@ -267,10 +267,10 @@ class Flaky(Animatic):
     def identity(self, job):  # type: ignore[no-untyped-def]
         return {**super().identity(job), "backend": self.name}
 
-    def render(self, job, inputs):  # type: ignore[no-untyped-def]
+    def frames(self, job, inputs):  # type: ignore[no-untyped-def]
         if job.id == "two/c" and Flaky.failure is not None:
             raise Flaky.failure
-        return super().render(job, inputs)
+        return super().frames(job, inputs)
 
 
 @pytest.fixture

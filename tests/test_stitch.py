@@ -13,14 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from storyforge.cut import Copy as _Copy
+from storyforge.cut import Window as _Window
+from storyforge.cut import edges as _edges
+from storyforge.cut import timeline as _timeline
 from storyforge.errors import StoryforgeError
 from storyforge.stitch import (
     CutClip,
     StitchError,
-    _Copy,
-    _edges,
-    _timeline,
-    _Window,
     check_clip,
     cut_key,
     keyframes,

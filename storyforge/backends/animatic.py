@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from storyforge.console import timecode
 
 if TYPE_CHECKING:  # numpy and Pillow load only when a frame is drawn: a no-op re-render needs neither
+    from collections.abc import Iterator
+
     import numpy as np
     from PIL import Image, ImageFont
 
@@ -78,7 +80,8 @@ class Animatic:
             identity["take"] = job.take
         return identity
 
-    def render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
+    def frames(self, job: Job, inputs: RenderInputs) -> Iterator[np.ndarray]:
+        """The shot drawn one frame at a time, each yielded (as a chunk of one) as soon as it is drawn."""
         import numpy as np
         from PIL import Image
         s = job.settings
@@ -87,22 +90,29 @@ class Animatic:
         picture = (width, height - band)
         canvas = self._canvas(job, inputs, picture)
         overlay = _Overlay(job, width, band)
-        end = _fit(Image.open(job.end_image.path), picture) if job.end_image else None
+        end = np.asarray(_fit(Image.open(job.end_image.path), picture)) if job.end_image else None
+        blend = min(count // 3, s.fps) if end is not None else 0  # the last frames dissolve into the end image
         move = motion(job.camera, count / s.fps)
-        frames = np.empty((count, height, width, 3), np.uint8)
-        frames[:, height - band:] = overlay.band
         for i in range(count):
+            frame = np.empty((1, height, width, 3), np.uint8)
+            frame[0, height - band:] = overlay.band
             t = i / max(count - 1, 1)
-            frames[i, : height - band] = _view(canvas, picture, move, t)
-            overlay.stamp(frames[i], timecode(job.start_frame + i, s.fps))
+            frame[0, : height - band] = _view(canvas, picture, move, t)
+            overlay.stamp(frame[0], timecode(job.start_frame + i, s.fps))
             if inputs.on_step is not None:
                 inputs.on_step(i + 1, count)
-        if end is not None:
-            _blend_towards(frames[:, : height - band], np.asarray(end), min(count // 3, s.fps))
-        delay = float(os.environ.get(DELAY_VARIABLE) or 0)
-        if delay:
-            time.sleep(delay)
-        return frames
+            if end is not None and i >= count - blend:
+                _blend_towards(frame[:, : height - band], end, 1, (i - (count - blend) + 1) / blend)
+            if i == count - 1:
+                delay = float(os.environ.get(DELAY_VARIABLE) or 0)
+                if delay:
+                    time.sleep(delay)
+            yield frame
+
+    def render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
+        import numpy as np
+
+        return np.concatenate(list(self.frames(job, inputs)))
 
     def close(self) -> None:
         pass
@@ -202,12 +212,13 @@ def _view(canvas: Image.Image, picture: tuple[int, int], move: Motion, t: float)
     return np.asarray(canvas.resize(picture, Image.NEAREST, box=box))
 
 
-def _blend_towards(pictures: np.ndarray, end: np.ndarray, count: int) -> None:
-    """Dissolve the last `count` pictures into the end image, in place, reaching it on the last frame."""
+def _blend_towards(pictures: np.ndarray, end: np.ndarray, count: int, last_alpha: float = 1.0) -> None:
+    """Dissolve the last `count` pictures into the end image, in place, reaching `last_alpha` (all of it, by
+    default) on the last one."""
     import numpy as np
     total = len(pictures)
     for k in range(count):
-        alpha = (k + 1) / count
+        alpha = last_alpha * (k + 1) / count
         index = total - count + k
         pictures[index] = (pictures[index] * (1 - alpha) + end * alpha).round().astype(np.uint8)
 

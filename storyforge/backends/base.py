@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -44,8 +44,14 @@ class Backend(Protocol):
         """What, besides the job, makes this backend's pixels differ (model files, dtype, scheduler, version)."""
         ...
 
+    def frames(self, job: Job, inputs: RenderInputs) -> Iterator[np.ndarray]:
+        """The job's new frames as they are ready, in order: uint8 chunks (n, height, width, 3) that add up to
+        job.frames, the overlap of an extension dropped. The render loop encodes each chunk as it comes, so a
+        backend that yields a window (or a frame) at a time keeps host memory flat in the shot's length."""
+        ...
+
     def render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
-        """The job's new frames: uint8 (job.frames, height, width, 3), the overlap of an extension dropped."""
+        """All the job's new frames at once: uint8 (job.frames, height, width, 3), `frames` joined."""
         ...
 
     def close(self) -> None:
@@ -66,3 +72,13 @@ def load_backend(name: str, **options: Any) -> Backend:
             raise MissingExtra(package, EXTRAS[package], f"the {name} backend") from None
         raise
     return getattr(module, class_name)(**options)
+
+
+def frames_of(backend: Any, job: Job, inputs: RenderInputs) -> Iterator[np.ndarray]:
+    """The job's frames in chunks: the backend's `frames` stream, or (a backend written before streaming, with
+    `render` only) its whole shot as one chunk."""
+    stream = getattr(backend, "frames", None)
+    if stream is None:
+        yield backend.render(job, inputs)
+        return
+    yield from stream(job, inputs)

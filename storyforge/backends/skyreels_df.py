@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,9 +266,15 @@ class SkyReelsDF:
             arguments["last_image"] = load_image(job.end_image.path, s.width, s.height)
         return arguments
 
-    def render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
+    def frames(self, job: Job, inputs: RenderInputs) -> Iterator[np.ndarray]:
+        """The job's new frames as uint8 chunks, decoded a latent frame at a time after each pipeline call.
+
+        The pipelines hand their latents over instead of decoding them (see `_decode_later`); the VAE then
+        decodes exactly what they would have decoded, one latent frame (4 video frames) at a time, and each
+        chunk goes to the clip writer before the next is made: memory stays flat however long the shot.
+        """
         try:
-            return self._render(job, inputs)
+            yield from self._frames(job, inputs)
         except StoryforgeError:
             raise
         except Exception as error:  # whatever a pipeline raises, the user learns which shot and why
@@ -277,7 +283,11 @@ class SkyReelsDF:
                               f"{': ' + reason if reason else ''} (at {job.source}); if the story is valid, "
                               f"please report it with the plan (storyforge plan --json)") from error
 
-    def _render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
+    def render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
+        """All the job's new frames at once (`frames` joined)."""
+        return np.concatenate(list(self.frames(job, inputs)))
+
+    def _frames(self, job: Job, inputs: RenderInputs) -> Iterator[np.ndarray]:
         s = job.settings
         if self.parallel is not None:
             self._check_parallel(job, self.parallel)
@@ -302,53 +312,48 @@ class SkyReelsDF:
 
         generator = torch.Generator(device="cpu").manual_seed(job.seed)
         torch.manual_seed(job.seed)  # addnoise_condition draws from the global RNG, not from `generator`
+        made = _Made(job)
         try:
-            with _attention(pipe.transformer, job), _transformer_cache(pipe.transformer, job):
-                output = pipe(**arguments, generator=generator, callback_on_step_end=step_end,
+            with _attention(pipe.transformer, job), _transformer_cache(pipe.transformer, job), \
+                    _decode_later(pipe.vae) as latents:
+                pipe(**arguments, generator=generator, callback_on_step_end=step_end,
+                     callback_on_step_end_tensor_inputs=[])
+            if _split(job):  # a long image shot: its first window, then V2V from that window's last frames
+                last: np.ndarray | None = None
+                for chunk in _decoded(pipe, latents[-1]):
+                    last = chunk[-s.overlap_frames:] if last is None else \
+                        np.concatenate([last, chunk])[-s.overlap_frames:]
+                    yield made.add(_to_uint8(chunk.copy()))
+                assert last is not None
+                extension = self.extension_arguments(job, arguments, last)
+                rest_kind = "extend-to-end" if job.end_image is not None else "extend"
+                rest_pipe = self.pipeline(s.model, rest_kind)
+                rest_pipe.scheduler = self._scheduler(loaded, s.shift)
+                with _attention(rest_pipe.transformer, job), _transformer_cache(rest_pipe.transformer, job), \
+                        _decode_later(rest_pipe.vae) as latents:
+                    rest_pipe(**extension, generator=generator, callback_on_step_end=step_end,
                               callback_on_step_end_tensor_inputs=[])
-                if _split(job):  # the rest of a long image shot: V2V from the first window's last frames
-                    first = output.frames[0]
-                    rest_kind = "extend-to-end" if job.end_image is not None else "extend"
-                    extension = self.extension_arguments(job, arguments, first)
-                    rest_pipe = self.pipeline(s.model, rest_kind)
-                    rest_pipe.scheduler = self._scheduler(loaded, s.shift)
-                    rest = rest_pipe(**extension, generator=generator, callback_on_step_end=step_end,
-                                     callback_on_step_end_tensor_inputs=[]).frames[0]
-                    rest = rest[2 * s.overlap_frames:]  # its input, then the re-decoded overlap: already in `first`
-                    if job.end_image is not None:
-                        rest = rest[:-TIME_COMPRESSION]  # the decoded end-image latent, one past the clip
-                    output.frames = [np.concatenate([first, rest])]
-                elif kind == "extend-to-end":
-                    output.frames = [output.frames[0][:-TIME_COMPRESSION]]
+                # its decode begins with the overlap again (already in the first window) and, towards an end
+                # image, ends with the end image's latent, one past the clip
+                chunks = _trimmed(_decoded(rest_pipe, latents[-1]), s.overlap_frames,
+                                  TIME_COMPRESSION if job.end_image is not None else 0)
+            else:
+                # an extension's decode begins with the overlap it continues from, already in the clip before
+                chunks = _trimmed(_decoded(pipe, latents[-1]), s.overlap_frames if job.kind == "extend" else 0,
+                                  TIME_COMPRESSION if kind == "extend-to-end" else 0)
+            for chunk in chunks:
+                yield made.add(_to_uint8(chunk))
         except (RuntimeError, MemoryError) as error:
             if not _is_oom(error):
                 raise
             self._empty_device_cache()
             raise RenderError(_oom_advice(f"job {job.id} ({s.width}x{s.height}, {job.num_frames} frames)")) from error
+        made.check()
         if rows != total:
             log.warning("job %s ran %d denoising rows; the plan counted %d (progress and ETA are off)",
                         job.id, rows, total)
-        frames = self._new_frames(job, output.frames[0], len(arguments.get("video", ())))
         if inputs.on_step is not None:
             inputs.on_step(total, total)
-        return frames
-
-    def _new_frames(self, job: Job, frames: np.ndarray, input_frames: int) -> np.ndarray:
-        """The job's new frames as uint8; for an extension, without the input video and the re-decoded overlap."""
-        s = job.settings
-        if job.kind == "extend":
-            # V2V returns the input video, then the decode of every generated latent, the overlap included
-            frames = frames[input_frames + s.overlap_frames:]
-        if frames.shape[0] != job.frames:
-            raise RenderError(
-                f"job {job.id}: the pipeline made {frames.shape[0]} new frames but the plan needs {job.frames} "
-                f"(num_frames {job.num_frames}, base_frames {s.base_frames}, overlap_frames {s.overlap_frames}, "
-                f"causal_block_size {s.causal_block_size}); this is a planner bug, please report it")
-        clip = _to_uint8(frames)
-        expected = (job.frames, s.height, s.width, 3)
-        if clip.shape != expected:
-            raise RenderError(f"job {job.id}: the pipeline returned frames of shape {clip.shape}, expected {expected}")
-        return clip
 
     def _check_parallel(self, job: Job, parallel: SequenceParallel) -> None:
         """Every rank must run the same generation: the same job and seed (the noise is drawn on each rank)."""
@@ -559,6 +564,90 @@ def _to_uint8(frames: np.ndarray) -> np.ndarray:
     np.rint(frames, out=frames)
     np.clip(frames, 0, 255, out=frames)
     return frames.astype(np.uint8)
+
+
+class _Made:
+    """Counts the frames a job has made, refusing more or fewer than the plan's (a planner bug)."""
+
+    def __init__(self, job: Job):
+        self.job, self.count = job, 0
+
+    def add(self, chunk: np.ndarray) -> np.ndarray:
+        self.count += len(chunk)
+        if self.count > self.job.frames:
+            self._refuse()
+        expected = (self.job.settings.height, self.job.settings.width, 3)
+        if chunk.shape[1:] != expected:
+            raise RenderError(f"job {self.job.id}: the pipeline returned frames of shape {chunk.shape[1:]}, "
+                              f"expected {expected}")
+        return chunk
+
+    def check(self) -> None:
+        if self.count != self.job.frames:
+            self._refuse()
+
+    def _refuse(self) -> None:
+        job, s = self.job, self.job.settings
+        raise RenderError(
+            f"job {job.id}: the pipeline made {'more than ' if self.count > job.frames else ''}{self.count} new "
+            f"frames but the plan needs {job.frames} (num_frames {job.num_frames}, base_frames {s.base_frames}, "
+            f"overlap_frames {s.overlap_frames}, causal_block_size {s.causal_block_size}); this is a planner "
+            "bug, please report it")
+
+
+@contextmanager
+def _decode_later(vae: Any) -> Iterator[list[Callable[[], Iterator[torch.Tensor]]]]:
+    """While a pipeline runs, its VAE decode keeps the latents it is given (after the pipeline's own slicing
+    and denormalisation: exactly what it would decode) and returns no frames; each call leaves behind a
+    function that decodes them, a latent frame at a time (see storyforge.backends.wan_latents)."""
+    from storyforge.backends.wan_latents import decode_chunks, supported
+
+    taken: list[Callable[[], Iterator[torch.Tensor]]] = []
+    whole = vae.decode  # a diffusers whose VAE internals differ: decoded at once, then handed over in slices
+
+    def decode(z: torch.Tensor, return_dict: bool = True) -> Any:
+        from diffusers.models.autoencoders.vae import DecoderOutput
+
+        if supported(vae):
+            taken.append(lambda: decode_chunks(vae, z))
+        else:
+            pixels = whole(z, return_dict=False)[0]
+            taken.append(lambda: iter(pixels.split(1, dim=2)))
+        ratio = vae.spatial_compression_ratio
+        nothing = z.new_zeros((z.shape[0], 3, 0, z.shape[3] * ratio, z.shape[4] * ratio))
+        return DecoderOutput(sample=nothing) if return_dict else (nothing,)
+
+    vae.decode = decode  # an instance attribute: the class's decode is back once it is deleted
+    try:
+        yield taken
+    finally:
+        del vae.decode
+    if len(taken) != 1:
+        raise RuntimeError(f"the pipeline decoded {len(taken)} times; storyforge expects one decode per call")
+
+
+def _decoded(pipe: Any, decode: Callable[[], Iterator[torch.Tensor]]) -> Iterator[np.ndarray]:
+    """What `pipe` would have returned as np frames, one latent frame's float frames (n, H, W, 3) at a time."""
+    for pixels in decode():
+        yield pipe.video_processor.postprocess_video(pixels, output_type="np")[0]
+
+
+def _trimmed(chunks: Iterator[np.ndarray], head: int, tail: int) -> Iterator[np.ndarray]:
+    """`chunks` without their first `head` and last `tail` frames, holding back at most `tail` frames."""
+    held: np.ndarray | None = None
+    for chunk in chunks:
+        if head:
+            skip = min(head, len(chunk))
+            chunk, head = chunk[skip:], head - skip
+        if not len(chunk):
+            continue
+        if tail:
+            held = chunk if held is None else np.concatenate([held, chunk])
+            if len(held) > tail:
+                chunk, held = held[:-tail], held[-tail:]
+            else:
+                continue
+        yield chunk
 
 
 def _mag_ratios(steps: int) -> list[float]:

@@ -52,7 +52,7 @@ def execute(run: Run, chains: list[list[Job]], *, shared_cache: bool | None = No
     from storyforge.backends.multigpu import ranks
 
     cache = run.cache
-    if ranks().parallel or cache is None:  # every rank says so, not only rank 0
+    if ranks().parallel:  # every rank says so, not only rank 0
         raise StoryforgeError("the ray executor does not run under torchrun (a Ray task gets one GPU); use "
                               "--executor ray for chains on many GPUs, or torchrun for one generation on several")
     ray = _import_ray()
