@@ -166,3 +166,32 @@ def test_picks_the_shot_no_longer_has_leave_no_stale_takes_behind(write_story) -
         "takes/s__c/take2.mp4"]
     assert sorted(p.name.split(".")[:2] for p in (out / "review").iterdir() if p.name != "mine.jpg") == sorted(
         [job.id.replace("/", "__"), f"take{t.take}"] for job in api.plan(story).jobs for t in job.all_takes)
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_torchrun_ranks_render_each_take_with_its_own_seed(write_story, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank 0 announces every take it renders; the other rank renders that take (its seed), not the pick."""
+    pytest.importorskip("diffusers")
+    from storyforge.backends.multigpu import CPU_VARIABLE
+    from storyforge.backends.tiny import tiny_model_folder
+    from storyforge.render import render
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", CPU_VARIABLE):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("STORYFORGE_HOME", str(tmp_path / "home"))
+    tiny_model_folder()  # built once here: the ranks only load it
+    story = write_story(STORY.split("      - id: b")[0].replace("render: {takes: 3}", "render: {takes: 2}"))
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "storyforge", "render", "film.yaml", "--backend", "skyreels-df", "--out", "two"],
+                          capture_output=True, text=True, cwd=story.parent, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", CPU_VARIABLE: "1"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    render(api.plan(story), out=tmp_path / "one", backend="skyreels-df", cache_root=tmp_path / "cache")
+    for n in (1, 2):  # the split adds up to the same pixels, take by take
+        one = read_frames(tmp_path / "one" / f"takes/s__a/take{n}.mp4")
+        two = read_frames(story.parent / "two" / f"takes/s__a/take{n}.mp4")
+        assert abs(one.astype(int) - two.astype(int)).mean() < 0.5, n
+    assert not np.array_equal(read_frames(tmp_path / "one/takes/s__a/take1.mp4"),
+                              read_frames(tmp_path / "one/takes/s__a/take2.mp4"))
