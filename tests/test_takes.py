@@ -158,3 +158,11 @@ def test_enhance_drops_the_pick_of_a_removed_shot_as_it_drops_its_prompt(write_s
     api.enhance(story)
     data = json.loads(lock.lock_path(story).read_text("utf-8"))
     assert (data["picks"], sorted(data["shots"])) == ({"s/a": 2}, ["s/a", "s/b"])
+
+
+def test_a_lock_with_only_picks_holds_no_prompts_yet(write_story) -> None:
+    story = write_story(STORY.replace("scenes:", "enhance: {llm: ./models/qwen}\nscenes:"))
+    api.pick(story, "s/a", 2)
+    assert [str(w) for w in api.plan(story).warnings] == [
+        "film.yaml:4: enhance.llm: enhance.llm is set but film.lock.json holds no prompts yet (only picks); prompts "
+        "are the templates' until you run `storyforge enhance film.yaml`"]

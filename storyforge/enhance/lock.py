@@ -189,7 +189,9 @@ def apply_lock(plan: Plan, story: Story | None = None) -> Plan:
         if enhance.llm:
             warning = PlanWarning(source.file, source.line(("enhance", "llm")), "enhance.llm",
                               f"enhance.llm is set but there is no {lock_name} yet; prompts are the templates' "
-                              f"until you {run}")
+                              f"until you {run}" if shots is None else
+                              f"enhance.llm is set but {lock_name} holds no prompts yet (only picks); prompts are "
+                              f"the templates' until you {run}")
             return replace(plan, warnings=plan.warnings + (warning,))
         return plan
     jobs: list[Job] = []
