@@ -74,7 +74,7 @@ def build(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewRepor
     for job in plan.jobs:
         takes = []
         for take in job.all_takes:
-            clip = _clip_of(out, job, take.take, records.get(job.id))
+            clip = _clip_of(out, job, take.take)
             poster = None
             status = _status(records.get(job.id), take)
             if clip is None:
@@ -121,7 +121,7 @@ def _run_json(out: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _clip_of(out: Path, job: Job, take: int, record: dict[str, Any] | None) -> str | None:
+def _clip_of(out: Path, job: Job, take: int) -> str | None:
     """The take's clip relative to `out` when the file exists (clips/ for a one-take job of an older render)."""
     for name in (take_clip(job, take), *(("clips/" + job.id.replace("/", "__") + ".mp4",) if take == 1 else ())):
         if (out / name).is_file():
