@@ -1,4 +1,6 @@
-"""Local vs Ray executor wall time for a 6-chain animatic film (cold cache each run), and the cost model's bound.
+"""Local vs Ray executor wall time for a 6-chain animatic film (cold cache each run), and the cost model's bound;
+then several films on one cluster: `render a.yaml b.yaml ... --executor ray` against the same films one after
+another (each its own `render --executor ray` on the same warm cluster), and one after another locally.
 
 Two workloads: the animatic as it is (CPU-bound: drawing and x264, which already uses every core in one
 process), and the animatic plus a sleep per job standing in for a GPU-bound backend (the CPU idles while the
@@ -35,6 +37,19 @@ def story(width: int, height: int) -> str:
             + "".join(scenes))
 
 
+def film(index: int, chains: int, width: int, height: int) -> str:
+    """Film `index` of the many-films part: `chains` scenes, the first a three-shot take, the others one shot."""
+    scenes = []
+    for n in range(chains):
+        shots = [f"      - id: a\n        prompt: film {index} scene {n} opens\n        duration: 2s\n"]
+        if n == 0:
+            shots += [f"      - id: {shot}\n        prompt: film {index} scene {n} goes on\n        duration: 2s\n"
+                      "        transition: continue\n" for shot in ("b", "c")]
+        scenes.append(f"  - id: s{n}\n    shots:\n" + "".join(shots))
+    return (f"storyforge: 1\ntitle: Film {index}\nrender: {{resolution: {width}x{height}, fps: 24}}\nscenes:\n"
+            + "".join(scenes))
+
+
 def lpt_makespan(costs: list[int], workers: int) -> int:
     """Longest chains first, each to the least loaded worker: what the Ray executor's order gives."""
     loads = [0] * workers
@@ -48,8 +63,17 @@ def main() -> None:
     parser.add_argument("--size", default="960x544", help="frame size, multiples of 16")
     parser.add_argument("--delay", type=float, default=1.0, help="seconds per job of the GPU-bound stand-in")
     parser.add_argument("--repeats", type=int, default=2, help="best of this many runs per measurement")
+    parser.add_argument("--part", choices=("all", "film", "films"), default="all",
+                        help="film: one film, local vs ray; films: several films together vs one after another")
+    parser.add_argument("--films", default="1,2,3,1", help="chains of each film in the many-films part")
     args = parser.parse_args()
+    if args.part in ("all", "film"):
+        one_film(args)
+    if args.part in ("all", "films"):
+        many_films(args)
 
+
+def one_film(args: argparse.Namespace) -> None:
     import ray
 
     from storyforge import api
@@ -88,10 +112,7 @@ def main() -> None:
             os.environ[DELAY_VARIABLE] = str(delay)
             local = timed("local")
             cold = timed("ray")  # no cluster yet: the executor starts one for the render and stops it after
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-                         object_store_memory=256 << 20, logging_level="WARNING")
+            _start_cluster(ray, cpus)
             timed("ray")  # the first tasks start the worker processes: warm them, as a long render would
             warm = timed("ray")
             ray.shutdown()
@@ -99,6 +120,69 @@ def main() -> None:
         os.environ.pop(DELAY_VARIABLE, None)
         print("ratio = local / ray wall time (> 1: Ray is faster); 'ray' reuses a running cluster with warm "
               "workers, 'ray cold' is `--executor ray` starting its own cluster")
+
+
+def many_films(args: argparse.Namespace) -> None:
+    """Makespan of several films rendered together on one cluster vs one after another, side by side."""
+    import ray
+
+    from storyforge import api
+    from storyforge.backends.animatic import DELAY_VARIABLE
+
+    width, height = (int(v) for v in args.size.split("x"))
+    cpus = os.cpu_count() or 1
+    shape = [int(n) for n in args.films.split(",")]
+    os.environ[DELAY_VARIABLE] = str(args.delay)  # the GPU-bound stand-in: a worker waits as on a device
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        plans = []
+        for index, chains in enumerate(shape):
+            (root / f"film{index}.yaml").write_text(film(index, chains, width, height))
+            plans.append(api.plan(root / f"film{index}.yaml"))
+        costs = [[sum(job.transformer_calls for job in chain) for chain in plan.chains()] for plan in plans]
+        flat = [cost for film_costs in costs for cost in film_costs]
+        print(f"\n{len(plans)} films, chain costs (transformer calls) {costs}; {args.delay:g}s per job; "
+              f"{cpus} CPUs in the cluster")
+        sequential_model = sum(lpt_makespan(film_costs, cpus) for film_costs in costs)
+        print(f"  cost model: one after another {sequential_model} calls, together {lpt_makespan(flat, cpus)} "
+              f"calls, ratio {sequential_model / lpt_makespan(flat, cpus):.2f}")
+
+        def timed(how: str) -> float:
+            best = float("inf")
+            for _ in range(args.repeats):
+                shutil.rmtree(root / "out", ignore_errors=True)
+                shutil.rmtree(root / "cache", ignore_errors=True)
+                started = time.perf_counter()
+                if how == "together":
+                    results = api.render_films(plans, out=root / "out", backend="animatic",
+                                               cache_root=root / "cache", executor="ray")
+                    assert all(error is None for _, error in results)
+                else:
+                    for plan in plans:
+                        api.render(plan, out=root / "out" / plan.story.stem, backend="animatic",
+                                   cache_root=root / "cache", executor="local" if how == "local" else "ray")
+                best = min(best, time.perf_counter() - started)
+            return best
+
+        local = timed("local")
+        _start_cluster(ray, cpus)
+        timed("together")  # start the worker processes, as a long render would have them
+        one_by_one = timed("one after another")
+        together = timed("together")
+        ray.shutdown()
+        print(f"{'makespan':<44} {'s':>8} {'vs together':>12}")
+        for name, seconds in (("local, one film after another", local),
+                              ("ray, one `render` per film, one after another", one_by_one),
+                              ("ray, `render a.yaml b.yaml ...` together", together)):
+            print(f"{name:<44} {seconds:>8.2f} {seconds / together:>12.2f}")
+    os.environ.pop(DELAY_VARIABLE, None)
+
+
+def _start_cluster(ray: object, cpus: int) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,  # type: ignore[attr-defined]
+                 object_store_memory=256 << 20, logging_level="WARNING")
 
 
 if __name__ == "__main__":

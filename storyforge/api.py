@@ -14,7 +14,7 @@ from storyforge.spec.load import Story
 from storyforge.spec.load import load as load_story
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from storyforge.enhance.lock import EnhanceReport, PickReport
     from storyforge.render import RenderProgress, RunReport
@@ -114,6 +114,45 @@ def review(path: Path | str, *, out: Path | str | None = None) -> ReviewReport:
         return rebuild(compiled, folder, story_arg=display_path(story))  # says that nothing was rendered there
     with outdir.claimed(folder, story, written_names(compiled)) as held:  # the page's files, in its manifest
         return rebuild(compiled, held, story_arg=display_path(story))
+
+
+def render_films(plans: Sequence[Plan], *, out: Path | None = None, backend: str = "auto",
+                 only: list[str] | None = None, use_cache: bool = True, cache_root: Path | None = None,
+                 progress: Callable[[Plan], RenderProgress | None] | None = None, executor: str = "local",
+                 executor_options: dict[str, Any] | None = None) -> list[tuple[RunReport | None, Exception | None]]:
+    """Render several films in one command: with `ray` their chains share the cluster (longest first, each film
+    cut when its own chains are in); with `local` they render one after another. Each film's outputs and
+    run.json are as if it were rendered alone, in renders/<stem>/ beside its story, or `out`/<stem>/.
+
+    Returns (report, None) or (None, error) per film, in order: a film that fails does not stop the others.
+    """
+    from storyforge.executors import render_films as render_with
+
+    outs = [Path(out) / plan.story.stem if out is not None else None for plan in plans]
+    return list(render_with(plans, executor=executor, executor_options=executor_options, outs=outs, backend=backend,
+                            only=only, use_cache=use_cache, cache_root=cache_root,
+                            progress=[progress(plan) if progress else None for plan in plans]))
+
+
+def story_files(paths: Sequence[Path | str]) -> list[Path]:
+    """The story files `paths` name: files as given, and for a folder every story file below it (a YAML file
+    with a top-level `storyforge:` key), sorted, outside hidden folders and renders/."""
+    from storyforge.errors import StoryforgeError
+
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            found.append(path)
+            continue
+        stories = sorted(
+            file for pattern in ("*.yaml", "*.yml") for file in path.rglob(pattern)
+            if not any(part.startswith(".") or part == "renders" for part in file.relative_to(path).parts[:-1])
+            and is_story_file(file))
+        if not stories:
+            raise StoryforgeError(f"{path}: no story files in this folder (YAML files with a `storyforge:` key); "
+                                  "name the story files, or the folder that holds them")
+        found.extend(stories)
+    return list(dict.fromkeys(found))
 
 
 def schema() -> dict[str, Any]:

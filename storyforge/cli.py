@@ -227,9 +227,11 @@ class ExecutorChoice(str, Enum):
 
 @app.command(cls=StoryCommand)
 def render(
-    file: Path = typer.Argument(..., metavar="FILE", help="The story file."),
+    files: list[Path] = typer.Argument(..., metavar="FILE...", help="The story file; or several, or folders of them "
+                                       "(rendered together: with --executor ray their chains share the cluster)."),
     out_dir: Path | None = typer.Option(None, "--out", metavar="DIR",
-                                        help="Output folder (default: renders/<story>/ beside it)."),
+                                        help="Output folder (default: renders/<story>/ beside it; with several "
+                                             "stories, DIR/<story>/)."),
     backend: BackendChoice = typer.Option(BackendChoice.auto, "--backend",
                                           help="auto: skyreels-df with CUDA or the tiny model, else animatic."),
     model: str | None = typer.Option(None, "--model", metavar="MODEL", help="Override the model for every shot."),
@@ -245,9 +247,15 @@ def render(
     """Render every shot (cached by content) and cut film.mp4, with clips/, plan.json and run.json."""
     from storyforge import api
     from storyforge.backends.multigpu import is_writer
-    from storyforge.console import err, out, show_note, show_warning, show_warnings, shown
+    from storyforge.console import err, out, seam_summary, show_note, show_warning, show_warnings, shown
 
     shots = [name.strip() for value in only or () for name in value.split(",") if name.strip()] or None
+    stories = api.story_files(files)
+    if len(stories) > 1 or files[0].is_dir():
+        with _allowing(allow_path):
+            _render_films(stories, out_dir, backend.value, model, shots, no_cache, executor.value)
+        return
+    file = stories[0]
     with _allowing(allow_path):
         result = api.plan(file, {"model": model})
     if not is_writer():  # a torchrun rank other than 0 renders in step with rank 0, which does all the talking
@@ -271,8 +279,67 @@ def render(
         cut = f"cut in {report.stitch_seconds:.1f}s" if report.stitch_seconds else "cut unchanged"
         out.print(f"[green]✓[/green] {shown(report.film)} — {report.total_frames} frames "
                   f"({report.total_frames / result.fps:.2f}s), {counts}, {cut}, backend {report.backend}")
+    seams = seam_summary(report.seams, report.chains, result.fps)
+    if seams:
+        out.print(f"seams: {seams}")
     if report.review is not None:
         out.print(f"  review the takes: {report.review}")
+
+
+def _render_films(stories: list[Path], out_dir: Path | None, backend: str, model: str | None,
+                  shots: list[str] | None, no_cache: bool, executor: str) -> None:
+    """`render` of several stories: every plan first (a story with a mistake stops all before any render), then
+    one render of them all, a line per film, and exit 1 when any film failed."""
+    from storyforge import api
+    from storyforge.console import err, out, show_error, show_note, show_warning, show_warnings, shown
+    from storyforge.errors import RenderError, StoryError
+
+    plans, problems = [], []
+    for story in stories:
+        try:
+            plans.append(api.plan(story, {"model": model}))
+        except StoryError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise StoryError(problems)
+    for plan in plans:
+        show_warnings(plan)
+    results = api.render_films(plans, out=out_dir, backend=backend, only=shots, use_cache=not no_cache,
+                               progress=lambda plan: _FilmProgress(err, plan.story.stem), executor=executor)
+    failed = 0
+    for plan, (report, error) in zip(plans, results, strict=True):
+        if report is None:
+            failed += 1
+            show_error(RenderError("\n".join(f"{plan.story}: {line}" for line in str(error).splitlines())))
+            continue
+        for notice in report.notices:
+            show_note(f"{plan.story.stem}: {notice}")
+        for warning in report.warnings:
+            show_warning(f"{plan.story.stem}: {warning}")
+        counts = f"{report.rendered} rendered, {report.cached} cached"
+        done = report.film or report.out / "clips"
+        out.print(f"[green]✓[/green] {shown(done)} — {counts}, backend {report.backend}")
+    if failed:
+        raise typer.Exit(EXIT_USER)
+
+
+class _FilmProgress:
+    """One film's lines among several rendering together: `rendered lake: dawn/glide in 1.2s`."""
+
+    def __init__(self, console: Console, name: str):
+        self.console, self.name = console, name
+
+    def job_started(self, index: int, count: int, job: Job) -> None:
+        pass
+
+    def step(self, step: int, total: int) -> None:
+        pass
+
+    def job_finished(self, job: Job, status: str, seconds: float) -> None:
+        from storyforge.console import shown
+
+        took = f" in {seconds:.1f}s" if status == "rendered" else ""
+        self.console.print(f"{status:>8} {shown(self.name)}: {shown(job.id)}{took}")
 
 
 class _RenderProgress:

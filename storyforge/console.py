@@ -179,3 +179,23 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def seam_summary(seams: list[dict], chains: list[dict], fps: int, count: int = 3) -> str | None:
+    """One line on the render's seams: how many, the most visible ones, and the largest drift along a chain."""
+    from storyforge.seams import worst
+
+    if not seams:
+        return None
+    found = worst(seams, count)
+    parts = [f"{s['job']} at {timecode(s['frame'], fps)} ({s['kind']}) jump {s['jump']:.2f}, "
+             f"ΔE {s['color_shift']:.2f}" for s in found]
+    line = f"{len(seams)} seam{'' if len(seams) == 1 else 's'}"
+    if parts:
+        line += "; worst: " + "; ".join(parts)
+    drifts = [c for c in chains if c.get("drift") is not None]
+    if drifts:
+        chain = max(drifts, key=lambda c: c["drift"])
+        line += (f"; largest drift along a chain: ΔE {chain['drift']:.2f} ({chain['jobs'][0]}, "
+                 f"{chain['windows']} windows)")
+    return line + " (jump ≈ 1: invisible; ΔE under 2: hard to see; details in run.json)"

@@ -121,7 +121,37 @@ def _range(otio_: Any, start: int, frames: int, fps: int) -> otio.opentime.TimeR
     return otio_.opentime.TimeRange(_rt(otio_, start, fps), _rt(otio_, frames, fps))
 
 
-def _clip(otio_: Any, plan: Plan, job: Job, head: int, tail: int, media: Path | None, run: dict[str, Any]) -> Any:
+def _run_seams(plan: Plan, render_dir: Path | None, used: set[str]) -> dict[str, dict[int, dict[str, Any]]]:
+    """Job id -> {clip frame: its line in run.json's `seams`}, for the jobs whose rendered clip is used."""
+    try:
+        lines = json.loads((Path(render_dir or "") / "run.json").read_text(encoding="utf-8")).get("seams") or []
+    except (OSError, ValueError, AttributeError):
+        return {}
+    starts = {job.id: job.start_frame for job in plan.jobs}
+    found: dict[str, dict[int, dict[str, Any]]] = {}
+    for line in lines if isinstance(lines, list) else ():
+        if isinstance(line, dict) and line.get("job") in used and isinstance(line.get("frame"), int):
+            found.setdefault(line["job"], {})[line["frame"] - starts[line["job"]]] = line
+    return found
+
+
+def _marker(otio_: Any, name: str, frame: int, fps: int, data: dict[str, Any], seam: dict[str, Any] | None) -> Any:
+    """A marker at a clip frame; a measured seam adds its numbers to the name and metadata, red when visible."""
+    from storyforge.seams import visible
+
+    color = otio_.schema.MarkerColor.CYAN
+    if seam is not None:
+        data = {**data, "seam": seam}
+        if seam.get("jump") is not None:
+            name += f" — {seam['kind']} seam: jump {seam['jump']:.2f}, ΔE {seam['color_shift']:.2f}"
+            if visible(seam):
+                color = otio_.schema.MarkerColor.RED
+    return otio_.schema.Marker(name=name, marked_range=_range(otio_, frame, 0, fps), color=color,
+                               metadata={"storyforge": data})
+
+
+def _clip(otio_: Any, plan: Plan, job: Job, head: int, tail: int, media: Path | None, run: dict[str, Any],
+          seams: dict[int, dict[str, Any]] | None = None) -> Any:
     fps = plan.fps
     available = _range(otio_, 0, job.frames, fps)
     if media is not None:
@@ -149,16 +179,13 @@ def _clip(otio_: Any, plan: Plan, job: Job, head: int, tail: int, media: Path | 
         metadata={"storyforge": data},
     )
     count = len(job.segments)
+    measured = dict(seams or {})  # the render's numbers for this clip's seams, by clip frame
     for frame, index, prefix in _window_starts(job):
-        clip.markers.append(
-            otio_.schema.Marker(
-                name=f"DF window {index + 1}/{count}",
-                marked_range=_range(otio_, frame, 0, fps),
-                color=otio_.schema.MarkerColor.CYAN,
-                metadata={"storyforge": {"window": index, "windows": count, "prefix_latents": prefix,
-                                         "latent_frames": job.segments[index].latent_frames}},
-            )
-        )
+        clip.markers.append(_marker(otio_, f"DF window {index + 1}/{count}", frame, fps,
+                                    {"window": index, "windows": count, "prefix_latents": prefix,
+                                     "latent_frames": job.segments[index].latent_frames}, measured.pop(frame, None)))
+    for frame, seam in sorted(measured.items()):  # a seam the render placed where no window marker is
+        clip.markers.append(_marker(otio_, "seam", frame, fps, {}, seam))
     return clip
 
 
@@ -180,6 +207,7 @@ def build_timeline(plan: Plan, *, render_dir: Path | None = None) -> Any:
     rendered = _rendered(plan, render_dir)
     clips = {job_id: clip for job_id, (clip, _) in rendered.items()}
     runs = {job_id: entry for job_id, (_, entry) in rendered.items()}
+    seams = _run_seams(plan, render_dir, set(clips))
 
     joints = [_joint(job, index == 0) for index, job in enumerate(plan.jobs)]
     track = otio_.schema.Track(name=plan.title, kind=otio_.schema.TrackKind.Video)
@@ -199,7 +227,8 @@ def build_timeline(plan: Plan, *, render_dir: Path | None = None) -> Any:
             spec["from"] = plan.jobs[index - 1].id
             track.append(_dissolve(otio_, f"crossfade {joint.frames}f", joint.after, joint.before, fps, spec))
         tail = following.before if following is not None else 0
-        track.append(_clip(otio_, plan, job, joint.after, tail, clips.get(job.id), runs.get(job.id, {})))
+        track.append(_clip(otio_, plan, job, joint.after, tail, clips.get(job.id), runs.get(job.id, {}),
+                           seams.get(job.id)))
 
     timeline = otio_.schema.Timeline(name=plan.title, global_start_time=_rt(otio_, 0, fps))
     timeline.tracks.append(track)

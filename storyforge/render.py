@@ -6,6 +6,7 @@ that choice in; this module imports none of them and never asks which process of
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from storyforge.atomic import write_text
 from storyforge.cache import Cache, CorruptEntry, Entry, default_root, entry_key
 from storyforge.errors import RenderError, StoryforgeError
+from storyforge.seams import report as seam_report
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -82,6 +84,9 @@ class RunReport:
     review: Path | None = None  # review.html, the page to compare takes and pick from
     notices: list[str] = field(default_factory=list)  # how the run went: backend chosen, entries discarded, ...
     warnings: list[str] = field(default_factory=list)  # clips that look wrong (black, frozen), re-encodes
+    seams: list[dict[str, Any]] = field(default_factory=list)  # every seam of the plan (storyforge.seams.report)
+    chains: list[dict[str, Any]] = field(default_factory=list)  # colour drift along each chain of windows
+    model_loads: int = 0  # models read from disk for this film's jobs (0 when a worker had them loaded already)
 
     @property
     def rendered(self) -> int:
@@ -105,6 +110,9 @@ class RunReport:
             "cut_key": self.cut_key,
             "notices": self.notices,
             "warnings": self.warnings,
+            "seams": self.seams,
+            "chains": self.chains,
+            "model_loads": self.model_loads,
         }
 
 
@@ -235,6 +243,19 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
             raise StoryforgeError(f"storyforge.render.render runs the chains with an executor function; to choose "
                                   f"the '{executor}' executor by name, call storyforge.api.render")
         executor = local
+    with opened(plan, out=out, backend=backend, only=only, use_cache=use_cache, cache_root=cache_root,
+                progress=progress, backend_options=backend_options, loaded=loaded) as run:
+        (executor or local)(run, run.chains)
+        return run.complete()
+
+
+@contextlib.contextmanager
+def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: list[str] | None = None,
+           use_cache: bool = True, cache_root: Path | None = None, progress: RenderProgress | None = None,
+           backend_options: dict[str, Any] | None = None, loaded: Backend | None = None) -> Iterator[Run]:
+    """A film's Run, ready for an executor to bring in `run.chains` and then `run.complete()`: its output folder
+    held (see storyforge.outdir), its cache, and on exit its backend closed and a --no-cache scratch removed.
+    What render() does for one film; an executor of several films opens one each (storyforge.executors)."""
     name, notice = choose_backend(plan, backend)
     if loaded is not None and loaded.name != name:
         raise ValueError(f"the loaded backend is {loaded.name!r} but {backend!r} chooses {name!r}")
@@ -249,12 +270,12 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
         scratch = None if use_cache else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
         cache = Cache(scratch or Path(cache_root or default_root(plan.story)))
         run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets}, loaded=loaded)
+        run.out, run.whole, run.reuse_film = out, not only, use_cache
+        run.chains = chains_of(plan, targets)
         if notice:
             run.notices.append(notice)
         try:
-            (executor or local)(run, chains_of(plan, targets))
-            render_takes(run, targets)  # each other take continues what its picked take continues: all done now
-            return run.finish(out, whole=not only, reuse_film=use_cache)
+            yield run
         finally:
             run.close_backend()
             if scratch is not None:
@@ -283,6 +304,12 @@ class Run:
         self._backend: Backend | None = loaded
         self._owns_backend = loaded is None
         self._entry_keys: dict[str, str] = {}
+        self.model_loads = 0  # models this run's jobs read from disk (a backend handed over brings none)
+        self._loads_seen = int(getattr(loaded, "model_loads", 0))  # the backend's own count when this run looked
+        # what `opened` sets for a whole film: where it goes, and the chains an executor is to bring in
+        self.out: Path | None = None
+        self.whole, self.reuse_film = True, True
+        self.chains: list[list[Job]] = []
 
     def slot(self, job: Job) -> str:
         """Where a take's entry and record are kept: the job id for the picked take, `id#takeN` for another."""
@@ -294,14 +321,40 @@ class Run:
             from storyforge.backends.base import load_backend
 
             self._backend = load_backend(self.backend_name, **self.options)
-            self._owns_backend = True
+            self._owns_backend, self._loads_seen = True, 0
             self.notices.extend(getattr(self._backend, "notices", ()))  # e.g. an unverified diffusers version
         return self._backend
 
+    def count_loads(self) -> None:
+        """Add the model loads the backend did for this run since it last looked (see RunReport.model_loads)."""
+        if self._backend is None:
+            return
+        loads = int(getattr(self._backend, "model_loads", 0))
+        self.model_loads += max(0, loads - self._loads_seen)
+        self._loads_seen = loads
+
+    def hand_backend_to(self, other: Run) -> None:
+        """Give `other` (a film rendered next) this run's loaded backend when both would load the same one."""
+        if (self._backend is None or not self._owns_backend or other._backend is not None
+                or (self.backend_name, self.options) != (other.backend_name, other.options)):
+            return
+        self.count_loads()
+        other._backend, other._owns_backend, other._loads_seen = self._backend, True, self._loads_seen
+        other.notices.extend(getattr(self._backend, "notices", ()))  # what loading it said holds for that film too
+        self._backend = None
+
     def close_backend(self) -> None:
+        self.count_loads()
         if self._backend is not None and self._owns_backend:
             self._backend.close()
         self._backend = None
+
+    def complete(self) -> RunReport:
+        """The film's outputs (see finish) in the folder `opened` holds for it."""
+        assert self.out is not None, "a Run made by opened()"
+        # every take besides the pick continues what the pick continues: the chains brought all of that in
+        render_takes(self, [job for job in self.plan.jobs if job.id in self.targets])
+        return self.finish(self.out, whole=self.whole, reuse_film=self.reuse_film)
 
     def entry_key(self, job: Job) -> str:
         if job.key not in self._entry_keys:
@@ -373,10 +426,13 @@ class Run:
         # black or frozen output means a model failed; the animatic's pictures are synthetic (a static
         # camera is meant to be frozen), so the check would only cry wolf there
         checked = _Checked(job, self.backend_name, chunks, look=self.backend_name != "animatic")
+        # the animatic's pictures are title cards: colour matching would only tint them
+        finished = _Seams(job, checked, previous, match=job.settings.color_match and self.backend_name != "animatic")
         try:
-            entry = self.cache.put(self.entry_key(job), iter(checked), job=job, fps=self.plan.fps,
+            entry = self.cache.put(self.entry_key(job), iter(finished), job=job, fps=self.plan.fps,
                                    keyframes=self.keyframes[job.id], identity=self.backend.identity(job),
-                                   seconds=lambda: checked.seconds)
+                                   seconds=lambda: checked.seconds, tail=lambda: finished.tail,
+                                   seams=lambda: finished.measured)
         except StoryforgeError:
             raise
         except MemoryError as error:
@@ -389,10 +445,11 @@ class Run:
         return entry
 
     def tail(self, job: Job) -> np.ndarray:
-        """The last overlap_frames frames of the chain before `job`, decoded from the cached clips.
+        """The last overlap_frames frames of the chain before `job`, from the cache entries it continues.
 
-        Always the decoded clips, never a backend's in-memory frames: H.264 is lossy, and a resumed render
-        must condition on exactly the pixels an uninterrupted one did.
+        Each entry's lossless tail (the frames exactly as they were encoded) where it holds the frames needed,
+        else its decoded clip; always read back from the cache, never a backend's in-memory frames, so a
+        resumed render conditions on exactly the pixels an uninterrupted one did.
         """
         import numpy as np
 
@@ -401,17 +458,22 @@ class Run:
         have = 0
         upstream = self.plan.job(job.after) if job.after else None
         while upstream is not None and have < needed:
-            frames = self._decoded(upstream, needed - have)
+            frames = self._decoded(upstream, needed - have)[-(needed - have):]
             parts.insert(0, frames)
             have += len(frames)
             upstream = self.plan.job(upstream.after) if upstream.after else None
         return np.concatenate(parts)[-needed:]
 
     def _decoded(self, job: Job, last: int) -> np.ndarray:
-        """The job's last `last` frames, decoded from its clip (rendered first if the cache lacks it)."""
+        """The job's last `last` frames (rendered first if the cache lacks it): its entry's lossless tail when
+        that holds them, else decoded from its clip."""
         for _attempt in range(2):
             try:
-                return self.cache.read(self.ensure(job), last=last)
+                entry = self.ensure(job)
+                lossless = self.cache.tail(entry)
+                if lossless is not None and len(lossless) >= min(last, entry.frames):
+                    return lossless
+                return self.cache.read(entry, last=last)
             except CorruptEntry:
                 self.entries.pop(job.id, None)  # discarded: the next ensure renders it again
         raise RenderError(f"{job.id}: its clip was corrupt twice in a row in {self.cache.root}; check the disk")
@@ -438,6 +500,10 @@ class Run:
                            jobs=[self._job_record(job) for job in plan.jobs if job.id in self.records])
         report.notices = self.notices + self.cache.discarded
         report.warnings = self.warnings
+        picked = {job.id: self.entries[job.id] for job in plan.jobs if job.id in self.entries}  # the film's seams
+        report.seams, report.chains = seam_report(plan, {job_id: entry.meta["seams"] for job_id, entry in
+                                                         picked.items() if "seams" in entry.meta})
+        report.model_loads = self.model_loads
         if missing:
             # what is left of an earlier cut or clip of these shots shows their old version: not current
             removed = [path for path in [out / "film.mp4", *(out / clip_name(plan.job(j)) for j in missing)]
@@ -567,6 +633,40 @@ class _Checked:
                                f"expected uint8 {(job.frames, *expected)}")
         if self.look is not None:
             self.warning = self.look.warning()
+
+
+class _Seams:
+    """A job's checked chunks on their way to the encoder: colour-matched at its seams (when `match`) and
+    measured for the seam report; after the last chunk, `tail` holds its last overlap_frames frames and
+    `measured` the seam numbers (storyforge.seams.SeamMeter). Only a few frames are ever held."""
+
+    def __init__(self, job: Job, chunks: Iterable[np.ndarray], previous: np.ndarray | None, *, match: bool):
+        self.job, self.chunks, self.previous, self.match = job, chunks, previous, match
+        self.tail: np.ndarray | None = None
+        self.measured: dict[str, Any] | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        import numpy as np
+
+        from storyforge.colormatch import ColorMatch
+        from storyforge.seams import SeamMeter, window_starts
+
+        job, keep = self.job, self.job.settings.overlap_frames
+        matcher = ColorMatch(window_starts(job), self.previous if job.kind == "extend" else None) \
+            if self.match else None
+        meter = SeamMeter(job, self.previous)
+
+        def out(frames: np.ndarray) -> Iterator[np.ndarray]:
+            if len(frames):
+                meter.add(frames)
+                self.tail = (frames if self.tail is None else np.concatenate([self.tail, frames]))[-keep:].copy()
+                yield frames
+
+        for chunk in self.chunks:
+            yield from out(matcher.feed(chunk) if matcher is not None else chunk)
+        if matcher is not None:
+            yield from out(matcher.finish())
+        self.measured = meter.result()
 
 
 def _previous_run(out: Path) -> dict[str, Any]:

@@ -133,8 +133,13 @@ def test_ray_renders_the_multi_scene_example_as_the_local_executor_does(
         name = "clips/" + job.id.replace("/", "__") + ".mp4"
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), job.id
     assert [job.key for job in distributed.jobs] == [job.key for job in local.jobs]
+    # each entry's lossless tail (what a continuation conditions on) comes back with its clip, byte for byte
+    tails = [{json.loads((p.parent / "meta.json").read_text())["job"]: p.read_bytes()
+              for p in (tmp_path / name).glob("??/*/tail.npy")} for name in ("ray-cache", "local-cache")]
+    assert tails[0] == tails[1] and len(tails[0]) == len(plan.jobs)
 
     run = json.loads((tmp_path / "ray" / "run.json").read_text())
+    assert run["seams"] == json.loads((tmp_path / "local" / "run.json").read_text())["seams"]
     times = {job["id"]: (job["started"], job["finished"]) for job in run["jobs"]}
     spans = [(min(times[j.id][0] for j in chain), max(times[j.id][1] for j in chain), chain[0].id)
              for chain in plan.chains()]
@@ -210,7 +215,9 @@ def test_a_task_that_fails_twice_names_its_shot_and_the_other_chains_are_kept(
     with pytest.raises(RenderError) as caught:
         render(api.plan(write_story(STORY)), out=tmp_path / "out", backend="flaky", cache_root=cache,
                executor="ray", executor_options={"shared_cache": shared_cache})
-    assert str(caught.value) == "one/b: rendering failed on the Ray cluster, twice: the model files are missing"
+    node = cluster.util.get_node_ip_address()  # where it failed: a node may lack what another has
+    assert str(caught.value) == \
+        f"one/b: rendering failed on the Ray cluster, twice: the model files are missing (on node {node})"
     assert flaky.read_text().splitlines() == ["one/b", "one/b"]
     assert entries(cache) == ["one/a", "two/c", "two/d"]  # one/a came back before one/b failed; two/* finished
     assert list((cache / "tmp").iterdir()) == []
@@ -279,18 +286,18 @@ def test_a_local_cluster_keeps_its_object_store_small_and_out_of_a_small_dev_shm
         monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
-    from storyforge.executors import ray_executor
+    from storyforge.executors import ray_cluster
 
     def free(megabytes: int) -> None:
         monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_bavail=megabytes * 256, f_frsize=4096))
 
     free(64)  # a container's default /dev/shm
-    assert ray_executor._object_store() == {"object_store_memory": 128 << 20,
+    assert ray_cluster.object_store() == {"object_store_memory": 128 << 20,
                                             "_plasma_directory": tempfile.gettempdir()}
     free(2048)
-    assert ray_executor._object_store() == {"object_store_memory": 512 << 20}
+    assert ray_cluster.object_store() == {"object_store_memory": 512 << 20}
     free(24 << 10)  # this machine's
-    assert ray_executor._object_store() == {"object_store_memory": 1 << 30}
+    assert ray_cluster.object_store() == {"object_store_memory": 1 << 30}
 
 
 def test_skyreels_tasks_take_a_gpu_when_the_cluster_has_them() -> None:
@@ -303,3 +310,48 @@ def test_skyreels_tasks_take_a_gpu_when_the_cluster_has_them() -> None:
     assert _placement(gpus, "skyreels-df", {}) == ({"device": "cuda"}, 1)  # the same device in every cache key
     assert _placement(cpus, "skyreels-df", {"dtype": "float32"}) == ({"dtype": "float32", "device": "cpu"}, 0)
     assert _placement(cpus, "skyreels-df", {"device": "cuda:3"}) == ({"device": "cuda"}, 1)  # Ray picks the GPU
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_cluster_started_for_the_render_keeps_its_token_out_of_the_home_folder(write_story, tmp_path: Path) -> None:
+    story = write_story(STORY)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("RAY_")}
+    done = subprocess.run([sys.executable, "-m", "storyforge", "render", str(story), "--backend", "animatic",
+                           "--executor", "ray"], capture_output=True, text=True, cwd=story.parent,
+                          env={**env, "PYTHONPATH": str(ROOT), "HOME": str(home)}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "(1 node, " in done.stderr  # the cluster started for this render, with token authentication on
+    assert "Token authentication" not in done.stderr
+    assert list(home.iterdir()) == []  # Ray would have written ~/.ray/auth_token, and `ray start` obeys it later
+
+
+@pytest.mark.ray
+def test_a_node_with_another_storyforge_is_refused_by_name(cluster, write_story, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from storyforge.executors import ray_executor
+
+    theirs = ray_executor.code_fingerprint()  # what the workers run: this checkout
+    monkeypatch.setattr(ray_executor, "_FINGERPRINT", "0.0.9 (000000000000)")  # this process: other code
+    with pytest.raises(RenderError) as caught:
+        render(api.plan(write_story(STORY)), out=tmp_path / "out", backend="animatic", cache_root=tmp_path / "cache",
+               executor="ray")
+    refusal = (f"node {cluster.util.get_node_ip_address()} runs storyforge {theirs} from {ROOT / 'storyforge'}, not "
+               "the storyforge 0.0.9 (000000000000) of the machine running the render: install the same storyforge "
+               "on every node")
+    assert str(caught.value).splitlines() == [f"{shot}: rendering failed on the Ray cluster, twice: {refusal}"
+                                              for shot in ("one/a", "two/c", "two/d")]
+
+
+def test_ray_address_auto_without_a_cluster_says_what_to_do() -> None:
+    from storyforge.executors.ray_cluster import explain
+
+    # Ray's own words when RAY_ADDRESS=auto finds nothing (a live test would find any cluster on the machine)
+    ray_says = ConnectionError("Could not find any running Ray instance. Please specify the one to connect to by "
+                               "setting `--address` flag or `RAY_ADDRESS` environment variable.")
+    assert str(explain(ray_says, "auto")) == (
+        "RAY_ADDRESS=auto but no Ray cluster runs on this machine: start one with `ray start --head`, give the head "
+        "node's HOST:PORT, or unset RAY_ADDRESS and storyforge starts one for the render")
+    assert explain(ValueError("something else"), "auto") is None  # not a cluster problem: raised as a bug

@@ -119,6 +119,7 @@ class SkyReelsDF:
         # the Wan VAE is run in float32 on every device (as diffusers' docs do): bf16 decodes visibly worse
         self.vae_dtype = torch.float32
         self._loaded: dict[str, _Loaded] = {}
+        self.model_loads = 0  # models read from disk by this backend: run.json reports them
         self._sources: dict[str, ModelSource] = {}
         self._folder_hashes: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
         notice = diffusers_notice(diffusers.__version__)
@@ -207,6 +208,7 @@ class SkyReelsDF:
         pipe.set_progress_bar_config(disable=True)
         loaded = _Loaded(pipelines={"t2v": pipe}, scheduler_config=dict(pipe.scheduler.config))
         self._loaded[model] = loaded
+        self.model_loads += 1
         return loaded
 
     def _scheduler(self, loaded: _Loaded, shift: float) -> Any:

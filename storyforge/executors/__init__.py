@@ -6,15 +6,15 @@ render.render_chain) and takes the executor it is given; it imports none of them
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from storyforge.errors import StoryforgeError
+from storyforge.errors import RenderError, StoryforgeError
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from storyforge.plan.model import Plan
-    from storyforge.render import RenderProgress, RunReport
+    from storyforge.render import RenderProgress, Run, RunReport
 
 EXECUTORS = ("local", "ray")
 
@@ -52,3 +52,92 @@ def render(plan: Plan, *, executor: str = "local", executor_options: dict[str, A
 
         return render_ranked(plan, **arguments)
     return render_plan(plan, **arguments)
+
+
+# Called once per film of render_films when its chains are all in (error None: cut it) or one failed (the error).
+OnDone = Callable[["Run", "RenderError | None"], None]
+
+
+def render_films(plans: Sequence[Plan], *, executor: str = "local", executor_options: dict[str, Any] | None = None,
+                 outs: Sequence[Path | None] | None = None, backend: str = "auto", only: list[str] | None = None,
+                 use_cache: bool = True, cache_root: Path | None = None,
+                 progress: Sequence[RenderProgress | None] | None = None,
+                 backend_options: dict[str, Any] | None = None) -> list[tuple[RunReport | None, RenderError | None]]:
+    """Render several films in one go, each film's outputs and run.json as if it were rendered alone.
+
+    `ray` gets every film's chains at once: one queue, longest first, and each film is cut as soon as its own
+    chains are in while the others go on. `local` renders the films one after another, handing the loaded
+    model from one film to the next. A film that fails does not stop the others: its entry is (None, error).
+    """
+    import contextlib
+
+    from storyforge.backends.multigpu import ranks
+    from storyforge.render import choose_backend, default_out, opened, select
+
+    if executor not in EXECUTORS:
+        raise StoryforgeError(f"unknown executor '{executor}'; choose one of: {', '.join(EXECUTORS)}")
+    options = dict(executor_options or {})
+    if executor == "local" and options:
+        raise StoryforgeError(f"the local executor takes no options (got {', '.join(sorted(options))})")
+    outs = list(outs) if outs is not None else [None] * len(plans)
+    tells = list(progress) if progress is not None else [None] * len(plans)
+    folders: dict[Path, Path] = {}
+    for plan, out in zip(plans, outs, strict=True):  # a wrong backend, --only or folder stops every film at once
+        choose_backend(plan, backend)
+        select(plan, only)
+        folder = (Path(out) if out is not None else default_out(plan.story)).resolve()
+        if folder in folders and folders[folder] != plan.story.resolve():
+            from storyforge.errors import display_path
+
+            raise StoryforgeError(f"{display_path(folders[folder])} and {display_path(plan.story)} would both render "
+                                  f"into {display_path(folder)}; rename one of them, or render them one at a time "
+                                  "with --out")
+        folders[folder] = plan.story.resolve()
+    arguments: dict[str, Any] = {"backend": backend, "only": only, "use_cache": use_cache, "cache_root": cache_root,
+                                 "backend_options": backend_options}
+    if ranks().parallel:  # torchrun: every rank goes through the films in the same order, film by film
+        ranked: list[tuple[RunReport | None, RenderError | None]] = []
+        for plan, out, tell in zip(plans, outs, tells, strict=True):
+            try:
+                ranked.append((render(plan, executor=executor, executor_options=options, out=out, progress=tell,
+                                      **arguments), None))
+            except RenderError as error:
+                ranked.append((None, error))
+        return ranked
+    results: dict[int, tuple[RunReport | None, RenderError | None]] = {}
+
+    def done(run: Run, error: RenderError | None) -> None:
+        if error is None:
+            try:
+                results[id(run)] = (run.complete(), None)
+            except RenderError as failure:
+                error = failure
+        if error is not None:
+            results[id(run)] = (None, error)
+        run.close_backend()  # free the model (or hand nothing on): this film is done
+
+    with contextlib.ExitStack() as held:  # every film's output folder held until all are done
+        runs = [held.enter_context(opened(plan, out=out, progress=tell, **arguments))
+                for plan, out, tell in zip(plans, outs, tells, strict=True)]
+        if executor == "ray":
+            from storyforge.executors.ray_executor import execute_films
+
+            execute_films(runs, done, **options)
+        else:
+            _local_films(runs, done)
+        return [results[id(run)] for run in runs]
+
+
+def _local_films(runs: list[Run], on_done: OnDone) -> None:
+    """Film after film, chain after chain, in this process; the loaded model passes on to the next film."""
+    from storyforge.render import local
+
+    for position, run in enumerate(runs):
+        error: RenderError | None = None
+        try:
+            local(run, run.chains)
+        except RenderError as failure:
+            error = failure
+        if position + 1 < len(runs):
+            run.hand_backend_to(runs[position + 1])
+        on_done(run, error)

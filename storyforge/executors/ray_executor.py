@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 from storyforge.cache import Cache, Entry
 from storyforge.errors import MissingExtra, RenderError, StoryforgeError
+from storyforge.executors.ray_cluster import connect, describe
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from storyforge.backends.base import Backend
     from storyforge.plan.model import Job, Plan
     from storyforge.render import Run
+
+    # called once per film when its chains are all in (error None: cut it) or one of them failed twice (the error)
+    OnDone = Callable[[Run, RenderError | None], None]
 
 ATTEMPTS = 2  # a chain task that fails is tried once more, from the first job it had not delivered
 # Opt in to workers writing straight into the driver's cache folder (see `execute`); 1/true/yes turns it on.
@@ -29,29 +33,35 @@ SHARED_CACHE_VARIABLE = "STORYFORGE_RAY_SHARED_CACHE"
 # delay, ...) and the hub's offline switch. Paths and threads are left to each node.
 FORWARDED_PREFIX = "STORYFORGE_"
 FORWARDED = ("HF_HUB_OFFLINE",)
-# A local cluster's object store only ever holds a few encoded clips at once: keep it small, in /dev/shm.
-OBJECT_STORE_BYTES = (128 << 20, 1 << 30)  # at least, at most
-MIN_SHM_BYTES = 256 << 20  # below this free in /dev/shm (small containers), the object store lives in /tmp
 
 
 def execute(run: Run, chains: list[list[Job]], *, shared_cache: bool | None = None) -> None:
-    """Render `chains` as Ray tasks, longest first, and bring every finished clip into `run`'s cache.
+    """The executor of one film (see storyforge.render.render): its chains as Ray tasks, as `execute_films` does."""
+    failures: list[RenderError] = []
+    run.chains = chains
+    execute_films([run], lambda _run, error: failures.append(error) if error else None, shared_cache=shared_cache)
+    if failures:
+        raise failures[0]
+
+
+def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None = None) -> None:
+    """Render the chains of every run as Ray tasks, longest first, and bring every finished clip into its cache.
 
     Connects to the cluster in RAY_ADDRESS, or starts a local one for this render. What the cache already
     holds is taken here, as the local executor would; each chain with work left becomes one task (num_cpus=1,
     and num_gpus=1 when the skyreels-df backend runs on CUDA) that renders its jobs in order and yields each
-    clip as it is done.
+    clip as it is done. The chains of all films are one queue; a film goes to `on_done` (and is cut) as soon
+    as its own chains are in, while the others go on.
 
     By default each clip travels back as its encoded bytes and this process stores it (staged, then renamed,
     as Cache.put does): it works on any cluster, this process stays the cache's only writer, and a clip is a
     few MB against minutes of GPU time. `shared_cache=True` (or STORYFORGE_RAY_SHARED_CACHE=1) lets workers
     write into the cache folder themselves, for a folder every node mounts at the same path: nothing is
-    copied, and clips are cached even if this process dies. A task that fails is tried once more; then the
-    render fails with the shot's id, after the other chains finish. Ctrl-C cancels the cluster's tasks.
+    copied, and clips are cached even if this process dies. A task that fails is tried once more; then its
+    film fails with the shot's id, after its other chains finish. Ctrl-C cancels the cluster's tasks.
     """
     from storyforge.backends.multigpu import ranks
 
-    cache = run.cache
     if ranks().parallel:  # every rank says so, not only rank 0
         raise StoryforgeError("the ray executor does not run under torchrun (a Ray task gets one GPU); use "
                               "--executor ray for chains on many GPUs, or torchrun for one generation on several")
@@ -60,15 +70,27 @@ def execute(run: Run, chains: list[list[Job]], *, shared_cache: bool | None = No
         shared_cache = os.environ.get(SHARED_CACHE_VARIABLE, "").strip().lower() in ("1", "true", "yes")
     started_here = False
     try:
-        if run.backend_name == "skyreels-df" and "device" not in run.options:
-            started_here = _connect(ray)  # the cluster's GPUs decide the device, and so the cache keys
-        run.options, gpus = _placement(ray, run.backend_name, run.options)
-        pending = [p for p in (_Pending(chain) for chain in chains) if p.take_cached(run)]
-        # longest first: the film is done when its longest chain is, so that one must not start last
+        gpus: dict[int, int] = {}
+        for run in runs:
+            if run.backend_name == "skyreels-df" and "device" not in run.options:
+                started_here = connect(ray) or started_here  # the cluster's GPUs decide the device, and the keys
+            run.options, gpus[id(run)] = _placement(ray, run.backend_name, run.options)
+        pending = [p for run in runs for p in (_Pending(run, chain) for chain in run.chains) if p.take_cached()]
+        # longest first: a film is done when its longest chain is, so that one must not start last
         pending.sort(key=lambda p: p.cost(), reverse=True)
+        scheduler = None
         if pending:  # a cache that has everything needs no cluster
-            started_here = _connect(ray) or started_here
-            _Scheduler(ray, run, cache, gpus, shared_cache).drive(pending)
+            started_here = connect(ray) or started_here
+            where = f"rendered on {describe(ray)}"
+            for run in {id(p.run): p.run for p in pending}.values():
+                run.notices.append(where)
+            scheduler = _Scheduler(ray, gpus, shared_cache, on_done)
+        waiting = {id(p.run) for p in pending}
+        for run in runs:  # films whose clips are all cached are cut now, before any task runs
+            if id(run) not in waiting:
+                on_done(run, None)
+        if scheduler is not None:
+            scheduler.drive(pending)
     finally:
         if started_here:
             ray.shutdown()
@@ -82,34 +104,6 @@ def _import_ray() -> Any:
             raise
         raise MissingExtra("ray", "ray", "the ray executor") from None
     return ray
-
-
-def _connect(ray: Any) -> bool:
-    """Connect to RAY_ADDRESS's cluster, or start a local one; True when this call started Ray."""
-    if ray.is_initialized():  # the caller connected already (a notebook, the tests): use that cluster
-        return False
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # Ray's notice about accelerator variables, not ours
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(**quiet)
-        else:
-            ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet,
-                     **_object_store())
-    return True
-
-
-def _object_store() -> dict[str, Any]:
-    """A modest object store, in /dev/shm when it has room (containers often give it 64 MB), else in /tmp."""
-    try:
-        stat = os.statvfs("/dev/shm")
-        free = stat.f_bavail * stat.f_frsize
-    except OSError:
-        free = 0
-    low, high = OBJECT_STORE_BYTES
-    if free < MIN_SHM_BYTES:
-        return {"object_store_memory": low, "_plasma_directory": tempfile.gettempdir()}
-    return {"object_store_memory": max(low, min(high, free // 4))}
 
 
 def _placement(ray: Any, backend: str, options: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -131,26 +125,27 @@ def _placement(ray: Any, backend: str, options: dict[str, Any]) -> tuple[dict[st
 class _Pending:
     """One chain's jobs still to bring in, and how its task is doing."""
 
-    def __init__(self, jobs: list[Job]):
-        self.jobs = jobs
+    def __init__(self, run: Run, jobs: list[Job]):
+        self.run, self.jobs = run, jobs
         self.attempts = 0
         self.cause = ""
+        self.nodes: list[str] = []  # where each failed try ran, for the message
 
-    def take_cached(self, run: Run) -> bool:
+    def take_cached(self) -> bool:
         """Take what the cache has (as the local executor would); True when some job is left to render."""
-        self.jobs = [job for job in self.jobs if run.cached(job) is None]
+        self.jobs = [job for job in self.jobs if self.run.cached(job) is None]
         return bool(self.jobs)
 
-    def left(self, run: Run) -> list[Job]:
-        return [job for job in self.jobs if job.id not in run.entries]
+    def left(self) -> list[Job]:
+        return [job for job in self.jobs if job.id not in self.run.entries]
 
     def cost(self) -> tuple[int, int]:
         """Transformer calls of the jobs left, then frames: the plan's cost model of this chain's task."""
         return sum(job.transformer_calls for job in self.jobs), sum(job.frames for job in self.jobs)
 
-    def upstream(self, run: Run) -> list[Job]:
+    def upstream(self) -> list[Job]:
         """The chain's jobs before the last one left that are not left themselves: what an extension reads."""
-        left = self.left(run)
+        run, left = self.run, self.left()
         chain = next(c for c in run.plan.chains() if any(job.id == left[-1].id for job in c))
         ids = {job.id for job in left}
         position = [job.id for job in chain].index(left[-1].id)
@@ -164,6 +159,7 @@ class _Clip:
     key: str
     clip: bytes | None  # None when the worker wrote it into a shared cache folder
     meta: dict[str, Any] | None
+    tail: bytes | None = None  # its lossless tail (storyforge.cache.TAIL), what a continuation conditions on
 
 
 @dataclass(frozen=True)
@@ -177,34 +173,35 @@ class _Done:
     entry: _Clip
     notices: list[str]
     warnings: list[str]
+    model_loads: int  # models the worker read from disk for this job: 0 when it had them loaded already
 
 
 class _JobFailed(Exception):
-    """A chain task failed at `job_id`; raised on the worker, read on the driver."""
+    """A chain task failed at `job_id` on `node`; raised on the worker, read on the driver."""
 
-    def __init__(self, job_id: str, message: str):
-        super().__init__(job_id, message)
-        self.job_id, self.message = job_id, message
+    def __init__(self, job_id: str, message: str, node: str):
+        super().__init__(job_id, message, node)
+        self.job_id, self.message, self.node = job_id, message, node
 
     def __str__(self) -> str:
         return f"{self.job_id}: {self.message}"
 
 
 class _Scheduler:
-    """Submits chain tasks, stores what they yield, retries a failed task once, cancels all on interrupt."""
+    """Submits chain tasks of every film, stores what they yield, retries a failed task once, hands each film to
+    `on_done` when its chains are in, and cancels every task on interrupt."""
 
-    def __init__(self, ray: Any, run: Run, cache: Cache, gpus: int, shared: bool):
-        from storyforge.backends.base import REGISTRY
-
-        self.ray, self.run, self.cache, self.shared = ray, run, cache, shared
-        self.plan_ref = ray.put(run.plan)
-        self.spec = REGISTRY[run.backend_name]  # the worker may not know a backend registered here at run time
-        self.task = ray.remote(_chain_task).options(num_cpus=1, num_gpus=gpus, max_retries=0,
-                                                    runtime_env={"env_vars": _forwarded()})
+    def __init__(self, ray: Any, gpus: dict[int, int], shared: bool, on_done: OnDone):
+        self.ray, self.gpus, self.shared, self.on_done = ray, gpus, shared, on_done
+        self.plans: dict[int, Any] = {}  # one copy of each film's plan in the object store
+        self.tasks: dict[int, Any] = {}
         self.running: dict[Any, _Pending] = {}
-        self.failures: list[str] = []
+        self.open: dict[int, int] = {}  # chains of each film not finished yet
+        self.failures: dict[int, list[tuple[int, str]]] = {}
 
     def drive(self, pending: list[_Pending]) -> None:
+        for chain in pending:
+            self.open[id(chain.run)] = self.open.get(id(chain.run), 0) + 1
         try:
             for chain in pending:
                 self._submit(chain)
@@ -215,23 +212,35 @@ class _Scheduler:
             for generator in self.running:
                 self.ray.cancel(generator)
             raise
-        if self.failures:
-            raise RenderError("\n".join(self.failures))
+
+    def _task(self, run: Run) -> Any:
+        from storyforge.backends.base import REGISTRY
+
+        gpus = self.gpus[id(run)]
+        if gpus not in self.tasks:
+            self.tasks[gpus] = self.ray.remote(_chain_task).options(num_cpus=1, num_gpus=gpus, max_retries=0,
+                                                                    runtime_env={"env_vars": _forwarded()})
+        if id(run) not in self.plans:
+            self.plans[id(run)] = self.ray.put(run.plan)
+        # the spec travels: the worker may not know a backend registered here at run time
+        return self.tasks[gpus], self.plans[id(run)], REGISTRY[run.backend_name]
 
     def _submit(self, chain: _Pending) -> None:
-        run = self.run
+        run, cache = chain.run, chain.run.cache
+        assert cache is not None
         chain.attempts += 1
-        left = chain.left(run)
+        left = chain.left()
         seeds: list[_Clip] = []
-        for job in chain.upstream(run):  # recorded as cached, as the local executor's extension would
+        for job in chain.upstream():  # recorded as cached, as the local executor's extension would
             entry = run.entries.get(job.id) or run.cached(job)
             if entry is not None and not self.shared:
-                seeds.append(_Clip(entry.key, entry.clip.read_bytes(), entry.meta))
+                seeds.append(_Clip(entry.key, entry.clip.read_bytes(), entry.meta, cache.tail_bytes(entry)))
         images = {image.sha256: image.path.read_bytes() for job in left for image in (job.image, job.end_image)
                   if image is not None}
         run.announce(left[0])
-        generator = self.task.remote(self.plan_ref, [job.id for job in left], run.backend_name, self.spec,
-                                     run.options, str(self.cache.root) if self.shared else None, seeds, images)
+        task, plan, spec = self._task(run)
+        generator = task.remote(code_fingerprint(), plan, [job.id for job in left], run.backend_name, spec,
+                                run.options, str(cache.root) if self.shared else None, seeds, images)
         self.running[generator] = chain
 
     def _advance(self, generator: Any) -> None:
@@ -241,50 +250,72 @@ class _Scheduler:
             ref = next(generator)
         except StopIteration:
             del self.running[generator]
+            self._chain_done(chain)
             return
         try:
             done = self.ray.get(ref)
         except self.ray.exceptions.RayError as error:
             del self.running[generator]
-            self._failed(chain, error)
+            if self._failed(chain, error):
+                self._chain_done(chain)
             return
-        self._adopt(done)
-        left = chain.left(self.run)
+        self._adopt(chain.run, done)
+        left = chain.left()
         if left:
-            self.run.announce(left[0])
+            chain.run.announce(left[0])
 
-    def _adopt(self, done: _Done) -> None:
-        run = self.run
+    def _chain_done(self, chain: _Pending) -> None:
+        """A chain is in (or failed twice): when it was its film's last, the film is done and is cut."""
+        run = chain.run
+        self.open[id(run)] -= 1
+        if self.open[id(run)] == 0:
+            failures = [text for _, text in sorted(self.failures.pop(id(run), []))]  # in film order
+            self.on_done(run, RenderError("\n".join(failures)) if failures else None)
+
+    def _adopt(self, run: Run, done: _Done) -> None:
+        cache = run.cache
+        assert cache is not None
         if done.id in run.entries:
             return
         if done.entry.clip is None:
-            entry = self.cache.get(done.entry.key)
+            entry = cache.get(done.entry.key)
             if entry is None:
-                raise RenderError(f"{done.id}: a Ray worker wrote its clip into {self.cache.root}, but this machine "
+                raise RenderError(f"{done.id}: a Ray worker wrote its clip into {cache.root}, but this machine "
                                   "does not see it there: the cache folder is not shared by every node at the same "
                                   f"path; unset {SHARED_CACHE_VARIABLE} to bring clips back to this machine")
         else:
             assert done.entry.meta is not None
-            entry = store(self.cache, done.entry.key, done.entry.clip, done.entry.meta)
+            entry = store(cache, done.entry.key, done.entry.clip, done.entry.meta, done.entry.tail)
         run.record(run.plan.job(done.id), entry, done.status, done.started, done.finished)
         run.notices.extend(done.notices)
         run.warnings.extend(done.warnings)
+        run.model_loads += done.model_loads
 
-    def _failed(self, chain: _Pending, error: Exception) -> None:
+    def _failed(self, chain: _Pending, error: Exception) -> bool:
+        """Try a failed chain once more from its first undelivered job; True when it is given up (or complete)."""
         cause = getattr(error, "cause", None)
-        left = chain.left(self.run)
+        left = chain.left()
         if not left:
-            return  # it failed after delivering every clip (while freeing the model, say): nothing is lost
+            return True  # it failed after delivering every clip (while freeing the model, say): nothing is lost
         if isinstance(cause, _JobFailed):
-            shot, message = cause.job_id, cause.message
+            shot, message, node = cause.job_id, cause.message, cause.node
+        elif isinstance(cause, StoryforgeError):  # the node refused the task before any job (another storyforge)
+            shot, message, node = left[0].id, str(cause), ""
         else:  # the worker died (out of memory, a node lost): blame the first job it had not delivered
-            shot, message = left[0].id, (str(error).strip().splitlines() or [type(error).__name__])[0]
+            shot, message, node = left[0].id, (str(error).strip().splitlines() or [type(error).__name__])[0], ""
+        chain.nodes.append(node)
         if chain.attempts < ATTEMPTS:
             chain.cause = message
+            why = message.rstrip(".")
+            chain.run.notices.append(f"{shot}: {why}; tried once more on the Ray cluster from {left[0].id}")
             self._submit(chain)
-            return
+            return False
         first = "" if chain.cause == message else f" (the first try: {chain.cause})"
-        self.failures.append(f"{shot}: rendering failed on the Ray cluster, twice: {message}{first}")
+        nodes = list(dict.fromkeys(n for n in chain.nodes if n))
+        where = f" (on node {' and '.join(nodes)})" if nodes else ""
+        text = f"{shot}: rendering failed on the Ray cluster, twice: {message}{first}{where}"
+        self.failures.setdefault(id(chain.run), []).append((chain.run.index.get(shot, 0), text))
+        return True
 
 
 def _forwarded() -> dict[str, str]:
@@ -308,20 +339,50 @@ class _Current:
         pass
 
 
-def _chain_task(plan: Plan, job_ids: list[str], backend: str, spec: str, options: dict[str, Any],
+def code_fingerprint() -> str:
+    """storyforge's version and a digest of its source files: what every node must share with the driver (a
+    clip rendered by other code is not the clip the cache key promises, and the task's messages would not fit)."""
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        import hashlib
+
+        import storyforge
+
+        root = Path(storyforge.__file__).parent
+        digest = hashlib.sha256()
+        for path in sorted(root.rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+        _FINGERPRINT = f"{storyforge.__version__} ({digest.hexdigest()[:12]})"
+    return _FINGERPRINT
+
+
+_FINGERPRINT: str | None = None
+
+
+def _chain_task(driver_code: str, plan: Plan, job_ids: list[str], backend: str, spec: str, options: dict[str, Any],
                 shared_root: str | None, seeds: list[_Clip], images: dict[str, bytes]) -> Iterator[_Done]:
     """One chain's jobs rendered in order on a worker, through the shared cache folder or a scratch one."""
     from storyforge.backends.base import REGISTRY
     from storyforge.render import Run, render_chain
+
+    if code_fingerprint() != driver_code:
+        import storyforge
+
+        raise StoryforgeError(f"node {_node()} runs storyforge {code_fingerprint()} from "
+                              f"{Path(storyforge.__file__).parent}, not the storyforge {driver_code} of the machine "
+                              "running the render: install the same storyforge on every node")
 
     REGISTRY[backend] = spec
     scratch = Path(tempfile.mkdtemp(prefix="storyforge-ray-"))
     current = _Current()
     try:
         cache = Cache(Path(shared_root)) if shared_root else Cache(scratch / "cache")
-        seeded = {store(cache, seed.key, seed.clip, seed.meta).key for seed in seeds if seed.clip and seed.meta}
+        seeded = {store(cache, seed.key, seed.clip, seed.meta, seed.tail).key for seed in seeds
+                  if seed.clip and seed.meta}
         plan = _with_images(plan, images, scratch / "images")
-        run = Run(plan, cache, backend, options, current, set(job_ids), loaded=_worker_backend(backend, options))
+        loaded = _worker_backend(backend, options)
+        run = Run(plan, cache, backend, options, current, set(job_ids), loaded=loaded)
+        loads = _LOADS.get(id(loaded), 0)  # what this worker's backend had read before: not this chain's doing
         sent: set[str] = set()
         told = [0, 0, 0]  # notices, warnings and discarded entries already sent
         for _job in render_chain(run, [plan.job(job_id) for job_id in job_ids]):
@@ -337,14 +398,17 @@ def _chain_task(plan: Plan, job_ids: list[str], backend: str, spec: str, options
                 warned = run.warnings[told[1]:]
                 told = [len(run.notices), len(run.warnings), len(cache.discarded)]
                 clip = _Clip(entry.key, None, None) if shared_root else _Clip(entry.key, entry.clip.read_bytes(),
-                                                                                entry.meta)
-                yield _Done(job_id, record.status, record.started, record.finished, clip, notices, warned)
+                                                                                entry.meta, cache.tail_bytes(entry))
+                now = int(getattr(loaded, "model_loads", 0))
+                yield _Done(job_id, record.status, record.started, record.finished, clip, notices, warned,
+                            now - loads)
+                loads = _LOADS[id(loaded)] = now
     except Exception as error:  # noqa: BLE001 - every failure goes back to the driver with its shot
         _forget_backend()  # after a failure (out of memory, say) a fresh load is the safe start for the next chain
         text = str(error) if isinstance(error, StoryforgeError) else f"{type(error).__name__}: {error}"
         for prefix in (f"{current.job_id}: ", f"job {current.job_id}: "):
             text = text.removeprefix(prefix)
-        raise _JobFailed(current.job_id or job_ids[0], text) from error
+        raise _JobFailed(current.job_id or job_ids[0], text, _node()) from error
     except BaseException:  # cancelled (Ctrl-C on the driver) mid-render: the model's state is unknown
         _forget_backend()
         raise
@@ -352,8 +416,20 @@ def _chain_task(plan: Plan, job_ids: list[str], backend: str, spec: str, options
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-# This worker process's backend, kept across chain tasks: a GPU worker loads the model once, not once per chain.
+# This worker process's backend, kept across chain tasks and films: a GPU worker loads a model once, not once per
+# chain; and how many model loads of it were reported already.
 _LOADED: dict[str, Backend] = {}
+_LOADS: dict[int, int] = {}
+
+
+def _node() -> str:
+    """This worker's node, as the cluster names it."""
+    import ray
+
+    try:
+        return str(ray.util.get_node_ip_address())
+    except Exception:  # noqa: BLE001 - only for a message
+        return ""
 
 
 def _worker_backend(name: str, options: dict[str, Any]) -> Backend:
@@ -370,6 +446,7 @@ def _forget_backend() -> None:
     for backend in _LOADED.values():
         backend.close()
     _LOADED.clear()
+    _LOADS.clear()
 
 
 def _with_images(plan: Plan, images: dict[str, bytes], folder: Path) -> Plan:
@@ -394,6 +471,6 @@ def _with_images(plan: Plan, images: dict[str, bytes], folder: Path) -> Plan:
     return dataclasses.replace(plan, jobs=jobs)
 
 
-def store(cache: Cache, key: str, clip: bytes, meta: dict[str, Any]) -> Entry:
+def store(cache: Cache, key: str, clip: bytes, meta: dict[str, Any], tail: bytes | None = None) -> Entry:
     """The entry for `key` from a clip a worker encoded: not re-encoded, so it is the clip the local executor makes."""
-    return cache.put_clip(key, clip, meta)
+    return cache.put_clip(key, clip, meta, tail)

@@ -37,6 +37,7 @@ def key_inputs(job: Job, upstream_key: str | None) -> dict[str, object]:
         "addnoise_condition": s.addnoise_condition,
         "cache": s.cache,
         "causal_attention": job.block_causal,  # with causal_block_size 1 the setting changes nothing
+        "color_match": s.color_match,  # corrected frames are the clip's pixels, and what a continuation sees
         "image": job.image.sha256 if job.image else None,
         "end_image": job.end_image.sha256 if job.end_image else None,
         "upstream": upstream_key,

@@ -118,6 +118,7 @@ class Job:
                 "base_frames": s.base_frames, "overlap_frames": s.overlap_frames, "ar_step": s.ar_step,
                 "causal_block_size": s.causal_block_size, "addnoise_condition": s.addnoise_condition,
                 "cache": s.cache, "causal_attention": s.causal_attention,
+                "color_match": s.color_match,
             },
             "line": int(self.source.rsplit(":", 1)[1]),
             **({"takes": self.takes, "take": self.take} if self.takes > 1 else {}),

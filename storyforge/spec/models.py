@@ -162,6 +162,10 @@ class RenderSettings(Strict):
     cache: Literal["magcache", "firstblock"] | None = Field(
         None, description="Experimental transformer cache (speed-up); only for plans with equal windows."
     )
+    color_match: bool | None = Field(
+        None, strict=True,
+        description="Colour-correct each new window and continued shot toward the frames it continues (default true).",
+    )
     takes: int | None = Field(
         None, ge=1, le=MAX_TAKES,
         description="Takes rendered per shot, each with its own seed; `storyforge pick` chooses one (default 1).",

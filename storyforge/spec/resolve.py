@@ -34,6 +34,7 @@ class Settings:
     negative_prompt: str
     cache: str | None
     causal_attention: bool = False  # block-causal attention (a dense mask) instead of full attention
+    color_match: bool = True
     takes: int = 1
 
 

@@ -1,0 +1,149 @@
+"""Colour matching at seams: each new window and each continued shot corrected toward the frames it continues.
+
+At every seam the mean and standard deviation of L, a and b over the `SIDE` frames it continues (already
+corrected) and over its own first `SIDE` frames give one affine map per Lab channel,
+``out = (x - mean_new) * gain + mean_old`` with the gain clamped to [1/MAX_GAIN, MAX_GAIN]; the map holds
+from the seam to the next one, where the next map takes over. Why held, not faded out over some frames:
+a Diffusion-Forcing window's colour error does not fade either (the next window continues from it, which
+is why drift accumulates along a chain), so a fade-out would hand the step back as a slow drift; and one
+map per window, constant over it, cannot flicker or pop inside the window. At the seam itself the map is
+what makes the step disappear. Only the first frames of a window set the map, so a change of light the
+prompt asks for later in the window still happens.
+
+Frames can arrive window by window (`ColorMatch.feed`): a seam's map is made as soon as `SIDE` of its
+frames are in, and everything before the next seam goes out at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from storyforge.seams import SIDE, sample_grid
+
+if TYPE_CHECKING:
+    import numpy as np
+
+MAX_GAIN = 2.0  # a window's contrast or saturation is never stretched or squeezed more than this
+CHUNK = 4  # frames converted to Lab at a time, per thread: about 25 MB of float32 copies at 540p
+MAX_THREADS = 8
+
+
+def _stats(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of L, a and b over a sub-sampled grid of `frames`."""
+    from storyforge.lab import srgb_to_lab
+
+    lab = srgb_to_lab(sample_grid(frames)).reshape(-1, 3).astype("float64")
+    return lab.mean(axis=0), lab.std(axis=0)
+
+
+def transfer(reference: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(gain, offset) per Lab channel that move the colour statistics of `new` onto those of `reference`."""
+    import numpy as np
+
+    mean_ref, std_ref = _stats(reference)
+    mean_new, std_new = _stats(new)
+    gain = np.where(std_new > 1e-3, std_ref / np.maximum(std_new, 1e-3), 1.0)
+    gain = np.clip(gain, 1 / MAX_GAIN, MAX_GAIN)
+    return gain, mean_ref - gain * mean_new
+
+
+def apply(frames: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """`frames` (uint8) with Lab channel c mapped to ``c * gain + offset``; an identity map copies nothing."""
+    import numpy as np
+
+    from storyforge.lab import lab_to_srgb, srgb_to_lab
+
+    if np.all(np.abs(gain - 1) < 1e-4) and np.all(np.abs(offset) < 1e-3):
+        return frames
+    out = np.empty_like(frames)
+    gain32, offset32 = gain.astype(np.float32), offset.astype(np.float32)
+
+    def convert(start: int) -> None:
+        lab = srgb_to_lab(frames[start:start + CHUNK])
+        lab *= gain32
+        lab += offset32
+        out[start:start + CHUNK] = lab_to_srgb(lab)
+
+    chunks = range(0, len(frames), CHUNK)
+    workers = min(len(chunks), os.cpu_count() or 1, MAX_THREADS)
+    if workers <= 1:
+        for start in chunks:
+            convert(start)
+    else:  # numpy's ufuncs release the GIL: chunks convert in parallel on the cores a render machine has
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(convert, chunks))
+    return out
+
+
+class ColorMatch:
+    """Corrects one job's frames as they arrive: `feed` chunks in order, then `finish`; each returns what is done.
+
+    `starts`: job-relative frames where windows begin (0 and values past the end are ignored);
+    `reference`: the frames the job continues (for a continued shot), which makes frame 0 a seam too.
+    """
+
+    def __init__(self, starts: Sequence[int], reference: np.ndarray | None = None, *, side: int = SIDE):
+        import numpy as np
+
+        self.side = side
+        self.seams = sorted({s for s in starts if s > 0} | ({0} if reference is not None and len(reference) else set()))
+        self.tail = reference[-side:] if reference is not None else None  # the last corrected frames out
+        self.pending: list[np.ndarray] = []
+        self.position = 0  # job frame of the first pending frame
+        self.gain, self.offset = np.ones(3), np.zeros(3)
+        self.maps: list[tuple[int, np.ndarray, np.ndarray]] = []  # (seam frame, gain, offset) made so far
+
+    def feed(self, frames: np.ndarray) -> np.ndarray:
+        """The corrected frames that can go out now (possibly none: a seam waits for SIDE of its frames)."""
+        if len(frames):
+            self.pending.append(frames)
+        return self._emit(final=False)
+
+    def finish(self) -> np.ndarray:
+        """Everything still held, corrected (a seam near the end is matched on the frames there are)."""
+        return self._emit(final=True)
+
+    def _emit(self, *, final: bool) -> np.ndarray:
+        import numpy as np
+
+        held = np.concatenate(self.pending) if len(self.pending) > 1 else (self.pending[0] if self.pending else None)
+        self.pending = []
+        if held is None:
+            return np.zeros((0,), dtype=np.uint8)
+        out: list[np.ndarray] = []
+        index = 0  # into held; held[0] is job frame self.position
+        while index < len(held):
+            upcoming = [s for s in self.seams if s >= self.position + index]
+            seam = upcoming[0] if upcoming else None
+            if seam is not None and seam == self.position + index:
+                window = held[index:index + self.side]
+                if len(window) < self.side and not final:
+                    break  # wait for more of the window before deciding its map
+                if self.tail is not None and len(self.tail):
+                    self.gain, self.offset = transfer(self.tail, window)
+                    self.maps.append((seam, self.gain, self.offset))
+                self.seams.remove(seam)
+                continue
+            stop = len(held) if seam is None else min(len(held), seam - self.position)
+            corrected = apply(held[index:stop], self.gain, self.offset)
+            out.append(corrected)
+            self.tail = np.concatenate([self.tail, corrected])[-self.side:] if self.tail is not None else \
+                corrected[-self.side:]
+            index = stop
+        self.position += index
+        if index < len(held):
+            self.pending = [held[index:]]
+        return np.concatenate(out) if out else held[:0]
+
+
+def match_job(frames: np.ndarray, starts: Sequence[int], reference: np.ndarray | None = None,
+              *, side: int = SIDE) -> np.ndarray:
+    """A whole job's frames corrected at every seam (see ColorMatch); the same result as feeding it in chunks."""
+    import numpy as np
+
+    matcher = ColorMatch(starts, reference, side=side)
+    parts = [matcher.feed(frames), matcher.finish()]
+    return np.concatenate([part for part in parts if len(part)]) if any(len(p) for p in parts) else frames[:0]
