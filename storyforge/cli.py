@@ -192,6 +192,25 @@ def enhance(
               f"{len(report.kept)} up to date")
 
 
+@app.command(context_settings={"ignore_unknown_options": True})  # `pick FILE SHOT -1`: a take, not an option
+def pick(
+    file: Path = typer.Argument(..., metavar="FILE", help="The story file."),
+    shot: str = typer.Argument(..., metavar="SHOT", help="The shot, as scene/shot."),
+    take: int = typer.Argument(..., metavar="TAKE", help="The take to use (1 is the first)."),
+    allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
+) -> None:
+    """Choose which take of a shot the film uses; the lock file (film.lock.json) keeps the choice."""
+    from storyforge import api
+    from storyforge.console import out
+    from storyforge.errors import display_path
+
+    with _allowing(allow_path):
+        report = api.pick(file, shot, take)
+    was = "unchanged" if not report.changed else f"was take {report.previous}"
+    out.print(f"[green]✓[/green] {report.shot}: take {report.take} of {report.takes} picked ({was}) in "
+              f"{display_path(report.lock)}; `storyforge render {file}` cuts the film with it")
+
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import TaskID
@@ -256,6 +275,8 @@ def render(
     for warning in report.warnings:
         show_warning(warning)
     counts = f"{report.rendered} rendered, {report.cached} cached"
+    if any(len(job.takes) > 1 for job in report.jobs):
+        counts = f"{report.rendered} take{'s' if report.rendered != 1 else ''} rendered, {report.cached} cached"
     if report.film is None:
         out.print(f"[green]✓[/green] {counts}; clips in {shown(report.out / 'clips')}")
     else:
@@ -265,6 +286,8 @@ def render(
     seams = seam_summary(report.seams, report.chains, result.fps)
     if seams:
         out.print(f"seams: {seams}")
+    if report.review is not None:
+        out.print(f"  review the takes: {report.review}")
 
 
 def _render_films(stories: list[Path], out_dir: Path | None, backend: str, model: str | None,
@@ -353,7 +376,8 @@ class _RenderProgress:
             self.film = self.bars.add_task("film", total=count)
         if self.job is not None:
             self.bars.remove_task(self.job)
-        self.job = self.bars.add_task(f"job {index}/{count} {job.id}", total=None)
+        take = f" take {job.take}" if job.takes > 1 else ""
+        self.job = self.bars.add_task(f"job {index}/{count} {job.id}{take}", total=None)
 
     def step(self, step: int, total: int) -> None:
         if self.job is not None:
@@ -368,7 +392,37 @@ class _RenderProgress:
     def job_finished(self, job: Job, status: str, seconds: float) -> None:
         if self.film is not None:
             self.bars.advance(self.film)
-        self.console.print(f"{status:>8} {job.id}" + (f" in {seconds:.1f}s" if status == "rendered" else ""))
+        take = f" take {job.take}" if job.takes > 1 else ""
+        self.console.print(f"{status:>8} {job.id}{take}" + (f" in {seconds:.1f}s" if status == "rendered" else ""))
+
+
+@app.command()
+def review(
+    file: Path = typer.Argument(..., metavar="FILE", help="The story file."),
+    out_dir: Path | None = typer.Option(None, "--out", metavar="DIR",
+                                        help="The render's output folder (default: renders/<story>/)."),
+    open_page: bool | None = typer.Option(None, "--open/--no-open",
+                                          help="Open the page in a browser (default: when a display is there)."),
+    allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
+) -> None:
+    """Rebuild review.html for the last render: every take of every shot, to compare and pick from."""
+    import os
+
+    from storyforge import api
+    from storyforge.console import out
+    from storyforge.errors import display_path
+
+    with _allowing(allow_path):
+        report = api.review(file, out=out_dir)
+    kb = report.bytes / 1024
+    out.print(f"[green]✓[/green] {display_path(report.page)} ({kb:,.0f} kB with posters, {report.posters} new, "
+              f"{report.seconds:.2f}s)")
+    display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in (
+        "darwin", "win32")
+    if open_page if open_page is not None else display:
+        import webbrowser
+
+        webbrowser.open(report.page.resolve().as_uri())
 
 
 class _NoBars:

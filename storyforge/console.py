@@ -142,9 +142,9 @@ def timecode(frame: int, fps: int) -> str:
 
 
 # Columns of the plan table, the last dropped first when the terminal is narrow; shot, frames and start stay.
-_COLUMNS = (("shot", "left"), ("frames", "right"), ("start", "left"), ("kind", "left"), ("in", "left"),
-            ("calls", "right"), ("windows (latents)", "left"), ("drift", "right"))
-_ORDER = ("shot", "kind", "frames", "drift", "windows (latents)", "calls", "in", "start")
+_COLUMNS = (("shot", "left"), ("frames", "right"), ("start", "left"), ("take", "right"), ("kind", "left"),
+            ("in", "left"), ("calls", "right"), ("windows (latents)", "left"), ("drift", "right"))
+_ORDER = ("shot", "kind", "frames", "drift", "windows (latents)", "take", "calls", "in", "start")
 _KEPT = 3
 
 
@@ -165,9 +165,11 @@ def plan_table(plan: Plan, width: int | None = None) -> Table:
         rows.append({"shot": safe(job.id), "kind": job.kind, "frames": f"{job.requested_frames} → {job.frames}",
                      "drift": f"{drift:+d}" if drift else "0",
                      "windows (latents)": " ".join(str(w.latent_frames) for w in job.segments),
-                     "calls": f"{job.transformer_calls:,}", "in": entry,
+                     "calls": f"{job.transformer_calls * job.takes:,}", "in": entry,
+                     "take": f"{job.take} of {job.takes}" if job.takes > 1 else "1",
                      "start": timecode(job.start_frame, plan.fps)})
-    shown = [name for name, _ in _COLUMNS]
+    # the take column (picked of how many) only where a shot has several takes; calls count every take
+    shown = [name for name, _ in _COLUMNS if name != "take" or plan.extra_takes]
     if width is not None:
         def needed(names: list[str]) -> int:  # cells plus one space either side and one rule per column
             return 1 + sum(3 + max(cell_len(name), *(cell_len(row[name]) for row in rows)) for name in names)
@@ -175,7 +177,7 @@ def plan_table(plan: Plan, width: int | None = None) -> Table:
         while len(shown) > _KEPT and needed(shown) > width:
             shown.pop()
     justify = dict(_COLUMNS)
-    left_out = [name for name in _ORDER if name not in shown]
+    left_out = [name for name in _ORDER if name not in shown and (name != "take" or plan.extra_takes)]
     caption = f"left out at {width} columns: {', '.join(left_out)}; plan --json has them" if left_out else None
     table = Table(title=Text(f"{safe(plan.title)} — {plan.width}x{plan.height} @ {plan.fps} fps"), title_justify="left",
                   caption=caption, caption_justify="left")
@@ -191,6 +193,11 @@ def plan_footer(plan: Plan) -> str:
     """Total length, transformer calls, and a rough GPU time for each preset model the film uses."""
     lines = [f"{counted(len(plan.jobs), 'shot')}, {plan.total_frames} frames = {plan.duration_s:.2f}s "
              f"({timecode(plan.total_frames, plan.fps)}), {plan.transformer_calls:,} transformer calls"]
+    if plan.extra_takes:
+        several = [job for job in plan.jobs if job.takes > 1]
+        extra = sum(job.transformer_calls * (job.takes - 1) for job in several)
+        lines[0] += (f", {extra:,} of them for {plan.extra_takes} extra take{'s' if plan.extra_takes > 1 else ''} "
+                     f"of {len(several)} shot{'s' if len(several) > 1 else ''}")
     seconds: dict[str, float] = {}
     unknown: list[str] = []
     for job in plan.jobs:
@@ -204,7 +211,7 @@ def plan_footer(plan: Plan) -> str:
         window = latents(job.settings.base_frames) * (job.settings.width // 16) * (job.settings.height // 16)
         # attention dominates: a call costs about the 1.5th power of its tokens relative to the preset's own window
         seconds[preset.name] = seconds.get(preset.name, 0.0) + \
-            job.transformer_calls * preset.seconds_per_call * (window / native) ** 1.5
+            job.transformer_calls * job.takes * preset.seconds_per_call * (window / native) ** 1.5
     if seconds:
         lines.append("rough GPU time on one H100: " + ", ".join(f"{name} ≈ {_duration(value)}"
                                                                 for name, value in seconds.items()))

@@ -44,6 +44,14 @@ def derive_seed(film_seed: int, job_id: str) -> int:
     return int.from_bytes(digest[:4], "big") % 2**31
 
 
+def take_seed(seed: int, take: int) -> int:
+    """The seed of take `take` of a shot whose seed is `seed`: take 1 keeps it (so its cache entry stays)."""
+    if take == 1:
+        return seed
+    digest = hashlib.sha256(f"{seed}:take{take}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 2**31
+
+
 class _Compiler:
     def __init__(self, film: ResolvedFilm, texts: Mapping[str, ShotText]):
         self.film = film
@@ -367,6 +375,7 @@ class _Compiler:
                 transition=Transition(kind_t, t_frames), segments=generation.windows, seed=seed, settings=s,
                 image=shot.image, end_image=shot.end_image,
                 source=f"{self.source.file}:{self.source.line(shot.path)}",
+                takes=s.takes, take_seeds=tuple(take_seed(seed, n) for n in range(1, s.takes + 1)),
             )
             self.check_images(shot, previous if kind_t != "continue" else None, width, height)
             jobs.append(job)
@@ -382,13 +391,19 @@ class _Compiler:
 
 
 def with_keys(plan: Plan) -> Plan:
-    """The plan with every job's content key, each chained to the key of the job it continues."""
+    """The plan with every job's content key, each chained to the key of the job it continues.
+
+    Every take gets its key; the job's own `seed` and `key` are its picked take's, so a job that continues
+    it is chained to the picked take (picking another take upstream changes what continues it)."""
     keys: dict[str, str] = {}
     jobs = []
     for job in plan.jobs:
-        key = job_key(job, keys.get(job.after) if job.after else None)
-        keys[job.id] = key
-        jobs.append(replace(job, key=key))
+        upstream = keys.get(job.after) if job.after else None
+        seeds = job.take_seeds or (job.seed,)
+        take_keys = tuple(job_key(replace(job, seed=seed), upstream) for seed in seeds)
+        picked = replace(job, take_seeds=seeds, take_keys=take_keys).for_take(job.take)
+        keys[job.id] = picked.key
+        jobs.append(picked)
     return replace(plan, jobs=tuple(jobs))
 
 

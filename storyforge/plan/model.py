@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,23 @@ class Job:
     end_image: Image | None
     source: str  # file:line of the shot
     key: str = ""
+    # Takes: each renders the job with its own seed; `seed` and `key` above are the picked take's.
+    takes: int = 1
+    take: int = 1  # the picked take (1-based): what clips/, the film and a continuing job use
+    take_seeds: tuple[int, ...] = ()  # per take; take 1's is the shot's own seed
+    take_keys: tuple[str, ...] = ()  # per take, each chained to the picked take of the job it continues
+
+    def for_take(self, take: int) -> Job:
+        """This job as take `take` renders it: that take's seed and key."""
+        if not self.take_seeds:
+            return self
+        return replace(self, take=take, seed=self.take_seeds[take - 1],
+                       key=self.take_keys[take - 1] if self.take_keys else "")
+
+    @property
+    def all_takes(self) -> tuple[Job, ...]:
+        """Every take of this job, take 1 first."""
+        return tuple(self.for_take(n) for n in range(1, self.takes + 1))
 
     @property
     def rows(self) -> int:
@@ -104,6 +121,7 @@ class Job:
                 "color_match": s.color_match,
             },
             "line": int(self.source.rsplit(":", 1)[1]),
+            **({"takes": self.takes, "take": self.take} if self.takes > 1 else {}),
         }
 
 
@@ -154,7 +172,13 @@ class Plan:
 
     @property
     def transformer_calls(self) -> int:
-        return sum(job.transformer_calls for job in self.jobs)
+        """The work of rendering every take of every job."""
+        return sum(job.transformer_calls * job.takes for job in self.jobs)
+
+    @property
+    def extra_takes(self) -> int:
+        """Takes beyond the first of each job."""
+        return sum(job.takes - 1 for job in self.jobs)
 
     def seams(self) -> list[Seam]:
         """Every seam of the film, in order, where the pipelines really place it (segments' start_frame)."""
