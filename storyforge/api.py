@@ -16,8 +16,9 @@ from storyforge.spec.load import load as load_story
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from storyforge.enhance.lock import EnhanceReport
+    from storyforge.enhance.lock import EnhanceReport, PickReport
     from storyforge.render import RenderProgress, RunReport
+    from storyforge.review import ReviewReport
 
 
 def validate(path: Path | str) -> Story:
@@ -60,10 +61,18 @@ def plan(path: Path | str, overrides: dict[str, Any] | None = None, *, use_lock:
     story = load_story(path)
     compiled = compile_story(story, overrides)
     if use_lock:
-        from storyforge.enhance.lock import apply_lock
+        from storyforge.enhance.lock import apply_lock, apply_picks
 
-        compiled = apply_lock(compiled, story)  # the story as loaded above: parsing it twice was a third of `plan`
+        # the story as loaded above: parsing it twice was a third of `plan`
+        compiled = apply_picks(apply_lock(compiled, story), story)
     return compiled
+
+
+def pick(path: Path | str, shot: str, take: int) -> PickReport:
+    """Choose take `take` of `shot` (scene/shot): written to the story's lock, used by plan and render."""
+    from storyforge.enhance.lock import pick as pick_take
+
+    return pick_take(path, shot, take)
 
 
 def enhance(path: Path | str, *, llm: str | None = None, force: bool = False,
@@ -91,6 +100,22 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     return render_with(plan, executor=executor, executor_options=executor_options, out=out, backend=backend,
                        only=only, use_cache=use_cache, cache_root=cache_root, progress=progress,
                        keyframes_only=keyframes_only)
+
+
+def review(path: Path | str, *, out: Path | str | None = None) -> ReviewReport:
+    """Rebuild review.html for the last render of a story (in `out`, default renders/<stem>/), with its picks."""
+    from storyforge import outdir
+    from storyforge.errors import display_path
+    from storyforge.render import default_out
+    from storyforge.review import rebuild, written_names
+
+    story = Path(path)
+    compiled = plan(story)
+    folder = Path(out) if out is not None else default_out(story)
+    if not (folder / "run.json").is_file():
+        return rebuild(compiled, folder, story_arg=display_path(story))  # says that nothing was rendered there
+    with outdir.claimed(folder, story, written_names(compiled)) as held:  # the page's files, in its manifest
+        return rebuild(compiled, held, story_arg=display_path(story))
 
 
 def render_films(plans: Sequence[Plan], *, out: Path | None = None, backend: str = "auto",

@@ -6,7 +6,7 @@ import sys
 import traceback
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -134,7 +134,7 @@ def plan(
 ) -> None:
     """Compile a story into its Diffusion-Forcing segment plan (no GPU, no torch)."""
     from storyforge import api
-    from storyforge.console import out, plan_footer, plan_table, show_warnings, shown
+    from storyforge.console import plan_footer, plan_table, show_warnings, shown
 
     with _allowing(allow_path):
         result = api.plan(file, {"model": model})
@@ -148,9 +148,13 @@ def plan(
 
         sys.stdout.write(json_safe(result.dumps()))
     elif output is None:
+        from storyforge.console import out  # not for --json: rich's console is a twentieth of a cold plan
+
         out.print(plan_table(result, out.width))
         out.print(plan_footer(result))
     else:
+        from storyforge.console import out
+
         out.print(f"[green]✓[/green] wrote {shown(output)} ({len(result.jobs)} jobs, {result.total_frames} frames)")
 
 
@@ -186,6 +190,25 @@ def enhance(
     updated = f"{len(report.updated)} shot{'' if len(report.updated) == 1 else 's'} updated"
     out.print(f"[green]✓[/green] {shown(display_path(report.lock))} {state}: {updated} ({shown(how)}), "
               f"{len(report.kept)} up to date")
+
+
+@app.command(context_settings={"ignore_unknown_options": True})  # `pick FILE SHOT -1`: a take, not an option
+def pick(
+    file: Path = typer.Argument(..., metavar="FILE", help="The story file."),
+    shot: str = typer.Argument(..., metavar="SHOT", help="The shot, as scene/shot."),
+    take: int = typer.Argument(..., metavar="TAKE", help="The take to use (1 is the first)."),
+    allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
+) -> None:
+    """Choose which take of a shot the film uses; the lock file (film.lock.json) keeps the choice."""
+    from storyforge import api
+    from storyforge.console import out
+    from storyforge.errors import display_path
+
+    with _allowing(allow_path):
+        report = api.pick(file, shot, take)
+    was = "unchanged" if not report.changed else f"was take {report.previous}"
+    out.print(f"[green]✓[/green] {report.shot}: take {report.take} of {report.takes} picked ({was}) in "
+              f"{display_path(report.lock)}; `storyforge render {file}` cuts the film with it")
 
 
 if TYPE_CHECKING:
@@ -265,6 +288,8 @@ def render(
         _keyframes_done(report)
         return
     counts = f"{report.rendered} rendered, {report.cached} cached"
+    if any(len(job.takes) > 1 for job in report.jobs):
+        counts = f"{report.rendered} take{'s' if report.rendered != 1 else ''} rendered, {report.cached} cached"
     if report.film is None:
         out.print(f"[green]✓[/green] {counts}; clips in {shown(report.out / 'clips')}")
     else:
@@ -274,6 +299,8 @@ def render(
     seams = seam_summary(report.seams, report.chains, result.fps)
     if seams:
         out.print(f"seams: {seams}")
+    if report.review is not None:
+        out.print(f"  review the takes: {report.review}")
 
 
 def _keyframes_done(report: RunReport, film: str | None = None) -> None:
@@ -352,12 +379,14 @@ class _RenderProgress:
     """
 
     def __init__(self, console: Console):
-        from rich import progress as rp
-
         self.console = console
-        self.bars = rp.Progress(rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
-                                rp.TimeElapsedColumn(), rp.TimeRemainingColumn(), console=console, transient=True,
-                                disable=not console.is_terminal)
+        self.bars: Any = _NoBars()  # without a terminal rich disables the bars: then rich.progress is not imported
+        if console.is_terminal:
+            from rich import progress as rp
+
+            self.bars = rp.Progress(rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
+                                    rp.TimeElapsedColumn(), rp.TimeRemainingColumn(), console=console,
+                                    transient=True)
         self.film: TaskID | None = None
         self.job: TaskID | None = None
 
@@ -373,7 +402,8 @@ class _RenderProgress:
             self.film = self.bars.add_task("film", total=count)
         if self.job is not None:
             self.bars.remove_task(self.job)
-        self.job = self.bars.add_task(f"job {index}/{count} {job.id}", total=None)
+        take = f" take {job.take}" if job.takes > 1 else ""
+        self.job = self.bars.add_task(f"job {index}/{count} {job.id}{take}", total=None)
 
     def step(self, step: int, total: int) -> None:
         if self.job is not None:
@@ -391,7 +421,54 @@ class _RenderProgress:
     def job_finished(self, job: Job, status: str, seconds: float) -> None:
         if self.film is not None:
             self.bars.advance(self.film)
-        self.console.print(f"{status:>8} {job.id}" + (f" in {seconds:.1f}s" if status == "rendered" else ""))
+        take = f" take {job.take}" if job.takes > 1 else ""
+        self.console.print(f"{status:>8} {job.id}{take}" + (f" in {seconds:.1f}s" if status == "rendered" else ""))
+
+
+@app.command()
+def review(
+    file: Path = typer.Argument(..., metavar="FILE", help="The story file."),
+    out_dir: Path | None = typer.Option(None, "--out", metavar="DIR",
+                                        help="The render's output folder (default: renders/<story>/)."),
+    open_page: bool | None = typer.Option(None, "--open/--no-open",
+                                          help="Open the page in a browser (default: when a display is there)."),
+    allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
+) -> None:
+    """Rebuild review.html for the last render: every take of every shot, to compare and pick from."""
+    import os
+
+    from storyforge import api
+    from storyforge.console import out
+    from storyforge.errors import display_path
+
+    with _allowing(allow_path):
+        report = api.review(file, out=out_dir)
+    kb = report.bytes / 1024
+    out.print(f"[green]✓[/green] {display_path(report.page)} ({kb:,.0f} kB with posters, {report.posters} new, "
+              f"{report.seconds:.2f}s)")
+    display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in (
+        "darwin", "win32")
+    if open_page if open_page is not None else display:
+        import webbrowser
+
+        webbrowser.open(report.page.resolve().as_uri())
+
+
+class _NoBars:
+    """The part of rich's Progress that _RenderProgress uses, showing nothing (as a disabled Progress does)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def add_task(self, description: str, total: float | None = None) -> int:
+        return 0
+
+    def remove_task(self, task: int) -> None: ...
+
+    def update(self, task: int, **fields: Any) -> None: ...
+
+    def advance(self, task: int) -> None: ...
 
 
 @app.command(cls=StoryCommand)
@@ -429,6 +506,12 @@ def export(
 
 def main() -> None:
     """Entry point: run the app and turn every failure into one message and an exit code."""
+    import atexit
+    import gc
+
+    # At exit the collector's last pass walks every object made (a twentieth of a cold `plan`); the process ends
+    # and files are closed where they are written, so the objects are frozen out of it instead.
+    atexit.register(gc.freeze)
     try:
         code = app(standalone_mode=False, prog_name="storyforge")  # not "python -m storyforge" in help
         if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into Exit(130) before it reaches us

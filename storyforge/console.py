@@ -5,12 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-
-from rich.cells import cell_len
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from storyforge.errors import StoryError
 from storyforge.plan.frames import latents
@@ -18,9 +13,59 @@ from storyforge.plan.model import Plan
 from storyforge.spec.models import RESOLUTIONS
 from storyforge.spec.presets import PRESETS
 
-# Piped output (CI logs, tests) gets a wide table instead of rich's 80-column default, unless COLUMNS says otherwise.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    out: Console
+    err: Console
+
+
+def __getattr__(name: str) -> Any:
+    """`out` and `err`, the rich consoles, made on first use: `plan --json` with its warnings piped to a log
+    never imports rich.console (a twentieth of a cold `storyforge plan`)."""
+    if name not in ("out", "err"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from rich.console import Console
+
+    if name == "out":
+        # Piped output (CI logs, tests) gets a wide table instead of rich's 80 columns, unless COLUMNS says otherwise.
+        width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140
+        console = Console(highlight=False, soft_wrap=True, width=width)
+    else:
+        console = Console(stderr=True, highlight=False, soft_wrap=True)
+    globals()[name] = console
+    return console
+
+
+def _err() -> Console:
+    return globals().get("err") or __getattr__("err")  # a name inside this module does not reach __getattr__
+
+
+def _plain_stderr() -> bool:
+    """Whether rich would write stderr as plain text (not a terminal, no FORCE_COLOR or TTY_COMPATIBLE=1, not a
+    notebook) and has not been asked to yet: then a styled line is the same as its plain text."""
+    if "err" in globals() or "ipykernel" in sys.modules:
+        return False
+    forced = os.environ.get("TTY_COMPATIBLE", "")
+    if forced in ("0", "1"):
+        return forced == "0"
+    if os.environ.get("FORCE_COLOR") is not None:
+        return False
+    try:
+        return not sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _styled(label: str, style: str, text: str) -> None:
+    """One line on stderr: `label` in `style`, then text (already made safe)."""
+    if _plain_stderr():
+        sys.stderr.write(f"{label}{text}\n")
+        return
+    from rich.text import Text
+
+    _err().print(Text(label, style=style) + Text(text))
 
 # C0 and C1 controls, DEL, and the bidirectional overrides that make text display in another order than it reads.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -51,33 +96,37 @@ def json_safe(text: str) -> str:
 
 def shown(text: object) -> str:
     """`safe` text for a rich markup string (f"[green]✓[/green] {shown(path)}"): brackets escaped too."""
+    from rich.markup import escape
+
     return escape(safe(text))
 
 
 def show_error(error: Exception) -> None:
     """A user error: one line per problem, no traceback."""
+    from rich.text import Text
+
     if isinstance(error, StoryError):
         for problem in error.problems:
-            err.print(Text("error: ", style="bold red") + Text(safe(problem)))
+            _err().print(Text("error: ", style="bold red") + Text(safe(problem)))
     else:
-        err.print(Text("error: ", style="bold red") + Text(safe(error, lines=True)))
+        _err().print(Text("error: ", style="bold red") + Text(safe(error, lines=True)))
 
 
 def show_warnings(plan: Plan, *, strict: bool = False) -> None:
     """The plan's warnings; with `strict` (validate --strict) they are errors, marked as such."""
     for warning in plan.warnings:
         if strict:
-            err.print(Text("error: ", style="bold red") + Text(f"{safe(warning)} [--strict]"))
+            _styled("error: ", "bold red", f"{safe(warning)} [--strict]")
         else:
             show_warning(warning)
 
 
 def show_warning(warning: object) -> None:
-    err.print(Text("warning: ", style="bold yellow") + Text(safe(warning)))
+    _styled("warning: ", "bold yellow", safe(warning))
 
 
 def show_note(note: object) -> None:
-    err.print(Text("note: ", style="cyan") + Text(safe(note)))
+    _styled("note: ", "cyan", safe(note))
 
 
 def counted(count: int, noun: str) -> str:
@@ -93,9 +142,9 @@ def timecode(frame: int, fps: int) -> str:
 
 
 # Columns of the plan table, the last dropped first when the terminal is narrow; shot, frames and start stay.
-_COLUMNS = (("shot", "left"), ("frames", "right"), ("start", "left"), ("kind", "left"), ("in", "left"),
-            ("calls", "right"), ("windows (latents)", "left"), ("drift", "right"))
-_ORDER = ("shot", "kind", "frames", "drift", "windows (latents)", "calls", "in", "start")
+_COLUMNS = (("shot", "left"), ("frames", "right"), ("start", "left"), ("take", "right"), ("kind", "left"),
+            ("in", "left"), ("calls", "right"), ("windows (latents)", "left"), ("drift", "right"))
+_ORDER = ("shot", "kind", "frames", "drift", "windows (latents)", "take", "calls", "in", "start")
 _KEPT = 3
 
 
@@ -105,6 +154,10 @@ def plan_table(plan: Plan, width: int | None = None) -> Table:
     Within `width` columns (a terminal's), the least needed columns are left out: drift (the frames column
     shows it), then windows, calls, the transition, the kind; shot, frames and start always stay whole.
     """
+    from rich.cells import cell_len
+    from rich.table import Table
+    from rich.text import Text
+
     rows = []
     for job in plan.jobs:
         drift = job.frames - job.requested_frames
@@ -113,9 +166,11 @@ def plan_table(plan: Plan, width: int | None = None) -> Table:
                      "frames": f"{job.requested_frames} → {job.frames}",
                      "drift": f"{drift:+d}" if drift else "0",
                      "windows (latents)": " ".join(str(w.latent_frames) for w in job.segments),
-                     "calls": f"{job.transformer_calls:,}", "in": entry,
+                     "calls": f"{job.transformer_calls * job.takes:,}", "in": entry,
+                     "take": f"{job.take} of {job.takes}" if job.takes > 1 else "1",
                      "start": timecode(job.start_frame, plan.fps)})
-    shown = [name for name, _ in _COLUMNS]
+    # the take column (picked of how many) only where a shot has several takes; calls count every take
+    shown = [name for name, _ in _COLUMNS if name != "take" or plan.extra_takes]
     if width is not None:
         def needed(names: list[str]) -> int:  # cells plus one space either side and one rule per column
             return 1 + sum(3 + max(cell_len(name), *(cell_len(row[name]) for row in rows)) for name in names)
@@ -123,7 +178,7 @@ def plan_table(plan: Plan, width: int | None = None) -> Table:
         while len(shown) > _KEPT and needed(shown) > width:
             shown.pop()
     justify = dict(_COLUMNS)
-    left_out = [name for name in _ORDER if name not in shown]
+    left_out = [name for name in _ORDER if name not in shown and (name != "take" or plan.extra_takes)]
     caption = f"left out at {width} columns: {', '.join(left_out)}; plan --json has them" if left_out else None
     table = Table(title=Text(f"{safe(plan.title)} — {plan.width}x{plan.height} @ {plan.fps} fps"), title_justify="left",
                   caption=caption, caption_justify="left")
@@ -139,6 +194,11 @@ def plan_footer(plan: Plan) -> str:
     """Total length, transformer calls, and a rough GPU time for each preset model the film uses."""
     lines = [f"{counted(len(plan.jobs), 'shot')}, {plan.total_frames} frames = {plan.duration_s:.2f}s "
              f"({timecode(plan.total_frames, plan.fps)}), {plan.transformer_calls:,} transformer calls"]
+    if plan.extra_takes:
+        several = [job for job in plan.jobs if job.takes > 1]
+        extra = sum(job.transformer_calls * (job.takes - 1) for job in several)
+        lines[0] += (f", {extra:,} of them for {plan.extra_takes} extra take{'s' if plan.extra_takes > 1 else ''} "
+                     f"of {len(several)} shot{'s' if len(several) > 1 else ''}")
     seconds: dict[str, float] = {}
     unknown: list[str] = []
     for job in plan.jobs:
@@ -152,7 +212,7 @@ def plan_footer(plan: Plan) -> str:
         window = latents(job.settings.base_frames) * (job.settings.width // 16) * (job.settings.height // 16)
         # attention dominates: a call costs about the 1.5th power of its tokens relative to the preset's own window
         seconds[preset.name] = seconds.get(preset.name, 0.0) + \
-            job.transformer_calls * preset.seconds_per_call * (window / native) ** 1.5
+            job.transformer_calls * job.takes * preset.seconds_per_call * (window / native) ** 1.5
     if seconds:
         lines.append("rough GPU time on one H100: " + ", ".join(f"{name} ≈ {_duration(value)}"
                                                                 for name, value in seconds.items()))

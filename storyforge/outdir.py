@@ -22,11 +22,13 @@ from storyforge.errors import StoryforgeError
 
 MANIFEST = ".storyforge-out.json"
 LOCK = ".storyforge.lock"
-# What storyforge writes at the top of an output folder, besides clips/<job>.mp4 (and takes/, keyframes/ later).
+# What storyforge writes at the top of an output folder, besides clips/<job>.mp4, takes/<job>/take<N>.mp4 and
+# review/*.jpg (and keyframes/ later).
 FIXED = ("film.mp4", "plan.json", "run.json", "film.otio", "review.html")
 # Leftovers of a killed run, by the names storyforge gives its temporaries (see atomic.py and render._link).
 _LEFTOVERS = (".film.*.mp4", ".plan.*.tmp", ".run.*.tmp", f"{MANIFEST[:-5]}.*.tmp", "clips/.*.tmp", ".stitch",
-              ".stitch-*", ".cache-*", "keyframes/.*.tmp")
+              ".stitch-*", ".cache-*", ".review.*.tmp", "takes/*/.take*.mp4", "review/.*.jpg",
+              "keyframes/.*.tmp")
 
 
 def check_out(out: Path, story: Path) -> Path:

@@ -12,7 +12,7 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -48,7 +48,7 @@ class RenderProgress(Protocol):
 
 @dataclass(frozen=True)
 class JobRecord:
-    """One job's line in run.json."""
+    """One job's line in run.json (its picked take's), or one take's."""
 
     id: str
     key: str
@@ -57,10 +57,17 @@ class JobRecord:
     seconds: float
     started: float
     finished: float
+    take: int = 1
+    takes: tuple[JobRecord, ...] = ()  # every take of the job, the picked one included
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "key": self.key, "status": self.status, "clip": self.clip,
-                "seconds": self.seconds, "started": self.started, "finished": self.finished}
+        line: dict[str, Any] = {"id": self.id, "key": self.key, "status": self.status, "clip": self.clip,
+                                "seconds": self.seconds, "started": self.started, "finished": self.finished}
+        if self.takes:
+            line["take"] = self.take
+            line["takes"] = [{"take": t.take, "key": t.key, "clip": t.clip, "status": t.status,
+                              "seconds": t.seconds} for t in self.takes]
+        return line
 
 
 @dataclass
@@ -75,6 +82,7 @@ class RunReport:
     film: Path | None = None  # None when --only left jobs without a clip
     cut_key: str | None = None
     keyframes: list[KeyframeRecord] = field(default_factory=list)  # start frames made or found, film order
+    review: Path | None = None  # review.html, the page to compare takes and pick from
     notices: list[str] = field(default_factory=list)  # how the run went: backend chosen, entries discarded, ...
     warnings: list[str] = field(default_factory=list)  # clips that look wrong (black, frozen), re-encodes
     seams: list[dict[str, Any]] = field(default_factory=list)  # every seam of the plan (storyforge.seams.report)
@@ -83,11 +91,12 @@ class RunReport:
 
     @property
     def rendered(self) -> int:
-        return sum(1 for job in self.jobs if job.status == "rendered")
+        """Takes rendered (a job without takes is one)."""
+        return sum(1 for job in self.jobs for take in job.takes or (job,) if take.status == "rendered")
 
     @property
     def cached(self) -> int:
-        return sum(1 for job in self.jobs if job.status == "cached")
+        return sum(1 for job in self.jobs for take in job.takes or (job,) if take.status == "cached")
 
     def to_json(self) -> dict[str, Any]:
         film_bytes = self.film.stat().st_size if self.film is not None and self.film.exists() else None
@@ -181,6 +190,20 @@ def clip_name(job: Job) -> str:
     return "clips/" + job.id.replace("/", "__") + ".mp4"
 
 
+def take_name(job: Job, take: int | None = None) -> str:
+    """`takes/<scene>__<shot>/take<N>.mp4` (the job's own take by default), relative to the output folder."""
+    return f"takes/{job.id.replace('/', '__')}/take{job.take if take is None else take}.mp4"
+
+
+def render_takes(run: Run, jobs: Sequence[Job]) -> None:
+    """Every take of `jobs` besides the picked one (which the chains rendered): each continues what the
+    picked take continues, so they need nothing but the chains' entries, and run after them."""
+    for job in jobs:
+        for take in job.all_takes:
+            if take.take != job.take:
+                run.ensure(take)
+
+
 def chains_of(plan: Plan, jobs: Sequence[Job]) -> list[list[Job]]:
     """`jobs` grouped by the plan's chains, in film order: what an executor schedules (chains are independent)."""
     wanted = {job.id for job in jobs}
@@ -252,8 +275,10 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     targets = select(plan, only)
     from storyforge import outdir
     from storyforge.keyframes import keyframe_name
+    from storyforge.review import written_names
 
     names = ("film.mp4", "plan.json", "run.json", *(clip_name(job) for job in plan.jobs),
+             *(take_name(take) for job in plan.jobs for take in job.all_takes), *written_names(plan),
              *(keyframe_name(job) for job in plan.jobs if job.keyframe is not None))
     with outdir.claimed(out, plan.story, names, getattr(progress, "notice", None)) as out:
         scratch = None if use_cache else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
@@ -330,7 +355,9 @@ class Run:
         self.plan, self.cache, self.backend_name, self.options, self.progress = plan, cache, backend, options, progress
         self.targets = targets  # what was asked for; anything else rendered is upstream of it
         self.keyframes = dict(zip((job.id for job in plan.jobs), keyframes(plan.jobs), strict=True))
-        self.index = {job.id: n for n, job in enumerate(plan.jobs, start=1)}
+        self._picked = {job.id: job.take for job in plan.jobs}
+        slots = [self.slot(take) for job in plan.jobs for take in job.all_takes]
+        self.index = {name: n for n, name in enumerate(slots, start=1)}  # progress: every take of every job
         self.entries: dict[str, Entry] = {}
         self.records: dict[str, JobRecord] = {}
         self.notices: list[str] = []
@@ -344,6 +371,10 @@ class Run:
         self.out: Path | None = None
         self.whole, self.reuse_film = True, True
         self.chains: list[list[Job]] = []
+
+    def slot(self, job: Job) -> str:
+        """Where a take's entry and record are kept: the job id for the picked take, `id#takeN` for another."""
+        return job.id if job.take == self._picked.get(job.id, 1) else f"{job.id}#take{job.take}"
 
     @property
     def backend(self) -> Backend:
@@ -382,10 +413,12 @@ class Run:
     def complete(self) -> RunReport:
         """The film's outputs (see finish) in the folder `opened` holds for it."""
         assert self.out is not None, "a Run made by opened()"
+        # every take besides the pick continues what the pick continues: the chains brought all of that in
+        render_takes(self, [job for job in self.plan.jobs if job.id in self.targets])
         return self.finish(self.out, whole=self.whole, reuse_film=self.reuse_film)
 
     def entry_key(self, job: Job) -> str:
-        if job.id not in self._entry_keys:
+        if job.key not in self._entry_keys:
             identity = self.backend.identity(job)
             head = job
             while head.after is not None:
@@ -393,8 +426,8 @@ class Run:
             if head.keyframe is not None:  # the chain starts from this picture (or, in the animatic, the references)
                 found = self.starts.found.get(head.id)
                 identity = {**identity, "start_frame": found[0] if found else "references"}
-            self._entry_keys[job.id] = entry_key(identity, job.key)
-        return self._entry_keys[job.id]
+            self._entry_keys[job.key] = entry_key(identity, job.key)
+        return self._entry_keys[job.key]
 
     def lookup(self, job: Job) -> Entry | None:
         """The job's cache entry with the keyframes the cut needs now (re-encoded, not re-rendered, if not)."""
@@ -411,8 +444,8 @@ class Run:
 
     def ensure(self, job: Job) -> Entry:
         """The job's entry: from the cache, or rendered (after what it continues) and written to it."""
-        if job.id in self.entries:
-            return self.entries[job.id]
+        if self.slot(job) in self.entries:
+            return self.entries[self.slot(job)]
         entry = self.cached(job)
         if entry is not None:
             return entry
@@ -438,17 +471,18 @@ class Run:
     def record(self, job: Job, entry: Entry, status: str, started: float, finished: float | None = None) -> None:
         """Keep the job's entry and its run.json line (`finished` defaults to now) and tell the progress."""
         finished = time.time() if finished is None else finished
-        self.entries[job.id] = entry
+        self.entries[self.slot(job)] = entry
         seconds = round(finished - started, 3)
-        self.records[job.id] = JobRecord(job.id, job.key, status, clip_name(job), seconds, round(started, 3),
-                                         round(finished, 3))
+        clip = clip_name(job) if self.slot(job) == job.id else take_name(job)
+        self.records[self.slot(job)] = JobRecord(job.id, job.key, status, clip, seconds, round(started, 3),
+                                            round(finished, 3), take=job.take)
         if self.progress is not None:
             self.progress.job_finished(job, status, seconds)
 
     def announce(self, job: Job) -> None:
         """Tell the progress that the job is being looked up or rendered."""
         if self.progress is not None:
-            self.progress.job_started(self.index[job.id], len(self.plan.jobs), job)
+            self.progress.job_started(self.index[self.slot(job)], len(self.index), job)
 
     def _render(self, job: Job, previous: np.ndarray | None) -> Entry:
         """Render the job straight into its cache entry: each chunk of frames is encoded as the backend hands
@@ -460,9 +494,10 @@ class Run:
                                                            start_image=self.starts.start(job.id)))
         # black or frozen output means a model failed; the animatic's pictures are synthetic (a static
         # camera is meant to be frozen), so the check would only cry wolf there
-        checked = _Checked(job, self.backend_name, chunks, look=self.backend_name != "animatic")
-        # the animatic's pictures are title cards: colour matching would only tint them
-        finished = _Seams(job, checked, previous, match=job.settings.color_match and self.backend_name != "animatic")
+        preview = getattr(self.backend, "preview", False)  # drawn cards (the animatic), not a model's output
+        checked = _Checked(job, self.backend_name, chunks, look=not preview)
+        # a preview's pictures are title cards: colour matching would only tint them
+        finished = _Seams(job, checked, previous, match=job.settings.color_match and not preview)
         try:
             entry = self.cache.put(self.entry_key(job), iter(finished), job=job, fps=self.plan.fps,
                                    keyframes=self.keyframes[job.id], identity=self.backend.identity(job),
@@ -520,33 +555,28 @@ class Run:
         plan = self.plan
         missing: list[str] = []
         for job in plan.jobs:  # with --only, the film is cut when the other shots' clips are cached
-            if job.id not in self.entries:
-                started = time.time()
-                entry = self.lookup(job)
-                if entry is None:
-                    missing.append(job.id)
-                else:
-                    self.record(job, entry, "cached", started)
+            for take in job.all_takes:
+                if self.slot(take) not in self.entries:
+                    started = time.time()
+                    entry = self.lookup(take)
+                    if entry is not None:
+                        self.record(take, entry, "cached", started)
+                    elif take.take == job.take:
+                        missing.append(job.id)
         self.close_backend()  # free the model before the cut (every entry key is known by now)
-        clips = out / "clips"
-        clips.mkdir(exist_ok=True)
-        for job_id, entry in self.entries.items():
-            link(entry.clip, out / clip_name(plan.job(job_id)))
-        if whole:
-            from storyforge.outdir import remove_stale
-
-            remove_stale(out, "clips", (out / clip_name(job) for job in plan.jobs))
+        self._place(out, whole)
         write_text(out / "plan.json", plan.dumps())
         from storyforge.keyframes import write_out
 
         write_out(plan, self.starts, out, whole=whole)
         report = RunReport(out=out, backend=self.backend_name,
-                           jobs=[self.records[job.id] for job in plan.jobs if job.id in self.records],
+                           jobs=[self._job_record(job) for job in plan.jobs if job.id in self.records],
                            keyframes=self.starts.records)
         report.notices = self.notices + self.cache.discarded
         report.warnings = self.warnings
+        picked = {job.id: self.entries[job.id] for job in plan.jobs if job.id in self.entries}  # the film's seams
         report.seams, report.chains = seam_report(plan, {job_id: entry.meta["seams"] for job_id, entry in
-                                                         self.entries.items() if "seams" in entry.meta})
+                                                         picked.items() if "seams" in entry.meta})
         report.model_loads = self.model_loads
         if missing:
             # what is left of an earlier cut or clip of these shots shows their old version: not current
@@ -561,18 +591,59 @@ class Run:
         else:
             self._cut(out, report, reuse_film)
         write_text(out / "run.json", json.dumps(report.to_json(), indent=2) + "\n")
+        from storyforge.review import build
+
+        report.review = build(plan, out).page  # reads the run.json just written
         return report
+
+    def _place(self, out: Path, whole: bool) -> None:
+        """Every take at takes/<scene>__<shot>/take<N>.mp4, stamped with how it was made (packets copied from
+        the cache), and the picked one linked to clips/<scene>__<shot>.mp4; with `whole`, files of takes and
+        shots no longer in the plan go."""
+        from storyforge.provenance import stamp, take_tags
+
+        plan = self.plan
+        (out / "clips").mkdir(exist_ok=True)
+        expected: set[Path] = set()
+        for job in plan.jobs:
+            for take in job.all_takes:
+                entry = self.entries.get(self.slot(take))
+                target = out / take_name(take)
+                expected.add(target)
+                if entry is None:
+                    continue
+                stamp(entry.clip, target, take_tags(plan, take, entry.key))
+                if take.take == job.take:
+                    link(target, out / clip_name(job))
+        if whole:  # only files the manifest says storyforge wrote
+            from storyforge.outdir import remove_stale
+
+            remove_stale(out, "clips", (out / clip_name(job) for job in plan.jobs))
+            remove_stale(out, "takes", expected)
+            for folder in (out / "takes").glob("*"):
+                if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+                    folder.rmdir()
+
+    def _job_record(self, job: Job) -> JobRecord:
+        """The job's run.json line: its picked take's record, with every take's."""
+        takes = tuple(replace(self.records[self.slot(take)], clip=take_name(take)) for take in job.all_takes
+                      if self.slot(take) in self.records)
+        return replace(self.records[job.id], takes=takes)
 
     def _cut(self, out: Path, report: RunReport, reuse_film: bool) -> None:
         from storyforge.clipfile import count_frames
         from storyforge.cut import CutClip, cut_key
+        from storyforge.plan.keys import digest
+        from storyforge.provenance import film_tags
         from storyforge.stitch import stitch
 
         plan = self.plan
         clips = [CutClip(job.id, out / clip_name(job), job.frames, job.transition.type, job.transition.frames)
                  for job in plan.jobs]
-        key = cut_key(clips, [self.entries[job.id].key for job in plan.jobs],
-                      plan.audio.sha256 if plan.audio else None)
+        # the film's tags are part of its key: a new title or pick is a new film file, even from the same clips
+        tags = film_tags(plan, {job.id: self.entries[job.id].key for job in plan.jobs})
+        key = digest({"cut": cut_key(clips, [self.entries[job.id].key for job in plan.jobs],
+                                     plan.audio.sha256 if plan.audio else None), "tags": tags})
         film = out / "film.mp4"
         report.film, report.cut_key = film, key
         previous = _previous_run(out)
@@ -584,7 +655,7 @@ class Run:
 
         with scratch(out, "stitch") as work_dir:  # verify="packets": the decode below checks the frames once
             result = stitch(clips, film, fps=plan.fps, audio=plan.audio.path if plan.audio else None,
-                            work_dir=work_dir, verify="packets")
+                            work_dir=work_dir, verify="packets", metadata=tags)
         decoded = count_frames(film)
         if decoded != plan.total_frames:
             raise RuntimeError(f"{film} decodes to {decoded} frames but the plan has {plan.total_frames}")

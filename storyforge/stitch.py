@@ -217,15 +217,19 @@ def _finish_audio(job: _AudioJob, *, cancel: bool = False) -> None:
 # -- writing the film ------------------------------------------------------------------------------
 
 
-def _remux(segments: list[tuple[Path, int, int]], path: Path, fps: int, audio: Path | None) -> None:
-    """Copy the segments' video packets, frame n at n ticks, and the audio packets, into one mp4."""
+def _remux(segments: list[tuple[Path, int, int]], path: Path, fps: int, audio: Path | None,
+           metadata: dict[str, str] | None = None) -> None:
+    """Copy the segments' video packets, frame n at n ticks, and the audio packets, into one mp4 (with
+    `metadata` as container tags: custom keys need movflags=use_metadata_tags)."""
     import av
 
     ticks = ENCODER.ticks_per_frame
     time_base = Fraction(1, ENCODER.timescale(fps))
-    with av.open(
-        str(path), "w", format="mp4", options={"video_track_timescale": str(ENCODER.timescale(fps))}
-    ) as out:
+    options = {"video_track_timescale": str(ENCODER.timescale(fps))}
+    if metadata:
+        options["movflags"] = "use_metadata_tags"
+    with av.open(str(path), "w", format="mp4", options=options) as out:
+        out.metadata.update(metadata or {})
         with open_video(segments[0][0]) as first:
             video = out.add_stream_from_template(first.streams.video[0])
         video.time_base = time_base
@@ -294,6 +298,7 @@ def stitch(
     audio: Path | None = None,
     work_dir: Path,
     verify: Literal["decode", "packets"] = "decode",
+    metadata: dict[str, str] | None = None,
 ) -> StitchReport:
     """Join the clips into `out` along their transitions, atomically, and check the result.
 
@@ -352,7 +357,7 @@ def stitch(
             job, audio_job = audio_job, None
             _finish_audio(job)
         with replacing(out, suffix=".mp4") as partial:
-            _remux(segments, partial, fps, track)
+            _remux(segments, partial, fps, track, metadata)
             _verify(partial, total, verify)
     except ClipError as e:
         raise StitchError(str(e)) from e

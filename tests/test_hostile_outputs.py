@@ -82,7 +82,8 @@ def test_foreign_files_in_out_are_never_touched(write_story, story_dir: Path) ->
     assert not (out / "clips" / "s__c.mp4").exists()
     assert {name: value for name, value in snapshot(out).items() if name in foreign} == foreign
     assert set(json.loads((out / MANIFEST).read_text())["files"]) == {
-        "clips/s__a.mp4", "clips/s__b.mp4", "film.mp4", "plan.json", "run.json"}
+        "clips/s__a.mp4", "clips/s__b.mp4", "film.mp4", "plan.json", "run.json", "review.html",
+        "takes/s__a/take1.mp4", "takes/s__b/take1.mp4", "review/s__a.take1.jpg", "review/s__b.take1.jpg"}
 
 
 @pytest.mark.parametrize("name", ["film.mp4", "plan.json", "clips/s__a.mp4"])

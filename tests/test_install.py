@@ -23,7 +23,7 @@ def _pins() -> dict[str, str]:
 def test_readme_and_ci_install_with_the_constraints() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    test_command = ('pip install torch==2.13.0 && pip install -c constraints.txt -e ".[all,dev,ray]" '
+    test_command = ('pip install torch==2.13.0 && pip install -c constraints.txt -e ".[all,dev,ray,browser]" '
                     '&& python -m pytest -q')
     assert test_command in readme and test_command in ci
     assert 'pip install -c constraints.txt -e ".[video]" && storyforge render' in readme

@@ -31,6 +31,7 @@ SMALL = "resolution: 128x96"  # the example at a size the animatic draws in mill
 BOUND = 30  # seconds a refused driver may take, Python's and Ray's imports included, on a busy 2-core machine
 CRASH_SHOT, CRASH_MARK, CRASH_LOG = "STORYFORGE_TEST_CRASH_SHOT", "STORYFORGE_TEST_CRASH_MARK", \
     "STORYFORGE_TEST_CRASH_LOG"  # STORYFORGE_*: the executor forwards them to its tasks
+CRASH_AFTER, CRASH_CACHE = "STORYFORGE_TEST_CRASH_AFTER", "STORYFORGE_TEST_CRASH_CACHE"
 
 STORY = """\
 storyforge: 1
@@ -71,9 +72,24 @@ class Crashy(Animatic):
             log.write(f"{job.id} {os.getpid()}\n")
         mark = Path(os.environ[CRASH_MARK])
         if job.id == os.environ.get(CRASH_SHOT) and not mark.exists():
+            _await_delivery(Path(os.environ[CRASH_CACHE]), os.environ[CRASH_AFTER])
             mark.write_text("crashed once")
             os._exit(1)
         return super().frames(job, inputs)
+
+
+def _await_delivery(cache: Path, job_id: str, bound: float = 120.0) -> None:
+    """Wait until the driver has stored `job_id`'s clip: a yield still in flight when a worker dies is lost with
+    it (and then rightly rendered again), so the test makes the delivery certain before it kills the worker."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        for meta in cache.glob("*/*/meta.json"):
+            try:
+                if json.loads(meta.read_text(encoding="utf-8")).get("job") == job_id:
+                    return
+            except (OSError, ValueError):
+                continue
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +198,8 @@ def test_a_worker_killed_mid_chain_is_retried_from_its_first_undelivered_job(
         cluster: Cluster, write_story, tmp_path: Path) -> None:
     story = write_story(STORY)
     log, mark = tmp_path / "renders.log", tmp_path / "crashed"
-    env = {**cluster.env, CRASH_SHOT: "one/b", CRASH_MARK: str(mark), CRASH_LOG: str(log)}
+    env = {**cluster.env, CRASH_SHOT: "one/b", CRASH_MARK: str(mark), CRASH_LOG: str(log),
+           CRASH_AFTER: "one/a", CRASH_CACHE: str(story.parent / ".storyforge" / "cache")}
     code = ("import sys\nfrom storyforge import api\nfrom storyforge.backends.base import REGISTRY\n"
             "REGISTRY['crashy'] = 'test_ray_cluster:Crashy'\n"
             "report = api.render(api.plan(sys.argv[1]), backend='crashy', executor='ray')\n"

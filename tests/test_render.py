@@ -53,7 +53,7 @@ scenes:
 """
 IDS = ["one/a", "one/b", "two/c", "two/d"]
 TOTAL = 17 + 12 + 17 + 13 - 4  # the crossfade overlaps two/c with one/b
-JOB_KEYS = {"id", "key", "status", "clip", "seconds", "started", "finished"}
+JOB_KEYS = {"id", "key", "status", "clip", "seconds", "started", "finished", "take", "takes"}  # take(s): DESIGN §8
 
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -153,7 +153,8 @@ def test_no_cache_renders_everything_and_leaves_the_cache_alone(write_story) -> 
     assert set(statuses(out).values()) == {"rendered"}
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*")} == before
     listed = sorted(p.name for p in out.iterdir() if not p.name.startswith(".storyforge"))  # manifest and lock
-    assert listed == ["clips", "film.mp4", "plan.json", "run.json"]
+    assert listed == ["clips", "film.mp4", "plan.json", "review", "review.html", "run.json",
+                      "takes"]
     assert count_frames(out / "film.mp4") == TOTAL
 
 

@@ -65,6 +65,9 @@ class Animatic:
     """Title card or start image, moved as the camera words say, with caption, shot id and film timecode."""
 
     name = "animatic"
+    # Drawn title cards, not a model's output: the render loop neither colour-matches them nor checks them for
+    # black or frozen frames (a subclass, such as a test backend, keeps that).
+    preview = True
 
     def __init__(self, **_options: Any) -> None:
         """Takes (and ignores) a real backend's options, such as device and dtype, so backends swap freely."""
@@ -78,6 +81,8 @@ class Animatic:
                     "camera": job.camera, "start_frame": job.start_frame}
         if job.references:  # drawn when the shot has no start picture: only then, so older entries stay valid
             identity["references"] = [r.image.sha256 for r in job.references]
+        if job.take > 1:  # "take N" in the caption; take 1 is drawn as a shot without takes (its entry stays)
+            identity["take"] = job.take
         return identity
 
     def frames(self, job: Job, inputs: RenderInputs) -> Iterator[np.ndarray]:
@@ -172,7 +177,8 @@ def _title_card(job: Job, picture: tuple[int, int]) -> Image.Image:
     from PIL import Image, ImageDraw, ImageFilter, ImageFont
     mx, my = _margins(picture)
     width, height = picture[0] + 2 * mx, picture[1] + 2 * my
-    seed = bytes.fromhex(job.key[:12]) if len(job.key) >= 12 else job.id.encode().ljust(6, b"\0")
+    key = job.take_keys[0] if job.take_keys else job.key  # every take draws take 1's card: only captions differ
+    seed = bytes.fromhex(key[:12]) if len(key) >= 12 else job.id.encode().ljust(6, b"\0")
     first = np.array(list(seed[:3]), np.float32) * 0.45 + 15  # dark enough for white text
     second = np.array(list(seed[3:6]), np.float32) * 0.55 + 40
     ramp = (np.linspace(0, 0.65, width, dtype=np.float32)[None, :] +
@@ -283,7 +289,7 @@ class _Overlay:
         head, caption = ImageFont.load_default(size=head_size), ImageFont.load_default(size=caption_size)
         image = Image.new("RGB", (width, band), _BAND_BG)
         draw = ImageDraw.Draw(image)
-        draw.text((pad, pad), job.id, font=head, fill=_ID_INK)
+        draw.text((pad, pad), job.id + (f"  take {job.take}" if job.take > 1 else ""), font=head, fill=_ID_INK)
         top = pad + round(head_size * 1.25)
         line_height = round(caption_size * 1.2)
         lines = max(1, (band - top - pad) // line_height)

@@ -42,6 +42,8 @@ class Backend(Protocol):
     """Turns one job into its frames."""
 
     name: str
+    # Optional class attribute `preview = True`: the backend draws previews (title cards), not a model's output,
+    # so the render loop does not colour-match its frames or check them for black or frozen pictures.
 
     def identity(self, job: Job) -> dict[str, Any]:
         """What, besides the job, makes this backend's pixels differ (model files, dtype, scheduler, version)."""

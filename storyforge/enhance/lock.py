@@ -1,4 +1,5 @@
-"""The lock file beside a story (film.yaml -> film.lock.json): final prompts pinned, with what produced them."""
+"""The lock file beside a story (film.yaml -> film.lock.json): final prompts pinned, with what produced them,
+and the take picked for each shot that has several."""
 
 from __future__ import annotations
 
@@ -45,9 +46,12 @@ class EnhanceReport:
 # -- the file ------------------------------------------------------------------------------------------------
 
 
-def dumps(story: Path, shots: dict[str, dict[str, Any]]) -> str:
-    """The lock's text: sorted keys, two-space indent, a trailing newline, so it diffs well in review."""
-    data = {"storyforge_lock": LOCK_FORMAT, "story": story.name, "shots": shots}
+def dumps(story: Path, shots: dict[str, dict[str, Any]], picks: dict[str, int] | None = None) -> str:
+    """The lock's text: sorted keys, two-space indent, a trailing newline, so it diffs well in review.
+    `picks` appear only when there are some: a lock without picks reads as it always did."""
+    data: dict[str, Any] = {"storyforge_lock": LOCK_FORMAT, "story": story.name, "shots": shots}
+    if picks:
+        data["picks"] = picks
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -76,10 +80,25 @@ def read_lock(story: Path) -> tuple[dict[str, Any] | None, str | None]:
     return shots, None
 
 
-def write_lock(story: Path, shots: dict[str, dict[str, Any]]) -> bool:
-    """Write the lock beside the story, atomically (a temporary file renamed over it); False when unchanged."""
+def read_picks(story: Path) -> dict[str, int]:
+    """The picked take of each shot (shot id -> take number) in the lock; {} when there is none or no lock."""
     path = lock_path(story)
-    text = dumps(story, shots)
+    shots, problem = read_lock(story)
+    if shots is None:
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    picks = data.get("picks")
+    if not isinstance(picks, dict):
+        return {}
+    return {shot: take for shot, take in picks.items()
+            if isinstance(shot, str) and isinstance(take, int) and not isinstance(take, bool) and take >= 1}
+
+
+def write_lock(story: Path, shots: dict[str, dict[str, Any]], picks: dict[str, int] | None = None) -> bool:
+    """Write the lock beside the story, atomically (a temporary file renamed over it); False when unchanged.
+    `picks=None` keeps the picks the lock holds now (enhance rewrites prompts, never choices)."""
+    path = lock_path(story)
+    text = dumps(story, shots, read_picks(story) if picks is None else picks)
     if path.is_file() and path.read_text(encoding="utf-8", errors="replace") == text:
         return False
     from storyforge.atomic import check_replaceable
@@ -162,7 +181,7 @@ def apply_lock(plan: Plan, story: Story | None = None) -> Plan:
     run = f"run `storyforge enhance {story.source.file}`"
     source = story.source
     enhance = story.film.enhance
-    if shots is None:
+    if not shots:  # no lock, or one that holds only picks
         if problem:
             warning = PlanWarning(display_path(lock_path(plan.story)), 1, "lock",
                               f"{lock_name} is not a lock file storyforge can read ({problem}); prompts are the "
@@ -171,7 +190,9 @@ def apply_lock(plan: Plan, story: Story | None = None) -> Plan:
         if enhance.llm:
             warning = PlanWarning(source.file, source.line(("enhance", "llm")), "enhance.llm",
                               f"enhance.llm is set but there is no {lock_name} yet; prompts are the templates' "
-                              f"until you {run}")
+                              f"until you {run}" if shots is None else
+                              f"enhance.llm is set but {lock_name} holds no prompts yet (only picks); prompts are "
+                              f"the templates' until you {run}")
             return replace(plan, warnings=plan.warnings + (warning,))
         return plan
     jobs: list[Job] = []
@@ -275,7 +296,85 @@ def refresh(path: Path | str, *, llm: str | None = None, force: bool = False,
                                     "prompt instead"))
         entries[job.id] = entry
     seconds = time.perf_counter() - started
-    changed = write_lock(story.path, entries)
+    picks = {shot: take for shot, take in read_picks(story.path).items() if shot in entries}  # like entries
+    changed = write_lock(story.path, entries, picks)
     return EnhanceReport(story=story.path, lock=lock_path(story.path), llm=ref.name if ref else None,
                          updated=tuple(job.id for job in todo), kept=tuple(kept), fallbacks=tuple(fallbacks),
                          warnings=tuple(warnings), changed=changed, seconds=seconds)
+
+
+# -- picks: the take chosen for a shot -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PickReport:
+    """What `storyforge pick` did."""
+
+    lock: Path
+    shot: str
+    take: int
+    takes: int
+    previous: int  # the take picked before (1 when none was)
+    changed: bool  # whether the lock file's bytes changed
+
+
+def pick(path: Path | str, shot: str, take: int) -> PickReport:
+    """Record `take` as the picked take of `shot` in the story's lock; errors name the shot's line."""
+    from storyforge.enhance.template import render_texts
+    from storyforge.plan.compiler import compile_plan
+    from storyforge.spec.load import load
+    from storyforge.spec.resolve import resolve
+
+    story = load(path)
+    plan = compile_plan(resolve(story), render_texts)
+    source = story.source
+    several = [job for job in plan.jobs if job.takes > 1]
+    choices = (f"shots with several takes: {', '.join(job.id for job in several)}" if several
+               else "no shot has several takes yet; set `takes:` under a film, scene or shot's `render:`")
+    job = next((job for job in plan.jobs if job.id == shot), None)
+    if job is None:
+        raise StoryError([Problem(source.file, 0, "", f"no shot '{shot}' (write it as scene/shot); {choices}")])
+    line = int(job.source.rsplit(":", 1)[1])
+    if job.takes == 1:
+        raise StoryError([Problem(source.file, line, shot, "has one take (takes: 1), so there is nothing to pick; "
+                                  "set `takes:` in its `render:` (or its scene's or the film's) to render several")])
+    if not 1 <= take <= job.takes:
+        raise StoryError([Problem(source.file, line, shot, f"has takes 1 to {job.takes}; there is no take {take}")])
+    shots, problem = read_lock(story.path)
+    if problem:
+        raise StoryforgeError(f"{display_path(lock_path(story.path))} is not a lock file storyforge can read "
+                              f"({problem}); fix it, or remove it and run `storyforge enhance {source.file}`")
+    picks = read_picks(story.path)
+    previous = picks.get(shot, 1)
+    picks[shot] = take
+    changed = write_lock(story.path, shots or {}, dict(sorted(picks.items())))
+    return PickReport(lock=lock_path(story.path), shot=shot, take=take, takes=job.takes, previous=previous,
+                      changed=changed)
+
+
+def apply_picks(plan: Plan, story: Story | None = None) -> Plan:
+    """The plan with each job's picked take from the lock (take 1 when none is picked), keys chained to
+    the picks; a pick the shot no longer has falls back to take 1 with a warning."""
+    from storyforge.plan.compiler import with_keys
+    from storyforge.spec.load import load
+
+    picks = read_picks(plan.story)
+    if not picks:
+        return plan
+    story = story or load(plan.story)
+    jobs: list[Job] = []
+    warnings = list(plan.warnings)
+    for job in plan.jobs:
+        take = picks.get(job.id, 1)
+        if take > job.takes:
+            line = int(job.source.rsplit(":", 1)[1])
+            warnings.append(PlanWarning(story.source.file, line, job.id,
+                                        f"{lock_path(plan.story).name} picks take {take}, but the shot has "
+                                        f"{job.takes} take{'s' if job.takes > 1 else ''} now; using take 1 "
+                                        f"(`storyforge pick {story.source.file} {job.id} N` chooses another)"))
+            take = 1
+        jobs.append(replace(job, take=take))
+    if all(job.take == old.take for job, old in zip(jobs, plan.jobs, strict=True)) and len(warnings) == len(
+            plan.warnings):
+        return plan
+    return with_keys(replace(plan, jobs=tuple(jobs), warnings=tuple(warnings)))

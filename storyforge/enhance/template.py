@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 from jinja2 import TemplateSyntaxError
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
@@ -240,8 +240,7 @@ def _sha256(text: str) -> str:
 # -- rendering ---------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Field:
+class _Field(NamedTuple):  # a tuple, not a frozen dataclass: a film makes several for every shot
     """One template text: a story field (at a key path) or the prompt template (in its own file)."""
 
     label: str  # how the story refers to it: style, characters.fox, dawn/glide.prompt

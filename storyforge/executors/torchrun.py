@@ -33,6 +33,7 @@ class _Render:
 
     job_id: str
     previous_frames: np.ndarray | None
+    take: int = 1  # which take of the job (its own seed)
     start_image: Path | None = None  # its keyframe (read from the cache, which every rank of a node sees)
 
 
@@ -103,7 +104,7 @@ class Leader:
     def frames(self, job: Job, inputs: RenderInputs) -> Iterator[np.ndarray]:
         from storyforge.backends.base import frames_of
 
-        share(_Render(job.id, inputs.previous_frames, inputs.start_image))
+        share(_Render(job.id, inputs.previous_frames, job.take, inputs.start_image))
         yield from frames_of(self.inner, job, inputs)
 
     def render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
@@ -138,7 +139,8 @@ def follow(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
                 if word.job_id not in follower.jobs:
                     raise RenderError(f"rank 0 renders {word.job_id}, which this rank's plan does not have; every "
                                       "torchrun process must render the same story file with the same options")
-                follower.render(follower.jobs[word.job_id], word.previous_frames, word.start_image)
+                follower.render(follower.jobs[word.job_id].for_take(word.take), word.previous_frames,
+                                word.start_image)
         else:
             for job in targets:
                 follower.alone(job)
@@ -173,7 +175,8 @@ class _Follower:
         for chunk in frames_of(self.backend, job, RenderInputs(previous_frames=previous, start_image=start_image)):
             tail = chunk if tail is None else np.concatenate([tail, chunk])
             tail = tail[len(tail) - min(self.keep, len(tail)):]
-        self.tails[job.id] = tail if tail is not None else np.empty((0, 0, 0, 3), np.uint8)
+        if job.take == self.jobs[job.id].take:  # what a continuing job continues is the picked take
+            self.tails[job.id] = tail if tail is not None else np.empty((0, 0, 0, 3), np.uint8)
         finished = time.time()
         self.records.append(JobRecord(job.id, job.key, "rendered", clip_name(job), round(finished - started, 3),
                                       round(started, 3), round(finished, 3)))

@@ -49,6 +49,14 @@ def derive_seed(film_seed: int, job_id: str) -> int:
     return int.from_bytes(digest[:4], "big") % 2**31
 
 
+def take_seed(seed: int, take: int) -> int:
+    """The seed of take `take` of a shot whose seed is `seed`: take 1 keeps it (so its cache entry stays)."""
+    if take == 1:
+        return seed
+    digest = hashlib.sha256(f"{seed}:take{take}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 2**31
+
+
 class _Compiler:
     def __init__(self, film: ResolvedFilm, texts: Mapping[str, ShotText], write_keyframe: KeyframeWriter | None):
         self.film = film
@@ -58,6 +66,11 @@ class _Compiler:
         self.problems: list[Problem] = []
         self.warnings: list[PlanWarning] = []
         self.reported: set[tuple[str, int]] = set()  # (message, line) of errors said once
+        # why_not and equal_windows depend on the shot only through its geometry and whether it has a start image;
+        # a film repeats few of those, and snapping a length asks hundreds of times (a twentieth of a cold plan)
+        self._why_not: dict[tuple[str, int, fx.Geometry, bool], str | None] = {}
+        self._equal: dict[tuple[str, int, fx.Geometry, bool], tuple[int | None, int | None]] = {}
+        self._snapped: dict[tuple[str, int, fx.Geometry, bool], int | None] = {}
 
     # -- reporting -------------------------------------------------------------------------------
     def error(self, shot: ResolvedShot, at: PathKey, message: str) -> None:
@@ -189,6 +202,12 @@ class _Compiler:
 
     def why_not(self, kind: str, frames: int, shot: ResolvedShot) -> str | None:
         """Why a job of `kind` cannot contribute `frames` frames, or None when it can."""
+        key = (kind, frames, self.geometry(shot), bool(shot.image))
+        if key not in self._why_not:
+            self._why_not[key] = self._why_not_uncached(kind, frames, shot)
+        return self._why_not[key]
+
+    def _why_not_uncached(self, kind: str, frames: int, shot: ResolvedShot) -> str | None:
         geometry = self.geometry(shot)
         if kind == "extend":
             if frames % fx.TIME_COMPRESSION:
@@ -204,13 +223,17 @@ class _Compiler:
     def equal_windows(self, shot: ResolvedShot, kind: str, frames: int) -> tuple[int | None, int | None]:
         """The nearest lengths below and above `frames` whose windows are all full: the cheapest frames."""
         geometry = self.geometry(shot)
+        key = (kind, frames, geometry, bool(shot.image))
+        if key in self._equal:
+            return self._equal[key]
         extra = geometry.overlap_frames if kind == "extend" else 0
 
         def full(n: int) -> bool:
             counts = fx.windows(fx.latents(n + extra), geometry.base_latents, geometry.overlap_latents)
             return counts[-1] == geometry.base_latents and self.why_not(kind, n, shot) is None
 
-        return fx.nearest(frames, full)
+        self._equal[key] = fx.nearest(frames, full)
+        return self._equal[key]
 
     def plan_frames(self, shot: ResolvedShot, kind: str, seconds: float | None, exact: int | None,
                     fps: int) -> tuple[int, int] | None:
@@ -237,12 +260,12 @@ class _Compiler:
             what = "frame" if requested == 1 and kind != "extend" else unit
             self.error(shot, at, f"{requested} {what}{mode}: {reason}" + (f"; use {options}" if options else ""))
             return None
-        shortest = fx.snap(1, valid)
+        shortest = self.snap(1, kind, shot)
         if kind == "i2v" and shortest is not None and requested < shortest:  # not silently 5x a one-frame request
             self.error(shot, at, f"{shot.shot.duration} is {requested} {'frame' if requested == 1 else 'frames'} at "
                        f"{fps} fps; the shortest this shot can be is {shortest} {unit} ({shortest / fps:.3f}s)")
             return None
-        planned = fx.snap(requested, valid)
+        planned = self.snap(requested, kind, shot)
         if planned is None:
             self.error(shot, at, f"no length near {requested} {unit} can be rendered with these settings")
             return None
@@ -250,6 +273,13 @@ class _Compiler:
             self.warn(shot, at, f"{shot.shot.duration} is {requested} frames at {fps} fps, but the nearest length "
                       f"this shot can render is {planned} ({planned / fps:.2f}s)")
         return requested, planned
+
+    def snap(self, frames: int, kind: str, shot: ResolvedShot) -> int | None:
+        """fx.snap for this kind of shot, once per geometry (shots of a film mostly repeat a few lengths)."""
+        key = (kind, frames, self.geometry(shot), bool(shot.image))
+        if key not in self._snapped:
+            self._snapped[key] = fx.snap(frames, lambda n: self.why_not(kind, n, shot) is None)
+        return self._snapped[key]
 
     def _mode(self, shot: ResolvedShot) -> str:
         s = shot.settings
@@ -388,8 +418,9 @@ class _Compiler:
                 requested_frames=requested, frames=planned, num_frames=num_frames, start_frame=start,
                 transition=Transition(kind_t, t_frames), segments=generation.windows, seed=seed, settings=s,
                 image=shot.image, end_image=shot.end_image,
-                source=f"{self.source.file}:{self.source.line(shot.path)}", references=references,
-                keyframe=keyframe,
+                source=f"{self.source.file}:{self.source.line(shot.path)}",
+                takes=s.takes, take_seeds=tuple(take_seed(seed, n) for n in range(1, s.takes + 1)),
+                references=references, keyframe=keyframe,
             )
             self.check_images(shot, previous if kind_t != "continue" else None, width, height)
             jobs.append(job)
@@ -405,15 +436,21 @@ class _Compiler:
 
 
 def with_keys(plan: Plan) -> Plan:
-    """The plan with every job's content key, each chained to the key of the job it continues."""
+    """The plan with every job's content key, each chained to the key of the job it continues.
+
+    Every take gets its key; the job's own `seed` and `key` are its picked take's, so a job that continues
+    it is chained to the picked take (picking another take upstream changes what continues it)."""
     keys: dict[str, str] = {}
     jobs = []
     for job in plan.jobs:
-        if job.keyframe is not None:
+        if job.keyframe is not None:  # one keyframe for every take: the takes differ in the video's seed only
             job = replace(job, keyframe=replace(job.keyframe, key=keyframe_key(job.keyframe)))
-        key = job_key(job, keys.get(job.after) if job.after else None)
-        keys[job.id] = key
-        jobs.append(replace(job, key=key))
+        upstream = keys.get(job.after) if job.after else None
+        seeds = job.take_seeds or (job.seed,)
+        take_keys = tuple(job_key(replace(job, seed=seed), upstream) for seed in seeds)
+        picked = replace(job, take_seeds=seeds, take_keys=take_keys).for_take(job.take)
+        keys[job.id] = picked.key
+        jobs.append(picked)
     return replace(plan, jobs=tuple(jobs))
 
 

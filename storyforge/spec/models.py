@@ -18,6 +18,7 @@ MAX_SHOT_SECONDS = 600  # one shot (one generation) of 10 minutes; long films ar
 MAX_SHOT_FRAMES = 72_000  # 10 minutes at 120 fps
 MAX_SIDE = 4096  # pixels per side of a frame
 MAX_WINDOW_FRAMES = 257  # base_frames and overlap_frames (97 at 540p, 121 at 720p)
+MAX_TAKES = 16  # takes of one shot: more is a lottery nobody reviews, and each costs a full render
 
 Id = Annotated[str, Field(pattern=ID_PATTERN, description="Lower-case letters, digits, '-' and '_'.")]
 Duration = Annotated[
@@ -164,6 +165,10 @@ class RenderSettings(Strict):
     color_match: bool | None = Field(
         None, strict=True,
         description="Colour-correct each new window and continued shot toward the frames it continues (default true).",
+    )
+    takes: int | None = Field(
+        None, ge=1, le=MAX_TAKES,
+        description="Takes rendered per shot, each with its own seed; `storyforge pick` chooses one (default 1).",
     )
 
     @field_validator("resolution")

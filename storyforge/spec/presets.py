@@ -59,6 +59,7 @@ DEFAULTS: dict[str, object] = {
     "cache": None,
     "causal_attention": False,
     "color_match": True,  # seams are the most reported pain of long DF videos; see storyforge/colormatch.py
+    "takes": 1,
 }
 # Image-to-video renders best with less guidance and shift (SkyReels README); used when nothing is set.
 I2V_DEFAULTS: dict[str, object] = {"guidance": 5.0, "shift": 5.0}

@@ -36,6 +36,7 @@ class Settings:
     cache: str | None
     causal_attention: bool = False  # block-causal attention (a dense mask) instead of full attention
     color_match: bool = True
+    takes: int = 1
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,104 @@
+"""How a file was made, in the file: MP4 metadata (story, shot, take, seed, prompt, keys, version), stamped by
+stream copy and read back.
+
+Cache entries hold clips without these tags: a clip's pixels depend only on its key, but its story title and
+shot id do not (two shots may share an entry), so the tags are written when a clip is placed in the output
+folder, by copying its packets into a new file: no pixel changes, no re-encode, frame-exact.
+"""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from storyforge import __version__
+from storyforge.atomic import replacing
+
+if TYPE_CHECKING:
+    from storyforge.plan.model import Job, Plan
+
+# Tags every file carries; `title` and `comment` are the standard ones players show, the rest are custom keys
+# (written with movflags=use_metadata_tags, which ffprobe, PyAV and exiftool read back).
+PREFIX = "storyforge_"
+
+
+def take_tags(plan: Plan, job: Job, cache_key: str) -> dict[str, str]:
+    """The tags of one take's clip (`job` as that take renders it: its seed and key)."""
+    tags = {
+        "title": f"{plan.title} — {job.id}" + (f" take {job.take}" if job.takes > 1 else ""),
+        "comment": job.prompt,
+        "description": job.prompt,
+        PREFIX + "version": __version__,
+        PREFIX + "story": plan.title,
+        PREFIX + "shot": job.id,
+        PREFIX + "take": str(job.take),
+        PREFIX + "takes": str(job.takes),
+        PREFIX + "seed": str(job.seed),
+        PREFIX + "prompt": job.prompt,
+        PREFIX + "negative_prompt": job.settings.negative_prompt,
+        PREFIX + "model": job.settings.model,
+        PREFIX + "cache_key": cache_key,
+        PREFIX + "job_key": job.key,
+    }
+    return tags
+
+
+def film_tags(plan: Plan, cache_keys: dict[str, str], cut_key: str | None = None) -> dict[str, str]:
+    """The tags of the film: the story, and per shot the take it was cut from (shot, take, seed, keys, prompt)."""
+    shots = [{"shot": job.id, "take": job.take, "takes": job.takes, "seed": job.seed, "prompt": job.prompt,
+              "cache_key": cache_keys.get(job.id, ""), "job_key": job.key} for job in plan.jobs]
+    tags = {
+        "title": plan.title,
+        "comment": f"made with storyforge {__version__} from {len(plan.jobs)} shots",
+        PREFIX + "version": __version__,
+        PREFIX + "story": plan.title,
+        PREFIX + "shots": json.dumps(shots, ensure_ascii=False, separators=(",", ":")),
+    }
+    if cut_key:
+        tags[PREFIX + "cut_key"] = cut_key
+    return tags
+
+
+def read_tags(path: Path) -> dict[str, str]:
+    """The container metadata of a media file, as PyAV reads it."""
+    from storyforge.clipfile import open_video
+
+    with open_video(path) as container:
+        return dict(container.metadata)
+
+
+def stamp(source: Path, target: Path, tags: dict[str, str]) -> bool:
+    """`target` becomes `source` with `tags` (packets copied, timestamps and timescale kept), atomically;
+    False when `target` already has them, from a source of the same size (a no-op render opens each file once).
+    """
+    import av
+
+    source, target = Path(source), Path(target)
+    # the source's size tells a re-encoded cache entry (same key, new keyframes) from the one stamped before
+    tags = {**tags, PREFIX + "source_bytes": str(source.stat().st_size)}
+    if target.is_file():
+        try:
+            have = read_tags(target)
+            if all(have.get(key) == value for key, value in tags.items()):
+                return False
+        except (av.FFmpegError, OSError, IndexError):
+            pass
+    with av.open(str(source)) as inp:
+        stream = inp.streams.video[0]
+        time_base = stream.time_base or Fraction(1, 1)
+        options = {"movflags": "use_metadata_tags",
+                   "video_track_timescale": str(time_base.denominator)}
+        with replacing(target, suffix=".mp4") as partial:
+            with av.open(str(partial), "w", format="mp4", options=options) as out:
+                video = out.add_stream_from_template(stream)
+                video.time_base = time_base
+                out.metadata.update(tags)
+                for packet in inp.demux(stream):
+                    if packet.size == 0:
+                        continue
+                    packet.stream = video
+                    out.mux(packet)
+    return True
+

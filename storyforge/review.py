@@ -1,0 +1,407 @@
+"""The review page: review.html in the output folder, a static storyboard of every shot's takes to pick from."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from storyforge.atomic import replacing, write_text
+from storyforge.errors import StoryforgeError, display_path
+
+if TYPE_CHECKING:
+    from storyforge.plan.model import Job, Plan
+
+PAGE = "review.html"
+POSTERS = "review"  # poster frames, one small JPEG per take, beside the page
+POSTER_WIDTH = 320  # pixels: sharp at the page's ~260 px cards on a laptop, ~10-20 kB each
+POSTER_QUALITY = 78
+
+
+def take_clip(job: Job, take: int) -> str:
+    """`takes/<scene>__<shot>/take<N>.mp4`, relative to the output folder."""
+    return f"takes/{job.id.replace('/', '__')}/take{take}.mp4"
+
+
+def poster_name(job: Job, take: int) -> str:
+    """`review/<scene>__<shot>.take<N>.jpg`, relative to the output folder."""
+    return f"{POSTERS}/{job.id.replace('/', '__')}.take{take}.jpg"
+
+
+def written_names(plan: Plan) -> list[str]:
+    """Every file the page may write (relative to the output folder), for the output folder's manifest."""
+    return [PAGE, *(poster_name(job, take.take) for job in plan.jobs for take in job.all_takes)]
+
+
+@dataclass(frozen=True)
+class ReviewReport:
+    """What building the page did."""
+
+    page: Path
+    posters: int  # poster frames written (the others were current)
+    bytes: int  # the page and every poster it shows
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Take:
+    number: int
+    seed: int
+    key: str
+    clip: str | None  # relative to the output folder; None when the file is not there
+    poster: str | None  # relative to the output folder
+    status: str  # rendered | cached | outdated | missing
+    picked: bool
+
+
+def build(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewReport:
+    """Write `out/review.html` and the poster frames it shows, from the plan (its picks) and out/run.json.
+
+    Posters are named by their take's cache key, so a rebuild decodes only takes that changed; posters of
+    takes no longer in the plan are removed. `story_arg` is the story as `storyforge pick` should name it.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    run = _run_json(out)
+    records = {job.get("id"): job for job in run.get("jobs", []) if isinstance(job, dict)}
+    wanted: set[Path] = set()
+    written = 0
+    shots = []
+    for job in plan.jobs:
+        takes = []
+        for take in job.all_takes:
+            clip = _clip_of(out, job, take.take)
+            poster = None
+            status = _status(records.get(job.id), take)
+            if clip is None:
+                status = "missing"
+            else:
+                target = out / poster_name(job, take.take)
+                wanted.add(target)
+                # a take rendered again (or drawn at another timecode by the animatic, same job key) is a newer
+                # file than its poster; the page names the clip's version so a browser shows the new poster
+                if not target.exists() or target.stat().st_mtime_ns < (out / clip).stat().st_mtime_ns:
+                    written += _write_poster(out / clip, target)
+                poster = f"{poster_name(job, take.take)}?v={_version(out / clip)}" if target.exists() else None
+            takes.append(_Take(take.take, take.seed, take.key, clip, poster, status, take.take == job.take))
+        shots.append((job, takes))
+    from storyforge.outdir import remove_stale
+
+    remove_stale(out, POSTERS, wanted)  # posters of takes no longer in the plan, if storyforge wrote them
+    story = story_arg or display_path(plan.story)
+    page = out / PAGE
+    # shots whose cut (clips/, film.mp4) is not the plan's pick: picked since, or changed since
+    uncut = [job.id for job in plan.jobs if (records.get(job.id) or {}).get("take", 1) != job.take
+             or (records.get(job.id) or {}).get("key") != job.key]
+    write_text(page, _page(plan, shots, run, story, out, uncut))
+    size = page.stat().st_size + sum(p.stat().st_size for p in wanted if p.exists())
+    return ReviewReport(page=page, posters=written, bytes=size, seconds=round(time.perf_counter() - started, 3))
+
+
+def rebuild(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewReport:
+    """`storyforge review`: the page for the last render in `out`; an error when nothing was rendered there."""
+    if not (Path(out) / "run.json").is_file():
+        raise StoryforgeError(f"no render in {display_path(Path(out))} yet; run `storyforge render "
+                              f"{story_arg or display_path(plan.story)}` first (or name its folder with --out)")
+    return build(plan, out, story_arg=story_arg)
+
+
+# -- what the last render left -------------------------------------------------------------------------------
+
+
+def _run_json(out: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _clip_of(out: Path, job: Job, take: int) -> str | None:
+    """The take's clip relative to `out` when the file exists (clips/ for a one-take job of an older render)."""
+    for name in (take_clip(job, take), *(("clips/" + job.id.replace("/", "__") + ".mp4",) if take == 1 else ())):
+        if (out / name).is_file():
+            return name
+    return None
+
+
+def _status(record: dict[str, Any] | None, take: Job) -> str:
+    """rendered or cached as the last render said; outdated when that render had another key for the take."""
+    if record is None:
+        return "missing"
+    entries = record.get("takes") if isinstance(record.get("takes"), list) else [
+        {"take": 1, "key": record.get("key"), "status": record.get("status")}]
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("take") == take.take:
+            if entry.get("key") != take.key:
+                return "outdated"
+            return str(entry.get("status") or "rendered")
+    return "missing"
+
+
+def _version(clip: Path) -> str:
+    """A short name for the clip file as it is now: a take rendered again (or drawn at another timecode by the
+    animatic, with the same job key) is written anew, so its poster is decoded anew."""
+    import hashlib
+
+    stat = clip.stat()
+    return hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}".encode()).hexdigest()[:12]
+
+
+def _write_poster(clip: Path, target: Path) -> int:
+    """The take's middle frame as a small JPEG; 1 when written, 0 when the clip does not decode."""
+    from PIL import Image
+
+    from storyforge.clipfile import open_video
+
+    try:
+        with open_video(clip) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"  # frame threads: the middle frame comes ~1.5x sooner
+            middle = max(0, (stream.frames or 1) // 2)
+            picture = None
+            for n, frame in enumerate(container.decode(stream)):
+                picture = frame
+                if n >= middle:
+                    break
+            if picture is None:
+                return 0
+            height = max(2, round(POSTER_WIDTH * picture.height / picture.width))
+            image: Image.Image = picture.to_image(width=POSTER_WIDTH, height=height)
+    except Exception:  # noqa: BLE001 - av raises its own error tree; a clip that does not decode has no poster
+        return 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(target, suffix=".jpg") as temporary:
+        image.save(temporary, format="JPEG", quality=POSTER_QUALITY, optimize=True, progressive=True)
+    return 1
+
+
+# -- the page ------------------------------------------------------------------------------------------------
+
+
+def _e(value: object) -> str:
+    """Text for HTML, quotes included: prompts and ids come from the story, which anyone may write."""
+    return html.escape(str(value), quote=True)
+
+
+def _href(relative: str) -> str:
+    """A relative URL for a path under the output folder (file names are ids: [a-z0-9_-], but be safe)."""
+    from urllib.parse import quote
+
+    return _e(quote(relative, safe="/?="))
+
+
+def _timecode(frame: int, fps: int) -> str:
+    from storyforge.console import timecode
+
+    return timecode(frame, fps)
+
+
+def _page(plan: Plan, shots: list[tuple[Job, list[_Take]]], run: dict[str, Any], story: str, out: Path,
+          stale: list[str]) -> str:
+    fps = plan.fps
+    seams_by_job: dict[str, list[dict[str, Any]]] = {}
+    for seam in run.get("seams") or []:
+        if isinstance(seam, dict) and isinstance(seam.get("job"), str):
+            seams_by_job.setdefault(seam["job"], []).append(seam)
+    takes_total = sum(len(takes) for _, takes in shots)
+    film = out / "film.mp4"
+    facts = [f"{plan.width}×{plan.height}", f"{fps} fps", f"{plan.total_frames} frames",
+             _timecode(plan.total_frames, fps), f"{len(plan.jobs)} shot{'s' if len(plan.jobs) != 1 else ''}",
+             f"{takes_total} take{'s' if takes_total != 1 else ''}"]
+    if run.get("backend"):
+        facts.append(f"backend {run['backend']}")
+    notice = ""
+    if stale:
+        notice = (f'<p class="notice">The last render did not cut the current pick of {_e(", ".join(stale))}: '
+                  f'run <code class="cmd">storyforge render {_e(_shell(story))}</code> to cut it.</p>')
+    player = ""
+    if film.is_file():
+        player = (f'<video class="film" controls preload="metadata" src="{_href("film.mp4")}" '
+                  f'style="aspect-ratio:{plan.width}/{plan.height}"></video>')
+    scenes: dict[str, list[str]] = {}
+    for job, takes in shots:
+        scenes.setdefault(job.id.split("/")[0], []).append(_shot(plan, job, takes, seams_by_job.get(job.id, []),
+                                                                 story))
+    board = "\n".join(f'<section class="scene"><h2>{_e(scene)}</h2>\n{"".join(cards)}</section>'
+                      for scene, cards in scenes.items())
+    return _TEMPLATE.format(
+        title=_e(plan.title), facts=" · ".join(_e(f) for f in facts), notice=notice, player=player, board=board,
+        aspect=f"{plan.width} / {plan.height}", story=_e(_shell(story)),
+    )
+
+
+def _shot(plan: Plan, job: Job, takes: list[_Take], seams: list[dict[str, Any]], story: str) -> str:
+    fps = plan.fps
+    transition = job.transition.type + (f" {job.transition.frames}f" if job.transition.frames else "")
+    rows = [("start", _timecode(job.start_frame, fps)), ("frames", f"{job.frames} ({job.frames / fps:.2f}s)"),
+            ("kind", job.kind + (f" of {job.after}" if job.after else "")), ("transition", transition)]
+    seam_items = "".join(_seam(seam, fps) for seam in seams)
+    facts = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows)
+    if seam_items:
+        facts += f'<dt>seams</dt><dd><ul class="seams">{seam_items}</ul></dd>'
+    figures = "".join(_take(job, take, story) for take in takes)
+    several = len(takes) > 1
+    return f"""<article class="shot" id="{_e(job.id)}" data-shot="{_e(job.id)}">
+  <header><h3>{_e(job.id)}</h3><span class="badge">{f"take {job.take} of {job.takes}" if several else "1 take"}</span></header>
+  <div class="body">
+    <div class="meta"><dl>{facts}</dl><p class="prompt">{_e(job.prompt)}</p></div>
+    <div class="takes">{figures}</div>
+  </div>
+</article>
+"""  # noqa: E501
+
+
+def _take(job: Job, take: _Take, story: str) -> str:
+    picked = " picked" if take.picked and job.takes > 1 else ""
+    if take.poster:
+        picture = f'<img src="{_href(take.poster)}" alt="{_e(job.id)} take {take.number}" loading="lazy">'
+    else:
+        picture = '<div class="empty">not rendered yet</div>'
+    video = ""
+    if take.clip:
+        video = f'<video muted loop playsinline preload="none" data-src="{_href(take.clip)}"></video>'
+    command = f"storyforge pick {_shell(story)} {job.id} {take.number}"
+    action = ""
+    if job.takes > 1:
+        action = ('<span class="mark">✓ picked</span>' if take.picked
+                  else f'<code class="cmd" title="copy this to pick the take">{_e(command)}</code>')
+    status = "" if take.status in ("rendered", "cached") else f' <span class="status">{_e(take.status)}</span>'
+    return f"""<figure class="take{picked}" data-take="{take.number}" tabindex="0">
+    <div class="frame">{picture}{video}</div>
+    <figcaption><b>take {take.number}</b> · seed {take.seed} · <span class="key" title="{_e(take.key)}">{_e(take.key[:10])}</span>{status}
+    {action}</figcaption>
+  </figure>"""  # noqa: E501
+
+
+def _seam(seam: dict[str, Any], fps: int) -> str:
+    frame = seam.get("frame")
+    where = _timecode(frame, fps) if isinstance(frame, int) and not isinstance(frame, bool) else "?"
+    numbers = []
+    jump = seam.get("jump")
+    if isinstance(jump, (int, float)) and not isinstance(jump, bool):
+        numbers.append(f"jump {jump:.2f}")
+    shift = seam.get("color_shift")
+    if isinstance(shift, (int, float)) and not isinstance(shift, bool):
+        numbers.append(f"ΔE {shift:.1f}")
+    loud = isinstance(jump, (int, float)) and jump >= 2
+    return (f'<li class="{"loud" if loud else ""}">{_e(where)} {_e(seam.get("kind", ""))}'
+            f'{(" · " + _e(" · ".join(numbers))) if numbers else ""}</li>')
+
+
+def _shell(word: str) -> str:
+    """A path as one shell word (quoted only when it needs to be)."""
+    import shlex
+
+    return shlex.quote(word) if os.name != "nt" else f'"{word}"'
+
+
+_TEMPLATE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="storyforge">
+<title>{title} — takes</title>
+<style>
+:root {{
+  --bg: #101216; --card: #181b21; --line: #2a2e37; --ink: #e9e6df; --dim: #9aa0aa; --accent: #f2b544;
+  --loud: #ff7a59; --aspect: {aspect};
+  color-scheme: dark;
+}}
+* {{ box-sizing: border-box; }}
+body {{
+  margin: 0; background: var(--bg); color: var(--ink);
+  font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", "Noto Sans", "Liberation Sans",
+    Arial, sans-serif;
+  -webkit-font-smoothing: antialiased;
+}}
+main {{ max-width: 1440px; margin: 0 auto; padding: 28px 32px 64px; }}
+h1 {{ font-size: 28px; font-weight: 650; letter-spacing: -0.01em; margin: 0 0 4px; }}
+h2 {{ font-size: 13px; font-weight: 600; text-transform: uppercase; letter-spacing: 0.12em; color: var(--dim);
+     margin: 36px 0 12px; }}
+h3 {{ font-size: 17px; font-weight: 620; margin: 0; font-family: ui-monospace, "SF Mono", Menlo, Consolas,
+     "DejaVu Sans Mono", monospace; }}
+.facts {{ color: var(--dim); margin: 0 0 18px; font-variant-numeric: tabular-nums; }}
+.film {{ display: block; max-width: min(100%, 720px); max-height: 46vh; background: #000; border-radius: 8px; }}
+.notice {{ background: #2b2414; border: 1px solid #5a4720; border-radius: 8px; padding: 10px 14px; }}
+.shot {{ background: var(--card); border: 1px solid var(--line); border-radius: 12px; padding: 16px 18px;
+        margin: 0 0 14px; }}
+.shot > header {{ display: flex; align-items: baseline; gap: 12px; margin-bottom: 10px; }}
+.badge {{ font-size: 12px; color: var(--dim); border: 1px solid var(--line); border-radius: 99px; padding: 1px 9px; }}
+.body {{ display: grid; grid-template-columns: minmax(220px, 300px) 1fr; gap: 20px; }}
+@media (max-width: 820px) {{ .body {{ grid-template-columns: 1fr; }} }}
+dl {{ display: grid; grid-template-columns: auto 1fr; gap: 2px 12px; margin: 0 0 10px; font-size: 13px; }}
+dt {{ color: var(--dim); }}
+dd {{ margin: 0; font-variant-numeric: tabular-nums; }}
+.seams {{ list-style: none; margin: 0; padding: 0; }}
+.seams .loud {{ color: var(--loud); }}
+.prompt {{ margin: 0; font-size: 13.5px; line-height: 1.55; color: #d6d2c8; white-space: pre-wrap;
+          overflow-wrap: anywhere; max-height: 12em; overflow: auto; }}
+.takes {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 14px;
+         align-content: start; }}
+.take {{ margin: 0; border-radius: 10px; outline: none; }}
+.frame {{ position: relative; aspect-ratio: var(--aspect); background: #000; border-radius: 8px; overflow: hidden;
+         border: 2px solid transparent; }}
+.take.picked .frame {{ border-color: var(--accent); box-shadow: 0 0 0 3px rgba(242, 181, 68, .18); }}
+.take:hover .frame, .take:focus .frame {{ border-color: #6b7280; }}
+.take.picked:hover .frame {{ border-color: var(--accent); }}
+.frame img, .frame video {{ position: absolute; inset: 0; width: 100%; height: 100%; object-fit: contain; }}
+.frame video {{ opacity: 0; transition: opacity .12s; }}
+.take.playing video {{ opacity: 1; }}
+.empty {{ position: absolute; inset: 0; display: grid; place-items: center; color: var(--dim); font-size: 13px; }}
+figcaption {{ font-size: 12.5px; color: var(--dim); padding: 6px 2px 0; font-variant-numeric: tabular-nums; }}
+figcaption b {{ color: var(--ink); font-weight: 600; }}
+.key {{ font-family: ui-monospace, Menlo, Consolas, "DejaVu Sans Mono", monospace; }}
+.status {{ color: var(--loud); }}
+.mark {{ display: block; color: var(--accent); font-weight: 600; margin-top: 3px; }}
+code.cmd {{ display: block; margin-top: 4px; padding: 4px 7px; border-radius: 6px; background: #0b0d10;
+           border: 1px solid var(--line); color: #cfd6e2; font: 12px/1.4 ui-monospace, Menlo, Consolas,
+           "DejaVu Sans Mono", monospace; user-select: all; cursor: copy; overflow-wrap: anywhere; }}
+.notice code.cmd {{ display: inline; }}
+footer {{ color: var(--dim); font-size: 12.5px; margin-top: 40px; }}
+</style>
+</head>
+<body>
+<main>
+<h1>{title}</h1>
+<p class="facts">{facts}</p>
+{notice}
+{player}
+{board}
+<footer>Hover a take to play it. Click a <code>storyforge pick</code> line to select (and copy) it, run it, then
+<code>storyforge render {story}</code> cuts the film with your pick; the lock file beside the story keeps it.</footer>
+</main>
+<script>
+for (const take of document.querySelectorAll(".take")) {{
+  const video = take.querySelector("video");
+  if (!video) continue;
+  const play = () => {{
+    if (!video.src) video.src = video.dataset.src;
+    take.classList.add("playing");
+    video.play().catch(() => take.classList.remove("playing"));
+  }};
+  const stop = () => {{ take.classList.remove("playing"); video.pause(); }};
+  take.addEventListener("mouseenter", play);
+  take.addEventListener("focus", play);
+  take.addEventListener("mouseleave", stop);
+  take.addEventListener("blur", stop);
+}}
+for (const code of document.querySelectorAll("code.cmd")) {{
+  code.addEventListener("click", () => {{
+    const range = document.createRange();
+    range.selectNodeContents(code);
+    const selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    if (navigator.clipboard) navigator.clipboard.writeText(code.textContent).catch(() => {{}});
+  }});
+}}
+</script>
+</body>
+</html>
+"""
