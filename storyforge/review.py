@@ -32,9 +32,16 @@ def poster_name(job: Job, take: int) -> str:
     return f"{POSTERS}/{job.id.replace('/', '__')}.take{take}.jpg"
 
 
+def keyframe_poster_name(job: Job) -> str:
+    """`review/<scene>__<shot>.keyframe.jpg`: the shot's generated start frame, small, relative to the output
+    folder."""
+    return f"{POSTERS}/{job.id.replace('/', '__')}.keyframe.jpg"
+
+
 def written_names(plan: Plan) -> list[str]:
     """Every file the page may write (relative to the output folder), for the output folder's manifest."""
-    return [PAGE, *(poster_name(job, take.take) for job in plan.jobs for take in job.all_takes)]
+    return [PAGE, *(poster_name(job, take.take) for job in plan.jobs for take in job.all_takes),
+            *(keyframe_poster_name(job) for job in plan.jobs if job.keyframe is not None)]
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,19 @@ def build(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewRepor
                     written += _write_poster(out / clip, target)
                 poster = f"{poster_name(job, take.take)}?v={_version(out / clip)}" if target.exists() else None
             takes.append(_Take(take.take, take.seed, take.key, clip, poster, status, take.take == job.take))
-        shots.append((job, takes))
+        keyframe = None
+        if job.keyframe is not None:  # the start frame the shot renders from, so a look can be approved first
+            from storyforge.keyframes import keyframe_name
+
+            picture = out / keyframe_name(job)
+            if picture.is_file():
+                target = out / keyframe_poster_name(job)
+                wanted.add(target)
+                if not target.exists() or target.stat().st_mtime_ns < picture.stat().st_mtime_ns:
+                    written += _write_still(picture, target)
+                if target.exists():
+                    keyframe = f"{keyframe_poster_name(job)}?v={_version(picture)}"
+        shots.append((job, takes, keyframe))
     from storyforge.outdir import remove_stale
 
     remove_stale(out, POSTERS, wanted)  # posters of takes no longer in the plan, if storyforge wrote them
@@ -152,6 +171,23 @@ def _version(clip: Path) -> str:
     return hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}".encode()).hexdigest()[:12]
 
 
+def _write_still(picture: Path, target: Path) -> int:
+    """A picture (a keyframe PNG) as a small JPEG poster; 1 when written, 0 when it does not decode."""
+    from PIL import Image
+
+    try:
+        with Image.open(picture) as opened:
+            image = opened.convert("RGB")
+            height = max(2, round(POSTER_WIDTH * image.height / image.width))
+            image = image.resize((POSTER_WIDTH, height), Image.Resampling.LANCZOS)
+    except Exception:  # noqa: BLE001 - Pillow raises many kinds; a picture that does not decode has no poster
+        return 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(target, suffix=".jpg") as temporary:
+        image.save(temporary, format="JPEG", quality=POSTER_QUALITY, optimize=True, progressive=True)
+    return 1
+
+
 def _write_poster(clip: Path, target: Path) -> int:
     """The take's middle frame as a small JPEG; 1 when written, 0 when the clip does not decode."""
     from PIL import Image
@@ -201,14 +237,14 @@ def _timecode(frame: int, fps: int) -> str:
     return timecode(frame, fps)
 
 
-def _page(plan: Plan, shots: list[tuple[Job, list[_Take]]], run: dict[str, Any], story: str, out: Path,
+def _page(plan: Plan, shots: list[tuple[Job, list[_Take], str | None]], run: dict[str, Any], story: str, out: Path,
           stale: list[str]) -> str:
     fps = plan.fps
     seams_by_job: dict[str, list[dict[str, Any]]] = {}
     for seam in run.get("seams") or []:
         if isinstance(seam, dict) and isinstance(seam.get("job"), str):
             seams_by_job.setdefault(seam["job"], []).append(seam)
-    takes_total = sum(len(takes) for _, takes in shots)
+    takes_total = sum(len(takes) for _, takes, _keyframe in shots)
     film = out / "film.mp4"
     facts = [f"{plan.width}×{plan.height}", f"{fps} fps", f"{plan.total_frames} frames",
              _timecode(plan.total_frames, fps), f"{len(plan.jobs)} shot{'s' if len(plan.jobs) != 1 else ''}",
@@ -224,9 +260,9 @@ def _page(plan: Plan, shots: list[tuple[Job, list[_Take]]], run: dict[str, Any],
         player = (f'<video class="film" controls preload="metadata" src="{_href("film.mp4")}" '
                   f'style="aspect-ratio:{plan.width}/{plan.height}"></video>')
     scenes: dict[str, list[str]] = {}
-    for job, takes in shots:
+    for job, takes, keyframe in shots:
         scenes.setdefault(job.id.split("/")[0], []).append(_shot(plan, job, takes, seams_by_job.get(job.id, []),
-                                                                 story))
+                                                                 story, keyframe))
     board = "\n".join(f'<section class="scene"><h2>{_e(scene)}</h2>\n{"".join(cards)}</section>'
                       for scene, cards in scenes.items())
     return _TEMPLATE.format(
@@ -235,7 +271,8 @@ def _page(plan: Plan, shots: list[tuple[Job, list[_Take]]], run: dict[str, Any],
     )
 
 
-def _shot(plan: Plan, job: Job, takes: list[_Take], seams: list[dict[str, Any]], story: str) -> str:
+def _shot(plan: Plan, job: Job, takes: list[_Take], seams: list[dict[str, Any]], story: str,
+          keyframe: str | None = None) -> str:
     fps = plan.fps
     transition = job.transition.type + (f" {job.transition.frames}f" if job.transition.frames else "")
     rows = [("start", _timecode(job.start_frame, fps)), ("frames", f"{job.frames} ({job.frames / fps:.2f}s)"),
@@ -245,6 +282,8 @@ def _shot(plan: Plan, job: Job, takes: list[_Take], seams: list[dict[str, Any]],
     if seam_items:
         facts += f'<dt>seams</dt><dd><ul class="seams">{seam_items}</ul></dd>'
     figures = "".join(_take(job, take, story) for take in takes)
+    if job.keyframe is not None:
+        figures = _keyframe(job, keyframe) + figures
     several = len(takes) > 1
     return f"""<article class="shot" id="{_e(job.id)}" data-shot="{_e(job.id)}">
   <header><h3>{_e(job.id)}</h3><span class="badge">{f"take {job.take} of {job.takes}" if several else "1 take"}</span></header>
@@ -276,6 +315,20 @@ def _take(job: Job, take: _Take, story: str) -> str:
     <figcaption><b>take {take.number}</b> · seed {take.seed} · <span class="key" title="{_e(take.key)}">{_e(take.key[:10])}</span>{status}
     {action}</figcaption>
   </figure>"""  # noqa: E501
+
+
+def _keyframe(job: Job, poster: str | None) -> str:
+    """The shot's generated start frame, before its takes: what every take starts from."""
+    assert job.keyframe is not None
+    if poster:
+        picture = f'<img src="{_href(poster)}" alt="{_e(job.id)} keyframe" loading="lazy">'
+    else:
+        picture = '<div class="empty">no keyframe yet</div>'
+    references = ", ".join(reference.image.relative for reference in job.keyframe.references)
+    return f"""<figure class="keyframe" data-keyframe="{_e(job.id)}">
+    <div class="frame">{picture}</div>
+    <figcaption><b>keyframe</b> · from {_e(references)}</figcaption>
+  </figure>"""
 
 
 def _seam(seam: dict[str, Any], fps: int) -> str:
@@ -345,6 +398,8 @@ dd {{ margin: 0; font-variant-numeric: tabular-nums; }}
 .takes {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 14px;
          align-content: start; }}
 .take {{ margin: 0; border-radius: 10px; outline: none; }}
+.keyframe {{ margin: 0; }}
+.keyframe .frame {{ border: 2px dashed #6b7280; }}
 .frame {{ position: relative; aspect-ratio: var(--aspect); background: #000; border-radius: 8px; overflow: hidden;
          border: 2px solid transparent; }}
 .take.picked .frame {{ border-color: var(--accent); box-shadow: 0 0 0 3px rgba(242, 181, 68, .18); }}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -149,15 +147,11 @@ def _renamed(job: Job) -> Job:
     return replace(job, id="one/z", key="0" * 64)
 
 
-def test_fast_enough_at_540p(write_story) -> None:
-    """A preview must not be the slow part: hundreds of frames a second is the goal (encoding is ~135)."""
+def test_draws_a_full_540p_window(write_story) -> None:
+    """A whole 540p window draws at the planned size and count (its speed is bench/render_overhead.py's business,
+    not a timed test's)."""
     big = STORY.replace("128x96", "960x544").replace("fps: 16", "fps: 24").replace("base_frames: 17", "base_frames: 97")
     plan = api.plan(write_story(big.replace("duration: 17f", "duration: 97f", 1)))
     job = plan.jobs[0]
-    backend = Animatic()
-    backend.render(job, RenderInputs())  # warm: fonts and the first big allocation
-    started = time.perf_counter()
-    frames = backend.render(job, RenderInputs())
-    rate = len(frames) / (time.perf_counter() - started)
+    frames = Animatic().render(job, RenderInputs())
     assert frames.shape == (97, 544, 960, 3)
-    assert rate > 60, f"{rate:.0f} frames/s"  # loose: shared 2-core CI machines; ~300-700 when idle

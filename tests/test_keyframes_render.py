@@ -125,6 +125,13 @@ def test_the_whole_film_renders_frame_exact_from_its_keyframes(film) -> None:
     for job, record in zip(plan.jobs, run["jobs"], strict=True):
         assert count_frames(out / record["clip"]) == job.frames, job.id
     assert count_frames(out / "film.mp4") == plan.total_frames == report.total_frames
+    # the review page shows each shot's keyframe before its takes, as a small poster beside the page
+    page = (out / "review.html").read_text(encoding="utf-8")
+    assert page.count('<figure class="keyframe"') == 2
+    assert 'data-keyframe="s/a"' in page and 'data-keyframe="t/d"' in page
+    for name in ("s__a", "t__d"):
+        with Image.open(out / "review" / f"{name}.keyframe.jpg") as poster:
+            assert poster.size == (320, 320)
     # the i2v pipeline is handed the keyframe as its start image
     job = plan.job("s/a")
     arguments = SkyReelsDF(device="cpu").call_arguments(job, RenderInputs(start_image=out / "keyframes/s__a.png"))
