@@ -211,6 +211,12 @@ NESTED = "the values are nested too deeply; a story needs at most 64 levels: fla
     ('storyforge: 1\ntitle: T\nstyle: "a\n  b\n  c\nscenes: []\n',
      ["film.yaml:3: YAML syntax error: the quoted text that starts on this line is never closed; add the closing "
       "quote"]),
+    ("storyforge: 1\ntitle: T\nstyle: \x1b[31mred\x07\nscenes: []\n",
+     ["film.yaml:3: character '\\x1b' (U+001B) is not allowed in a YAML file; remove it or write it as an escape "
+      'inside double quotes, e.g. "\\x1b"']),
+    ("storyforge: 1\ntitle: T\n\nscenes: [] # \x7f\n",
+     ["film.yaml:4: character '\\x7f' (U+007F) is not allowed in a YAML file; remove it or write it as an escape "
+      'inside double quotes, e.g. "\\x1b"']),
 ])
 def test_yaml_that_would_hang_or_crash_is_one_error_at_its_line(write_story, text: str, expected: list[str]) -> None:
     assert errors(write_story(text), seconds=5) == expected

@@ -264,6 +264,12 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
                                   f"most {MAX_DEPTH} levels: flatten them")]) from None
     except yaml.MarkedYAMLError as error:
         raise StoryError([_syntax_problem(error, file)]) from None
+    except yaml.reader.ReaderError as error:  # a character YAML forbids: it has a position, not a line
+        line = text.count("\n", 0, max(0, error.position)) + 1
+        code = error.character if isinstance(error.character, int) else ord(error.character)
+        raise StoryError([Problem(file, line, "", f"character {chr(code)!r} (U+{code:04X}) "
+                                  "is not allowed in a YAML file; remove it or write it as an escape inside "
+                                  "double quotes, e.g. \"\\x1b\"")]) from None
     except yaml.YAMLError as error:
         raise StoryError([Problem(file, 0, "", f"YAML error: {error}")]) from None
     if len(nodes) != 1:
