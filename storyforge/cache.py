@@ -151,7 +151,7 @@ class Cache:
             if measured is not None:
                 meta["seams"] = measured
 
-        return self._commit(key, self._stage(write, meta))
+        return self._commit(key, self._stage(write, meta))  # each cleans its staging up if interrupted
 
     def tail(self, entry: Entry) -> np.ndarray | None:
         """The entry's lossless last frames, or None when it has none; a tail that does not load is discarded."""
@@ -195,7 +195,7 @@ class Cache:
             if tail is not None:
                 path.with_name(TAIL).write_bytes(tail)
 
-        return self._commit(key, self._stage(write, meta))
+        return self._commit(key, self._stage(write, meta))  # each cleans its staging up if interrupted
 
     def tail_bytes(self, entry: Entry) -> bytes | None:
         """The file bytes of the entry's lossless tail, to send to another machine; None when it has none."""
@@ -205,14 +205,17 @@ class Cache:
     def _commit(self, key: str, staging: Path) -> Entry:
         """Rename a staged entry into place; if another writer finished it first, theirs is kept."""
         target = self.folder(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging, target)
         except OSError:
             if not target.is_dir():
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
             shutil.rmtree(staging, ignore_errors=True)  # someone else finished this entry: theirs is as good
+        except BaseException:  # Ctrl-C before the rename: the staged folder must not outlive this run
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         _fsync_dir(target.parent)
         entry = self.get(key)
         if entry is None:
@@ -232,13 +235,16 @@ class Cache:
 
         staging = self._stage(write, meta)
         # Two renames: for a moment the entry is missing (a reader sees a miss), never half written.
-        self._move_aside(entry.folder)
         try:
+            self._move_aside(entry.folder)
             os.replace(staging, entry.folder)
         except OSError:
             shutil.rmtree(staging, ignore_errors=True)
             if not entry.folder.is_dir():
                 raise
+        except BaseException:  # Ctrl-C between the renames: a miss next time, never a stray staged folder
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         _fsync_dir(entry.folder.parent)
         fresh = self.get(entry.key)
         if fresh is None:
@@ -258,13 +264,13 @@ class Cache:
         """A complete entry folder under root/tmp: the clip (written by `write`) and its meta, flushed to disk."""
         staging = self.root / "tmp" / f"{_owner()}-{secrets.token_hex(6)}"
         try:
-            staging.mkdir(parents=True)
-        except OSError as error:
-            from storyforge.errors import RenderError
+            try:
+                staging.mkdir(parents=True)
+            except OSError as error:
+                from storyforge.errors import RenderError
 
-            raise RenderError(f"cannot write to the cache folder {self.root}: {error.strerror} (read-only?); make it "
-                              "writable, or render with --no-cache") from None
-        try:
+                raise RenderError(f"cannot write to the cache folder {self.root}: {error.strerror} (read-only?); "
+                                  "make it writable, or render with --no-cache") from None
             write(staging / CLIP)
             meta["clip_bytes"] = (staging / CLIP).stat().st_size
             meta["clip_sha256"] = _sha256(staging / CLIP)
