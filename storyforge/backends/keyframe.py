@@ -8,12 +8,12 @@ imported only when a keyframe is rendered: identities and cache look-ups stay li
 from __future__ import annotations
 
 import gc
-import hashlib
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from storyforge.backends.model_folder import folder_sha256
 from storyforge.errors import RenderError
 from storyforge.spec.presets import KEYFRAME_PRESETS, TINY_EDIT_RECIPE
 
@@ -68,9 +68,6 @@ def edit_model(model: str) -> EditModel:
     return EditModel("hub", model)
 
 
-_FOLDER_HASHES: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
-
-
 def model_identity(model: str) -> dict[str, str]:
     """The edit model's identity for cache keys: the hub id, the tiny recipe, or a local folder's content hash.
 
@@ -81,20 +78,7 @@ def model_identity(model: str) -> dict[str, str]:
         return {"hub_id": source.location, "revision": "main"}
     if source.kind == "tiny":
         return {"tiny": source.location}
-    folder = Path(source.location)
-    files = sorted((p.relative_to(folder).as_posix(), p) for p in folder.rglob("*")
-                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-    signature = tuple((name, p.stat().st_size, p.stat().st_mtime_ns) for name, p in files)
-    key = (source.location, signature)
-    if key not in _FOLDER_HASHES:  # hashed once per process and per state of the files
-        digest = hashlib.sha256()
-        for name, path in files:
-            digest.update(f"{name}\0{path.stat().st_size}\0".encode())
-            with path.open("rb") as handle:
-                for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                    digest.update(block)
-        _FOLDER_HASHES[key] = digest.hexdigest()
-    return {"folder_sha256": _FOLDER_HASHES[key]}
+    return {"folder_sha256": folder_sha256(Path(source.location))}
 
 
 class ImageEdit:

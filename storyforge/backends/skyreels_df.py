@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from PIL import ImageOps
 
 from storyforge.backends import multigpu
 from storyforge.backends.base import RenderInputs
+from storyforge.backends.model_folder import folder_sha256
 from storyforge.backends.multigpu import SequenceParallel
 from storyforge.errors import RenderError, StoryforgeError
 from storyforge.plan.frames import TIME_COMPRESSION
@@ -121,7 +121,6 @@ class SkyReelsDF:
         self._loaded: dict[str, _Loaded] = {}
         self.model_loads = 0  # models read from disk by this backend: run.json reports them
         self._sources: dict[str, ModelSource] = {}
-        self._folder_hashes: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
         notice = diffusers_notice(diffusers.__version__)
         self.notices: list[str] = [notice] if notice else []  # shown once per render
 
@@ -158,18 +157,7 @@ class SkyReelsDF:
 
     def folder_hash(self, folder: Path) -> str:
         """sha256 over the folder's file names, sizes and contents; recomputed only when a file's stat changes."""
-        files = _model_files(folder)
-        signature = tuple((name, path.stat().st_size, path.stat().st_mtime_ns) for name, path in files)
-        key = (str(folder.resolve()), signature)
-        if key not in self._folder_hashes:
-            digest = hashlib.sha256()
-            for name, path in files:
-                digest.update(f"{name}\0{path.stat().st_size}\0".encode())
-                with path.open("rb") as handle:
-                    for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                        digest.update(block)
-            self._folder_hashes[key] = digest.hexdigest()
-        return self._folder_hashes[key]
+        return folder_sha256(folder)
 
     # -- loading --------------------------------------------------------------------------------------
     def pipeline(self, model: str, kind: str) -> Any:
@@ -513,16 +501,6 @@ def _load_failure(model: str, source: ModelSource, error: Exception) -> str:
                 f"a local folder or a preset ({', '.join(PRESETS)})")
     return (f"model folder '{source.location}' could not be loaded as a diffusers SkyReels-V2 DF model: {reason}. "
             f"It needs model_index.json and the vae, transformer, text_encoder, tokenizer and scheduler folders")
-
-
-def _model_files(folder: Path) -> list[tuple[str, Path]]:
-    # hidden entries (.cache/huggingface download metadata, .git) hold timestamps, not weights
-    files = []
-    for path in folder.rglob("*"):
-        relative = path.relative_to(folder)
-        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
-            files.append((relative.as_posix(), path))
-    return sorted(files)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
