@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import yaml
+from conftest import within
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -140,25 +141,6 @@ def hostile_films(draw):
     return "\n".join(lines) + "\n"
 
 
-def _within(seconds: int):
-    import contextlib
-    import signal
-
-    @contextlib.contextmanager
-    def limit():
-        def expired(*_):
-            raise TimeoutError(f"validate took longer than {seconds}s")
-        previous = signal.signal(signal.SIGALRM, expired)
-        signal.alarm(seconds)
-        try:
-            yield
-        finally:
-            signal.alarm(0)
-            signal.signal(signal.SIGALRM, previous)
-
-    return limit()
-
-
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.one_of(hostile_films(), TEMPLATE_BOMBS.map(
     lambda prompt: yaml.safe_dump({**VALID, "scenes": [{"id": "s", "shots": [
@@ -166,7 +148,7 @@ def _within(seconds: int):
 def test_hostile_values_fail_cleanly_and_quickly(text: str, story_dir) -> None:
     path = story_dir / "film.yaml"
     path.write_text(text, encoding="utf-8")
-    with _within(10):
+    with within(10):
         try:
             api.validate(path)
         except StoryforgeError as error:

@@ -6,19 +6,17 @@ and never reads (or reveals) a file outside the story root.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import signal
 import struct
 import subprocess
 import sys
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import within
 
 from storyforge import api
 from storyforge.errors import StoryError
@@ -30,21 +28,6 @@ SHOT = "      - id: a\n        prompt: a fox\n        duration: 2s\n"
 HEAD = "storyforge: 1\ntitle: T\nscenes:\n  - id: s\n    shots:\n"
 OUTSIDE = ("'{written}' is outside the story root {root} (the folder holding .git, else the story file's folder); "
            "move the file inside it, or allow its folder with --allow-path DIR (or STORYFORGE_ALLOW_PATH)")
-
-
-@contextlib.contextmanager
-def within(seconds: int) -> Iterator[None]:
-    """Fail (instead of hanging the suite) when the block runs longer than `seconds`."""
-    def expired(*_: object) -> None:
-        raise TimeoutError(f"took longer than {seconds}s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def errors(path: Path, seconds: int = 10) -> list[str]:
