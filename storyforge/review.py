@@ -171,6 +171,14 @@ def _version(clip: Path) -> str:
     return hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}".encode()).hexdigest()[:12]
 
 
+def _save(image: Any, target: Path) -> int:
+    """A poster written as a small progressive JPEG, atomically; 1 (one poster written)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(target, suffix=".jpg") as temporary:
+        image.save(temporary, format="JPEG", quality=POSTER_QUALITY, optimize=True, progressive=True)
+    return 1
+
+
 def _write_still(picture: Path, target: Path) -> int:
     """A picture (a keyframe PNG) as a small JPEG poster; 1 when written, 0 when it does not decode."""
     from PIL import Image
@@ -182,10 +190,7 @@ def _write_still(picture: Path, target: Path) -> int:
             image = image.resize((POSTER_WIDTH, height), Image.Resampling.LANCZOS)
     except Exception:  # noqa: BLE001 - Pillow raises many kinds; a picture that does not decode has no poster
         return 0
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(target, suffix=".jpg") as temporary:
-        image.save(temporary, format="JPEG", quality=POSTER_QUALITY, optimize=True, progressive=True)
-    return 1
+    return _save(image, target)
 
 
 def _write_poster(clip: Path, target: Path) -> int:
@@ -210,10 +215,7 @@ def _write_poster(clip: Path, target: Path) -> int:
             image: Image.Image = picture.to_image(width=POSTER_WIDTH, height=height)
     except Exception:  # noqa: BLE001 - av raises its own error tree; a clip that does not decode has no poster
         return 0
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(target, suffix=".jpg") as temporary:
-        image.save(temporary, format="JPEG", quality=POSTER_QUALITY, optimize=True, progressive=True)
-    return 1
+    return _save(image, target)
 
 
 # -- the page ------------------------------------------------------------------------------------------------
