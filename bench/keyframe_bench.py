@@ -72,7 +72,7 @@ def main() -> None:
 
         from storyforge.backends.keyframe import ImageEdit
         from storyforge.plan.model import Keyframe, Reference
-        from storyforge.spec.resolve import Image
+        from storyforge.story.resolve import Image
 
         torch.set_num_threads(1)
         folder = Path(tempfile.mkdtemp())

@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--source", action="store_true", help="keep PYTHONDONTWRITEBYTECODE as the environment has it")
     args = parser.parse_args()
     from storyforge import api
-    from storyforge.spec.load import load
+    from storyforge.story.load import load
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "big.yaml"

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from storyforge.atomic import write_text
 from storyforge.errors import StoryError
 from storyforge.plan.model import Plan
-from storyforge.spec.load import Story
-from storyforge.spec.load import load as load_story
+from storyforge.story.load import Story
+from storyforge.story.load import load as load_story
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -51,7 +51,7 @@ def compile_story(story: Story, overrides: dict[str, Any] | None = None) -> Plan
     """A loaded story compiled to its plan, with templates rendered (no lock applied)."""
     from storyforge.enhance.template import keyframe_writer, render_texts
     from storyforge.plan.compiler import compile_plan
-    from storyforge.spec.resolve import resolve
+    from storyforge.story.resolve import resolve
 
     return compile_plan(resolve(story, overrides), render_texts, keyframe_writer(story))
 
@@ -160,7 +160,7 @@ def story_files(paths: Sequence[Path | str]) -> list[Path]:
 def schema() -> dict[str, Any]:
     """The JSON Schema of the story format: it accepts what loading a story accepts, before the checks that
     need the disk or the whole film (files, ids, references)."""
-    from storyforge.spec.models import Film
+    from storyforge.story.models import Film
 
     result = Film.model_json_schema()
     result["$schema"] = "https://json-schema.org/draft/2020-12/schema"

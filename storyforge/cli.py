@@ -58,7 +58,7 @@ _ALLOW_HELP = ("Let the story read files in this folder too (repeatable); by def
 
 
 def _allowing(folders: list[Path] | None):
-    from storyforge.spec.root import allowing
+    from storyforge.story.root import allowing
 
     return allowing(folders or ())
 

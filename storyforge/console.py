@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from storyforge.errors import StoryError
 from storyforge.plan.frames import latents
 from storyforge.plan.model import Plan
-from storyforge.spec.models import RESOLUTIONS
-from storyforge.spec.presets import PRESETS
+from storyforge.story.models import RESOLUTIONS
+from storyforge.story.presets import PRESETS
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from storyforge.backends.model_folder import folder_sha256
 from storyforge.errors import RenderError
-from storyforge.spec.presets import KEYFRAME_PRESETS, TINY_EDIT_RECIPE
+from storyforge.story.presets import KEYFRAME_PRESETS, TINY_EDIT_RECIPE
 
 if TYPE_CHECKING:
     import numpy as np

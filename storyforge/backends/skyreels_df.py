@@ -30,7 +30,7 @@ from storyforge.backends.multigpu import SequenceParallel
 from storyforge.errors import RenderError, StoryforgeError
 from storyforge.plan.frames import TIME_COMPRESSION
 from storyforge.plan.model import Job
-from storyforge.spec.presets import PRESETS
+from storyforge.story.presets import PRESETS
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from storyforge.backends.tiny import built_folder
-from storyforge.spec.presets import TINY_EDIT_RECIPE
+from storyforge.story.presets import TINY_EDIT_RECIPE
 
 # The real Qwen2 / Qwen2.5-VL special tokens, in the real order (their ids follow the byte-level vocabulary).
 SPECIAL_TOKENS = (

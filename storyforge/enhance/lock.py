@@ -14,8 +14,8 @@ from typing import Any
 
 from storyforge.errors import Problem, StoryError, StoryforgeError, display_path
 from storyforge.plan.model import Job, Plan, PlanWarning
-from storyforge.spec.load import Story
-from storyforge.spec.models import Enhance
+from storyforge.story.load import Story
+from storyforge.story.models import Enhance
 
 LOCK_FORMAT = 1
 MAX_LOCK_BYTES = 50_000_000
@@ -60,7 +60,7 @@ def read_lock(story: Path) -> tuple[dict[str, Any] | None, str | None]:
     path = lock_path(story)
     if not path.is_file():
         return None, None
-    from storyforge.spec.root import StoryRoot
+    from storyforge.story.root import StoryRoot
 
     if not StoryRoot.of(story).contains(path.resolve()):  # a link out of the story's repository
         return None, "it is a link to a file outside the story root"
@@ -173,7 +173,7 @@ def apply_lock(plan: Plan, story: Story | None = None) -> Plan:
     unchanged when there is no lock file (with a warning when the story asks for an LLM)."""
     from storyforge.enhance.template import keyframe_writer
     from storyforge.plan.compiler import with_keys
-    from storyforge.spec.load import load
+    from storyforge.story.load import load
 
     story = story or load(plan.story)
     shots, problem = read_lock(plan.story)
@@ -230,8 +230,8 @@ def refresh(path: Path | str, *, llm: str | None = None, force: bool = False,
     from storyforge.enhance import qwen
     from storyforge.enhance.template import keyframe_writer, prompt_template, render_texts
     from storyforge.plan.compiler import compile_plan
-    from storyforge.spec.load import load
-    from storyforge.spec.resolve import resolve
+    from storyforge.story.load import load
+    from storyforge.story.resolve import resolve
 
     story = load(path)
     plan = compile_plan(resolve(story), render_texts, keyframe_writer(story))
@@ -243,7 +243,7 @@ def refresh(path: Path | str, *, llm: str | None = None, force: bool = False,
     if llm or enhance.llm:
         try:
             if not llm and (enhance.llm or "").startswith(("/", ".", "~")):  # a folder the story names: its root
-                from storyforge.spec.root import PathRefused
+                from storyforge.story.root import PathRefused
 
                 try:
                     story.locate(enhance.llm or "", folder=True)
@@ -322,8 +322,8 @@ def pick(path: Path | str, shot: str, take: int) -> PickReport:
     """Record `take` as the picked take of `shot` in the story's lock; errors name the shot's line."""
     from storyforge.enhance.template import render_texts
     from storyforge.plan.compiler import compile_plan
-    from storyforge.spec.load import load
-    from storyforge.spec.resolve import resolve
+    from storyforge.story.load import load
+    from storyforge.story.resolve import resolve
 
     story = load(path)
     plan = compile_plan(resolve(story), render_texts)
@@ -356,7 +356,7 @@ def apply_picks(plan: Plan, story: Story | None = None) -> Plan:
     """The plan with each job's picked take from the lock (take 1 when none is picked), keys chained to
     the picks; a pick the shot no longer has falls back to take 1 with a warning."""
     from storyforge.plan.compiler import with_keys
-    from storyforge.spec.load import load
+    from storyforge.story.load import load
 
     picks = read_picks(plan.story)
     if not picks:

@@ -22,9 +22,9 @@ from storyforge.enhance.sandbox import MAX_TEMPLATE_FILE, MAX_TEXT, Refused, San
 from storyforge.errors import Problem, StoryError, display_path
 from storyforge.plan.compiler import KeyframeWriter, ShotText
 from storyforge.plan.model import Keyframe
-from storyforge.spec.load import PathKey, Story
-from storyforge.spec.resolve import ResolvedFilm, ResolvedShot
-from storyforge.spec.root import PathRefused, read_bytes
+from storyforge.story.load import PathKey, Story
+from storyforge.story.resolve import ResolvedFilm, ResolvedShot
+from storyforge.story.root import PathRefused, read_bytes
 
 NAMES = ("characters", "film", "location", "locations", "scene", "shot", "style")
 PACKAGED_SUFFIX = ".j2"

@@ -461,7 +461,7 @@ def _forget_backend() -> None:
 
 def _with_images(plan: Plan, images: dict[str, bytes], folder: Path) -> Plan:
     """`plan` with each start/end image this node cannot read at its path (by content) written into `folder`."""
-    from storyforge.spec.resolve import file_sha256
+    from storyforge.story.resolve import file_sha256
 
     def local(image: Any) -> Any:
         if image is None or image.sha256 not in images:

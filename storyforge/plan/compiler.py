@@ -11,10 +11,10 @@ from storyforge.errors import PlanError, Problem
 from storyforge.plan import frames as fx
 from storyforge.plan.keys import job_key, keyframe_key
 from storyforge.plan.model import Job, Keyframe, Plan, PlanWarning, Reference, Transition
-from storyforge.spec.load import PathKey
-from storyforge.spec.models import KEYFRAME_MODEL, parse_duration
-from storyforge.spec.presets import I2V_DEFAULTS, preset
-from storyforge.spec.resolve import ResolvedFilm, ResolvedShot
+from storyforge.story.load import PathKey
+from storyforge.story.models import KEYFRAME_MODEL, parse_duration
+from storyforge.story.presets import I2V_DEFAULTS, preset
+from storyforge.story.resolve import ResolvedFilm, ResolvedShot
 
 # Frame rates a SkyReels-V2 DF checkpoint renders true to time: trained at 24 fps; its fps input is "16 or not".
 MODEL_FPS = (16, 24)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from storyforge.plan.frames import TIME_COMPRESSION, Window, attention_mask_bytes
-from storyforge.spec.resolve import Image, Settings
+from storyforge.story.resolve import Image, Settings
 
 PLAN_FORMAT = 1
 

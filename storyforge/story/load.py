@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from storyforge import FORMAT_VERSION
 from storyforge.errors import Problem, StoryError, display_path
-from storyforge.spec.checks import check_files, check_film
-from storyforge.spec.models import (
+from storyforge.story.checks import check_files, check_film
+from storyforge.story.models import (
     Character,
     Enhance,
     Film,
@@ -30,8 +30,8 @@ from storyforge.spec.models import (
     Shot,
     TransitionSpec,
 )
-from storyforge.spec.root import PathRefused, StoryRoot, read_bytes
-from storyforge.spec.source import PathKey, SourceMap, where
+from storyforge.story.root import PathRefused, StoryRoot, read_bytes
+from storyforge.story.source import PathKey, SourceMap, where
 
 __all__ = ["PathKey", "SourceMap", "Story", "load", "parse_yaml", "read_text", "where"]
 
@@ -294,7 +294,7 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
 def load(path: Path | str, *, allow: tuple[Path | str, ...] | None = None) -> Story:
     """Read, parse and validate one story file; raise StoryError with every problem found.
 
-    Files the story names must lie inside its root (see storyforge.spec.root); `allow` widens it (default:
+    Files the story names must lie inside its root (see storyforge.story.root); `allow` widens it (default:
     the --allow-path folders in effect, and STORYFORGE_ALLOW_PATH). Format problems and file problems are
     reported together.
     """

@@ -300,7 +300,7 @@ def test_paths_of_cast_and_keyframes_stay_inside_the_story_root(key: str, tmp_pa
     root = tmp_path / "repo"
     (root / ".git").mkdir(parents=True)
     (root / "stories").mkdir()
-    shutil.copy(Path(__file__).parent.parent / "examples" / "stories" / "refs" / "swan.png", tmp_path / "secret.png")
+    shutil.copy(Path(__file__).parents[2] / "examples" / "stories" / "refs" / "swan.png", tmp_path / "secret.png")
     (tmp_path / "weights").mkdir()
     monkeypatch.chdir(root / "stories")
     monkeypatch.delenv("STORYFORGE_ALLOW_PATH", raising=False)

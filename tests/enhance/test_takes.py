@@ -14,7 +14,7 @@ from storyforge import api
 from storyforge.enhance import lock
 from storyforge.errors import StoryError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Three shots on the tiny model: s/a has three takes, s/b continues it (one take), s/c has two.
 STORY = """\
 storyforge: 1

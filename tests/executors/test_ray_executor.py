@@ -25,7 +25,7 @@ from storyforge.clipfile import read_frames
 from storyforge.errors import RenderError
 from storyforge.render import RunReport
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 SMALL = "resolution: 128x96"  # the example at a size the animatic draws in milliseconds (multiples of 16)
 FLAKY_LOG, FLAKY_SHOT, FLAKY_FAILURES = "STORYFORGE_TEST_FLAKY_LOG", "STORYFORGE_TEST_FLAKY_SHOT", \
     "STORYFORGE_TEST_FLAKY_FAILURES"  # STORYFORGE_*: the executor forwards them to its tasks

@@ -27,7 +27,7 @@ from storyforge.stitch import (
     total_frames,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 W, H, FPS, LENGTH = 96, 64, 24, 24
 # Solid colours far apart, so a mixed frame's weight can be fitted from its mean colour.
 COLOURS = [(220, 40, 40), (40, 220, 40), (40, 40, 220), (220, 220, 40), (40, 220, 220)]

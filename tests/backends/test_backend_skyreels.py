@@ -17,8 +17,8 @@ from storyforge.backends.base import RenderInputs  # noqa: E402
 from storyforge.errors import RenderError  # noqa: E402
 from storyforge.plan.compiler import ShotText, compile_plan  # noqa: E402
 from storyforge.plan.model import Job  # noqa: E402
-from storyforge.spec.load import load  # noqa: E402
-from storyforge.spec.resolve import ResolvedFilm, resolve  # noqa: E402
+from storyforge.story.load import load  # noqa: E402
+from storyforge.story.resolve import ResolvedFilm, resolve  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -263,7 +263,7 @@ def test_dtype_keyword_and_verified_versions() -> None:
         "diffusers 0.39.0 is installed, but storyforge's plans were verified against diffusers >=0.42,<0.43: frame "
         "counts and seams may differ from the plan; install a verified one with `pip install 'diffusers>=0.42,<0.43'` "
         "(or the repository's constraints.txt)")
-    floors = re.findall(r'"diffusers>=([\d.]+)"', (Path(__file__).parent.parent / "pyproject.toml").read_text())
+    floors = re.findall(r'"diffusers>=([\d.]+)"', (Path(__file__).parents[2] / "pyproject.toml").read_text())
     assert floors and all(tuple(int(x) for x in f.split(".")[:2]) == VERIFIED_DIFFUSERS[0] for f in floors)
 
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from storyforge.errors import Problem
-from storyforge.spec.models import Film
-from storyforge.spec.root import PathRefused, StoryRoot, read_bytes
-from storyforge.spec.source import PathKey, SourceMap, where
+from storyforge.story.models import Film
+from storyforge.story.root import PathRefused, StoryRoot, read_bytes
+from storyforge.story.source import PathKey, SourceMap, where
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 MAX_IMAGE_BYTES = 100_000_000

@@ -18,7 +18,7 @@ from storyforge.plan.model import Plan
 
 otio = pytest.importorskip("opentimelineio")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "stories"
 
 # Every kind of join: a first-shot fade, a continue, a crossfade, a cut and a fade through black, with odd

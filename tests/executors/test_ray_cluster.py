@@ -26,7 +26,7 @@ from storyforge.render import render
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 SMALL = "resolution: 128x96"  # the example at a size the animatic draws in milliseconds
 BOUND = 30  # seconds a refused driver may take, Python's and Ray's imports included, on a busy 2-core machine
 CRASH_SHOT, CRASH_MARK, CRASH_LOG = "STORYFORGE_TEST_CRASH_SHOT", "STORYFORGE_TEST_CRASH_MARK", \

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from storyforge.errors import Problem, StoryError
-from storyforge.spec.load import PathKey, Story
-from storyforge.spec.models import RenderSettings, Scene, Shot, parse_duration, parse_resolution
-from storyforge.spec.presets import DEFAULT_MODEL, DEFAULTS, I2V_DEFAULTS, KEYFRAME_PRESETS, preset
-from storyforge.spec.root import PathRefused
+from storyforge.story.load import PathKey, Story
+from storyforge.story.models import RenderSettings, Scene, Shot, parse_duration, parse_resolution
+from storyforge.story.presets import DEFAULT_MODEL, DEFAULTS, I2V_DEFAULTS, KEYFRAME_PRESETS, preset
+from storyforge.story.root import PathRefused
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from storyforge.backends.base import RenderInputs
 from storyforge.clipfile import count_frames, read_frames
 from storyforge.provenance import read_tags
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # s/a: three takes; s/b continues it (one take); s/c: two takes, crossfading from s/b.
 STORY = """\
 storyforge: 1

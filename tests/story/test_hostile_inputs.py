@@ -21,8 +21,8 @@ from conftest import within
 from storyforge import api
 from storyforge.errors import StoryError
 from storyforge.plan.frames import denoising_rows
-from storyforge.spec.load import load
-from storyforge.spec.root import StoryRoot
+from storyforge.story.load import load
+from storyforge.story.root import StoryRoot
 
 SHOT = "      - id: a\n        prompt: a fox\n        duration: 2s\n"
 HEAD = "storyforge: 1\ntitle: T\nscenes:\n  - id: s\n    shots:\n"
@@ -37,7 +37,7 @@ def errors(path: Path, seconds: int = 10) -> list[str]:
 
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), **(env or {})}
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), **(env or {})}
     return subprocess.run([sys.executable, "-m", "storyforge", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=120, env=environment)
 
@@ -151,7 +151,7 @@ def test_the_story_file_is_sized_before_it_is_read(tmp_path: Path, make, message
     path = tmp_path / "film.yaml"
     make(path)
     done = subprocess.run([sys.executable, "-m", "storyforge", "validate", str(path)], capture_output=True,
-                          text=True, timeout=20, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+                          text=True, timeout=20, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
     assert done.returncode == 1
     assert done.stderr.strip() == f"error: {path}: {message}"
 

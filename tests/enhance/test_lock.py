@@ -15,7 +15,7 @@ from storyforge.enhance import lock
 from storyforge.enhance.qwen import INSTRUCTIONS_SHA256
 from storyforge.errors import StoryError, StoryforgeError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RUN = "run `storyforge enhance film.yaml`"
 
 

@@ -17,7 +17,7 @@ from storyforge import api
 from storyforge.enhance.template import packaged_templates, split_camera
 from storyforge.errors import StoryError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 STORY = """\
 storyforge: 1

@@ -14,7 +14,7 @@ import pytest
 
 from storyforge import api
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = """<script>alert("pwned")</script> & <img src=x onerror=alert(1)> 'single' "double\""""
 STORY = f"""\
 storyforge: 1
