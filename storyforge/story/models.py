@@ -208,6 +208,10 @@ class TransitionSpec(Strict):
     def _length_only_for_blends(self) -> TransitionSpec:
         if self.type in ("cut", "continue") and "duration" in self.model_fields_set:
             raise ValueError(f"a '{self.type}' has no length; remove 'duration' or use crossfade or fade")
+        if self.prompt is not None and self.type == "continue":  # both at once would be a cycle: see Shot
+            raise ValueError("a shot either continues the previous one or is reached by a bridge, not both (a "
+                             "bridge ends on this shot's first frame, which a continue would make from the "
+                             "bridge's); remove 'prompt', or use type: bridge")
         if self.prompt is not None and self.type != "bridge":
             raise ValueError(f"a '{self.type}' has no prompt: only a bridge generates frames of its own; remove "
                              f"'prompt' or use type: bridge")
