@@ -3,8 +3,8 @@
 A seam is where a Diffusion-Forcing generation starts adding frames from a conditioning prefix: the first
 new frame of every window after a job's first (`window`), the first frame of a continued shot
 (`continue`), and both ends of a bridge (`bridge`: its first frame after the shot it continues, and the first
-frame of the shot it was aimed at, which was rendered before it). Models of the Wan family tend to shift colour and brightness there and to drift along a
-chain; storyforge knows where every seam is, so it measures each one:
+frame of the shot it was aimed at, which was rendered before it). Models of the Wan family tend to shift
+colour and brightness there and to drift along a chain; storyforge knows where every seam is, so it measures each one:
 
 - `jump`: the mean absolute pixel change from the last frame before the seam to the first after it,
   divided by the median of the ordinary frame-to-frame changes in the `SIDE` frames either side (floored

@@ -359,8 +359,8 @@ class _Compiler:
         if exact is not None and not valid(requested):
             below, above = fx.nearest(requested, valid, limit=max(4 * s.base_frames, 400))
             options = " or ".join(shown(n) for n in (below, above) if n is not None)
-            self.error(shot, at, f"a bridge of {requested} frames{self._mode(shot)}: {self.bridge_frames(requested, shot)}"
-                       f"; use {options}")
+            reason = self.bridge_frames(requested, shot)
+            self.error(shot, at, f"a bridge of {requested} frames{self._mode(shot)}: {reason}; use {options}")
             return None
         planned = requested if exact is not None else self.snap_bridge(requested, shot)
         if planned is None:

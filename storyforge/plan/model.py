@@ -1,4 +1,4 @@
-"""The compiled plan: a Plan of Jobs (one per shot, one per bridge), each with its DF Segments and place on the timeline."""
+"""The compiled plan: a Plan of Jobs (one per shot and bridge), each with its DF Segments and place on the timeline."""
 
 from __future__ import annotations
 

@@ -139,14 +139,16 @@ ERRORS = {
         "film.yaml:15: two/b: a bridge of 10 frames: a bridge adds whole latents of 4 frames each, at least one; use "
         "8f (0.667s) or 12f (1.000s)"),
     "neighbours with different models": (
-        film().replace("fps: 12", "fps: 24").replace("        duration: 17f\n        transition: {type: bridge",
-                       "        duration: 17f\n        render: {model: df-1.3b-540p}\n        transition: {type: bridge"),
+        film().replace("fps: 12", "fps: 24").replace(
+            "        duration: 17f\n        transition: {type: bridge",
+            "        duration: 17f\n        render: {model: df-1.3b-540p}\n        transition: {type: bridge"),
         "film.yaml:15: two/b: a bridge is one generation by one model, from one/a's last frames to this shot's first, "
         "but one/a uses model tiny and this shot df-1.3b-540p; give both the same model, or use cut or crossfade "
         "here"),
     "neighbours with different resolutions": (
-        film().replace("        duration: 17f\n        transition: {type: bridge",
-                       "        duration: 17f\n        render: {resolution: 128x64}\n        transition: {type: bridge"),
+        film().replace(
+            "        duration: 17f\n        transition: {type: bridge",
+            "        duration: 17f\n        render: {resolution: 128x64}\n        transition: {type: bridge"),
         "film.yaml:15: two/b: resolution 128x64 differs from the film's 64x64 (shot one/a); every shot of a film "
         "shares one resolution: set it once under the film's `render:`"),
     "a block size that would lose the end frame": (
