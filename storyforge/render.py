@@ -283,12 +283,12 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     out = Path(out) if out is not None else default_out(plan.story)
     targets = select(plan, only)
     from storyforge import outdir
-    from storyforge.keyframes import keyframe_name
+    from storyforge.keyframes import keyframe_names
     from storyforge.review import written_names
 
     names = ("film.mp4", "plan.json", "run.json", *(clip_name(job) for job in plan.jobs),
              *(take_name(take) for job in plan.jobs for take in job.all_takes), *written_names(plan),
-             *(keyframe_name(job) for job in plan.jobs if job.keyframe is not None))
+             *(name for job in plan.jobs for name in keyframe_names(job)))
     with outdir.claimed(out, plan.story, names, getattr(progress, "notice", None)) as out:
         scratch = None if use_cache else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
         cache = Cache(scratch or Path(cache_root or default_root(plan.story)))

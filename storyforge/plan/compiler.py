@@ -423,7 +423,9 @@ class _Compiler:
                             location=places[0] if places else None, prompt=text.prompt, model=model,
                             steps=spec.steps, guidance=spec.guidance, seed=derive_seed(spec.seed, shot.id),
                             width=width, height=height,
-                            source=f"{self.source.file}:{self.source.line(('keyframes', 'model'))}")
+                            source=f"{self.source.file}:{self.source.line(('keyframes', 'model'))}",
+                            candidates=spec.takes, seeds=tuple(take_seed(derive_seed(spec.seed, shot.id), n)
+                                                               for n in range(1, spec.takes + 1)))
         if self.write_keyframe is not None:
             keyframe = replace(keyframe, prompt=self.write_keyframe(text.prompt, text.camera, keyframe))
         return keyframe
@@ -553,7 +555,11 @@ def with_keys(plan: Plan) -> Plan:
     # a bridge's key covers the keys of both shots it joins: bridges come after every shot (no shot depends on one)
     for job in sorted(plan.jobs, key=lambda job: job.is_bridge):
         if job.keyframe is not None:  # one keyframe for every take: the takes differ in the video's seed only
-            job = replace(job, keyframe=replace(job.keyframe, key=keyframe_key(job.keyframe)))
+            keyframe = job.keyframe
+            candidate_seeds = keyframe.seeds or (keyframe.seed,)
+            candidate_keys = tuple(keyframe_key(replace(keyframe, seed=seed)) for seed in candidate_seeds)
+            job = replace(job, keyframe=replace(keyframe, seeds=candidate_seeds, keys=candidate_keys).candidate(
+                keyframe.pick))
         upstream = keys.get(job.after) if job.after else None
         before = keys.get(job.before) if job.before else None
         seeds = job.take_seeds or (job.seed,)

@@ -50,11 +50,29 @@ class Keyframe:
     height: int
     key: str = ""
     source: str = ""  # file:line of `keyframes.model`, for messages about the model
+    # Candidates (`keyframes: {takes: N}`): N start pictures, each with its own seed; `seed` and `key` above are
+    # the picked candidate's, the one the video starts from.
+    candidates: int = 1
+    pick: int = 1
+    seeds: tuple[int, ...] = ()  # per candidate; candidate 1's is the shot's keyframe seed
+    keys: tuple[str, ...] = ()  # per candidate
+
+    def candidate(self, number: int) -> Keyframe:
+        """This keyframe as candidate `number` makes it: that candidate's seed and key."""
+        if not self.seeds:
+            return self
+        return replace(self, pick=number, seed=self.seeds[number - 1],
+                       key=self.keys[number - 1] if self.keys else "")
+
+    @property
+    def all_candidates(self) -> tuple[Keyframe, ...]:
+        return tuple(self.candidate(n) for n in range(1, self.candidates + 1))
 
     def to_json(self) -> dict[str, Any]:
         return {"references": [r.image.relative for r in self.references], "prompt": self.prompt, "key": self.key,
                 "cast": list(self.cast), "location": self.location, "model": self.model, "steps": self.steps,
-                "guidance": self.guidance, "seed": self.seed}
+                "guidance": self.guidance, "seed": self.seed,
+                **({"candidates": self.candidates, "pick": self.pick} if self.candidates > 1 else {})}
 
 
 @dataclass(frozen=True)

@@ -259,6 +259,9 @@ class Keyframes(Strict):
     steps: int = Field(40, ge=1, le=1000, description="Denoising steps per keyframe.")
     guidance: float = Field(4.0, ge=0, le=50, description="Classifier-free guidance scale of the edit model.")
     seed: int = Field(0, ge=0, lt=2**32, description="Seed; each shot's keyframe derives its own from it.")
+    takes: int = Field(1, ge=1, le=MAX_TAKES,
+                       description="Candidate start pictures per shot, each with its own seed; `storyforge pick FILE "
+                                   "SHOT --keyframe N` (or the studio) chooses the one the video starts from.")
     template: str | None = Field(
         None,
         description="The edit instruction, a Jinja template with `prompt`, `camera`, `pictures`, `cast` and "
