@@ -84,6 +84,8 @@ class Job:
     take: int = 1  # the picked take (1-based): what clips/, the film and a continuing job use
     take_seeds: tuple[int, ...] = ()  # per take; take 1's is the shot's own seed
     take_keys: tuple[str, ...] = ()  # per take, each chained to the picked take of the job it continues
+    # (character, line) spoken in the shot: for people and the review page, never in the cache key
+    dialogue: tuple[tuple[str, str], ...] = ()
 
     def for_take(self, take: int) -> Job:
         """This job as take `take` renders it: that take's seed and key."""
@@ -158,6 +160,8 @@ class Job:
             },
             "line": int(self.source.rsplit(":", 1)[1]),
             **({"takes": self.takes, "take": self.take} if self.takes > 1 else {}),
+            **({"dialogue": [{"character": who, "line": line} for who, line in self.dialogue]} if self.dialogue
+               else {}),
             **({"keyframe": self.keyframe.to_json()} if self.keyframe is not None else {}),
         }
 
