@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from storyforge.screenplay.script import Script
-from storyforge.screenplay.to_story import Built, Geometry, duration_frames, safe_text, shot_id_for, unique
+from storyforge.screenplay.to_story import Built, Geometry, Ids, duration_frames, safe_text, shot_id_for, unique
 
 LONG_WORDS = 25  # about 8 seconds of action: longer paragraphs are broken down
 MAX_SHOTS = 6
@@ -82,7 +82,7 @@ def break_down(built: Built, script: Script, model: str, *, base: Path,
     for s, scene in enumerate(built.data["scenes"]):
         if not any(plans.get((s, k)) for k in range(len(scene["shots"]))):
             continue
-        used: set[str] = set()
+        used: set[str] = Ids()
         shots: list[dict[str, Any]] = []
         for k, shot in enumerate(scene["shots"]):
             key = f"{scene['id']}/{shot['id']}"

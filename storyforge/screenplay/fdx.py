@@ -9,6 +9,7 @@ from typing import Any
 from storyforge.errors import MissingExtra
 from storyforge.screenplay.script import MAX_ELEMENTS, Deadline, Element, Script, check_text, script_error
 
+MAX_XML_ELEMENTS = 2 * MAX_ELEMENTS  # Big Fish has 4,200 (Paragraph, Text, ...)
 MAX_DEPTH = 32  # Final Draft nests 6 levels (FinalDraft > Content > Paragraph > DualDialogue > Paragraph > Text)
 _EXTENSION = re.compile(r"\(([^()]*)\)")
 _CONTINUED = re.compile(r"^(?:CONT['’]?D|CONT\.?|CONTINUED|MORE)$", re.IGNORECASE)
@@ -34,8 +35,8 @@ class _Builder(ET.TreeBuilder):
         if self.depth > MAX_DEPTH:
             raise script_error(self.file, line, f"the XML nests more than {MAX_DEPTH} levels deep; a Final Draft "
                                "file nests about 6: is this a script?")
-        if self.count > MAX_ELEMENTS * 4:
-            raise script_error(self.file, line, f"the XML has more than {MAX_ELEMENTS * 4:,} elements; a feature "
+        if self.count > MAX_XML_ELEMENTS:
+            raise script_error(self.file, line, f"the XML has more than {MAX_XML_ELEMENTS:,} elements; a feature "
                                "has a few thousand paragraphs: split it")
         self.deadline.check(line)
         element = super().start(tag, attrs)

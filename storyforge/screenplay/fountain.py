@@ -72,9 +72,14 @@ def _without_comments(text: str, file: str, deadline: Deadline) -> list[tuple[in
         if note_end != -1 and (blank == -1 or blank > note_end):
             pieces.append((pos, text[pos:start]))
             pos = note_end + 2
-        else:  # no end, or an empty line first: not a note, the brackets are text
-            pieces.append((pos, text[pos:found.end()]))
-            pos = found.end()
+            continue
+        # no end, or an empty line first: not a note, the brackets are text; and no '[[' before that empty line
+        # (or anywhere, when no ']]' is left) can open one, so only a boneyard is looked for up to there
+        limit = len(text) if note_end == -1 else blank
+        boneyard = text.find("/*", found.end(), limit)
+        until = limit if boneyard == -1 else boneyard
+        pieces.append((pos, text[pos:until]))
+        pos = until
     lines: list[tuple[int, str]] = []
     current: list[str] = []
     current_line = 0
@@ -222,7 +227,9 @@ class _Reader:
             self.deadline.check(number)
             parts.append(plain(text[1:] if text.startswith("!") else text).strip())
             self.index += 1
-        self.add(Element("action", "\n".join(part for part in parts if part), first, forced=forced))
+        text = "\n".join(part for part in parts if part)
+        if text:  # a paragraph of emphasis marks alone says nothing
+            self.add(Element("action", text, first, forced=forced))
 
 
 def _line_element(text: str) -> bool:

@@ -3,6 +3,7 @@ the story and its import record (FILE.import.json beside it) atomically."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -56,10 +57,11 @@ def record_path(story: Path) -> Path:
 
 def read(path: Path) -> Script:
     """The script at `path`, parsed by its format (from the suffix; a file that opens with '<' is Final Draft)."""
-    data, shown = read_script(path)
     kind = FORMATS.get(path.suffix.lower())
-    if kind is None:
-        kind = "fdx" if data.lstrip()[:1] == b"<" else "fountain"
+    if kind is None:  # a script without a known suffix: Final Draft when it opens with '<'
+        with contextlib.suppress(OSError), path.open("rb") as head:
+            kind = "fdx" if head.read(64).lstrip()[:1] == b"<" else None
+    data, shown = read_script(path, kind or "fountain")
     if kind == "fdx":
         return fdx.parse(data, shown)
     try:

@@ -31,12 +31,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from storyforge.plan.frames import is_generation_length, latents, snap
-from storyforge.screenplay.script import Element, Script
+from storyforge.screenplay.script import Element, Script, script_error
+from storyforge.story.load import MAX_SHOTS
 from storyforge.story.presets import DEFAULT_MODEL, DEFAULTS, PRESETS
 
 ACTION_WORDS_PER_SECOND = 3.0
 SPOKEN_WORDS_PER_SECOND = 2.5
 MIN_SECONDS = 2.0
+MAX_TEXT_CHARS = 2_000  # a prompt, speech or description; the video model's text encoder reads about 512 tokens
 MAX_WINDOWS = 3
 PLACEHOLDER = "TODO: describe {name} (age, build, face, hair, clothes)"
 OFF_SCREEN = {"V.O.", "VO", "O.S.", "OS", "O.C.", "OC", "V.O", "O.S", "O.C"}
@@ -192,6 +194,7 @@ class _Builder:
         self.left_out: Counter[str] = Counter()
         self.cue: Element | None = None
         self.spoken: list[str] = []
+        self.shots = 0
 
     def warn(self, line: int, message: str) -> None:
         self.warnings.append(f"{self.script.file}:{line}: {message}" if line else f"{self.script.file}: {message}")
@@ -224,20 +227,33 @@ class _Builder:
 
     def on_section(self, element: Element) -> None:
         if element.text:
-            self.pending_notes.append(safe_text(element.text).rstrip(".") + ".")
+            self.pending_notes.append(self.bounded(safe_text(element.text), element.line, "the section").rstrip(".")
+                                      + ".")
 
     def on_synopsis(self, element: Element) -> None:
         if not element.text:
             return
-        text = safe_text(element.text)
+        text = self.bounded(safe_text(element.text), element.line, "the synopsis")
         scene = self.scenes[-1] if self.scenes else None
         if scene is not None and not scene.shots and not self.pending_notes:
             scene.description.append(text)  # right under its heading: this scene's synopsis
         else:
             self.pending_notes.append(text)
 
+    def bounded(self, text: str, line: int, what: str) -> str:
+        """`text` cut at a sentence end within MAX_TEXT_CHARS, with a warning, when it is longer."""
+        if len(text) <= MAX_TEXT_CHARS:
+            return text
+        cut = text[:MAX_TEXT_CHARS]
+        end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "))
+        self.warn(line, f"{what} is longer than {MAX_TEXT_CHARS:,} characters (more than a video model reads); "
+                  "the story keeps its beginning: split the paragraph, or import with --llm")
+        return cut[: end + 1] if end > MAX_TEXT_CHARS // 2 else cut.rstrip() + "…"
+
     def on_action(self, element: Element) -> None:
-        self.add_shot(_Shot(safe_text(element.text), element.line))
+        text = safe_text(element.text)
+        if text:
+            self.add_shot(_Shot(self.bounded(text, element.line, "the action paragraph"), element.line))
 
     def on_transition(self, element: Element) -> None:
         kind = transition_of(element.text)
@@ -280,6 +296,10 @@ class _Builder:
         return self.scenes[-1]
 
     def add_shot(self, shot: _Shot) -> None:
+        self.shots += 1
+        if self.shots > MAX_SHOTS:
+            raise script_error(self.script.file, shot.line, f"the script makes more than {MAX_SHOTS:,} shots, more "
+                               "than a story file may hold; split the script into parts and import each")
         scene = self.current_scene(shot.line)
         if self.pending_transition is not None:
             shot.transition = self.pending_transition[0]
@@ -294,7 +314,7 @@ class _Builder:
         self.characters.setdefault(key, cue.text)
         extension = cue.extension.upper().replace(" ", "")
         lead = f"({cue.extension}) " if cue.extension else ""
-        line = safe_text(lead + " ".join(self.spoken)) or "…"
+        line = self.bounded(safe_text(lead + " ".join(self.spoken)), cue.line, "the speech") or "…"
         scene = self.scenes[-1] if self.scenes else None
         if scene is None or not scene.shots or self.pending_transition is not None:
             # speech with no action before it in the scene: a shot of the speaker
@@ -334,7 +354,7 @@ def build(script: Script, geometry: Geometry | None = None) -> Built:
         data["locations"] = locations
     origins: dict[str, dict[str, Any]] = {"scenes": {}, "shots": {}}
     scenes = []
-    used_scene_ids: set[str] = set()
+    used_scene_ids: set[str] = Ids()
     for number, scene in enumerate(builder.scenes, start=1):
         scene_id = unique(scene_id_for(scene.heading, scene.number, number), used_scene_ids)
         origins["scenes"][scene_id] = {"heading": scene.heading, "line": scene.line}
@@ -344,7 +364,7 @@ def build(script: Script, geometry: Geometry | None = None) -> Built:
         if scene.description:
             entry["description"] = " ".join(scene.description)
         shots = []
-        used: set[str] = set()
+        used: set[str] = Ids()
         for shot in scene.shots:
             shot_id = unique(shot_id_for(shot.text), used)
             origins["shots"][f"{scene_id}/{shot_id}"] = {"text": shot.text, "line": shot.line, "part": shot.part}
@@ -388,12 +408,24 @@ def shot_id_for(text: str) -> str:
     return "-".join(words[:3])[:30].rstrip("-") or "shot"
 
 
+class Ids(set[str]):
+    """Ids in use, remembering the last number tried for each base (so 1,000 shots called 'x' stay linear)."""
+
+    def __init__(self, items: object = ()) -> None:
+        super().__init__(items)  # type: ignore[arg-type]
+        self.tried: dict[str, int] = {}
+
+
 def unique(base: str, used: set[str]) -> str:
     """`base`, or `base-2`, `base-3`, ... whichever is not in `used` (which it joins)."""
-    candidate, n = base, 1
+    tried = used.tried if isinstance(used, Ids) else {}
+    candidate, n = base, tried.get(base, 1)
+    if n > 1:
+        candidate = f"{base}-{n}"
     while candidate in used:
         n += 1
         candidate = f"{base}-{n}"
+    tried[base] = n
     used.add(candidate)
     return candidate
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from storyforge.screenplay.to_story import Built, unique
+from storyforge.screenplay.to_story import Built, Ids, unique
 
 _MISSING = object()
 SIMILAR = 0.5  # an action paragraph reworded this much is still the same shot
@@ -113,7 +113,7 @@ class _Merger:
         old_keys = [self._heading(self.base_origins["scenes"].get(s.get("id"), {})) for s in base_scenes]
         new_keys = [self._heading(new_origins["scenes"][s["id"]]) for s in new_scenes]
         pairs = _pairs(old_keys, new_keys, lambda a, b: True)
-        used = {s.get("id") for s in mine_scenes} | set(base_by_id)
+        used = Ids({s.get("id") for s in mine_scenes} | set(base_by_id))
         out: list[dict[str, Any]] = []
         imported: list[dict[str, Any]] = []
         for j, fresh in enumerate(new_scenes):
@@ -152,7 +152,7 @@ class _Merger:
         old_keys = [self._text(self.base_origins["shots"].get(f"{scene_id}/{s.get('id')}", {})) for s in base_shots]
         new_keys = [self._text(self.new.origins["shots"][f"{fresh['id']}/{s['id']}"]) for s in fresh["shots"]]
         pairs = _pairs(old_keys, new_keys, _similar_text)
-        used = set(mine_by_id) | set(base_by_id)
+        used = Ids(set(mine_by_id) | set(base_by_id))
         out: list[dict[str, Any]] = []
         imported: list[dict[str, Any]] = []
         for j, shot in enumerate(fresh["shots"]):

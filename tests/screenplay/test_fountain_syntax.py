@@ -10,7 +10,7 @@ import yaml
 
 from storyforge import api
 from storyforge.screenplay import fountain
-from storyforge.screenplay.to_story import Geometry, build, duration_frames, heading_parts, transition_of
+from storyforge.screenplay.to_story import Geometry, duration_frames, heading_parts, transition_of
 
 DATA = Path(__file__).parent / "data"
 
@@ -69,7 +69,8 @@ def test_every_element_of_the_syntax_script_at_its_line() -> None:
     # notes: inline, across lines (what surrounds them joins on the opening line), not a note across an empty line
     ("He runs [[fast?]] home.\n", [(1, "action", "He runs  home.")]),
     ("Before [[a\nlong\nnote]] after.\n\nNext.\n", [(1, "action", "Before  after."), (5, "action", "Next.")]),
-    ("Not [[a note\n\nbecause]] of the gap.\n", [(1, "action", "Not [[a note"), (3, "action", "because]] of the gap.")]),
+    ("Not [[a note\n\nbecause]] of the gap.\n",
+     [(1, "action", "Not [[a note"), (3, "action", "because]] of the gap.")]),
     # the boneyard takes whole scenes with it and keeps the line numbers after it
     ("INT. A - DAY\n\nx.\n\n/*\nINT. B - DAY\n\ny.\n*/\n\nEXT. C - NIGHT\n\nz.\n",
      [(1, "heading", "INT. A - DAY"), (3, "action", "x."), (11, "heading", "EXT. C - NIGHT"), (13, "action", "z.")]),
@@ -77,8 +78,8 @@ def test_every_element_of_the_syntax_script_at_its_line() -> None:
      [(1, "transition", "CUT TO:"), (5, "heading", "EXT. PALACE - DAY"), (7, "action", "Beer flies.")]),
     # headings: any case, with a dot or a space; not words that merely begin like one; forced with one dot only
     ("int. kitchen - day\n\nEXT PARK - NIGHT\n\nINTERIOR design matters.\n\n...and then.\n",
-     [(1, "heading", "int. kitchen - day"), (3, "heading", "EXT PARK - NIGHT"), (5, "action", "INTERIOR design matters."),
-      (7, "action", "...and then.")]),
+     [(1, "heading", "int. kitchen - day"), (3, "heading", "EXT PARK - NIGHT"),
+      (5, "action", "INTERIOR design matters."), (7, "action", "...and then.")]),
     # a transition is upper case with blank lines around it; otherwise it is action
     ("x.\n\nCut to:\n\ny.\n", [(1, "action", "x."), (3, "action", "Cut to:"), (5, "action", "y.")]),
     # a cue needs the line after it; two spaces keep a speech going across an empty line
