@@ -20,9 +20,10 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from storyforge import readback
 from storyforge.confined import Folder, Refused, describe, held, holding, refusal
 from storyforge.errors import StoryforgeError
-from storyforge.readback import MANIFEST, Manifest, manifest_text, plain, read_manifest, read_run
+from storyforge.readback import MANIFEST, Manifest, manifest_text, plain, read_run
 
 LOCK = ".storyforge.lock"
 # What storyforge writes at the top of an output folder, besides clips/<job>.mp4, takes/<job>/take<N>.mp4,
@@ -32,7 +33,8 @@ FIXED = ("film.mp4", "plan.json", "run.json", "film.otio", "review.html")
 # folders (`.<name>-<nonce>`): with a run's nonce they give the exact names of what a killed run can leave.
 _STAGED_SUFFIXES = (".tmp", ".mp4", ".jpg", ".png", ".json")
 SCRATCH = ("stitch", "cache")
-__all__ = ["FIXED", "LOCK", "MANIFEST", "check_out", "claimed", "remove_stale", "scratch"]
+__all__ = ["FIXED", "LOCK", "MANIFEST", "check_out", "claimed", "open_listed", "read_manifest", "remove_stale",
+           "scratch"]
 
 
 def check_out(out: Path, story: Path) -> Path:
@@ -74,7 +76,7 @@ def open_out(out: Path, story: Path, *, nonce: str | None = None) -> Folder:
 def read_ours(out: Folder) -> Manifest:
     """The manifest; without one, what the last render's run.json says it wrote (a folder whose manifest was
     deleted, or a render from before manifests) vouches for those exact files."""
-    manifest = read_manifest(out)
+    manifest = readback.read_manifest(out)
     if manifest.found:
         return manifest
     run = read_run(out)
@@ -213,3 +215,45 @@ def remove_files(out: Path, names: Iterable[str]) -> list[str]:
     """Remove these exact files of the held output folder (never through a link); the names that were there."""
     folder = folder_of(out)
     return [name for name in names if folder.remove(name)]
+
+
+@contextlib.contextmanager
+def looking(out: Path) -> Iterator[Folder | None]:
+    """The output folder held for reading only (the studio, between renders): its last component not followed;
+    None when there is no such folder (or it is a link, a file)."""
+    try:
+        folder = Folder.open(Path(out), below=Path(os.path.abspath(out)).parent)
+    except (OSError, StoryforgeError):
+        yield None
+        return
+    with folder:
+        yield folder
+
+
+def read_manifest(out: Path) -> set[str]:
+    """The files storyforge wrote in `out` (see `read_ours`), for a reader outside a render; empty when the folder
+    or its manifest cannot be read."""
+    with looking(out) as folder:
+        if folder is None:
+            return set()
+        try:
+            return set(read_ours(folder).ours)
+        except StoryforgeError:
+            return set()
+
+
+def open_listed(out: Path, name: str) -> tuple[int, int]:
+    """(an open descriptor, its size) of the file `name` of `out` when the manifest lists it, reached through the
+    door without following a link and checked to be a regular file; FileNotFoundError otherwise."""
+    with looking(out) as folder:
+        if folder is None or not plain(name) or name not in read_ours(folder).ours:
+            raise FileNotFoundError(name)
+        try:
+            handle = folder.open_fd(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except StoryforgeError:
+            raise FileNotFoundError(name) from None
+    info = os.fstat(handle)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(handle)
+        raise FileNotFoundError(name)
+    return handle, info.st_size

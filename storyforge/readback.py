@@ -99,6 +99,7 @@ class TakeLine:
     key: str | None
     clip: str | None  # a plain path below the output folder
     status: str | None
+    seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,15 @@ class RunFile:
 
     def job(self, job_id: str) -> JobLine | None:
         return next((line for line in self.jobs if line.id == job_id), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The checked fields as run.json spells them (for readers written against the JSON)."""
+        return {"backend": self.backend, "cut_key": self.cut_key, "film_bytes": self.film_bytes,
+                "total_frames": self.total_frames, "seams": [dict(seam) for seam in self.seams],
+                "jobs": [{"id": line.id, "key": line.key, "status": line.status, "clip": line.clip, "take": line.take,
+                          **line.raw, **({"takes": [{"take": t.take, "key": t.key, "clip": t.clip, "status": t.status,
+                                                     "seconds": t.seconds} for t in line.takes]} if line.takes else {})}
+                         for line in self.jobs]} if self.found else {}
 
     def files(self) -> set[str]:
         """Every file of the folder this render says it wrote (clips, takes, their posters, keyframes)."""
@@ -191,7 +201,8 @@ def read_run(out: Folder) -> RunFile:
         for take in raw.get("takes") if isinstance(raw.get("takes"), list) else ():
             if isinstance(take, dict) and _integer(take.get("take"), low=1, high=10_000) is not None:
                 takes.append(TakeLine(take["take"], _text(take.get("key")),
-                                      take.get("clip") if plain(take.get("clip")) else None, _text(take.get("status"))))
+                                      take.get("clip") if plain(take.get("clip")) else None, _text(take.get("status")),
+                                      _number(take.get("seconds"))))
         plainfields = {k: v for k, v in raw.items()
                        if k in ("seconds", "started", "finished") and _number(v) is not None}
         jobs.append(JobLine(raw["id"], _text(raw.get("key")), _text(raw.get("status")),
