@@ -61,6 +61,7 @@ def kill_at(story_dir: Path, stage: str, sig: signal.Signals, delay: str = "0.4"
     finally:
         _, stderr = process.communicate(timeout=TIME_LIMIT)
     assert "Traceback" not in stderr, stderr
+    assert process.returncode == -sig, (stage, process.returncode, stderr[-2000:])  # killed there, not finished
     return nonce
 
 
