@@ -127,7 +127,7 @@ def _window_starts(job: Job) -> list[tuple[int, int, int]]:
     the clip's first frame, conditioned on the previous clip's end.
     """
     return [(window.start_frame, index, window.prefix_latents) for index, window in enumerate(job.segments)
-            if (index or job.kind == "extend") and 0 <= window.start_frame < job.frames]
+            if (index or job.continues) and 0 <= window.start_frame < job.frames]
 
 
 def _rt(otio_: Any, frames: int, fps: int) -> otio.opentime.RationalTime:
@@ -144,11 +144,17 @@ def _run_seams(plan: Plan, render_dir: Path | None, used: set[str]) -> dict[str,
     if folder is None:
         return {}
     folder.close()
-    starts = {job.id: job.start_frame for job in plan.jobs}
+    jobs = {job.id: job for job in plan.jobs}
     found: dict[str, dict[int, dict[str, Any]]] = {}
     for line in run.seams:  # typed when read: frame an int, jump and color_shift numbers or None
-        if line["job"] in used and line["job"] in starts:
-            found.setdefault(line["job"], {})[line["frame"] - starts[line["job"]]] = line
+        if line["job"] in used and line["job"] in jobs:
+            job = jobs[line["job"]]
+            frame = line["frame"] - job.start_frame
+            if job.before is not None and frame >= job.frames:  # a bridge's arrival: the next clip's first frame
+                if job.before in used:
+                    found.setdefault(job.before, {})[0] = line
+                continue
+            found.setdefault(line["job"], {})[frame] = line
     return found
 
 

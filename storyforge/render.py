@@ -323,7 +323,8 @@ def start_frames(plan: Plan, targets: Sequence[Job], cache_root: Path, *, make: 
     if not any(job.keyframe is not None for job in plan.jobs):
         return StartFrames()
     heads = set()
-    for job in targets:  # a chain's head: what its continuations start from, rendered first when not cached
+    # a chain's head: what its continuations start from, rendered first when not cached (a bridge has two chains)
+    for job in [*targets, *(plan.job(job.before) for job in targets if job.before is not None)]:
         while job.after is not None:
             job = plan.job(job.after)
         heads.add(job.id)

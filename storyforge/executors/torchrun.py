@@ -80,8 +80,9 @@ def _keyframes_made(plan: Plan, only: list[str] | None, cache_root: Path | None)
     root = cache_root or default_root(plan.story)
     found = start_frames(plan, select(plan, only), root, make=False, options={}, progress=None)
     heads = set()
-    for job in select(plan, only):  # what each chain starts from, upstream of what was asked for too
-        while job.after is not None:
+    targets = select(plan, only)
+    for job in [*targets, *(plan.job(job.before) for job in targets if job.before is not None)]:
+        while job.after is not None:  # what each chain starts from, upstream of what was asked for too
             job = plan.job(job.after)
         if job.keyframe is not None:
             heads.add(job.id)

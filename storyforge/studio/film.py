@@ -114,11 +114,12 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
 
     run = _run_json(out)
     listed = read_manifest(out)
-    records = {job.get("id"): job for job in run.get("jobs", []) if isinstance(job, dict)}
+    jobs = run.get("jobs") if isinstance(run.get("jobs"), list) else []  # a damaged run.json shows as no render
+    records = {job["id"]: job for job in jobs if isinstance(job, dict) and isinstance(job.get("id"), str)}
     choices = read_choices(plan.story)
     seams: dict[str, list[dict[str, Any]]] = {}
-    for seam in run.get("seams") or []:
-        if isinstance(seam, dict) and isinstance(seam.get("job"), str):
+    for seam in run.get("seams") if isinstance(run.get("seams"), list) else []:
+        if isinstance(seam, dict) and isinstance(seam.get("job"), str) and _whole(seam.get("frame")):
             seams.setdefault(seam["job"], []).append(seam)
     film = "film.mp4" if "film.mp4" in listed and _present(out, "film.mp4") else None
     shots = []
@@ -137,7 +138,7 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
                 "rejected": take.take in choices.rejected.get(job.id, ()), "note": choices.notes.get(job.id, {}).get(
                     take.take, ""), "seed": take.seed, "key": take.key,
                 "status": str(entry.get("status") or "rendered") if entry else "not rendered",
-                "seconds": entry.get("seconds") if entry else None,
+                "seconds": _number(entry.get("seconds")) if entry else None,
                 "command": f"storyforge pick {_shell(story_arg)} {job.id} {take.take}"})
         picked = takes[job.take - 1]
         state = "current" if in_cut else "render" if picked["clip"] is None else "cut"
@@ -154,22 +155,36 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
             "after": job.after, "prompt": job.prompt, "camera": job.camera, "line": int(job.source.rsplit(":", 1)[1]),
             "start_frame": job.start_frame, "frames": job.frames, "timecode": timecode(job.start_frame, plan.fps),
             "transition": {"type": job.transition.type, "frames": job.transition.frames},
-            "seams": [{"frame": s.get("frame"), "kind": s.get("kind"), "jump": s.get("jump"),
-                       "color_shift": s.get("color_shift"), "timecode": timecode(int(s.get("frame") or 0), plan.fps)}
+            "seams": [{"frame": s["frame"], "kind": str(s.get("kind")), "jump": _number(s.get("jump")),
+                       "color_shift": _number(s.get("color_shift")), "timecode": timecode(s["frame"], plan.fps)}
                       for s in seams.get(job.id, [])],
-            "state": state, "cut_take": cut_take if in_cut else None,
+            "state": state, "cut_take": cut_take if in_cut and _whole(cut_take) else None,
             "keyframe": media_url(out, keyframe) if keyframe in listed and _present(out, keyframe) else None,
             "keyframes": candidates, "keyframe_pick": job.keyframe.pick if job.keyframe is not None else None,
         })
     return {
         "title": plan.title, "story": story_arg, "fps": plan.fps, "width": plan.width, "height": plan.height,
         "total_frames": plan.total_frames, "timecode": timecode(plan.total_frames, plan.fps),
-        "backend": run.get("backend"), "film": media_url(out, film) if film else None,
+        "backend": run["backend"] if isinstance(run.get("backend"), str) else None,
+        "film": media_url(out, film) if film else None,
         "shots": shots, "stale": any(shot["state"] != "current" for shot in shots),
         "to_render": [shot["id"] for shot in shots if shot["state"] == "render"],
         "to_cut": [shot["id"] for shot in shots if shot["state"] == "cut"],
         "warnings": [str(warning) for warning in plan.warnings],
     }
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+
+
+def _number(value: object) -> float | None:
+    """A measure from run.json, or None when it is not a finite number."""
+    import math
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return None
 
 
 def _shell(text: str) -> str:

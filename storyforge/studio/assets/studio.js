@@ -207,7 +207,7 @@ function drawTake(state, shot, take) {
     figure.append(el("div", { class: "empty", text: take.status === "not rendered" ? "not rendered yet" : take.status }));
   }
   const facts = [`take ${take.take}`, `seed ${take.seed}`, take.status];
-  if (take.seconds !== null && take.seconds !== undefined) facts.push(`${take.seconds}s to render`);
+  if (take.status === "rendered" && take.seconds !== null) facts.push(`${take.seconds}s to render`);
   const note = el("textarea", { "aria-label": `note on take ${take.take} of ${shot.id}`, placeholder: "a note on this take" });
   note.value = take.note || "";
   const row = el("div", { class: "row" },
