@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET  # noqa: S405 - only the TreeBuilder and Elem
 from typing import Any
 
 from storyforge.errors import MissingExtra
+from storyforge.screenplay.fountain import is_transition
 from storyforge.screenplay.script import MAX_ELEMENTS, Deadline, Element, Script, check_text, script_error
 
 MAX_XML_ELEMENTS = 2 * MAX_ELEMENTS  # Big Fish has 4,200 (Paragraph, Text, ...)
@@ -117,6 +118,8 @@ def _element(paragraph: ET.Element, dual: bool, file: str) -> Element | None:
     if not text:
         return None
     kind = _KINDS.get(paragraph.get("Type", ""), "action")
+    if kind == "action" and is_transition(text):  # FADE IN: typed as action: what it says, not how it was typed
+        kind = "transition"
     if kind == "heading":
         return Element("heading", text, line, number=paragraph.get("Number") or None)
     if kind == "cue":

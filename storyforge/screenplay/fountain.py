@@ -24,6 +24,12 @@ _HEADING = re.compile(r"^(?:INT\.?/EXT|EXT\.?/INT|INT|EXT|EST|I/E|E/I)(?:\.|\s)"
 _SCENE_NUMBER = re.compile(r"\s*#([A-Za-z0-9.-]+)#\s*$")
 _TRANSITION = re.compile(r"^[^a-z]*TO:$")
 _FADES = re.compile(r"^(?:FADE (?:IN|OUT)|FADE TO BLACK|CUT TO BLACK|SMASH TO BLACK|FADE TO WHITE)[.:]?$")
+
+
+def is_transition(text: str) -> bool:
+    """Upper case and ending in TO:, or one of the fades (FADE IN:, FADE OUT., ...): a transition when it stands
+    alone."""
+    return bool(_TRANSITION.match(text) or _FADES.match(text))
 _TITLE_KEY = re.compile(r"^([A-Za-z][A-Za-z ]{0,30}):(.*)$")
 # a title page starts with one of the keys the specification lists (then any key may follow)
 _TITLE_FIRST = {"title", "credit", "author", "authors", "source", "draft date", "date", "contact", "copyright",
@@ -175,7 +181,7 @@ class _Reader:
             self._heading(line, text, forced=False)
         elif text.startswith(">"):
             self.add(Element("transition", plain(text[1:]).strip(), line, forced=True))
-        elif before and after and (_TRANSITION.match(text) or _FADES.match(text)):
+        elif before and after and is_transition(text):
             self.add(Element("transition", plain(text), line))
         else:
             return False

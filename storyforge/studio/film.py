@@ -140,6 +140,12 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
                 "status": str(entry.get("status") or "rendered") if entry else "not rendered",
                 "seconds": _number(entry.get("seconds")) if entry else None,
                 "command": f"storyforge pick {_shell(story_arg)} {job.id} {take.take}"})
+        shot_seams = [{"frame": seam["frame"], "kind": str(seam.get("kind")), "jump": _number(seam.get("jump")),
+                       "color_shift": _number(seam.get("color_shift")), "timecode": timecode(seam["frame"], plan.fps)}
+                      for seam in seams.get(job.id, [])]
+        for entry in takes:  # the seam report measures the take in the cut: its scores
+            entry["scores"] = [seam for seam in shot_seams if seam["jump"] is not None] if (
+                in_cut and entry["take"] == cut_take) else []
         picked = takes[job.take - 1]
         state = "current" if in_cut else "render" if picked["clip"] is None else "cut"
         keyframe = keyframe_name(job)
@@ -155,9 +161,7 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
             "after": job.after, "prompt": job.prompt, "camera": job.camera, "line": int(job.source.rsplit(":", 1)[1]),
             "start_frame": job.start_frame, "frames": job.frames, "timecode": timecode(job.start_frame, plan.fps),
             "transition": {"type": job.transition.type, "frames": job.transition.frames},
-            "seams": [{"frame": s["frame"], "kind": str(s.get("kind")), "jump": _number(s.get("jump")),
-                       "color_shift": _number(s.get("color_shift")), "timecode": timecode(s["frame"], plan.fps)}
-                      for s in seams.get(job.id, [])],
+            "seams": shot_seams,
             "state": state, "cut_take": cut_take if in_cut and _whole(cut_take) else None,
             "keyframe": media_url(out, keyframe) if keyframe in listed and _present(out, keyframe) else None,
             "keyframes": candidates, "keyframe_pick": job.keyframe.pick if job.keyframe is not None else None,

@@ -224,3 +224,38 @@ def test_a_script_made_of_dialogue_and_headings_only_still_plans(tmp_path: Path)
         ("yard-day", [("ann-speaks", "Ann speaks", None)]),
     ]
     assert report.problems == [] and len(api.plan(tmp_path / "t.yaml").jobs) == 3
+
+
+def test_names_in_other_scripts_get_keys_templates_can_use(tmp_path: Path) -> None:
+    (tmp_path / "t.fountain").write_text("EXT. 東京 - NIGHT\n\nRain.\n\n@黒澤\nこんにちは。\n\n@2ND COP\nStop!\n",
+                                         "utf-8")
+    report = api.import_script(tmp_path / "t.fountain")
+    story = yaml.safe_load((tmp_path / "t.yaml").read_text("utf-8"))
+    assert story["characters"] == {"character_1": {"description": "TODO: describe 黒澤 (age, build, face, hair, "
+                                                                  "clothes)"},
+                                   "n_2nd_cop": {"description": "TODO: describe 2nd Cop (age, build, face, hair, "
+                                                                "clothes)"}}
+    assert story["locations"] == {"place_1": "東京"}
+    assert [s["id"] for s in story["scenes"]] == ["night"]
+    assert report.problems == []
+
+
+def test_a_dissolve_before_the_first_shot_fades_in(tmp_path: Path) -> None:
+    (tmp_path / "t.fountain").write_text("DISSOLVE TO:\n\nINT. A - DAY\n\nx y.\n", "utf-8")
+    api.import_script(tmp_path / "t.fountain")
+    assert yaml.safe_load((tmp_path / "t.yaml").read_text("utf-8"))["scenes"][0]["shots"][0]["transition"] == "fade"
+
+
+def test_final_draft_without_defusedxml_says_how_to_install_it(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from storyforge.errors import MissingExtra
+
+    monkeypatch.setitem(sys.modules, "defusedxml", None)
+    monkeypatch.setitem(sys.modules, "defusedxml.ElementTree", None)
+    shutil.copy(DATA / "lighthouse.fdx", tmp_path / "l.fdx")
+    with pytest.raises(MissingExtra) as caught:
+        api.import_script(tmp_path / "l.fdx")
+    assert str(caught.value) == ("Importing Final Draft (.fdx) scripts needs the Python package 'defusedxml', which "
+                                 "is not installed. Install it with: pip install 'storyforge[screenplay]'")

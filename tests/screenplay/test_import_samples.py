@@ -159,3 +159,22 @@ def test_import_without_llm_imports_nothing_heavy(tmp_path: Path) -> None:
                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == ""
+
+
+def test_a_transition_typed_as_action_in_final_draft_is_a_transition() -> None:
+    script = fdx.parse(b'<FinalDraft><Content>\n<Paragraph Type="Action"><Text>FADE IN:</Text></Paragraph>\n'
+                       b'<Paragraph Type="General"><Text>A river.</Text></Paragraph>\n</Content></FinalDraft>', "f.fdx")
+    assert [(e.line, e.kind, e.text) for e in script.elements] == [(2, "transition", "FADE IN:"),
+                                                                    (3, "action", "A river.")]
+
+
+def test_an_overlong_paragraph_is_cut_at_a_sentence_with_a_warning(tmp_path: Path) -> None:
+    paragraph = " ".join(f"Sentence number {n} of a very long action paragraph." for n in range(60))
+    (tmp_path / "long.fountain").write_text(f"INT. HALL - DAY\n\n{paragraph}\n", "utf-8")
+    report = api.import_script(tmp_path / "long.fountain")
+    assert [w.split("long.fountain")[1] for w in report.warnings] == [
+        ":3: the action paragraph is longer than 2,000 characters (more than a video model reads); the story keeps "
+        "its beginning: split the paragraph, or import with --llm"]
+    prompt = yaml.safe_load((tmp_path / "long.yaml").read_text("utf-8"))["scenes"][0]["shots"][0]["prompt"]
+    assert len(prompt) <= 2000 and prompt.endswith("paragraph.") and paragraph.startswith(prompt)
+    assert report.problems == []

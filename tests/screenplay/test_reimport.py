@@ -144,3 +144,32 @@ def test_update_refuses_a_damaged_record(imported: tuple[Path, Path]) -> None:
         api.import_script(script, update=True)
     assert str(caught.value) == ("keeper.import.json: the import record cannot be read (edited or damaged?); import "
                                  "into a new file with -o and carry your edits over by hand")
+
+
+def test_the_command_reports_what_the_update_did(imported: tuple[Path, Path], capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from storyforge import cli
+
+    script, story = imported
+    edit(story, lambda data: data["scenes"][1]["shots"][1].update(prompt="gears turning"))
+    script.write_text(SCRIPT.replace("Mara winds the clockwork.", "Mara winds the old clockwork.")
+                      .replace("\nMara looks out to sea.\n", "") + "\nEXT. BEACH - DAY\n\nFoam.\n", "utf-8")
+    monkeypatch.setattr(sys, "argv", ["storyforge", "import", "keeper.fountain", "--update"])
+    monkeypatch.setenv("COLUMNS", "400")
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    out, err = capsys.readouterr()
+    assert done.value.code == 0
+    assert err.splitlines() == [
+        "note: new: scene beach-day (script line 18)",
+        "note: removed: shot lamp-room-night/mara-looks-out: the script no longer has it",
+        "warning: keeper.yaml: lamp-room-night/mara-winds-clockwork.prompt: kept your edit; the script now gives "
+        '"Mara winds the old clockwork."',
+        "warning: keeper.yaml: fill in the description of 1 character: mara (each says TODO; prompts use them)",
+    ]
+    backup = next((story.parent / ".storyforge" / "imports").iterdir())
+    assert out.splitlines()[1:] == [f"  the story as it was: .storyforge/imports/{backup.name}",
+                                    "  next: storyforge plan keeper.yaml"]
+    assert out.startswith("✓ updated keeper.yaml from keeper.fountain (fountain) in ")
