@@ -36,6 +36,7 @@ FUNCTIONS = {
     ("render.py", "gpu_driver_present"): "looks for GPU driver files under /proc and /dev",
     ("export_otio.py", "describe"): "reads back the timeline file `export -o` wrote where the user asked",
     ("enhance/lock.py", "run"): "asks whether the story file named on the command line exists, before locking",
+    ("studio/server.py", "serve"): "asks whether the story file named on the command line exists",
     ("studio/server.py", "_asset"): "reads the studio's own page assets from the installed package",
     ("outdir.py", "check_out"): "looks at the --out argument itself, before the door opens it",
 }
