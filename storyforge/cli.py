@@ -509,7 +509,7 @@ def studio(
 
     with _allowing(allow_path):
         serve(file, out=out_dir, host=host, port=port, backend=backend.value if backend else None, say=say,
-              ready=ready)
+              ready=ready, warn=show_warning)
 
 
 class _NoBars:

@@ -208,6 +208,10 @@ function drawTake(state, shot, take) {
   }
   const facts = [`take ${take.take}`, `seed ${take.seed}`, take.status];
   if (take.status === "rendered" && take.seconds !== null) facts.push(`${take.seconds}s to render`);
+  for (const score of take.scores || []) {
+    facts.push(`${score.kind} seam: jump ${Number(score.jump).toFixed(2)}`
+      + (score.color_shift === null ? "" : ` · ΔE ${Number(score.color_shift).toFixed(1)}`));
+  }
   const note = el("textarea", { "aria-label": `note on take ${take.take} of ${shot.id}`, placeholder: "a note on this take" });
   note.value = take.note || "";
   const row = el("div", { class: "row" },
