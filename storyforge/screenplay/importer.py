@@ -4,6 +4,7 @@ the story and its import record (FILE.import.json beside it) atomically."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -62,15 +63,16 @@ def read(path: Path) -> Script:
         with contextlib.suppress(OSError), path.open("rb") as head:
             kind = "fdx" if head.read(64).lstrip()[:1] == b"<" else None
     data, shown = read_script(path, kind or "fountain")
+    digest = hashlib.sha256(data).hexdigest()
     if kind == "fdx":
-        return fdx.parse(data, shown)
+        return dataclasses.replace(fdx.parse(data, shown), sha256=digest)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise script_error(shown, line, f"the script is not UTF-8 text (byte 0x{data[error.start]:02x}); save it "
                            "as UTF-8") from None
-    return fountain.parse(text, shown)
+    return dataclasses.replace(fountain.parse(text, shown), sha256=digest)
 
 
 def import_script(script_path: Path | str, output: Path | str | None = None, *, update: bool = False,
@@ -107,7 +109,7 @@ def import_script(script_path: Path | str, output: Path | str | None = None, *, 
     write_text(record, json.dumps({
         "storyforge_import": RECORD_VERSION,
         "script": os.path.relpath(script_path.resolve(), story.resolve().parent),
-        "script_sha256": hashlib.sha256(script_path.read_bytes()).hexdigest(),
+        "script_sha256": script.sha256,
         "format": script.format,
         "imported": imported,
         "origins": origins,
