@@ -547,10 +547,20 @@ def import_(
 ) -> None:
     """Turn a screenplay into a story file: scenes, locations, characters, shots, transitions and dialogue."""
     from storyforge import api
-    from storyforge.console import counted, out, show_error, show_note, show_warning, shown
+    from storyforge.console import counted, err, out, show_error, show_note, show_warning, shown
     from storyforge.errors import StoryError, display_path
 
-    report = api.import_script(script, output, update=update, llm=llm)
+    if llm is None:
+        report = api.import_script(script, output, update=update)
+    else:
+        from rich import progress as rp
+
+        bars = rp.Progress(rp.TextColumn("breaking paragraphs into shots"), rp.BarColumn(), rp.MofNCompleteColumn(),
+                           rp.TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
+        task = bars.add_task("llm", total=None)
+        with bars:
+            report = api.import_script(script, output, update=update, llm=llm,
+                                       on_progress=lambda done, total: bars.update(task, completed=done, total=total))
     for warning in report.warnings:
         show_warning(warning)
     for line in report.added:

@@ -19,9 +19,10 @@ if TYPE_CHECKING:
 
 
 def _stat(path: Path) -> tuple[int, int, int] | None:
-    try:
-        info = path.stat()
-    except OSError:
+    from storyforge.atomic import regular
+
+    info = regular(path)  # through the door: a link or a FIFO is no file to show
+    if info is None:
         return None
     return info.st_mtime_ns, info.st_size, info.st_ino
 
@@ -71,11 +72,17 @@ class Film:
 
 
 def _run_json(out: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((out / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    """run.json's fields, checked when read through the door (storyforge.readback); {} when there is none."""
+    from storyforge.outdir import looking
+    from storyforge.readback import read_run
+
+    with looking(out) as folder:
+        return read_run(folder).to_json() if folder is not None else {}
+
+
+def _present(out: Path, name: str) -> bool:
+    """Whether `name` is a regular file of `out`, asked through the door (a link is not)."""
+    return _stat(out / name) is not None
 
 
 def media_url(out: Path, name: str) -> str:
@@ -106,7 +113,7 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
     from storyforge.review import take_clip
 
     run = _run_json(out)
-    listed = read_manifest(out) if out.is_dir() else set()
+    listed = read_manifest(out)
     jobs = run.get("jobs") if isinstance(run.get("jobs"), list) else []  # a damaged run.json shows as no render
     records = {job["id"]: job for job in jobs if isinstance(job, dict) and isinstance(job.get("id"), str)}
     choices = read_choices(plan.story)
@@ -114,7 +121,7 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
     for seam in run.get("seams") if isinstance(run.get("seams"), list) else []:
         if isinstance(seam, dict) and isinstance(seam.get("job"), str) and _whole(seam.get("frame")):
             seams.setdefault(seam["job"], []).append(seam)
-    film = "film.mp4" if "film.mp4" in listed and (out / "film.mp4").is_file() else None
+    film = "film.mp4" if "film.mp4" in listed and _present(out, "film.mp4") else None
     shots = []
     for job in plan.jobs:
         record = records.get(job.id)
@@ -125,7 +132,7 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
         for take in job.all_takes:
             name = take_clip(job, take.take)
             entry = rendered.get(take.key)
-            clip = name if name in listed and (out / name).is_file() and entry is not None else None
+            clip = name if name in listed and _present(out, name) and entry is not None else None
             takes.append({
                 "take": take.take, "clip": clip, "url": media_url(out, name) if clip else None,
                 "rejected": take.take in choices.rejected.get(job.id, ()), "note": choices.notes.get(job.id, {}).get(
@@ -146,8 +153,8 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
         if job.keyframe is not None and job.keyframe.candidates > 1:  # start pictures to choose, before any video
             for number in range(1, job.keyframe.candidates + 1):
                 name = candidate_name(job, number)
-                candidates.append({"number": number, "url": media_url(out, name) if name in listed and (
-                    out / name).is_file() else None, "command": f"storyforge pick {_shell(story_arg)} {job.id} "
+                candidates.append({"number": number, "url": media_url(out, name) if name in listed and _present(
+                    out, name) else None, "command": f"storyforge pick {_shell(story_arg)} {job.id} "
                                                                f"--keyframe {number}"})
         shots.append({
             "id": job.id, "scene": job.id.split("/")[0], "pick": job.take, "takes": takes, "kind": job.kind,
@@ -156,7 +163,7 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
             "transition": {"type": job.transition.type, "frames": job.transition.frames},
             "seams": shot_seams,
             "state": state, "cut_take": cut_take if in_cut and _whole(cut_take) else None,
-            "keyframe": media_url(out, keyframe) if keyframe in listed and (out / keyframe).is_file() else None,
+            "keyframe": media_url(out, keyframe) if keyframe in listed and _present(out, keyframe) else None,
             "keyframes": candidates, "keyframe_pick": job.keyframe.pick if job.keyframe is not None else None,
         })
     return {

@@ -82,11 +82,9 @@ def build_app(studio: Studio, *, hosts: frozenset[str], cookie: str) -> Starlett
         return JSONResponse(studio.worker.status(), headers={"cache-control": "no-store"})
 
     def served(request: Request) -> Response:
-        from storyforge.outdir import read_manifest
-
         name = request.path_params["name"]
         try:
-            handle, size = media.open_listed(studio.out, name, read_manifest(studio.out))
+            handle, size = media.open_listed(studio.out, name)
         except media.NotServed:
             return JSONResponse({"error": "not a file of this film"}, status_code=404)
         kind = media.TYPES[Path(name).suffix]
