@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 
 @dataclass(frozen=True, order=True)
@@ -21,7 +22,19 @@ class Problem:
 
 
 class StoryforgeError(Exception):
-    """A failure the user can fix (exit code 1)."""
+    """A failure the user can fix (exit code 1).
+
+    Its message is one line as far as the terminal goes (a newline inside, from a path say, is shown escaped);
+    `several` makes one of many lines, each shown as a line.
+    """
+
+    lines: tuple[str, ...] = ()
+
+    @classmethod
+    def several(cls, lines: list[str]) -> Self:
+        error = cls("\n".join(lines))
+        error.lines = tuple(lines)
+        return error
 
 
 class StoryError(StoryforgeError):

@@ -5,6 +5,8 @@ job it had not delivered; several films share the cluster."""
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -258,6 +260,56 @@ scenes:
         duration: 17f
         transition: {type: crossfade, duration: 4f}
 """
+
+
+def _loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip.split("%")[0])
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def test_the_cluster_and_its_driver_talk_on_loopback_only(cluster: Cluster, write_story, tmp_path: Path) -> None:
+    """Issue 27: while a task runs on each of the two nodes, every established TCP connection of the cluster's
+    processes and the driver's has both ends on 127.0.0.0/8 (or ::1), read from the socket table."""
+    import psutil
+
+    story = write_story(FOX)  # two chains: one task on each node
+    log = tmp_path / "driver.log"
+    with log.open("wb") as output:
+        driver = subprocess.Popen([sys.executable, "-m", "storyforge", "render", str(story), "--backend", "animatic",
+                                   "--executor", "ray"], cwd=story.parent, stdout=output, stderr=subprocess.STDOUT,
+                                  env={**cluster.env, "STORYFORGE_ANIMATIC_DELAY": "3.0"})
+    roots = [*cluster.nodes, driver]
+    established: dict[tuple[str, str], str] = {}  # (local ip, remote ip) -> a process that had it
+    listening: dict[str, str] = {}
+    deadline = time.monotonic() + 240
+    try:
+        while driver.poll() is None and time.monotonic() < deadline:
+            ours: dict[int, str] = {}
+            for root in roots:
+                with contextlib.suppress(psutil.Error):
+                    top = psutil.Process(root.pid)
+                    for process in (top, *top.children(recursive=True)):
+                        with contextlib.suppress(psutil.Error):
+                            ours[process.pid] = process.name()
+            for connection in psutil.net_connections("tcp"):
+                if connection.pid not in ours:
+                    continue
+                if connection.status == psutil.CONN_ESTABLISHED and connection.raddr:
+                    established[(connection.laddr.ip, connection.raddr.ip)] = ours[connection.pid]
+                elif connection.status == psutil.CONN_LISTEN:
+                    listening[connection.laddr.ip] = ours[connection.pid]
+            time.sleep(0.3)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        driver.wait(30)
+    assert driver.returncode == 0, log.read_text(errors="replace")
+    assert "(2 nodes, 2 CPUs, 0 GPUs)" in log.read_text()
+    outside = {pair: name for pair, name in established.items() if not all(map(_loopback, pair))}
+    assert outside == {}
+    assert established  # not vacuous: the driver and both nodes did talk while the tasks ran
+    assert {ip: name for ip, name in listening.items() if not _loopback(ip)} == {}  # nor does any of them listen there
 
 
 def test_many_films_share_the_cluster_longest_chains_first_each_cut_when_its_own_are_in(
