@@ -391,9 +391,9 @@ class _RenderProgress:
         if console.is_terminal:
             from rich import progress as rp
 
-            self.bars = rp.Progress(rp.TextColumn("{task.description}", markup=False), rp.BarColumn(), rp.MofNCompleteColumn(),
-                                    rp.TimeElapsedColumn(), rp.TimeRemainingColumn(), console=console,
-                                    transient=True)
+            self.bars = rp.Progress(rp.TextColumn("{task.description}", markup=False), rp.BarColumn(),
+                                    rp.MofNCompleteColumn(), rp.TimeElapsedColumn(), rp.TimeRemainingColumn(),
+                                    console=console, transient=True)
         self.film: TaskID | None = None
         self.job: TaskID | None = None
 
