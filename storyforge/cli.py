@@ -263,7 +263,10 @@ def render(
             raise typer.BadParameter("opens the cluster of --executor ray; add --executor ray, or leave it out",
                                      param_hint="'--ray-listen'")
         options = {"listen": ray_listen}
-    stories = api.story_files(files)
+    repeats: list[tuple[Path, Path]] = []
+    stories = api.story_files(files, repeats)
+    for kept, again in repeats:
+        show_note(f"{again} is {kept} again; it is rendered once")
     if len(stories) > 1 or files[0].is_dir():
         with _allowing(allow_path):
             if keyframes_only:  # keyframes come film by film: each film's edit model is freed before the next

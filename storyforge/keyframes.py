@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from storyforge.atomic import link, replacing
 from storyforge.plan.keys import digest
+from storyforge.story.checks import file_stem
 
 if TYPE_CHECKING:
     from storyforge.backends.keyframe import KeyframeBackend
@@ -26,7 +27,7 @@ KEYFRAME_ENTRY_FORMAT = 1
 
 def keyframe_name(job: Job) -> str:
     """`keyframes/<scene>__<shot>.png`, relative to the output folder."""
-    return "keyframes/" + job.id.replace("/", "__") + ".png"
+    return "keyframes/" + file_stem(job.id) + ".png"
 
 
 def entry_key(identity: dict[str, Any], keyframe_key: str) -> str:
