@@ -47,7 +47,8 @@ def test_ids_that_join_into_one_output_name_are_refused_with_both_lines(write_st
 
 
 def test_ids_with_double_underscores_that_do_not_collide_are_fine(write_story) -> None:
-    path = write_story(story(("x", ["y"]), ("x__y", ["z"]), ("x_", ["y"]), ("x__", ["y"])))  # x__y, x__y__z, x___y, x____y
+    # x__y, x__y__z, x___y, x____y
+    path = write_story(story(("x", ["y"]), ("x__y", ["z"]), ("x_", ["y"]), ("x__", ["y"])))
     api.validate(path)
     stems = [job.id.replace("/", "__") for job in api.plan(path).jobs]
     assert len(set(stems)) == len(stems) == 4
