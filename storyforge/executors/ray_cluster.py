@@ -36,7 +36,10 @@ from storyforge.errors import StoryforgeError
 AUTH_MODE, AUTH_TOKEN, AUTH_TOKEN_PATH = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
 # Ray tries to reach the cluster once a second for this many tries (its own default is a minute); the variable
 # is Ray's, and a user who sets it keeps their value.
-CONNECT_TRIES_VARIABLE, CONNECT_TRIES = "RAY_gcs_server_port_wait_time_s", 5
+CONNECT_TRIES_VARIABLE, CONNECT_TRIES = "RAY_gcs_server_port_wait_time_s", 3
+# How long each of those tries waits for the cluster's answer (Ray's default is 30 s); Ray reads it when it is
+# imported, so it is set (unless the user set it) before storyforge imports Ray: see import_ray.
+ANSWER_SECONDS_VARIABLE, ANSWER_SECONDS = "RAY_py_gcs_connect_timeout_s", 10
 PROBE_SECONDS = 5.0  # the most a connect, or a handshake, with the address may take before it is called unusable
 # Ray's switch, read when ray is imported and by every process a node starts: 0 keeps a node on 127.0.0.1.
 LOOPBACK_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -58,6 +61,17 @@ class ClusterError(StoryforgeError):
 
 
 QUIET = {"log_to_driver": False, "logging_level": logging.WARNING}
+
+
+def import_ray() -> Any:
+    """`import ray`, with a bounded wait for a cluster's answer when this import is Ray's first in the process."""
+    import sys
+
+    if "ray" not in sys.modules:
+        os.environ.setdefault(ANSWER_SECONDS_VARIABLE, str(ANSWER_SECONDS))
+    import ray
+
+    return ray
 
 
 def connect(ray: Any, *, listen: str | None = None) -> bool:
@@ -82,13 +96,19 @@ def connect(ray: Any, *, listen: str | None = None) -> bool:
         warnings.simplefilter("ignore", FutureWarning)  # Ray's notice about accelerator variables, not ours
         try:
             check_token()
+            host = None
             if address == "auto":
                 found = _auto_address()
                 if found:
                     probe(found, "found by RAY_ADDRESS=auto")
+                    host = parse_address(found)[0]
             else:
                 probe(address)
-            with _few_tries():
+                host = parse_address(address)[0]
+            # Ray would rewrite a loopback address to this machine's interface address, where a cluster kept on
+            # loopback does not listen: its switch keeps 127.0.0.1 as given (and this driver on it)
+            on_loopback = host is not None and _is_loopback(host)
+            with _few_tries(), _node_address(None) if on_loopback else contextlib.nullcontext():
                 ray.init(**QUIET)
         except ClusterError:
             raise
@@ -119,6 +139,15 @@ def start_local(ray: Any, *, listen: str | None = None, num_cpus: int | None = N
             raise ClusterError(f"Ray {version} started its cluster at {host}, not on {LOOPBACK}, although "
                                f"{LOOPBACK_VARIABLE}=0 asks it to; install the Ray version of the `ray` extra, or "
                                "open the cluster on purpose with --ray-listen ADDR")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def listen_address(listen: str) -> str:
@@ -247,6 +276,8 @@ def _handshake_problem(connection: socket.socket) -> str | None:
             answer += more
     except TimeoutError:
         return f"sent nothing within {PROBE_SECONDS:g}s of a handshake"
+    except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):  # closed before or while we spoke
+        return "closed the connection without a handshake"
     except OSError as error:
         return f"broke the connection ({(error.strerror or type(error).__name__).lower()})"
     if answer.startswith(b"HTTP/"):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from storyforge.cache import Cache, Entry
 from storyforge.errors import MissingExtra, RenderError, StoryforgeError
-from storyforge.executors.ray_cluster import connect, describe
+from storyforge.executors.ray_cluster import connect, describe, import_ray
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -102,7 +102,7 @@ def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None
 
 def _import_ray() -> Any:
     try:
-        import ray
+        ray = import_ray()
     except ModuleNotFoundError as error:
         if (error.name or "").split(".")[0] != "ray":
             raise

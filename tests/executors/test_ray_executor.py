@@ -10,7 +10,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -79,14 +78,13 @@ def cluster():
     """One local Ray cluster of 2 CPUs for the module (it takes seconds to start); its workers import tests/."""
     import ray
 
+    from storyforge.executors.ray_cluster import start_local
+
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("RAY_ADDRESS", raising=False)
         # the raylet, and so every worker it starts, inherits this: the tests' own backend imports there
         patch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(ROOT), os.environ.get("PYTHONPATH", "")]))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # Ray's notice about accelerator variables
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 << 20,
-                     logging_level="WARNING")
+        start_local(ray, num_cpus=2, object_store_memory=128 << 20)  # as the executor starts one: on loopback
     yield ray
     ray.shutdown()
 
