@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storyforge.atomic import link, replacing
+from storyforge.errors import RenderError
 from storyforge.plan.keys import digest
 from storyforge.story.checks import file_stem
 
@@ -125,6 +126,7 @@ def prepare(plan: Plan, jobs: Sequence[Job], store: KeyframeStore, *, make: Sequ
                 if backend is None:
                     backend = load()
                 picture = backend.render(keyframe)
+                refuse_blank(job, picture)
                 path = store.put(key, picture)
                 status = "rendered"
             if path is None:
@@ -139,6 +141,23 @@ def prepare(plan: Plan, jobs: Sequence[Job], store: KeyframeStore, *, make: Sequ
         if backend is not None:
             backend.close()  # the edit model leaves before the video model arrives
     return frames
+
+
+def refuse_blank(job: Job, picture: Any) -> None:
+    """A keyframe that came out blank (every pixel one colour; a model that divided 0 by 0 gives NaN, which the
+    backend turns into black) would start the shot from nothing: a RenderError at the shot, saying what to change."""
+    import numpy as np
+
+    picture = np.asarray(picture)
+    if picture.size and np.isfinite(picture).all() and (picture != picture.reshape(-1, picture.shape[-1])[0]).any():
+        return
+    keyframe = job.keyframe
+    assert keyframe is not None
+    what = "not a number" if not np.isfinite(picture).all() else "one colour, " + (
+        "rgb(" + ", ".join(str(int(v)) for v in picture.reshape(-1, picture.shape[-1])[0]) + ")")
+    raise RenderError(f"{job.source}: {job.id}: its keyframe came out blank ({what}) from {keyframe.model} at "
+                      f"{keyframe.steps} step{'s' if keyframe.steps != 1 else ''}; give `keyframes.steps` more steps "
+                      f"(the keyframes at {keyframe.source}), or another `keyframes.seed` or prompt for this shot")
 
 
 def write_out(plan: Plan, frames: StartFrames, out: Path, *, whole: bool) -> None:
