@@ -103,7 +103,7 @@ def import_script(script_path: Path | str, output: Path | str | None = None, *, 
                           warnings=list(built.warnings), left_out=dict(built.left_out), seconds=0.0, llm=llm)
     data, origins, imported = built.data, built.origins, built.data
     if exists:
-        data, origins, imported = _merged(story, record, built, report)
+        data, origins, imported = _merged(story, record, built, report, script_path)
     header = _header(script, script_path, story)
     write_text(story, story_text(data, header))
     write_text(record, json.dumps({
@@ -125,7 +125,8 @@ def import_script(script_path: Path | str, output: Path | str | None = None, *, 
     return report
 
 
-def _merged(story: Path, record: Path, built: Built, report: ImportReport) -> tuple[dict, dict, dict]:
+def _merged(story: Path, record: Path, built: Built, report: ImportReport,
+            script_path: Path) -> tuple[dict, dict, dict]:
     from storyforge.story.load import parse_yaml, read_text
 
     shown = display_path(record)
@@ -137,6 +138,10 @@ def _merged(story: Path, record: Path, built: Built, report: ImportReport) -> tu
     except (OSError, ValueError, KeyError, TypeError):
         raise StoryError([Problem(shown, 0, "", "the import record cannot be read (edited or damaged?); import "
                                   "into a new file with -o and carry your edits over by hand")]) from None
+    was = saved.get("script")
+    if isinstance(was, str) and (story.parent / was).resolve() != script_path.resolve():
+        report.warnings.append(f"{display_path(story)}: it was imported from {was}; merging "
+                               f"{display_path(script_path)} into it as a new version of that script")
     text = read_text(story)
     mine, _ = parse_yaml(text, display_path(story))
     backup = story.parent / ".storyforge" / "imports" / f"{story.stem}.{time.strftime('%Y%m%d-%H%M%S')}.yaml"
