@@ -93,6 +93,8 @@ def validate(
     stories_only: bool = typer.Option(False, "--stories-only",
                                       help="Skip files that are not story files (no top-level `storyforge:` key) "
                                            "quietly: for pre-commit and globs over every YAML file."),
+    verbose: bool = typer.Option(False, "--verbose", help="List every warning and every place of a mistake "
+                                 "made in many places (by default they are grouped)."),
     allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Check story files; exit 1 if any is invalid (or, with --strict, has warnings)."""
@@ -107,10 +109,10 @@ def validate(
             with _allowing(allow_path):
                 story, result = api.check(file)
         except StoryforgeError as error:
-            show_error(error)
+            show_error(error, verbose=verbose)
             failed += 1
             continue
-        show_warnings(result, strict=strict)
+        show_warnings(result, strict=strict, verbose=verbose)
         if strict and result.warnings:
             failed += 1
             continue
@@ -130,6 +132,8 @@ def plan(
     output: Path | None = typer.Option(None, "-o", "--output", metavar="FILE",
                                        help="Write the plan JSON to this file."),
     model: str | None = typer.Option(None, "--model", metavar="MODEL", help="Override the model for every shot."),
+    verbose: bool = typer.Option(False, "--verbose", help="List every warning (by default many of one kind are "
+                                 "grouped)."),
     allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Compile a story into its Diffusion-Forcing segment plan (no GPU, no torch)."""
@@ -138,7 +142,7 @@ def plan(
 
     with _allowing(allow_path):
         result = api.plan(file, {"model": model})
-    show_warnings(result)
+    show_warnings(result, verbose=verbose)
     if output is not None:
         from storyforge.atomic import write_text
 
