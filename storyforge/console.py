@@ -13,9 +13,9 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from storyforge.errors import StoryError
+from storyforge.errors import StoryError, grouped
 from storyforge.plan.frames import latents
-from storyforge.plan.model import Plan
+from storyforge.plan.model import Plan, PlanWarning
 from storyforge.story.models import RESOLUTIONS
 from storyforge.story.presets import PRESETS
 
@@ -152,8 +152,10 @@ def tell(template: str, *values: object) -> None:
 
 
 def raw(data: str) -> None:
-    """Text that is safe as it is (JSON through json_safe, the schema): on stdout unchanged, for pipes."""
+    """Text that is safe as it is (JSON through json_safe, the schema, a URL made safe): on stdout unchanged, for
+    pipes and for programs reading it as it comes."""
     sys.stdout.write(data)
+    sys.stdout.flush()
 
 
 def show_plan(plan: Plan) -> None:
@@ -186,23 +188,44 @@ def show_interrupted() -> None:
     sys.stderr.write("interrupted; finished work is kept and a new run resumes from it\n")
 
 
-def show_error(error: Exception) -> None:
-    """A user error: one line per problem, no traceback; a newline inside a message (from a path) stays escaped."""
+def show_error(error: Exception, *, verbose: bool = False) -> None:
+    """A user error: one line per problem (one mistake made in many places is one line naming them; `verbose`
+    names every place), no traceback; a newline inside a message (from a path) stays escaped."""
     if isinstance(error, StoryError):
-        lines = [str(problem) for problem in error.problems]
+        lines = [str(problem) for problem in grouped(error.problems, verbose=verbose)]
     else:
         lines = list(getattr(error, "lines", ()) or (str(error),))
     for line in lines:
         _styled("error: ", "bold red", safe(line))
 
 
-def show_warnings(plan: Plan, *, strict: bool = False) -> None:
-    """The plan's warnings; with `strict` (validate --strict) they are errors, marked as such."""
+WARNINGS_GROUPED_FROM = 6  # more warnings of one kind than this are shown as a group: its first lines and a count
+WARNINGS_SHOWN = 3  # lines of a group that are shown
+
+
+def show_warnings(plan: Plan, *, strict: bool = False, verbose: bool = False) -> None:
+    """The plan's warnings; with `strict` (validate --strict) they are errors, marked as such. A kind of warning
+    said more than WARNINGS_GROUPED_FROM times shows its first WARNINGS_SHOWN and a count (`verbose`: all)."""
+    kinds: dict[str, list[PlanWarning]] = {}
     for warning in plan.warnings:
+        kinds.setdefault(warning.kind or warning.message, []).append(warning)
+    for warning in plan.warnings:
+        same = kinds[warning.kind or warning.message]
+        if not verbose and warning.kind and len(same) > WARNINGS_GROUPED_FROM:
+            index = same.index(warning)
+            if index == WARNINGS_SHOWN:
+                _show_group(warning.kind, len(same), len(same) - WARNINGS_SHOWN, strict)
+            if index >= WARNINGS_SHOWN:
+                continue
         if strict:
             _styled("error: ", "bold red", f"{safe(warning)} [--strict]")
         else:
             show_warning(warning)
+
+
+def _show_group(kind: str, count: int, left_out: int, strict: bool) -> None:
+    label, style = ("error: ", "bold red") if strict else ("warning: ", "bold yellow")
+    _styled(label, style, f"… and {left_out} more of these {count} warnings ({safe(kind)}); --verbose lists them all")
 
 
 def show_warning(warning: object) -> None:
@@ -276,7 +299,9 @@ def plan_table(plan: Plan, width: int | None = None) -> Table:
 
 def plan_footer(plan: Plan) -> str:
     """Total length, transformer calls, and a rough GPU time for each preset model the film uses."""
-    lines = [f"{counted(len(plan.jobs), 'shot')}, {plan.total_frames} frames = {plan.duration_s:.2f}s "
+    bridges = len(plan.bridges())
+    made = counted(len(plan.jobs) - bridges, 'shot') + (f" and {counted(bridges, 'bridge')}" if bridges else "")
+    lines = [f"{made}, {plan.total_frames} frames = {plan.duration_s:.2f}s "
              f"({timecode(plan.total_frames, plan.fps)}), {plan.transformer_calls:,} transformer calls"]
     if plan.extra_takes:
         several = [job for job in plan.jobs if job.takes > 1]

@@ -105,10 +105,15 @@ def check_film(film: Film, source: SourceMap) -> list[Problem]:
             if first and kind == "crossfade":
                 problem(at + ("transition",), name,
                         "the first shot of the film has nothing to crossfade from; use fade to fade in from black")
+            if first and kind == "bridge":
+                problem(at + ("transition",), name,
+                        "the first shot of the film has nothing to bridge from (a bridge continues the shot before "
+                        "it); use cut or fade")
             if kind == "continue" and shot.image:
                 problem(at + ("image",), name, "a continued shot starts from the previous shot's last frames, "
                         "so it cannot also have a start image; remove 'image' or use another transition")
             problems.extend(_cast_problems(film, source, at, name))
+            problems.extend(_speaker_problems(film, source, at, name))
             first = False
     return problems
 
@@ -149,6 +154,21 @@ def _cast_problems(film: Film, source: SourceMap, at: PathKey, name: str) -> lis
             seen.add(member)
             continue
         problems.append(Problem(source.file, source.line(at + ("cast", k)), name, message))
+    return problems
+
+
+def _speaker_problems(film: Film, source: SourceMap, at: PathKey, name: str) -> list[Problem]:
+    """Whoever speaks a shot's dialogue is a character of the film."""
+    problems = []
+    for k, spoken in enumerate(film.scenes[at[1]].shots[at[3]].dialogue):
+        if spoken.character in film.characters:
+            continue
+        close = difflib.get_close_matches(spoken.character, list(film.characters), n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        known = ", ".join(film.characters) or "(none; add them under `characters:`)"
+        problems.append(Problem(source.file, source.line(at + ("dialogue", k, "character")), name,
+                                f"unknown character '{spoken.character}' speaks in the dialogue; {hint}"
+                                f"known characters: {known}"))
     return problems
 
 

@@ -47,7 +47,7 @@ def blank(what: str, steps: int = 1) -> str:
 def test_a_blank_picture_is_refused_at_the_shot(write_story, picture: np.ndarray, what: str) -> None:
     job = api.plan(write_story(STORY.replace("STEPS", "3"))).jobs[0]
     with pytest.raises(RenderError) as caught:
-        refuse_blank(job, picture)
+        refuse_blank(job, job.keyframe, picture)
     assert str(caught.value) == blank(what, 3)
 
 
@@ -55,7 +55,7 @@ def test_a_picture_with_one_different_pixel_is_a_picture(write_story) -> None:
     job = api.plan(write_story(STORY.replace("STEPS", "3"))).jobs[0]
     picture = np.zeros((64, 64, 3), np.uint8)
     picture[63, 63, 2] = 1
-    refuse_blank(job, picture)
+    refuse_blank(job, job.keyframe, picture)
 
 
 @pytest.mark.torch
