@@ -81,17 +81,13 @@ def connect(ray: Any, *, listen: str | None = None) -> bool:
     machine to open it at. A cluster that cannot be used is a ClusterError within seconds, never Ray's minute of
     retries.
     """
-    listen = listen if listen is not None else (os.environ.get(LISTEN_VARIABLE, "").strip() or None)
+    listen = check_listen(listen)
     if ray.is_initialized():  # the caller connected already (a notebook, the tests): use that cluster
         return False
     address = os.environ.get("RAY_ADDRESS", "").strip()
     if address in ("", "local"):  # `local` is Ray's word for "start one here"
         start_local(ray, listen=listen)
         return True
-    if listen is not None:
-        raise ClusterError(f"--ray-listen {listen} opens the Ray cluster storyforge starts for itself, but "
-                           f"RAY_ADDRESS={address} names a cluster to join; unset RAY_ADDRESS, or drop --ray-listen "
-                           f"(and {LISTEN_VARIABLE})")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # Ray's notice about accelerator variables, not ours
         try:
@@ -122,10 +118,26 @@ def connect(ray: Any, *, listen: str | None = None) -> bool:
     return True
 
 
+def check_listen(listen: str | None) -> str | None:
+    """The address to open a self-started cluster at (`listen`, else STORYFORGE_RAY_LISTEN), checked before any
+    work: an address of this machine, and no RAY_ADDRESS naming a cluster to join instead."""
+    listen = listen if listen is not None else (os.environ.get(LISTEN_VARIABLE, "").strip() or None)
+    if listen is None:
+        return None
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    if address not in ("", "local"):
+        raise ClusterError(f"--ray-listen {listen} opens the Ray cluster storyforge starts for itself, but "
+                           f"RAY_ADDRESS={address} names a cluster to join; unset RAY_ADDRESS, or drop --ray-listen "
+                           f"(and {LISTEN_VARIABLE})")
+    return listen_address(listen)
+
+
 def start_local(ray: Any, *, listen: str | None = None, num_cpus: int | None = None, **options: Any) -> None:
     """Start a Ray cluster on this machine for this process: on 127.0.0.1 only (every process it starts binds
     and connects there), or, with `listen`, at that address of this machine, where other nodes may join it."""
     node = listen_address(listen) if listen is not None else None
+    if node is not None and _is_loopback(node):
+        node = None  # loopback is the default, and Ray would rewrite 127.0.0.1 to the interface address
     _token_for_this_process()
     with warnings.catch_warnings(), _quiet_auth_notice(), _node_address(node):
         warnings.simplefilter("ignore", FutureWarning)  # Ray's notice about accelerator variables, not ours

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from storyforge.cache import Cache, Entry
 from storyforge.errors import MissingExtra, RenderError, StoryforgeError
-from storyforge.executors.ray_cluster import connect, describe, import_ray
+from storyforge.executors.ray_cluster import check_listen, connect, describe, import_ray
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -68,6 +68,7 @@ def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None
     if ranks().parallel:  # every rank says so, not only rank 0
         raise StoryforgeError("the ray executor does not run under torchrun (a Ray task gets one GPU); use "
                               "--executor ray for chains on many GPUs, or torchrun for one generation on several")
+    listen = check_listen(listen)  # a wrong --ray-listen is said before any work, cached or not
     ray = _import_ray()
     if shared_cache is None:
         shared_cache = os.environ.get(SHARED_CACHE_VARIABLE, "").strip().lower() in ("1", "true", "yes")

@@ -68,10 +68,13 @@ def test_every_command_prints_a_hostile_folder_as_text(kind: str, tmp_path: Path
     story.write_text(STORY, encoding="utf-8")
     outputs = {"init": printed}
     file = str(story)
+    script = str(folder / "script.fountain")
+    (folder / "script.fountain").write_text("INT. DEN - NIGHT\n\nA red fox sleeps.\n", encoding="utf-8")
     for command, expected in ((["validate", file], 0), (["plan", file], 0), (["plan", file, "--json"], 0),
                               (["plan", file, "-o", str(folder / "p.json")], 0), (["enhance", file], 0),
                               (["render", file, "--backend", "animatic"], 0), (["pick", file, "one/a", "2"], 0),
                               (["review", file, "--no-open"], 0), (["export", file, "--format", "otio"], 0),
+                              (["import", script, "-o", str(folder / "imported.yaml")], 0),
                               (["schema"], 0), (["validate", str(folder / "missing.yaml")], 1),
                               (["pick", file, "one/zz", "1"], 1), (["init", str(folder), "extra\x1b[2J\u202e"], 2)):
         code, printed = run(*command, capsys=capsys)

@@ -323,7 +323,9 @@ def test_a_cluster_started_for_the_render_keeps_its_token_out_of_the_home_folder
     env = {name: value for name, value in os.environ.items() if not name.startswith("RAY_")}
     done = subprocess.run([sys.executable, "-m", "storyforge", "render", str(story), "--backend", "animatic",
                            "--executor", "ray"], capture_output=True, text=True, cwd=story.parent,
-                          env={**env, "PYTHONPATH": str(ROOT), "HOME": str(home)}, timeout=300)
+                          env={**env, "PYTHONPATH": str(ROOT), "HOME": str(home),
+                               "STORYFORGE_RAY_LISTEN": "127.0.0.1"},  # loopback asked for: the default, as it is
+                          timeout=300)
     assert done.returncode == 0, done.stderr
     # the cluster started for this render, on loopback (issue 27), with token authentication on
     assert re.search(r"note: rendered on the Ray cluster at 127\.0\.0\.1:\d+ \(1 node, ", done.stderr), done.stderr
