@@ -333,7 +333,9 @@ def plan_footer(plan: Plan) -> str:
         lines.append("  (other window sizes scale as tokens^1.5; loading the model and decoding are not counted)")
     if unknown:
         lines.append(f"no GPU time estimate for {', '.join(map(safe, unknown))}: only the presets have measured speeds")
-    keyframes = [job.keyframe for job in plan.jobs if job.keyframe is not None]
+    # every candidate of a shot's keyframe (`keyframes: {takes: N}`) is one picture to make
+    keyframes = [candidate for job in plan.jobs if job.keyframe is not None
+                 for candidate in job.keyframe.all_candidates]
     if keyframes:
         edit = sum(_qwen_edit_seconds(k.width, k.height, len(k.references), k.steps, k.guidance) for k in keyframes)
         lines.append(f"{counted(len(keyframes), 'keyframe')} first: ≈ {_duration(edit)} on one H100 with "
