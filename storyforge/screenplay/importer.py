@@ -4,6 +4,7 @@ the story and its import record (FILE.import.json beside it) atomically."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -62,15 +63,16 @@ def read(path: Path) -> Script:
         with contextlib.suppress(OSError), path.open("rb") as head:
             kind = "fdx" if head.read(64).lstrip()[:1] == b"<" else None
     data, shown = read_script(path, kind or "fountain")
+    digest = hashlib.sha256(data).hexdigest()
     if kind == "fdx":
-        return fdx.parse(data, shown)
+        return dataclasses.replace(fdx.parse(data, shown), sha256=digest)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise script_error(shown, line, f"the script is not UTF-8 text (byte 0x{data[error.start]:02x}); save it "
                            "as UTF-8") from None
-    return fountain.parse(text, shown)
+    return dataclasses.replace(fountain.parse(text, shown), sha256=digest)
 
 
 def import_script(script_path: Path | str, output: Path | str | None = None, *, update: bool = False,
@@ -101,13 +103,13 @@ def import_script(script_path: Path | str, output: Path | str | None = None, *, 
                           warnings=list(built.warnings), left_out=dict(built.left_out), seconds=0.0, llm=llm)
     data, origins, imported = built.data, built.origins, built.data
     if exists:
-        data, origins, imported = _merged(story, record, built, report)
+        data, origins, imported = _merged(story, record, built, report, script_path)
     header = _header(script, script_path, story)
     write_text(story, story_text(data, header))
     write_text(record, json.dumps({
         "storyforge_import": RECORD_VERSION,
         "script": os.path.relpath(script_path.resolve(), story.resolve().parent),
-        "script_sha256": hashlib.sha256(script_path.read_bytes()).hexdigest(),
+        "script_sha256": script.sha256,
         "format": script.format,
         "imported": imported,
         "origins": origins,
@@ -123,7 +125,8 @@ def import_script(script_path: Path | str, output: Path | str | None = None, *, 
     return report
 
 
-def _merged(story: Path, record: Path, built: Built, report: ImportReport) -> tuple[dict, dict, dict]:
+def _merged(story: Path, record: Path, built: Built, report: ImportReport,
+            script_path: Path) -> tuple[dict, dict, dict]:
     from storyforge.story.load import parse_yaml, read_text
 
     shown = display_path(record)
@@ -135,6 +138,10 @@ def _merged(story: Path, record: Path, built: Built, report: ImportReport) -> tu
     except (OSError, ValueError, KeyError, TypeError):
         raise StoryError([Problem(shown, 0, "", "the import record cannot be read (edited or damaged?); import "
                                   "into a new file with -o and carry your edits over by hand")]) from None
+    was = saved.get("script")
+    if isinstance(was, str) and (story.parent / was).resolve() != script_path.resolve():
+        report.warnings.append(f"{display_path(story)}: it was imported from {was}; merging "
+                               f"{display_path(script_path)} into it as a new version of that script")
     text = read_text(story)
     mine, _ = parse_yaml(text, display_path(story))
     backup = story.parent / ".storyforge" / "imports" / f"{story.stem}.{time.strftime('%Y%m%d-%H%M%S')}.yaml"

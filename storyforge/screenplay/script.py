@@ -46,6 +46,7 @@ class Script:
     format: str  # fountain | fdx
     title_page: dict[str, str] = field(default_factory=dict)  # keys lower-case: title, author, credit, ...
     elements: tuple[Element, ...] = ()
+    sha256: str = ""  # of the bytes read (the import record keeps it)
 
 
 class Deadline:

@@ -196,6 +196,15 @@ class _Builder:
         self.spoken: list[str] = []
         self.shots = 0
 
+    def key(self, name: str, known: dict[str, str], kind: str) -> str:
+        """The key of a name; a name with no Latin letters or digits gets `kind_N`, the same one each time."""
+        key = name_key(name)
+        if key:
+            return key
+        written = " ".join(name.upper().split())
+        return next((k for k, v in known.items() if " ".join(v.upper().split()) == written),
+                    f"{kind}_{len(known) + 1}")
+
     def warn(self, line: int, message: str) -> None:
         self.warnings.append(f"{self.script.file}:{line}: {message}" if line else f"{self.script.file}: {message}")
 
@@ -217,7 +226,7 @@ class _Builder:
     # -- elements ----------------------------------------------------------------------------------------------
     def on_heading(self, element: Element) -> None:
         side, place, time = heading_parts(element.text)
-        key = name_key(place) or f"place_{len(self.locations) + 1}"
+        key = self.key(place, self.locations, "place")
         self.locations.setdefault(key, place)
         described = ", ".join(part.lower() for part in (side, time) if part)
         description = [described[:1].upper() + described[1:] + "."] if described else []
@@ -310,9 +319,10 @@ class _Builder:
         cue, self.cue = self.cue, None
         if cue is None:
             return
-        key = name_key(cue.text) or f"character_{len(self.characters) + 1}"
+        key = self.key(cue.text, self.characters, "character")
         self.characters.setdefault(key, cue.text)
-        extension = cue.extension.upper().replace(" ", "")
+        off_screen = {part.strip().upper().rstrip(".") for part in cue.extension.split(",")} & {
+            mark.rstrip(".") for mark in OFF_SCREEN}
         lead = f"({cue.extension}) " if cue.extension else ""
         line = self.bounded(safe_text(lead + " ".join(self.spoken)), cue.line, "the speech") or "…"
         scene = self.scenes[-1] if self.scenes else None
@@ -322,7 +332,7 @@ class _Builder:
             scene = self.scenes[-1]
         shot = scene.shots[-1]
         shot.dialogue.append((key, line))
-        if extension.rstrip(".") + "." not in {e.rstrip(".") + "." for e in OFF_SCREEN} and key not in shot.cast:
+        if not off_screen and key not in shot.cast:
             shot.cast.append(key)
         self.spoken = []
 

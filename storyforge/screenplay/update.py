@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,9 @@ from typing import Any
 from storyforge.screenplay.to_story import Built, Ids, unique
 
 _MISSING = object()
-SIMILAR = 0.5  # an action paragraph reworded this much is still the same shot
+SIMILAR = 0.6  # an action paragraph with this share of its words kept, in order, is still the same shot
+_WORD = re.compile(r"\w+")
+MAX_COMPARISONS = 10_000  # text comparisons within one changed run of scenes or shots
 
 
 @dataclass
@@ -49,15 +52,23 @@ def _pairs(old: list[str], new: list[str], similar: Callable[[str, str], bool]) 
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             matched.update({j1 + k: i1 + k for k in range(i2 - i1)})
-        elif tag == "replace":
-            for k in range(min(i2 - i1, j2 - j1)):
+        elif tag == "replace" and (i2 - i1) * (j2 - j1) > MAX_COMPARISONS:
+            for k in range(min(i2 - i1, j2 - j1)):  # a huge rewrite: place by place
                 if similar(old[i1 + k], new[j1 + k]):
                     matched[j1 + k] = i1 + k
+        elif tag == "replace":  # in order, each new item to the first old one it resembles
+            at = i1
+            for j in range(j1, j2):
+                found = next((i for i in range(at, i2) if similar(old[i], new[j])), None)
+                if found is not None:
+                    matched[j] = found
+                    at = found + 1
     return matched
 
 
 def _similar_text(a: str, b: str) -> bool:
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    """Whether two action paragraphs share most of their words, in order (letters alone match by chance)."""
+    matcher = difflib.SequenceMatcher(None, _WORD.findall(a.lower()), _WORD.findall(b.lower()), autojunk=False)
     return matcher.quick_ratio() >= SIMILAR and matcher.ratio() >= SIMILAR
 
 

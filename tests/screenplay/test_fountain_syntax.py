@@ -227,8 +227,9 @@ def test_a_script_made_of_dialogue_and_headings_only_still_plans(tmp_path: Path)
 
 
 def test_names_in_other_scripts_get_keys_templates_can_use(tmp_path: Path) -> None:
-    (tmp_path / "t.fountain").write_text("EXT. 東京 - NIGHT\n\nRain.\n\n@黒澤\nこんにちは。\n\n@2ND COP\nStop!\n",
-                                         "utf-8")
+    (tmp_path / "t.fountain").write_text("EXT. 東京 - NIGHT\n\nRain.\n\n@黒澤\nこんにちは。\n\n"
+                                         "@2ND COP (V.O., FILTERED)\nStop!\n\n@黒澤\nはい。\n\n"
+                                         "INT. 東京 - DAY\n\nSun.\n", "utf-8")
     report = api.import_script(tmp_path / "t.fountain")
     story = yaml.safe_load((tmp_path / "t.yaml").read_text("utf-8"))
     assert story["characters"] == {"character_1": {"description": "TODO: describe 黒澤 (age, build, face, hair, "
@@ -236,7 +237,11 @@ def test_names_in_other_scripts_get_keys_templates_can_use(tmp_path: Path) -> No
                                    "n_2nd_cop": {"description": "TODO: describe 2nd Cop (age, build, face, hair, "
                                                                 "clothes)"}}
     assert story["locations"] == {"place_1": "東京"}
-    assert [s["id"] for s in story["scenes"]] == ["night"]
+    assert [(s["id"], s["location"]) for s in story["scenes"]] == [("night", "place_1"), ("day", "place_1")]
+    shot = story["scenes"][0]["shots"][0]
+    assert shot["cast"] == ["character_1"]  # the cop is a voice over, off screen
+    assert [d["character"] for d in shot["dialogue"]] == ["character_1", "n_2nd_cop", "character_1"]
+    assert shot["dialogue"][1]["line"] == "(V.O., FILTERED) Stop!"
     assert report.problems == []
 
 

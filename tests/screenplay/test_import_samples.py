@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from storyforge import api, cli
+from storyforge.errors import StoryError
 from storyforge.screenplay import fdx, fountain
 from storyforge.screenplay.importer import read
 from storyforge.screenplay.to_story import name_key, safe_text
@@ -178,3 +179,32 @@ def test_an_overlong_paragraph_is_cut_at_a_sentence_with_a_warning(tmp_path: Pat
     prompt = yaml.safe_load((tmp_path / "long.yaml").read_text("utf-8"))["scenes"][0]["shots"][0]["prompt"]
     assert len(prompt) <= 2000 and prompt.endswith("paragraph.") and paragraph.startswith(prompt)
     assert report.problems == []
+
+
+def test_dialogue_reaches_templates_and_the_plan_but_not_the_cache_key(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    story = tmp_path / "film.yaml"
+    text = ("storyforge: 1\ntitle: T\ncharacters:\n  mara: a keeper\nenhance: {template: says.j2}\nscenes:\n"
+            "  - id: s\n    shots:\n      - id: a\n        prompt: Mara trims the wick\n        duration: 2s\n"
+            "        dialogue:\n          - {character: mara, line: \"(quietly) One more night.\"}\n"
+            "      - id: b\n        prompt: the lamp turns\n        duration: 2s\n")
+    story.write_text(text, "utf-8")
+    (tmp_path / "says.j2").write_text(
+        "{{ shot.prompt }}{% for d in shot.dialogue %}; {{ characters[d.character] }} says {{ d.line }}{% endfor %}",
+        "utf-8")
+    plan = api.plan(story)
+    assert [job.prompt for job in plan.jobs] == ["Mara trims the wick; a keeper says (quietly) One more night.",
+                                                 "the lamp turns"]
+    jobs = json.loads(plan.dumps())["jobs"]
+    assert jobs[0]["dialogue"] == [{"character": "mara", "line": "(quietly) One more night."}]
+    assert "dialogue" not in jobs[1]
+    (tmp_path / "says.j2").write_text("{{ shot.prompt }}", "utf-8")
+    key = api.plan(story).jobs[0].key
+    story.write_text(text.replace("One more night.", "Two more nights."), "utf-8")
+    assert api.plan(story).jobs[0].key == key  # what is said is not in the picture
+    story.write_text(text.replace("character: mara", "character: tom"), "utf-8")
+    with pytest.raises(StoryError) as caught:
+        api.plan(story)
+    assert str(caught.value) == ("film.yaml:13: s/a: unknown character 'tom' speaks in the dialogue; known "
+                                 "characters: mara")

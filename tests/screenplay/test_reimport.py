@@ -173,3 +173,25 @@ def test_the_command_reports_what_the_update_did(imported: tuple[Path, Path], ca
     assert out.splitlines()[1:] == [f"  the story as it was: .storyforge/imports/{backup.name}",
                                     "  next: storyforge plan keeper.yaml"]
     assert out.startswith("✓ updated keeper.yaml from keeper.fountain (fountain) in ")
+
+
+def test_reworded_lines_around_a_new_one_keep_their_ids(imported: tuple[Path, Path]) -> None:
+    script, story = imported
+    script.write_text(SCRIPT.replace("Mara trims the wick.", "A storm lantern swings on its hook.\n\n"
+                                     "Mara trims the long wick.")
+                      .replace("Mara winds the clockwork.", "Mara winds the brass clockwork."), "utf-8")
+    report = api.import_script(script, update=True)
+    after = shots(story)
+    assert list(after)[2:] == ["lamp-room-night/storm-lantern-swings", "lamp-room-night/mara-trims-wick",
+                               "lamp-room-night/mara-winds-clockwork", "lamp-room-night/mara-looks-out"]
+    assert after["lamp-room-night/mara-trims-wick"]["prompt"] == "Mara trims the long wick."
+    assert (report.added, report.removed) == (["shot lamp-room-night/storm-lantern-swings (script line 14)"], [])
+
+
+def test_an_update_from_another_script_says_so(imported: tuple[Path, Path]) -> None:
+    script, story = imported
+    (script.parent / "keeper-v2.fountain").write_text(SCRIPT, "utf-8")
+    report = api.import_script(script.parent / "keeper-v2.fountain", story, update=True)
+    assert report.warnings == ["keeper.yaml: it was imported from keeper.fountain; merging keeper-v2.fountain into it "
+                               "as a new version of that script"]
+    assert (report.added, report.removed, report.conflicts) == ([], [], [])

@@ -102,3 +102,13 @@ def test_the_command_exits_1_with_the_message(name: str, tmp_path: Path) -> None
     result = subprocess.run([sys.executable, "-m", "storyforge", "import", name], capture_output=True, text=True,
                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
     assert (result.returncode, result.stdout, result.stderr) == (1, "", f"error: {message}\n")
+
+
+def test_a_title_or_file_name_cannot_write_keys_through_the_header(tmp_path: Path) -> None:
+    name = "a\nrender: {fps: 1}\u2028b.fountain"
+    (tmp_path / name).write_text("Title: T\u2028scenes: []\nAuthor: x\u2029y\n\nINT. A - DAY\n\nx.\n", "utf-8")
+    report = api.import_script(tmp_path / name, tmp_path / "film.yaml")
+    text = (tmp_path / "film.yaml").read_text("utf-8")
+    header = text.split("storyforge: 1\n")[0]
+    assert all(line.startswith("# ") for line in header.splitlines()) and len(header.splitlines()) == 4
+    assert report.problems == [] and "render" not in __import__("yaml").safe_load(text)

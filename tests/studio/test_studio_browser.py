@@ -31,6 +31,10 @@ scenes:
         prompt: {json.dumps(HOSTILE)}
         duration: 13f
         transition: {{type: crossfade, duration: 3f}}
+      - id: rest
+        prompt: the swan rests
+        duration: 8f
+        transition: continue
 """
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LONG = 300_000  # ms: a render on a loaded two-core machine
@@ -86,6 +90,16 @@ def test_the_studio_in_a_real_browser(write_story, chromium, tmp_path: Path) -> 
         # the story's text is shown as text, never run
         assert page.inner_text('[data-shot="dawn/dip"] .prompt') == api.plan(story).job("dawn/dip").prompt
         assert page.inner_text("#title") == "Studio <b>test</b>"
+        # the timeline: every shot at its timecode; the continue seam with the cut's frames on both sides of it
+        rows = page.eval_on_selector_all("#timeline li[data-shot]", "rows => rows.map(r => r.dataset.shot)")
+        assert rows == ["dawn/glide", "dawn/dip", "dawn/rest"]
+        seam = page.locator('#timeline li[data-shot="dawn/rest"] .seam-view')
+        seam.scroll_into_view_if_needed()
+        page.wait_for_function("""() => [...document.querySelectorAll('#timeline li[data-shot="dawn/rest"] video')]
+                                   .filter(v => v.readyState >= 2).length === 2""", timeout=60_000)
+        assert "00:00:01:03 continue · jump" in seam.inner_text()
+        page.locator("#markers").get_by_label("seek to dawn/rest").click()
+        page.wait_for_function("() => Math.abs(document.getElementById('film').currentTime - 27.5 / 24) < 1e-3")
         # compare: both takes play in step, pause together, step a frame, scrub together
         page.get_by_role("button", name="▶ Play in step").first.click()
         page.wait_for_function(f"""() => [...document.querySelectorAll('{glide} figure video')]
@@ -159,7 +173,7 @@ def test_the_studio_in_a_real_browser(write_story, chromium, tmp_path: Path) -> 
         page.close()
 
 
-def test_two_tabs_picking_one_after_the_other_leave_the_last_pick(write_story, chromium) -> None:
+def test_two_tabs_picking_at_once_leave_a_valid_lock_with_the_last_pick(write_story, chromium) -> None:
     story = write_story(STORY)
     api.render(api.plan(story), backend="animatic")
     lock = story.with_name("film.lock.json")
@@ -169,12 +183,18 @@ def test_two_tabs_picking_one_after_the_other_leave_the_last_pick(write_story, c
         for tab in (first, second):
             tab.goto(studio.url)
             tab.wait_for_selector('[data-shot="dawn/dip"] figure[data-take="2"]', timeout=LONG)
-        first.get_by_role("button", name="Pick take 2 of dawn/dip").click()
-        second.get_by_role("button", name="Pick take 2 of dawn/glide").click()
-        second.get_by_role("button", name="Pick take 1 of dawn/dip").click()  # the last pick of dawn/dip
-        until(lambda: lock.is_file() and json.loads(lock.read_text()).get("picks") == {"dawn/dip": 1,
+        # at once: each tab's click sends its pick without waiting for the other's; neither is lost
+        fire = "label => document.querySelector(`button[aria-label='${label}']`).click()"
+        first.evaluate(fire, "Pick take 2 of dawn/dip")
+        second.evaluate(fire, "Pick take 2 of dawn/glide")
+        until(lambda: lock.is_file() and json.loads(lock.read_text()).get("picks") == {"dawn/dip": 2,
                                                                                     "dawn/glide": 2}, "both picks")
+        # then the same shot from both tabs, one after the other: the last pick holds
+        first.get_by_role("button", name="Pick take 1 of dawn/dip").click()
+        until(lambda: json.loads(lock.read_text()).get("picks") == {"dawn/dip": 1, "dawn/glide": 2}, "tab 1's pick")
+        second.get_by_role("button", name="Pick take 2 of dawn/dip").click()  # enabled once tab 2 sees take 1
+        until(lambda: json.loads(lock.read_text()).get("picks") == {"dawn/dip": 2, "dawn/glide": 2}, "the last pick")
         for tab in (first, second):  # each tab follows the lock, whichever tab wrote it
-            tab.wait_for_selector('[data-shot="dawn/dip"] figure[data-take="1"].picked', timeout=30_000)
+            tab.wait_for_selector('[data-shot="dawn/dip"] figure[data-take="2"].picked', timeout=30_000)
             tab.wait_for_selector('[data-shot="dawn/glide"] figure[data-take="2"].picked', timeout=30_000)
         context.close()

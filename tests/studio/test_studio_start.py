@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -40,6 +42,8 @@ def test_a_story_being_written_opens_with_its_problems_at_their_line(write_story
         assert film["problems"][0]["text"] == ("film.yaml:8: s/a.duration: 'soon' is not a duration; write seconds "
                                                "like '4s' or '4.5s', or frames like '97f'")
     assert "warning: the story does not validate yet; the page shows where:" in "".join(studio.stderr)
+    # SIGTERM stops it within the helper's wait, without killing; uvicorn re-raises the signal once shut down
+    assert studio.process.returncode == -signal.SIGTERM
 
 
 def test_a_missing_story_is_one_message(tmp_path: Path) -> None:
@@ -66,3 +70,41 @@ def test_a_port_in_use_is_one_message() -> None:
         free.close()
     finally:
         taken.close()
+
+
+def test_allow_path_holds_for_the_page_and_the_renders(tmp_path: Path) -> None:
+    import shutil
+
+    from conftest import EXAMPLES
+
+    shutil.copytree(EXAMPLES / "refs", tmp_path / "refs")
+    (tmp_path / "film").mkdir()
+    story = tmp_path / "film" / "film.yaml"  # its root is its own folder: the image is outside without the flag
+    story.write_text("""\
+storyforge: 1
+title: Outside
+render: {resolution: 256x144, fps: 24}
+scenes:
+  - id: s
+    shots:
+      - {id: a, prompt: a swan, image: ../refs/swan.png, duration: 9f}
+""", encoding="utf-8")
+    with running_studio(story, "--allow-path", str(tmp_path / "refs"), "--backend", "animatic") as studio:
+        def call(path: str, body: dict | None = None) -> dict:
+            request = urllib.request.Request(f"{studio.base}{path}", data=None if body is None else json.dumps(
+                body).encode(), headers={"Authorization": f"Bearer {studio.token}",
+                                         "Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return json.loads(answer.read())
+
+        film = call("/api/film")
+        assert film["problems"] == [] and [shot["id"] for shot in film["shots"]] == ["s/a"]
+        task = call("/api/render", {})["task"]
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            done = [t for t in call("/api/work")["tasks"] if t["id"] == task and t["state"] in ("done", "failed")]
+            if done:
+                break
+            time.sleep(0.2)
+        assert done and done[0]["state"] == "done", done
+        assert call("/api/film")["stale"] is False

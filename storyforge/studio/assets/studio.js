@@ -4,6 +4,16 @@
 
 const token = document.querySelector('meta[name="storyforge-token"]').content;
 const videos = new Map(); // media address -> its <video>, kept across redraws so playback goes on
+let used = new Set(); // the addresses the last redraw used (the others are let go)
+// a seam's stills load only when they scroll into view, each by a byte range of the cut (not the whole film)
+const lazy = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    if (!entry.isIntersecting) continue;
+    const still = entry.target;
+    lazy.unobserve(still);
+    still.src = still.dataset.src;
+  }
+});
 let film = null; // the last state drawn
 let pendingDraw = null; // a state that arrived while a note was being written
 
@@ -57,6 +67,7 @@ function showError(message) {
 function frameTime(frame) { return (frame + 0.5) / film.fps; }
 
 function video(url, extra = {}) {
+  used.add(url);
   let node = videos.get(url);
   if (!node) {
     node = el("video", { controls: true, preload: "metadata", playsinline: true, src: url, ...extra });
@@ -125,8 +136,15 @@ function seamView(state, seam) {
   const box = el("div", { class: "seam-view", title: `${seam.kind} seam at frame ${seam.frame}` });
   if (state.film) {
     for (const frame of [seam.frame - 1, seam.frame]) {
-      const still = el("video", { preload: "auto", muted: true, src: state.film, "aria-label": `frame ${frame}` });
-      still.addEventListener("loadedmetadata", () => { still.currentTime = frameTime(frame); }, { once: true });
+      const name = `${state.film}#frame${frame}`;
+      used.add(name);
+      let still = videos.get(name);
+      if (!still) {
+        still = el("video", { preload: "metadata", muted: true, "data-src": state.film, "aria-label": `frame ${frame}` });
+        still.addEventListener("loadedmetadata", () => { still.currentTime = frameTime(frame); }, { once: true });
+        lazy.observe(still);
+        videos.set(name, still);
+      }
       box.append(still);
     }
   }
@@ -164,9 +182,15 @@ function drawShot(state, shot, showRejected) {
     el("span", { class: `state ${shot.state}`, text: stateText(shot) })));
   article.append(el("p", { class: "prompt", text: shot.prompt }));
   if (shot.keyframes && shot.keyframes.length) article.append(drawKeyframes(shot));
+  else if (shot.keyframe) { // the one start picture every take of the shot renders from
+    article.append(el("div", { class: "keyframes" }, el("figure", { class: "picked", "data-shot": shot.id,
+      "data-keyframe": 1 }, el("img", { src: shot.keyframe, alt: `start picture of ${shot.id}` }),
+    el("figcaption", { text: "start picture" }))));
+  }
   const takes = el("div", { class: "takes" });
   const controls = el("div", { class: "controls", role: "group", "aria-label": `compare the takes of ${shot.id}` });
-  const playing = () => [...takes.querySelectorAll(".take:not(.hidden) video")];
+  // the takes on screen (a rejected take, hidden, is left where it is)
+  const playing = () => [...takes.querySelectorAll(".take video")].filter((v) => v.offsetParent !== null);
   const step = (frames) => () => {
     for (const v of playing()) { v.pause(); v.currentTime = Math.max(0, v.currentTime + frames / state.fps); }
   };
@@ -280,7 +304,11 @@ function draw(state) {
   document.getElementById("cut").disabled = !state.to_cut || !state.to_cut.length || state.to_render.length > 0;
   document.getElementById("cut").title = state.to_render && state.to_render.length
     ? `first render ${state.to_render.join(", ")}` : "cut the film from the picked takes; renders nothing";
+  used = new Set();
   if (state.shots.length) { drawCut(state); drawShots(state); }
+  for (const [name, node] of videos) {
+    if (!used.has(name)) { node.removeAttribute("src"); node.load(); videos.delete(name); } // frees the decoder
+  }
 }
 
 function drawBanner(state) {
