@@ -447,8 +447,11 @@ def with_keys(plan: Plan) -> Plan:
             job = replace(job, keyframe=replace(job.keyframe, key=keyframe_key(job.keyframe)))
         upstream = keys.get(job.after) if job.after else None
         seeds = job.take_seeds or (job.seed,)
-        take_keys = tuple(job_key(replace(job, seed=seed), upstream) for seed in seeds)
-        picked = replace(job, take_seeds=seeds, take_keys=take_keys).for_take(job.take)
+        # dataclasses.replace copies every field: skip it where the seed is the job's own (a one-take job), and
+        # set the take's seed and key in the same copy as the lists (what for_take(job.take) would give)
+        take_keys = tuple(job_key(job if seed == job.seed else replace(job, seed=seed), upstream) for seed in seeds)
+        picked = replace(job, take_seeds=seeds, take_keys=take_keys, seed=seeds[job.take - 1],
+                         key=take_keys[job.take - 1])
         keys[job.id] = picked.key
         jobs.append(picked)
     return replace(plan, jobs=tuple(jobs))
