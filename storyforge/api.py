@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from storyforge.enhance.lock import EnhanceReport, PickReport
     from storyforge.render import RenderProgress, RunReport
     from storyforge.review import ReviewReport
+    from storyforge.screenplay.importer import ImportReport
 
 
 def validate(path: Path | str) -> Story:
@@ -75,6 +76,21 @@ def pick(path: Path | str, shot: str, take: int) -> PickReport:
     return pick_take(path, shot, take)
 
 
+def pick_keyframe(path: Path | str, shot: str, number: int) -> bool:
+    """Choose keyframe candidate `number` of `shot` as the picture its video starts from; True when the lock
+    changed."""
+    from storyforge.enhance.lock import pick_keyframe as choose
+
+    return choose(path, shot, number)
+
+
+def lock_file(path: Path | str) -> Path:
+    """The lock file beside a story (film.yaml -> film.lock.json)."""
+    from storyforge.enhance.lock import lock_path
+
+    return lock_path(Path(path))
+
+
 def enhance(path: Path | str, *, llm: str | None = None, force: bool = False,
             on_progress: Callable[[int, int], None] | None = None) -> EnhanceReport:
     """Fill the story's lock file (film.lock.json) for shots whose inputs changed (every shot with `force`),
@@ -107,12 +123,12 @@ def review(path: Path | str, *, out: Path | str | None = None) -> ReviewReport:
     from storyforge import outdir
     from storyforge.errors import display_path
     from storyforge.render import default_out
-    from storyforge.review import rebuild, written_names
+    from storyforge.review import rebuild, rendered_here, written_names
 
     story = Path(path)
     compiled = plan(story)
     folder = Path(out) if out is not None else default_out(story)
-    if not (folder / "run.json").is_file():
+    if not rendered_here(compiled, folder):
         return rebuild(compiled, folder, story_arg=display_path(story))  # says that nothing was rendered there
     with outdir.claimed(folder, story, written_names(compiled)) as held:  # the page's files, in its manifest
         return rebuild(compiled, held, story_arg=display_path(story))
@@ -136,15 +152,19 @@ def render_films(plans: Sequence[Plan], *, out: Path | None = None, backend: str
                             progress=[progress(plan) if progress else None for plan in plans]))
 
 
-def story_files(paths: Sequence[Path | str]) -> list[Path]:
+def story_files(paths: Sequence[Path | str], repeats: list[tuple[Path, Path]] | None = None) -> list[Path]:
     """The story files `paths` name: files as given, and for a folder every story file below it (a YAML file
-    with a top-level `storyforge:` key), sorted, outside hidden folders and renders/."""
+    with a top-level `storyforge:` key), sorted, outside hidden folders and renders/.
+
+    A story named twice (`film.yaml sub/../film.yaml`, a link to it, a folder holding it) is listed once, where
+    it is first named: rendering it twice would cut one film into one folder twice over. Each repeat is added to
+    `repeats` as (the path kept, the path left out), for the caller to say so."""
     from storyforge.errors import StoryforgeError
 
-    found: list[Path] = []
+    found: dict[tuple[int, int] | str, Path] = {}
     for path in map(Path, paths):
         if not path.is_dir():
-            found.append(path)
+            _add_story(found, path, repeats)
             continue
         stories = sorted(
             file for pattern in ("*.yaml", "*.yml") for file in path.rglob(pattern)
@@ -153,8 +173,38 @@ def story_files(paths: Sequence[Path | str]) -> list[Path]:
         if not stories:
             raise StoryforgeError(f"{path}: no story files in this folder (YAML files with a `storyforge:` key); "
                                   "name the story files, or the folder that holds them")
-        found.extend(stories)
-    return list(dict.fromkeys(found))
+        for story in stories:
+            _add_story(found, story, repeats)
+    return list(found.values())
+
+
+def _add_story(found: dict[tuple[int, int] | str, Path], path: Path, repeats: list[tuple[Path, Path]] | None) -> None:
+    """`path` into `found` under its file's identity (device and inode: links and `..` lead to the same one)."""
+    try:
+        status = path.stat()
+        identity: tuple[int, int] | str = (status.st_dev, status.st_ino)
+    except OSError:  # not there: kept as given, for the plan to say so at its line
+        identity = str(path)
+    if identity in found:
+        if repeats is not None and found[identity] != path and (found[identity], path) not in repeats:
+            repeats.append((found[identity], path))
+        return
+    found[identity] = path
+
+
+def import_script(script: Path | str, output: Path | str | None = None, *, update: bool = False,
+                  llm: str | None = None, on_progress: Callable[[int, int], None] | None = None) -> ImportReport:
+    """Turn a screenplay (Fountain or Final Draft) into a story file, or with `update` merge it into the story it
+    made before, keeping the writer's edits; then check that the story validates and plans (its problems, if any,
+    are on the report). `llm` breaks long action paragraphs into shots with a local instruct model."""
+    from storyforge.screenplay.importer import import_script as run
+
+    report = run(script, output, update=update, llm=llm, on_progress=on_progress)
+    try:
+        check(report.story)
+    except StoryError as error:
+        report.problems = list(error.problems)
+    return report
 
 
 def schema() -> dict[str, Any]:
@@ -183,9 +233,11 @@ def _as_loaded(schema: dict[str, Any]) -> None:
         ((pattern, value),) = mapping.pop("patternProperties").items()
         mapping["propertyNames"] = {"pattern": pattern}
         mapping["additionalProperties"] = value
-    # a cut or a continue has no length
-    defs["TransitionSpec"]["if"] = {"properties": {"type": {"enum": ["cut", "continue"]}}}
-    defs["TransitionSpec"]["then"] = {"not": {"required": ["duration"]}}
+    # a cut or a continue has no length; only a bridge has a prompt
+    defs["TransitionSpec"]["allOf"] = [
+        {"if": {"properties": {"type": {"enum": ["cut", "continue"]}}}, "then": {"not": {"required": ["duration"]}}},
+        {"if": {"properties": {"type": {"not": {"const": "bridge"}}}}, "then": {"not": {"required": ["prompt"]}}},
+    ]
     # WIDTHxHEIGHT with both sides non-zero multiples of 16
     side = _multiple_of_16()
     for branch in defs["RenderSettings"]["properties"]["resolution"]["anyOf"]:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # numpy and Pillow load only when a frame is drawn: a no-op r
     from storyforge.backends.base import Keyed, RenderInputs
     from storyforge.plan.model import Job
 
-VERSION = 1  # bump when the pictures change for the same inputs
+VERSION = 2  # bump when the pictures change for the same inputs (2: images turned as their EXIF orientation says)
 MARGIN = 0.1  # canvas border beyond the picture, as a fraction of each side: room to pan and pull out
 ZOOM_PER_SECOND, MAX_ZOOM = 0.04, 0.2  # a slow push in: 4 % a second, never more than 20 % in one shot
 PAN_PER_SECOND = 0.35  # a pan crosses the margin in about three seconds
@@ -93,9 +93,13 @@ class Animatic:
         width, height, count = s.width, s.height, job.frames
         band = _band_height(height)
         picture = (width, height - band)
-        canvas = self._canvas(job, inputs, picture)
         overlay = _Overlay(job, width, band)
-        end = np.asarray(_fit(Image.open(job.end_image.path), picture)) if job.end_image else None
+        if job.is_bridge and inputs.previous_frames is not None and inputs.next_frames is not None \
+                and len(inputs.previous_frames) and len(inputs.next_frames):
+            yield from _bridge(job, inputs, picture, overlay)
+            return
+        canvas = self._canvas(job, inputs, picture)
+        end = np.asarray(_fit(Image.open(job.end_image.stream()), picture)) if job.end_image else None
         blend = min(count // 3, s.fps) if end is not None else 0  # the last frames dissolve into the end image
         move = motion(job.camera, count / s.fps)
         for i in range(count):
@@ -132,7 +136,7 @@ class Animatic:
             start = Image.fromarray(np.ascontiguousarray(inputs.previous_frames[-1][:height]))
             return _padded(start.resize(picture, Image.BILINEAR) if start.size != picture else start)
         if job.image is not None:
-            return _padded(_fit(Image.open(job.image.path), picture))
+            return _padded(_fit(Image.open(job.image.stream()), picture))
         if inputs.start_image is not None:  # the shot's keyframe, generated earlier
             return _padded(_fit(Image.open(inputs.start_image), picture))
         if job.references:
@@ -147,6 +151,42 @@ def keyed(options: dict[str, Any]) -> Keyed:
     return Keyed(Animatic.name, Animatic(**options).identity)
 
 
+def _bridge(job: Job, inputs: RenderInputs, picture: tuple[int, int], overlay: _Overlay) -> Iterator[np.ndarray]:
+    """A bridge as a move: the view pans on out of the last picture of the shot before and, dissolving, arrives
+    from the other side at the first picture of the shot after, over the bridge's planned frames."""
+    import numpy as np
+    from PIL import Image
+
+    assert inputs.previous_frames is not None and inputs.next_frames is not None
+    s = job.settings
+    width, height = picture
+    full = s.height
+    # the pictures without the caption band the animatic drew under them (decoded frames keep it)
+    leaving = _padded(_picture(inputs.previous_frames[-1][:height], picture, Image))
+    arriving = _padded(_picture(inputs.next_frames[0][:height], picture, Image))
+    count = job.frames
+    for i in range(count):
+        t = (i + 1) / (count + 1)  # never all of one picture: the shots themselves show those
+        ease = t * t * (3 - 2 * t)
+        out_of = _view(leaving, picture, Motion(1.0, 1.0, 0.0), t).astype(np.float32)
+        into = _view(arriving, picture, Motion(1.0, -1.0, 0.0), 1 - t).astype(np.float32)
+        frame = np.empty((1, full, width, 3), np.uint8)
+        frame[0, :height] = (out_of * (1 - ease) + into * ease).round().astype(np.uint8)
+        frame[0, height:] = overlay.band
+        overlay.stamp(frame[0], timecode(job.start_frame + i, s.fps))
+        if inputs.on_step is not None:
+            inputs.on_step(i + 1, count)
+        yield frame
+
+
+def _picture(frame: np.ndarray, picture: tuple[int, int], image_module: Any) -> Image.Image:
+    """A frame's picture as an image of the picture's size."""
+    import numpy as np
+
+    image = image_module.fromarray(np.ascontiguousarray(frame))
+    return image.resize(picture, image_module.BILINEAR) if image.size != picture else image
+
+
 def _band_height(height: int) -> int:
     return max(12, round(height * BAND / 2) * 2)
 
@@ -156,9 +196,10 @@ def _margins(picture: tuple[int, int]) -> tuple[int, int]:
 
 
 def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """`image` centre-cropped to the aspect of `size` and scaled to it."""
-    from PIL import Image
-    image = image.convert("RGB")
+    """`image` turned upright (its EXIF orientation, as a camera writes it and the video backend honours it),
+    centre-cropped to the aspect of `size` and scaled to it."""
+    from PIL import Image, ImageOps
+    image = ImageOps.exif_transpose(image).convert("RGB")
     width, height = image.size
     aspect = size[0] / size[1]
     if width / height > aspect:
@@ -217,7 +258,7 @@ def _references(job: Job, picture: tuple[int, int]) -> Image.Image:
     places = [r for r in job.references if r.kind == "location"]
     people = [r for r in job.references if r.kind == "character"]
     if places:
-        base = _fit(Image.open(places[0].image.path), picture)
+        base = _fit(Image.open(places[0].image.stream()), picture)
     else:
         card = _title_card(job, picture)
         mx, my = _margins(picture)
@@ -232,7 +273,7 @@ def _references(job: Job, picture: tuple[int, int]) -> Image.Image:
     draw = ImageDraw.Draw(base)
     for n, person in enumerate(people):
         x, y = gap + n * (side + gap), height - side - gap
-        portrait = _fit(Image.open(person.image.path), (side, side))
+        portrait = _fit(Image.open(person.image.stream()), (side, side))
         draw.rectangle((x - 1, y - 1, x + side, y + side), outline=_INK)
         base.paste(portrait, (x, y))
     return base
@@ -296,7 +337,8 @@ class _Overlay:
         head, caption = ImageFont.load_default(size=head_size), ImageFont.load_default(size=caption_size)
         image = Image.new("RGB", (width, band), _BAND_BG)
         draw = ImageDraw.Draw(image)
-        draw.text((pad, pad), job.id + (f"  take {job.take}" if job.take > 1 else ""), font=head, fill=_ID_INK)
+        label = f"bridge {job.after} \u2192 {job.before}" if job.before is not None else job.id
+        draw.text((pad, pad), label + (f"  take {job.take}" if job.take > 1 else ""), font=head, fill=_ID_INK)
         top = pad + round(head_size * 1.25)
         line_height = round(caption_size * 1.2)
         lines = max(1, (band - top - pad) // line_height)

@@ -36,7 +36,8 @@ class KeyframeBackend(Protocol):
         ...
 
     def render(self, keyframe: Keyframe) -> np.ndarray:
-        """The picture: uint8 (height, width, 3)."""
+        """The picture: uint8 (height, width, 3); floats holding NaN when the model computed no picture at all,
+        which the render loop refuses at the shot (storyforge.keyframes.refuse_blank)."""
         ...
 
     def close(self) -> None:
@@ -162,7 +163,7 @@ class ImageEdit:
         """The keyword arguments of the pipeline call, without the generator."""
         parameters = inspect.signature(pipe.__call__).parameters
         arguments: dict[str, Any] = {
-            "image": [load_reference(reference.image.path) for reference in keyframe.references],
+            "image": [load_reference(reference.image) for reference in keyframe.references],
             "prompt": keyframe.prompt, "height": keyframe.height, "width": keyframe.width,
             "num_inference_steps": keyframe.steps, "output_type": "np",
         }
@@ -195,6 +196,8 @@ class ImageEdit:
             raise RenderError(f"the keyframe model returned a picture of shape {picture.shape}, expected "
                               f"{(keyframe.height, keyframe.width, 3)}; use an edit pipeline that honours "
                               "height and width")
+        if not np.isfinite(picture).all():
+            return picture  # not a picture: the caller (keyframes.refuse_blank) says so at the shot
         return np.clip(np.rint(picture * 255.0), 0, 255).astype(np.uint8)
 
     def close(self) -> None:
@@ -206,12 +209,13 @@ class ImageEdit:
             torch.cuda.empty_cache()
 
 
-def load_reference(path: Path) -> Any:
-    """A reference image as RGB, upright (the pipeline sizes it as it needs)."""
+def load_reference(path: Path | Any) -> Any:
+    """A reference image as RGB, upright (the pipeline sizes it as it needs); a story's image (with `stream()`)
+    is read once and checked against the plan's hash."""
     from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as image:
+        with Image.open(path.stream() if hasattr(path, "stream") else path) as image:
             return ImageOps.exif_transpose(image).convert("RGB")
     except OSError as error:
         raise RenderError(f"cannot read reference image {path}: {error}") from error

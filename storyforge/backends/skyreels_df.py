@@ -40,6 +40,7 @@ from storyforge.errors import RenderError, StoryforgeError
 from storyforge.plan.frames import TIME_COMPRESSION
 from storyforge.plan.model import Job
 from storyforge.story.presets import PRESETS
+from storyforge.story.resolve import Image
 
 log = logging.getLogger(__name__)
 
@@ -195,16 +196,19 @@ class SkyReelsDF:
             "fps": s.fps,
         }
         if job.kind == "i2v":
-            start = job.image.path if job.image is not None else inputs.start_image  # given, or its keyframe
+            start = job.image if job.image is not None else inputs.start_image  # given, or its keyframe
             if start is None:
                 raise RenderError(f"job {job.id}: an image-to-video job has no start image")
             arguments["image"] = load_image(start, s.width, s.height)
             if job.end_image is not None and not _split(job):
-                arguments["last_image"] = load_image(job.end_image.path, s.width, s.height)
+                arguments["last_image"] = load_image(job.end_image, s.width, s.height)
         elif job.kind == "extend":
             arguments["video"] = _previous_video(job, inputs)
             if job.end_image is not None:
-                arguments["last_image"] = load_image(job.end_image.path, s.width, s.height)
+                arguments["last_image"] = load_image(job.end_image, s.width, s.height)
+        elif job.kind == "bridge":  # from the last frames of one shot to the first frame of the next
+            arguments["video"] = _previous_video(job, inputs)
+            arguments["last_image"] = _next_frame(job, inputs)
         elif job.kind != "t2v":
             raise RenderError(f"job {job.id}: unknown job kind '{job.kind}'")
         return arguments
@@ -221,7 +225,7 @@ class SkyReelsDF:
         arguments["num_frames"] = s.overlap_frames + job.num_frames - s.base_frames
         arguments["video"] = np.ascontiguousarray(frames[-s.overlap_frames:], dtype=np.float32)
         if job.end_image is not None:
-            arguments["last_image"] = load_image(job.end_image.path, s.width, s.height)
+            arguments["last_image"] = load_image(job.end_image, s.width, s.height)
         return arguments
 
     def frames(self, job: Job, inputs: RenderInputs) -> Iterator[np.ndarray]:
@@ -297,7 +301,7 @@ class SkyReelsDF:
                                   TIME_COMPRESSION if job.end_image is not None else 0)
             else:
                 # an extension's decode begins with the overlap it continues from, already in the clip before
-                chunks = _trimmed(_decoded(pipe, latents[-1]), s.overlap_frames if job.kind == "extend" else 0,
+                chunks = _trimmed(_decoded(pipe, latents[-1]), s.overlap_frames if job.continues else 0,
                                   TIME_COMPRESSION if kind == "extend-to-end" else 0)
             for chunk in chunks:
                 yield made.add(_to_uint8(chunk))
@@ -343,6 +347,8 @@ def _split(job: Job) -> bool:
 
 def _pipeline_kind(job: Job) -> str:
     """Which pipeline makes the job's (first) call: t2v, i2v, extend, or extend-to-end (V2V with an end image)."""
+    if job.kind == "bridge":  # V2V aimed at the next shot's first frame, as a continue towards an end image
+        return "extend-to-end"
     return "extend-to-end" if job.kind == "extend" and job.end_image is not None else job.kind
 
 
@@ -461,10 +467,11 @@ def _oom_advice(what: str) -> str:
             f"base_frames (each window holds base_frames frames at once), or free the GPU of other processes")
 
 
-def load_image(path: Path, width: int, height: int) -> PILImage.Image:
-    """An image centre-cropped to the frame's aspect ratio, then resized (the pipelines would stretch it)."""
+def load_image(path: Path | Image, width: int, height: int) -> PILImage.Image:
+    """An image centre-cropped to the frame's aspect ratio, then resized (the pipelines would stretch it).
+    A story's image (`Image`) is read once and checked against the plan's hash; a Path is a cached keyframe."""
     try:
-        with PILImage.open(path) as image:
+        with PILImage.open(path if isinstance(path, Path) else path.stream()) as image:
             image = ImageOps.exif_transpose(image).convert("RGB")
     except OSError as error:
         raise RenderError(f"cannot read image {path}: {error}") from error
@@ -481,6 +488,17 @@ def _previous_video(job: Job, inputs: RenderInputs) -> list[PILImage.Image]:
     if tuple(previous.shape[1:]) != expected:
         raise RenderError(f"job {job.id}: previous frames are {tuple(previous.shape[1:])}, expected {expected}")
     return [PILImage.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)) for frame in previous[-overlap:]]
+
+
+def _next_frame(job: Job, inputs: RenderInputs) -> PILImage.Image:
+    """The first frame of the shot a bridge leads into, as the end image of its last window."""
+    following = inputs.next_frames
+    if following is None or not len(following):
+        raise RenderError(f"job {job.id} is a bridge into {job.before} and needs that shot's first frame, got none")
+    expected = (job.settings.height, job.settings.width, 3)
+    if tuple(following.shape[1:]) != expected:
+        raise RenderError(f"job {job.id}: the next shot's frames are {tuple(following.shape[1:])}, expected {expected}")
+    return PILImage.fromarray(np.ascontiguousarray(following[0], dtype=np.uint8))
 
 
 def _to_uint8(frames: np.ndarray) -> np.ndarray:

@@ -80,6 +80,7 @@ def check_film(film: Film, source: SourceMap) -> list[Problem]:
         problems.append(Problem(source.file, source.line(path), where, message))
 
     seen_scenes: dict[str, int] = {}
+    files: dict[str, tuple[str, int]] = {}  # output file name -> the shot that has it, and its line
     first = True
     for s, scene in enumerate(film.scenes):
         if scene.id in seen_scenes:
@@ -96,6 +97,7 @@ def check_film(film: Film, source: SourceMap) -> list[Problem]:
                         f"{seen_shots[shot.id]} in scene '{scene.id}'; ids must be unique within a scene")
             else:
                 seen_shots[shot.id] = source.line(at + ("id",))
+                _one_file_name(files, name, source.file, source.line(at + ("id",)), problem, at)
             kind = shot.transition_type
             if first and kind == "continue":
                 problem(at + ("transition",), name,
@@ -103,12 +105,37 @@ def check_film(film: Film, source: SourceMap) -> list[Problem]:
             if first and kind == "crossfade":
                 problem(at + ("transition",), name,
                         "the first shot of the film has nothing to crossfade from; use fade to fade in from black")
+            if first and kind == "bridge":
+                problem(at + ("transition",), name,
+                        "the first shot of the film has nothing to bridge from (a bridge continues the shot before "
+                        "it); use cut or fade")
             if kind == "continue" and shot.image:
                 problem(at + ("image",), name, "a continued shot starts from the previous shot's last frames, "
                         "so it cannot also have a start image; remove 'image' or use another transition")
             problems.extend(_cast_problems(film, source, at, name))
+            problems.extend(_speaker_problems(film, source, at, name))
             first = False
     return problems
+
+
+def file_stem(shot_id: str) -> str:
+    """A shot's name among the output files: `scene__shot` (clips/, takes/, keyframes/)."""
+    return shot_id.replace("/", "__")
+
+
+def _one_file_name(files: dict[str, tuple[str, int]], name: str, file: str, line: int, problem: Any,
+                   at: PathKey) -> None:
+    """Two shots whose ids join into one output name (`x/y__z` and `x__y/z` are both `x__y__z`) would share their
+    clip, takes and keyframe: the second is refused, naming the first."""
+    stem = file_stem(name)
+    if stem not in files:
+        files[stem] = (name, line)
+        return
+    other, other_line = files[stem]
+    problem(at + ("id",), name,
+            f"shot '{name}' and shot '{other}' ({file}:{other_line}) would share the output name '{stem}' "
+            f"(clips/{stem}.mp4, takes/{stem}/, keyframes/{stem}.png); rename one of them or its scene so that "
+            "scene and shot ids joined by '__' differ (ids without '__' never collide)")
 
 
 def _cast_problems(film: Film, source: SourceMap, at: PathKey, name: str) -> list[Problem]:
@@ -127,6 +154,21 @@ def _cast_problems(film: Film, source: SourceMap, at: PathKey, name: str) -> lis
             seen.add(member)
             continue
         problems.append(Problem(source.file, source.line(at + ("cast", k)), name, message))
+    return problems
+
+
+def _speaker_problems(film: Film, source: SourceMap, at: PathKey, name: str) -> list[Problem]:
+    """Whoever speaks a shot's dialogue is a character of the film."""
+    problems = []
+    for k, spoken in enumerate(film.scenes[at[1]].shots[at[3]].dialogue):
+        if spoken.character in film.characters:
+            continue
+        close = difflib.get_close_matches(spoken.character, list(film.characters), n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        known = ", ".join(film.characters) or "(none; add them under `characters:`)"
+        problems.append(Problem(source.file, source.line(at + ("dialogue", k, "character")), name,
+                                f"unknown character '{spoken.character}' speaks in the dialogue; {hint}"
+                                f"known characters: {known}"))
     return problems
 
 
