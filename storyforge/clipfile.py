@@ -148,7 +148,7 @@ class ClipWriter:
         detail = self._stderr.read().decode(errors="replace").strip()
         self._stderr.close()
         self._part.unlink(missing_ok=True)
-        raise ClipError(f"could not encode {self.path}: {why}" + (f"\n{detail}" if detail else ""))
+        raise ClipError.several([f"could not encode {self.path}: {why}", *detail.splitlines()])
 
     def __enter__(self) -> ClipWriter:
         return self

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # numpy and Pillow load only when a frame is drawn: a no-op r
     from storyforge.backends.base import RenderInputs
     from storyforge.plan.model import Job
 
-VERSION = 1  # bump when the pictures change for the same inputs
+VERSION = 2  # bump when the pictures change for the same inputs (2: images turned as their EXIF orientation says)
 MARGIN = 0.1  # canvas border beyond the picture, as a fraction of each side: room to pan and pull out
 ZOOM_PER_SECOND, MAX_ZOOM = 0.04, 0.2  # a slow push in: 4 % a second, never more than 20 % in one shot
 PAN_PER_SECOND = 0.35  # a pan crosses the margin in about three seconds
@@ -189,9 +189,10 @@ def _margins(picture: tuple[int, int]) -> tuple[int, int]:
 
 
 def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """`image` centre-cropped to the aspect of `size` and scaled to it."""
-    from PIL import Image
-    image = image.convert("RGB")
+    """`image` turned upright (its EXIF orientation, as a camera writes it and the video backend honours it),
+    centre-cropped to the aspect of `size` and scaled to it."""
+    from PIL import Image, ImageOps
+    image = ImageOps.exif_transpose(image).convert("RGB")
     width, height = image.size
     aspect = size[0] / size[1]
     if width / height > aspect:

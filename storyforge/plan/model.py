@@ -221,6 +221,7 @@ class PlanWarning:
     line: int
     where: str
     message: str
+    kind: str = ""  # the rule that warns, e.g. "short last window": hundreds of one kind are shown as a group
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.where}: {self.message}"
