@@ -108,7 +108,7 @@ class Cache:
             self.discard(key, f"{describe(info.st_mode)} stood where its folder belongs")
             return None
         try:
-            meta = self.store.read_json(self._rel(key, META), MAX_META_BYTES)
+            meta = self.store.read_json(self._rel(key, META), MAX_META_BYTES, items=4 * _LIMIT)
             problem = _meta_problem(meta, key) or self._clip_problem(key, meta)
             if problem is None and meta.get("tail_frames"):
                 tail = self.store.stat(self._rel(key, TAIL))

@@ -38,6 +38,7 @@ from storyforge.backends.skyreels_key import (  # noqa: F401 - VERIFIED_DIFFUSER
 )
 from storyforge.errors import RenderError, StoryforgeError
 from storyforge.plan.frames import TIME_COMPRESSION
+from storyforge.plan.memory import vae_tiling
 from storyforge.plan.model import Job
 from storyforge.story.presets import PRESETS
 from storyforge.story.resolve import Image
@@ -53,8 +54,6 @@ DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
     "half": torch.float16, "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
 }
-# The VAE decode of a long 720p clip does not fit in memory at once: decode in tiles from this size up.
-TILING_PIXELS = 1280 * 720
 # MagCache needs per-step magnitude ratios, which are checkpoint-dependent and were never calibrated for the
 # DF checkpoints. These anchors (schedule fraction -> ratio) follow the shape of MagCache's published curve
 # for Wan 2.1 T2V 1.3B, the base SkyReels-V2 was trained from: near 1 for most steps, falling at the end.
@@ -128,8 +127,12 @@ class SkyReelsDF:
         return folder_sha256(folder)
 
     # -- loading --------------------------------------------------------------------------------------
-    def pipeline(self, model: str, kind: str) -> Any:
-        """The loaded diffusers pipeline for `kind` (t2v | i2v | extend); all three share one model's parts."""
+    def pipeline(self, model: str, kind: str, offload: str = "model") -> Any:
+        """The loaded diffusers pipeline for `kind` (t2v | i2v | extend); all three share one model's parts.
+
+        On a GPU, `offload` (render.offload) places them: `model` is diffusers' enable_model_cpu_offload (one
+        component on the GPU at a time), `sequential` its enable_sequential_cpu_offload (module by module), `none`
+        everything on the GPU. storyforge.plan.memory estimates what each needs."""
         loaded = self._load(model)
         if kind not in loaded.pipelines:
             pipe = (_EndFrameVideoToVideo if kind == "extend-to-end" else PIPELINES[kind])(
@@ -137,10 +140,15 @@ class SkyReelsDF:
             pipe.set_progress_bar_config(disable=True)  # progress goes through on_step, not tqdm on stderr
             loaded.pipelines[kind] = pipe
         pipe = loaded.pipelines[kind]
-        if self.accelerated and loaded.offloaded_by != kind:
+        if self.accelerated and loaded.offloaded_by != f"{kind}:{offload}":
             # offload hooks live on the shared modules, but each pipeline re-arms only its own after a call
-            pipe.enable_model_cpu_offload(device=self.device)
-            loaded.offloaded_by = kind
+            if offload == "sequential":
+                pipe.enable_sequential_cpu_offload(device=self.device)
+            elif offload == "model":
+                pipe.enable_model_cpu_offload(device=self.device)
+            else:
+                pipe.to(self.device)
+            loaded.offloaded_by = f"{kind}:{offload}"
         return pipe
 
     def _load(self, model: str) -> _Loaded:
@@ -255,10 +263,10 @@ class SkyReelsDF:
             self._check_parallel(job, self.parallel)
         loaded = self._load(s.model)
         kind = _pipeline_kind(job)
-        pipe = self.pipeline(s.model, kind)
+        pipe = self.pipeline(s.model, kind, s.offload)
         arguments = self.call_arguments(job, inputs)
         pipe.scheduler = self._scheduler(loaded, s.shift)
-        if s.width * s.height >= TILING_PIXELS:
+        if vae_tiling(s.width, s.height, s.offload if self.accelerated else "none"):  # as the plan's estimate says
             pipe.vae.enable_tiling()
         else:
             pipe.vae.disable_tiling()
@@ -289,7 +297,7 @@ class SkyReelsDF:
                 assert last is not None
                 extension = self.extension_arguments(job, arguments, last)
                 rest_kind = "extend-to-end" if job.end_image is not None else "extend"
-                rest_pipe = self.pipeline(s.model, rest_kind)
+                rest_pipe = self.pipeline(s.model, rest_kind, s.offload)
                 rest_pipe.scheduler = self._scheduler(loaded, s.shift)
                 with _attention(rest_pipe.transformer, job), _transformer_cache(rest_pipe.transformer, job), \
                         _decode_later(rest_pipe.vae) as latents:

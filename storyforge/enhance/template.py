@@ -125,25 +125,38 @@ class _CharacterText(str):
 
 
 class _Names(Mapping[str, Any]):
-    """`characters` and `locations`: each name gives its (rendered) description."""
+    """`characters` and `locations`: each name gives its (rendered) description. The entry of a name is made
+    when a shot first uses it: every shot gets its own, and making all of them for every shot is quadratic (an
+    imported feature has hundreds of places and shots)."""
 
-    def __init__(self, label: str, items: dict[str, Any], on_use: Callable[[str], None] | None = None):
+    def __init__(self, label: str, names: Mapping[str, Any], make: Callable[[str], Any],
+                 on_use: Callable[[str], None] | None = None):
         self._label = label
-        self._items = items
+        self._items = names
+        self._make = make
+        self._made: dict[str, Any] = {}
         self._on_use = on_use
+
+    def _entry(self, name: str) -> Any:
+        """The name's entry (a _Lazy text) unrendered."""
+        if name not in self._made:
+            if name not in self._items:
+                raise KeyError(name)
+            self._made[name] = self._make(name)
+        return self._made[name]
 
     def __getitem__(self, name: str) -> Any:
         return _read((self._label, "item", name), lambda: self._item(name))
 
     def _item(self, name: str) -> Any:
-        value = _value(self._items[name])
+        value = _value(self._entry(name))
         if self._on_use is not None:
             self._on_use(name)
         return value
 
     def __getattr__(self, name: str) -> Any:
-        items = self.__dict__.get("_items", {})
-        if name.startswith("_") or name not in items:
+        names = self.__dict__.get("_items", {})
+        if name.startswith("_") or name not in names:
             raise AttributeError(name)
         return self[name]
 
@@ -438,17 +451,15 @@ class _ShotRenderer:
         self.recordings: list[_Recording] = []  # per template text rendering for real, innermost last
         film, scene, spec = story.film, shot.scene, shot.shot
         s = shot.path[1]
-        characters = {
-            name: _Lazy(lambda name=name, c=c: _CharacterText(
+        characters = _Names("characters", film.characters, lambda name: _Lazy(
+            lambda c=film.characters[name]: _CharacterText(
                 self.text(_Field(f"characters.{name}", c.description, f"characters.{name}",
-                                 ("characters", name, "description"))), name, c.reference or ""))
-            for name, c in film.characters.items()
-        }
-        locations = {name: self._lazy(f"locations.{name}", place.description, f"locations.{name}",
-                                      ("locations", name, "description"))
-                     for name, place in film.locations.items()}
+                                 ("characters", name, "description"))), name, c.reference or "")), self._use)
+        locations = _Names("locations", film.locations, lambda name: self._lazy(
+            f"locations.{name}", film.locations[name].description, f"locations.{name}",
+            ("locations", name, "description")))
         if scene.location and scene.location in film.locations:
-            location: Any = locations[scene.location]
+            location: Any = locations._entry(scene.location)
         else:
             location = self._lazy(f"{scene.id}.location", scene.location or "", f"{scene.id}.location",
                                   ("scenes", s, "location"))
@@ -474,8 +485,8 @@ class _ShotRenderer:
                 "dialogue": [_Record("dialogue line", {"character": d.character, "line": d.line})
                              for d in spec.dialogue],
             }),
-            "characters": _Names("characters", characters, self._use),
-            "locations": _Names("locations", locations),
+            "characters": characters,
+            "locations": locations,
             "location": location,
             "style": self._lazy("style", film.style or "", "style", ("style",)),
         }

@@ -7,7 +7,8 @@ switch RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER is 0, which this module sets for the cl
 (STORYFORGE_RAY_LISTEN) opens that cluster on purpose at an address of this machine.
 
 Every wait is bounded: the address is parsed first (a clear error for each wrong form), then a TCP connect and an
-HTTP/2 handshake (what a head node's gRPC server answers at once) within PROBE_SECONDS each, before Ray is asked.
+HTTP/2 handshake (what a head node's gRPC server answers at once) within PROBE_SECONDS and HANDSHAKE_SECONDS,
+before Ray is asked.
 
 Ray's token authentication (Ray 2.5x and later): a cluster started with RAY_AUTH_MODE=token (or by `ray start
 --head` when a token already exists on that machine) refuses every process that does not present its token. A
@@ -40,7 +41,9 @@ CONNECT_TRIES_VARIABLE, CONNECT_TRIES = "RAY_gcs_server_port_wait_time_s", 3
 # How long each of those tries waits for the cluster's answer (Ray's default is 30 s); Ray reads it when it is
 # imported, so it is set (unless the user set it) before storyforge imports Ray: see import_ray.
 ANSWER_SECONDS_VARIABLE, ANSWER_SECONDS = "RAY_py_gcs_connect_timeout_s", 10
-PROBE_SECONDS = 5.0  # the most a connect, or a handshake, with the address may take before it is called unusable
+PROBE_SECONDS = 5.0  # the most a TCP connect to the address may take (a far network may be slow to answer)
+# ... and its answer to a handshake, once connected: a gRPC server sends its SETTINGS frame as it accepts
+HANDSHAKE_SECONDS = 1.5
 # Ray's switch, read when ray is imported and by every process a node starts: 0 keeps a node on 127.0.0.1.
 LOOPBACK_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 LISTEN_VARIABLE = "STORYFORGE_RAY_LISTEN"  # what --ray-listen sets, for the API and for CI
@@ -276,8 +279,7 @@ def probe(address: str, how: str = "RAY_ADDRESS") -> None:
 
 def _handshake_problem(connection: socket.socket) -> str | None:
     """What was wrong with the answer to an HTTP/2 handshake on `connection`, or None when a SETTINGS frame came."""
-    deadline = PROBE_SECONDS
-    connection.settimeout(deadline)
+    connection.settimeout(HANDSHAKE_SECONDS)
     try:
         connection.sendall(HTTP2_PREFACE)
         answer = b""
@@ -287,7 +289,7 @@ def _handshake_problem(connection: socket.socket) -> str | None:
                 break
             answer += more
     except TimeoutError:
-        return f"sent nothing within {PROBE_SECONDS:g}s of a handshake"
+        return f"sent nothing within {HANDSHAKE_SECONDS:g}s of a handshake"
     except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):  # closed before or while we spoke
         return "closed the connection without a handshake"
     except OSError as error:

@@ -363,7 +363,7 @@ def test_a_node_without_the_model_is_named_with_what_is_missing(cluster: Cluster
     missing = ("model folder '~/models/tiny' does not exist; give the folder of a diffusers-format SkyReels-V2 DF "
                "model, a hub id, or a preset")
     errors = [line for line in done.stderr.splitlines() if "rendering failed" in line]
-    assert [line.split(": rendering failed")[0] for line in errors] == ["error: s/a", "s/c"]
+    assert [line.split(": rendering failed")[0] for line in errors] == ["error: s/a", "error: s/c"], done.stderr
     assert all(missing in line and line.endswith(f"(on node {node})") for line in errors), errors
     assert "Traceback" not in done.stderr
     assert time.monotonic() - started < 240

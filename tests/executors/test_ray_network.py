@@ -78,7 +78,7 @@ def server(kind: str) -> Iterator[int]:
 
 
 @pytest.mark.parametrize(("kind", "problem"), [
-    ("silent", "sent nothing within 5s of a handshake"),
+    ("silent", "sent nothing within 1.5s of a handshake"),
     ("garbage", "answered a handshake with garbage"),
     ("http", "answers HTTP/1 (a web server: Ray's dashboard is one, on port 8265)"),
     ("close", "closed the connection without a handshake"),
@@ -206,7 +206,7 @@ def test_render_at_a_silent_server_exits_1_with_one_message(story_dir: Path) -> 
                    env={"RAY_ADDRESS": f"127.0.0.1:{port}"})
     assert done.returncode == 1, done.stderr
     assert done.stderr.splitlines()[-1] == (
-        f"error: something listens at 127.0.0.1:{port} (RAY_ADDRESS) but sent nothing within 5s of a handshake, "
+        f"error: something listens at 127.0.0.1:{port} (RAY_ADDRESS) but sent nothing within 1.5s of a handshake, "
         f"{CHECK}")
     assert not (story_dir / "renders" / "film" / "film.mp4").exists()
 
