@@ -38,6 +38,14 @@ scenes:
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")  # rich's own styles (and links)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_consoles():
+    """The consoles these tests make (as a colour terminal) are not left behind for the next test."""
+    yield
+    for name in ("out", "err"):
+        console.__dict__.pop(name, None)
+
+
 def run(*arguments: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     """`storyforge ARGUMENTS` in this process, as a terminal that shows colour (so markup would show); its exit
     code and everything it printed."""
