@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from storyforge.errors import StoryError, grouped
 from storyforge.plan.frames import latents
+from storyforge.plan.memory import gib
 from storyforge.plan.model import Plan, PlanWarning
-from storyforge.story.models import RESOLUTIONS
+from storyforge.story.models import KEYFRAME_MODEL, RESOLUTIONS
 from storyforge.story.presets import PRESETS
 
 if TYPE_CHECKING:
@@ -337,9 +338,22 @@ def plan_footer(plan: Plan) -> str:
     keyframes = [candidate for job in plan.jobs if job.keyframe is not None
                  for candidate in job.keyframe.all_candidates]
     if keyframes:
-        edit = sum(_qwen_edit_seconds(k.width, k.height, len(k.references), k.steps, k.guidance) for k in keyframes)
-        lines.append(f"{counted(len(keyframes), 'keyframe')} first: ≈ {_duration(edit)} on one H100 with "
-                     "qwen-image-edit (computed from its size, not measured)")
+        model = keyframes[0].model
+        if model == KEYFRAME_MODEL:
+            edit = sum(_qwen_edit_seconds(k.width, k.height, len(k.references), k.steps, k.guidance)
+                       for k in keyframes)
+            lines.append(f"{counted(len(keyframes), 'keyframe')} first: ≈ {_duration(edit)} on one H100 with "
+                         f"{model} (computed from its size, not measured)")
+        else:
+            lines.append(f"{counted(len(keyframes), 'keyframe')} first with {safe(model)} (no time estimate: only "
+                         f"{KEYFRAME_MODEL}'s is computed)")
+    for need in plan.memory:
+        others = ", ".join(f"{name} {gib(value)}" for name, value in need.needs.items() if name != need.offload)
+        budget = f"; gpu_memory {gib(need.budget)}" if need.budget is not None else ""
+        lines.append(f"GPU memory for {need.model} at {need.width}x{need.height}: ≈ {gib(need.needs[need.offload])} "
+                     f"with offload {need.offload} (weights {gib(sum(need.weights.values()))}, activations of the "
+                     f"largest window {gib(need.activations)}, VAE decode {gib(need.vae_decode)}"
+                     f"{', tiled' if need.vae_tiling else ''}); {others}{budget}")
     return "\n".join(lines)
 
 
