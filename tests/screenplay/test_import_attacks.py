@@ -588,3 +588,14 @@ def test_the_command_prints_nothing_raw_from_a_hostile_record(imported: Path, ca
     assert done.value.code == 0 and "\x1b" not in out + err and "\u202e" not in out + err
     assert ("warning: s.yaml: it was imported from \\x1b[31mred\\u202e.fountain; merging s.fountain into it as a new "
             "version of that script") in err
+
+
+@pytest.mark.parametrize(("heading", "scene_id"), [
+    ("INT. A" + " " * 19_000 + "B - DAY", "a-b-day"),  # '\s+' before a dash tried each run of spaces again
+    ("INT. A" + " \t" * 5_000 + "B -" + " " * 9_000 + "DAY", "a-b-day"),
+    ("INT. A" + " " * 19_000 + "#1#", "1-a"),  # and '\s*' before a scene number
+])
+def test_runs_of_spaces_in_a_heading_are_read_in_one_pass(heading: str, scene_id: str, tmp_path: Path) -> None:
+    with within(10):
+        story = story_of(tmp_path, f"{heading}\n\nHe waits.\n")
+    assert story["scenes"][0]["id"] == scene_id
