@@ -599,3 +599,30 @@ def test_runs_of_spaces_in_a_heading_are_read_in_one_pass(heading: str, scene_id
     with within(10):
         story = story_of(tmp_path, f"{heading}\n\nHe waits.\n")
     assert story["scenes"][0]["id"] == scene_id
+
+
+def _padded(size: int) -> bytes:
+    """A script of exactly `size` bytes: one scene, the rest boneyard (read, never filmed)."""
+    head = b"INT. A - DAY\n\nHe waits.\n\n/*"
+    return head + b"x\n" * ((size - len(head) - 2) // 2) + b"x" * ((size - len(head) - 2) % 2) + b"*/"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (_padded(1_000_000), None),
+    (_padded(1_000_001), "s.fountain: the script is larger than 1 MB; a feature-length screenplay is a few hundred "
+                         "KB: split it or check the file"),
+    (b"INT. A - DAY\n\n" + b"x" * 999_000, "s.fountain:3: the line is longer than 20,000 characters; a screenplay's "
+                                           "paragraphs are far shorter: is this a script?"),
+    (b"INT. A - DAY\n\nHe \xe2\x80 waits.\n", "s.fountain:3: the script is not UTF-8 text (byte 0xe2); save it as "
+                                             "UTF-8"),
+    (b"INT. A - DAY\n\nHe \x9b31m waits.\n".decode("latin-1").encode("utf-8"), "s.fountain:3: control character "
+     "U+009B in the script; a screenplay is plain text: remove it"),
+    (b"\xef\xbb\xbfINT. A - DAY\n\n\x00", "s.fountain:3: the file holds binary data (a NUL byte), not a screenplay; "
+                                          "export the script as Fountain (.fountain) or Final Draft (.fdx)"),
+])
+def test_the_size_and_text_bounds_at_their_edges(data: bytes, message: str | None, tmp_path: Path) -> None:
+    assert len(_padded(1_000_000)) == 1_000_000 and len(_padded(1_000_001)) == 1_000_001
+    if message is None:
+        assert story_of(tmp_path, data)["scenes"][0]["shots"][0]["prompt"] == "He waits."
+    else:
+        assert refused(tmp_path, data) == message
