@@ -626,3 +626,26 @@ def test_the_size_and_text_bounds_at_their_edges(data: bytes, message: str | Non
         assert story_of(tmp_path, data)["scenes"][0]["shots"][0]["prompt"] == "He waits."
     else:
         assert refused(tmp_path, data) == message
+
+
+def test_of_two_equal_scenes_the_one_the_writer_kept_is_the_scripts(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    Path("s.fountain").write_text("INT. A - DAY\n\nAnn waits.\n\nINT. A - DAY\n\nAnn waits.\n", "utf-8")
+    api.import_script("s.fountain")
+    _edit(Path("s.yaml"), lambda scenes, story: story["scenes"].pop(0))  # deletes a-day, keeps a-day-2
+    report, story = _reimport("INT. A - DAY\n\nAnn waits.\n")
+    assert [s["id"] for s in story["scenes"]] == ["a-day-2"]
+    assert (report.added, report.removed, report.kept) == ([], [], [])
+
+
+def test_a_merge_that_would_leave_no_scene_is_refused(tmp_path: Path) -> None:
+    Path("s.fountain").write_text("INT. A - DAY\n\nAnn waits.\n\nINT. B - DAY\n\nBob runs.\n", "utf-8")
+    api.import_script("s.fountain")
+    _edit(Path("s.yaml"), lambda scenes, story: story["scenes"].pop(1))  # the writer deletes b-day
+    before = Path("s.yaml").read_text("utf-8")
+    Path("s.fountain").write_text("INT. B - DAY\n\nBob runs.\n", "utf-8")  # the script drops a-day
+    with pytest.raises(StoryforgeError) as caught:
+        api.import_script("s.fountain", update=True)
+    assert str(caught.value) == ("s.yaml: you deleted every scene the script still has, so the merged story would "
+                                 "have none; the story is unchanged: import into a new file with -o")
+    assert Path("s.yaml").read_text("utf-8") == before
