@@ -649,3 +649,19 @@ def test_a_merge_that_would_leave_no_scene_is_refused(tmp_path: Path) -> None:
     assert str(caught.value) == ("s.yaml: you deleted every scene the script still has, so the merged story would "
                                  "have none; the story is unchanged: import into a new file with -o")
     assert Path("s.yaml").read_text("utf-8") == before
+
+
+def test_final_draft_paragraph_types_and_odd_paragraphs(tmp_path: Path) -> None:
+    paragraphs = [("Scene Heading", "INT. HALL - NIGHT"), ("General", "A clock ticks."), ("Shot", "CLOSE ON THE CLOCK"),
+                  (None, "No type at all."), ("Action", "   "), ("Cast List", "ANN, BOB"),
+                  ("Character", "ANN (CONT'D)"), ("Parenthetical", "(softly)"), ("Dialogue", "Midnight."),
+                  ("Transition", "DISSOLVE TO:"), ("Action", "Morning.")]
+    body = "".join(f"<Paragraph{f' Type={chr(34)}{kind}{chr(34)}' if kind else ''}><Text>{text}</Text></Paragraph>"
+                   for kind, text in paragraphs)
+    story = story_of(tmp_path, f"<FinalDraft><Content>{body}<Paragraph Type=\"Action\"/></Content></FinalDraft>",
+                     "s.fdx")
+    shots = story["scenes"][0]["shots"]
+    assert [(x["prompt"], x.get("transition"), x.get("dialogue")) for x in shots] == [
+        ("A clock ticks.", None, None), ("CLOSE ON THE CLOCK", None, None), ("No type at all.", None, None),
+        ("ANN, BOB", None, [{"character": "ann", "line": "(softly) Midnight."}]),
+        ("Morning.", "crossfade", None)]
