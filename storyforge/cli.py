@@ -647,6 +647,9 @@ def main() -> None:
     # At exit the collector's last pass walks every object made (a twentieth of a cold `plan`); the process ends
     # and files are closed where they are written, so the objects are frozen out of it instead.
     atexit.register(gc.freeze)
+    # What the imports made lives as long as the process: out of the collector's passes with it, whose full
+    # passes would otherwise walk it again and again while a story's objects pile up (a tenth of a `plan`)
+    gc.freeze()
     try:
         code = app(standalone_mode=False, prog_name="storyforge")  # not "python -m storyforge" in help
         if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into Exit(130) before it reaches us

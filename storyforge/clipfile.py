@@ -176,6 +176,12 @@ def check_frames(frames: object, shape: tuple[int, ...], *, what: str) -> None:
         raise ValueError(f"{what} must have shape ({dims}), got {frames.shape}")
 
 
+def poster_frame(count: int) -> int:
+    """The frame a clip of `count` frames shows as its poster (the review page's): its middle. Clips get a
+    keyframe there, so the poster decodes from that one frame."""
+    return max(0, count // 2)
+
+
 def write_clip(frames: np.ndarray | Iterator[np.ndarray], path: Path, *, fps: int,
                keyframes: Sequence[int] = ()) -> tuple[int, int, int]:
     """Encode uint8 RGB frames (F, H, W, 3) to an H.264 mp4 with IDR frames at 0 and at `keyframes`.

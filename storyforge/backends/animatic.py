@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # numpy and Pillow load only when a frame is drawn: a no-op r
     import numpy as np
     from PIL import Image, ImageFont
 
-    from storyforge.backends.base import RenderInputs
+    from storyforge.backends.base import Keyed, RenderInputs
     from storyforge.plan.model import Job
 
 VERSION = 2  # bump when the pictures change for the same inputs (2: images turned as their EXIF orientation says)
@@ -142,6 +142,13 @@ class Animatic:
         if job.references:
             return _padded(_references(job, picture))
         return _title_card(job, picture)
+
+
+def keyed(options: dict[str, Any]) -> Keyed:
+    """The animatic's keys (it loads nothing, so they are its own identity)."""
+    from storyforge.backends.base import Keyed
+
+    return Keyed(Animatic.name, Animatic(**options).identity)
 
 
 def _bridge(job: Job, inputs: RenderInputs, picture: tuple[int, int], overlay: _Overlay) -> Iterator[np.ndarray]:

@@ -27,6 +27,15 @@ from storyforge.backends import multigpu
 from storyforge.backends.base import RenderInputs
 from storyforge.backends.model_folder import folder_sha256
 from storyforge.backends.multigpu import SequenceParallel
+from storyforge.backends.skyreels_key import (  # noqa: F401 - VERIFIED_DIFFUSERS is read from here too
+    SCHEDULER_CLASS,
+    VERIFIED_DIFFUSERS,
+    ModelSource,
+    diffusers_notice,
+    identity,
+    model_identity,
+    resolve_source,
+)
 from storyforge.errors import RenderError, StoryforgeError
 from storyforge.plan.frames import TIME_COMPRESSION
 from storyforge.plan.memory import vae_tiling
@@ -52,10 +61,6 @@ MAG_RATIO_ANCHORS: tuple[tuple[float, float], ...] = (
     (0.0, 1.0), (0.02, 1.012), (0.05, 1.002), (0.1, 0.997), (0.3, 0.995), (0.5, 0.993), (0.6, 0.991),
     (0.7, 0.988), (0.8, 0.983), (0.9, 0.967), (0.95, 0.94), (1.0, 0.86),
 )
-SCHEDULER_CLASS = "UniPCMultistepScheduler"
-# The diffusers releases whose SkyReels-V2 DF pipelines the planner's arithmetic was checked against (frame and
-# window counts, seams, schedules, on the tiny model): [low, high). Others render, with a notice.
-VERIFIED_DIFFUSERS = ((0, 42), (0, 43))
 
 
 def dtype_keyword(version: str) -> str:
@@ -63,27 +68,6 @@ def dtype_keyword(version: str) -> str:
     from packaging.version import Version
 
     return "dtype" if Version(version).release[:2] >= (0, 40) else "torch_dtype"
-
-
-def diffusers_notice(version: str) -> str | None:
-    """A notice when the installed diffusers is outside the versions the planner was verified against."""
-    from packaging.version import Version
-
-    low, high = VERIFIED_DIFFUSERS
-    if low <= Version(version).release[:2] < high:
-        return None
-    checked = f">={low[0]}.{low[1]},<{high[0]}.{high[1]}"
-    return (f"diffusers {version} is installed, but storyforge's plans were verified against diffusers {checked}: "
-            f"frame counts and seams may differ from the plan; install a verified one with "
-            f"`pip install 'diffusers{checked}'` (or the repository's constraints.txt)")
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model string's weights come from: a hub id, a local folder, or the tiny model's folder."""
-
-    kind: str  # hub | folder | tiny
-    location: str  # hub id or absolute folder path
 
 
 @dataclass
@@ -128,32 +112,15 @@ class SkyReelsDF:
     def source(self, model: str) -> ModelSource:
         """Resolve a preset name, `tiny`, a local folder or a hub id (no network access)."""
         if model not in self._sources:
-            self._sources[model] = _resolve_source(model)
+            self._sources[model] = resolve_source(model)
         return self._sources[model]
 
     def identity(self, job: Job) -> dict[str, Any]:
-        return {
-            "backend": self.name,
-            "model": self._model_identity(job.settings.model),
-            "dtype": _dtype_name(self.dtype),
-            "vae_dtype": _dtype_name(self.vae_dtype),
-            "device": self.device_type,
-            "scheduler": SCHEDULER_CLASS,
-            "diffusers": diffusers.__version__,
-            # split attention sums in another order: close to, not bit-equal with, one GPU's pixels
-            **({"ulysses": self.parallel.size} if self.parallel is not None else {}),
-        }
-
-    def _model_identity(self, model: str) -> dict[str, str]:
-        source = self.source(model)
-        if source.kind == "hub":
-            return {"hub_id": source.location, "revision": "main"}
-        digest = self.folder_hash(Path(source.location))
-        if source.kind == "tiny":
-            from storyforge.backends.tiny import TINY_RECIPE
-
-            return {"tiny": TINY_RECIPE, "sha256": digest}
-        return {"folder_sha256": digest}
+        # the same function keys entries before any backend is loaded (storyforge.backends.skyreels_key)
+        return identity(model_identity(self.source(job.settings.model)), dtype=_dtype_name(self.dtype),
+                        vae_dtype=_dtype_name(self.vae_dtype), device_type=self.device_type,
+                        diffusers=diffusers.__version__,
+                        ulysses=self.parallel.size if self.parallel is not None else None)
 
     def folder_hash(self, folder: Path) -> str:
         """sha256 over the folder's file names, sizes and contents; recomputed only when a file's stat changes."""
@@ -466,23 +433,6 @@ class _EndFrameVideoToVideo(SkyReelsV2DiffusionForcingVideoToVideoPipeline):
         return matrix, index, mask, interval
 
 
-def _resolve_source(model: str) -> ModelSource:
-    preset = PRESETS.get(model)
-    if preset is not None:
-        if preset.repo is None:
-            from storyforge.backends.tiny import tiny_model_folder
-
-            return ModelSource("tiny", str(tiny_model_folder()))
-        return ModelSource("hub", preset.repo)
-    folder = Path(model).expanduser()
-    if folder.is_dir():
-        return ModelSource("folder", str(folder.resolve()))
-    if _looks_like_path(model):
-        raise RenderError(f"model folder '{model}' does not exist; give the folder of a diffusers-format "
-                          f"SkyReels-V2 DF model, a hub id, or a preset ({', '.join(PRESETS)})")
-    return ModelSource("hub", model)
-
-
 @contextmanager
 def _loading_bars_off() -> Iterator[None]:
     """Silence diffusers' and transformers' per-component loading bars (hub download bars stay on)."""
@@ -499,11 +449,6 @@ def _loading_bars_off() -> Iterator[None]:
             diffusers_logging.enable_progress_bar()
         if was_on[1]:
             transformers_logging.enable_progress_bar()
-
-
-def _looks_like_path(model: str) -> bool:
-    """A hub id is `owner/name` (or a bare name); anything else with a path shape is a folder."""
-    return model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") > 1 or model.endswith("/")
 
 
 def _load_failure(model: str, source: ModelSource, error: Exception) -> str:

@@ -956,8 +956,12 @@ def with_keys(plan: Plan) -> Plan:
         upstream = keys.get(job.after) if job.after else None
         before = keys.get(job.before) if job.before else None
         seeds = job.take_seeds or (job.seed,)
-        take_keys = tuple(job_key(replace(job, seed=seed), upstream, before) for seed in seeds)
-        picked = replace(job, take_seeds=seeds, take_keys=take_keys).for_take(job.take)
+        # dataclasses.replace copies every field: skip it where the seed is the job's own (a one-take job), and
+        # set the take's seed and key in the same copy as the lists (what for_take(job.take) would give)
+        take_keys = tuple(job_key(job if seed == job.seed else replace(job, seed=seed), upstream, before)
+                          for seed in seeds)
+        picked = replace(job, take_seeds=seeds, take_keys=take_keys, seed=seeds[job.take - 1],
+                         key=take_keys[job.take - 1])
         keys[job.id] = picked.key
         keyed[job.id] = picked
     return replace(plan, jobs=tuple(keyed[job.id] for job in plan.jobs))
