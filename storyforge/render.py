@@ -282,6 +282,11 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
         raise ValueError(f"the loaded backend is {loaded.name!r} but {backend!r} chooses {name!r}")
     out = Path(out) if out is not None else default_out(plan.story)
     targets = select(plan, only)
+    if name == "skyreels-df":  # every hub model on this machine before any work (or --download fetches it now)
+        from storyforge import hub as weights
+
+        weights.ensure([needed for needed in (weights.video_model(m) for m in
+                                              dict.fromkeys(job.settings.model for job in targets)) if needed])
     from storyforge import outdir
     from storyforge.keyframes import keyframe_names
     from storyforge.review import written_names
@@ -329,9 +334,12 @@ def start_frames(plan: Plan, targets: Sequence[Job], cache_root: Path, *, make: 
             job = plan.job(job.after)
         heads.add(job.id)
 
-    def load() -> Any:
+    def load() -> Any:  # on the first keyframe to make, before any picture or video is made
+        from storyforge import hub as weights
         from storyforge.backends.base import load_keyframe_backend
 
+        weights.ensure([needed for needed in (weights.keyframe_model(*m) for m in dict.fromkeys(
+            (job.keyframe.model, job.keyframe.source) for job in plan.jobs if job.keyframe is not None)) if needed])
         return load_keyframe_backend(**{k: v for k, v in options.items() if k in ("device", "dtype")})
 
     done = getattr(progress, "keyframe_finished", None)
