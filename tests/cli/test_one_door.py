@@ -25,6 +25,7 @@ ELSEWHERE = {
     "clipfile.py": "encodes into a path it is given: a private folder the door made (cache staging, stitch scratch)",
     "stitch.py": "works inside a private scratch folder the door made, and writes the film through atomic.replacing",
     "screenplay/": "reads the screenplay named on the command line and writes the story file where the user asks",
+    "hub.py": "asks whether a model named in the story is a local folder (the Hugging Face cache, model folders)",
     "api.py": "`init` scaffolds a new story folder; `is_story_file` peeks at a file named on the command line",
     "cli.py": "opens the review page in a browser",
     "executors/ray_executor.py": "a Ray worker's own private scratch folder (tempfile) and the package's source files",
