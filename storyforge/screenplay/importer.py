@@ -110,6 +110,10 @@ def import_script(script_path: Path | str, output: Path | str | None = None, *, 
     data, origins, imported = built.data, built.origins, built.data
     if exists:
         data, origins, imported = _merged(story, record, built, report, script_path)
+        if not data["scenes"]:
+            raise StoryforgeError(f"{display_path(story)}: you deleted every scene the script still has, so the "
+                                  "merged story would have none; the story is unchanged: import into a new "
+                                  "file with -o")
     header = _header(script, script_path, story)
     text = story_text(data, header)
     _fits(text, data, script)
