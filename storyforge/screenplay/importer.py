@@ -20,7 +20,7 @@ from storyforge.screenplay.emit import story_text
 from storyforge.screenplay.script import Script, read_script, script_error
 from storyforge.screenplay.to_story import Built, build
 from storyforge.screenplay.update import merge
-from storyforge.story.load import MAX_BYTES, MAX_NODES
+from storyforge.story.load import MAX_BYTES, MAX_NODES, MAX_SHOTS
 from storyforge.story.root import PathRefused, read_bytes
 
 RECORD_VERSION = 1
@@ -173,6 +173,10 @@ def _read_record(record: Path) -> dict[str, Any]:
         raise damaged from None
     if not isinstance(saved, dict) or saved.get("storyforge_import") != RECORD_VERSION:
         raise damaged
+    scenes = saved["imported"].get("scenes") if isinstance(saved.get("imported"), dict) else None
+    if isinstance(scenes, list) and len(scenes) + sum(len(scene["shots"]) for scene in scenes if isinstance(
+            scene, dict) and isinstance(scene.get("shots"), list)) > 2 * MAX_SHOTS:
+        raise damaged  # counted before the model checks each one: a record of 50,000 scenes takes a second
     try:
         Film.model_validate(saved.get("imported"))
     except ValidationError:
@@ -189,7 +193,10 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _unique_ids(story: dict[str, Any]) -> bool:
+    """Ids unique, and no more shots than a story file may hold (the merge's work grows with them)."""
     scenes = [scene["id"] for scene in story["scenes"]]
+    if sum(len(scene["shots"]) for scene in story["scenes"]) > MAX_SHOTS:
+        return False
     return len(set(scenes)) == len(scenes) and all(
         len({shot["id"] for shot in scene["shots"]}) == len(scene["shots"]) for scene in story["scenes"])
 

@@ -344,6 +344,7 @@ def _record_cases() -> list[tuple[str, object]]:
         ("imported a list", edit(imported=[])),
         ("scenes not a list", edit(**{"imported.scenes": "x"})),
         ("a scene id a list", edit(**{"imported.scenes": [{"id": ["x"], "shots": []}]})),
+        ("shots a number", edit(**{"imported.scenes": [{"id": "x", "shots": 5}, 7, {"id": "y", "shots": "abc"}]})),
         ("characters a list", edit(**{"imported.characters": ["ann"]})),
         ("origins a list", edit(origins=[])),
         ("origins without shots", edit(origins={"scenes": {}})),
@@ -355,6 +356,8 @@ def _record_cases() -> list[tuple[str, object]]:
         ("another version", edit(storyforge_import=2)),
         ("duplicate scene ids", lambda record: {**record, "imported": {**record["imported"], "scenes": [
             *record["imported"]["scenes"], *record["imported"]["scenes"]]}}),
+        ("more shots than a story holds", lambda record: {**record, "imported": {**record["imported"], "scenes": [
+            {"id": f"s{n}", "shots": [{"id": "x", "prompt": "p", "duration": "1f"}]} for n in range(1_001)]}}),
     ]
 
 
