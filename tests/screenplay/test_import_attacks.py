@@ -668,3 +668,14 @@ def test_final_draft_paragraph_types_and_odd_paragraphs(tmp_path: Path) -> None:
         ("A clock ticks.", None, None), ("CLOSE ON THE CLOCK", None, None), ("No type at all.", None, None),
         ("ANN, BOB", None, [{"character": "ann", "line": "(softly) Midnight."}]),
         ("Morning.", "crossfade", None)]
+
+
+def test_a_scene_whose_kept_shots_left_it_gets_the_scripts_shots_again(tmp_path: Path) -> None:
+    Path("s.fountain").write_text("INT. A - DAY\n\nAnn cooks eggs.\n\nBob waters the roses.\n", "utf-8")
+    api.import_script("s.fountain")
+    _edit(Path("s.yaml"), lambda scenes, story: scenes["a-day"]["shots"].pop(1))  # the writer deletes Bob's shot
+    # the script splits the scene in two: Ann's shot goes to a scene of its own
+    report, story = _reimport("INT. A - DAY\n\nAnn cooks eggs.\n\nINT. A - DAY\n\nBob waters the roses.\n")
+    assert [[x["prompt"] for x in s["shots"]] for s in story["scenes"]] == [["Ann cooks eggs."],
+                                                                           ["Bob waters the roses."]]
+    assert report.kept[-1].endswith(": the shots you kept are gone from the script; it has the script's shots again")
