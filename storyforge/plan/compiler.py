@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from storyforge.errors import PlanError, Problem
+from storyforge.errors import PlanError, Problem, StoryforgeError
 from storyforge.plan import frames as fx
 from storyforge.plan import memory as mem
 from storyforge.plan.keys import job_key, keyframe_key
@@ -398,9 +398,9 @@ class _Compiler:
         try:
             from PIL import Image as PILImage
 
-            with PILImage.open(shot.image.path) as image:
+            with PILImage.open(shot.image.stream()) as image:  # the bytes hashed, read once (not a second open)
                 image_width, image_height = image.size
-        except OSError:
+        except (OSError, StoryforgeError):
             return  # the story checks report unreadable images
         if (image_width > image_height) != (width > height) and image_width != image_height and width != height:
             kept = min(image_width / image_height / (width / height), image_height / image_width / (height / width))
