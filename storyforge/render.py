@@ -538,9 +538,9 @@ class Run:
         # camera is meant to be frozen), so the check would only cry wolf there
         preview = getattr(self.backend, "preview", False)  # drawn cards (the animatic), not a model's output
         checked = _Checked(job, self.backend_name, chunks, look=not preview)
-        # a preview's pictures are title cards: colour matching would only tint them
+        # a preview's pictures are title cards: colour matching would only tint them, and their seams are not scored
         finished = _Seams(job, checked, previous, match=job.settings.color_match and not preview,
-                          following=following)
+                          following=following, score=not preview)
         try:
             entry = self.cache.put(self.entry_key(job), iter(finished), job=job, fps=self.plan.fps,
                                    keyframes=self.keyframes[job.id], identity=self.backend.identity(job),
@@ -771,8 +771,9 @@ class _Seams:
     `measured` the seam numbers (storyforge.seams.SeamMeter). Only a few frames are ever held."""
 
     def __init__(self, job: Job, chunks: Iterable[np.ndarray], previous: np.ndarray | None, *, match: bool,
-                 following: np.ndarray | None = None):
+                 following: np.ndarray | None = None, score: bool = True):
         self.job, self.chunks, self.previous, self.match = job, chunks, previous, match
+        self.score = score  # False: its seams are listed without numbers (the animatic's cards)
         self.following = following  # a bridge: the first frames of the shot it leads into
         self.tail: np.ndarray | None = None
         self.measured: dict[str, Any] | None = None
@@ -807,4 +808,4 @@ class _Seams:
             last = arrival.finish()
             arrival = None
             yield from out(last)
-        self.measured = meter.result()
+        self.measured = meter.result() if self.score else None

@@ -852,6 +852,7 @@ class _Compiler:
             takes=s.takes, take_seeds=tuple(take_seed(seed, n) for n in range(1, s.takes + 1)),
             references=context.references, keyframe=context.keyframe,
             dialogue=tuple((spoken.character, spoken.line) for spoken in shot.shot.dialogue),
+            seams_intended=shot.shot.seams is not None and shot.shot.seams.intended,
         )]
 
     # -- readings a person probably did not mean ---------------------------------------------------
