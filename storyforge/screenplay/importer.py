@@ -3,7 +3,6 @@ the story and its import record (FILE.import.json beside it) atomically."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -61,12 +60,8 @@ def record_path(story: Path) -> Path:
 
 
 def read(path: Path) -> Script:
-    """The script at `path`, parsed by its format (from the suffix; a file that opens with '<' is Final Draft)."""
-    kind = FORMATS.get(path.suffix.lower())
-    if kind is None:  # a script without a known suffix: Final Draft when it opens with '<'
-        with contextlib.suppress(OSError), path.open("rb") as head:
-            kind = "fdx" if head.read(64).lstrip()[:1] == b"<" else None
-    data, shown = read_script(path, kind or "fountain")
+    """The script at `path`, parsed by its format (from the suffix; a file that opens as XML is Final Draft)."""
+    data, shown, kind = read_script(path, FORMATS.get(path.suffix.lower()))
     digest = hashlib.sha256(data).hexdigest()
     if kind == "fdx":
         return dataclasses.replace(fdx.parse(data, shown), sha256=digest)

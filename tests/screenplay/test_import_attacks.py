@@ -679,3 +679,36 @@ def test_a_scene_whose_kept_shots_left_it_gets_the_scripts_shots_again(tmp_path:
     assert [[x["prompt"] for x in s["shots"]] for s in story["scenes"]] == [["Ann cooks eggs."],
                                                                            ["Bob waters the roses."]]
     assert report.kept[-1].endswith(": the shots you kept are gone from the script; it has the script's shots again")
+
+
+def test_a_fifo_without_a_suffix_is_refused_not_waited_on(tmp_path: Path) -> None:
+    os.mkfifo("script")
+    with within(10), pytest.raises(StoryError) as caught:
+        api.import_script("script")
+    assert str(caught.value) == "script: the script is not a regular file (a FIFO, device or socket); name a file"
+
+
+@pytest.mark.parametrize(("name", "data", "format"), [
+    ("film.fountain", FDX.format(encoding="UTF-8").encode("utf-8"), "fdx"),  # Final Draft under another name
+    ("film.fountain", FDX.format(encoding="UTF-16").encode("utf-16"), "fdx"),
+    ("film", FDX.format(encoding="UTF-8").encode("utf-8"), "fdx"),
+    ("film", b"INT. CAF\xc3\x89 - DAY\n\nZo\xc3\xab orders tea.\n", "fountain"),
+    ("film.txt", b"\xef\xbb\xbf<?xml version='1.0'?>\n" + FDX.format(encoding="UTF-8").split("\n", 1)[1].encode(),
+     "fdx"),
+])
+def test_the_format_is_what_the_file_holds(name: str, data: bytes, format: str, tmp_path: Path) -> None:
+    Path(name).write_bytes(data)
+    report = api.import_script(name, "film.yaml")
+    story = yaml.safe_load(Path("film.yaml").read_text("utf-8"))
+    assert (report.format, report.problems) == (format, [])
+    assert story["scenes"][0]["shots"][0]["prompt"] == "Zoë orders tea."
+
+
+def test_final_draft_is_bounded_at_2_mb_and_an_unknown_file_at_the_larger_bound(tmp_path: Path) -> None:
+    for name, limit in (("big.fdx", "2 MB"), ("big", "2 MB"), ("big.fountain", "1 MB")):
+        with Path(name).open("wb") as handle:
+            handle.truncate(3_000_000)
+        with pytest.raises(StoryError) as caught:
+            api.import_script(name)
+        assert str(caught.value) == (f"{name}: the script is larger than {limit}; a feature-length screenplay is a "
+                                     "few hundred KB: split it or check the file")
