@@ -220,6 +220,10 @@ class _Merger:
             if j in pairs and scene_id not in mine_by_id:
                 self.result.kept.append(f"scene {scene_id}: you deleted it from the story; not added back")
                 continue
+            if not shots:  # the shots the writer kept went elsewhere in the script, the ones left they deleted
+                shots = [dict(shot) for shot in shots_imported]
+                self.result.kept.append(f"scene {scene_id}: the shots you kept are gone from the script; it has "
+                                        "the script's shots again")
             mine = mine_by_id.get(scene_id, {}) if j in pairs else {}
             merged = self.fields(base_by_id.get(scene_id) if j in pairs else None, {**fresh, "id": scene_id},
                                  mine, scene_id, skip=("shots",))

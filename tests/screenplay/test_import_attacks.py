@@ -344,6 +344,7 @@ def _record_cases() -> list[tuple[str, object]]:
         ("imported a list", edit(imported=[])),
         ("scenes not a list", edit(**{"imported.scenes": "x"})),
         ("a scene id a list", edit(**{"imported.scenes": [{"id": ["x"], "shots": []}]})),
+        ("shots a number", edit(**{"imported.scenes": [{"id": "x", "shots": 5}, 7, {"id": "y", "shots": "abc"}]})),
         ("characters a list", edit(**{"imported.characters": ["ann"]})),
         ("origins a list", edit(origins=[])),
         ("origins without shots", edit(origins={"scenes": {}})),
@@ -355,6 +356,8 @@ def _record_cases() -> list[tuple[str, object]]:
         ("another version", edit(storyforge_import=2)),
         ("duplicate scene ids", lambda record: {**record, "imported": {**record["imported"], "scenes": [
             *record["imported"]["scenes"], *record["imported"]["scenes"]]}}),
+        ("more shots than a story holds", lambda record: {**record, "imported": {**record["imported"], "scenes": [
+            {"id": f"s{n}", "shots": [{"id": "x", "prompt": "p", "duration": "1f"}]} for n in range(1_001)]}}),
     ]
 
 
@@ -665,3 +668,69 @@ def test_final_draft_paragraph_types_and_odd_paragraphs(tmp_path: Path) -> None:
         ("A clock ticks.", None, None), ("CLOSE ON THE CLOCK", None, None), ("No type at all.", None, None),
         ("ANN, BOB", None, [{"character": "ann", "line": "(softly) Midnight."}]),
         ("Morning.", "crossfade", None)]
+
+
+def test_a_scene_whose_kept_shots_left_it_gets_the_scripts_shots_again(tmp_path: Path) -> None:
+    Path("s.fountain").write_text("INT. A - DAY\n\nAnn cooks eggs.\n\nBob waters the roses.\n", "utf-8")
+    api.import_script("s.fountain")
+    _edit(Path("s.yaml"), lambda scenes, story: scenes["a-day"]["shots"].pop(1))  # the writer deletes Bob's shot
+    # the script splits the scene in two: Ann's shot goes to a scene of its own
+    report, story = _reimport("INT. A - DAY\n\nAnn cooks eggs.\n\nINT. A - DAY\n\nBob waters the roses.\n")
+    assert [[x["prompt"] for x in s["shots"]] for s in story["scenes"]] == [["Ann cooks eggs."],
+                                                                           ["Bob waters the roses."]]
+    assert report.kept[-1].endswith(": the shots you kept are gone from the script; it has the script's shots again")
+
+
+def test_a_fifo_without_a_suffix_is_refused_not_waited_on(tmp_path: Path) -> None:
+    os.mkfifo("script")
+    with within(10), pytest.raises(StoryError) as caught:
+        api.import_script("script")
+    assert str(caught.value) == "script: the script is not a regular file (a FIFO, device or socket); name a file"
+
+
+@pytest.mark.parametrize(("name", "data", "format"), [
+    ("film.fountain", FDX.format(encoding="UTF-8").encode("utf-8"), "fdx"),  # Final Draft under another name
+    ("film.fountain", FDX.format(encoding="UTF-16").encode("utf-16"), "fdx"),
+    ("film", FDX.format(encoding="UTF-8").encode("utf-8"), "fdx"),
+    ("film", b"INT. CAF\xc3\x89 - DAY\n\nZo\xc3\xab orders tea.\n", "fountain"),
+    ("film.txt", b"\xef\xbb\xbf<?xml version='1.0'?>\n" + FDX.format(encoding="UTF-8").split("\n", 1)[1].encode(),
+     "fdx"),
+])
+def test_the_format_is_what_the_file_holds(name: str, data: bytes, format: str, tmp_path: Path) -> None:
+    Path(name).write_bytes(data)
+    report = api.import_script(name, "film.yaml")
+    story = yaml.safe_load(Path("film.yaml").read_text("utf-8"))
+    assert (report.format, report.problems) == (format, [])
+    assert story["scenes"][0]["shots"][0]["prompt"] == "Zoë orders tea."
+
+
+def test_final_draft_is_bounded_at_2_mb_and_an_unknown_file_at_the_larger_bound(tmp_path: Path) -> None:
+    for name, limit in (("big.fdx", "2 MB"), ("big", "2 MB"), ("big.fountain", "1 MB")):
+        with Path(name).open("wb") as handle:
+            handle.truncate(3_000_000)
+        with pytest.raises(StoryError) as caught:
+            api.import_script(name)
+        assert str(caught.value) == (f"{name}: the script is larger than {limit}; a feature-length screenplay is a "
+                                     "few hundred KB: split it or check the file")
+
+
+def test_a_name_with_digits_is_written_as_the_script_writes_it(tmp_path: Path) -> None:
+    story = story_of(tmp_path, "INT. A - DAY\n\nR2D2\nBeep.\n\n@McCLANE\nYippee.\n\nMR. STEEL\nHi.\n")
+    assert {key: value["description"] for key, value in story["characters"].items()} == {
+        "r2d2": "TODO: describe R2D2 (age, build, face, hair, clothes)",
+        "mcclane": "TODO: describe McCLANE (age, build, face, hair, clothes)",
+        "mr_steel": "TODO: describe Mr. Steel (age, build, face, hair, clothes)"}
+    assert story["scenes"][0]["shots"][0]["prompt"] == "R2D2 speaks"
+
+
+def test_update_before_any_import_imports_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    Path("s.fountain").write_text(SCRIPT, "utf-8")
+    monkeypatch.setattr(sys, "argv", ["storyforge", "import", "s.fountain", "--update"])
+    monkeypatch.setenv("COLUMNS", "400")
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    out, err = capsys.readouterr()
+    assert done.value.code == 0 and Path("s.yaml").is_file()
+    assert err.startswith("note: s.yaml did not exist: imported afresh (--update merges from the next import on)\n")
+    assert out.startswith("✓ wrote s.yaml from s.fountain (fountain)")
