@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-    from storyforge.backends.base import Backend
+    from storyforge.backends.base import Backend, Keyed
     from storyforge.keyframes import KeyframeRecord, StartFrames
     from storyforge.plan.model import Job, Plan
 
@@ -282,6 +282,11 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
         raise ValueError(f"the loaded backend is {loaded.name!r} but {backend!r} chooses {name!r}")
     out = Path(out) if out is not None else default_out(plan.story)
     targets = select(plan, only)
+    if name == "skyreels-df":  # every hub model on this machine before any work (or --download fetches it now)
+        from storyforge import hub as weights
+
+        weights.ensure([needed for needed in (weights.video_model(m) for m in
+                                              dict.fromkeys(job.settings.model for job in targets)) if needed])
     from storyforge import outdir
     from storyforge.keyframes import keyframe_names
     from storyforge.review import written_names
@@ -329,9 +334,12 @@ def start_frames(plan: Plan, targets: Sequence[Job], cache_root: Path, *, make: 
             job = plan.job(job.after)
         heads.add(job.id)
 
-    def load() -> Any:
+    def load() -> Any:  # on the first keyframe to make, before any picture or video is made
+        from storyforge import hub as weights
         from storyforge.backends.base import load_keyframe_backend
 
+        weights.ensure([needed for needed in (weights.keyframe_model(*m) for m in dict.fromkeys(
+            (job.keyframe.model, job.keyframe.source) for job in plan.jobs if job.keyframe is not None)) if needed])
         return load_keyframe_backend(**{k: v for k, v in options.items() if k in ("device", "dtype")})
 
     done = getattr(progress, "keyframe_finished", None)
@@ -376,6 +384,7 @@ class Run:
         self._backend: Backend | None = loaded
         self._owns_backend = loaded is None
         self._entry_keys: dict[str, str] = {}
+        self._keyed: Keyed | None | bool = False  # False: not asked yet (see identity)
         self.model_loads = 0  # models this run's jobs read from disk (a backend handed over brings none)
         self._loads_seen = int(getattr(loaded, "model_loads", 0))  # the backend's own count when this run looked
         # what `opened` sets for a whole film: where it goes, and the chains an executor is to bring in
@@ -394,7 +403,8 @@ class Run:
 
             self._backend = load_backend(self.backend_name, **self.options)
             self._owns_backend, self._loads_seen = True, 0
-            self.notices.extend(getattr(self._backend, "notices", ()))  # e.g. an unverified diffusers version
+            # e.g. an unverified diffusers version (said already if the keys were worked out without loading)
+            self.notices.extend(n for n in getattr(self._backend, "notices", ()) if n not in self.notices)
         return self._backend
 
     def count_loads(self) -> None:
@@ -430,9 +440,24 @@ class Run:
         render_takes(self, targets)
         return self.finish(self.out, whole=self.whole, reuse_film=self.reuse_film)
 
+    def identity(self, job: Job) -> dict[str, Any]:
+        """What the backend adds to the job's key: the loaded backend's word, or, before it is loaded, the same
+        worked out without loading it (storyforge.backends.base.keyed): a render whose every job is cached
+        then imports no torch and loads no model."""
+        if self._backend is None:
+            if self._keyed is False:
+                from storyforge.backends.base import keyed
+
+                self._keyed = keyed(self.backend_name, self.options)
+                if self._keyed is not None:
+                    self.notices.extend(self._keyed.notices)
+            if self._keyed is not None:
+                return self._keyed.identity(job)
+        return self.backend.identity(job)
+
     def entry_key(self, job: Job) -> str:
         if job.key not in self._entry_keys:
-            identity = self.backend.identity(job)
+            identity = self.identity(job)
             head = job
             while head.after is not None:
                 head = self.plan.job(head.after)
@@ -513,9 +538,9 @@ class Run:
         # camera is meant to be frozen), so the check would only cry wolf there
         preview = getattr(self.backend, "preview", False)  # drawn cards (the animatic), not a model's output
         checked = _Checked(job, self.backend_name, chunks, look=not preview)
-        # a preview's pictures are title cards: colour matching would only tint them
+        # a preview's pictures are title cards: colour matching would only tint them, and their seams are not scored
         finished = _Seams(job, checked, previous, match=job.settings.color_match and not preview,
-                          following=following)
+                          following=following, score=not preview)
         try:
             entry = self.cache.put(self.entry_key(job), iter(finished), job=job, fps=self.plan.fps,
                                    keyframes=self.keyframes[job.id], identity=self.backend.identity(job),
@@ -746,8 +771,9 @@ class _Seams:
     `measured` the seam numbers (storyforge.seams.SeamMeter). Only a few frames are ever held."""
 
     def __init__(self, job: Job, chunks: Iterable[np.ndarray], previous: np.ndarray | None, *, match: bool,
-                 following: np.ndarray | None = None):
+                 following: np.ndarray | None = None, score: bool = True):
         self.job, self.chunks, self.previous, self.match = job, chunks, previous, match
+        self.score = score  # False: its seams are listed without numbers (the animatic's cards)
         self.following = following  # a bridge: the first frames of the shot it leads into
         self.tail: np.ndarray | None = None
         self.measured: dict[str, Any] | None = None
@@ -782,4 +808,4 @@ class _Seams:
             last = arrival.finish()
             arrival = None
             yield from out(last)
-        self.measured = meter.result()
+        self.measured = meter.result() if self.score else None

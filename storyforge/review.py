@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from storyforge.atomic import replacing, write_text
 from storyforge.errors import StoryforgeError, display_path
+from storyforge.seams import visible
 
 if TYPE_CHECKING:
     from storyforge.confined import Folder
@@ -250,25 +251,52 @@ def _write_poster(clip: Path, target: Path) -> int:
     """The take's middle frame as a small JPEG; 1 when written, 0 when the clip does not decode."""
     from PIL import Image
 
-    from storyforge.clipfile import open_video
-
     try:
-        with open_video(clip) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"  # frame threads: the middle frame comes ~1.5x sooner
-            middle = max(0, (stream.frames or 1) // 2)
-            picture = None
-            for n, frame in enumerate(container.decode(stream)):
-                picture = frame
-                if n >= middle:
-                    break
-            if picture is None:
-                return 0
-            height = max(2, round(POSTER_WIDTH * picture.height / picture.width))
-            image: Image.Image = picture.to_image(width=POSTER_WIDTH, height=height)
+        picture = _poster_picture(clip)
+        if picture is None:
+            return 0
+        height = max(2, round(POSTER_WIDTH * picture.height / picture.width))
+        image: Image.Image = picture.to_image(width=POSTER_WIDTH, height=height)
     except Exception:  # noqa: BLE001 - av raises its own error tree; a clip that does not decode has no poster
         return 0
     return _save(image, target)
+
+
+def _poster_picture(clip: Path) -> Any:
+    """The clip's middle frame (storyforge.clipfile.poster_frame), decoded from the keyframe at or before it:
+    clips have one there, so that is one frame to decode, not half the clip."""
+    from storyforge.clipfile import open_video, poster_frame
+
+    with open_video(clip) as container:
+        stream = container.streams.video[0]
+        middle = poster_frame(stream.frames or 1)
+        rate, base, start = stream.average_rate, stream.time_base, stream.start_time or 0
+        if not (middle and rate and base):
+            return next(iter(container.decode(stream)), None)
+        # frame n of a constant-rate clip is at start + n / rate
+        container.seek(start + round(middle / (rate * base)), stream=stream, backward=True, any_frame=False)
+        for frame in container.decode(stream):
+            index = round((frame.pts - start) * base * rate) if frame.pts is not None else middle + 1
+            if index == middle:
+                return frame
+            if index > middle:
+                break  # not where it should be (timestamps that are not n / rate): count from the start
+    return _decoded_to(clip, middle)
+
+
+def _decoded_to(clip: Path, middle: int) -> Any:
+    """Frame `middle` of the clip, or its last if it is shorter, decoded from the start."""
+    from storyforge.clipfile import open_video
+
+    with open_video(clip) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame threads: the middle frame comes ~1.5x sooner
+        picture = None
+        for n, frame in enumerate(container.decode(stream)):
+            picture = frame
+            if n >= middle:
+                break
+        return picture
 
 
 # -- the page ------------------------------------------------------------------------------------------------
@@ -406,8 +434,15 @@ def _seam(seam: dict[str, Any], fps: int, film: bool = False) -> str:
         numbers.append(f"jump {jump:.2f}")
     shift = seam.get("color_shift")
     if isinstance(shift, (int, float)) and not isinstance(shift, bool):
-        numbers.append(f"ΔE {shift:.1f}")
-    loud = isinstance(jump, (int, float)) and jump >= 2
+        numbers.append(f"color_shift {shift:.1f}")
+    if seam.get("intended") is True:
+        numbers.append("intended")
+    if not numbers and seam.get("jump") is None:
+        numbers.append("not scored")
+    loud = visible(seam)  # over a documented threshold (storyforge.seams), and not marked intended
+    advice = seam.get("advice")
+    if loud and isinstance(advice, str):
+        numbers.append(advice)
     stills = ""
     if film and isinstance(frame, int) and not isinstance(frame, bool) and frame > 0:
         stills = '<span class="stills">' + "".join(

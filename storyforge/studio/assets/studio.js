@@ -189,7 +189,8 @@ function drawShot(state, shot, showRejected) {
   }
   const takes = el("div", { class: "takes" });
   const controls = el("div", { class: "controls", role: "group", "aria-label": `compare the takes of ${shot.id}` });
-  const playing = () => [...takes.querySelectorAll(".take:not(.hidden) video")];
+  // the takes on screen (a rejected take, hidden, is left where it is)
+  const playing = () => [...takes.querySelectorAll(".take video")].filter((v) => v.offsetParent !== null);
   const step = (frames) => () => {
     for (const v of playing()) { v.pause(); v.currentTime = Math.max(0, v.currentTime + frames / state.fps); }
   };
