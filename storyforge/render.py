@@ -282,6 +282,11 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
         raise ValueError(f"the loaded backend is {loaded.name!r} but {backend!r} chooses {name!r}")
     out = Path(out) if out is not None else default_out(plan.story)
     targets = select(plan, only)
+    if name == "skyreels-df":  # every hub model on this machine before any work (or --download fetches it now)
+        from storyforge import hub as weights
+
+        weights.ensure([needed for needed in (weights.video_model(m) for m in
+                                              dict.fromkeys(job.settings.model for job in targets)) if needed])
     from storyforge import outdir
     from storyforge.keyframes import keyframe_names
     from storyforge.review import written_names
@@ -294,6 +299,11 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
         # --no-cache: a private folder of this run (its nonce in the name), removed afterwards or by the next run
         scratch = None if use_cache else stack.enter_context(outdir.scratch(out, "cache"))
         cache = Cache(scratch or Path(cache_root or default_root(plan.story)))
+        shared_root = Path(cache_root or default_root(plan.story))
+        # --no-cache renders what it is asked to again; the shots it is not asked for come from the shared cache,
+        # read only, so re-rolling one shot keeps the others and the film is cut again with the new clip
+        shared = Cache(shared_root, readonly=True) if scratch is not None and only and shared_root.is_dir() \
+            else None
         run: Run | None = None
         try:
             starts = start_frames(plan, targets, cache.root, make=keyframes_only or name != "animatic",
@@ -301,6 +311,7 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
             run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets}, loaded=loaded,
                       starts=starts)
             run.out, run.whole, run.reuse_film = out, not only, use_cache
+            run.shared, run.reroll = shared, scratch is not None and bool(only)
             run.chains = chains_of(plan, targets)
             if notice:
                 run.notices.append(notice)
@@ -329,9 +340,12 @@ def start_frames(plan: Plan, targets: Sequence[Job], cache_root: Path, *, make: 
             job = plan.job(job.after)
         heads.add(job.id)
 
-    def load() -> Any:
+    def load() -> Any:  # on the first keyframe to make, before any picture or video is made
+        from storyforge import hub as weights
         from storyforge.backends.base import load_keyframe_backend
 
+        weights.ensure([needed for needed in (weights.keyframe_model(*m) for m in dict.fromkeys(
+            (job.keyframe.model, job.keyframe.source) for job in plan.jobs if job.keyframe is not None)) if needed])
         return load_keyframe_backend(**{k: v for k, v in options.items() if k in ("device", "dtype")})
 
     done = getattr(progress, "keyframe_finished", None)
@@ -371,6 +385,8 @@ class Run:
         self.index = {name: n for n, name in enumerate(slots, start=1)}  # progress: every take of every job
         self.entries: dict[str, Entry] = {}
         self.records: dict[str, JobRecord] = {}
+        self.shared: Cache | None = None  # --no-cache --only: the shared cache, read for the shots not asked for
+        self.reroll = False  # --no-cache --only: what is in the output folder stays until it can be replaced
         self.notices: list[str] = []
         self.warnings: list[str] = []
         self._backend: Backend | None = loaded
@@ -462,9 +478,13 @@ class Run:
         return self._entry_keys[job.key]
 
     def lookup(self, job: Job) -> Entry | None:
-        """The job's cache entry with the keyframes the cut needs now (re-encoded, not re-rendered, if not)."""
+        """The job's cache entry with the keyframes the cut needs now (re-encoded, not re-rendered, if not); for a
+        job that was not asked for in a --no-cache run, the shared cache's (used as it is, never written)."""
         entry = self.cache.get(self.entry_key(job))
         needed = self.keyframes[job.id]
+        if entry is None and self.shared is not None and job.id not in self.targets:
+            entry = self.shared.get(self.entry_key(job))
+            return entry if entry is not None and set(needed) <= set(entry.keyframes) else None
         if entry is not None and not set(needed) <= set(entry.keyframes):
             try:
                 entry = self.cache.reencode(entry, needed)
@@ -530,9 +550,9 @@ class Run:
         # camera is meant to be frozen), so the check would only cry wolf there
         preview = getattr(self.backend, "preview", False)  # drawn cards (the animatic), not a model's output
         checked = _Checked(job, self.backend_name, chunks, look=not preview)
-        # a preview's pictures are title cards: colour matching would only tint them
+        # a preview's pictures are title cards: colour matching would only tint them, and their seams are not scored
         finished = _Seams(job, checked, previous, match=job.settings.color_match and not preview,
-                          following=following)
+                          following=following, score=not preview)
         try:
             entry = self.cache.put(self.entry_key(job), iter(finished), job=job, fps=self.plan.fps,
                                    keyframes=self.keyframes[job.id], identity=self.backend.identity(job),
@@ -627,7 +647,13 @@ class Run:
         report.seams, report.chains = seam_report(plan, {job_id: entry.meta["seams"] for job_id, entry in
                                                          picked.items() if "seams" in entry.meta})
         report.model_loads = self.model_loads
-        if missing:
+        if missing and self.reroll:
+            # re-rolling: what was there stays until a cut can be made with the new clips (see Run.lookup)
+            shots = f"{len(missing)} shots have" if len(missing) > 1 else "1 shot has"
+            report.notices.append(f"film.mp4 was not cut again: {shots} no clip in the cache ({', '.join(missing)});"
+                                  f" the film and their clips stay as they were, without the new "
+                                  f"{', '.join(sorted(self.targets))}; render without --no-cache to cut it")
+        elif missing:
             # what is left of an earlier cut or clip of these shots shows their old version: not current
             from storyforge.outdir import remove_files
 
@@ -763,8 +789,9 @@ class _Seams:
     `measured` the seam numbers (storyforge.seams.SeamMeter). Only a few frames are ever held."""
 
     def __init__(self, job: Job, chunks: Iterable[np.ndarray], previous: np.ndarray | None, *, match: bool,
-                 following: np.ndarray | None = None):
+                 following: np.ndarray | None = None, score: bool = True):
         self.job, self.chunks, self.previous, self.match = job, chunks, previous, match
+        self.score = score  # False: its seams are listed without numbers (the animatic's cards)
         self.following = following  # a bridge: the first frames of the shot it leads into
         self.tail: np.ndarray | None = None
         self.measured: dict[str, Any] | None = None
@@ -799,4 +826,4 @@ class _Seams:
             last = arrival.finish()
             arrival = None
             yield from out(last)
-        self.measured = meter.result()
+        self.measured = meter.result() if self.score else None

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from storyforge.atomic import replacing, write_text
 from storyforge.errors import StoryforgeError, display_path
+from storyforge.seams import visible
 
 if TYPE_CHECKING:
     from storyforge.confined import Folder
@@ -433,8 +434,15 @@ def _seam(seam: dict[str, Any], fps: int, film: bool = False) -> str:
         numbers.append(f"jump {jump:.2f}")
     shift = seam.get("color_shift")
     if isinstance(shift, (int, float)) and not isinstance(shift, bool):
-        numbers.append(f"ΔE {shift:.1f}")
-    loud = isinstance(jump, (int, float)) and jump >= 2
+        numbers.append(f"color_shift {shift:.1f}")
+    if seam.get("intended") is True:
+        numbers.append("intended")
+    if not numbers and seam.get("jump") is None:
+        numbers.append("not scored")
+    loud = visible(seam)  # over a documented threshold (storyforge.seams), and not marked intended
+    advice = seam.get("advice")
+    if loud and isinstance(advice, str):
+        numbers.append(advice)
     stills = ""
     if film and isinstance(frame, int) and not isinstance(frame, bool) and frame > 0:
         stills = '<span class="stills">' + "".join(

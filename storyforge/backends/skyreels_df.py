@@ -157,9 +157,12 @@ class SkyReelsDF:
         source = self.source(model)
         try:
             keyword = dtype_keyword(diffusers.__version__)
+            # never a download in the middle of a render: storyforge.backends.weights fetched it first, or refused
             with _loading_bars_off():
-                vae = AutoencoderKLWan.from_pretrained(source.location, subfolder="vae", **{keyword: self.vae_dtype})
+                vae = AutoencoderKLWan.from_pretrained(source.location, subfolder="vae", local_files_only=True,
+                                                       **{keyword: self.vae_dtype})
                 pipe = SkyReelsV2DiffusionForcingPipeline.from_pretrained(source.location, vae=vae,
+                                                                          local_files_only=True,
                                                                           **{keyword: self.dtype})
         except Exception as error:  # hub, file and format errors all mean "cannot load"
             if _is_oom(error):
@@ -454,10 +457,10 @@ def _loading_bars_off() -> Iterator[None]:
 def _load_failure(model: str, source: ModelSource, error: Exception) -> str:
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if source.kind == "hub":
-        return (f"model '{model}' could not be found or downloaded from the Hugging Face hub "
-                f"(repo {source.location}): {reason}. Check the spelling and your network (or that it is already "
-                f"in the hub cache when HF_HUB_OFFLINE=1), run `huggingface-cli login` for a gated model, or give "
-                f"a local folder or a preset ({', '.join(PRESETS)})")
+        return (f"model '{model}' could not be loaded from the Hugging Face cache (repo {source.location}): "
+                f"{reason}. Download it (again) with `hf download {source.location}` or render with --download "
+                f"(`hf auth login` first for a gated model), or give a local folder or a preset "
+                f"({', '.join(PRESETS)})")
     return (f"model folder '{source.location}' could not be loaded as a diffusers SkyReels-V2 DF model: {reason}. "
             f"It needs model_index.json and the vae, transformer, text_encoder, tokenizer and scheduler folders")
 

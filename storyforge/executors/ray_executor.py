@@ -243,7 +243,12 @@ class _Scheduler:
         images = {image.sha256: image.read() for job in left
                   for image in (job.image, job.end_image, *(r.image for r in job.references)) if image is not None}
         # generated start frames (keyframes), made on the driver before any video: (entry key, PNG bytes)
-        starts = {job_id: (key, path.read_bytes()) for job_id, (key, path) in run.starts.found.items()}
+        from storyforge.atomic import read_bytes
+        from storyforge.keyframes import MAX_KEYFRAME_BYTES
+
+        # through the cache's door: the pictures checked when found are the ones sent, never a link swapped in
+        starts = {job_id: (key, read_bytes(path, MAX_KEYFRAME_BYTES)) for job_id, (key, path) in
+                  run.starts.found.items()}
         run.announce(left[0])
         task, plan, spec = self._task(run)
         generator = task.remote(code_fingerprint(), plan, [job.id for job in left], run.backend_name, spec,

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from storyforge.errors import PlanError, Problem
+from storyforge.errors import PlanError, Problem, StoryforgeError
 from storyforge.plan import frames as fx
 from storyforge.plan import memory as mem
 from storyforge.plan.keys import job_key, keyframe_key
@@ -281,8 +281,9 @@ class _Compiler:
                 self.warn_once(shot, self.setting(shot, "causal_attention"),
                           "causal_attention changes nothing with causal_block_size 1 (every block is one latent)",
                           "causal attention")
-        native = preset(s.model)
-        if native is not None and native.repo is not None and RESOLUTIONS[native.resolution] != (s.width, s.height):
+        native = preset(s.model)  # a model the story chose (not the default) made for another frame size
+        if native is not None and native.repo is not None and "model" in shot.origins and \
+                RESOLUTIONS[native.resolution] != (s.width, s.height):
             width, height = RESOLUTIONS[native.resolution]
             other = next((p.name for p in PRESETS.values() if p.repo is not None and p.name.split("-")[1] ==
                           native.name.split("-")[1] and RESOLUTIONS[p.resolution] == (s.width, s.height)), None)
@@ -398,9 +399,9 @@ class _Compiler:
         try:
             from PIL import Image as PILImage
 
-            with PILImage.open(shot.image.path) as image:
+            with PILImage.open(shot.image.stream()) as image:  # the bytes hashed, read once (not a second open)
                 image_width, image_height = image.size
-        except OSError:
+        except (OSError, StoryforgeError):
             return  # the story checks report unreadable images
         if (image_width > image_height) != (width > height) and image_width != image_height and width != height:
             kept = min(image_width / image_height / (width / height), image_height / image_width / (height / width))
@@ -852,6 +853,7 @@ class _Compiler:
             takes=s.takes, take_seeds=tuple(take_seed(seed, n) for n in range(1, s.takes + 1)),
             references=context.references, keyframe=context.keyframe,
             dialogue=tuple((spoken.character, spoken.line) for spoken in shot.shot.dialogue),
+            seams_intended=shot.shot.seams is not None and shot.shot.seams.intended,
         )]
 
     # -- readings a person probably did not mean ---------------------------------------------------

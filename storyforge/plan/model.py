@@ -108,6 +108,7 @@ class Job:
     before: str | None = None  # a bridge: the job whose first frame it ends on (its second parent)
     # (character, line) spoken in the shot: for people and the review page, never in the cache key
     dialogue: tuple[tuple[str, str], ...] = ()
+    seams_intended: bool = False  # `seams: {intended: true}`: the change at its seams is asked for
 
     @property
     def is_bridge(self) -> bool:
@@ -192,6 +193,7 @@ class Job:
             },
             "line": int(self.source.rsplit(":", 1)[1]),
             **({"takes": self.takes, "take": self.take} if self.takes > 1 else {}),
+            **({"seams": {"intended": True}} if self.seams_intended else {}),
             **({"dialogue": [{"character": who, "line": line} for who, line in self.dialogue]} if self.dialogue
                else {}),
             **({"keyframe": self.keyframe.to_json()} if self.keyframe is not None else {}),
