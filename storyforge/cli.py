@@ -584,6 +584,9 @@ def import_(
         with bars:
             report = api.import_script(script, output, update=update, llm=llm,
                                        on_progress=lambda done, total: bars.update(task, completed=done, total=total))
+    if update and not report.updated:
+        show_note(f"{display_path(report.story)} did not exist: imported afresh (--update merges from the next "
+                  "import on)")
     for warning in report.warnings:
         show_warning(warning)
     for line in report.added:

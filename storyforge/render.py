@@ -299,6 +299,11 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
         # --no-cache: a private folder of this run (its nonce in the name), removed afterwards or by the next run
         scratch = None if use_cache else stack.enter_context(outdir.scratch(out, "cache"))
         cache = Cache(scratch or Path(cache_root or default_root(plan.story)))
+        shared_root = Path(cache_root or default_root(plan.story))
+        # --no-cache renders what it is asked to again; the shots it is not asked for come from the shared cache,
+        # read only, so re-rolling one shot keeps the others and the film is cut again with the new clip
+        shared = Cache(shared_root, readonly=True) if scratch is not None and only and shared_root.is_dir() \
+            else None
         run: Run | None = None
         try:
             starts = start_frames(plan, targets, cache.root, make=keyframes_only or name != "animatic",
@@ -306,6 +311,7 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
             run = Run(plan, cache, name, backend_options or {}, progress, {job.id for job in targets}, loaded=loaded,
                       starts=starts)
             run.out, run.whole, run.reuse_film = out, not only, use_cache
+            run.shared, run.reroll = shared, scratch is not None and bool(only)
             run.chains = chains_of(plan, targets)
             if notice:
                 run.notices.append(notice)
@@ -379,6 +385,8 @@ class Run:
         self.index = {name: n for n, name in enumerate(slots, start=1)}  # progress: every take of every job
         self.entries: dict[str, Entry] = {}
         self.records: dict[str, JobRecord] = {}
+        self.shared: Cache | None = None  # --no-cache --only: the shared cache, read for the shots not asked for
+        self.reroll = False  # --no-cache --only: what is in the output folder stays until it can be replaced
         self.notices: list[str] = []
         self.warnings: list[str] = []
         self._backend: Backend | None = loaded
@@ -470,9 +478,13 @@ class Run:
         return self._entry_keys[job.key]
 
     def lookup(self, job: Job) -> Entry | None:
-        """The job's cache entry with the keyframes the cut needs now (re-encoded, not re-rendered, if not)."""
+        """The job's cache entry with the keyframes the cut needs now (re-encoded, not re-rendered, if not); for a
+        job that was not asked for in a --no-cache run, the shared cache's (used as it is, never written)."""
         entry = self.cache.get(self.entry_key(job))
         needed = self.keyframes[job.id]
+        if entry is None and self.shared is not None and job.id not in self.targets:
+            entry = self.shared.get(self.entry_key(job))
+            return entry if entry is not None and set(needed) <= set(entry.keyframes) else None
         if entry is not None and not set(needed) <= set(entry.keyframes):
             try:
                 entry = self.cache.reencode(entry, needed)
@@ -635,7 +647,13 @@ class Run:
         report.seams, report.chains = seam_report(plan, {job_id: entry.meta["seams"] for job_id, entry in
                                                          picked.items() if "seams" in entry.meta})
         report.model_loads = self.model_loads
-        if missing:
+        if missing and self.reroll:
+            # re-rolling: what was there stays until a cut can be made with the new clips (see Run.lookup)
+            shots = f"{len(missing)} shots have" if len(missing) > 1 else "1 shot has"
+            report.notices.append(f"film.mp4 was not cut again: {shots} no clip in the cache ({', '.join(missing)});"
+                                  f" the film and their clips stay as they were, without the new "
+                                  f"{', '.join(sorted(self.targets))}; render without --no-cache to cut it")
+        elif missing:
             # what is left of an earlier cut or clip of these shots shows their old version: not current
             from storyforge.outdir import remove_files
 

@@ -370,7 +370,9 @@ class _Builder:
 
 
 def _display(name: str) -> str:
-    return " ".join(word.capitalize() if word.isupper() else word for word in name.split())
+    """A cue as a name: "MR. STEEL" -> "Mr. Steel"; a word with digits stays as written ("R2D2", "2ND")."""
+    return " ".join(word.capitalize() if word.isupper() and not any(c.isdigit() for c in word) else word
+                    for word in name.split())
 
 
 def _place_prompt(heading: str) -> str:

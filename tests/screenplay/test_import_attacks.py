@@ -712,3 +712,25 @@ def test_final_draft_is_bounded_at_2_mb_and_an_unknown_file_at_the_larger_bound(
             api.import_script(name)
         assert str(caught.value) == (f"{name}: the script is larger than {limit}; a feature-length screenplay is a "
                                      "few hundred KB: split it or check the file")
+
+
+def test_a_name_with_digits_is_written_as_the_script_writes_it(tmp_path: Path) -> None:
+    story = story_of(tmp_path, "INT. A - DAY\n\nR2D2\nBeep.\n\n@McCLANE\nYippee.\n\nMR. STEEL\nHi.\n")
+    assert {key: value["description"] for key, value in story["characters"].items()} == {
+        "r2d2": "TODO: describe R2D2 (age, build, face, hair, clothes)",
+        "mcclane": "TODO: describe McCLANE (age, build, face, hair, clothes)",
+        "mr_steel": "TODO: describe Mr. Steel (age, build, face, hair, clothes)"}
+    assert story["scenes"][0]["shots"][0]["prompt"] == "R2D2 speaks"
+
+
+def test_update_before_any_import_imports_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    Path("s.fountain").write_text(SCRIPT, "utf-8")
+    monkeypatch.setattr(sys, "argv", ["storyforge", "import", "s.fountain", "--update"])
+    monkeypatch.setenv("COLUMNS", "400")
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    out, err = capsys.readouterr()
+    assert done.value.code == 0 and Path("s.yaml").is_file()
+    assert err.startswith("note: s.yaml did not exist: imported afresh (--update merges from the next import on)\n")
+    assert out.startswith("✓ wrote s.yaml from s.fountain (fountain)")
