@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from storyforge.atomic import link, regular, write_text
 from storyforge.cache import Cache, CorruptEntry, Entry, default_root, entry_key
+from storyforge.cache import present as cache_present
 from storyforge.errors import RenderError, StoryforgeError
 from storyforge.seams import report as seam_report
 
@@ -302,7 +303,7 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
         shared_root = Path(cache_root or default_root(plan.story))
         # --no-cache renders what it is asked to again; the shots it is not asked for come from the shared cache,
         # read only, so re-rolling one shot keeps the others and the film is cut again with the new clip
-        shared = Cache(shared_root, readonly=True) if scratch is not None and only and shared_root.is_dir() \
+        shared = Cache(shared_root, readonly=True) if scratch is not None and only and cache_present(shared_root) \
             else None
         run: Run | None = None
         try:

@@ -83,14 +83,19 @@ def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None
         pending = [p for run in runs for p in (_Pending(run, chain) for chain in run.chains) if p.take_cached()]
         # longest first: a film is done when its longest chain is, so that one must not start last
         pending.sort(key=lambda p: p.cost(), reverse=True)
+        # bridges: one task each once the film's chains are in (each needs the end of one and the start of another)
+        bridges = [p for run in runs for p in (_Pending(run, [job]) for job in run.plan.bridges()
+                                               if job.id in run.targets) if p.take_cached()]
         scheduler = None
-        if pending:  # a cache that has everything needs no cluster
+        if pending or bridges:  # a cache that has everything needs no cluster
             started_here = connect(ray, listen=listen) or started_here
             where = f"rendered on {describe(ray)}"
-            for run in {id(p.run): p.run for p in pending}.values():
+            for run in {id(p.run): p.run for p in pending + bridges}.values():
                 run.notices.append(where)
             scheduler = _Scheduler(ray, gpus, shared_cache, on_done)
-        waiting = {id(p.run) for p in pending}
+            for bridge in bridges:
+                scheduler.later.setdefault(id(bridge.run), []).append(bridge)
+        waiting = {id(p.run) for p in pending + bridges}
         for run in runs:  # films whose clips are all cached are cut now, before any task runs
             if id(run) not in waiting:
                 on_done(run, None)
@@ -149,8 +154,14 @@ class _Pending:
         return sum(job.transformer_calls for job in self.jobs), sum(job.frames for job in self.jobs)
 
     def upstream(self) -> list[Job]:
-        """The chain's jobs before the last one left that are not left themselves: what an extension reads."""
+        """The chain's jobs before the last one left that are not left themselves: what an extension reads; for a
+        bridge, the chain it continues up to the shot before it, and the shot it leads into."""
         run, left = self.run, self.left()
+        if left[-1].is_bridge:
+            bridge = left[-1]
+            chain = next(c for c in run.plan.chains() if any(job.id == bridge.after for job in c))
+            position = [job.id for job in chain].index(str(bridge.after))
+            return [*chain[:position + 1], run.plan.job(str(bridge.before))]
         chain = next(c for c in run.plan.chains() if any(job.id == left[-1].id for job in c))
         ids = {job.id for job in left}
         position = [job.id for job in chain].index(left[-1].id)
@@ -203,6 +214,7 @@ class _Scheduler:
         self.running: dict[Any, _Pending] = {}
         self.open: dict[int, int] = {}  # chains of each film not finished yet
         self.failures: dict[int, list[tuple[int, str]]] = {}
+        self.later: dict[int, list[_Pending]] = {}  # each film's bridges, submitted once its chains are in
 
     def drive(self, pending: list[_Pending]) -> None:
         for chain in pending:
@@ -210,6 +222,8 @@ class _Scheduler:
         try:
             for chain in pending:
                 self._submit(chain)
+            for bridges in [b for key, b in self.later.items() if not self.open.get(key)]:
+                self._bridges(bridges)  # films whose chains were all cached
             while self.running:
                 [ready], _ = self.ray.wait(list(self.running), num_returns=1)
                 self._advance(ready)
@@ -280,9 +294,19 @@ class _Scheduler:
         """A chain is in (or failed twice): when it was its film's last, the film is done and is cut."""
         run = chain.run
         self.open[id(run)] -= 1
-        if self.open[id(run)] == 0:
+        if self.open[id(run)] == 0 and self.later.get(id(run)) and id(run) not in self.failures:
+            self._bridges(self.later[id(run)])
+        elif self.open[id(run)] == 0:
             failures = [text for _, text in sorted(self.failures.pop(id(run), []))]  # in film order
             self.on_done(run, RenderError.several(failures) if failures else None)
+
+    def _bridges(self, bridges: list[_Pending]) -> None:
+        """Submit a film's bridges: both shots each joins are in its cache now."""
+        run = bridges[0].run
+        self.later.pop(id(run), None)
+        self.open[id(run)] = self.open.get(id(run), 0) + len(bridges)
+        for bridge in bridges:
+            self._submit(bridge)
 
     def _adopt(self, run: Run, done: _Done) -> None:
         cache = run.cache
