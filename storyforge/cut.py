@@ -93,8 +93,9 @@ def total_frames(clips: Sequence[Any]) -> int:
     return sum(f for f, _, _ in shapes) - sum(n for _, kind, n in shapes if kind == "crossfade")
 
 
-def keyframes(clips: Sequence[Any]) -> list[list[int]]:
-    """Per clip, the frame indices (besides 0) that must be keyframes for stitch() to stream-copy it.
+def sync_frames(clips: Sequence[Any]) -> list[list[int]]:
+    """Per clip, the frame indices (besides 0) that must be sync frames (H.264 IDR frames; not the generated
+    start pictures the story calls keyframes) for stitch() to stream-copy it.
 
     Takes CutClips, plan Jobs, or any objects with `frames` and either `transition` (str) plus
     `transition_frames`, or a `transition` with `.type` and `.frames`; no file is read. The index where
@@ -210,7 +211,7 @@ def mismatch(probe: Probe, reference: tuple[object, ...], size: tuple[int, int],
     if probe.signature != reference:
         return "it was encoded with other settings than the rest of the film"
     if head and head not in probe.idr:
-        return f"it has no keyframe at frame {head}, where its copied part starts (see stitch.keyframes)"
+        return f"it has no keyframe at frame {head}, where its copied part starts (see cut.sync_frames)"
     return None
 
 

@@ -85,6 +85,13 @@ class KeyframeStore:
             return None
         return path
 
+    def put_bytes(self, key: str, png: bytes) -> Path:
+        """Keep a picture another process made (its PNG file's bytes) under `key`."""
+        target = self.path(key)
+        with replacing(target, suffix=".png") as temporary:
+            temporary.write_bytes(png)
+        return target
+
     def put(self, key: str, picture: Any) -> Path:
         from PIL import Image
 

@@ -71,20 +71,9 @@ def render_ranked(plan: Plan, *, out: Path | None = None, backend: str = "auto",
 
 def _keyframes_made(plan: Plan, only: list[str] | None, cache_root: Path | None) -> None:
     """Every keyframe the render needs is in the cache; else the same RenderError on every rank."""
-    from storyforge.cache import default_root
-    from storyforge.render import select, start_frames
+    from storyforge.render import keyframes_missing
 
-    if not any(job.keyframe is not None for job in plan.jobs):
-        return
-    root = cache_root or default_root(plan.story)
-    found = start_frames(plan, select(plan, only), root, make=False, options={}, progress=None)
-    heads = set()
-    for job in select(plan, only):  # what each chain starts from, upstream of what was asked for too
-        while job.after is not None:
-            job = plan.job(job.after)
-        if job.keyframe is not None:
-            heads.add(job.id)
-    missing = sorted(heads - set(found.found))
+    missing = keyframes_missing(plan, only, cache_root)
     if missing:
         raise RenderError(f"{len(missing)} shots need keyframes that are not made yet ({', '.join(missing)}); make "
                           f"them first in one process with `storyforge render {plan.story.name} --keyframes-only`, "
@@ -125,9 +114,10 @@ def follow(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     """A rank other than 0: render each job rank 0 announces, in step with it, and write nothing.
 
     When the backend forms no process group (the animatic), rank 0 cannot be heard: this rank then renders
-    the jobs asked for by itself, in film order, each extension from its own last frames.
+    the graph's takes by itself (every take asked for), in graph order, each extension from its own last frames.
     """
     from storyforge.backends.base import load_backend
+    from storyforge.plan.graph import TAKE, graph_of
     from storyforge.render import RunReport, choose_backend, default_out, select
 
     name, _notice = choose_backend(plan, backend)
@@ -142,8 +132,8 @@ def follow(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
                 follower.render(follower.jobs[word.job_id].for_take(word.take), word.previous_frames,
                                 word.start_image)
         else:
-            for job in targets:
-                follower.alone(job)
+            for node in graph_of(plan, targets).of_kind(TAKE):
+                follower.alone(node.job)
     finally:
         follower.backend.close()
     where = ranks()
@@ -161,6 +151,7 @@ class _Follower:
         self.records: list[JobRecord] = []
         self.tails: dict[str, np.ndarray] = {}
         self.keep = max((job.settings.overlap_frames for job in plan.jobs), default=0)
+        self.done: set[tuple[str, int]] = set()  # (job id, take) rendered
 
     def render(self, job: Job, previous: np.ndarray | None, start_image: Path | None = None) -> None:
         """Render `job` from `previous` (or its keyframe), keeping only its last frames (the chunks are dropped
@@ -168,24 +159,26 @@ class _Follower:
         import numpy as np
 
         from storyforge.backends.base import RenderInputs, frames_of
-        from storyforge.render import JobRecord, clip_name
+        from storyforge.render import Host, JobRecord, clip_name
 
         started = time.time()
         tail = None
         for chunk in frames_of(self.backend, job, RenderInputs(previous_frames=previous, start_image=start_image)):
             tail = chunk if tail is None else np.concatenate([tail, chunk])
             tail = tail[len(tail) - min(self.keep, len(tail)):]
+        self.done.add((job.id, job.take))
         if job.take == self.jobs[job.id].take:  # what a continuing job continues is the picked take
             self.tails[job.id] = tail if tail is not None else np.empty((0, 0, 0, 3), np.uint8)
         finished = time.time()
         self.records.append(JobRecord(job.id, job.key, "rendered", clip_name(job), round(finished - started, 3),
-                                      round(started, 3), round(finished, 3)))
+                                      round(started, 3), round(finished, 3), take=job.take,
+                                      rendered_by=Host.here()))
 
     def alone(self, job: Job) -> None:
-        """Render `job` unless done, after what it continues, from this rank's own frames of that."""
+        """Render take `job` unless done, after what it continues, from this rank's own frames of that."""
         import numpy as np
 
-        if job.id in self.tails:
+        if (job.id, job.take) in self.done:
             return
         previous = None
         if job.kind == "extend":

@@ -147,6 +147,20 @@ def test_a_rank_other_than_0_renders_in_step_and_writes_nothing(write_story, tmp
     assert len(list((tmp_path / "cache").glob("??/*/meta.json"))) == 3
 
 
+def test_a_rank_other_than_0_renders_every_take_of_the_graph(write_story, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A follower that cannot hear rank 0 (the animatic forms no process group) walks the same graph: every take
+    of every shot, each continuation from the picked take it continues."""
+    story = write_story(STORY.replace("render: {", "render: {takes: 2, ", 1))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    report = render(api.plan(story), out=tmp_path / "out", backend="animatic", cache_root=tmp_path / "cache")
+    assert [(job.id, job.take, job.status) for job in report.jobs] == [
+        (shot, take, "rendered") for shot in ("s/a", "s/b", "s/c") for take in (1, 2)]
+    assert {job.rendered_by.pid for job in report.jobs if job.rendered_by} == {os.getpid()}
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
 def test_the_cli_of_a_rank_other_than_0_prints_nothing(write_story) -> None:
     story = write_story(STORY)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}

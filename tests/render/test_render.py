@@ -53,7 +53,8 @@ scenes:
 """
 IDS = ["one/a", "one/b", "two/c", "two/d"]
 TOTAL = 17 + 12 + 17 + 13 - 4  # the crossfade overlaps two/c with one/b
-JOB_KEYS = {"id", "key", "status", "clip", "seconds", "started", "finished", "take", "takes"}  # take(s): DESIGN §8
+# take(s): DESIGN §8; rendered_by: §9
+JOB_KEYS = {"id", "key", "status", "clip", "seconds", "started", "finished", "take", "takes", "rendered_by"}
 
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
