@@ -183,9 +183,11 @@ def _as_loaded(schema: dict[str, Any]) -> None:
         ((pattern, value),) = mapping.pop("patternProperties").items()
         mapping["propertyNames"] = {"pattern": pattern}
         mapping["additionalProperties"] = value
-    # a cut or a continue has no length
-    defs["TransitionSpec"]["if"] = {"properties": {"type": {"enum": ["cut", "continue"]}}}
-    defs["TransitionSpec"]["then"] = {"not": {"required": ["duration"]}}
+    # a cut or a continue has no length; only a bridge has a prompt
+    defs["TransitionSpec"]["allOf"] = [
+        {"if": {"properties": {"type": {"enum": ["cut", "continue"]}}}, "then": {"not": {"required": ["duration"]}}},
+        {"if": {"properties": {"type": {"not": {"const": "bridge"}}}}, "then": {"not": {"required": ["prompt"]}}},
+    ]
     # WIDTHxHEIGHT with both sides non-zero multiples of 16
     side = _multiple_of_16()
     for branch in defs["RenderSettings"]["properties"]["resolution"]["anyOf"]:

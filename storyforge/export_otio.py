@@ -88,6 +88,8 @@ class _Joint:
 
 def _joint(job: Job, first: bool) -> _Joint:
     kind, n = job.transition.type, job.transition.frames
+    if kind == "bridge":  # the bridge is its own clip just before this one: a plain cut in the timeline
+        return _Joint("cut", 0, 0, 0)
     if kind in ("cut", "continue") or n <= 0:
         return _Joint(kind if kind == "continue" else "cut", 0, 0, 0)  # a zero-length dissolve is a cut
     if first:
@@ -170,6 +172,8 @@ def _clip(otio_: Any, plan: Plan, job: Job, head: int, tail: int, media: Path | 
     data["media"] = source
     if job.transition.type == "continue":
         data["continues"] = job.after
+    if job.before is not None:
+        data["leads_into"] = job.before
     if run:
         data["run"] = {k: run[k] for k in ("status", "seconds", "started", "finished") if k in run}
     clip = otio_.schema.Clip(

@@ -119,6 +119,8 @@ def select(plan: Plan, only: list[str] | None) -> list[Job]:
     for job in plan.jobs:
         if job.id in only or job.id.split("/")[0] in only or (job.after is not None and job.after in chosen):
             chosen.add(job.id)
+    # a bridge joins two shots: rendering either of them again renders the bridge again (it comes after both)
+    chosen |= {job.id for job in plan.bridges() if job.after in chosen or job.before in chosen}
     return [job for job in plan.jobs if job.id in chosen]
 
 

@@ -278,7 +278,8 @@ def _shot(plan: Plan, job: Job, takes: list[_Take], seams: list[dict[str, Any]],
     fps = plan.fps
     transition = job.transition.type + (f" {job.transition.frames}f" if job.transition.frames else "")
     rows = [("start", _timecode(job.start_frame, fps)), ("frames", f"{job.frames} ({job.frames / fps:.2f}s)"),
-            ("kind", job.kind + (f" of {job.after}" if job.after else "")), ("transition", transition)]
+            ("kind", job.kind + (f" from {job.after} into {job.before}" if job.before else
+                                  f" of {job.after}" if job.after else "")), ("transition", transition)]
     seam_items = "".join(_seam(seam, fps) for seam in seams)
     facts = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows)
     if seam_items:

@@ -278,7 +278,7 @@ def refresh(path: Path | str, *, llm: str | None = None, force: bool = False,
     expansions: dict[str, qwen.Expansion] = {}
     if ref is not None and todo:
         requests = [qwen.Request(job.id, job.template_prompt, starts_from_image=job.kind == "i2v",
-                                 continues=job.kind == "extend") for job in todo]
+                                 continues=job.continues) for job in todo]
         results = qwen.expand(requests, ref, seed=enhance.seed, max_new_tokens=enhance.max_new_tokens,
                               batch_size=batch_size or qwen.DEFAULT_BATCH, on_progress=on_progress)
         expansions = {result.id: result for result in results}

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from storyforge.cache import Cache, Entry
 from storyforge.errors import MissingExtra, RenderError, StoryforgeError
 from storyforge.executors.ray_cluster import connect, describe
-from storyforge.plan.graph import KEYFRAME, TAKE
+from storyforge.plan.graph import KEYFRAME
 from storyforge.render import Host, KeyframeRecord, ModelHolder
 
 if TYPE_CHECKING:
@@ -148,18 +148,19 @@ class _Pending:
 
     def cost(self) -> tuple[int, int]:
         """Transformer calls of the takes left, then frames: the plan's cost model of this strand's task."""
-        takes = [node.job for node in self.left() if node.kind == TAKE]
+        takes = [node.job for node in self.left() if node.kind != KEYFRAME]
         return sum(job.transformer_calls for job in takes), sum(job.frames for job in takes)
 
     def upstream(self) -> list[Job]:
-        """The picked takes before the strand's first node that a continuation reads (its chain, upstream)."""
+        """The picked takes before the strand's first node that it reads: the chain it continues, upstream, and
+        (a bridge) the shot it leads into."""
         plan, first = self.run.plan, self.left()[0].job
         found: list[Job] = []
         job = first
         while job.after is not None:
             job = plan.job(job.after)
             found.insert(0, job)
-        return found
+        return found + ([plan.job(first.before)] if first.before is not None else [])
 
 
 @dataclass(frozen=True)

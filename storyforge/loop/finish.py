@@ -56,7 +56,7 @@ def _found_or_missing(store: JobStore) -> list[str]:
     missing: list[str] = []
     for job in store.plan.jobs:
         for take in job.all_takes:
-            if store.slot(take) not in store.entries and store.head(take).id not in store.pending_keyframes:
+            if store.slot(take) not in store.entries and store.key_known(take):
                 started = time.time()
                 entry = store.lookup(take)
                 if entry is not None:

@@ -121,16 +121,24 @@ class JobStore:
     def entry_key(self, job: Job) -> str:
         if job.key not in self._entry_keys:
             identity = self.backend.identity(job)
-            head = self.head(job)
+            head = self.chain_head(job)
             if head.keyframe is not None:  # the chain starts from this picture (or, in the animatic, the references)
                 if head.id in self.pending_keyframes:
                     raise RuntimeError(f"{job.id}: its chain's keyframe node has not run")
                 found = self.starts.found.get(head.id)
                 identity = {**identity, "start_frame": found[0] if found else "references"}
+            if job.before is not None:  # a bridge ends on the pixels of that shot's entry
+                identity = {**identity, "before": self.entry_key(self.plan.job(job.before))}
             self._entry_keys[job.key] = entry_key(identity, job.key)
         return self._entry_keys[job.key]
 
-    def head(self, job: Job) -> Job:
+    def key_known(self, job: Job) -> bool:
+        """Whether the job's entry key can be known now: no keyframe it depends on is still to make."""
+        if self.chain_head(job).id in self.pending_keyframes:
+            return False
+        return job.before is None or self.key_known(self.plan.job(job.before))
+
+    def chain_head(self, job: Job) -> Job:
         while job.after is not None:
             job = self.plan.job(job.after)
         return job
@@ -155,10 +163,11 @@ class JobStore:
         entry = self.cached(job)
         if entry is not None:
             return entry
-        previous = self.tail(job) if job.kind == "extend" else None  # may render what it continues first
+        previous = self.tail(job) if job.continues else None  # may render what it continues first
+        following = self.head(job) if job.is_bridge else None  # may render the shot it leads into first
         started = time.time()
         self.announce(job)
-        entry = self._render(job, previous)
+        entry = self._render(job, previous, following)
         if job.id not in self.targets:
             self.notices.append(f"{job.id} was rendered too: a shot you asked for continues it, "
                                 "and its clip was not in the cache")
@@ -170,7 +179,7 @@ class JobStore:
         chain's keyframe is still to make, so its key is not known yet)."""
         if self.slot(job) in self.entries:
             return self.entries[self.slot(job)]
-        if self.head(job).id in self.pending_keyframes:
+        if not self.key_known(job):
             return None
         started = time.time()
         entry = self.lookup(job)
@@ -198,7 +207,7 @@ class JobStore:
         if self.setup.progress is not None:
             self.setup.progress.job_started(self.index[self.slot(job)], len(self.index), job)
 
-    def _render(self, job: Job, previous: np.ndarray | None) -> Entry:
+    def _render(self, job: Job, previous: np.ndarray | None, following: np.ndarray | None = None) -> Entry:
         """Render the job straight into its cache entry: each chunk of frames is encoded as the backend hands
         it over, so host memory stays flat however long the shot is."""
         from storyforge.backends.base import RenderInputs, frames_of
@@ -208,12 +217,14 @@ class JobStore:
         backend = self.backend
         chunks = frames_of(backend, job, RenderInputs(previous_frames=previous,
                                                       on_step=progress.step if progress is not None else None,
-                                                      start_image=self.starts.start(job.id)))
+                                                      start_image=self.starts.start(job.id),
+                                                      next_frames=following))
         # black or frozen output means a model failed; a preview's pictures (the animatic's title cards) are
         # synthetic (a static camera is meant to be frozen), and colour matching would only tint them
         preview = getattr(backend, "preview", False)
         checked = Checked(job, self.setup.backend, chunks, look=not preview)
-        finished = Seams(job, checked, previous, match=job.settings.color_match and not preview)
+        finished = Seams(job, checked, previous, match=job.settings.color_match and not preview,
+                         following=following)
         try:
             entry = self.cache.put(self.entry_key(job), iter(finished), job=job, fps=self.plan.fps,
                                    keyframes=self.sync_frames[job.id], identity=backend.identity(job),
@@ -249,6 +260,20 @@ class JobStore:
             have += len(frames)
             upstream = self.plan.job(upstream.after) if upstream.after else None
         return np.concatenate(parts)[-needed:]
+
+    def head(self, bridge: Job) -> np.ndarray:
+        """The first frames of the shot a bridge leads into (its picked take; rendered first if the cache lacks
+        it): the frame the bridge ends on, and the frames its far seam is measured and colour-matched against."""
+        from storyforge.seams import SIDE
+
+        assert bridge.before is not None
+        target = self.plan.job(bridge.before)
+        for _attempt in range(2):
+            try:
+                return self.cache.head(self.ensure(target), SIDE + 1)
+            except CorruptEntry:
+                self.entries.pop(target.id, None)  # discarded: the next ensure renders it again
+        raise RenderError(f"{target.id}: its clip was corrupt twice in a row in {self.cache.root}; check the disk")
 
     def _decoded(self, job: Job, last: int) -> np.ndarray:
         """The job's last `last` frames (rendered first if the cache lacks it): its entry's lossless tail when

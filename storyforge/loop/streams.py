@@ -63,23 +63,30 @@ class Seams:
     measured for the seam report; after the last chunk, `tail` holds its last overlap_frames frames and
     `measured` the seam numbers (storyforge.seams.SeamMeter). Only a few frames are ever held."""
 
-    def __init__(self, job: Job, chunks: Iterable[np.ndarray], previous: np.ndarray | None, *, match: bool):
+    def __init__(self, job: Job, chunks: Iterable[np.ndarray], previous: np.ndarray | None, *, match: bool,
+                 following: np.ndarray | None = None):
         self.job, self.chunks, self.previous, self.match = job, chunks, previous, match
+        self.following = following  # a bridge: the first frames of the shot it leads into
         self.tail: np.ndarray | None = None
         self.measured: dict[str, Any] | None = None
 
     def __iter__(self) -> Iterator[np.ndarray]:
         import numpy as np
 
-        from storyforge.colormatch import ColorMatch
+        from storyforge.colormatch import Arrival, ColorMatch
         from storyforge.seams import SeamMeter, window_starts
 
         job, keep = self.job, self.job.settings.overlap_frames
-        matcher = ColorMatch(window_starts(job), self.previous if job.kind == "extend" else None) \
+        matcher = ColorMatch(window_starts(job), self.previous if job.continues else None) \
             if self.match else None
-        meter = SeamMeter(job, self.previous)
+        # a bridge also arrives in the colours of the shot after it (rendered before it): its last window eases there
+        arrival = Arrival(window_starts(job)[-1], job.frames, self.following) \
+            if self.match and job.is_bridge and self.following is not None else None
+        meter = SeamMeter(job, self.previous, self.following if job.is_bridge else None)
 
         def out(frames: np.ndarray) -> Iterator[np.ndarray]:
+            if arrival is not None:
+                frames = arrival.feed(frames)
             if len(frames):
                 meter.add(frames)
                 self.tail = (frames if self.tail is None else np.concatenate([self.tail, frames]))[-keep:].copy()
@@ -89,4 +96,8 @@ class Seams:
             yield from out(matcher.feed(chunk) if matcher is not None else chunk)
         if matcher is not None:
             yield from out(matcher.finish())
+        if arrival is not None:
+            last = arrival.finish()
+            arrival = None
+            yield from out(last)
         self.measured = meter.result()

@@ -2,7 +2,8 @@
 
 Nodes (`Node.kind`):
 - `keyframe`: the generated start picture of a chain's first shot (`Job.keyframe`), made by the edit model;
-- `take`: one take of one shot, rendered by the video model with that take's seed (`Job.for_take`).
+- `take`: one take of one shot, rendered by the video model with that take's seed (`Job.for_take`);
+- `bridge`: a generated shot between two shots (`Job.is_bridge`), rendered by the video model after both.
 
 Edges (`Edge.needs` says what a node takes from its parent):
 - `picture`: every take of a chain's first shot waits for that shot's keyframe node (the start image);
@@ -14,13 +15,15 @@ A node may have several parents; executors run a node once every parent is done 
 they like (this process, a Ray worker, every torchrun rank), and nothing renders outside the graph.
 
 Two parents, the shape of a bridge (DESIGN §9: a generated shot between shot A and shot B that continues A's
-last frames and ends on B's first frame) is written as
+last frames and ends on B's first frame; `Job.after` is A, `Job.before` is B) is written as
 
     Node(id="two/b~bridge#take1", kind="bridge", job=<the bridge's Job>, picked=True,
          parents=(Edge("one/a#take1", TAIL), Edge("two/b#take1", HEAD)))
 
 with each parent the *picked* take (`take_id(job.id, job.take)`): the node is ready when both are done; the
-job store resolves each edge by its `needs` (A's lossless tail, B's first frame) before the node renders.
+job store resolves each edge by its `needs` (A's lossless tail, B's first frames) before the node renders.
+Any node kind may have any number of parents: a new kind of two-parent work needs a `kind`, its edges, and
+the store's way of rendering it; every executor schedules it unchanged.
 `Graph.nodes` is in an order every executor may run one by one (parents before children); `strands()` groups
 nodes a worker should run in a row because each continues the one before (a chain of picked takes).
 """
@@ -34,7 +37,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from storyforge.plan.model import Job, Plan
 
-KEYFRAME, TAKE = "keyframe", "take"
+KEYFRAME, TAKE, BRIDGE = "keyframe", "take", "bridge"
 PICTURE, TAIL, HEAD = "picture", "tail", "head"
 
 
@@ -58,10 +61,10 @@ class Edge:
 
 @dataclass(frozen=True)
 class Node:
-    """One unit of GPU work: a keyframe, or one take of one shot."""
+    """One unit of GPU work: a keyframe, one take of one shot, or a bridge."""
 
     id: str
-    kind: str  # keyframe | take (| bridge, with two parents)
+    kind: str  # keyframe | take | bridge (two parents)
     job: Job  # a take: the job as that take renders it (its seed and key); a keyframe: the shot's job
     parents: tuple[Edge, ...] = ()
     picked: bool = True  # a take: whether it is the shot's picked take (what the cut and continuations use)
@@ -124,33 +127,36 @@ class Graph:
 
 def graph_of(plan: Plan, jobs: Sequence[Job], *, keyframes: Iterable[str] = (), takes: bool = True) -> Graph:
     """The graph that renders `jobs` (what was asked for; every take of each), the picked take of each job they
-    continue that is not asked for (`wanted=False`), and a keyframe node for each job id in `keyframes` (the
-    start pictures still to make). `takes=False`: the keyframe nodes alone."""
+    wait for that is not asked for (`wanted=False`), and a keyframe node for each job id in `keyframes` (the
+    start pictures still to make). Bridges come last: each waits for the end of one chain and the first frame
+    of another. `takes=False`: the keyframe nodes alone."""
     wanted = {job.id for job in jobs}
     make = set(keyframes)
-    included: dict[str, tuple[Job, bool]] = {}  # job id -> (job, whether all its takes are wanted)
-    for job in jobs:
-        included[job.id] = (job, True)
-        upstream = job
-        while upstream.after is not None:
-            upstream = plan.job(upstream.after)
-            if upstream.id not in included:
-                included[upstream.id] = (upstream, upstream.id in wanted)
-    nodes: list[Node] = []
-    for job in plan.jobs:  # keyframes first: the edit model is done before any video model loads
-        if job.id in make and job.keyframe is not None and (job.id in included or not takes):
-            nodes.append(Node(keyframe_id(job.id), KEYFRAME, job, wanted=job.id in wanted))
-    if takes:
-        for job in plan.jobs:
-            if job.id not in included:
-                continue
-            _, all_takes = included[job.id]
-            parents: tuple[Edge, ...] = ()
-            if job.after is not None:
-                parents = (Edge(take_id(job.after, plan.job(job.after).take), TAIL),)
-            elif job.id in make and job.keyframe is not None:
-                parents = (Edge(keyframe_id(job.id), PICTURE),)
-            for take in job.all_takes if all_takes else (job,):
-                nodes.append(Node(take_id(job.id, take.take), TAKE, take, parents, picked=take.take == job.take,
-                                  wanted=job.id in wanted))
-    return Graph(tuple(nodes))
+    included: set[str] = set()
+    stack = list(jobs)
+    while stack:  # what the jobs asked for wait for, transitively: the shots they continue or lead into
+        job = stack.pop()
+        if job.id not in included:
+            included.add(job.id)
+            stack.extend(plan.job(parent) for parent in (job.after, job.before) if parent is not None)
+    nodes = [Node(keyframe_id(job.id), KEYFRAME, job, wanted=job.id in wanted) for job in plan.jobs
+             if job.id in make and job.keyframe is not None and (job.id in included or not takes)]
+    if not takes:
+        return Graph(tuple(nodes))
+    bridges: list[Node] = []
+    for job in plan.jobs:
+        if job.id not in included:
+            continue
+        parents: tuple[Edge, ...] = ()
+        if job.after is not None:
+            parents += (Edge(take_id(job.after, plan.job(job.after).take), TAIL),)
+        elif job.id in make and job.keyframe is not None:
+            parents += (Edge(keyframe_id(job.id), PICTURE),)
+        if job.before is not None:
+            parents += (Edge(take_id(job.before, plan.job(job.before).take), HEAD),)
+        kind = BRIDGE if job.is_bridge else TAKE
+        for take in job.all_takes if job.id in wanted else (job,):
+            node = Node(take_id(job.id, take.take), kind, take, parents, picked=take.take == job.take,
+                        wanted=job.id in wanted)
+            (bridges if job.is_bridge else nodes).append(node)
+    return Graph(tuple(nodes + bridges))

@@ -162,6 +162,31 @@ def test_every_take_renders_on_a_worker_and_the_driver_renders_none(cluster, wri
             for t in j["takes"]} == {os.getpid()}  # the local executor renders them here
 
 
+BRIDGE = STORY.split("  - id: two")[0] + """  - id: two
+    shots:
+      - id: c
+        prompt: a river at dusk
+        duration: 17f
+        transition: {type: bridge, duration: 1s, prompt: the camera flies over the hills to the river}
+"""
+
+
+@pytest.mark.ray
+def test_a_bridge_renders_on_a_worker_once_both_shots_it_joins_are_in(cluster, write_story, tmp_path: Path) -> None:
+    """A node with two parents: the scheduler submits it when the end of one chain and the start of another are
+    in, and the worker gets both clips with it."""
+    plan = api.plan(write_story(BRIDGE))
+    report = render(plan, out=tmp_path / "ray", backend="animatic", cache_root=tmp_path / "cache", executor="ray")
+    assert set(statuses(report)) == {"one/a", "one/b", "two/c~bridge", "two/c"}
+    assert set(statuses(report).values()) == {"rendered"}
+    run = json.loads((tmp_path / "ray" / "run.json").read_text())
+    times = {job["id"]: job for job in run["jobs"]}
+    assert times["two/c~bridge"]["started"] >= max(times["one/b"]["finished"], times["two/c"]["finished"])
+    assert os.getpid() not in {job["rendered_by"]["pid"] for job in run["jobs"]}
+    render(plan, out=tmp_path / "local", backend="animatic", cache_root=tmp_path / "local-cache")
+    assert (tmp_path / "ray" / "film.mp4").read_bytes() == (tmp_path / "local" / "film.mp4").read_bytes()
+
+
 @pytest.mark.ray
 def test_only_and_a_cached_upstream_clip_reach_the_worker(cluster, swan_lake: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
