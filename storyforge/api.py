@@ -16,7 +16,8 @@ from storyforge.story.load import load as load_story
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from storyforge.enhance.lock import EnhanceReport, PickReport
+    from storyforge.enhance.picks import PickReport
+    from storyforge.enhance.refresh import EnhanceReport
     from storyforge.render import RenderProgress, RunReport
     from storyforge.review import ReviewReport
 
@@ -49,28 +50,21 @@ def is_story_file(path: Path | str) -> bool:
 
 def compile_story(story: Story, overrides: dict[str, Any] | None = None) -> Plan:
     """A loaded story compiled to its plan, with templates rendered (no lock applied)."""
-    from storyforge.enhance.template import keyframe_writer, render_texts
-    from storyforge.plan.compiler import compile_plan
-    from storyforge.story.resolve import resolve
+    from storyforge.enhance.assemble import assemble
 
-    return compile_plan(resolve(story, overrides), render_texts, keyframe_writer(story))
+    return assemble(story, overrides, lock=False)
 
 
 def plan(path: Path | str, overrides: dict[str, Any] | None = None, *, use_lock: bool = True) -> Plan:
     """The plan of a story file: final prompts (from its lock file when one matches) and content keys."""
-    story = load_story(path)
-    compiled = compile_story(story, overrides)
-    if use_lock:
-        from storyforge.enhance.lock import apply_lock, apply_picks
+    from storyforge.enhance.assemble import assemble
 
-        # the story as loaded above: parsing it twice was a third of `plan`
-        compiled = apply_picks(apply_lock(compiled, story), story)
-    return compiled
+    return assemble(load_story(path), overrides, lock=use_lock)
 
 
 def pick(path: Path | str, shot: str, take: int) -> PickReport:
     """Choose take `take` of `shot` (scene/shot): written to the story's lock, used by plan and render."""
-    from storyforge.enhance.lock import pick as pick_take
+    from storyforge.enhance.picks import pick as pick_take
 
     return pick_take(path, shot, take)
 
@@ -79,7 +73,7 @@ def enhance(path: Path | str, *, llm: str | None = None, force: bool = False,
             on_progress: Callable[[int, int], None] | None = None) -> EnhanceReport:
     """Fill the story's lock file (film.lock.json) for shots whose inputs changed (every shot with `force`),
     expanding prompts with `llm` or the story's `enhance.llm` when one is named; on_progress(done, total)."""
-    from storyforge.enhance.lock import refresh
+    from storyforge.enhance.refresh import refresh
 
     return refresh(path, llm=llm, force=force, on_progress=on_progress)
 

@@ -26,6 +26,7 @@ CLIP, META = "clip.mp4", "meta.json"
 # uncompressed .npy (numpy's own format: exact by construction, written and read at memory speed, no codec
 # in the loop). PNG would save about 40% of its size on grainy frames at 200 times the write time.
 TAIL = "tail.npy"
+VERIFIED = "clip.verified"  # the clip's stat when its hash last matched (see _clip_problem)
 
 
 def default_root(story: Path) -> Path:
@@ -357,11 +358,30 @@ def _meta_problem(meta: Any, key: str) -> str | None:
 
 
 def _clip_problem(clip: Path, meta: dict[str, Any]) -> str | None:
-    """The clip's size, then its bytes, against what was recorded: garbage of the right size is caught too."""
-    if clip.stat().st_size != meta["clip_bytes"]:
+    """The clip's size, then its bytes, against what was recorded: garbage of the right size is caught too.
+
+    The bytes are hashed only when the clip's stat (size, mtime, ctime, inode) is not the one recorded at the
+    last hash that matched (VERIFIED, beside it), as DVC trusts an unchanged file: any write to the clip, even
+    of the same size, changes its ctime, so it is hashed again; a lookup of an untouched clip reads no byte."""
+    stat = clip.stat()
+    if stat.st_size != meta["clip_bytes"]:
         return "its clip or meta changed"
+    seen = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, meta["clip_sha256"]]
+    stamp = clip.with_name(VERIFIED)
+    try:
+        if json.loads(stamp.read_text(encoding="utf-8")) == seen:
+            return None
+    except (OSError, ValueError, RecursionError):
+        pass
     if _sha256(clip) != meta["clip_sha256"]:
         return "its clip's content changed (its hash does not match)"
+    from storyforge.atomic import write_text
+    from storyforge.errors import StoryforgeError
+
+    try:  # remembered for the next lookup; a cache that cannot be written only costs it the hashing
+        write_text(stamp, json.dumps(seen))
+    except (OSError, StoryforgeError):
+        pass
     return None
 
 

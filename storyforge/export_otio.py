@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from storyforge.atomic import write_text
 from storyforge.errors import MissingExtra, StoryforgeError
+from storyforge.report import JobRecord, read_report
 
 if TYPE_CHECKING:
     import opentimelineio as otio
@@ -50,27 +51,22 @@ def rendered_clips(plan: Plan, render_dir: Path | None) -> dict[str, Path]:
     return {job_id: clip for job_id, (clip, _) in _rendered(plan, render_dir).items()}
 
 
-def _rendered(plan: Plan, render_dir: Path | None) -> dict[str, tuple[Path, dict[str, Any]]]:
-    """Job id -> (clip, run.json entry) for every job with a usable clip of the plan's key.
+def _rendered(plan: Plan, render_dir: Path | None) -> dict[str, tuple[Path, JobRecord]]:
+    """Job id -> (clip, run.json line) for every job with a usable clip of the plan's key.
 
     A clip whose key differs was rendered from another version of the story, so it is never used; a job
     without a usable clip is exported as it would be without a render.
     """
-    if render_dir is None:
-        return {}
-    try:
-        run = json.loads((Path(render_dir) / "run.json").read_text(encoding="utf-8"))
-        entries = {entry["id"]: entry for entry in run["jobs"]}
-    except (OSError, ValueError, KeyError, TypeError):
+    run = read_report(Path(render_dir)) if render_dir is not None else None
+    if run is None:
         return {}  # no render there, or not one we can read: the plan alone is still worth exporting
-    found: dict[str, tuple[Path, dict[str, Any]]] = {}
+    entries = {record.id: record for record in run.jobs}
+    found: dict[str, tuple[Path, JobRecord]] = {}
     for job in plan.jobs:
         entry = entries.get(job.id)
-        if not isinstance(entry, dict) or not job.key or entry.get("key") != job.key:
+        if entry is None or not job.key or entry.key != job.key or entry.status not in _USABLE:
             continue
-        if entry.get("status") not in _USABLE or not isinstance(entry.get("clip"), str):
-            continue
-        clip = (Path(render_dir) / entry["clip"]).resolve()
+        clip = (Path(render_dir or "") / entry.clip).resolve()
         if clip.is_file():
             found[job.id] = (clip, entry)
     return found
@@ -125,14 +121,11 @@ def _range(otio_: Any, start: int, frames: int, fps: int) -> otio.opentime.TimeR
 
 def _run_seams(plan: Plan, render_dir: Path | None, used: set[str]) -> dict[str, dict[int, dict[str, Any]]]:
     """Job id -> {clip frame: its line in run.json's `seams`}, for the jobs whose rendered clip is used."""
-    try:
-        lines = json.loads((Path(render_dir or "") / "run.json").read_text(encoding="utf-8")).get("seams") or []
-    except (OSError, ValueError, AttributeError):
-        return {}
+    run = read_report(Path(render_dir)) if render_dir is not None else None
     starts = {job.id: job.start_frame for job in plan.jobs}
     found: dict[str, dict[int, dict[str, Any]]] = {}
-    for line in lines if isinstance(lines, list) else ():
-        if isinstance(line, dict) and line.get("job") in used and isinstance(line.get("frame"), int):
+    for line in run.seams if run is not None else []:
+        if line.get("job") in used and isinstance(line.get("frame"), int):
             found.setdefault(line["job"], {})[line["frame"] - starts[line["job"]]] = line
     return found
 
@@ -152,7 +145,7 @@ def _marker(otio_: Any, name: str, frame: int, fps: int, data: dict[str, Any], s
                                metadata={"storyforge": data})
 
 
-def _clip(otio_: Any, plan: Plan, job: Job, head: int, tail: int, media: Path | None, run: dict[str, Any],
+def _clip(otio_: Any, plan: Plan, job: Job, head: int, tail: int, media: Path | None, run: JobRecord | None,
           seams: dict[int, dict[str, Any]] | None = None) -> Any:
     fps = plan.fps
     available = _range(otio_, 0, job.frames, fps)
@@ -174,8 +167,8 @@ def _clip(otio_: Any, plan: Plan, job: Job, head: int, tail: int, media: Path | 
         data["continues"] = job.after
     if job.before is not None:
         data["leads_into"] = job.before
-    if run:
-        data["run"] = {k: run[k] for k in ("status", "seconds", "started", "finished") if k in run}
+    if run is not None:
+        data["run"] = {"status": run.status, "seconds": run.seconds, "started": run.started, "finished": run.finished}
     clip = otio_.schema.Clip(
         name=job.id,
         media_reference=reference,
@@ -231,7 +224,7 @@ def build_timeline(plan: Plan, *, render_dir: Path | None = None) -> Any:
             spec["from"] = plan.jobs[index - 1].id
             track.append(_dissolve(otio_, f"crossfade {joint.frames}f", joint.after, joint.before, fps, spec))
         tail = following.before if following is not None else 0
-        track.append(_clip(otio_, plan, job, joint.after, tail, clips.get(job.id), runs.get(job.id, {}),
+        track.append(_clip(otio_, plan, job, joint.after, tail, clips.get(job.id), runs.get(job.id),
                            seams.get(job.id)))
 
     timeline = otio_.schema.Timeline(name=plan.title, global_start_time=_rt(otio_, 0, fps))

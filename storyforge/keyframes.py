@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from storyforge.atomic import link, replacing
 from storyforge.plan.keys import digest
+from storyforge.report import KeyframeRecord
 
 if TYPE_CHECKING:
     from storyforge.backends.keyframe import KeyframeBackend
@@ -32,20 +33,6 @@ def keyframe_name(job: Job) -> str:
 def entry_key(identity: dict[str, Any], keyframe_key: str) -> str:
     """The cache key of a keyframe made by a model: its content key and the model's identity."""
     return digest({"format": KEYFRAME_ENTRY_FORMAT, "model": identity, "keyframe": keyframe_key})
-
-
-@dataclass(frozen=True)
-class KeyframeRecord:
-    """One keyframe's line in run.json."""
-
-    id: str  # the job's id
-    key: str  # the keyframe's content key (as in the plan)
-    status: str  # rendered | cached
-    image: str  # relative to the output folder
-    seconds: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "key": self.key, "status": self.status, "image": self.image, "seconds": self.seconds}
 
 
 @dataclass
@@ -113,17 +100,26 @@ def prepare(plan: Plan, jobs: Sequence[Job], store: KeyframeStore, *, make: Sequ
             on_done: Callable[[Job, str, float], None] | None = None) -> StartFrames:
     """The keyframes of `jobs`: cached ones found; those of jobs in `make` that are missing rendered with one
     backend from `load()` (loaded on first need, closed before this returns)."""
+    from storyforge.backends.model_folder import NotOnThisMachine
+
     frames = StartFrames()
     backend: KeyframeBackend | None = None
-    identities: dict[str, dict[str, Any]] = {}
+    identities: dict[str, dict[str, Any] | None] = {}
     try:
         for job in jobs:
             keyframe = job.keyframe
             if keyframe is None:
                 continue
             if keyframe.model not in identities:
-                identities[keyframe.model] = model_identity(keyframe.model)
-            key = entry_key(identities[keyframe.model], keyframe.key)
+                try:
+                    identities[keyframe.model] = model_identity(keyframe.model)
+                except NotOnThisMachine:  # nothing made by a model this machine lacks can be in its cache
+                    identities[keyframe.model] = None
+            identity = identities[keyframe.model]
+            if identity is None:
+                frames.missing.append(job.id)
+                continue
+            key = entry_key(identity, keyframe.key)
             started = time.perf_counter()
             path = store.get(key)
             status = "cached"

@@ -56,14 +56,12 @@ def read_manifest(out: Path) -> set[str]:
             return {name for name in files if isinstance(name, str) and _plain(name)}
     except (OSError, ValueError):
         pass
-    try:
-        run = json.loads((out / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    from storyforge.report import read_report
+
+    run = read_report(out)
+    if run is None:
         return set()
-    if not isinstance(run, dict) or "storyforge_run" not in run:
-        return set()
-    clips = {job.get("clip") for job in run.get("jobs", []) if isinstance(job, dict)}
-    return {name for name in clips if isinstance(name, str) and _plain(name)} | {
+    return {record.clip for record in run.jobs if _plain(record.clip)} | {
         name for name in FIXED if (out / name).is_file()}
 
 

@@ -34,7 +34,6 @@ from storyforge.report import RUN_FORMAT, Host, JobRecord, RunReport
 
 if TYPE_CHECKING:
     from storyforge.backends.base import Backend
-    from storyforge.keyframes import KeyframeRecord
     from storyforge.plan.model import Job, Plan
 
 __all__ = ["RUN_FORMAT", "Host", "JobRecord", "KeyframeRecord", "ModelHolder", "RenderProgress", "Run",

@@ -7,10 +7,7 @@ import os
 import socket
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from storyforge.keyframes import KeyframeRecord
+from typing import Any
 
 RUN_FORMAT = 1
 RUN_JSON = "run.json"
@@ -35,6 +32,27 @@ class Host:
         if isinstance(value, dict) and isinstance(value.get("host"), str) and _int(value.get("pid")) is not None:
             return Host(value["host"], int(value["pid"]))
         return None
+
+
+@dataclass(frozen=True)
+class KeyframeRecord:
+    """One keyframe's line in run.json."""
+
+    id: str  # the job's id
+    key: str  # the keyframe's content key (as in the plan)
+    status: str  # rendered | cached
+    image: str  # relative to the output folder
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "key": self.key, "status": self.status, "image": self.image, "seconds": self.seconds}
+
+    @staticmethod
+    def from_json(line: Any) -> KeyframeRecord | None:
+        if not isinstance(line, dict) or not all(isinstance(line.get(k), str)
+                                                 for k in ("id", "key", "status", "image")):
+            return None
+        return KeyframeRecord(line["id"], line["key"], line["status"], line["image"], _float(line.get("seconds")))
 
 
 @dataclass(frozen=True)
@@ -166,6 +184,7 @@ def read_report(out: Path) -> RunReport | None:
         warnings=[w for w in _list(data.get("warnings")) if isinstance(w, str)],
         seams=[s for s in _list(data.get("seams")) if isinstance(s, dict)],
         chains=[c for c in _list(data.get("chains")) if isinstance(c, dict)],
+        keyframes=[k for k in (KeyframeRecord.from_json(line) for line in _list(data.get("keyframes"))) if k],
         model_loads=_int(data.get("model_loads")) or 0, driver=Host.from_json(data.get("driver")),
         film_bytes=_int(data.get("film_bytes")))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from storyforge.atomic import replacing, write_text
 from storyforge.errors import StoryforgeError, display_path
+from storyforge.report import JobRecord, RunReport, read_report
 
 if TYPE_CHECKING:
     from storyforge.plan.model import Job, Plan
@@ -73,8 +73,8 @@ def build(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewRepor
     """
     started = time.perf_counter()
     out = Path(out)
-    run = _run_json(out)
-    records = {job.get("id"): job for job in run.get("jobs", []) if isinstance(job, dict)}
+    run = read_report(out)
+    records = {record.id: record for record in run.jobs} if run is not None else {}
     wanted: set[Path] = set()
     written = 0
     shots = []
@@ -114,8 +114,8 @@ def build(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewRepor
     story = story_arg or display_path(plan.story)
     page = out / PAGE
     # shots whose cut (clips/, film.mp4) is not the plan's pick: picked since, or changed since
-    uncut = [job.id for job in plan.jobs if (records.get(job.id) or {}).get("take", 1) != job.take
-             or (records.get(job.id) or {}).get("key") != job.key]
+    uncut = [job.id for job in plan.jobs if (record := records.get(job.id)) is None or record.take != job.take
+             or record.key != job.key]
     write_text(page, _page(plan, shots, run, story, out, uncut))
     size = page.stat().st_size + sum(p.stat().st_size for p in wanted if p.exists())
     return ReviewReport(page=page, posters=written, bytes=size, seconds=round(time.perf_counter() - started, 3))
@@ -132,14 +132,6 @@ def rebuild(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewRep
 # -- what the last render left -------------------------------------------------------------------------------
 
 
-def _run_json(out: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((out / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _clip_of(out: Path, job: Job, take: int) -> str | None:
     """The take's clip relative to `out` when the file exists (clips/ for a one-take job of an older render)."""
     for name in (take_clip(job, take), *(("clips/" + job.id.replace("/", "__") + ".mp4",) if take == 1 else ())):
@@ -148,18 +140,12 @@ def _clip_of(out: Path, job: Job, take: int) -> str | None:
     return None
 
 
-def _status(record: dict[str, Any] | None, take: Job) -> str:
+def _status(record: JobRecord | None, take: Job) -> str:
     """rendered or cached as the last render said; outdated when that render had another key for the take."""
-    if record is None:
+    line = record.of_take(take.take) if record is not None else None
+    if line is None:
         return "missing"
-    entries = record.get("takes") if isinstance(record.get("takes"), list) else [
-        {"take": 1, "key": record.get("key"), "status": record.get("status")}]
-    for entry in entries:
-        if isinstance(entry, dict) and entry.get("take") == take.take:
-            if entry.get("key") != take.key:
-                return "outdated"
-            return str(entry.get("status") or "rendered")
-    return "missing"
+    return "outdated" if line.key != take.key else (line.status or "rendered")
 
 
 def _version(clip: Path) -> str:
@@ -239,20 +225,20 @@ def _timecode(frame: int, fps: int) -> str:
     return timecode(frame, fps)
 
 
-def _page(plan: Plan, shots: list[tuple[Job, list[_Take], str | None]], run: dict[str, Any], story: str, out: Path,
-          stale: list[str]) -> str:
+def _page(plan: Plan, shots: list[tuple[Job, list[_Take], str | None]], run: RunReport | None, story: str,
+          out: Path, stale: list[str]) -> str:
     fps = plan.fps
     seams_by_job: dict[str, list[dict[str, Any]]] = {}
-    for seam in run.get("seams") or []:
-        if isinstance(seam, dict) and isinstance(seam.get("job"), str):
+    for seam in run.seams if run is not None else []:
+        if isinstance(seam.get("job"), str):
             seams_by_job.setdefault(seam["job"], []).append(seam)
     takes_total = sum(len(takes) for _, takes, _keyframe in shots)
     film = out / "film.mp4"
     facts = [f"{plan.width}×{plan.height}", f"{fps} fps", f"{plan.total_frames} frames",
              _timecode(plan.total_frames, fps), f"{len(plan.jobs)} shot{'s' if len(plan.jobs) != 1 else ''}",
              f"{takes_total} take{'s' if takes_total != 1 else ''}"]
-    if run.get("backend"):
-        facts.append(f"backend {run['backend']}")
+    if run is not None and run.backend:
+        facts.append(f"backend {run.backend}")
     notice = ""
     if stale:
         notice = (f'<p class="notice">The last render did not cut the current pick of {_e(", ".join(stale))}: '

@@ -25,7 +25,7 @@ from PIL import ImageOps
 
 from storyforge.backends import multigpu
 from storyforge.backends.base import RenderInputs
-from storyforge.backends.model_folder import folder_sha256
+from storyforge.backends.model_folder import NotOnThisMachine, folder_sha256, hub_commit, missing_model
 from storyforge.backends.multigpu import SequenceParallel
 from storyforge.errors import RenderError, StoryforgeError
 from storyforge.plan.frames import TIME_COMPRESSION
@@ -132,9 +132,13 @@ class SkyReelsDF:
         return self._sources[model]
 
     def identity(self, job: Job) -> dict[str, Any]:
+        try:
+            model = self._model_identity(job.settings.model)
+        except NotOnThisMachine as missing:
+            raise RenderError(f"{job.source}: " + missing_model("render.model", str(missing))) from None
         return {
             "backend": self.name,
-            "model": self._model_identity(job.settings.model),
+            "model": model,
             "dtype": _dtype_name(self.dtype),
             "vae_dtype": _dtype_name(self.vae_dtype),
             "device": self.device_type,
@@ -146,8 +150,8 @@ class SkyReelsDF:
 
     def _model_identity(self, model: str) -> dict[str, str]:
         source = self.source(model)
-        if source.kind == "hub":
-            return {"hub_id": source.location, "revision": "main"}
+        if source.kind == "hub":  # the snapshot the local cache holds: a new one behind the id is a new identity
+            return {"hub_id": source.location, "revision": hub_commit(source.location)}
         digest = self.folder_hash(Path(source.location))
         if source.kind == "tiny":
             from storyforge.backends.tiny import TINY_RECIPE

@@ -6,15 +6,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from storyforge.errors import Problem, StoryError, StoryforgeError, display_path
-from storyforge.plan.model import Job, Plan, PlanWarning
-from storyforge.story.load import Story
+from storyforge.plan.model import Job
 from storyforge.story.models import Enhance
 
 LOCK_FORMAT = 1
@@ -26,21 +21,6 @@ _SYNTAX = ("{{", "{%", "{#")
 def lock_path(story: Path) -> Path:
     """film.yaml -> film.lock.json, beside the story."""
     return story.with_name(story.stem + ".lock.json")
-
-
-@dataclass(frozen=True)
-class EnhanceReport:
-    """What `storyforge enhance` did to a lock file."""
-
-    story: Path
-    lock: Path
-    llm: str | None  # the model that expanded prompts, as written; None: template prompts only
-    updated: tuple[str, ...]  # shots whose entry was (re)written
-    kept: tuple[str, ...]  # shots whose entry still matched
-    fallbacks: tuple[str, ...]  # shots where the LLM gave nothing usable and the template prompt was locked
-    warnings: tuple[PlanWarning, ...]
-    changed: bool  # whether the lock file's bytes changed
-    seconds: float  # loading the model and generating
 
 
 # -- the file ------------------------------------------------------------------------------------------------
@@ -128,7 +108,7 @@ def llm_record(name: str, sha256: str | None, enhance: Enhance) -> dict[str, Any
             "instructions_sha256": INSTRUCTIONS_SHA256}
 
 
-def _entry_problem(entry: Any) -> str | None:
+def entry_problem(entry: Any) -> str | None:
     if not isinstance(entry, dict):
         return "its entry is not a mapping"
     prompt = entry.get("prompt")
@@ -149,7 +129,7 @@ def stale_reason(entry: Any, job: Job, enhance: Enhance) -> str | None:
     `enhance`, not here: planning never reads model files."""
     from storyforge.enhance.qwen import INSTRUCTIONS_SHA256
 
-    problem = _entry_problem(entry)
+    problem = entry_problem(entry)
     if problem:
         return problem
     if entry["template_prompt"] != job.template_prompt:
@@ -168,213 +148,3 @@ def stale_reason(entry: Any, job: Job, enhance: Enhance) -> str | None:
     return None
 
 
-def apply_lock(plan: Plan, story: Story | None = None) -> Plan:
-    """The plan with locked prompts where the lock matches, and a warning for each stale or missing entry;
-    unchanged when there is no lock file (with a warning when the story asks for an LLM)."""
-    from storyforge.enhance.template import keyframe_writer
-    from storyforge.plan.compiler import with_keys
-    from storyforge.story.load import load
-
-    story = story or load(plan.story)
-    shots, problem = read_lock(plan.story)
-    lock_name = lock_path(plan.story).name
-    run = f"run `storyforge enhance {story.source.file}`"
-    source = story.source
-    enhance = story.film.enhance
-    if not shots:  # no lock, or one that holds only picks
-        if problem:
-            warning = PlanWarning(display_path(lock_path(plan.story)), 1, "lock",
-                              f"{lock_name} is not a lock file storyforge can read ({problem}); prompts are the "
-                              f"templates'; {run} to rewrite it")
-            return replace(plan, warnings=plan.warnings + (warning,))
-        if enhance.llm:
-            warning = PlanWarning(source.file, source.line(("enhance", "llm")), "enhance.llm",
-                              f"enhance.llm is set but there is no {lock_name} yet; prompts are the templates' "
-                              f"until you {run}" if shots is None else
-                              f"enhance.llm is set but {lock_name} holds no prompts yet (only picks); prompts are "
-                              f"the templates' until you {run}")
-            return replace(plan, warnings=plan.warnings + (warning,))
-        return plan
-    jobs: list[Job] = []
-    write_keyframe = keyframe_writer(story)
-    warnings = list(plan.warnings)
-    for job in plan.jobs:
-        line = int(job.source.rsplit(":", 1)[1])
-        if job.id not in shots:
-            warnings.append(PlanWarning(source.file, line, job.id, f"not in {lock_name} yet; using the template "
-                                    f"prompt; {run}"))
-            jobs.append(job)
-            continue
-        reason = stale_reason(shots[job.id], job, enhance)
-        if reason:
-            warnings.append(PlanWarning(source.file, line, job.id, f"the locked prompt is stale ({reason}); using the "
-                                    f"template prompt; {run} to update {lock_name}"))
-            jobs.append(job)
-        else:
-            job = replace(job, prompt=shots[job.id]["prompt"])
-            if job.keyframe is not None:  # the keyframe is composed from the final prompt
-                job = replace(job, keyframe=replace(job.keyframe, prompt=write_keyframe(
-                    job.prompt, job.camera, job.keyframe)))
-            jobs.append(job)
-    warnings.sort(key=lambda w: (w.file != source.file, w.line, w.where))
-    return with_keys(replace(plan, jobs=tuple(jobs), warnings=tuple(warnings)))
-
-
-# -- enhance: refresh the lock -------------------------------------------------------------------------------
-
-
-def refresh(path: Path | str, *, llm: str | None = None, force: bool = False,
-            on_progress: Callable[[int, int], None] | None = None, batch_size: int | None = None) -> EnhanceReport:
-    """Bring a story's lock up to date: entries for shots whose inputs changed (all with `force`) are rewritten,
-    expanded by the LLM (`llm`, else the story's `enhance.llm`) loaded once and freed before this returns."""
-    from storyforge.enhance import qwen
-    from storyforge.enhance.template import keyframe_writer, prompt_template, render_texts
-    from storyforge.plan.compiler import compile_plan
-    from storyforge.story.load import load
-    from storyforge.story.resolve import resolve
-
-    story = load(path)
-    plan = compile_plan(resolve(story), render_texts, keyframe_writer(story))
-    template = prompt_template(story)
-    enhance = story.film.enhance
-    source = story.source
-    wanted: dict[str, Any] | None = None
-    ref: qwen.ModelRef | None = None
-    if llm or enhance.llm:
-        try:
-            if not llm and (enhance.llm or "").startswith(("/", ".", "~")):  # a folder the story names: its root
-                from storyforge.story.root import PathRefused
-
-                try:
-                    story.locate(enhance.llm or "", folder=True)
-                except PathRefused as refused:
-                    if "outside the story root" in str(refused):
-                        raise StoryforgeError(str(refused)) from None
-            ref = qwen.locate(llm, Path.cwd()) if llm else qwen.locate(enhance.llm or "", story.path.parent)
-        except StoryforgeError as error:
-            if llm:
-                raise
-            raise StoryError([Problem(source.file, source.line(("enhance", "llm")), "enhance.llm",
-                                      str(error))]) from None
-        wanted = llm_record(ref.name, ref.sha256, enhance)
-    old, _ = read_lock(story.path)
-    old = old or {}
-    template_record = {"name": template.name, "sha256": template.sha256}
-    entries: dict[str, dict[str, Any]] = {}
-    todo: list[Job] = []
-    kept: list[str] = []
-    for job in plan.jobs:
-        entry = old.get(job.id)
-        fits = (not force and _entry_problem(entry) is None and entry["template_prompt"] == job.template_prompt
-                and entry.get("kind") == job.kind and entry["llm"] == wanted)
-        if fits:
-            entries[job.id] = {**entry, "template": template_record}  # the same text, from today's template
-            kept.append(job.id)
-        else:
-            todo.append(job)
-    fallbacks: list[str] = []
-    warnings: list[PlanWarning] = []
-    started = time.perf_counter()
-    expansions: dict[str, qwen.Expansion] = {}
-    if ref is not None and todo:
-        requests = [qwen.Request(job.id, job.template_prompt, starts_from_image=job.kind == "i2v",
-                                 continues=job.continues) for job in todo]
-        results = qwen.expand(requests, ref, seed=enhance.seed, max_new_tokens=enhance.max_new_tokens,
-                              batch_size=batch_size or qwen.DEFAULT_BATCH, on_progress=on_progress)
-        expansions = {result.id: result for result in results}
-    for job in todo:
-        entry = {"kind": job.kind, "template": template_record, "template_prompt": job.template_prompt,
-                 "llm": wanted, "prompt": job.template_prompt, "source": "template"}
-        expansion = expansions.get(job.id)
-        if expansion is not None and expansion.prompt is not None:
-            entry.update(prompt=expansion.prompt, source="llm")
-        elif expansion is not None:
-            entry.update(source="fallback", note=f"{expansion.reason}; the template prompt is locked")
-            fallbacks.append(job.id)
-            warnings.append(PlanWarning(source.file, int(job.source.rsplit(":", 1)[1]), job.id,
-                                    f"the LLM gave nothing usable ({expansion.reason}); locked the template "
-                                    "prompt instead"))
-        entries[job.id] = entry
-    seconds = time.perf_counter() - started
-    picks = {shot: take for shot, take in read_picks(story.path).items() if shot in entries}  # like entries
-    changed = write_lock(story.path, entries, picks)
-    return EnhanceReport(story=story.path, lock=lock_path(story.path), llm=ref.name if ref else None,
-                         updated=tuple(job.id for job in todo), kept=tuple(kept), fallbacks=tuple(fallbacks),
-                         warnings=tuple(warnings), changed=changed, seconds=seconds)
-
-
-# -- picks: the take chosen for a shot -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PickReport:
-    """What `storyforge pick` did."""
-
-    lock: Path
-    shot: str
-    take: int
-    takes: int
-    previous: int  # the take picked before (1 when none was)
-    changed: bool  # whether the lock file's bytes changed
-
-
-def pick(path: Path | str, shot: str, take: int) -> PickReport:
-    """Record `take` as the picked take of `shot` in the story's lock; errors name the shot's line."""
-    from storyforge.enhance.template import render_texts
-    from storyforge.plan.compiler import compile_plan
-    from storyforge.story.load import load
-    from storyforge.story.resolve import resolve
-
-    story = load(path)
-    plan = compile_plan(resolve(story), render_texts)
-    source = story.source
-    several = [job for job in plan.jobs if job.takes > 1]
-    choices = (f"shots with several takes: {', '.join(job.id for job in several)}" if several
-               else "no shot has several takes yet; set `takes:` under a film, scene or shot's `render:`")
-    job = next((job for job in plan.jobs if job.id == shot), None)
-    if job is None:
-        raise StoryError([Problem(source.file, 0, "", f"no shot '{shot}' (write it as scene/shot); {choices}")])
-    line = int(job.source.rsplit(":", 1)[1])
-    if job.takes == 1:
-        raise StoryError([Problem(source.file, line, shot, "has one take (takes: 1), so there is nothing to pick; "
-                                  "set `takes:` in its `render:` (or its scene's or the film's) to render several")])
-    if not 1 <= take <= job.takes:
-        raise StoryError([Problem(source.file, line, shot, f"has takes 1 to {job.takes}; there is no take {take}")])
-    shots, problem = read_lock(story.path)
-    if problem:
-        raise StoryforgeError(f"{display_path(lock_path(story.path))} is not a lock file storyforge can read "
-                              f"({problem}); fix it, or remove it and run `storyforge enhance {source.file}`")
-    picks = read_picks(story.path)
-    previous = picks.get(shot, 1)
-    picks[shot] = take
-    changed = write_lock(story.path, shots or {}, dict(sorted(picks.items())))
-    return PickReport(lock=lock_path(story.path), shot=shot, take=take, takes=job.takes, previous=previous,
-                      changed=changed)
-
-
-def apply_picks(plan: Plan, story: Story | None = None) -> Plan:
-    """The plan with each job's picked take from the lock (take 1 when none is picked), keys chained to
-    the picks; a pick the shot no longer has falls back to take 1 with a warning."""
-    from storyforge.plan.compiler import with_keys
-    from storyforge.story.load import load
-
-    picks = read_picks(plan.story)
-    if not picks:
-        return plan
-    story = story or load(plan.story)
-    jobs: list[Job] = []
-    warnings = list(plan.warnings)
-    for job in plan.jobs:
-        take = picks.get(job.id, 1)
-        if take > job.takes:
-            line = int(job.source.rsplit(":", 1)[1])
-            warnings.append(PlanWarning(story.source.file, line, job.id,
-                                        f"{lock_path(plan.story).name} picks take {take}, but the shot has "
-                                        f"{job.takes} take{'s' if job.takes > 1 else ''} now; using take 1 "
-                                        f"(`storyforge pick {story.source.file} {job.id} N` chooses another)"))
-            take = 1
-        jobs.append(replace(job, take=take))
-    if all(job.take == old.take for job, old in zip(jobs, plan.jobs, strict=True)) and len(warnings) == len(
-            plan.warnings):
-        return plan
-    return with_keys(replace(plan, jobs=tuple(jobs), warnings=tuple(warnings)))

@@ -85,15 +85,16 @@ class JobStore:
 
     def keyframe(self, job: Job) -> Path:
         """The job's generated start picture, from the keyframe store or made with the edit model."""
-        from storyforge.keyframes import KeyframeRecord, keyframe_name, model_identity
         from storyforge.keyframes import entry_key as keyframe_key
+        from storyforge.keyframes import keyframe_name
+        from storyforge.report import KeyframeRecord
 
         assert job.keyframe is not None and self.keyframe_store is not None
         found = self.starts.found.get(job.id)
         if found is not None:
             self.pending_keyframes.discard(job.id)
             return found[1]
-        key = keyframe_key(model_identity(job.keyframe.model), job.keyframe.key)
+        key = keyframe_key(_edit_model_identity(job), job.keyframe.key)
         started = time.perf_counter()
         path, status = self.keyframe_store.get(key), "cached"
         if path is None:
@@ -288,6 +289,19 @@ class JobStore:
             except CorruptEntry:
                 self.entries.pop(job.id, None)  # discarded: the next ensure renders it again
         raise RenderError(f"{job.id}: its clip was corrupt twice in a row in {self.cache.root}; check the disk")
+
+
+def _edit_model_identity(job: Job) -> dict[str, Any]:
+    """The edit model's identity; a hub model this machine lacks is the error that says what to do."""
+    from storyforge.backends.keyframe import missing_weights
+    from storyforge.backends.model_folder import NotOnThisMachine
+    from storyforge.keyframes import model_identity
+
+    assert job.keyframe is not None
+    try:
+        return model_identity(job.keyframe.model)
+    except NotOnThisMachine as missing:
+        raise RenderError(missing_weights(job.keyframe, str(missing))) from None
 
 
 def _keyframe_backend(options: dict[str, Any]) -> Any:
