@@ -234,7 +234,6 @@ class Run:
 
     def release(self) -> None:
         """Free the model this film's holder holds."""
-        self.store.notices.extend(n for n in self.store.holder.notices if n not in self.store.notices)
         self.store.holder.free()
 
 

@@ -139,7 +139,7 @@ def _decode_range(path: Path, probe: Probe, lo: int, hi: int, size: tuple[int, i
 
 
 def _render_windows(
-    windows: list[cut.Window],
+    windows: list[cut.Blend],
     sources: list[Path],
     probes: list[Probe],
     size: tuple[int, int],
@@ -341,7 +341,7 @@ def stitch(
         sources = [Path(c.path) for c in clips]
         # The film takes the most common clip size (the first clip's on a tie).
         size = Counter(p.size for p in probes).most_common(1)[0][0]
-        windows = [p for p in pieces if isinstance(p, cut.Window)]
+        windows = [p for p in pieces if isinstance(p, cut.Blend)]
         window_file = scratch / "windows.mp4"
         if windows:
             _render_windows(windows, sources, probes, size, fps, window_file)

@@ -100,14 +100,12 @@ class SkyReelsDF:
     """Renders jobs with the SkyReels-V2 DF pipelines; each model is loaded once per instance."""
 
     name = "skyreels-df"
+    splits_generations = True  # takes `parallel`: an executor running ranks (torchrun) hands it their group
 
     def __init__(self, device: str | None = None, dtype: str | None = None,
-                 parallel: SequenceParallel | bool | None = None):
-        # parallel: split each generation across the GPUs of a torchrun launch; None decides from WORLD_SIZE
-        if parallel is None:
-            parallel = multigpu.ranks().parallel
-        self.parallel: SequenceParallel | None = (
-            multigpu.setup() if parallel is True else None if parallel is False else parallel)
+                 parallel: SequenceParallel | None = None):
+        # parallel: the Ulysses group each generation is split across (storyforge.executors.ranks joins it)
+        self.parallel = parallel
         if device is None and self.parallel is not None:
             device = self.parallel.device
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -355,7 +353,7 @@ class SkyReelsDF:
 
     def _check_parallel(self, job: Job, parallel: SequenceParallel) -> None:
         """Every rank must run the same generation: the same job and seed (the noise is drawn on each rank)."""
-        if multigpu.share((job.key, job.seed)) != (job.key, job.seed):
+        if parallel.from_first((job.key, job.seed)) != (job.key, job.seed):
             raise RenderError(f"job {job.id}: this rank's plan differs from rank 0's (key or seed); every torchrun "
                               "process must render the same story file with the same options")
         heads = self._load(job.settings.model).pipelines["t2v"].transformer.config.num_attention_heads

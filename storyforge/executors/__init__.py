@@ -29,7 +29,7 @@ def render(plan: Plan, *, executor: str = "local", executor_options: dict[str, A
     Under torchrun, rank 0 runs the ordinary render and every other rank follows it (storyforge.executors.
     torchrun). Ray is imported only when `ray` is chosen.
     """
-    from storyforge.backends.multigpu import ranks
+    from storyforge.executors.ranks import ranks
     from storyforge.render import render as render_plan
 
     if executor not in EXECUTORS:
@@ -70,7 +70,7 @@ def render_films(plans: Sequence[Plan], *, executor: str = "local", executor_opt
     """
     import contextlib
 
-    from storyforge.backends.multigpu import ranks
+    from storyforge.executors.ranks import ranks
     from storyforge.render import ModelHolder, choose_backend, default_out, opened, select
 
     if executor not in EXECUTORS:

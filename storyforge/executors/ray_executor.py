@@ -61,7 +61,7 @@ def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None
     copied, and clips are cached even if this process dies. A task that fails is tried once more; then its
     film fails with the shot's id, after its other strands finish. Ctrl-C cancels the cluster's tasks.
     """
-    from storyforge.backends.multigpu import ranks
+    from storyforge.executors.ranks import ranks
 
     if ranks().parallel:  # every rank says so, not only rank 0
         raise StoryforgeError("the ray executor does not run under torchrun (a Ray task gets one GPU); use "

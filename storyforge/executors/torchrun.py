@@ -1,7 +1,8 @@
 """Torchrun ranks around the render loop: rank 0 renders as usual and tells the other ranks what to render in step.
 
-One generation split across the GPUs of a torchrun launch (storyforge.backends.multigpu) needs every rank to
-call the backend with the same job and the same input frames, at the same time. Rank 0 runs the ordinary
+One generation split across the GPUs of a torchrun launch (storyforge.backends.multigpu; the group is joined in
+storyforge.executors.ranks) needs every rank to call the backend with the same job and the same input frames,
+at the same time. Rank 0 runs the ordinary
 render (cache, clips, film, run.json); its backend is wrapped so that each job it renders is first announced,
 with the frames it continues (rank 0's decoded pixels), to the other ranks. They run `follow`: receive each
 job, render it with their own backend in step, write nothing. The render loop never learns that ranks exist.
@@ -14,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from storyforge.backends.multigpu import coupled, ranks, share
 from storyforge.errors import RenderError
+from storyforge.executors.ranks import coupled, ranks, setup, share
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -55,13 +56,12 @@ def render_ranked(plan: Plan, *, out: Path | None = None, backend: str = "auto",
     _keyframes_made(plan, only, cache_root)
     if ranks().rank != 0:
         return follow(plan, out=out, backend=backend, only=only, backend_options=backend_options)
-    from storyforge.backends.base import load_backend
     from storyforge.render import choose_backend, render
 
     name, _notice = choose_backend(plan, backend)
     # built before anything else: a backend that splits generations joins the process group here, where
     # every follower joins it too
-    leader = Leader(load_backend(name, **(backend_options or {})))
+    leader = Leader(ranked_backend(name, backend_options or {}))
     try:
         return render(plan, out=out, backend=backend, only=only, use_cache=use_cache, cache_root=cache_root,
                       progress=progress, backend_options=backend_options, loaded=leader)
@@ -79,6 +79,17 @@ def _keyframes_made(plan: Plan, only: list[str] | None, cache_root: Path | None)
         raise RenderError(f"{len(missing)} shots need keyframes that are not made yet ({', '.join(missing)}); make "
                           f"them first in one process with `storyforge render {plan.story.name} --keyframes-only`, "
                           "then launch torchrun again")
+
+
+def ranked_backend(name: str, options: dict[str, Any]) -> Backend:
+    """The backend `name` for this rank: one that splits generations joins the launch's Ulysses group (every rank
+    builds it at the same point, so they join together); any other is built as usual."""
+    from storyforge.backends.base import backend_class
+
+    cls = backend_class(name)
+    if getattr(cls, "splits_generations", False) and "parallel" not in options:
+        options = {**options, "parallel": setup(ranks())}
+    return cls(**options)  # type: ignore[no-any-return]
 
 
 class Leader:
@@ -117,13 +128,12 @@ def follow(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     When the backend forms no process group (the animatic), rank 0 cannot be heard: this rank then renders
     the graph's takes by itself (every take asked for), in graph order, each extension from its own last frames.
     """
-    from storyforge.backends.base import load_backend
     from storyforge.plan.graph import graph_of
     from storyforge.render import RunReport, choose_backend, default_out, select
 
     name, _notice = choose_backend(plan, backend)
     targets = select(plan, only)  # the same refusals as rank 0
-    follower = _Follower(plan, load_backend(name, **(backend_options or {})))  # joins rank 0's process group
+    follower = _Follower(plan, ranked_backend(name, backend_options or {}))  # joins rank 0's process group
     try:
         if coupled():
             while (word := share(None)) is not None:

@@ -77,6 +77,8 @@ class JobStore:
                 self.ensure(node.job)
         finally:
             self.model_loads += self.holder.loads - before
+            # what loading the model said (an unverified diffusers version, say) holds for every film it renders
+            self.notices.extend(n for n in self.holder.notices if n not in self.notices)
 
     def done(self, node: Node) -> bool:
         if node.kind == KEYFRAME:
@@ -153,7 +155,7 @@ class JobStore:
                 entry = self.cache.reencode(entry, needed)
             except CorruptEntry:
                 return None
-            self.notices.append(f"{job.id}: re-encoded its cached clip with keyframes at {needed} "
+            self.notices.append(f"{job.id}: re-encoded its cached clip with sync frames at {needed} "
                                 "(a neighbouring transition changed)")
         return entry
 

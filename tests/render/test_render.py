@@ -200,7 +200,7 @@ def test_a_changed_neighbour_reencodes_a_cached_clip_instead_of_rendering_it(wri
     report = render(api.plan(story), out=out, backend="animatic", cache_root=cache)
     # two/c and two/d moved on the timeline (the animatic burns in the timecode); one/b only needs a keyframe
     assert rendered(report) == ["two/c", "two/d"]
-    assert "one/b: re-encoded its cached clip with keyframes at [6]" in report.notices[0]
+    assert "one/b: re-encoded its cached clip with sync frames at [6]" in report.notices[0]
     assert json.loads((_entry(cache, "one/b") / "meta.json").read_text())["keyframes"] == [6]
     assert count_frames(out / "film.mp4") == api.plan(story).total_frames == TOTAL - 2
 

@@ -174,8 +174,8 @@ def test_torchrun_ranks_render_each_take_with_its_own_seed(write_story, tmp_path
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Rank 0 announces every take it renders; the other rank renders that take (its seed), not the pick."""
     pytest.importorskip("diffusers")
-    from storyforge.backends.multigpu import CPU_VARIABLE
     from storyforge.backends.tiny import tiny_model_folder
+    from storyforge.executors.ranks import CPU_VARIABLE
     from storyforge.render import render
 
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", CPU_VARIABLE):
