@@ -16,10 +16,10 @@ from storyforge.story.load import load as load_story
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from storyforge.enhance.picks import PickReport
-    from storyforge.enhance.refresh import EnhanceReport
+    from storyforge.enhance.lock import EnhanceReport, PickReport
     from storyforge.render import RenderProgress, RunReport
     from storyforge.review import ReviewReport
+    from storyforge.screenplay.importer import ImportReport
 
 
 def validate(path: Path | str) -> Story:
@@ -50,30 +50,47 @@ def is_story_file(path: Path | str) -> bool:
 
 def compile_story(story: Story, overrides: dict[str, Any] | None = None) -> Plan:
     """A loaded story compiled to its plan, with templates rendered (no lock applied)."""
-    from storyforge.enhance.assemble import assemble
+    from storyforge.plan.assemble import assemble
 
-    return assemble(story, overrides, lock=False)
+    return assemble(story, overrides)
 
 
 def plan(path: Path | str, overrides: dict[str, Any] | None = None, *, use_lock: bool = True) -> Plan:
     """The plan of a story file: final prompts (from its lock file when one matches) and content keys."""
-    from storyforge.enhance.assemble import assemble
+    from storyforge.enhance.lock import applied
+    from storyforge.plan.assemble import assemble
 
-    return assemble(load_story(path), overrides, lock=use_lock)
+    # the story loaded once: parsing it again for the lock was a third of `plan`
+    return assemble(load_story(path), overrides, lock=applied if use_lock else None)
 
 
 def pick(path: Path | str, shot: str, take: int) -> PickReport:
     """Choose take `take` of `shot` (scene/shot): written to the story's lock, used by plan and render."""
-    from storyforge.enhance.picks import pick as pick_take
+    from storyforge.enhance.lock import pick as pick_take
 
     return pick_take(path, shot, take)
+
+
+def pick_keyframe(path: Path | str, shot: str, number: int) -> bool:
+    """Choose keyframe candidate `number` of `shot` as the picture its video starts from; True when the lock
+    changed."""
+    from storyforge.enhance.lock import pick_keyframe as choose
+
+    return choose(path, shot, number)
+
+
+def lock_file(path: Path | str) -> Path:
+    """The lock file beside a story (film.yaml -> film.lock.json)."""
+    from storyforge.enhance.lock import lock_path
+
+    return lock_path(Path(path))
 
 
 def enhance(path: Path | str, *, llm: str | None = None, force: bool = False,
             on_progress: Callable[[int, int], None] | None = None) -> EnhanceReport:
     """Fill the story's lock file (film.lock.json) for shots whose inputs changed (every shot with `force`),
     expanding prompts with `llm` or the story's `enhance.llm` when one is named; on_progress(done, total)."""
-    from storyforge.enhance.refresh import refresh
+    from storyforge.enhance.lock import refresh
 
     return refresh(path, llm=llm, force=force, on_progress=on_progress)
 
@@ -101,12 +118,12 @@ def review(path: Path | str, *, out: Path | str | None = None) -> ReviewReport:
     from storyforge import outdir
     from storyforge.errors import display_path
     from storyforge.render import default_out
-    from storyforge.review import rebuild, written_names
+    from storyforge.review import rebuild, rendered_here, written_names
 
     story = Path(path)
     compiled = plan(story)
     folder = Path(out) if out is not None else default_out(story)
-    if not (folder / "run.json").is_file():
+    if not rendered_here(compiled, folder):
         return rebuild(compiled, folder, story_arg=display_path(story))  # says that nothing was rendered there
     with outdir.claimed(folder, story, written_names(compiled)) as held:  # the page's files, in its manifest
         return rebuild(compiled, held, story_arg=display_path(story))
@@ -149,6 +166,21 @@ def story_files(paths: Sequence[Path | str]) -> list[Path]:
                                   "name the story files, or the folder that holds them")
         found.extend(stories)
     return list(dict.fromkeys(found))
+
+
+def import_script(script: Path | str, output: Path | str | None = None, *, update: bool = False,
+                  llm: str | None = None, on_progress: Callable[[int, int], None] | None = None) -> ImportReport:
+    """Turn a screenplay (Fountain or Final Draft) into a story file, or with `update` merge it into the story it
+    made before, keeping the writer's edits; then check that the story validates and plans (its problems, if any,
+    are on the report). `llm` breaks long action paragraphs into shots with a local instruct model."""
+    from storyforge.screenplay.importer import import_script as run
+
+    report = run(script, output, update=update, llm=llm, on_progress=on_progress)
+    try:
+        check(report.story)
+    except StoryError as error:
+        report.problems = list(error.problems)
+    return report
 
 
 def schema() -> dict[str, Any]:

@@ -93,6 +93,8 @@ def validate(
     stories_only: bool = typer.Option(False, "--stories-only",
                                       help="Skip files that are not story files (no top-level `storyforge:` key) "
                                            "quietly: for pre-commit and globs over every YAML file."),
+    verbose: bool = typer.Option(False, "--verbose", help="List every warning and every place of a mistake "
+                                 "made in many places (by default they are grouped)."),
     allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Check story files; exit 1 if any is invalid (or, with --strict, has warnings)."""
@@ -107,10 +109,10 @@ def validate(
             with _allowing(allow_path):
                 story, result = api.check(file)
         except StoryforgeError as error:
-            show_error(error)
+            show_error(error, verbose=verbose)
             failed += 1
             continue
-        show_warnings(result, strict=strict)
+        show_warnings(result, strict=strict, verbose=verbose)
         if strict and result.warnings:
             failed += 1
             continue
@@ -130,6 +132,8 @@ def plan(
     output: Path | None = typer.Option(None, "-o", "--output", metavar="FILE",
                                        help="Write the plan JSON to this file."),
     model: str | None = typer.Option(None, "--model", metavar="MODEL", help="Override the model for every shot."),
+    verbose: bool = typer.Option(False, "--verbose", help="List every warning (by default many of one kind are "
+                                 "grouped)."),
     allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Compile a story into its Diffusion-Forcing segment plan (no GPU, no torch)."""
@@ -138,7 +142,7 @@ def plan(
 
     with _allowing(allow_path):
         result = api.plan(file, {"model": model})
-    show_warnings(result)
+    show_warnings(result, verbose=verbose)
     if output is not None:
         from storyforge.atomic import write_text
 
@@ -196,15 +200,29 @@ def enhance(
 def pick(
     file: Path = typer.Argument(..., metavar="FILE", help="The story file."),
     shot: str = typer.Argument(..., metavar="SHOT", help="The shot, as scene/shot."),
-    take: int = typer.Argument(..., metavar="TAKE", help="The take to use (1 is the first)."),
+    take: int | None = typer.Argument(None, metavar="[TAKE]", help="The take to use (1 is the first)."),
+    keyframe: int | None = typer.Option(None, "--keyframe", metavar="N",
+                                        help="Choose keyframe candidate N (`keyframes: {takes: N}`) as the picture "
+                                             "the shot's video starts from, instead of a take."),
     allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
-    """Choose which take of a shot the film uses; the lock file (film.lock.json) keeps the choice."""
+    """Choose which take of a shot the film uses (or, with --keyframe, which start picture); the lock file
+    (film.lock.json) keeps the choice."""
     from storyforge import api
-    from storyforge.console import out
+    from storyforge.console import out, shown
     from storyforge.errors import display_path
 
+    if (take is None) == (keyframe is None):
+        raise typer.BadParameter("name a TAKE, or a keyframe candidate with --keyframe N (not both)",
+                                 param_hint="'TAKE'")
     with _allowing(allow_path):
+        if keyframe is not None:
+            changed = api.pick_keyframe(file, shot, keyframe)
+            out.print(f"[green]✓[/green] {shown(shot)}: keyframe {keyframe} picked"
+                      f"{'' if changed else ' (unchanged)'} in {shown(display_path(api.lock_file(file)))}; "
+                      f"`storyforge render {shown(file)}` renders the shot from it")
+            return
+        assert take is not None
         report = api.pick(file, shot, take)
     was = "unchanged" if not report.changed else f"was take {report.previous}"
     out.print(f"[green]✓[/green] {report.shot}: take {report.take} of {report.takes} picked ({was}) in "
@@ -454,6 +472,50 @@ def review(
         webbrowser.open(report.page.resolve().as_uri())
 
 
+@app.command(cls=StoryCommand)
+def studio(
+    file: Path = typer.Argument(..., metavar="FILE", help="The story file."),
+    out_dir: Path | None = typer.Option(None, "--out", metavar="DIR",
+                                        help="The render's output folder (default: renders/<story>/)."),
+    port: int | None = typer.Option(None, "--port", metavar="N", min=0, max=65535,
+                                    help="The port to listen on (default: the first free one from 8765; 0: any)."),
+    host: str = typer.Option("127.0.0.1", "--host", metavar="ADDR",
+                             help="The address to listen on; anything but 127.0.0.1 lets other machines ask, so "
+                                  "prefer `ssh -L 8765:127.0.0.1:8765 host` for remote use."),
+    open_page: bool | None = typer.Option(None, "--open/--no-open",
+                                          help="Open the page in a browser (default: when a display is there)."),
+    backend: BackendChoice | None = typer.Option(None, "--backend",
+                                                 help="How to render takes (default: the last render's, else auto)."),
+    allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
+) -> None:
+    """A local web app over the story: compare takes, pick, reject, note, ask for another take, cut again."""
+    import os
+
+    from storyforge.console import out, show_warning
+    from storyforge.studio.server import serve
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        show_warning(f"--host {host}: the studio answers other machines there (token required); for remote use "
+                     "prefer `ssh -L 8765:127.0.0.1:8765 <this machine>` and the default address")
+    display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in (
+        "darwin", "win32")
+
+    def say(url: str) -> None:
+        sys.stdout.write(f"storyforge studio: {url}\n")  # the first line with http:// (a contract; see DESIGN 9)
+        sys.stdout.flush()
+        out.print("  press Ctrl-C to stop; the token in the address is this session's key: share it with no one")
+
+    def ready(url: str) -> None:
+        if open_page if open_page is not None else display:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    with _allowing(allow_path):
+        serve(file, out=out_dir, host=host, port=port, backend=backend.value if backend else None, say=say,
+              ready=ready, warn=show_warning)
+
+
 class _NoBars:
     """The part of rich's Progress that _RenderProgress uses, showing nothing (as a disabled Progress does)."""
 
@@ -469,6 +531,66 @@ class _NoBars:
     def update(self, task: int, **fields: Any) -> None: ...
 
     def advance(self, task: int) -> None: ...
+
+
+@app.command("import", cls=StoryCommand)
+def import_(
+    script: Path = typer.Argument(..., metavar="SCRIPT", help="A Fountain (.fountain) or Final Draft (.fdx) script."),
+    output: Path | None = typer.Option(None, "-o", "--output", metavar="FILE",
+                                       help="The story file to write (default: SCRIPT's name with .yaml)."),
+    update: bool = typer.Option(False, "--update",
+                                help="Re-import into the story made before: new scenes and shots appear, your edits "
+                                     "stay (the record of the last import is FILE.import.json)."),
+    llm: str | None = typer.Option(None, "--llm", metavar="MODEL",
+                                   help="Break long action paragraphs into shots with camera notes, with this local "
+                                        "instruct model (hub id or folder), as enhance does."),
+) -> None:
+    """Turn a screenplay into a story file: scenes, locations, characters, shots, transitions and dialogue."""
+    from storyforge import api
+    from storyforge.console import counted, err, out, show_error, show_note, show_warning, shown
+    from storyforge.errors import StoryError, display_path
+
+    if llm is None:
+        report = api.import_script(script, output, update=update)
+    else:
+        from rich import progress as rp
+
+        bars = rp.Progress(rp.TextColumn("breaking paragraphs into shots"), rp.BarColumn(), rp.MofNCompleteColumn(),
+                           rp.TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
+        task = bars.add_task("llm", total=None)
+        with bars:
+            report = api.import_script(script, output, update=update, llm=llm,
+                                       on_progress=lambda done, total: bars.update(task, completed=done, total=total))
+    for warning in report.warnings:
+        show_warning(warning)
+    for line in report.added:
+        show_note(f"new: {line}")
+    for line in report.removed:
+        show_note(f"removed: {line}")
+    for line in report.kept:
+        show_note(f"kept: {line}")
+    for line in report.conflicts:
+        show_warning(f"{display_path(report.story)}: {line}")
+    if report.left_out:
+        show_note("not imported (never prompts): " + ", ".join(f"{count} {kind}" for kind, count
+                                                                 in sorted(report.left_out.items())))
+    if report.placeholders:
+        show_warning(f"{display_path(report.story)}: fill in the description of "
+                     f"{counted(len(report.placeholders), 'character')}: {', '.join(report.placeholders)} "
+                     "(each says TODO; prompts use them)")
+    what = "updated" if report.updated else "wrote"
+    out.print(f"[green]✓[/green] {what} {shown(display_path(report.story))} from {shown(report.script)} "
+              f"({report.format}) in {report.seconds:.2f}s — {counted(report.scenes, 'scene')}, "
+              f"{counted(report.shots, 'shot')}, {counted(report.characters, 'character')}, "
+              f"{counted(report.locations, 'location')}")
+    if report.backup is not None:
+        out.print(f"  the story as it was: {shown(display_path(report.backup))}")
+    if report.problems:
+        show_error(StoryError(report.problems))
+        show_error(StoryforgeError(f"{display_path(report.story)} was written but does not plan yet; fix the lines "
+                                   "above"))
+        raise typer.Exit(EXIT_USER)
+    out.print(f"  next: storyforge plan {shown(display_path(report.story))}")
 
 
 @app.command(cls=StoryCommand)

@@ -7,9 +7,9 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from storyforge.errors import StoryError
+from storyforge.errors import StoryError, grouped
 from storyforge.plan.frames import latents
-from storyforge.plan.model import Plan
+from storyforge.plan.model import Plan, PlanWarning
 from storyforge.story.models import RESOLUTIONS
 from storyforge.story.presets import PRESETS
 
@@ -101,24 +101,43 @@ def shown(text: object) -> str:
     return escape(safe(text))
 
 
-def show_error(error: Exception) -> None:
-    """A user error: one line per problem, no traceback."""
-    from rich.text import Text
-
+def show_error(error: Exception, *, verbose: bool = False) -> None:
+    """A user error: one line per problem (one mistake made in many places is one line naming them; `verbose`
+    names every place), no traceback."""
     if isinstance(error, StoryError):
-        for problem in error.problems:
-            _err().print(Text("error: ", style="bold red") + Text(safe(problem)))
+        for problem in grouped(error.problems, verbose=verbose):
+            _styled("error: ", "bold red", safe(problem))
     else:
-        _err().print(Text("error: ", style="bold red") + Text(safe(error, lines=True)))
+        _styled("error: ", "bold red", safe(error, lines=True))
 
 
-def show_warnings(plan: Plan, *, strict: bool = False) -> None:
-    """The plan's warnings; with `strict` (validate --strict) they are errors, marked as such."""
+WARNINGS_GROUPED_FROM = 6  # more warnings of one kind than this are shown as a group: its first lines and a count
+WARNINGS_SHOWN = 3  # lines of a group that are shown
+
+
+def show_warnings(plan: Plan, *, strict: bool = False, verbose: bool = False) -> None:
+    """The plan's warnings; with `strict` (validate --strict) they are errors, marked as such. A kind of warning
+    said more than WARNINGS_GROUPED_FROM times shows its first WARNINGS_SHOWN and a count (`verbose`: all)."""
+    kinds: dict[str, list[PlanWarning]] = {}
     for warning in plan.warnings:
+        kinds.setdefault(warning.kind or warning.message, []).append(warning)
+    for warning in plan.warnings:
+        same = kinds[warning.kind or warning.message]
+        if not verbose and warning.kind and len(same) > WARNINGS_GROUPED_FROM:
+            index = same.index(warning)
+            if index == WARNINGS_SHOWN:
+                _show_group(warning.kind, len(same), len(same) - WARNINGS_SHOWN, strict)
+            if index >= WARNINGS_SHOWN:
+                continue
         if strict:
             _styled("error: ", "bold red", f"{safe(warning)} [--strict]")
         else:
             show_warning(warning)
+
+
+def _show_group(kind: str, count: int, left_out: int, strict: bool) -> None:
+    label, style = ("error: ", "bold red") if strict else ("warning: ", "bold yellow")
+    _styled(label, style, f"… and {left_out} more of these {count} warnings ({safe(kind)}); --verbose lists them all")
 
 
 def show_warning(warning: object) -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storyforge.atomic import write_text
+from storyforge.confined import Folder, Refused
 from storyforge.errors import MissingExtra, StoryforgeError
-from storyforge.report import JobRecord, read_report
+from storyforge.readback import RunFile, read_run
 
 if TYPE_CHECKING:
     import opentimelineio as otio
@@ -51,25 +52,43 @@ def rendered_clips(plan: Plan, render_dir: Path | None) -> dict[str, Path]:
     return {job_id: clip for job_id, (clip, _) in _rendered(plan, render_dir).items()}
 
 
-def _rendered(plan: Plan, render_dir: Path | None) -> dict[str, tuple[Path, JobRecord]]:
-    """Job id -> (clip, run.json line) for every job with a usable clip of the plan's key.
+def _rendered(plan: Plan, render_dir: Path | None) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """Job id -> (clip, run.json entry) for every job with a usable clip of the plan's key.
 
     A clip whose key differs was rendered from another version of the story, so it is never used; a job
-    without a usable clip is exported as it would be without a render.
+    without a usable clip is exported as it would be without a render. run.json is read through the folder door
+    (storyforge.readback): a clip is only a regular file below the render folder, never a link or a path out.
     """
-    run = read_report(Path(render_dir)) if render_dir is not None else None
-    if run is None:
-        return {}  # no render there, or not one we can read: the plan alone is still worth exporting
-    entries = {record.id: record for record in run.jobs}
-    found: dict[str, tuple[Path, JobRecord]] = {}
-    for job in plan.jobs:
-        entry = entries.get(job.id)
-        if entry is None or not job.key or entry.key != job.key or entry.status not in _USABLE:
-            continue
-        clip = (Path(render_dir or "") / entry.clip).resolve()
-        if clip.is_file():
-            found[job.id] = (clip, entry)
+    run, folder = _run_file(render_dir)
+    if folder is None:
+        return {}
+    found: dict[str, tuple[Path, dict[str, Any]]] = {}
+    with folder:
+        for job in plan.jobs:
+            line = run.job(job.id)
+            if line is None or not job.key or line.key != job.key or line.status not in _USABLE or not line.clip:
+                continue
+            try:
+                if folder.is_file(line.clip):
+                    found[job.id] = (folder.path_of(line.clip), {"status": line.status, **line.raw})
+            except Refused:
+                continue  # a link on the way: not a clip of this render
     return found
+
+
+def _run_file(render_dir: Path | None) -> tuple[RunFile, Folder | None]:
+    """The render folder's run.json, checked, and the folder held (None when there is no usable render there)."""
+    if render_dir is None:
+        return RunFile(), None
+    try:
+        folder = Folder.open(Path(render_dir).resolve(), below=Path(render_dir).resolve())
+    except (OSError, StoryforgeError):
+        return RunFile(), None  # no render there, or not one we can read: the plan alone is still worth exporting
+    run = read_run(folder)
+    if not run.found:
+        folder.close()
+        return run, None
+    return run, folder
 
 
 @dataclass(frozen=True)
@@ -108,7 +127,7 @@ def _window_starts(job: Job) -> list[tuple[int, int, int]]:
     the clip's first frame, conditioned on the previous clip's end.
     """
     return [(window.start_frame, index, window.prefix_latents) for index, window in enumerate(job.segments)
-            if (index or job.kind == "extend") and 0 <= window.start_frame < job.frames]
+            if (index or job.continues) and 0 <= window.start_frame < job.frames]
 
 
 def _rt(otio_: Any, frames: int, fps: int) -> otio.opentime.RationalTime:
@@ -121,12 +140,21 @@ def _range(otio_: Any, start: int, frames: int, fps: int) -> otio.opentime.TimeR
 
 def _run_seams(plan: Plan, render_dir: Path | None, used: set[str]) -> dict[str, dict[int, dict[str, Any]]]:
     """Job id -> {clip frame: its line in run.json's `seams`}, for the jobs whose rendered clip is used."""
-    run = read_report(Path(render_dir)) if render_dir is not None else None
-    starts = {job.id: job.start_frame for job in plan.jobs}
+    run, folder = _run_file(render_dir)
+    if folder is None:
+        return {}
+    folder.close()
+    jobs = {job.id: job for job in plan.jobs}
     found: dict[str, dict[int, dict[str, Any]]] = {}
-    for line in run.seams if run is not None else []:
-        if line.get("job") in used and isinstance(line.get("frame"), int):
-            found.setdefault(line["job"], {})[line["frame"] - starts[line["job"]]] = line
+    for line in run.seams:  # typed when read: frame an int, jump and color_shift numbers or None
+        if line["job"] in used and line["job"] in jobs:
+            job = jobs[line["job"]]
+            frame = line["frame"] - job.start_frame
+            if job.before is not None and frame >= job.frames:  # a bridge's arrival: the next clip's first frame
+                if job.before in used:
+                    found.setdefault(job.before, {})[0] = line
+                continue
+            found.setdefault(line["job"], {})[frame] = line
     return found
 
 
@@ -137,7 +165,7 @@ def _marker(otio_: Any, name: str, frame: int, fps: int, data: dict[str, Any], s
     color = otio_.schema.MarkerColor.CYAN
     if seam is not None:
         data = {**data, "seam": seam}
-        if seam.get("jump") is not None:
+        if seam.get("jump") is not None and seam.get("color_shift") is not None:
             name += f" — {seam['kind']} seam: jump {seam['jump']:.2f}, ΔE {seam['color_shift']:.2f}"
             if visible(seam):
                 color = otio_.schema.MarkerColor.RED
@@ -145,7 +173,7 @@ def _marker(otio_: Any, name: str, frame: int, fps: int, data: dict[str, Any], s
                                metadata={"storyforge": data})
 
 
-def _clip(otio_: Any, plan: Plan, job: Job, head: int, tail: int, media: Path | None, run: JobRecord | None,
+def _clip(otio_: Any, plan: Plan, job: Job, head: int, tail: int, media: Path | None, run: dict[str, Any],
           seams: dict[int, dict[str, Any]] | None = None) -> Any:
     fps = plan.fps
     available = _range(otio_, 0, job.frames, fps)
@@ -167,8 +195,8 @@ def _clip(otio_: Any, plan: Plan, job: Job, head: int, tail: int, media: Path | 
         data["continues"] = job.after
     if job.before is not None:
         data["leads_into"] = job.before
-    if run is not None:
-        data["run"] = {"status": run.status, "seconds": run.seconds, "started": run.started, "finished": run.finished}
+    if run:
+        data["run"] = {k: run[k] for k in ("status", "seconds", "started", "finished") if k in run}
     clip = otio_.schema.Clip(
         name=job.id,
         media_reference=reference,
@@ -224,7 +252,7 @@ def build_timeline(plan: Plan, *, render_dir: Path | None = None) -> Any:
             spec["from"] = plan.jobs[index - 1].id
             track.append(_dissolve(otio_, f"crossfade {joint.frames}f", joint.after, joint.before, fps, spec))
         tail = following.before if following is not None else 0
-        track.append(_clip(otio_, plan, job, joint.after, tail, clips.get(job.id), runs.get(job.id),
+        track.append(_clip(otio_, plan, job, joint.after, tail, clips.get(job.id), runs.get(job.id, {}),
                            seams.get(job.id)))
 
     timeline = otio_.schema.Timeline(name=plan.title, global_start_time=_rt(otio_, 0, fps))

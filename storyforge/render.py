@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -200,12 +199,40 @@ class Run:
         self.store.warnings.extend(warnings)
         self.store.model_loads += model_loads
 
-    def deliver_keyframe(self, job: Job, key: str, picture: bytes, record: KeyframeRecord, model_loads: int) -> None:
-        """A keyframe another process made (its PNG bytes), kept in this film's keyframe store."""
+    def deliver_keyframe(self, job: Job, pictures: list[tuple[str, bytes, KeyframeRecord]], picked: str | None,
+                         model_loads: int) -> None:
+        """A keyframe another process made: its pictures (entry key, PNG bytes, record; every candidate when the
+        shot has several), kept in this film's keyframe store; `picked`: the entry key of the one it starts from."""
+        from storyforge.keyframes import StartFrames
+
         assert self.store.keyframe_store is not None
-        path = self.store.keyframe_store.put_bytes(key, picture)
-        self.store.adopt_keyframe(job, key, path, record)
+        made = StartFrames()
+        told = getattr(self.store.setup.progress, "keyframe_finished", None)
+        for key, png, record in pictures:
+            path = self.store.keyframe_store.put_bytes(key, png)
+            if record.candidate is not None:
+                made.candidates.setdefault(job.id, {})[record.candidate] = path
+            if key == picked:
+                made.found[job.id] = (key, path)
+            made.records.append(record)
+            if told is not None and (key == picked or record.status == "rendered"):
+                told(job, record.status, record.seconds)
+        self.store.adopt_keyframes(job, made)
         self.store.model_loads += model_loads
+
+    def pictures(self, job: Job) -> tuple[list[tuple[str, Path, KeyframeRecord]], str | None]:
+        """The job's keyframe pictures this run has (entry key, file, record) and the entry key it starts from."""
+        starts = self.store.starts
+        picked = starts.found.get(job.id)
+        found = []
+        for record in starts.records:
+            if record.id != job.id:
+                continue
+            path = starts.candidates.get(job.id, {}).get(record.candidate) if record.candidate is not None \
+                else (picked[1] if picked else None)
+            if path is not None:
+                found.append((path.stem, path, record))  # a picture is stored as <entry key>.png
+        return found, picked[0] if picked else None
 
     def complete(self, *, free: bool = True) -> RunReport:
         """The film's outputs in the folder `opened` holds for it: every take placed, the cut, run.json, the
@@ -291,8 +318,10 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     targets = select(plan, only)
     from storyforge import outdir
 
-    with outdir.claimed(out, plan.story, _written(plan), getattr(progress, "notice", None)) as out:
-        scratch = None if use_cache else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(outdir.claimed(out, plan.story, _written(plan), getattr(progress, "notice", None)))
+        # --no-cache: a private folder of this run (its nonce in the name), removed afterwards or by the next run
+        scratch = None if use_cache else stack.enter_context(outdir.scratch(out, "cache"))
         cache = Cache(scratch or Path(cache_root or default_root(plan.story)))
         own = holder is None
         held = holder or ModelHolder(loaded, name=name, options=backend_options or {})
@@ -302,6 +331,7 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
             run.out, run.whole, run.reuse_film = out, not only, use_cache
             if notice:
                 run.notices.append(notice)
+            run.notices.extend(run.store.starts.notices)  # keyframe pictures found damaged in the cache
             missing = run.store.starts.missing
             if missing and name == "animatic":
                 run.notices.append(f"the animatic makes no keyframes: {', '.join(missing)} show their "
@@ -310,18 +340,16 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
         finally:
             if own:
                 held.free()
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _written(plan: Plan) -> tuple[str, ...]:
     """Every file a render of `plan` may write in its output folder (its manifest)."""
-    from storyforge.keyframes import keyframe_name
+    from storyforge.keyframes import keyframe_names
     from storyforge.review import written_names
 
     return ("film.mp4", "plan.json", "run.json", *(clip_name(job) for job in plan.jobs),
             *(take_name(take) for job in plan.jobs for take in job.all_takes), *written_names(plan),
-            *(keyframe_name(job) for job in plan.jobs if job.keyframe is not None))
+            *(name for job in plan.jobs for name in keyframe_names(job)))
 
 
 def _film(plan: Plan, cache: Cache, setup: Setup, holder: ModelHolder, targets: list[Job], *, make: bool,
@@ -333,7 +361,7 @@ def _film(plan: Plan, cache: Cache, setup: Setup, holder: ModelHolder, targets: 
     store_of_pictures = KeyframeStore(cache.root / "keyframes")
     done = getattr(setup.progress, "keyframe_finished", None)
     starts = prepare(plan, plan.jobs, store_of_pictures, make=(), on_done=done)
-    heads = {_head(plan, job).id for job in targets}
+    heads = _heads(plan, targets)
     missing = [job_id for job_id in starts.missing if job_id in heads] if make else []
     graph = graph_of(plan, targets, keyframes=missing, takes=not keyframes_only)
     store = JobStore(plan, cache, setup, holder, {job.id for job in targets}, starts, store_of_pictures)
@@ -349,14 +377,18 @@ def keyframes_missing(plan: Plan, only: list[str] | None, cache_root: Path | Non
         return []
     root = Path(cache_root or default_root(plan.story))
     starts = prepare(plan, plan.jobs, KeyframeStore(root / "keyframes"), make=())
-    heads = {_head(plan, job).id for job in select(plan, only)}
-    return [job_id for job_id in starts.missing if job_id in heads]
+    heads = _heads(plan, select(plan, only))
+    return sorted(job_id for job_id in starts.missing if job_id in heads)
 
 
-def _head(plan: Plan, job: Job) -> Job:
-    while job.after is not None:
-        job = plan.job(job.after)
-    return job
+def _heads(plan: Plan, targets: list[Job]) -> set[str]:
+    """The chain heads `targets` start from (their keyframes are made first); a bridge has two chains."""
+    heads = set()
+    for job in [*targets, *(plan.job(job.before) for job in targets if job.before is not None)]:
+        while job.after is not None:
+            job = plan.job(job.after)
+        heads.add(job.id)
+    return heads
 
 
 def worker(plan: Plan, cache: Cache, backend: str, options: dict[str, Any], holder: ModelHolder,

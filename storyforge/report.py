@@ -1,13 +1,15 @@
-"""run.json: what a render did, written once by the render loop and read back, typed, by everything else."""
+"""run.json: what a render did, as the render loop writes it (storyforge.readback reads it back, typed and bounded)."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from storyforge.atomic import regular, write_text
 
 RUN_FORMAT = 1
 RUN_JSON = "run.json"
@@ -27,12 +29,6 @@ class Host:
     def to_json(self) -> dict[str, Any]:
         return {"host": self.host, "pid": self.pid}
 
-    @staticmethod
-    def from_json(value: Any) -> Host | None:
-        if isinstance(value, dict) and isinstance(value.get("host"), str) and _int(value.get("pid")) is not None:
-            return Host(value["host"], int(value["pid"]))
-        return None
-
 
 @dataclass(frozen=True)
 class KeyframeRecord:
@@ -43,16 +39,11 @@ class KeyframeRecord:
     status: str  # rendered | cached
     image: str  # relative to the output folder
     seconds: float
+    candidate: int | None = None  # which candidate, when the shot has several
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "key": self.key, "status": self.status, "image": self.image, "seconds": self.seconds}
-
-    @staticmethod
-    def from_json(line: Any) -> KeyframeRecord | None:
-        if not isinstance(line, dict) or not all(isinstance(line.get(k), str)
-                                                 for k in ("id", "key", "status", "image")):
-            return None
-        return KeyframeRecord(line["id"], line["key"], line["status"], line["image"], _float(line.get("seconds")))
+        return {"id": self.id, "key": self.key, "status": self.status, "image": self.image, "seconds": self.seconds,
+                **({"candidate": self.candidate} if self.candidate is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -80,22 +71,6 @@ class JobRecord:
                               "seconds": t.seconds,
                               "rendered_by": t.rendered_by.to_json() if t.rendered_by else None} for t in self.takes]
         return line
-
-    @staticmethod
-    def from_json(line: Any, job_id: str | None = None) -> JobRecord | None:
-        """A line as run.json holds it (a take's line inside a job's with `job_id`); None when it is malformed."""
-        if not isinstance(line, dict):
-            return None
-        ident = job_id if job_id is not None else line.get("id")
-        key, status, clip = line.get("key"), line.get("status"), line.get("clip")
-        if not all(isinstance(v, str) for v in (ident, key, status, clip)):
-            return None
-        take = _int(line.get("take"))
-        takes = tuple(t for t in (JobRecord.from_json(entry, ident) for entry in line.get("takes") or []
-                                  if isinstance(line.get("takes"), list)) if t is not None)
-        return JobRecord(str(ident), str(key), str(status), str(clip), _float(line.get("seconds")),
-                         _float(line.get("started")), _float(line.get("finished")), take if take else 1, takes,
-                         Host.from_json(line.get("rendered_by")))
 
     def all_takes(self) -> tuple[JobRecord, ...]:
         """Every take's record; a job without takes is its own."""
@@ -139,7 +114,8 @@ class RunReport:
         return next((job for job in self.jobs if job.id == job_id), None)
 
     def to_json(self) -> dict[str, Any]:
-        film_bytes = self.film.stat().st_size if self.film is not None and self.film.exists() else None
+        film = regular(self.film) if self.film is not None else None
+        film_bytes = film.st_size if film is not None else None
         return {
             "jobs": [job.to_json() for job in self.jobs],
             "stitch_seconds": self.stitch_seconds,
@@ -159,47 +135,4 @@ class RunReport:
         }
 
     def write(self) -> None:
-        from storyforge.atomic import write_text
-
         write_text(self.out / RUN_JSON, json.dumps(self.to_json(), indent=2) + "\n")
-
-
-def read_report(out: Path) -> RunReport | None:
-    """The run.json in `out`, typed; None when there is none or it is not a storyforge run (a malformed line is
-    left out, a missing field takes its default: every reader sees the same tolerant view)."""
-    try:
-        data = json.loads((Path(out) / RUN_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return None
-    if not isinstance(data, dict) or "storyforge_run" not in data:
-        return None
-    jobs = [job for job in (JobRecord.from_json(line) for line in _list(data.get("jobs"))) if job is not None]
-    film = data.get("film")
-    return RunReport(
-        out=Path(out), backend=str(data.get("backend") or ""), jobs=jobs,
-        stitch_seconds=_float(data.get("stitch_seconds")), total_frames=_int(data.get("total_frames")) or 0,
-        film=Path(out) / film if isinstance(film, str) and film else None,
-        cut_key=data.get("cut_key") if isinstance(data.get("cut_key"), str) else None,
-        notices=[n for n in _list(data.get("notices")) if isinstance(n, str)],
-        warnings=[w for w in _list(data.get("warnings")) if isinstance(w, str)],
-        seams=[s for s in _list(data.get("seams")) if isinstance(s, dict)],
-        chains=[c for c in _list(data.get("chains")) if isinstance(c, dict)],
-        keyframes=[k for k in (KeyframeRecord.from_json(line) for line in _list(data.get("keyframes"))) if k],
-        model_loads=_int(data.get("model_loads")) or 0, driver=Host.from_json(data.get("driver")),
-        film_bytes=_int(data.get("film_bytes")))
-
-
-def with_takes(record: JobRecord, takes: tuple[JobRecord, ...]) -> JobRecord:
-    return replace(record, takes=takes)
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _float(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0

@@ -187,7 +187,8 @@ class _Done:
     warnings: list[str]
     model_loads: int  # models the worker read from disk for this node: 0 when it had them loaded already
     rendered_by: Host | None = None  # the worker process that rendered it
-    picture: tuple[str, bytes, Any] | None = None  # a keyframe: (entry key, PNG bytes, its KeyframeRecord)
+    # a keyframe: its pictures (entry key, PNG bytes, KeyframeRecord fields) and the entry key it starts from
+    picture: tuple[list[tuple[str, bytes, dict[str, Any]]], str | None] | None = None
 
 
 class _JobFailed(Exception):
@@ -260,9 +261,9 @@ class _Scheduler:
         for job in strand.upstream():  # recorded as cached, as the local executor's extension would
             entry = run.entry(job)
             if entry is not None and not self.shared:
-                seeds.append(_Clip(entry.key, entry.clip.read_bytes(), entry.meta, cache.tail_bytes(entry)))
+                seeds.append(_Clip(entry.key, cache.clip_bytes(entry), entry.meta, cache.tail_bytes(entry)))
         jobs = [node.job for node in left]
-        images = {image.sha256: image.path.read_bytes() for job in jobs
+        images = {image.sha256: image.read() for job in jobs
                   for image in (job.image, job.end_image, *(r.image for r in job.references)) if image is not None}
         # generated start frames (keyframes) the film has: (entry key, PNG bytes)
         starts = {job_id: (key, path.read_bytes()) for job_id, (key, path) in run.keyframes_found.items()}
@@ -315,8 +316,9 @@ class _Scheduler:
         cache = run.cache
         job = run.plan.job(done.id)
         if done.picture is not None:
-            key, picture, record = done.picture
-            run.deliver_keyframe(job, key, picture, KeyframeRecord(**record), done.model_loads)
+            pictures, picked = done.picture
+            run.deliver_keyframe(job, [(key, png, KeyframeRecord(**record)) for key, png, record in pictures],
+                                 picked, done.model_loads)
             run.notices.extend(done.notices)
             return
         assert done.entry is not None
@@ -445,11 +447,11 @@ def _strand_task(driver_code: str, plan: Plan, refs: list[tuple[str, str, int]],
             notices = run.notices[told[0]:] + cache.discarded[told[2]:]
             warned = run.store.warnings[told[1]:]
             told = [len(run.notices), len(run.store.warnings), len(cache.discarded)]
-            if kind == KEYFRAME:
-                key, path = run.keyframes_found[job_id]
-                record = next(r for r in reversed(run.store.starts.records) if r.id == job_id)
-                yield _Done(job_id, 0, record.status, 0.0, 0.0, None, notices, warned, loads, Host.here(),
-                            (key, path.read_bytes(), dataclasses.asdict(record)))
+            if kind == KEYFRAME:  # every picture (candidates too) goes back, and the picked one
+                found, picked = run.pictures(node.job)
+                pictures = [(key, path.read_bytes(), dataclasses.asdict(record)) for key, path, record in found]
+                yield _Done(job_id, 0, "rendered", 0.0, 0.0, None, notices, warned, loads, Host.here(),
+                            (pictures, picked))
                 continue
             # in order: a take `ensure` rendered first because the one asked for continues it comes first
             for slot, record in list(run.store.records.items()):
@@ -459,7 +461,7 @@ def _strand_task(driver_code: str, plan: Plan, refs: list[tuple[str, str, int]],
                 entry = run.store.entries[slot]
                 if entry.key in seeded:
                     continue  # the driver sent it: it has it
-                clip = _Clip(entry.key, None, None) if shared_root else _Clip(entry.key, entry.clip.read_bytes(),
+                clip = _Clip(entry.key, None, None) if shared_root else _Clip(entry.key, cache.clip_bytes(entry),
                                                                                 entry.meta, cache.tail_bytes(entry))
                 yield _Done(record.id, record.take, record.status, record.started, record.finished, clip, notices,
                             warned, loads, record.rendered_by)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storyforge.atomic import link, write_text
-from storyforge.report import Host, JobRecord, RunReport, read_report
+from storyforge.report import Host, JobRecord, RunReport
 from storyforge.seams import report as seam_report
 
 if TYPE_CHECKING:
@@ -69,14 +69,12 @@ def _found_or_missing(store: JobStore) -> list[str]:
 def _uncut(store: JobStore, out: Path, report: RunReport, missing: list[str]) -> None:
     """What is left of an earlier cut or clip of the missing shots shows their old version: not current."""
     from storyforge.loop.names import clip_name
+    from storyforge.outdir import remove_files
 
     plan = store.plan
-    removed = [path for path in [out / "film.mp4", *(out / clip_name(plan.job(j)) for j in missing)]
-               if path.exists()]
-    for path in removed:
-        path.unlink()
+    removed = remove_files(out, ["film.mp4", *(clip_name(plan.job(j)) for j in missing)])
     shots = f"{len(missing)} shots have" if len(missing) > 1 else "1 shot has"
-    gone = f"; removed the out-of-date {', '.join(p.relative_to(out).as_posix() for p in removed)}"
+    gone = f"; removed the out-of-date {', '.join(removed)}"
     report.notices.append(f"film.mp4 was not cut: {shots} no clip yet ({', '.join(missing)}); render "
                           f"without --only to make them" + (gone if removed else ""))
 
@@ -89,7 +87,6 @@ def _place(store: JobStore, out: Path, whole: bool) -> None:
     from storyforge.provenance import stamp, take_tags
 
     plan = store.plan
-    (out / "clips").mkdir(exist_ok=True)
     expected: set[Path] = set()
     for job in plan.jobs:
         for take in job.all_takes:
@@ -105,10 +102,7 @@ def _place(store: JobStore, out: Path, whole: bool) -> None:
         from storyforge.outdir import remove_stale
 
         remove_stale(out, "clips", (out / clip_name(job) for job in plan.jobs))
-        remove_stale(out, "takes", expected)
-        for folder in (out / "takes").glob("*"):
-            if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
-                folder.rmdir()
+        remove_stale(out, "takes", expected)  # and the folders of takes it made that this leaves empty
 
 
 def _job_record(store: JobStore, job: Job) -> JobRecord:
@@ -137,10 +131,14 @@ def _cut(store: JobStore, out: Path, report: RunReport, reuse_film: bool) -> Non
                                  plan.audio.sha256 if plan.audio else None), "tags": tags})
     film = out / "film.mp4"
     report.film, report.cut_key = film, key
-    previous = read_report(out)
-    if (reuse_film and film.exists() and previous is not None and previous.cut_key == key
-            and previous.film_bytes == film.stat().st_size):
-        report.total_frames = previous.total_frames or plan.total_frames
+    from storyforge.outdir import folder_of
+    from storyforge.readback import read_run
+
+    previous = read_run(folder_of(out))  # typed and bounded: whatever run.json holds, this cannot crash
+    now = folder_of(out).stat("film.mp4")
+    if (reuse_film and now is not None and previous.cut_key == key and previous.film_bytes == now.st_size
+            and previous.total_frames == plan.total_frames):
+        report.total_frames = plan.total_frames
         return
     from storyforge.outdir import scratch
 

@@ -13,7 +13,6 @@ from storyforge.plan.graph import KEYFRAME
 from storyforge.report import Host, JobRecord
 
 if TYPE_CHECKING:
-    from pathlib import Path
 
     import numpy as np
 
@@ -85,39 +84,32 @@ class JobStore:
             return node.job.id not in self.pending_keyframes
         return self.slot(node.job) in self.entries
 
-    def keyframe(self, job: Job) -> Path:
-        """The job's generated start picture, from the keyframe store or made with the edit model."""
-        from storyforge.keyframes import entry_key as keyframe_key
-        from storyforge.keyframes import keyframe_name
-        from storyforge.report import KeyframeRecord
+    def keyframe(self, job: Job) -> None:
+        """The job's generated start picture (every candidate, when it has several), from the keyframe store or
+        made with the edit model the holder holds."""
+        from storyforge.keyframes import prepare
 
         assert job.keyframe is not None and self.keyframe_store is not None
-        found = self.starts.found.get(job.id)
-        if found is not None:
+        if job.id in self.starts.found:
             self.pending_keyframes.discard(job.id)
-            return found[1]
-        key = keyframe_key(_edit_model_identity(job), job.keyframe.key)
-        started = time.perf_counter()
-        path, status = self.keyframe_store.get(key), "cached"
-        if path is None:
-            options = {k: v for k, v in self.setup.options.items() if k in ("device", "dtype")}
-            backend = self.holder.get("image-edit", options, lambda: _keyframe_backend(options))
-            path, status = self.keyframe_store.put(key, backend.render(job.keyframe)), "rendered"
-        seconds = round(time.perf_counter() - started, 3)
-        self.adopt_keyframe(job, key, path, KeyframeRecord(job.id, job.keyframe.key, status, keyframe_name(job),
-                                                           seconds))
-        return path
+            return
+        _edit_model_identity(job)  # a hub model this machine lacks: the message that says what to do
+        options = {k: v for k, v in self.setup.options.items() if k in ("device", "dtype")}
+        made = prepare(self.plan, [job], self.keyframe_store, make=[job.id], close=False,
+                       load=lambda: self.holder.get("image-edit", options, lambda: _keyframe_backend(options)),
+                       on_done=getattr(self.setup.progress, "keyframe_finished", None))
+        self.adopt_keyframes(job, made)
 
-    def adopt_keyframe(self, job: Job, key: str, path: Path, record: Any) -> None:
-        """Keep a keyframe made here or by a worker (`record`: its KeyframeRecord) and tell the progress."""
-        self.starts.found[job.id] = (key, path)
-        if job.id in self.starts.missing:
+    def adopt_keyframes(self, job: Job, made: StartFrames) -> None:
+        """Keep the job's pictures made here or by a worker (`made`: what storyforge.keyframes.prepare returns)."""
+        self.starts.found.update(made.found)
+        self.starts.candidates.update(made.candidates)
+        self.starts.records.extend(made.records)
+        self.starts.notices.extend(made.notices)
+        self.notices.extend(made.notices)
+        if job.id in self.starts.found and job.id in self.starts.missing:
             self.starts.missing.remove(job.id)
-        self.starts.records.append(record)
         self.pending_keyframes.discard(job.id)
-        told = getattr(self.setup.progress, "keyframe_finished", None)
-        if told is not None:
-            told(job, record.status, record.seconds)
 
     # -- takes ---------------------------------------------------------------------------------------
 

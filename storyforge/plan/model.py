@@ -51,11 +51,29 @@ class Keyframe:
     height: int
     key: str = ""
     source: FileLine = FileLine("", 0)  # where `keyframes.model` is written, for messages about the model
+    # Candidates (`keyframes: {takes: N}`): N start pictures, each with its own seed; `seed` and `key` above are
+    # the picked candidate's, the one the video starts from.
+    candidates: int = 1
+    pick: int = 1
+    seeds: tuple[int, ...] = ()  # per candidate; candidate 1's is the shot's keyframe seed
+    keys: tuple[str, ...] = ()  # per candidate
+
+    def candidate(self, number: int) -> Keyframe:
+        """This keyframe as candidate `number` makes it: that candidate's seed and key."""
+        if not self.seeds:
+            return self
+        return replace(self, pick=number, seed=self.seeds[number - 1],
+                       key=self.keys[number - 1] if self.keys else "")
+
+    @property
+    def all_candidates(self) -> tuple[Keyframe, ...]:
+        return tuple(self.candidate(n) for n in range(1, self.candidates + 1))
 
     def to_json(self) -> dict[str, Any]:
         return {"references": [r.image.relative for r in self.references], "prompt": self.prompt, "key": self.key,
                 "cast": list(self.cast), "location": self.location, "model": self.model, "steps": self.steps,
-                "guidance": self.guidance, "seed": self.seed}
+                "guidance": self.guidance, "seed": self.seed,
+                **({"candidates": self.candidates, "pick": self.pick} if self.candidates > 1 else {})}
 
 
 @dataclass(frozen=True)
@@ -89,6 +107,8 @@ class Job:
     take_seeds: tuple[int, ...] = ()  # per take; take 1's is the shot's own seed
     take_keys: tuple[str, ...] = ()  # per take, each chained to the picked take of the job it continues
     before: str | None = None  # a bridge: the job whose first frame it ends on (its second parent)
+    # (character, line) spoken in the shot: for people and the review page, never in the cache key
+    dialogue: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_bridge(self) -> bool:
@@ -173,6 +193,8 @@ class Job:
             },
             "line": self.source.line,
             **({"takes": self.takes, "take": self.take} if self.takes > 1 else {}),
+            **({"dialogue": [{"character": who, "line": line} for who, line in self.dialogue]} if self.dialogue
+               else {}),
             **({"keyframe": self.keyframe.to_json()} if self.keyframe is not None else {}),
         }
 
@@ -200,6 +222,7 @@ class PlanWarning:
     line: int
     where: str
     message: str
+    kind: str = ""  # the rule that warns, e.g. "short last window": hundreds of one kind are shown as a group
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.where}: {self.message}"

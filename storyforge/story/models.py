@@ -259,6 +259,9 @@ class Keyframes(Strict):
     steps: int = Field(40, ge=1, le=1000, description="Denoising steps per keyframe.")
     guidance: float = Field(4.0, ge=0, le=50, description="Classifier-free guidance scale of the edit model.")
     seed: int = Field(0, ge=0, lt=2**32, description="Seed; each shot's keyframe derives its own from it.")
+    takes: int = Field(1, ge=1, le=MAX_TAKES,
+                       description="Candidate start pictures per shot, each with its own seed; `storyforge pick FILE "
+                                   "SHOT --keyframe N` (or the studio) chooses the one the video starts from.")
     template: str | None = Field(
         None,
         description="The edit instruction, a Jinja template with `prompt`, `camera`, `pictures`, `cast` and "
@@ -275,6 +278,13 @@ class Enhance(Strict):
     llm: str | None = Field(None, description="An instruct model (hub id or local folder) that expands prompts.")
     seed: int = Field(0, ge=0, lt=2**32, description="Seed for the LLM's decoding.")
     max_new_tokens: int = Field(256, ge=1, le=4096, description="Longest expansion the LLM may write.")
+
+
+class DialogueLine(Strict):
+    """A line spoken in a shot, kept for people (the review page) and templates (`shot.dialogue`)."""
+
+    character: str = Field(pattern=NAME_PATTERN, description="Who speaks: a key of `characters`.")
+    line: str = Field(description="What is said; a parenthetical such as '(quietly)' may lead it.")
 
 
 class Shot(Strict):
@@ -294,6 +304,9 @@ class Shot(Strict):
         description="Characters in the shot besides those its texts use (keys of `characters`).")
     seed: int | None = Field(None, ge=0, lt=2**32, description="This shot's seed.")
     render: RenderSettings | None = None
+    dialogue: list[DialogueLine] = Field(
+        default_factory=list,
+        description="Lines spoken in the shot, in order; not rendered, but templates can use `shot.dialogue`.")
 
     @field_validator("duration")
     @classmethod

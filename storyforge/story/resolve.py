@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import io
+import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from storyforge.errors import Problem, StoryError
+from storyforge.errors import Problem, StoryError, StoryforgeError
 from storyforge.story.load import PathKey, Story
 from storyforge.story.models import RenderSettings, Scene, Shot, parse_duration, parse_resolution
-from storyforge.story.presets import DEFAULT_MODEL, DEFAULTS, I2V_DEFAULTS, KEYFRAME_PRESETS, preset
-from storyforge.story.root import PathRefused
+from storyforge.story.presets import DEFAULT_MODEL, DEFAULTS, I2V_DEFAULTS, KEYFRAME_PRESETS, PRESETS, preset
+from storyforge.story.root import PathRefused, open_regular, read_bytes
 
 
 @dataclass(frozen=True)
@@ -41,11 +44,30 @@ class Settings:
 
 @dataclass(frozen=True)
 class Image:
-    """A reference image: where it is and the hash of its bytes."""
+    """A reference image (or the soundtrack): where it is and the hash of its bytes."""
 
     path: Path
     relative: str
     sha256: str
+
+    def read(self) -> bytes:
+        """The image's bytes, read from one descriptor opened without following a link, and exactly the bytes
+        the plan hashed (its key): a file swapped or edited after planning is an error, never rendered."""
+        from storyforge.errors import StoryforgeError
+        from storyforge.story.checks import MAX_IMAGE_BYTES
+
+        try:
+            data = read_bytes(self.path, MAX_IMAGE_BYTES, shown=f"'{self.relative}'", nofollow=True)
+        except PathRefused as refused:
+            raise StoryforgeError(f"{refused} (it was checked when the story was planned)") from None
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise StoryforgeError(f"'{self.relative}' changed after the story was planned (its bytes are not the "
+                                  "ones the plan hashed); render again, so the plan uses the image as it is now")
+        return data
+
+    def stream(self) -> io.BytesIO:
+        """`read()` as a file object, for an image decoder."""
+        return io.BytesIO(self.read())
 
 
 @dataclass(frozen=True)
@@ -83,9 +105,10 @@ class ResolvedFilm:
         return self.shots[0].settings.width, self.shots[0].settings.height
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, shown: str | None = None) -> str:
+    """The sha256 of a regular file, from one descriptor checked when opened (see storyforge.story.root)."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with os.fdopen(open_regular(path, shown=shown or f"'{path}'", nofollow=True), "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -98,7 +121,11 @@ def _image(story: Story, relative: str | None, at: PathKey) -> Image | None:
         path = story.locate(relative)  # checked when the story loaded; the same gate again, right before reading
     except PathRefused as refused:
         raise StoryError([Problem(story.source.file, story.source.line(at), "", str(refused))]) from None
-    return Image(path=path, relative=relative, sha256=file_sha256(path))
+    try:
+        sha256 = file_sha256(path, f"'{relative}'")
+    except PathRefused as refused:
+        raise StoryError([Problem(story.source.file, story.source.line(at), "", str(refused))]) from None
+    return Image(path=path, relative=relative, sha256=sha256)
 
 
 def _model_folder(story: Story, model: str, at: PathKey) -> str:
@@ -115,10 +142,55 @@ def _model_folder(story: Story, model: str, at: PathKey) -> str:
         return model
 
 
+# A hub id as the hub spells one: owner/name, letters, digits, '-', '_' and '.' (no '..', no leading '-' or '.')
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+def model_problem(model: str, found: bool) -> str | None:
+    """Why `model` names no model: not a preset, not an existing folder (`found`), not shaped like a hub id."""
+    if preset(model) is not None or found or (HUB_ID.match(model) and ".." not in model):
+        return None
+    close = difflib.get_close_matches(model, list(PRESETS), n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    shaped = "/" in model or model.startswith((".", "~")) or "\\" in model
+    what = f"no model folder '{model}'" if shaped else f"unknown model '{model}'"
+    return f"{what}; {hint}use a preset ({', '.join(PRESETS)}), a hub id (owner/name) or a local folder"
+
+
+def _check_models(story: Story) -> None:
+    """Every `model:` the story writes names a model: one error per place it is written, before any shot."""
+    film = story.film
+    layers: list[tuple[RenderSettings | None, PathKey, str]] = [(film.render, ("render",), "render.model")]
+    for s, scene in enumerate(film.scenes):
+        layers.append((scene.render, ("scenes", s, "render"), f"{scene.id}.render.model"))
+        layers += [(shot.render, ("scenes", s, "shots", i, "render"), f"{scene.id}/{shot.id}.render.model")
+                   for i, shot in enumerate(scene.shots)]
+    problems = []
+    for layer, at, label in layers:
+        model = layer.model if layer is not None else None
+        if not model or preset(model) is not None:
+            continue
+        try:
+            found = story.locate(model, folder=True).is_dir()
+        except PathRefused:
+            found = False
+        message = model_problem(model, found)
+        if message:
+            problems.append(Problem(story.source.file, story.source.line(at + ("model",)), label, message))
+    if problems:
+        raise StoryError(problems)
+
+
 def resolve(story: Story, overrides: dict[str, Any] | None = None) -> ResolvedFilm:
     """Cascade the settings of every shot; raise StoryError when shots disagree on fps or size."""
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
     RenderSettings.model_validate(overrides)  # a bad override is a usage error caught by the caller
+    if "model" in overrides:  # the command line's --model: the same rule, said as a usage mistake
+        message = model_problem(overrides["model"], Path(overrides["model"]).expanduser().is_dir())
+        if message:
+            raise StoryforgeError(f"--model: {message}")
+    else:
+        _check_models(story)
     film, folder = story.film, story.path.parent
     shots: list[ResolvedShot] = []
     for s, scene in enumerate(film.scenes):

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from storyforge import api
 from storyforge.backends.animatic import _band_height
@@ -63,3 +64,23 @@ def test_the_animatic_draws_a_bridge_as_a_move_between_the_two_shots_at_its_plan
     assert not np.array_equal(moving[0][PICTURE:], b[0][PICTURE:])
     run = json.loads((out / "run.json").read_text())
     assert [job["id"] for job in run["jobs"]] == ["one/a", "two/b~bridge", "two/b"]
+
+
+def test_the_timeline_export_places_the_bridge_between_its_shots_with_both_seams(write_story, tmp_path: Path) -> None:
+    otio = pytest.importorskip("opentimelineio")
+    story = write_story(STORY)
+    plan = api.plan(story)
+    api.render(plan, out=tmp_path / "out", cache_root=tmp_path / "cache", backend="animatic")
+    written = api.export(story, output=tmp_path / "film.otio", render_dir=tmp_path / "out")
+    timeline = otio.adapters.read_from_file(str(written))
+    clips = list(timeline.tracks[0])
+    assert [clip.name for clip in clips] == ["one/a", "two/b~bridge", "two/b"]
+    assert [clip.duration().value for clip in clips] == [17, 24, 17]
+    assert timeline.duration().value == plan.total_frames
+    # the bridge's start is its first window's marker; its arrival, the next clip's first frame
+    leaving, window = clips[1].markers  # 24 frames from 17-frame windows: a second window at its frame 12
+    assert window.marked_range.start_time.value == 12
+    (arriving,) = clips[2].markers
+    assert "bridge seam" in leaving.name and leaving.marked_range.start_time.value == 0
+    assert "bridge seam" in arriving.name and arriving.marked_range.start_time.value == 0
+    assert clips[1].metadata["storyforge"]["leads_into"] == "two/b"

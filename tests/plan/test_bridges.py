@@ -211,3 +211,36 @@ def test_the_plan_table_counts_bridges_apart_from_shots(write_story) -> None:
     from storyforge.console import plan_footer
 
     assert plan_footer(api.plan(write_story(film()))).startswith("3 shots and 1 bridge, 54 frames")
+
+
+def test_a_bridge_joins_the_picked_takes_of_both_shots(write_story) -> None:
+    text = film().replace("render: {model: tiny,", "render: {takes: 2, model: tiny,")
+    story = write_story(text)
+    plan = api.plan(story)
+    bridge = plan.job("two/b~bridge")
+    assert bridge.takes == 1 and "takes" not in json.loads(plan.dumps())["jobs"][1]
+    base = keys(plan)
+    api.pick(story, "two/b", 2)
+    picked_b = keys(api.plan(story))
+    assert {job for job in base if base[job] != picked_b[job]} == {"two/b", "two/b~bridge", "two/c"}
+    api.pick(story, "one/a", 2)
+    picked_a = keys(api.plan(story))
+    assert {job for job in base if picked_b[job] != picked_a[job]} == {"one/a", "two/b~bridge"}
+
+
+def test_a_bridges_prompt_is_locked_like_every_prompt(write_story) -> None:
+    from storyforge.enhance.lock import lock_path
+
+    story = write_story(film())
+    api.enhance(story)
+    shots = json.loads(lock_path(story).read_text())["shots"]
+    assert shots["two/b~bridge"]["kind"] == "bridge"
+    assert shots["two/b~bridge"]["prompt"] == api.plan(story).job("two/b~bridge").prompt
+    # a locked text (as an LLM would write it) is the bridge's prompt, and its key follows
+    before = api.plan(story).job("two/b~bridge").key
+    data = json.loads(lock_path(story).read_text())
+    data["shots"]["two/b~bridge"]["prompt"] = "a long aerial move over snowy hills down to a river at dusk"
+    lock_path(story).write_text(json.dumps(data))
+    plan = api.plan(story)
+    assert plan.job("two/b~bridge").prompt == "a long aerial move over snowy hills down to a river at dusk"
+    assert plan.job("two/b~bridge").key != before and not plan.warnings
