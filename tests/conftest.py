@@ -44,9 +44,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach a model hub
 
 
 
+HANG_SECONDS = 120  # far beyond any honest run on a busy 2-core machine: a guard against hangs, not a speed goal
+
+
 @contextlib.contextmanager
-def within(seconds: int) -> Iterator[None]:
-    """Fail (instead of hanging the suite) when the block runs longer than `seconds`."""
+def within(seconds: int = HANG_SECONDS) -> Iterator[None]:
+    """Fail (instead of hanging the suite) when the block runs longer than `seconds`: for inputs that could make
+    work explode (a YAML bomb, a loop over a billion blocks). How fast things are lives in bench/, side by side."""
     def expired(*_: object) -> None:
         raise TimeoutError(f"took longer than {seconds}s")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, run_cli
 
 from storyforge import api
 from storyforge.backends.animatic import DELAY_VARIABLE, Animatic
@@ -57,9 +57,9 @@ TOTAL = 17 + 12 + 17 + 13 - 4  # the crossfade overlaps two/c with one/b
 JOB_KEYS = {"id", "key", "status", "clip", "seconds", "started", "finished", "take", "takes", "rendered_by"}
 
 
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "storyforge", "render", *args], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=120)
+def cli(*args: str, cwd: Path, env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess[str]:
+    """`storyforge render ARGS` in this process (tests/conftest.run_cli)."""
+    return run_cli("render", *args, cwd=cwd, env=env)
 
 
 def statuses(out: Path) -> dict[str, str]:

@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, TINY
+from conftest import TINY, run_cli
 
 from storyforge import api
 from storyforge.backends.base import REGISTRY
@@ -45,8 +44,8 @@ OWL = FOX.replace("Fox", "Owl").replace("fox", "owl")
 
 
 def cli(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "storyforge", *arguments], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    """`storyforge ARGS` in this process (tests/conftest.run_cli)."""
+    return run_cli(*arguments, cwd=cwd)
 
 
 def run_json(out: Path) -> dict:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from storyforge import __version__, api
 from storyforge.backends.animatic import Animatic, _band_height
@@ -44,9 +45,8 @@ scenes:
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "storyforge", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=600)
+    """`storyforge ARGS` in this process (tests/conftest.run_cli)."""
+    return run_cli(*args, cwd=cwd)
 
 
 def statuses(out: Path) -> dict[str, str]:
