@@ -27,6 +27,7 @@ from storyforge.render import render
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 TESTS = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent  # the workers import this module (its test backends) by name
 SMALL = "resolution: 128x96"  # the example at a size the animatic draws in milliseconds
 BOUND = 30  # seconds a refused driver may take, Python's and Ray's imports included, on a busy 2-core machine
 CRASH_SHOT, CRASH_MARK, CRASH_LOG = "STORYFORGE_TEST_CRASH_SHOT", "STORYFORGE_TEST_CRASH_MARK", \
@@ -97,7 +98,7 @@ def cluster():
     """One real two-node cluster for the module (starting one takes half a minute on 2 cores); always stopped."""
     base = {name: value for name, value in os.environ.items() if not name.startswith(("RAY_", "STORYFORGE_"))}
     # every process the nodes start imports this checkout and these tests (the Crashy backend)
-    base["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT)])
+    base["PYTHONPATH"] = os.pathsep.join([str(HERE), str(TESTS), str(ROOT)])  # this module: its test backends
     started = start_cluster(base, nodes=2)
     try:
         yield started
