@@ -87,19 +87,26 @@ def lock_file(path: Path | str) -> Path:
 
 
 def enhance(path: Path | str, *, llm: str | None = None, force: bool = False,
-            on_progress: Callable[[int, int], None] | None = None) -> EnhanceReport:
+            on_progress: Callable[[int, int], None] | None = None, download: bool = False) -> EnhanceReport:
     """Fill the story's lock file (film.lock.json) for shots whose inputs changed (every shot with `force`),
-    expanding prompts with `llm` or the story's `enhance.llm` when one is named; on_progress(done, total)."""
+    expanding prompts with `llm` or the story's `enhance.llm` when one is named; on_progress(done, total).
+    A hub model that is not on this machine is an error at once, unless `download` (see storyforge.hub)."""
     from storyforge.enhance.lock import refresh
+    from storyforge.hub import downloads_allowed
 
-    return refresh(path, llm=llm, force=force, on_progress=on_progress)
+    with downloads_allowed(download):
+        return refresh(path, llm=llm, force=force, on_progress=on_progress)
 
 
 def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: list[str] | None = None,
            use_cache: bool = True, cache_root: Path | None = None,
            progress: RenderProgress | None = None, executor: str = "local",
-           executor_options: dict[str, Any] | None = None, keyframes_only: bool = False) -> RunReport:
+           executor_options: dict[str, Any] | None = None, keyframes_only: bool = False,
+           download: bool = False) -> RunReport:
     """Render a plan's jobs (cached by content) into `out` and cut the film; see storyforge.render.render.
+
+    The hub models it needs must be on this machine before any work starts (`download`: fetch them first, with
+    the hub's progress bars); nothing is downloaded in the middle of a render (see storyforge.hub).
 
     `executor`: `local` (this process) or `ray` (one task per chain on the cluster in RAY_ADDRESS, or a local
     one); `executor_options` go to it, e.g. {"shared_cache": True} for ray. Under torchrun, rank 0 renders and
@@ -107,10 +114,12 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     start frames (keyframes/) and no video.
     """
     from storyforge.executors import render as render_with
+    from storyforge.hub import downloads_allowed
 
-    return render_with(plan, executor=executor, executor_options=executor_options, out=out, backend=backend,
-                       only=only, use_cache=use_cache, cache_root=cache_root, progress=progress,
-                       keyframes_only=keyframes_only)
+    with downloads_allowed(download):
+        return render_with(plan, executor=executor, executor_options=executor_options, out=out, backend=backend,
+                           only=only, use_cache=use_cache, cache_root=cache_root, progress=progress,
+                           keyframes_only=keyframes_only)
 
 
 def review(path: Path | str, *, out: Path | str | None = None) -> ReviewReport:
@@ -132,7 +141,8 @@ def review(path: Path | str, *, out: Path | str | None = None) -> ReviewReport:
 def render_films(plans: Sequence[Plan], *, out: Path | None = None, backend: str = "auto",
                  only: list[str] | None = None, use_cache: bool = True, cache_root: Path | None = None,
                  progress: Callable[[Plan], RenderProgress | None] | None = None, executor: str = "local",
-                 executor_options: dict[str, Any] | None = None) -> list[tuple[RunReport | None, Exception | None]]:
+                 executor_options: dict[str, Any] | None = None,
+                 download: bool = False) -> list[tuple[RunReport | None, Exception | None]]:
     """Render several films in one command: with `ray` their chains share the cluster (longest first, each film
     cut when its own chains are in); with `local` they render one after another. Each film's outputs and
     run.json are as if it were rendered alone, in renders/<stem>/ beside its story, or `out`/<stem>/.
@@ -140,22 +150,28 @@ def render_films(plans: Sequence[Plan], *, out: Path | None = None, backend: str
     Returns (report, None) or (None, error) per film, in order: a film that fails does not stop the others.
     """
     from storyforge.executors import render_films as render_with
+    from storyforge.hub import downloads_allowed
 
     outs = [Path(out) / plan.story.stem if out is not None else None for plan in plans]
-    return list(render_with(plans, executor=executor, executor_options=executor_options, outs=outs, backend=backend,
-                            only=only, use_cache=use_cache, cache_root=cache_root,
-                            progress=[progress(plan) if progress else None for plan in plans]))
+    with downloads_allowed(download):
+        return list(render_with(plans, executor=executor, executor_options=executor_options, outs=outs,
+                                backend=backend, only=only, use_cache=use_cache, cache_root=cache_root,
+                                progress=[progress(plan) if progress else None for plan in plans]))
 
 
-def story_files(paths: Sequence[Path | str]) -> list[Path]:
+def story_files(paths: Sequence[Path | str], repeats: list[tuple[Path, Path]] | None = None) -> list[Path]:
     """The story files `paths` name: files as given, and for a folder every story file below it (a YAML file
-    with a top-level `storyforge:` key), sorted, outside hidden folders and renders/."""
+    with a top-level `storyforge:` key), sorted, outside hidden folders and renders/.
+
+    A story named twice (`film.yaml sub/../film.yaml`, a link to it, a folder holding it) is listed once, where
+    it is first named: rendering it twice would cut one film into one folder twice over. Each repeat is added to
+    `repeats` as (the path kept, the path left out), for the caller to say so."""
     from storyforge.errors import StoryforgeError
 
-    found: list[Path] = []
+    found: dict[tuple[int, int] | str, Path] = {}
     for path in map(Path, paths):
         if not path.is_dir():
-            found.append(path)
+            _add_story(found, path, repeats)
             continue
         stories = sorted(
             file for pattern in ("*.yaml", "*.yml") for file in path.rglob(pattern)
@@ -164,8 +180,23 @@ def story_files(paths: Sequence[Path | str]) -> list[Path]:
         if not stories:
             raise StoryforgeError(f"{path}: no story files in this folder (YAML files with a `storyforge:` key); "
                                   "name the story files, or the folder that holds them")
-        found.extend(stories)
-    return list(dict.fromkeys(found))
+        for story in stories:
+            _add_story(found, story, repeats)
+    return list(found.values())
+
+
+def _add_story(found: dict[tuple[int, int] | str, Path], path: Path, repeats: list[tuple[Path, Path]] | None) -> None:
+    """`path` into `found` under its file's identity (device and inode: links and `..` lead to the same one)."""
+    try:
+        status = path.stat()
+        identity: tuple[int, int] | str = (status.st_dev, status.st_ino)
+    except OSError:  # not there: kept as given, for the plan to say so at its line
+        identity = str(path)
+    if identity in found:
+        if repeats is not None and found[identity] != path and (found[identity], path) not in repeats:
+            repeats.append((found[identity], path))
+        return
+    found[identity] = path
 
 
 def import_script(script: Path | str, output: Path | str | None = None, *, update: bool = False,

@@ -1,4 +1,10 @@
-"""Terminal output: the rich consoles and how a plan, errors and warnings look."""
+"""Terminal output: the one way anything reaches the terminal, and how a plan, errors and warnings look.
+
+Everything printed is text, never markup: the consoles read no markup, emoji codes or highlights, and every
+value that comes from a story, a path, an id, a prompt or an error goes through `safe` (control, bidi and newline
+characters shown escaped) on its way in. Commands print with `done`, `say` and `tell`, whose templates are our own
+words with `{}` where a value goes; nothing else in the package writes to the terminal (tests/cli check both).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from storyforge.errors import StoryError, grouped
 from storyforge.plan.frames import latents
+from storyforge.plan.memory import gib
 from storyforge.plan.model import Plan, PlanWarning
-from storyforge.story.models import RESOLUTIONS
+from storyforge.story.models import KEYFRAME_MODEL, RESOLUTIONS
 from storyforge.story.presets import PRESETS
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     out: Console
     err: Console
@@ -31,15 +39,19 @@ def __getattr__(name: str) -> Any:
     if name == "out":
         # Piped output (CI logs, tests) gets a wide table instead of rich's 80 columns, unless COLUMNS says otherwise.
         width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140
-        console = Console(highlight=False, soft_wrap=True, width=width)
+        console = Console(markup=False, emoji=False, highlight=False, soft_wrap=True, width=width)
     else:
-        console = Console(stderr=True, highlight=False, soft_wrap=True)
+        console = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
     globals()[name] = console
     return console
 
 
 def _err() -> Console:
     return globals().get("err") or __getattr__("err")  # a name inside this module does not reach __getattr__
+
+
+def _out() -> Console:
+    return globals().get("out") or __getattr__("out")
 
 
 def _plain_stderr() -> bool:
@@ -94,21 +106,98 @@ def json_safe(text: str) -> str:
     return _JSON_CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
-def shown(text: object) -> str:
-    """`safe` text for a rich markup string (f"[green]✓[/green] {shown(path)}"): brackets escaped too."""
-    from rich.markup import escape
+def text(template: str, *values: object) -> Text:
+    """Our words with the user's in them: `template` with each `{}` (or `{:spec}`) filled by the next value,
+    formatted and made `safe`, as rich Text that nothing reads as markup. The template is ours: never build it
+    from a value."""
+    from string import Formatter
 
-    return escape(safe(text))
+    from rich.text import Text
+
+    result = Text()
+    given = iter(values)
+    for literal, field, spec, conversion in Formatter().parse(template):
+        result.append(literal)
+        if field is None:
+            continue
+        if field or conversion:
+            raise ValueError(f"console templates take plain {{}} fields, not {{{field}!{conversion}}}")
+        value = next(given, given)
+        if value is given:
+            raise ValueError(f"fewer values than fields in {template!r}")
+        result.append(safe(format(value, spec or "")))
+    if next(given, given) is not given:
+        raise ValueError(f"more values than fields in {template!r}")
+    return result
+
+
+def done(template: str, *values: object) -> None:
+    """A `✓ …` line on stdout: what a command achieved (see `text` for the template)."""
+    from rich.text import Text
+
+    _out().print(Text("✓", style="green") + Text(" ") + text(template, *values))
+
+
+def say(template: str, *values: object) -> None:
+    """A line on stdout (see `text`)."""
+    _out().print(text(template, *values))
+
+
+def tell(template: str, *values: object) -> None:
+    """A line on stderr, among progress bars when there are any (see `text`)."""
+    line = text(template, *values)
+    if _plain_stderr():
+        sys.stderr.write(line.plain + "\n")
+    else:
+        _err().print(line)
+
+
+def raw(data: str) -> None:
+    """Text that is safe as it is (JSON through json_safe, the schema, a URL made safe): on stdout unchanged, for
+    pipes and for programs reading it as it comes."""
+    sys.stdout.write(data)
+    sys.stdout.flush()
+
+
+def show_plan(plan: Plan) -> None:
+    """The plan table, at the terminal's width, and its footer (its values made safe where it is written)."""
+    from rich.text import Text
+
+    console = _out()
+    console.print(plan_table(plan, console.width))
+    console.print(Text(plan_footer(plan)))
+
+
+def show_usage_error(error: Any) -> None:
+    """A command-line mistake as click words it (usage, hint, message); the message quotes what was typed, so it
+    is made safe whole, and the rest (our command's usage) keeps its lines."""
+    import io
+
+    buffer = io.StringIO()
+    error.show(file=buffer)
+    message = error.format_message()
+    sys.stderr.write(safe(buffer.getvalue().replace(message, "\0"), lines=True).replace("\\x00", safe(message)))
+
+
+def show_bug(summary: str) -> None:
+    """An internal error: a short report to paste into an issue (paths in it made safe)."""
+    sys.stderr.write("storyforge hit an internal error (a bug, not your mistake). Please report it at "
+                     "https://github.com/storyforge/storyforge/issues with this text:\n" + safe(summary, lines=True))
+
+
+def show_interrupted() -> None:
+    sys.stderr.write("interrupted; finished work is kept and a new run resumes from it\n")
 
 
 def show_error(error: Exception, *, verbose: bool = False) -> None:
     """A user error: one line per problem (one mistake made in many places is one line naming them; `verbose`
-    names every place), no traceback."""
+    names every place), no traceback; a newline inside a message (from a path) stays escaped."""
     if isinstance(error, StoryError):
-        for problem in grouped(error.problems, verbose=verbose):
-            _styled("error: ", "bold red", safe(problem))
+        lines = [str(problem) for problem in grouped(error.problems, verbose=verbose)]
     else:
-        _styled("error: ", "bold red", safe(error, lines=True))
+        lines = list(getattr(error, "lines", ()) or (str(error),))
+    for line in lines:
+        _styled("error: ", "bold red", safe(line))
 
 
 WARNINGS_GROUPED_FROM = 6  # more warnings of one kind than this are shown as a group: its first lines and a count
@@ -244,12 +333,27 @@ def plan_footer(plan: Plan) -> str:
                          f"{preset.base_frames} frames")
         lines.append("  (other window sizes scale as tokens^1.5; loading the model and decoding are not counted)")
     if unknown:
-        lines.append(f"no GPU time estimate for {', '.join(unknown)}: only the presets have measured speeds")
-    keyframes = [job.keyframe for job in plan.jobs if job.keyframe is not None]
+        lines.append(f"no GPU time estimate for {', '.join(map(safe, unknown))}: only the presets have measured speeds")
+    # every candidate of a shot's keyframe (`keyframes: {takes: N}`) is one picture to make
+    keyframes = [candidate for job in plan.jobs if job.keyframe is not None
+                 for candidate in job.keyframe.all_candidates]
     if keyframes:
-        edit = sum(_qwen_edit_seconds(k.width, k.height, len(k.references), k.steps, k.guidance) for k in keyframes)
-        lines.append(f"{counted(len(keyframes), 'keyframe')} first: ≈ {_duration(edit)} on one H100 with "
-                     "qwen-image-edit (computed from its size, not measured)")
+        model = keyframes[0].model
+        if model == KEYFRAME_MODEL:
+            edit = sum(_qwen_edit_seconds(k.width, k.height, len(k.references), k.steps, k.guidance)
+                       for k in keyframes)
+            lines.append(f"{counted(len(keyframes), 'keyframe')} first: ≈ {_duration(edit)} on one H100 with "
+                         f"{model} (computed from its size, not measured)")
+        else:
+            lines.append(f"{counted(len(keyframes), 'keyframe')} first with {safe(model)} (no time estimate: only "
+                         f"{KEYFRAME_MODEL}'s is computed)")
+    for need in plan.memory:
+        others = ", ".join(f"{name} {gib(value)}" for name, value in need.needs.items() if name != need.offload)
+        budget = f"; gpu_memory {gib(need.budget)}" if need.budget is not None else ""
+        lines.append(f"GPU memory for {need.model} at {need.width}x{need.height}: ≈ {gib(need.needs[need.offload])} "
+                     f"with offload {need.offload} (weights {gib(sum(need.weights.values()))}, activations of the "
+                     f"largest window {gib(need.activations)}, VAE decode {gib(need.vae_decode)}"
+                     f"{', tiled' if need.vae_tiling else ''}); {others}{budget}")
     return "\n".join(lines)
 
 
@@ -271,20 +375,31 @@ def _duration(seconds: float) -> str:
 
 
 def seam_summary(seams: list[dict], chains: list[dict], fps: int, count: int = 3) -> str | None:
-    """One line on the render's seams: how many, the most visible ones, and the largest drift along a chain."""
-    from storyforge.seams import worst
+    """One line on the render's seams: how many, the visible ones (over a documented threshold) with what to do,
+    and the largest colour drift along a chain."""
+    from storyforge.seams import VISIBLE_JUMP, VISIBLE_SHIFT, visible, worst
 
     if not seams:
         return None
-    found = worst(seams, count)
-    parts = [f"{s['job']} at {timecode(s['frame'], fps)} ({s['kind']}) jump {s['jump']:.2f}, "
-             f"ΔE {s['color_shift']:.2f}" for s in found]
+    bad = [s for s in seams if visible(s)]
     line = f"{len(seams)} seam{'' if len(seams) == 1 else 's'}"
-    if parts:
-        line += "; worst: " + "; ".join(parts)
+    scored = [s for s in seams if s.get("jump") is not None]
+    if not scored:
+        line += " (not scored: an animatic's title cards, or nothing rendered)"
+    elif bad:
+        line += f", {len(bad)} visible: " + "; ".join(
+            f"{s['job']} at {timecode(s['frame'], fps)} ({s['kind']}): {s.get('advice') or ''}"
+            for s in worst(bad, count))
+        if len(bad) > count:
+            line += f"; {len(bad) - count} more in run.json"
+    else:
+        line += ", none visible; the largest: " + "; ".join(
+            f"{s['job']} at {timecode(s['frame'], fps)} ({s['kind']}) jump {s['jump']:.2f}, "
+            f"color_shift {s['color_shift']:.2f}" for s in worst(seams, 1))
     drifts = [c for c in chains if c.get("drift") is not None]
     if drifts:
         chain = max(drifts, key=lambda c: c["drift"])
-        line += (f"; largest drift along a chain: ΔE {chain['drift']:.2f} ({chain['jobs'][0]}, "
+        line += (f"; largest color drift along a chain: {chain['drift']:.2f} ({chain['jobs'][0]}, "
                  f"{chain['windows']} windows)")
-    return line + " (jump ≈ 1: invisible; ΔE under 2: hard to see; details in run.json)"
+    return line + (f" (visible from jump {VISIBLE_JUMP:g}, about 1 when invisible; from color_shift {VISIBLE_SHIFT:g}, "
+                   "CIEDE2000)")

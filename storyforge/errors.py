@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 # The same mistake in this many places or more is said once, listing the places (one setting cascaded to every
 # shot, one template mistake copied into many prompts).
@@ -52,7 +52,19 @@ def grouped(problems: list[Problem], *, verbose: bool = False) -> list[Problem]:
 
 
 class StoryforgeError(Exception):
-    """A failure the user can fix (exit code 1)."""
+    """A failure the user can fix (exit code 1).
+
+    Its message is one line as far as the terminal goes (a newline inside, from a path say, is shown escaped);
+    `several` makes one of many lines, each shown as a line.
+    """
+
+    lines: tuple[str, ...] = ()
+
+    @classmethod
+    def several(cls, lines: list[str]) -> Self:
+        error = cls("\n".join(lines))
+        error.lines = tuple(lines)
+        return error
 
 
 class StoryError(StoryforgeError):

@@ -148,12 +148,16 @@ def _locked(out: Folder, notify: Callable[[str], None] | None) -> Iterator[None]
     fd = _open_lock(out)
     try:
         if not filelock.lock_descriptor(fd, blocking=False):
-            owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            owner = "?"
+            with contextlib.suppress(OSError):  # Windows locks are mandatory: the holder's bytes may be unreadable
+                os.lseek(fd, 0, os.SEEK_SET)
+                owner = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
             if notify is not None:
                 notify(f"another render (process {owner}) is writing into {out.path}; waiting for it to finish")
             filelock.lock_descriptor(fd, poll_interval=0.1)
         os.ftruncate(fd, 0)  # our own lock file: a regular file with no other name (checked when opened)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode())
         try:
             yield
         finally:

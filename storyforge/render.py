@@ -220,6 +220,15 @@ class Run:
         self.store.adopt_keyframes(job, made)
         self.store.model_loads += model_loads
 
+    def keyframe_pictures(self) -> dict[str, tuple[str, bytes]]:
+        """The film's start pictures so far, read through the cache's door (those checked when found, never a
+        link swapped in since): job id -> (entry key, PNG bytes)."""
+        from storyforge.atomic import read_bytes
+        from storyforge.keyframes import MAX_KEYFRAME_BYTES
+
+        return {job_id: (key, read_bytes(path, MAX_KEYFRAME_BYTES))
+                for job_id, (key, path) in self.store.starts.found.items()}
+
     def pictures(self, job: Job) -> tuple[list[tuple[str, Path, KeyframeRecord]], str | None]:
         """The job's keyframe pictures this run has (entry key, file, record) and the entry key it starts from."""
         starts = self.store.starts
@@ -316,6 +325,11 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
         raise ValueError(f"the loaded backend is {loaded.name!r} but {backend!r} chooses {name!r}")
     out = Path(out) if out is not None else default_out(plan.story)
     targets = select(plan, only)
+    if name == "skyreels-df":  # every hub model on this machine before any work (or --download fetches it now)
+        from storyforge import hub as weights
+
+        weights.ensure([needed for needed in (weights.video_model(m) for m in
+                                              dict.fromkeys(job.settings.model for job in targets)) if needed])
     from storyforge import outdir
 
     with contextlib.ExitStack() as stack:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from storyforge.cache import Cache, Entry
 from storyforge.errors import MissingExtra, RenderError, StoryforgeError
-from storyforge.executors.ray_cluster import connect, describe
+from storyforge.executors.ray_cluster import check_listen, connect, describe, import_ray
 from storyforge.plan.graph import KEYFRAME
 from storyforge.render import Host, KeyframeRecord, ModelHolder
 
@@ -36,18 +36,21 @@ FORWARDED_PREFIX = "STORYFORGE_"
 FORWARDED = ("HF_HUB_OFFLINE",)
 
 
-def execute(run: Run, *, shared_cache: bool | None = None) -> None:
+def execute(run: Run, *, shared_cache: bool | None = None, listen: str | None = None) -> None:
     """The executor of one film (see storyforge.render.render): its graph as Ray tasks, as `execute_films` does."""
     failures: list[RenderError] = []
-    execute_films([run], lambda _run, error: failures.append(error) if error else None, shared_cache=shared_cache)
+    execute_films([run], lambda _run, error: failures.append(error) if error else None, shared_cache=shared_cache,
+                  listen=listen)
     if failures:
         raise failures[0]
 
 
-def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None = None) -> None:
+def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None = None,
+                  listen: str | None = None) -> None:
     """Render the graph of every run as Ray tasks, longest first, and bring every result into its film's cache.
 
-    Connects to the cluster in RAY_ADDRESS, or starts a local one for this render. What the cache already
+    Connects to the cluster in RAY_ADDRESS, or starts a local one for this render (on 127.0.0.1 only, unless
+    `listen` names an address of this machine to open it at: see ray_cluster.connect). What the cache already
     holds is taken here, as the local executor would; every other node renders on a worker, keyframes and
     every take included (this process renders none). A strand of the graph (a node and the picked takes that
     continue it, storyforge.plan.graph) is one task (num_cpus=1, and num_gpus=1 when the skyreels-df backend
@@ -66,6 +69,7 @@ def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None
     if ranks().parallel:  # every rank says so, not only rank 0
         raise StoryforgeError("the ray executor does not run under torchrun (a Ray task gets one GPU); use "
                               "--executor ray for chains on many GPUs, or torchrun for one generation on several")
+    listen = check_listen(listen)  # a wrong --ray-listen is said before any work, cached or not
     ray = _import_ray()
     if shared_cache is None:
         shared_cache = os.environ.get(SHARED_CACHE_VARIABLE, "").strip().lower() in ("1", "true", "yes")
@@ -74,7 +78,8 @@ def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None
         gpus: dict[int, int] = {}
         for run in runs:
             if run.backend_name == "skyreels-df" and "device" not in run.options:
-                started_here = connect(ray) or started_here  # the cluster's GPUs decide the device, and the keys
+                # the cluster's GPUs decide the device, and the keys
+                started_here = connect(ray, listen=listen) or started_here
             run.options, gpus[id(run)] = _placement(ray, run.backend_name, run.options)
         strands = [_Pending(run, strand) for run in runs for strand in run.graph.strands()]
         for strand in strands:
@@ -82,7 +87,7 @@ def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None
         strands = [strand for strand in strands if strand.left()]
         scheduler = None
         if strands:  # a cache that has everything needs no cluster
-            started_here = connect(ray) or started_here
+            started_here = connect(ray, listen=listen) or started_here
             where = f"rendered on {describe(ray)}"
             for run in {id(p.run): p.run for p in strands}.values():
                 run.notices.append(where)
@@ -100,7 +105,7 @@ def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None
 
 def _import_ray() -> Any:
     try:
-        import ray
+        ray = import_ray()
     except ModuleNotFoundError as error:
         if (error.name or "").split(".")[0] != "ray":
             raise
@@ -265,8 +270,8 @@ class _Scheduler:
         jobs = [node.job for node in left]
         images = {image.sha256: image.read() for job in jobs
                   for image in (job.image, job.end_image, *(r.image for r in job.references)) if image is not None}
-        # generated start frames (keyframes) the film has: (entry key, PNG bytes)
-        starts = {job_id: (key, path.read_bytes()) for job_id, (key, path) in run.keyframes_found.items()}
+        # generated start frames (keyframes) the film has, read through the cache's door: (entry key, PNG bytes)
+        starts = run.keyframe_pictures()
         run.announce(left[0])
         task, plan, spec = self._task(run)
         wanted = sorted({node.job.id for node in left if node.wanted})
@@ -310,7 +315,7 @@ class _Scheduler:
             lost = {node.id for other in orphans for node in other.left()}
         if self.open[id(run)] == 0:
             failures = [text for _, text in sorted(self.failures.pop(id(run), []))]  # in film order
-            self.on_done(run, RenderError("\n".join(failures)) if failures else None)
+            self.on_done(run, RenderError.several(failures) if failures else None)
 
     def _adopt(self, run: Run, done: _Done) -> None:
         cache = run.cache

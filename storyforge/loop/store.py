@@ -52,6 +52,7 @@ class JobStore:
         self.warnings: list[str] = []
         self.model_loads = 0  # models read from disk for this film's nodes
         self._entry_keys: dict[str, str] = {}
+        self._keyed: Any = False  # a backends.base.Keyed, None when only loading tells, False: not asked yet
         self.pending_keyframes: set[str] = set()  # job ids whose keyframe node has not run yet
 
     def slot(self, job: Job) -> str:
@@ -93,7 +94,11 @@ class JobStore:
         if job.id in self.starts.found:
             self.pending_keyframes.discard(job.id)
             return
-        _edit_model_identity(job)  # a hub model this machine lacks: the message that says what to do
+        from storyforge import hub as weights
+
+        needed = weights.keyframe_model(job.keyframe.model, str(job.keyframe.source))
+        weights.ensure([needed] if needed else [])  # on this machine (or fetched now with --download)
+        _edit_model_identity(job)
         options = {k: v for k, v in self.setup.options.items() if k in ("device", "dtype")}
         made = prepare(self.plan, [job], self.keyframe_store, make=[job.id], close=False,
                        load=lambda: self.holder.get("image-edit", options, lambda: _keyframe_backend(options)),
@@ -113,9 +118,25 @@ class JobStore:
 
     # -- takes ---------------------------------------------------------------------------------------
 
+    def identity(self, job: Job) -> dict[str, Any]:
+        """What the backend adds to the job's key: the held backend's word when it is this film's, else the same
+        worked out without loading it (storyforge.backends.base.keyed): a render whose every job is cached then
+        imports no torch and loads no model."""
+        held = self.holder.held
+        if held is None or getattr(held, "name", None) != self.setup.backend:
+            if self._keyed is False:
+                from storyforge.backends.base import keyed
+
+                self._keyed = keyed(self.setup.backend, self.setup.options)
+                if self._keyed is not None:
+                    self.notices.extend(n for n in self._keyed.notices if n not in self.notices)
+            if self._keyed is not None:
+                return self._keyed.identity(job)  # type: ignore[no-any-return]
+        return self.backend.identity(job)  # type: ignore[no-any-return]
+
     def entry_key(self, job: Job) -> str:
         if job.key not in self._entry_keys:
-            identity = self.backend.identity(job)
+            identity = self.identity(job)
             head = self.chain_head(job)
             if head.keyframe is not None:  # the chain starts from this picture (or, in the animatic, the references)
                 if head.id in self.pending_keyframes:
@@ -219,7 +240,7 @@ class JobStore:
         preview = getattr(backend, "preview", False)
         checked = Checked(job, self.setup.backend, chunks, look=not preview)
         finished = Seams(job, checked, previous, match=job.settings.color_match and not preview,
-                         following=following)
+                         following=following, score=not preview)  # a preview's seams are listed, not scored
         try:
             entry = self.cache.put(self.entry_key(job), iter(finished), job=job, fps=self.plan.fps,
                                    keyframes=self.sync_frames[job.id], identity=backend.identity(job),

@@ -64,8 +64,9 @@ class Seams:
     `measured` the seam numbers (storyforge.seams.SeamMeter). Only a few frames are ever held."""
 
     def __init__(self, job: Job, chunks: Iterable[np.ndarray], previous: np.ndarray | None, *, match: bool,
-                 following: np.ndarray | None = None):
+                 following: np.ndarray | None = None, score: bool = True):
         self.job, self.chunks, self.previous, self.match = job, chunks, previous, match
+        self.score = score  # False: its seams are listed without numbers (the animatic's cards)
         self.following = following  # a bridge: the first frames of the shot it leads into
         self.tail: np.ndarray | None = None
         self.measured: dict[str, Any] | None = None
@@ -100,4 +101,4 @@ class Seams:
             last = arrival.finish()
             arrival = None
             yield from out(last)
-        self.measured = meter.result()
+        self.measured = meter.result() if self.score else None

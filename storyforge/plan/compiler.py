@@ -10,14 +10,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from storyforge.errors import PlanError, Problem
+from storyforge.errors import PlanError, Problem, StoryforgeError
 from storyforge.plan import frames as fx
+from storyforge.plan import memory as mem
 from storyforge.plan.keys import job_key, keyframe_key
-from storyforge.plan.model import Job, Keyframe, Plan, PlanWarning, Reference, Transition
+from storyforge.plan.model import Job, Keyframe, MemoryNeed, Plan, PlanWarning, Reference, Transition
 from storyforge.story.load import PathKey
-from storyforge.story.models import KEYFRAME_MODEL, MAX_WINDOW_FRAMES, TransitionSpec, parse_duration
-from storyforge.story.presets import I2V_DEFAULTS, preset
-from storyforge.story.resolve import ResolvedFilm, ResolvedShot
+from storyforge.story.models import KEYFRAME_MODEL, MAX_WINDOW_FRAMES, RESOLUTIONS, TransitionSpec, parse_duration
+from storyforge.story.presets import I2V_DEFAULTS, PRESETS, preset
+from storyforge.story.resolve import ResolvedFilm, ResolvedShot, Settings
 from storyforge.story.texts import KeyframeWriter, ShotText
 
 # Frame rates a SkyReels-V2 DF checkpoint renders true to time: trained at 24 fps; its fps input is "16 or not".
@@ -270,6 +271,15 @@ class _Compiler:
                 self.warn_once(shot, self.setting(shot, "causal_attention"),
                           "causal_attention changes nothing with causal_block_size 1 (every block is one latent)",
                           "causal attention")
+        native = preset(s.model)
+        if native is not None and native.repo is not None and RESOLUTIONS[native.resolution] != (s.width, s.height):
+            width, height = RESOLUTIONS[native.resolution]
+            other = next((p.name for p in PRESETS.values() if p.repo is not None and p.name.split("-")[1] ==
+                          native.name.split("-")[1] and RESOLUTIONS[p.resolution] == (s.width, s.height)), None)
+            self.warn_once(shot, self.setting(shot, "resolution" if "resolution" in shot.origins else "model"),
+                           f"{s.model} was trained at {width}x{height}, and this film is {s.width}x{s.height}: "
+                           + (f"use {other}, made for it" if other else f"use resolution: {native.resolution}"),
+                           "model and resolution disagree")
         if s.ar_step > s.steps:
             self.warn(shot, self.setting(shot, "ar_step"),
                       f"ar_step {s.ar_step} is above steps {s.steps}: blocks already run one after another "
@@ -378,9 +388,9 @@ class _Compiler:
         try:
             from PIL import Image as PILImage
 
-            with PILImage.open(shot.image.path) as image:
+            with PILImage.open(shot.image.stream()) as image:  # the bytes hashed, read once (not a second open)
                 image_width, image_height = image.size
-        except OSError:
+        except (OSError, StoryforgeError):
             return  # the story checks report unreadable images
         if (image_width > image_height) != (width > height) and image_width != image_height and width != height:
             kept = min(image_width / image_height / (width / height), image_height / image_width / (height / width))
@@ -704,12 +714,44 @@ class _Compiler:
             chain_frames = (chain_frames if kind == "extend" else 0) + job.frames
             previous = job
         self.context = None
+        memory = self.check_memory(jobs)
         if self.problems:
             raise PlanError(self.problems)
         story = self.film.story
         return with_keys(Plan(title=story.film.title, story=story.path, fps=fps, width=width, height=height,
                               total_frames=cursor, jobs=tuple(jobs), audio=self.film.audio,
-                              warnings=tuple(sorted(self.warnings, key=lambda w: (w.line, w.where)))))
+                              warnings=tuple(sorted(self.warnings, key=lambda w: (w.line, w.where))),
+                              memory=memory))
+
+    # -- does it fit? ------------------------------------------------------------------------------
+    def check_memory(self, jobs: list[Job]) -> tuple[MemoryNeed, ...]:
+        """The GPU memory of each preset model's jobs (see storyforge.plan.memory); a render that needs more than
+        the story's render.gpu_memory is refused, naming the settings that would fit."""
+        groups: dict[tuple[str, str, int | None], list[Job]] = {}
+        for job in jobs:
+            s = job.settings
+            groups.setdefault((s.model, s.offload, s.gpu_memory), []).append(job)
+        needs = []
+        for (model, offload, budget), members in groups.items():
+            architecture = mem.ARCHITECTURES.get(model)
+            if architecture is None:
+                continue  # a hub id or a folder: its architecture is not known before it loads
+            s = members[0].settings
+            window = max(w.latent_frames + (1 if job.end_image is not None else 0)
+                         for job in members for w in job.segments)
+            found = mem.estimate(architecture, s.width, s.height, window, offload)
+            need = MemoryNeed(model, s.width, s.height, window, found.tokens, offload, found.vae_tiling,
+                              {"transformer": found.transformer, "text_encoder": found.text_encoder, "vae": found.vae},
+                              found.activations, found.vae_decode,
+                              {o: mem.needs(architecture, s.width, s.height, window, o) for o in mem.OFFLOADS},
+                              budget)
+            needs.append(need)
+            if budget is not None and need.needs[offload] > budget:
+                shots = {shot.id: shot for shot in self.film.shots}
+                shot = shots.get(members[0].id) or shots.get(members[0].before or "") or self.film.shots[0]
+                self.error_once(shot, self.setting(shot, "gpu_memory"), _too_big(need, architecture, s, budget),
+                                _fitting(need, architecture, s, budget))
+        return tuple(needs)
 
     def shot_job(self, shot: ResolvedShot, context: _Context) -> list[Job] | None:
         """One shot compiled to its job (after its bridge, when it begins with one) where it stands in the film
@@ -800,6 +842,7 @@ class _Compiler:
             takes=s.takes, take_seeds=tuple(take_seed(seed, n) for n in range(1, s.takes + 1)),
             references=context.references, keyframe=context.keyframe,
             dialogue=tuple((spoken.character, spoken.line) for spoken in shot.shot.dialogue),
+            seams_intended=shot.shot.seams is not None and shot.shot.seams.intended,
         )]
 
     # -- readings a person probably did not mean ---------------------------------------------------
@@ -836,6 +879,56 @@ class _Compiler:
                 f"location '{place}' is not a key of `locations`, so it is used as free text (without "
                 f"{close}'s description or reference); did you mean '{close}'?", "location like a key"))
 
+def _too_big(need: MemoryNeed, architecture: mem.Architecture, s: Settings, budget: int) -> str:
+    fits = ", ".join(f"{' and '.join(f'{k}: {v}' for k, v in fix)} (≈ {mem.gib(bytes_)})"
+                     for fix, bytes_ in _options(need, architecture, s, budget))
+    return (f"{s.model} at {s.width}x{s.height} with offload '{need.offload}' needs about "
+            f"{mem.gib(need.needs[need.offload])} of GPU memory (weights {mem.gib(sum(need.weights.values()))}, "
+            f"activations of the largest window ({need.tokens:,} tokens) {mem.gib(need.activations)}, VAE decode "
+            f"{mem.gib(need.vae_decode)}), more than gpu_memory {mem.gib(budget)}; " +
+            (f"what fits: {fits}" if fits else "nothing storyforge can set fits: use a GPU with more memory"))
+
+
+def _fitting(need: MemoryNeed, architecture: mem.Architecture, s: Settings, budget: int) -> list[Fix]:
+    return [fix for fix, _ in _options(need, architecture, s, budget)]
+
+
+def _options(need: MemoryNeed, architecture: mem.Architecture, s: Settings,
+             budget: int) -> list[tuple[Fix, int]]:
+    """What would fit in `budget`, each with what it needs: another offload; a smaller window, 540p or the 1.3B
+    model, each with the least offload that makes it fit (less offload renders faster)."""
+    found: list[tuple[Fix, int]] = []
+    for offload in mem.OFFLOADS:
+        if offload != need.offload and need.needs[offload] <= budget:
+            found.append(((("offload", offload),), need.needs[offload]))
+    offloads = [need.offload] + [o for o in mem.OFFLOADS if o != need.offload]
+
+    def least(change: Fix, model: mem.Architecture, width: int, height: int, window: int) -> None:
+        for offload in offloads:
+            bytes_ = mem.needs(model, width, height, window, offload)
+            if bytes_ <= budget:
+                found.append((change + ((("offload", offload),) if offload != need.offload else ()), bytes_))
+                return
+
+    for offload in offloads:  # the largest window that fits, with the least offload
+        latents = next((n for n in range(need.window_latents - 1, 1, -1)
+                        if fx.pixel_frames(n) > s.overlap_frames and
+                        mem.needs(architecture, s.width, s.height, n, offload) <= budget), None)
+        if latents is not None:
+            least((("base_frames", fx.pixel_frames(latents)),), architecture, s.width, s.height, latents)
+            break
+    width, height = RESOLUTIONS["540p"]
+    if s.width * s.height > width * height:
+        window = min(need.window_latents, fx.latents(PRESETS["df-14b-540p"].base_frames))
+        model = "df-14b-540p" if architecture.transformer == mem.DF_14B else s.model
+        change: Fix = (("resolution", "540p"),) + ((("model", model),) if model != s.model else ())
+        least(change, mem.ARCHITECTURES.get(model, architecture), width, height, window)
+    if architecture.transformer == mem.DF_14B:
+        least((("model", "df-1.3b-540p"),), mem.ARCHITECTURES["df-1.3b-540p"], s.width, s.height,
+              need.window_latents)
+    return found
+
+
 def with_keys(plan: Plan) -> Plan:
     """The plan with every job's content key, each chained to the key of the job it continues.
 
@@ -854,8 +947,12 @@ def with_keys(plan: Plan) -> Plan:
         upstream = keys.get(job.after) if job.after else None
         before = keys.get(job.before) if job.before else None
         seeds = job.take_seeds or (job.seed,)
-        take_keys = tuple(job_key(replace(job, seed=seed), upstream, before) for seed in seeds)
-        picked = replace(job, take_seeds=seeds, take_keys=take_keys).for_take(job.take)
+        # dataclasses.replace copies every field: skip it where the seed is the job's own (a one-take job), and
+        # set the take's seed and key in the same copy as the lists (what for_take(job.take) would give)
+        take_keys = tuple(job_key(job if seed == job.seed else replace(job, seed=seed), upstream, before)
+                          for seed in seeds)
+        picked = replace(job, take_seeds=seeds, take_keys=take_keys, seed=seeds[job.take - 1],
+                         key=take_keys[job.take - 1])
         keys[job.id] = picked.key
         keyed[job.id] = picked
     return replace(plan, jobs=tuple(keyed[job.id] for job in plan.jobs))

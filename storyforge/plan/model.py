@@ -109,6 +109,7 @@ class Job:
     before: str | None = None  # a bridge: the job whose first frame it ends on (its second parent)
     # (character, line) spoken in the shot: for people and the review page, never in the cache key
     dialogue: tuple[tuple[str, str], ...] = ()
+    seams_intended: bool = False  # `seams: {intended: true}`: the change at its seams is asked for
 
     @property
     def is_bridge(self) -> bool:
@@ -193,6 +194,7 @@ class Job:
             },
             "line": self.source.line,
             **({"takes": self.takes, "take": self.take} if self.takes > 1 else {}),
+            **({"seams": {"intended": True}} if self.seams_intended else {}),
             **({"dialogue": [{"character": who, "line": line} for who, line in self.dialogue]} if self.dialogue
                else {}),
             **({"keyframe": self.keyframe.to_json()} if self.keyframe is not None else {}),
@@ -229,6 +231,30 @@ class PlanWarning:
 
 
 @dataclass(frozen=True)
+class MemoryNeed:
+    """The GPU memory one model's render needs (see storyforge.plan.memory), in bytes."""
+
+    model: str
+    width: int
+    height: int
+    window_latents: int  # the largest window of the model's jobs
+    tokens: int
+    offload: str  # what the story sets
+    vae_tiling: bool
+    weights: dict[str, int]  # transformer, text_encoder, vae
+    activations: int
+    vae_decode: int
+    needs: dict[str, int]  # offload -> bytes needed
+    budget: int | None  # render.gpu_memory, when set
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "width": self.width, "height": self.height,
+                "window_latents": self.window_latents, "tokens": self.tokens, "offload": self.offload,
+                "vae_tiling": self.vae_tiling, "weights": self.weights, "activations": self.activations,
+                "vae_decode": self.vae_decode, "needs": self.needs, "budget": self.budget}
+
+
+@dataclass(frozen=True)
 class Plan:
     """A whole film compiled: the jobs in film order and the exact length of the cut."""
 
@@ -241,6 +267,7 @@ class Plan:
     jobs: tuple[Job, ...]
     audio: Image | None = None
     warnings: tuple[PlanWarning, ...] = field(default=())
+    memory: tuple[MemoryNeed, ...] = ()  # per model (and offload) of the film, where its architecture is known
 
     @property
     def duration_s(self) -> float:
@@ -299,6 +326,7 @@ class Plan:
             "duration_s": self.duration_s,
             "transformer_calls": self.transformer_calls,
             "audio": _image_json(self.audio),
+            "gpu_memory": [need.to_json() for need in self.memory],
             "jobs": [job.to_json() for job in self.jobs],
             "warnings": [{"line": w.line, "where": w.where, "message": w.message} for w in self.warnings],
         }

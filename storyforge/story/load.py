@@ -28,6 +28,7 @@ from storyforge.story.models import (
     Location,
     RenderSettings,
     Scene,
+    SeamSpec,
     Shot,
     TransitionSpec,
 )
@@ -381,6 +382,7 @@ _MODELS = {
     ("scenes", 0, "shots", 0): Shot,
     ("scenes", 0, "shots", 0, "render"): RenderSettings,
     ("scenes", 0, "shots", 0, "transition"): TransitionSpec,
+    ("scenes", 0, "shots", 0, "seams"): SeamSpec,
     ("scenes", 0, "shots", 0, "dialogue", 0): DialogueLine,
     ("characters", ""): Character,
     ("locations", ""): Location,

@@ -13,7 +13,7 @@ from typing import Any
 
 from storyforge.errors import Problem, StoryError, StoryforgeError
 from storyforge.story.load import PathKey, Story
-from storyforge.story.models import RenderSettings, Scene, Shot, parse_duration, parse_resolution
+from storyforge.story.models import RenderSettings, Scene, Shot, parse_duration, parse_memory, parse_resolution
 from storyforge.story.presets import DEFAULT_MODEL, DEFAULTS, I2V_DEFAULTS, KEYFRAME_PRESETS, PRESETS, preset
 from storyforge.story.root import PathRefused, open_regular, read_bytes
 
@@ -40,6 +40,8 @@ class Settings:
     causal_attention: bool = False  # block-causal attention (a dense mask) instead of full attention
     color_match: bool = True
     takes: int = 1
+    offload: str = "model"  # none | model | sequential (on a GPU)
+    gpu_memory: int | None = None  # bytes the GPU has, when the story says
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,8 @@ def _resolve_shot(story: Story, s: int, scene: Scene, i: int, shot: Shot, overri
     if shot.seed is not None:
         values["seed"] = shot.seed
         origins["seed"] = shot_path + ("seed",)
+    if values.get("gpu_memory") is not None:
+        values["gpu_memory"] = parse_memory(values["gpu_memory"])
     width, height = parse_resolution(values.pop("resolution"))
     origins["width"] = origins["height"] = origins["resolution"]
     settings = Settings(model=model, width=width, height=height, **values)

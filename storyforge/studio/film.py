@@ -64,14 +64,14 @@ class Film:
         except (OSError, ValueError) as error:  # the file half-written by an editor that saves in place
             problems = [{"file": str(self.story_arg), "line": 0, "where": "", "message": str(error),
                          "text": f"{self.story_arg}: {error}"}]
-        state = describe(self.plan, self.out, self.story_arg) if self.plan is not None else {"shots": []}
+        state = describe(self.plan, self.out, self.story_arg) if self.plan is not None else {
+            "shots": [], "stale": False, "to_render": [], "to_cut": [], "film": None}
         state["problems"] = problems
-        state["stale"] = bool(state.get("stale")) or False
         state["version"] = hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
         return state
 
 
-def _run_json(out: Path) -> dict[str, Any]:
+def run_json(out: Path) -> dict[str, Any]:
     """run.json's fields, checked when read through the door (storyforge.readback); {} when there is none."""
     from storyforge.outdir import looking
     from storyforge.readback import read_run
@@ -112,7 +112,7 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
     from storyforge.outdir import read_manifest
     from storyforge.review import take_clip
 
-    run = _run_json(out)
+    run = run_json(out)
     listed = read_manifest(out)
     jobs = run.get("jobs") if isinstance(run.get("jobs"), list) else []  # a damaged run.json shows as no render
     records = {job["id"]: job for job in jobs if isinstance(job, dict) and isinstance(job.get("id"), str)}
@@ -140,9 +140,7 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
                 "status": str(entry.get("status") or "rendered") if entry else "not rendered",
                 "seconds": _number(entry.get("seconds")) if entry else None,
                 "command": f"storyforge pick {_shell(story_arg)} {job.id} {take.take}"})
-        shot_seams = [{"frame": seam["frame"], "kind": str(seam.get("kind")), "jump": _number(seam.get("jump")),
-                       "color_shift": _number(seam.get("color_shift")), "timecode": timecode(seam["frame"], plan.fps)}
-                      for seam in seams.get(job.id, [])]
+        shot_seams = [_seam(seam, plan.fps) for seam in seams.get(job.id, [])]
         for entry in takes:  # the seam report measures the take in the cut: its scores
             entry["scores"] = [seam for seam in shot_seams if seam["jump"] is not None] if (
                 in_cut and entry["take"] == cut_take) else []
@@ -176,6 +174,20 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
         "to_cut": [shot["id"] for shot in shots if shot["state"] == "cut"],
         "warnings": [str(warning) for warning in plan.warnings],
     }
+
+
+def _seam(seam: dict[str, Any], fps: int) -> dict[str, Any]:
+    """A seam of the report for the page: where, its numbers, whether it is likely seen, and what to do then."""
+    from storyforge.console import timecode
+    from storyforge.seams import visible
+
+    found = {"frame": seam["frame"], "kind": str(seam.get("kind")), "jump": _number(seam.get("jump")),
+             "color_shift": _number(seam.get("color_shift")), "intended": seam.get("intended") is True,
+             "timecode": timecode(seam["frame"], fps)}
+    found["visible"] = visible(found)
+    advice = seam.get("advice")
+    found["advice"] = advice if found["visible"] and isinstance(advice, str) else None
+    return found
 
 
 def _whole(value: object) -> bool:
