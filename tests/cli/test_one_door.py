@@ -36,7 +36,7 @@ FUNCTIONS = {
     ("studio/server.py", "serve"): "asks whether the story file named on the command line exists",
     ("studio/server.py", "_asset"): "reads the studio's own page assets from the installed package",
     ("executors/ray_executor.py", "code_fingerprint"): "hashes the installed package's own source files",
-    ("executors/ray_executor.py", "_chain_task"): "a Ray worker's own private scratch folder (tempfile)",
+    ("executors/ray_executor.py", "_strand_task"): "a Ray worker's own private scratch folder (tempfile)",
     ("executors/ray_executor.py", "local"): "a Ray worker's copies of the story's images, in its scratch folder",
     ("executors/ray_cluster.py", "_token_for_this_process"): "a local Ray cluster's session files",
     ("outdir.py", "check_out"): "looks at the --out argument itself, before the door opens it",
