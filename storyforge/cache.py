@@ -81,13 +81,17 @@ class Cache:
     root: Path
     # what was wrong with entries found corrupt and discarded, for the run's notices
     discarded: list[str] = field(default_factory=list)
+    # read, never written: `render --no-cache` looks up the shots it does not render here (a wrong entry is
+    # skipped, not discarded; nothing is swept)
+    readonly: bool = False
 
     def __post_init__(self) -> None:
         self.root = Path(os.path.abspath(self.root))
         self.store = open_root(self.root)
         hold(self.store)  # paths into the cache (a clip linked out, a keyframe) go through this door too
         weakref.finalize(self, release, self.store)
-        self._sweep()
+        if not self.readonly:
+            self._sweep()
 
     def folder(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -352,12 +356,16 @@ class Cache:
 
     def discard(self, key: str, why: str) -> None:
         """Remove a corrupt entry (moved aside first, so nobody reads it half deleted) and remember why."""
+        if self.readonly:
+            return  # found wrong, so not used; left for a run that owns the cache to discard
         with _quietly():
             self._move_aside(self._rel(key))
         self.discarded.append(f"cache entry {key[:12]} was discarded: {why}")
 
     def _clear_way(self, key: str, *, keep_entry: bool = False) -> None:
         """Remove what is not a folder (a link, a file, a FIFO) where the entry's folders belong, with a notice."""
+        if self.readonly:
+            return
         for rel in (key[:2], *(() if keep_entry else (self._rel(key),))):
             try:
                 info = self.store.stat(rel)

@@ -337,12 +337,18 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
         # --no-cache: a private folder of this run (its nonce in the name), removed afterwards or by the next run
         scratch = None if use_cache else stack.enter_context(outdir.scratch(out, "cache"))
         cache = Cache(scratch or Path(cache_root or default_root(plan.story)))
+        shared_root = Path(cache_root or default_root(plan.story))
+        # --no-cache renders what it is asked to again; the shots it is not asked for come from the shared cache,
+        # read only, so re-rolling one shot keeps the others and the film is cut again with the new clip
+        shared = Cache(shared_root, readonly=True) if scratch is not None and only and shared_root.is_dir() \
+            else None
         own = holder is None
         held = holder or ModelHolder(loaded, name=name, options=backend_options or {})
         try:
             run = _film(plan, cache, Setup(name, backend_options or {}, progress), held, targets,
                         make=keyframes_only or name != "animatic", keyframes_only=keyframes_only)
             run.out, run.whole, run.reuse_film = out, not only, use_cache
+            run.store.shared, run.store.reroll = shared, scratch is not None and bool(only)
             if notice:
                 run.notices.append(notice)
             run.notices.extend(run.store.starts.notices)  # keyframe pictures found damaged in the cache

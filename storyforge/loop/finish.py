@@ -39,7 +39,13 @@ def finish(store: JobStore, out: Path, *, whole: bool, reuse_film: bool, before_
     report.seams, report.chains = seam_report(plan, {job_id: entry.meta["seams"] for job_id, entry in
                                                      picked.items() if "seams" in entry.meta})
     report.model_loads = store.model_loads
-    if missing:
+    if missing and store.reroll:
+        # re-rolling: what was there stays until a cut can be made with the new clips (see JobStore.lookup)
+        shots = f"{len(missing)} shots have" if len(missing) > 1 else "1 shot has"
+        report.notices.append(f"film.mp4 was not cut again: {shots} no clip in the cache ({', '.join(missing)});"
+                              f" the film and their clips stay as they were, without the new "
+                              f"{', '.join(sorted(store.targets))}; render without --no-cache to cut it")
+    elif missing:
         _uncut(store, out, report, missing)
     else:
         _cut(store, out, report, reuse_film)

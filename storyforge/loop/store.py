@@ -48,6 +48,8 @@ class JobStore:
         self.index = {name: n for n, name in enumerate(slots, start=1)}  # progress: every take of every job
         self.entries: dict[str, Entry] = {}
         self.records: dict[str, JobRecord] = {}
+        self.shared: Cache | None = None  # --no-cache --only: the shared cache, read for the shots not asked for
+        self.reroll = False  # --no-cache --only: what is in the output folder stays until it can be replaced
         self.notices: list[str] = []
         self.warnings: list[str] = []
         self.model_loads = 0  # models read from disk for this film's nodes
@@ -160,9 +162,13 @@ class JobStore:
         return job
 
     def lookup(self, job: Job) -> Entry | None:
-        """The job's cache entry with the sync frames the cut needs now (re-encoded, not re-rendered, if not)."""
+        """The job's cache entry with the sync frames the cut needs now (re-encoded, not re-rendered, if not); for
+        a job that was not asked for in a --no-cache run, the shared cache's (used as it is, never written)."""
         entry = self.cache.get(self.entry_key(job))
         needed = self.sync_frames[job.id]
+        if entry is None and self.shared is not None and job.id not in self.targets:
+            entry = self.shared.get(self.entry_key(job))
+            return entry if entry is not None and set(needed) <= set(entry.keyframes) else None
         if entry is not None and not set(needed) <= set(entry.keyframes):
             try:
                 entry = self.cache.reencode(entry, needed)

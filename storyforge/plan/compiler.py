@@ -271,8 +271,9 @@ class _Compiler:
                 self.warn_once(shot, self.setting(shot, "causal_attention"),
                           "causal_attention changes nothing with causal_block_size 1 (every block is one latent)",
                           "causal attention")
-        native = preset(s.model)
-        if native is not None and native.repo is not None and RESOLUTIONS[native.resolution] != (s.width, s.height):
+        native = preset(s.model)  # a model the story chose (not the default) made for another frame size
+        if native is not None and native.repo is not None and "model" in shot.origins and \
+                RESOLUTIONS[native.resolution] != (s.width, s.height):
             width, height = RESOLUTIONS[native.resolution]
             other = next((p.name for p in PRESETS.values() if p.repo is not None and p.name.split("-")[1] ==
                           native.name.split("-")[1] and RESOLUTIONS[p.resolution] == (s.width, s.height)), None)

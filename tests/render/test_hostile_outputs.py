@@ -265,10 +265,10 @@ def test_a_model_folder_outside_the_root_is_refused(write_story, story_dir: Path
     (story_dir.parent / "models-elsewhere").mkdir(exist_ok=True)
     write_story(STORY.replace("render: {", "render: {model: ../models-elsewhere, "))
     done = cli("plan", "film.yaml", cwd=story_dir)
-    assert (done.returncode, done.stderr) == (1, f"error: film.yaml:3: '../models-elsewhere' is outside the story root "
-                                                 f"{story_dir.resolve()} (the folder holding .git, else the story "
-                                                 "file's folder); move the file inside it, or allow its folder with "
-                                                 "--allow-path DIR (or STORYFORGE_ALLOW_PATH)\n")
+    assert (done.returncode, done.stderr) == (1, "error: film.yaml:3: render.model: '../models-elsewhere' is outside "
+                                                 f"the story root {story_dir.resolve()} (the folder holding .git, "
+                                                 "else the story file's folder); move the file inside it, or allow its "
+                                                 "folder with --allow-path DIR (or STORYFORGE_ALLOW_PATH)\n")
 
 
 def test_a_cache_that_cannot_be_written_is_one_clear_error(write_story, story_dir: Path) -> None:
