@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from storyforge.enhance.sandbox import MAX_FILM_WORK, Refused, _bound, _simple_shape
 
-from storyforge.enhance import sandbox, template
 from storyforge.errors import StoryError
+from storyforge.story import sandbox, template
 from storyforge.story.load import load
 from storyforge.story.resolve import resolve
+from storyforge.story.sandbox import MAX_FILM_WORK, Refused, _bound, _simple_shape
 
 
 def _fresh() -> sandbox.Sandbox:
