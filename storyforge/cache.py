@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storyforge.confined import Folder, Refused, describe, hold, release
-from storyforge.errors import RenderError
+from storyforge.errors import RenderError, StoryforgeError
 from storyforge.plan.keys import digest
 
 if TYPE_CHECKING:
@@ -445,15 +445,29 @@ class Cache:
             self.store.remove_folder("trash")
 
 
+def present(root: Path) -> bool:
+    """Whether a cache folder is at `root` (reached the way `open_root` does, never through a link); nothing is
+    made."""
+    try:
+        Folder.open(root, below=_anchor(root)).close()
+    except (OSError, StoryforgeError):
+        return False
+    return True
+
+
+def _anchor(root: Path) -> Path:
+    """Where the walk to a cache folder starts: the story's folder for `.storyforge/...`, else its parent."""
+    parts = root.parts
+    mine = max((n for n, part in enumerate(parts) if part == ".storyforge"), default=None)
+    return Path(*parts[:mine]) if mine else root.parent
+
+
 def open_root(root: Path) -> Folder:
     """The cache folder (or one inside it) through the door, made if needed. Below `.storyforge/` (the default
     cache beside a story) every component is walked from the story's folder without following a link; a folder
     named otherwise, its last component."""
-    parts = root.parts
-    mine = max((n for n, part in enumerate(parts) if part == ".storyforge"), default=None)
-    below = Path(*parts[:mine]) if mine else root.parent
     try:
-        return Folder.open(root, create=True, below=below)
+        return Folder.open(root, create=True, below=_anchor(root))
     except Refused as refused:
         if "symbolic link" in str(refused):
             raise

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from storyforge.cache import Cache, Entry, default_root
+from storyforge.cache import present as cache_present
 from storyforge.errors import StoryforgeError
 from storyforge.keyframes import KeyframeRecord
 from storyforge.loop.holder import ModelHolder
@@ -340,7 +341,7 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
         shared_root = Path(cache_root or default_root(plan.story))
         # --no-cache renders what it is asked to again; the shots it is not asked for come from the shared cache,
         # read only, so re-rolling one shot keeps the others and the film is cut again with the new clip
-        shared = Cache(shared_root, readonly=True) if scratch is not None and only and shared_root.is_dir() \
+        shared = Cache(shared_root, readonly=True) if scratch is not None and only and cache_present(shared_root) \
             else None
         own = holder is None
         held = holder or ModelHolder(loaded, name=name, options=backend_options or {})

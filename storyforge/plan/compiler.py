@@ -562,8 +562,11 @@ class _Compiler:
         """The bridge job into `shot` (a V2V extension of `previous` aimed at the shot's first frame), or None
         after reporting why it cannot be planned. It is planned before the shot: both parents are known then
         except for the shot's key, which with_keys adds."""
-        if previous is None:
-            return None  # the shot before failed and was reported (the film's first shot: the story checks)
+        if previous is None:  # the shot before failed and was reported (the film's first shot: the story checks)
+            if not self.problems:
+                self.error(shot, shot.path + ("transition",), "a bridge continues the shot before it, and there is "
+                           "none to continue; use cut or fade")
+            return None
         s, a = shot.settings, previous.settings
         at = shot.path + ("transition",)
         ok = True

@@ -31,7 +31,6 @@ ELSEWHERE = {
 # Single functions of checked modules that look at other files, and why.
 FUNCTIONS = {
     ("render.py", "gpu_driver_present"): "looks for GPU driver files under /proc and /dev",
-    ("render.py", "opened"): "asks whether the shared cache exists before opening it read only (--no-cache --only)",
     ("export_otio.py", "describe"): "reads back the timeline file `export -o` wrote where the user asked",
     ("enhance/lock.py", "run"): "asks whether the story file named on the command line exists, before locking",
     ("studio/server.py", "serve"): "asks whether the story file named on the command line exists",
