@@ -283,15 +283,24 @@ def export(path: Path | str, *, format: str = "otio", output: Path | str | None 
         from storyforge.errors import StoryforgeError
 
         raise StoryforgeError(f"unknown export format {format!r}; use one of: {', '.join(EXPORT_FORMATS)}")
+    from storyforge.confined import holding
     from storyforge.export_otio import export_otio, rendered_clips
+    from storyforge.outdir import looking_from
     from storyforge.render import default_out
 
     story = Path(path)
     compiled = plan(story)
     renders = Path(render_dir) if render_dir is not None else default_out(story)
-    if output is None:
-        output = renders / "film.otio" if rendered_clips(compiled, renders) else story.parent / f"{story.stem}.otio"
-    return export_otio(compiled, Path(output), render_dir=renders)
+    # the render folder as a render reaches it (no link below the story's folder), so no clip, run.json or
+    # film.otio is read or written through a link to somewhere else
+    with looking_from(renders, story) as folder:
+        if folder is None:
+            return export_otio(compiled, Path(output or story.parent / f"{story.stem}.otio"), render_dir=None)
+        with holding(folder):
+            if output is None:
+                output = (folder.path / "film.otio" if rendered_clips(compiled, folder.path)
+                          else story.parent / f"{story.stem}.otio")
+            return export_otio(compiled, Path(output), render_dir=folder.path)
 
 
 EXAMPLE = """\
