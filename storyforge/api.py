@@ -50,23 +50,18 @@ def is_story_file(path: Path | str) -> bool:
 
 def compile_story(story: Story, overrides: dict[str, Any] | None = None) -> Plan:
     """A loaded story compiled to its plan, with templates rendered (no lock applied)."""
-    from storyforge.enhance.template import keyframe_writer, render_texts
-    from storyforge.plan.compiler import compile_plan
-    from storyforge.story.resolve import resolve
+    from storyforge.plan.assemble import assemble
 
-    return compile_plan(resolve(story, overrides), render_texts, keyframe_writer(story))
+    return assemble(story, overrides)
 
 
 def plan(path: Path | str, overrides: dict[str, Any] | None = None, *, use_lock: bool = True) -> Plan:
     """The plan of a story file: final prompts (from its lock file when one matches) and content keys."""
-    story = load_story(path)
-    compiled = compile_story(story, overrides)
-    if use_lock:
-        from storyforge.enhance.lock import apply_lock, apply_picks
+    from storyforge.enhance.lock import applied
+    from storyforge.plan.assemble import assemble
 
-        # the story as loaded above: parsing it twice was a third of `plan`
-        compiled = apply_picks(apply_lock(compiled, story), story)
-    return compiled
+    # the story loaded once: parsing it again for the lock was a third of `plan`
+    return assemble(load_story(path), overrides, lock=applied if use_lock else None)
 
 
 def pick(path: Path | str, shot: str, take: int) -> PickReport:
@@ -288,15 +283,24 @@ def export(path: Path | str, *, format: str = "otio", output: Path | str | None 
         from storyforge.errors import StoryforgeError
 
         raise StoryforgeError(f"unknown export format {format!r}; use one of: {', '.join(EXPORT_FORMATS)}")
+    from storyforge.confined import holding
     from storyforge.export_otio import export_otio, rendered_clips
+    from storyforge.outdir import looking_from
     from storyforge.render import default_out
 
     story = Path(path)
     compiled = plan(story)
     renders = Path(render_dir) if render_dir is not None else default_out(story)
-    if output is None:
-        output = renders / "film.otio" if rendered_clips(compiled, renders) else story.parent / f"{story.stem}.otio"
-    return export_otio(compiled, Path(output), render_dir=renders)
+    # the render folder as a render reaches it (no link below the story's folder), so no clip, run.json or
+    # film.otio is read or written through a link to somewhere else
+    with looking_from(renders, story) as folder:
+        if folder is None:
+            return export_otio(compiled, Path(output or story.parent / f"{story.stem}.otio"), render_dir=None)
+        with holding(folder):
+            if output is None:
+                output = (folder.path / "film.otio" if rendered_clips(compiled, folder.path)
+                          else story.parent / f"{story.stem}.otio")
+            return export_otio(compiled, Path(output), render_dir=folder.path)
 
 
 EXAMPLE = """\

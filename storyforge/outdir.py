@@ -234,6 +234,23 @@ def looking(out: Path) -> Iterator[Folder | None]:
         yield folder
 
 
+@contextlib.contextmanager
+def looking_from(out: Path, story: Path) -> Iterator[Folder | None]:
+    """The output folder of `story` held for reading, reached as `open_out` reaches it (below the story's folder,
+    no link followed; elsewhere, not its last component); None when there is none. A link or a file on the way
+    is refused (storyforge.confined.Refused), as a render refuses it."""
+    given = Path(os.path.abspath(out))
+    story_folder = Path(os.path.abspath(story)).parent
+    below = story_folder if given.is_relative_to(story_folder) and given != story_folder else given.parent
+    try:
+        folder = Folder.open(given, below=below)
+    except (FileNotFoundError, NotADirectoryError):
+        yield None
+        return
+    with folder:
+        yield folder
+
+
 def read_manifest(out: Path) -> set[str]:
     """The files storyforge wrote in `out` (see `read_ours`), for a reader outside a render; empty when the folder
     or its manifest cannot be read."""

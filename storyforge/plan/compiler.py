@@ -19,6 +19,7 @@ from storyforge.story.load import PathKey
 from storyforge.story.models import KEYFRAME_MODEL, MAX_WINDOW_FRAMES, RESOLUTIONS, TransitionSpec, parse_duration
 from storyforge.story.presets import I2V_DEFAULTS, PRESETS, preset
 from storyforge.story.resolve import ResolvedFilm, ResolvedShot, Settings
+from storyforge.story.texts import KeyframeWriter, ShotText
 
 # Frame rates a SkyReels-V2 DF checkpoint renders true to time: trained at 24 fps; its fps input is "16 or not".
 MODEL_FPS = (16, 24)
@@ -29,17 +30,6 @@ def _gib(count: int) -> str:
     return f"{count / 2**30:.1f} GiB"
 
 
-@dataclass(frozen=True)
-class ShotText:
-    """A shot's prompt and camera words after templates."""
-
-    prompt: str
-    camera: str | None
-    cast: tuple[str, ...] = ()  # characters the shot's texts use, in order
-
-
-# Writes a keyframe's edit instruction from the job's final prompt and camera words.
-KeyframeWriter = Callable[[str, "str | None", Keyframe], str]
 
 
 def seconds_to_frames(seconds: float, fps: int) -> int:
@@ -572,8 +562,11 @@ class _Compiler:
         """The bridge job into `shot` (a V2V extension of `previous` aimed at the shot's first frame), or None
         after reporting why it cannot be planned. It is planned before the shot: both parents are known then
         except for the shot's key, which with_keys adds."""
-        if previous is None:
-            return None  # the shot before failed and was reported (the film's first shot: the story checks)
+        if previous is None:  # the shot before failed and was reported (the film's first shot: the story checks)
+            if not self.problems:
+                self.error(shot, shot.path + ("transition",), "a bridge continues the shot before it, and there is "
+                           "none to continue; use cut or fade")
+            return None
         s, a = shot.settings, previous.settings
         at = shot.path + ("transition",)
         ok = True
@@ -649,7 +642,7 @@ class _Compiler:
             template_prompt=text.prompt, camera=text.camera, requested_frames=requested, frames=planned,
             num_frames=num_frames, start_frame=cursor, transition=Transition("continue", 0),
             segments=generation.windows, seed=seed, settings=settings, image=None, end_image=None,
-            source=f"{self.source.file}:{self.source.line(at)}", takes=1, take_seeds=(seed,),
+            source=self.source.at(at), takes=1, take_seeds=(seed,),
         )
 
     def snap_bridge(self, frames: int, shot: ResolvedShot) -> int | None:
@@ -684,11 +677,11 @@ class _Compiler:
                             location=places[0] if places else None, prompt=text.prompt, model=model,
                             steps=spec.steps, guidance=spec.guidance, seed=derive_seed(spec.seed, shot.id),
                             width=width, height=height,
-                            source=f"{self.source.file}:{self.source.line(('keyframes', 'model'))}",
+                            source=self.source.at(("keyframes", "model")),
                             candidates=spec.takes, seeds=tuple(take_seed(derive_seed(spec.seed, shot.id), n)
                                                                for n in range(1, spec.takes + 1)))
         if self.write_keyframe is not None:
-            keyframe = replace(keyframe, prompt=self.write_keyframe(text.prompt, text.camera, keyframe))
+            keyframe = replace(keyframe, prompt=instruction(self.write_keyframe, text.prompt, text.camera, keyframe))
         return keyframe
 
     # -- the whole film --------------------------------------------------------------------------
@@ -849,7 +842,7 @@ class _Compiler:
             requested_frames=requested, frames=planned, num_frames=num_frames, start_frame=start,
             transition=Transition(kind_t, t_frames), segments=generation.windows, seed=seed, settings=s,
             image=shot.image, end_image=shot.end_image,
-            source=f"{self.source.file}:{self.source.line(shot.path)}",
+            source=self.source.at(shot.path),
             takes=s.takes, take_seeds=tuple(take_seed(seed, n) for n in range(1, s.takes + 1)),
             references=context.references, keyframe=context.keyframe,
             dialogue=tuple((spoken.character, spoken.line) for spoken in shot.shot.dialogue),
@@ -967,6 +960,11 @@ def with_keys(plan: Plan) -> Plan:
         keys[job.id] = picked.key
         keyed[job.id] = picked
     return replace(plan, jobs=tuple(keyed[job.id] for job in plan.jobs))
+
+
+def instruction(write: KeyframeWriter, prompt: str, camera: str | None, keyframe: Keyframe) -> str:
+    """A keyframe's edit instruction from the final prompt and camera words, written by `write`."""
+    return write(prompt, camera, [r.name for r in keyframe.references], keyframe.cast, keyframe.location)
 
 
 def compile_plan(film: ResolvedFilm, render_texts: Callable[[ResolvedFilm], Mapping[str, ShotText]],

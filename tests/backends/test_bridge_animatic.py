@@ -81,6 +81,8 @@ def test_the_timeline_export_places_the_bridge_between_its_shots_with_both_seams
     leaving, window = clips[1].markers  # 24 frames from 17-frame windows: a second window at its frame 12
     assert window.marked_range.start_time.value == 12
     (arriving,) = clips[2].markers
-    assert "bridge seam" in leaving.name and leaving.marked_range.start_time.value == 0
-    assert "bridge seam" in arriving.name and arriving.marked_range.start_time.value == 0
+    for marker, frame in ((leaving, 17), (arriving, 17 + 24)):  # the animatic's seams are listed, not scored
+        assert marker.marked_range.start_time.value == 0
+        seam = marker.metadata["storyforge"]["seam"]
+        assert (seam["job"], seam["frame"], seam["kind"]) == ("two/b~bridge", frame, "bridge")
     assert clips[1].metadata["storyforge"]["leads_into"] == "two/b"

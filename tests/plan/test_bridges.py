@@ -244,3 +244,14 @@ def test_a_bridges_prompt_is_locked_like_every_prompt(write_story) -> None:
     plan = api.plan(story)
     assert plan.job("two/b~bridge").prompt == "a long aerial move over snowy hills down to a river at dusk"
     assert plan.job("two/b~bridge").key != before and not plan.warnings
+
+
+def test_the_compiler_refuses_a_first_bridge_even_without_the_story_checks(write_story, monkeypatch) -> None:
+    from storyforge.story import load
+
+    monkeypatch.setattr(load, "check_film", lambda film, source: [])  # as a caller that skips them would
+    text = ERRORS["on the film's first shot"][0]
+    with pytest.raises(PlanError) as caught:
+        api.plan(write_story(text))
+    assert [str(p) for p in caught.value.problems] == [
+        "film.yaml:10: one/a: a bridge continues the shot before it, and there is none to continue; use cut or fade"]

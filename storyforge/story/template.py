@@ -1,6 +1,6 @@
 """The story's template namespace and rendering: every prompt, camera, style and description of a film as text.
 
-What a template may touch and how much work it may do is the sandbox's business (storyforge.enhance.sandbox);
+What a template may touch and how much work it may do is the sandbox's business (storyforge.story.sandbox);
 this module gives templates the story's names and turns each shot's fields into its final prompt.
 """
 
@@ -10,7 +10,7 @@ import contextvars
 import difflib
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, NamedTuple
@@ -19,7 +19,11 @@ from jinja2 import TemplateSyntaxError
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.runtime import Context, StrictUndefined, missing
 
-from storyforge.enhance.sandbox import (
+from storyforge.errors import Problem, StoryError, display_path
+from storyforge.story.load import PathKey, Story
+from storyforge.story.resolve import ResolvedFilm, ResolvedShot
+from storyforge.story.root import PathRefused, read_bytes
+from storyforge.story.sandbox import (
     MAX_TEMPLATE_FILE,
     MAX_TEXT,
     Refused,
@@ -31,12 +35,7 @@ from storyforge.enhance.sandbox import (
     spent,
     text_of,
 )
-from storyforge.errors import Problem, StoryError, display_path
-from storyforge.plan.compiler import KeyframeWriter, ShotText
-from storyforge.plan.model import Keyframe
-from storyforge.story.load import PathKey, Story
-from storyforge.story.resolve import ResolvedFilm, ResolvedShot
-from storyforge.story.root import PathRefused, read_bytes
+from storyforge.story.texts import KeyframeWriter, ShotText
 
 NAMES = ("characters", "film", "location", "locations", "scene", "shot", "style")
 PACKAGED_SUFFIX = ".j2"
@@ -794,11 +793,11 @@ def keyframe_writer(story: Story) -> KeyframeWriter:
     compiled = _Compiled()
     film_work = [0]  # every instruction of the film draws on one film budget, like the prompts do
 
-    def write(prompt: str, camera: str | None, keyframe: Keyframe) -> str:
-        pictures = [f"the {r.name.replace('_', ' ')} from picture {n}"
-                    for n, r in enumerate(keyframe.references, start=1)]
-        scope = {"prompt": prompt, "camera": camera or "", "pictures": pictures, "cast": list(keyframe.cast),
-                 "location": keyframe.location or ""}
+    def write(prompt: str, camera: str | None, references: Sequence[str], cast: Sequence[str],
+              location: str | None) -> str:
+        pictures = [f"the {name.replace('_', ' ')} from picture {n}" for n, name in enumerate(references, start=1)]
+        scope = {"prompt": prompt, "camera": camera or "", "pictures": pictures, "cast": list(cast),
+                 "location": location or ""}
         try:
             if len(source) > MAX_TEXT:
                 raise Refused(f"refused: the text is longer than {MAX_TEXT:,} characters; prompts are short")
