@@ -39,6 +39,10 @@ class ModelHolder:
     def held(self) -> Any:
         return self._held[1] if self._held is not None else None
 
+    def holding(self, name: str, options: dict[str, Any]) -> Any:
+        """The held backend when it is `name` with `options` (what get would hand out without loading), else None."""
+        return self._held[1] if self._held is not None and self._held[0] == _key(name, options) else None
+
     @property
     def loads(self) -> int:
         """Models read from disk by every backend this holder held (since it got them)."""

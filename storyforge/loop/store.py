@@ -124,8 +124,8 @@ class JobStore:
         """What the backend adds to the job's key: the held backend's word when it is this film's, else the same
         worked out without loading it (storyforge.backends.base.keyed): a render whose every job is cached then
         imports no torch and loads no model."""
-        held = self.holder.held
-        if held is None or getattr(held, "name", None) != self.setup.backend:
+        # only the backend this film would be handed: one held with other options may key its pixels otherwise
+        if self.holder.holding(self.setup.backend, self.setup.options) is None:
             if self._keyed is False:
                 from storyforge.backends.base import keyed
 

@@ -165,8 +165,8 @@ class _Compiler:
         if duration is not None:
             changed = changed.model_copy(update={"duration": f"{duration}f"})
         if transition is not None:
-            changed = changed.model_copy(update={"transition": TransitionSpec(type=shot.shot.transition_type,
-                                                                              duration=f"{transition}f")})
+            changed = changed.model_copy(update={"transition": TransitionSpec.model_validate(
+                {"type": shot.shot.transition_type, "duration": f"{transition}f"})})
         trial_shot = replace(shot, shot=changed, settings=replace(shot.settings, **settings))
         with self.trial() as problems:
             self.shot_job(trial_shot, context)
@@ -185,7 +185,9 @@ class _Compiler:
         if self.quiet:
             return []
         candidates = list(dict.fromkeys(candidates))
-        for test in (lambda v: self.accepts(shot, **{name: v}), lambda v: self.helps(shot, **{name: v})):
+        tests: tuple[Callable[[Any], bool], ...] = (lambda v: self.accepts(shot, **{name: v}),
+                                                    lambda v: self.helps(shot, **{name: v}))
+        for test in tests:
             found = []
             for value in candidates:
                 if test(value):
@@ -290,7 +292,8 @@ class _Compiler:
                        "an end frame needs a start frame: add `image:` (the image-to-video pipeline starts from it), "
                        "or `transition: continue` to go on from the previous shot towards the end frame")
             ok = False
-        if s.fps not in MODEL_FPS and (preset(s.model) is None or preset(s.model).repo is not None):
+        native_fps = preset(s.model)
+        if s.fps not in MODEL_FPS and (native_fps is None or native_fps.repo is not None):
             self.error_once(shot, self.setting(shot, "fps"),
                             f"fps {s.fps}: SkyReels-V2 DF checkpoints make motion at 24 fps (their only frame-rate "
                             f"input tells 16 fps from any other), so a {s.fps} fps film would play it "
@@ -703,7 +706,7 @@ class _Compiler:
                 kind, keyframe = "i2v", self.keyframe(shot, text, references)  # a shot that starts a take
                 # image-to-video's recommended guidance and shift, where the story set none (as for `image:`)
                 defaults = {k: v for k, v in I2V_DEFAULTS.items() if shot.origins.get(k) == shot.path}
-                shot = replace(shot, settings=replace(shot.settings, **defaults))
+                shot = replace(shot, settings=replace(shot.settings, **defaults))  # type: ignore[arg-type]  # guidance, shift: floats
             self.context = _Context(kind, keyframe, text, references, previous, chain_frames, cursor,
                                     jobs[-1] if jobs else None)
             made = self.shot_job(shot, self.context)

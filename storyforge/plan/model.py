@@ -182,7 +182,7 @@ class Job:
             "image": _image_json(self.image),
             # the end image conditions the latent after the clip's last one, which is dropped before decoding:
             # it stands about 4 frames after the clip's last frame, not on it
-            "end_image": None if self.end_image is None else {**_image_json(self.end_image),
+            "end_image": None if self.end_image is None else {**(_image_json(self.end_image) or {}),
                                                               "at_frame": self.frames - 1 + TIME_COMPRESSION},
             "attention_mask_bytes": self.attention_mask_bytes,
             "settings": {

@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 
 from jinja2 import TemplateSyntaxError
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
-from jinja2.runtime import Context, StrictUndefined, missing
+from jinja2.runtime import Context, StrictUndefined
+from jinja2.utils import missing
 
 from storyforge.errors import Problem, StoryError, display_path
 from storyforge.story.load import PathKey, Story
@@ -401,7 +402,7 @@ class _Recording:
         """Add this render to the text's tree (unless something in it could not be kept)."""
         if not self.kept:
             return
-        slots: dict[Any, _Step] = renders  # type: ignore[assignment]
+        slots: dict[Any, _Step] = renders
         slot: Any = source
         for steps, read, gave in self.events:
             found = slots.get(slot)
@@ -430,7 +431,8 @@ _CAMERA_MOTION = re.compile(
 
 def split_camera(camera: str) -> tuple[str, str]:
     """'wide shot, low angle, slow push in' -> ('wide shot, low angle', 'slow push in')."""
-    framing, motion = [], []
+    framing: list[str] = []
+    motion: list[str] = []
     for part in (p.strip() for p in camera.split(",")):
         if part:
             (motion if _CAMERA_MOTION.search(part) else framing).append(part)
@@ -450,10 +452,14 @@ class _ShotRenderer:
         self.recordings: list[_Recording] = []  # per template text rendering for real, innermost last
         film, scene, spec = story.film, shot.scene, shot.shot
         s = shot.path[1]
-        characters = _Names("characters", film.characters, lambda name: _Lazy(
-            lambda c=film.characters[name]: _CharacterText(
-                self.text(_Field(f"characters.{name}", c.description, f"characters.{name}",
-                                 ("characters", name, "description"))), name, c.reference or "")), self._use)
+        def character(name: str) -> _Lazy:
+            c = film.characters[name]
+            return _Lazy(lambda: _CharacterText(self.text(_Field(f"characters.{name}", c.description,
+                                                                 f"characters.{name}",
+                                                                 ("characters", name, "description"))),
+                                                name, c.reference or ""))
+
+        characters = _Names("characters", film.characters, character, self._use)
         locations = _Names("locations", film.locations, lambda name: self._lazy(
             f"locations.{name}", film.locations[name].description, f"locations.{name}",
             ("locations", name, "description")))
