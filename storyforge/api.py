@@ -50,23 +50,18 @@ def is_story_file(path: Path | str) -> bool:
 
 def compile_story(story: Story, overrides: dict[str, Any] | None = None) -> Plan:
     """A loaded story compiled to its plan, with templates rendered (no lock applied)."""
-    from storyforge.enhance.template import keyframe_writer, render_texts
-    from storyforge.plan.compiler import compile_plan
-    from storyforge.story.resolve import resolve
+    from storyforge.plan.assemble import assemble
 
-    return compile_plan(resolve(story, overrides), render_texts, keyframe_writer(story))
+    return assemble(story, overrides)
 
 
 def plan(path: Path | str, overrides: dict[str, Any] | None = None, *, use_lock: bool = True) -> Plan:
     """The plan of a story file: final prompts (from its lock file when one matches) and content keys."""
-    story = load_story(path)
-    compiled = compile_story(story, overrides)
-    if use_lock:
-        from storyforge.enhance.lock import apply_lock, apply_picks
+    from storyforge.enhance.lock import applied
+    from storyforge.plan.assemble import assemble
 
-        # the story as loaded above: parsing it twice was a third of `plan`
-        compiled = apply_picks(apply_lock(compiled, story), story)
-    return compiled
+    # the story loaded once: parsing it again for the lock was a third of `plan`
+    return assemble(load_story(path), overrides, lock=applied if use_lock else None)
 
 
 def pick(path: Path | str, shot: str, take: int) -> PickReport:

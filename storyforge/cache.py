@@ -30,6 +30,7 @@ CLIP, META = "clip.mp4", "meta.json"
 # uncompressed .npy (numpy's own format: exact by construction, written and read at memory speed, no codec
 # in the loop). PNG would save about 40% of its size on grainy frames at 200 times the write time.
 TAIL = "tail.npy"
+VERIFIED = "clip.verified"  # the clip's stat when its hash last matched (see Cache._clip_problem)
 MAX_META_BYTES = 8_000_000  # a meta.json with every seam of a very long shot is a few kB
 MAX_TAIL_BYTES = 4_000_000_000  # overlap_frames frames at 720p are ~50 MB; a 4K tail of 97 frames is 2.4 GB
 
@@ -128,12 +129,27 @@ class Cache:
         return Entry(key, self.folder(key), meta)
 
     def _clip_problem(self, key: str, meta: dict[str, Any]) -> str | None:
-        """The clip's size, then its bytes, against what was recorded: garbage of the right size is caught too."""
+        """The clip's size, then its bytes, against what was recorded: garbage of the right size is caught too.
+
+        The bytes are hashed only when the clip's stat (size, mtime, ctime, inode) is not the one recorded at the
+        last hash that matched (VERIFIED, beside it), as DVC trusts an unchanged file: any write to the clip, even
+        of the same size, changes its ctime, so it is hashed again; a lookup of an untouched clip reads no byte."""
         with self.store.reader(self._rel(key, CLIP)) as handle:
-            if os.fstat(handle.fileno()).st_size != meta["clip_bytes"]:
+            info = os.fstat(handle.fileno())
+            if info.st_size != meta["clip_bytes"]:
                 return "its clip or meta changed"
+            seen = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, meta["clip_sha256"]]
+            try:
+                if self.store.read_json(self._rel(key, VERIFIED), 4096) == seen:
+                    return None
+            except (OSError, ValueError, Refused):
+                pass
             if _sha256_of(handle) != meta["clip_sha256"]:
                 return "its clip's content changed (its hash does not match)"
+        try:  # remembered for the next lookup; a cache that cannot be written only costs it the hashing
+            self.store.write_text(self._rel(key, VERIFIED), json.dumps(seen))
+        except (OSError, Refused):
+            pass
         return None
 
     def clip_path(self, entry: Entry) -> Path:

@@ -275,8 +275,8 @@ def render(
 ) -> None:
     """Render every shot (cached by content) and cut film.mp4, with clips/, plan.json and run.json."""
     from storyforge import api
-    from storyforge.backends.multigpu import is_writer
     from storyforge.console import done, err, say, seam_summary, show_note, show_warning, show_warnings
+    from storyforge.executors.ranks import is_writer
 
     shots = [name.strip() for value in only or () for name in value.split(",") if name.strip()] or None
     options: dict[str, Any] | None = None

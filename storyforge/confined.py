@@ -15,6 +15,7 @@ each component before each use (resolve-and-confine), which is weaker only again
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -586,17 +587,33 @@ def _size(limit: int) -> str:
 
 _held: dict[Path, list[Folder]] = {}
 _held_lock = threading.Lock()
+# Folders to let go of: `release` also runs from finalizers (a Cache that is collected), which the collector may
+# call in the middle of any code of this thread, `held` included, while it holds _held_lock: waiting for the
+# lock there would wait forever, so a release is queued and applied by whoever holds the lock next.
+_released: collections.deque[Folder] = collections.deque()
 
 
 def hold(folder: Folder) -> None:
     """Route every path-based read and write below `folder.path` (storyforge.atomic) through `folder`."""
     with _held_lock:
+        _let_go()
         _held.setdefault(folder.path, []).append(folder)
 
 
 def release(folder: Folder) -> None:
-    """Undo `hold`."""
-    with _held_lock:
+    """Undo `hold` (now, or as soon as the lock is free: see _released)."""
+    _released.append(folder)
+    if _held_lock.acquire(blocking=False):
+        try:
+            _let_go()
+        finally:
+            _held_lock.release()
+
+
+def _let_go() -> None:
+    """Apply the queued releases; the caller holds _held_lock."""
+    while _released:
+        folder = _released.popleft()
         stack = _held.get(folder.path, [])
         if folder in stack:
             stack.remove(folder)
@@ -618,6 +635,7 @@ def held(path: Path | str) -> tuple[Folder, Path] | None:
     """The innermost held Folder `path` lies in, and `path` relative to it; None when none holds it."""
     path = Path(os.path.abspath(path))
     with _held_lock:
+        _let_go()
         best = None
         for root, stack in _held.items():
             inside = path == root or root in path.parents

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from storyforge.atomic import replacing, write_text
 from storyforge.errors import StoryforgeError, display_path
 from storyforge.seams import visible
+from storyforge.story.checks import file_stem
 
 if TYPE_CHECKING:
     from storyforge.confined import Folder
@@ -183,7 +184,7 @@ def rebuild(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewRep
 def _clip_of(folder: Folder, job: Job, take: int) -> str | None:
     """The take's clip relative to the folder when it is a regular file there (clips/ for a one-take job of an
     older render); a link is never a take."""
-    for name in (take_clip(job, take), *(("clips/" + job.id.replace("/", "__") + ".mp4",) if take == 1 else ())):
+    for name in (take_clip(job, take), *(("clips/" + file_stem(job.id) + ".mp4",) if take == 1 else ())):
         if folder.is_file(name):
             return name
     return None

@@ -38,12 +38,12 @@ from storyforge.cut import (
     Probe,
     StitchError,
     cut_key,
-    keyframes,
+    sync_frames,
     total_frames,
 )
 
 __all__ = ["STITCH_VERSION", "TRANSITIONS", "ClipCheck", "CutClip", "StitchError", "StitchReport", "check_clip",
-           "cut_key", "keyframes", "stitch", "total_frames"]
+           "cut_key", "stitch", "sync_frames", "total_frames"]
 
 if TYPE_CHECKING:
     import numpy as np
@@ -139,7 +139,7 @@ def _decode_range(path: Path, probe: Probe, lo: int, hi: int, size: tuple[int, i
 
 
 def _render_windows(
-    windows: list[cut.Window],
+    windows: list[cut.Blend],
     sources: list[Path],
     probes: list[Probe],
     size: tuple[int, int],
@@ -197,14 +197,28 @@ _AudioJob = tuple[subprocess.Popen[bytes], Any, Path]  # ffmpeg, its stderr file
 
 
 def _start_audio(audio: Path, seconds: float, path: Path) -> _AudioJob:
-    """Build the film's one audio track (AAC, cut or padded with silence to `seconds`) in the background."""
+    """Build the film's one audio track (AAC, cut or padded with silence to `seconds`) in the background.
+
+    The soundtrack is a file the story names: it is opened once here (a link swapped in since the plan is
+    refused, a FIFO never blocks) and ffmpeg reads that open file (`/dev/fd/N`), not the name again."""
+    from storyforge.story.root import PathRefused, open_regular
+
+    try:
+        fd = open_regular(audio, shown=f"the soundtrack {audio}", nofollow=True)
+    except PathRefused as refused:
+        raise StitchError(f"{refused} (it was checked when the story was planned)") from None
+    source = f"/dev/fd/{fd}" if os.path.isdir("/dev/fd") else str(audio)
     log = tempfile.TemporaryFile()
     cmd = [
-        ffmpeg_exe(), "-v", "error", "-y", "-i", str(audio), "-map", "0:a:0", "-vn",
+        ffmpeg_exe(), "-v", "error", "-y", "-i", source, "-map", "0:a:0", "-vn",
         "-af", f"apad=whole_dur={seconds:.6f},atrim=duration={seconds:.6f}",
         "-ar", "48000", "-c:a", "aac", "-b:a", "192k", "-f", "mp4", str(path),
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                                pass_fds=(fd,) if source != str(audio) else ())
+    finally:
+        os.close(fd)  # the child has its own copy
     return proc, log, audio
 
 
@@ -308,7 +322,7 @@ def stitch(
     """Join the clips into `out` along their transitions, atomically, and check the result.
 
     Packets no transition touches are copied; transition windows are re-encoded with the clips' encoder
-    settings (so clips need keyframes where keyframes() says). A clip that cannot sit in the same H.264
+    settings (so clips need sync frames where sync_frames() says). A clip that cannot sit in the same H.264
     stream (other size or settings, B-frames, no keyframe where it is cut) is re-encoded first, with a
     warning. verify="decode" decodes the result to count its frames; "packets" counts its packets and
     checks their timestamps only, which skips the decode that dominates a hard-cut film's time.
@@ -346,7 +360,7 @@ def stitch(
         sources = [Path(c.path) for c in clips]
         # The film takes the most common clip size (the first clip's on a tie).
         size = Counter(p.size for p in probes).most_common(1)[0][0]
-        windows = [p for p in pieces if isinstance(p, cut.Window)]
+        windows = [p for p in pieces if isinstance(p, cut.Blend)]
         window_file = scratch / "windows.mp4"
         if windows:
             _render_windows(windows, sources, probes, size, fps, window_file)
@@ -355,7 +369,7 @@ def stitch(
         for i in redo:
             sources[i] = _reencode_clip(
                 sources[i], scratch / f"clip{i}.mp4", name=names[i], frames=clips[i].frames, size=size,
-                fps=fps, keys=keyframes(clips)[i],
+                fps=fps, keys=sync_frames(clips)[i],
             )  # fmt: skip
         segments, copied = cut.segments(pieces, sources, window_file, redo)
         if audio_job is not None:

@@ -84,14 +84,12 @@ class SkyReelsDF:
     """Renders jobs with the SkyReels-V2 DF pipelines; each model is loaded once per instance."""
 
     name = "skyreels-df"
+    splits_generations = True  # takes `parallel`: an executor running ranks (torchrun) hands it their group
 
     def __init__(self, device: str | None = None, dtype: str | None = None,
-                 parallel: SequenceParallel | bool | None = None):
-        # parallel: split each generation across the GPUs of a torchrun launch; None decides from WORLD_SIZE
-        if parallel is None:
-            parallel = multigpu.ranks().parallel
-        self.parallel: SequenceParallel | None = (
-            multigpu.setup() if parallel is True else None if parallel is False else parallel)
+                 parallel: SequenceParallel | None = None):
+        # parallel: the Ulysses group each generation is split across (storyforge.executors.ranks joins it)
+        self.parallel = parallel
         if device is None and self.parallel is not None:
             device = self.parallel.device
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -117,7 +115,7 @@ class SkyReelsDF:
 
     def identity(self, job: Job) -> dict[str, Any]:
         # the same function keys entries before any backend is loaded (storyforge.backends.skyreels_key)
-        return identity(model_identity(self.source(job.settings.model)), dtype=_dtype_name(self.dtype),
+        return identity(model_identity(self.source(job.settings.model), job), dtype=_dtype_name(self.dtype),
                         vae_dtype=_dtype_name(self.vae_dtype), device_type=self.device_type,
                         diffusers=diffusers.__version__,
                         ulysses=self.parallel.size if self.parallel is not None else None)
@@ -330,7 +328,7 @@ class SkyReelsDF:
 
     def _check_parallel(self, job: Job, parallel: SequenceParallel) -> None:
         """Every rank must run the same generation: the same job and seed (the noise is drawn on each rank)."""
-        if multigpu.share((job.key, job.seed)) != (job.key, job.seed):
+        if parallel.from_first((job.key, job.seed)) != (job.key, job.seed):
             raise RenderError(f"job {job.id}: this rank's plan differs from rank 0's (key or seed); every torchrun "
                               "process must render the same story file with the same options")
         heads = self._load(job.settings.model).pipelines["t2v"].transformer.config.num_attention_heads

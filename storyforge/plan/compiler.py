@@ -19,6 +19,7 @@ from storyforge.story.load import PathKey
 from storyforge.story.models import KEYFRAME_MODEL, MAX_WINDOW_FRAMES, RESOLUTIONS, TransitionSpec, parse_duration
 from storyforge.story.presets import I2V_DEFAULTS, PRESETS, preset
 from storyforge.story.resolve import ResolvedFilm, ResolvedShot, Settings
+from storyforge.story.texts import KeyframeWriter, ShotText
 
 # Frame rates a SkyReels-V2 DF checkpoint renders true to time: trained at 24 fps; its fps input is "16 or not".
 MODEL_FPS = (16, 24)
@@ -29,17 +30,6 @@ def _gib(count: int) -> str:
     return f"{count / 2**30:.1f} GiB"
 
 
-@dataclass(frozen=True)
-class ShotText:
-    """A shot's prompt and camera words after templates."""
-
-    prompt: str
-    camera: str | None
-    cast: tuple[str, ...] = ()  # characters the shot's texts use, in order
-
-
-# Writes a keyframe's edit instruction from the job's final prompt and camera words.
-KeyframeWriter = Callable[[str, "str | None", Keyframe], str]
 
 
 def seconds_to_frames(seconds: float, fps: int) -> int:
@@ -175,8 +165,8 @@ class _Compiler:
         if duration is not None:
             changed = changed.model_copy(update={"duration": f"{duration}f"})
         if transition is not None:
-            changed = changed.model_copy(update={"transition": TransitionSpec(type=shot.shot.transition_type,
-                                                                              duration=f"{transition}f")})
+            changed = changed.model_copy(update={"transition": TransitionSpec.model_validate(
+                {"type": shot.shot.transition_type, "duration": f"{transition}f"})})
         trial_shot = replace(shot, shot=changed, settings=replace(shot.settings, **settings))
         with self.trial() as problems:
             self.shot_job(trial_shot, context)
@@ -195,7 +185,9 @@ class _Compiler:
         if self.quiet:
             return []
         candidates = list(dict.fromkeys(candidates))
-        for test in (lambda v: self.accepts(shot, **{name: v}), lambda v: self.helps(shot, **{name: v})):
+        tests: tuple[Callable[[Any], bool], ...] = (lambda v: self.accepts(shot, **{name: v}),
+                                                    lambda v: self.helps(shot, **{name: v}))
+        for test in tests:
             found = []
             for value in candidates:
                 if test(value):
@@ -300,7 +292,8 @@ class _Compiler:
                        "an end frame needs a start frame: add `image:` (the image-to-video pipeline starts from it), "
                        "or `transition: continue` to go on from the previous shot towards the end frame")
             ok = False
-        if s.fps not in MODEL_FPS and (preset(s.model) is None or preset(s.model).repo is not None):
+        native_fps = preset(s.model)
+        if s.fps not in MODEL_FPS and (native_fps is None or native_fps.repo is not None):
             self.error_once(shot, self.setting(shot, "fps"),
                             f"fps {s.fps}: SkyReels-V2 DF checkpoints make motion at 24 fps (their only frame-rate "
                             f"input tells 16 fps from any other), so a {s.fps} fps film would play it "
@@ -652,7 +645,7 @@ class _Compiler:
             template_prompt=text.prompt, camera=text.camera, requested_frames=requested, frames=planned,
             num_frames=num_frames, start_frame=cursor, transition=Transition("continue", 0),
             segments=generation.windows, seed=seed, settings=settings, image=None, end_image=None,
-            source=f"{self.source.file}:{self.source.line(at)}", takes=1, take_seeds=(seed,),
+            source=self.source.at(at), takes=1, take_seeds=(seed,),
         )
 
     def snap_bridge(self, frames: int, shot: ResolvedShot) -> int | None:
@@ -687,11 +680,11 @@ class _Compiler:
                             location=places[0] if places else None, prompt=text.prompt, model=model,
                             steps=spec.steps, guidance=spec.guidance, seed=derive_seed(spec.seed, shot.id),
                             width=width, height=height,
-                            source=f"{self.source.file}:{self.source.line(('keyframes', 'model'))}",
+                            source=self.source.at(("keyframes", "model")),
                             candidates=spec.takes, seeds=tuple(take_seed(derive_seed(spec.seed, shot.id), n)
                                                                for n in range(1, spec.takes + 1)))
         if self.write_keyframe is not None:
-            keyframe = replace(keyframe, prompt=self.write_keyframe(text.prompt, text.camera, keyframe))
+            keyframe = replace(keyframe, prompt=instruction(self.write_keyframe, text.prompt, text.camera, keyframe))
         return keyframe
 
     # -- the whole film --------------------------------------------------------------------------
@@ -713,7 +706,7 @@ class _Compiler:
                 kind, keyframe = "i2v", self.keyframe(shot, text, references)  # a shot that starts a take
                 # image-to-video's recommended guidance and shift, where the story set none (as for `image:`)
                 defaults = {k: v for k, v in I2V_DEFAULTS.items() if shot.origins.get(k) == shot.path}
-                shot = replace(shot, settings=replace(shot.settings, **defaults))
+                shot = replace(shot, settings=replace(shot.settings, **defaults))  # type: ignore[arg-type]  # guidance, shift: floats
             self.context = _Context(kind, keyframe, text, references, previous, chain_frames, cursor,
                                     jobs[-1] if jobs else None)
             made = self.shot_job(shot, self.context)
@@ -852,7 +845,7 @@ class _Compiler:
             requested_frames=requested, frames=planned, num_frames=num_frames, start_frame=start,
             transition=Transition(kind_t, t_frames), segments=generation.windows, seed=seed, settings=s,
             image=shot.image, end_image=shot.end_image,
-            source=f"{self.source.file}:{self.source.line(shot.path)}",
+            source=self.source.at(shot.path),
             takes=s.takes, take_seeds=tuple(take_seed(seed, n) for n in range(1, s.takes + 1)),
             references=context.references, keyframe=context.keyframe,
             dialogue=tuple((spoken.character, spoken.line) for spoken in shot.shot.dialogue),
@@ -970,6 +963,11 @@ def with_keys(plan: Plan) -> Plan:
         keys[job.id] = picked.key
         keyed[job.id] = picked
     return replace(plan, jobs=tuple(keyed[job.id] for job in plan.jobs))
+
+
+def instruction(write: KeyframeWriter, prompt: str, camera: str | None, keyframe: Keyframe) -> str:
+    """A keyframe's edit instruction from the final prompt and camera words, written by `write`."""
+    return write(prompt, camera, [r.name for r in keyframe.references], keyframe.cast, keyframe.location)
 
 
 def compile_plan(film: ResolvedFilm, render_texts: Callable[[ResolvedFilm], Mapping[str, ShotText]],

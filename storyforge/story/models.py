@@ -394,6 +394,6 @@ class Film(Strict):
     locations: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Location] = Field(default_factory=dict)
     keyframes: Keyframes | None = Field(
         None, description="Generate a start frame for every shot that starts a take and has references.")
-    enhance: Enhance = Field(default_factory=Enhance)
+    enhance: Enhance = Field(default_factory=lambda: Enhance.model_validate({}))
     scenes: list[Scene] = Field(min_length=1)
     audio: str | None = Field(None, description="A soundtrack, trimmed or padded to the cut.")

@@ -156,7 +156,7 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
                                                                f"--keyframe {number}"})
         shots.append({
             "id": job.id, "scene": job.id.split("/")[0], "pick": job.take, "takes": takes, "kind": job.kind,
-            "after": job.after, "prompt": job.prompt, "camera": job.camera, "line": int(job.source.rsplit(":", 1)[1]),
+            "after": job.after, "prompt": job.prompt, "camera": job.camera, "line": job.source.line,
             "start_frame": job.start_frame, "frames": job.frames, "timecode": timecode(job.start_frame, plan.fps),
             "transition": {"type": job.transition.type, "frames": job.transition.frames},
             "seams": shot_seams,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, ROOT, run_cli
 
 from storyforge import __version__
 from storyforge.render import fallback_notice
@@ -45,9 +45,10 @@ WARN_B = ("film.yaml:11: s/b: the last window has 9 of 25 latents but costs near
           "giving equal windows is cheaper per frame: use 80f (3.33s) or 160f (6.67s)")
 
 
-def storyforge(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "storyforge", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=300)
+def storyforge(*args: str, cwd: Path = ROOT, env: dict[str, str | None] | None = None
+               ) -> subprocess.CompletedProcess[str]:
+    """The CLI in this process (what it says is the point here, not the process; tests/conftest.run_cli)."""
+    return run_cli(*args, cwd=cwd, env=env)
 
 
 # -- 4. warnings that finish the job ---------------------------------------------------------------------

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from storyforge import api
 
@@ -43,9 +42,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "storyforge", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=300)
+    """`storyforge ARGS` in this process (tests/conftest.run_cli)."""
+    return run_cli(*args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

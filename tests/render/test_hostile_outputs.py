@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 from storyforge import api
 from storyforge.atomic import write_text
@@ -35,8 +35,8 @@ TOTAL = 9 + 8 + 9
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "storyforge", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    """`storyforge ARGS` in this process (tests/conftest.run_cli)."""
+    return run_cli(*args, cwd=cwd)
 
 
 def said(done: subprocess.CompletedProcess[str]) -> str:

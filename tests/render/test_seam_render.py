@@ -15,7 +15,7 @@ from conftest import ROOT
 from storyforge import api
 from storyforge.cache import TAIL, Cache, CorruptEntry
 from storyforge.clipfile import count_frames, read_frames
-from storyforge.render import Run, clip_name
+from storyforge.render import ModelHolder, clip_name, worker
 
 pytestmark = pytest.mark.torch
 
@@ -121,12 +121,13 @@ def test_continuations_condition_on_the_lossless_tail_and_two_phases_equal_one_r
 
     # what `s/b` conditions on is `s/a`'s tail exactly as it was encoded, not the H.264 decode of its clip
     cache = Cache(tmp_path / "one-cache")
-    run = Run(plan, cache, "skyreels-df", {}, None, {job.id for job in plan.jobs})
+    holder = ModelHolder()
+    run = worker(plan, cache, "skyreels-df", {}, holder, {}, {job.id for job in plan.jobs})
     try:
-        head = run.ensure(plan.job("s/a"))
-        conditioning = run.tail(plan.job("s/b"))
+        head = run.store.ensure(plan.job("s/a"))
+        conditioning = run.store.tail(plan.job("s/b"))
     finally:
-        run.close_backend()
+        holder.free()
     overlap = plan.job("s/b").settings.overlap_frames
     assert head.meta["tail_frames"] == overlap
     assert np.array_equal(conditioning, np.load(head.folder / TAIL))
