@@ -182,7 +182,9 @@ def _integer(value: Any, *, low: int = 0, high: int = 10**12) -> int | None:
 
 
 def _text(value: Any, limit: int = 4096) -> str | None:
-    return value if isinstance(value, str) and len(value) <= limit else None
+    """A string field as storyforge writes them: bounded, and encodable (a lone surrogate, JSON's \\ud800, would
+    break the first page or file it is written into)."""
+    return value if isinstance(value, str) and len(value) <= limit and _encodable(value) else None
 
 
 def _number(value: Any) -> float | None:

@@ -152,6 +152,10 @@ def test_a_damaged_manifest_is_one_clear_error_and_removing_it_heals(write_story
         {**job, "clip": "clips/\ud800.mp4", "takes": [{"take": 1, "key": job["key"], "status": "rendered",
                                                         "clip": "takes/\udfff/take1.mp4"}]}
         for job in json.loads(path.read_text())["jobs"]], "keyframes": [{"image": "keyframes/\ud800.png"}]}))),
+    ("texts with a lone surrogate", lambda path: path.write_text(json.dumps({**json.loads(path.read_text()),
+        "backend": "\ud800", "cut_key": "\udfff", "jobs": [{**job, "id": job["id"] + "\ud800", "status": "\ud800"}
+                                                           for job in json.loads(path.read_text())["jobs"]],
+        "seams": [{"job": "s/b", "frame": 9, "kind": "\ud800", "jump": 1.0, "color_shift": 1.0}]}))),
     ("clips with control characters", lambda path: path.write_text(json.dumps({**json.loads(path.read_text()), "jobs": [
         {**job, "clip": "clips/a\nb\x1b.mp4"} for job in json.loads(path.read_text())["jobs"]]}))),
 ])
