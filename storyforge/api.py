@@ -75,6 +75,21 @@ def pick(path: Path | str, shot: str, take: int) -> PickReport:
     return pick_take(path, shot, take)
 
 
+def pick_keyframe(path: Path | str, shot: str, number: int) -> bool:
+    """Choose keyframe candidate `number` of `shot` as the picture its video starts from; True when the lock
+    changed."""
+    from storyforge.enhance.lock import pick_keyframe as choose
+
+    return choose(path, shot, number)
+
+
+def lock_file(path: Path | str) -> Path:
+    """The lock file beside a story (film.yaml -> film.lock.json)."""
+    from storyforge.enhance.lock import lock_path
+
+    return lock_path(Path(path))
+
+
 def enhance(path: Path | str, *, llm: str | None = None, force: bool = False,
             on_progress: Callable[[int, int], None] | None = None) -> EnhanceReport:
     """Fill the story's lock file (film.lock.json) for shots whose inputs changed (every shot with `force`),
@@ -107,12 +122,12 @@ def review(path: Path | str, *, out: Path | str | None = None) -> ReviewReport:
     from storyforge import outdir
     from storyforge.errors import display_path
     from storyforge.render import default_out
-    from storyforge.review import rebuild, written_names
+    from storyforge.review import rebuild, rendered_here, written_names
 
     story = Path(path)
     compiled = plan(story)
     folder = Path(out) if out is not None else default_out(story)
-    if not (folder / "run.json").is_file():
+    if not rendered_here(compiled, folder):
         return rebuild(compiled, folder, story_arg=display_path(story))  # says that nothing was rendered there
     with outdir.claimed(folder, story, written_names(compiled)) as held:  # the page's files, in its manifest
         return rebuild(compiled, held, story_arg=display_path(story))
@@ -183,9 +198,11 @@ def _as_loaded(schema: dict[str, Any]) -> None:
         ((pattern, value),) = mapping.pop("patternProperties").items()
         mapping["propertyNames"] = {"pattern": pattern}
         mapping["additionalProperties"] = value
-    # a cut or a continue has no length
-    defs["TransitionSpec"]["if"] = {"properties": {"type": {"enum": ["cut", "continue"]}}}
-    defs["TransitionSpec"]["then"] = {"not": {"required": ["duration"]}}
+    # a cut or a continue has no length; only a bridge has a prompt
+    defs["TransitionSpec"]["allOf"] = [
+        {"if": {"properties": {"type": {"enum": ["cut", "continue"]}}}, "then": {"not": {"required": ["duration"]}}},
+        {"if": {"properties": {"type": {"not": {"const": "bridge"}}}}, "then": {"not": {"required": ["prompt"]}}},
+    ]
     # WIDTHxHEIGHT with both sides non-zero multiples of 16
     side = _multiple_of_16()
     for branch in defs["RenderSettings"]["properties"]["resolution"]["anyOf"]:

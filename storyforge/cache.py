@@ -119,6 +119,30 @@ class Cache:
             raise CorruptEntry(entry.key)
         return np.stack(kept)
 
+    def head(self, entry: Entry, first: int) -> np.ndarray:
+        """The entry's `first` frames (all of them when it has fewer): from its lossless tail when that holds the
+        whole clip, else decoded from the clip's start; a clip that does not decode is discarded."""
+        import numpy as np
+
+        from storyforge.clipfile import ClipError, iter_frames
+
+        lossless = self.tail(entry)
+        if lossless is not None and len(lossless) >= entry.frames:
+            return lossless[:first]
+        kept: list[np.ndarray] = []
+        try:
+            for frame in iter_frames(entry.clip):
+                kept.append(frame)
+                if len(kept) == first:
+                    break
+        except (ClipError, OSError) as error:
+            self.discard(entry.key, f"its clip does not decode ({error})")
+            raise CorruptEntry(entry.key) from error
+        if len(kept) < min(first, entry.frames):
+            self.discard(entry.key, f"its clip decodes to {len(kept)} frames, not {entry.frames}")
+            raise CorruptEntry(entry.key)
+        return np.stack(kept)
+
     def put(self, key: str, frames: np.ndarray | Iterator[np.ndarray], *, job: Job, fps: int,
             keyframes: Sequence[int], identity: dict[str, Any], seconds: float | Callable[[], float],
             tail: Callable[[], np.ndarray | None] | None = None,

@@ -196,15 +196,29 @@ def enhance(
 def pick(
     file: Path = typer.Argument(..., metavar="FILE", help="The story file."),
     shot: str = typer.Argument(..., metavar="SHOT", help="The shot, as scene/shot."),
-    take: int = typer.Argument(..., metavar="TAKE", help="The take to use (1 is the first)."),
+    take: int | None = typer.Argument(None, metavar="[TAKE]", help="The take to use (1 is the first)."),
+    keyframe: int | None = typer.Option(None, "--keyframe", metavar="N",
+                                        help="Choose keyframe candidate N (`keyframes: {takes: N}`) as the picture "
+                                             "the shot's video starts from, instead of a take."),
     allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
-    """Choose which take of a shot the film uses; the lock file (film.lock.json) keeps the choice."""
+    """Choose which take of a shot the film uses (or, with --keyframe, which start picture); the lock file
+    (film.lock.json) keeps the choice."""
     from storyforge import api
-    from storyforge.console import out
+    from storyforge.console import out, shown
     from storyforge.errors import display_path
 
+    if (take is None) == (keyframe is None):
+        raise typer.BadParameter("name a TAKE, or a keyframe candidate with --keyframe N (not both)",
+                                 param_hint="'TAKE'")
     with _allowing(allow_path):
+        if keyframe is not None:
+            changed = api.pick_keyframe(file, shot, keyframe)
+            out.print(f"[green]✓[/green] {shown(shot)}: keyframe {keyframe} picked"
+                      f"{'' if changed else ' (unchanged)'} in {shown(display_path(api.lock_file(file)))}; "
+                      f"`storyforge render {shown(file)}` renders the shot from it")
+            return
+        assert take is not None
         report = api.pick(file, shot, take)
     was = "unchanged" if not report.changed else f"was take {report.previous}"
     out.print(f"[green]✓[/green] {report.shot}: take {report.take} of {report.takes} picked ({was}) in "
@@ -452,6 +466,50 @@ def review(
         import webbrowser
 
         webbrowser.open(report.page.resolve().as_uri())
+
+
+@app.command(cls=StoryCommand)
+def studio(
+    file: Path = typer.Argument(..., metavar="FILE", help="The story file."),
+    out_dir: Path | None = typer.Option(None, "--out", metavar="DIR",
+                                        help="The render's output folder (default: renders/<story>/)."),
+    port: int | None = typer.Option(None, "--port", metavar="N", min=0, max=65535,
+                                    help="The port to listen on (default: the first free one from 8765; 0: any)."),
+    host: str = typer.Option("127.0.0.1", "--host", metavar="ADDR",
+                             help="The address to listen on; anything but 127.0.0.1 lets other machines ask, so "
+                                  "prefer `ssh -L 8765:127.0.0.1:8765 host` for remote use."),
+    open_page: bool | None = typer.Option(None, "--open/--no-open",
+                                          help="Open the page in a browser (default: when a display is there)."),
+    backend: BackendChoice | None = typer.Option(None, "--backend",
+                                                 help="How to render takes (default: the last render's, else auto)."),
+    allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
+) -> None:
+    """A local web app over the story: compare takes, pick, reject, note, ask for another take, cut again."""
+    import os
+
+    from storyforge.console import out, show_warning
+    from storyforge.studio.server import serve
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        show_warning(f"--host {host}: the studio answers other machines there (token required); for remote use "
+                     "prefer `ssh -L 8765:127.0.0.1:8765 <this machine>` and the default address")
+    display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in (
+        "darwin", "win32")
+
+    def say(url: str) -> None:
+        sys.stdout.write(f"storyforge studio: {url}\n")  # the first line with http:// (a contract; see DESIGN 9)
+        sys.stdout.flush()
+        out.print("  press Ctrl-C to stop; the token in the address is this session's key: share it with no one")
+
+    def ready(url: str) -> None:
+        if open_page if open_page is not None else display:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    with _allowing(allow_path):
+        serve(file, out=out_dir, host=host, port=port, backend=backend.value if backend else None, say=say,
+              ready=ready)
 
 
 class _NoBars:

@@ -139,6 +139,51 @@ class ColorMatch:
         return np.concatenate(out) if out else held[:0]
 
 
+class Arrival:
+    """A bridge's last window eased toward the shot it leads into, whose first frames were rendered before it.
+
+    The frames from `start` (job frame where the bridge's last window begins) to its end are held; at `finish`
+    one map (as at any seam: its last SIDE frames onto the `target` shot's first SIDE) is computed and faded in
+    over them along a smoothstep: none of it over the first SIDE frames and all of it over the last SIDE when the
+    window has room for both (three SIDEs), else from almost none to almost all. So the bridge arrives in the
+    next shot's colours, its start keeps the colours of the shot it continues (matched as any continuation), and
+    no frame steps. Frames before `start` pass straight through; what is held is one window at most.
+    """
+
+    def __init__(self, start: int, frames: int, target: np.ndarray, *, side: int = SIDE):
+        self.start, self.frames, self.side = start, frames, side
+        self.target = target[:side]
+        self.position = 0  # job frame of the next frame fed
+        self.held: list[np.ndarray] = []
+
+    def feed(self, frames: np.ndarray) -> np.ndarray:
+        """What can go out now: the frames before the last window."""
+        keep = max(0, min(len(frames), self.start - self.position))
+        self.position += len(frames)
+        if keep < len(frames):
+            self.held.append(frames[keep:])
+        return frames[:keep]
+
+    def finish(self) -> np.ndarray:
+        import numpy as np
+
+        if not self.held:
+            return np.zeros((0,), dtype=np.uint8)
+        held = np.concatenate(self.held)
+        self.held = []
+        if not len(self.target):
+            return held
+        gain, offset = transfer(self.target, held[-self.side:])
+        count = len(held)
+        margin = self.side if count >= 3 * self.side else 0
+        out = np.empty_like(held)
+        for index in range(count):
+            t = min(1.0, max(0.0, (index + 1 - margin) / (count - 2 * margin + 1)))
+            weight = t * t * (3 - 2 * t)
+            out[index:index + 1] = apply(held[index:index + 1], 1 + weight * (gain - 1), weight * offset)
+        return out
+
+
 def match_job(frames: np.ndarray, starts: Sequence[int], reference: np.ndarray | None = None,
               *, side: int = SIDE) -> np.ndarray:
     """A whole job's frames corrected at every seam (see ColorMatch); the same result as feeding it in chunks."""

@@ -192,7 +192,9 @@ def plan_table(plan: Plan, width: int | None = None) -> Table:
 
 def plan_footer(plan: Plan) -> str:
     """Total length, transformer calls, and a rough GPU time for each preset model the film uses."""
-    lines = [f"{counted(len(plan.jobs), 'shot')}, {plan.total_frames} frames = {plan.duration_s:.2f}s "
+    bridges = len(plan.bridges())
+    made = counted(len(plan.jobs) - bridges, 'shot') + (f" and {counted(bridges, 'bridge')}" if bridges else "")
+    lines = [f"{made}, {plan.total_frames} frames = {plan.duration_s:.2f}s "
              f"({timecode(plan.total_frames, plan.fps)}), {plan.transformer_calls:,} transformer calls"]
     if plan.extra_takes:
         several = [job for job in plan.jobs if job.takes > 1]

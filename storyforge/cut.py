@@ -13,7 +13,7 @@ from typing import Any
 from storyforge.clipfile import ENCODER
 from storyforge.errors import StoryforgeError
 
-TRANSITIONS = ("cut", "continue", "crossfade", "fade")
+TRANSITIONS = ("cut", "continue", "crossfade", "fade", "bridge")
 # Part of cut_key: bump it whenever stitch() would produce different pixels or timing for the same inputs.
 STITCH_VERSION = 1
 
@@ -29,8 +29,8 @@ class CutClip:
     id: str  # "scene/shot"
     path: Path  # the clip file written by clipfile.write_clip
     frames: int  # frames in the clip (what it contributes before transitions)
-    transition: str = "cut"  # how it begins: "cut" | "continue" | "crossfade" | "fade"
-    transition_frames: int = 0  # 0 for cut/continue
+    transition: str = "cut"  # how it begins: "cut" | "continue" | "crossfade" | "fade" | "bridge"
+    transition_frames: int = 0  # 0 for cut/continue; a bridge: the frames of the bridge clip just before it
 
 
 
@@ -66,6 +66,12 @@ def edges(clips: Sequence[Any]) -> list[tuple[int, int]]:
         if kind in ("cut", "continue"):
             if length != 0:
                 raise StitchError(f"{name}: a {kind} has no length, got {length} transition frames")
+            continue
+        if kind == "bridge":  # the bridge is a clip of its own, placed between the two shots: nothing overlaps
+            bridge = shapes[i - 1] if i >= 2 else None
+            if bridge is None or bridge[0] != length or bridge[1] != "continue":
+                raise StitchError(f"{name}: a bridge of {length} frames needs its bridge clip ({length} frames, "
+                                  f"continuing the clip before it) just before this clip, and a clip before that")
             continue
         if length < 1:
             raise StitchError(f"{name}: a {kind} needs at least 1 frame, got {length}")

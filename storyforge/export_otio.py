@@ -88,6 +88,8 @@ class _Joint:
 
 def _joint(job: Job, first: bool) -> _Joint:
     kind, n = job.transition.type, job.transition.frames
+    if kind == "bridge":  # the bridge is its own clip just before this one: a plain cut in the timeline
+        return _Joint("cut", 0, 0, 0)
     if kind in ("cut", "continue") or n <= 0:
         return _Joint(kind if kind == "continue" else "cut", 0, 0, 0)  # a zero-length dissolve is a cut
     if first:
@@ -110,7 +112,7 @@ def _window_starts(job: Job) -> list[tuple[int, int, int]]:
     the clip's first frame, conditioned on the previous clip's end.
     """
     return [(window.start_frame, index, window.prefix_latents) for index, window in enumerate(job.segments)
-            if (index or job.kind == "extend") and 0 <= window.start_frame < job.frames]
+            if (index or job.continues) and 0 <= window.start_frame < job.frames]
 
 
 def _rt(otio_: Any, frames: int, fps: int) -> otio.opentime.RationalTime:
@@ -127,11 +129,17 @@ def _run_seams(plan: Plan, render_dir: Path | None, used: set[str]) -> dict[str,
         lines = json.loads((Path(render_dir or "") / "run.json").read_text(encoding="utf-8")).get("seams") or []
     except (OSError, ValueError, AttributeError):
         return {}
-    starts = {job.id: job.start_frame for job in plan.jobs}
+    jobs = {job.id: job for job in plan.jobs}
     found: dict[str, dict[int, dict[str, Any]]] = {}
     for line in lines if isinstance(lines, list) else ():
         if isinstance(line, dict) and line.get("job") in used and isinstance(line.get("frame"), int):
-            found.setdefault(line["job"], {})[line["frame"] - starts[line["job"]]] = line
+            job = jobs[line["job"]]
+            frame = line["frame"] - job.start_frame
+            if job.before is not None and frame >= job.frames:  # a bridge's arrival: the next clip's first frame
+                if job.before in used:
+                    found.setdefault(job.before, {})[0] = line
+                continue
+            found.setdefault(line["job"], {})[frame] = line
     return found
 
 
@@ -170,6 +178,8 @@ def _clip(otio_: Any, plan: Plan, job: Job, head: int, tail: int, media: Path | 
     data["media"] = source
     if job.transition.type == "continue":
         data["continues"] = job.after
+    if job.before is not None:
+        data["leads_into"] = job.before
     if run:
         data["run"] = {k: run[k] for k in ("status", "seconds", "started", "finished") if k in run}
     clip = otio_.schema.Clip(

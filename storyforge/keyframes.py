@@ -29,6 +29,19 @@ def keyframe_name(job: Job) -> str:
     return "keyframes/" + job.id.replace("/", "__") + ".png"
 
 
+def candidate_name(job: Job, number: int) -> str:
+    """`keyframes/<scene>__<shot>.k<N>.png`: candidate N of a shot with several, relative to the output folder."""
+    return f"keyframes/{job.id.replace('/', '__')}.k{number}.png"
+
+
+def keyframe_names(job: Job) -> list[str]:
+    """Every picture of the job's keyframe in the output folder: the picked one, and each candidate's."""
+    if job.keyframe is None:
+        return []
+    candidates = job.keyframe.candidates
+    return [keyframe_name(job), *(candidate_name(job, n) for n in range(1, candidates + 1) if candidates > 1)]
+
+
 def entry_key(identity: dict[str, Any], keyframe_key: str) -> str:
     """The cache key of a keyframe made by a model: its content key and the model's identity."""
     return digest({"format": KEYFRAME_ENTRY_FORMAT, "model": identity, "keyframe": keyframe_key})
@@ -43,9 +56,11 @@ class KeyframeRecord:
     status: str  # rendered | cached
     image: str  # relative to the output folder
     seconds: float
+    candidate: int | None = None  # which candidate, when the shot has several
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "key": self.key, "status": self.status, "image": self.image, "seconds": self.seconds}
+        return {"id": self.id, "key": self.key, "status": self.status, "image": self.image, "seconds": self.seconds,
+                **({"candidate": self.candidate} if self.candidate is not None else {})}
 
 
 @dataclass
@@ -53,6 +68,7 @@ class StartFrames:
     """The keyframes a render has: per job id, the cache entry key and the picture's file."""
 
     found: dict[str, tuple[str, Path]] = field(default_factory=dict)
+    candidates: dict[str, dict[int, Path]] = field(default_factory=dict)  # shots with several: every picture
     records: list[KeyframeRecord] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # jobs whose keyframe is neither cached nor made
 
@@ -111,29 +127,37 @@ def prepare(plan: Plan, jobs: Sequence[Job], store: KeyframeStore, *, make: Sequ
     identities: dict[str, dict[str, Any]] = {}
     try:
         for job in jobs:
-            keyframe = job.keyframe
-            if keyframe is None:
+            if job.keyframe is None:
                 continue
-            if keyframe.model not in identities:
-                identities[keyframe.model] = model_identity(keyframe.model)
-            key = entry_key(identities[keyframe.model], keyframe.key)
-            started = time.perf_counter()
-            path = store.get(key)
-            status = "cached"
-            if path is None and job.id in make and load is not None:
-                if backend is None:
-                    backend = load()
-                picture = backend.render(keyframe)
-                path = store.put(key, picture)
-                status = "rendered"
-            if path is None:
-                frames.missing.append(job.id)
-                continue
-            frames.found[job.id] = (key, path)
-            seconds = round(time.perf_counter() - started, 3)
-            frames.records.append(KeyframeRecord(job.id, keyframe.key, status, keyframe_name(job), seconds))
-            if on_done is not None:
-                on_done(job, status, seconds)
+            several = job.keyframe.candidates > 1
+            for keyframe in job.keyframe.all_candidates:  # the picked one is among them
+                if keyframe.model not in identities:
+                    identities[keyframe.model] = model_identity(keyframe.model)
+                key = entry_key(identities[keyframe.model], keyframe.key)
+                started = time.perf_counter()
+                path = store.get(key)
+                status = "cached"
+                if path is None and job.id in make and load is not None:
+                    if backend is None:
+                        backend = load()
+                    picture = backend.render(keyframe)
+                    path = store.put(key, picture)
+                    status = "rendered"
+                picked = keyframe.pick == job.keyframe.pick
+                if path is None:
+                    if picked:
+                        frames.missing.append(job.id)
+                    continue
+                if several:
+                    frames.candidates.setdefault(job.id, {})[keyframe.pick] = path
+                if picked:
+                    frames.found[job.id] = (key, path)
+                seconds = round(time.perf_counter() - started, 3)
+                image = candidate_name(job, keyframe.pick) if several else keyframe_name(job)
+                frames.records.append(KeyframeRecord(job.id, keyframe.key, status, image, seconds,
+                                                     keyframe.pick if several else None))
+                if on_done is not None and (picked or status == "rendered"):
+                    on_done(job, status, seconds)
     finally:
         if backend is not None:
             backend.close()  # the edit model leaves before the video model arrives
@@ -147,8 +171,14 @@ def write_out(plan: Plan, frames: StartFrames, out: Path, *, whole: bool) -> Non
         folder.mkdir(parents=True, exist_ok=True)
     for job_id, (_key, path) in frames.found.items():
         link(path, out / keyframe_name(plan.job(job_id)))
+    for job_id, pictures in frames.candidates.items():
+        for number, path in pictures.items():
+            link(path, out / candidate_name(plan.job(job_id), number))
     if whole and folder.is_dir():  # only pictures storyforge wrote there (see storyforge.outdir)
         from storyforge.outdir import remove_stale
 
-        remove_stale(out, "keyframes", (out / keyframe_name(plan.job(job_id)) for job_id in frames.found))
+        kept = [out / keyframe_name(plan.job(job_id)) for job_id in frames.found]
+        kept += [out / candidate_name(plan.job(job_id), n) for job_id, pictures in frames.candidates.items()
+                 for n in pictures]
+        remove_stale(out, "keyframes", kept)
 

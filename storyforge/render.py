@@ -182,6 +182,8 @@ def select(plan: Plan, only: list[str] | None) -> list[Job]:
     for job in plan.jobs:
         if job.id in only or job.id.split("/")[0] in only or (job.after is not None and job.after in chosen):
             chosen.add(job.id)
+    # a bridge joins two shots: rendering either of them again renders the bridge again (it comes after both)
+    chosen |= {job.id for job in plan.bridges() if job.after in chosen or job.before in chosen}
     return [job for job in plan.jobs if job.id in chosen]
 
 
@@ -202,6 +204,13 @@ def render_takes(run: Run, jobs: Sequence[Job]) -> None:
         for take in job.all_takes:
             if take.take != job.take:
                 run.ensure(take)
+
+
+def render_bridges(run: Run, jobs: Sequence[Job]) -> None:
+    """The bridges among `jobs`, each after both shots it joins (it brings them in first when they are missing)."""
+    for job in jobs:
+        if job.is_bridge:
+            run.ensure(job)
 
 
 def chains_of(plan: Plan, jobs: Sequence[Job]) -> list[list[Job]]:
@@ -274,12 +283,12 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     out = Path(out) if out is not None else default_out(plan.story)
     targets = select(plan, only)
     from storyforge import outdir
-    from storyforge.keyframes import keyframe_name
+    from storyforge.keyframes import keyframe_names
     from storyforge.review import written_names
 
     names = ("film.mp4", "plan.json", "run.json", *(clip_name(job) for job in plan.jobs),
              *(take_name(take) for job in plan.jobs for take in job.all_takes), *written_names(plan),
-             *(keyframe_name(job) for job in plan.jobs if job.keyframe is not None))
+             *(name for job in plan.jobs for name in keyframe_names(job)))
     with outdir.claimed(out, plan.story, names, getattr(progress, "notice", None)) as out:
         scratch = None if use_cache else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
         cache = Cache(scratch or Path(cache_root or default_root(plan.story)))
@@ -313,7 +322,8 @@ def start_frames(plan: Plan, targets: Sequence[Job], cache_root: Path, *, make: 
     if not any(job.keyframe is not None for job in plan.jobs):
         return StartFrames()
     heads = set()
-    for job in targets:  # a chain's head: what its continuations start from, rendered first when not cached
+    # a chain's head: what its continuations start from, rendered first when not cached (a bridge has two chains)
+    for job in [*targets, *(plan.job(job.before) for job in targets if job.before is not None)]:
         while job.after is not None:
             job = plan.job(job.after)
         heads.add(job.id)
@@ -413,8 +423,10 @@ class Run:
     def complete(self) -> RunReport:
         """The film's outputs (see finish) in the folder `opened` holds for it."""
         assert self.out is not None, "a Run made by opened()"
+        targets = [job for job in self.plan.jobs if job.id in self.targets]
+        render_bridges(self, targets)  # after the chains: each bridge needs the end of one and the start of another
         # every take besides the pick continues what the pick continues: the chains brought all of that in
-        render_takes(self, [job for job in self.plan.jobs if job.id in self.targets])
+        render_takes(self, targets)
         return self.finish(self.out, whole=self.whole, reuse_film=self.reuse_film)
 
     def entry_key(self, job: Job) -> str:
@@ -426,6 +438,8 @@ class Run:
             if head.keyframe is not None:  # the chain starts from this picture (or, in the animatic, the references)
                 found = self.starts.found.get(head.id)
                 identity = {**identity, "start_frame": found[0] if found else "references"}
+            if job.before is not None:  # a bridge ends on the pixels of that shot's entry
+                identity = {**identity, "before": self.entry_key(self.plan.job(job.before))}
             self._entry_keys[job.key] = entry_key(identity, job.key)
         return self._entry_keys[job.key]
 
@@ -449,10 +463,11 @@ class Run:
         entry = self.cached(job)
         if entry is not None:
             return entry
-        previous = self.tail(job) if job.kind == "extend" else None  # may render what it continues first
+        previous = self.tail(job) if job.continues else None  # may render what it continues first
+        following = self.head(job) if job.is_bridge else None  # may render the shot it leads into first
         started = time.time()
         self.announce(job)
-        entry = self._render(job, previous)
+        entry = self._render(job, previous, following)
         if job.id not in self.targets:
             self.notices.append(f"{job.id} was rendered too: a shot you asked for continues it, "
                                 "and its clip was not in the cache")
@@ -484,20 +499,22 @@ class Run:
         if self.progress is not None:
             self.progress.job_started(self.index[self.slot(job)], len(self.index), job)
 
-    def _render(self, job: Job, previous: np.ndarray | None) -> Entry:
+    def _render(self, job: Job, previous: np.ndarray | None, following: np.ndarray | None = None) -> Entry:
         """Render the job straight into its cache entry: each chunk of frames is encoded as the backend hands
         it over, so host memory stays flat however long the shot is."""
         from storyforge.backends.base import RenderInputs, frames_of
 
         on_step = self.progress.step if self.progress is not None else None
         chunks = frames_of(self.backend, job, RenderInputs(previous_frames=previous, on_step=on_step,
-                                                           start_image=self.starts.start(job.id)))
+                                                           start_image=self.starts.start(job.id),
+                                                           next_frames=following))
         # black or frozen output means a model failed; the animatic's pictures are synthetic (a static
         # camera is meant to be frozen), so the check would only cry wolf there
         preview = getattr(self.backend, "preview", False)  # drawn cards (the animatic), not a model's output
         checked = _Checked(job, self.backend_name, chunks, look=not preview)
         # a preview's pictures are title cards: colour matching would only tint them
-        finished = _Seams(job, checked, previous, match=job.settings.color_match and not preview)
+        finished = _Seams(job, checked, previous, match=job.settings.color_match and not preview,
+                          following=following)
         try:
             entry = self.cache.put(self.entry_key(job), iter(finished), job=job, fps=self.plan.fps,
                                    keyframes=self.keyframes[job.id], identity=self.backend.identity(job),
@@ -533,6 +550,20 @@ class Run:
             have += len(frames)
             upstream = self.plan.job(upstream.after) if upstream.after else None
         return np.concatenate(parts)[-needed:]
+
+    def head(self, bridge: Job) -> np.ndarray:
+        """The first frames of the shot a bridge leads into (its picked take; rendered first if the cache lacks
+        it): the frame the bridge ends on, and the frames its far seam is measured and colour-matched against."""
+        from storyforge.seams import SIDE
+
+        assert bridge.before is not None
+        target = self.plan.job(bridge.before)
+        for _attempt in range(2):
+            try:
+                return self.cache.head(self.ensure(target), SIDE + 1)
+            except CorruptEntry:
+                self.entries.pop(target.id, None)  # discarded: the next ensure renders it again
+        raise RenderError(f"{target.id}: its clip was corrupt twice in a row in {self.cache.root}; check the disk")
 
     def _decoded(self, job: Job, last: int) -> np.ndarray:
         """The job's last `last` frames (rendered first if the cache lacks it): its entry's lossless tail when
@@ -714,23 +745,30 @@ class _Seams:
     measured for the seam report; after the last chunk, `tail` holds its last overlap_frames frames and
     `measured` the seam numbers (storyforge.seams.SeamMeter). Only a few frames are ever held."""
 
-    def __init__(self, job: Job, chunks: Iterable[np.ndarray], previous: np.ndarray | None, *, match: bool):
+    def __init__(self, job: Job, chunks: Iterable[np.ndarray], previous: np.ndarray | None, *, match: bool,
+                 following: np.ndarray | None = None):
         self.job, self.chunks, self.previous, self.match = job, chunks, previous, match
+        self.following = following  # a bridge: the first frames of the shot it leads into
         self.tail: np.ndarray | None = None
         self.measured: dict[str, Any] | None = None
 
     def __iter__(self) -> Iterator[np.ndarray]:
         import numpy as np
 
-        from storyforge.colormatch import ColorMatch
+        from storyforge.colormatch import Arrival, ColorMatch
         from storyforge.seams import SeamMeter, window_starts
 
         job, keep = self.job, self.job.settings.overlap_frames
-        matcher = ColorMatch(window_starts(job), self.previous if job.kind == "extend" else None) \
+        matcher = ColorMatch(window_starts(job), self.previous if job.continues else None) \
             if self.match else None
-        meter = SeamMeter(job, self.previous)
+        # a bridge also arrives in the colours of the shot after it (rendered before it): its last window eases there
+        arrival = Arrival(window_starts(job)[-1], job.frames, self.following) \
+            if self.match and job.is_bridge and self.following is not None else None
+        meter = SeamMeter(job, self.previous, self.following if job.is_bridge else None)
 
         def out(frames: np.ndarray) -> Iterator[np.ndarray]:
+            if arrival is not None:
+                frames = arrival.feed(frames)
             if len(frames):
                 meter.add(frames)
                 self.tail = (frames if self.tail is None else np.concatenate([self.tail, frames]))[-keep:].copy()
@@ -740,6 +778,10 @@ class _Seams:
             yield from out(matcher.feed(chunk) if matcher is not None else chunk)
         if matcher is not None:
             yield from out(matcher.finish())
+        if arrival is not None:
+            last = arrival.finish()
+            arrival = None
+            yield from out(last)
         self.measured = meter.result()
 
 

@@ -38,10 +38,31 @@ def keyframe_poster_name(job: Job) -> str:
     return f"{POSTERS}/{job.id.replace('/', '__')}.keyframe.jpg"
 
 
+def candidate_poster_name(job: Job, number: int) -> str:
+    """`review/<scene>__<shot>.keyframe.k<N>.jpg`: keyframe candidate N, small, relative to the output folder."""
+    return f"{POSTERS}/{job.id.replace('/', '__')}.keyframe.k{number}.jpg"
+
+
+def _candidates(job: Job) -> range:
+    """The keyframe candidates of a job that has several (`keyframes: {takes: N}`); empty otherwise."""
+    count = job.keyframe.candidates if job.keyframe is not None else 1
+    return range(1, count + 1) if count > 1 else range(0)
+
+
 def written_names(plan: Plan) -> list[str]:
     """Every file the page may write (relative to the output folder), for the output folder's manifest."""
     return [PAGE, *(poster_name(job, take.take) for job in plan.jobs for take in job.all_takes),
-            *(keyframe_poster_name(job) for job in plan.jobs if job.keyframe is not None)]
+            *(keyframe_poster_name(job) for job in plan.jobs if job.keyframe is not None),
+            *(candidate_poster_name(job, n) for job in plan.jobs for n in _candidates(job))]
+
+
+def rendered_here(plan: Plan, out: Path) -> bool:
+    """Whether `out` holds a render of the plan's story: its run.json, or keyframes from `--keyframes-only`."""
+    from storyforge.keyframes import keyframe_names
+
+    out = Path(out)
+    return (out / "run.json").is_file() or any((out / name).is_file() for job in plan.jobs
+                                               for name in keyframe_names(job))
 
 
 @dataclass(frozen=True)
@@ -63,6 +84,17 @@ class _Take:
     poster: str | None  # relative to the output folder
     status: str  # rendered | cached | outdated | missing
     picked: bool
+    rejected: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class _Still:
+    """A keyframe picture on the page: the one the video starts from, or one of several candidates."""
+
+    number: int  # 0: the shot's only keyframe
+    poster: str | None
+    picked: bool
 
 
 def build(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewReport:
@@ -71,9 +103,12 @@ def build(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewRepor
     Posters are named by their take's cache key, so a rebuild decodes only takes that changed; posters of
     takes no longer in the plan are removed. `story_arg` is the story as `storyforge pick` should name it.
     """
+    from storyforge.enhance.lock import read_choices
+
     started = time.perf_counter()
     out = Path(out)
     run = _run_json(out)
+    choices = read_choices(plan.story)
     records = {job.get("id"): job for job in run.get("jobs", []) if isinstance(job, dict)}
     wanted: set[Path] = set()
     written = 0
@@ -94,20 +129,25 @@ def build(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewRepor
                 if not target.exists() or target.stat().st_mtime_ns < (out / clip).stat().st_mtime_ns:
                     written += _write_poster(out / clip, target)
                 poster = f"{poster_name(job, take.take)}?v={_version(out / clip)}" if target.exists() else None
-            takes.append(_Take(take.take, take.seed, take.key, clip, poster, status, take.take == job.take))
-        keyframe = None
+            takes.append(_Take(take.take, take.seed, take.key, clip, poster, status, take.take == job.take,
+                               take.take in choices.rejected.get(job.id, ()), choices.notes.get(job.id, {}).get(
+                                   take.take, "")))
+        stills: list[_Still] = []
         if job.keyframe is not None:  # the start frame the shot renders from, so a look can be approved first
-            from storyforge.keyframes import keyframe_name
+            from storyforge.keyframes import candidate_name, keyframe_name
 
-            picture = out / keyframe_name(job)
-            if picture.is_file():
-                target = out / keyframe_poster_name(job)
-                wanted.add(target)
-                if not target.exists() or target.stat().st_mtime_ns < picture.stat().st_mtime_ns:
-                    written += _write_still(picture, target)
-                if target.exists():
-                    keyframe = f"{keyframe_poster_name(job)}?v={_version(picture)}"
-        shots.append((job, takes, keyframe))
+            pictures = [(n, candidate_name(job, n), candidate_poster_name(job, n)) for n in _candidates(job)] or [
+                (0, keyframe_name(job), keyframe_poster_name(job))]
+            for number, name, poster_file in pictures:
+                picture, target, still = out / name, out / poster_file, None
+                if picture.is_file():
+                    wanted.add(target)
+                    if not target.exists() or target.stat().st_mtime_ns < picture.stat().st_mtime_ns:
+                        written += _write_still(picture, target)
+                    if target.exists():
+                        still = f"{poster_file}?v={_version(picture)}"
+                stills.append(_Still(number, still, number in (0, job.keyframe.pick)))
+        shots.append((job, takes, stills))
     from storyforge.outdir import remove_stale
 
     remove_stale(out, POSTERS, wanted)  # posters of takes no longer in the plan, if storyforge wrote them
@@ -122,8 +162,9 @@ def build(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewRepor
 
 
 def rebuild(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewReport:
-    """`storyforge review`: the page for the last render in `out`; an error when nothing was rendered there."""
-    if not (Path(out) / "run.json").is_file():
+    """`storyforge review`: the page for the last render in `out` (keyframes made with `--keyframes-only`
+    count); an error when nothing was rendered there."""
+    if not rendered_here(plan, out):
         raise StoryforgeError(f"no render in {display_path(Path(out))} yet; run `storyforge render "
                               f"{story_arg or display_path(plan.story)}` first (or name its folder with --out)")
     return build(plan, out, story_arg=story_arg)
@@ -239,7 +280,7 @@ def _timecode(frame: int, fps: int) -> str:
     return timecode(frame, fps)
 
 
-def _page(plan: Plan, shots: list[tuple[Job, list[_Take], str | None]], run: dict[str, Any], story: str, out: Path,
+def _page(plan: Plan, shots: list[tuple[Job, list[_Take], list[_Still]]], run: dict[str, Any], story: str, out: Path,
           stale: list[str]) -> str:
     fps = plan.fps
     seams_by_job: dict[str, list[dict[str, Any]]] = {}
@@ -262,9 +303,9 @@ def _page(plan: Plan, shots: list[tuple[Job, list[_Take], str | None]], run: dic
         player = (f'<video class="film" controls preload="metadata" src="{_href("film.mp4")}" '
                   f'style="aspect-ratio:{plan.width}/{plan.height}"></video>')
     scenes: dict[str, list[str]] = {}
-    for job, takes, keyframe in shots:
+    for job, takes, stills in shots:
         scenes.setdefault(job.id.split("/")[0], []).append(_shot(plan, job, takes, seams_by_job.get(job.id, []),
-                                                                 story, keyframe))
+                                                                 story, stills))
     board = "\n".join(f'<section class="scene"><h2>{_e(scene)}</h2>\n{"".join(cards)}</section>'
                       for scene, cards in scenes.items())
     return _TEMPLATE.format(
@@ -274,18 +315,19 @@ def _page(plan: Plan, shots: list[tuple[Job, list[_Take], str | None]], run: dic
 
 
 def _shot(plan: Plan, job: Job, takes: list[_Take], seams: list[dict[str, Any]], story: str,
-          keyframe: str | None = None) -> str:
+          stills: list[_Still]) -> str:
     fps = plan.fps
     transition = job.transition.type + (f" {job.transition.frames}f" if job.transition.frames else "")
     rows = [("start", _timecode(job.start_frame, fps)), ("frames", f"{job.frames} ({job.frames / fps:.2f}s)"),
-            ("kind", job.kind + (f" of {job.after}" if job.after else "")), ("transition", transition)]
+            ("kind", job.kind + (f" from {job.after} into {job.before}" if job.before else
+                                  f" of {job.after}" if job.after else "")), ("transition", transition)]
     seam_items = "".join(_seam(seam, fps) for seam in seams)
     facts = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows)
     if seam_items:
         facts += f'<dt>seams</dt><dd><ul class="seams">{seam_items}</ul></dd>'
     figures = "".join(_take(job, take, story) for take in takes)
     if job.keyframe is not None:
-        figures = _keyframe(job, keyframe) + figures
+        figures = "".join(_keyframe(job, still, story) for still in stills) + figures
     several = len(takes) > 1
     return f"""<article class="shot" id="{_e(job.id)}" data-shot="{_e(job.id)}">
   <header><h3>{_e(job.id)}</h3><span class="badge">{f"take {job.take} of {job.takes}" if several else "1 take"}</span></header>
@@ -299,37 +341,48 @@ def _shot(plan: Plan, job: Job, takes: list[_Take], seams: list[dict[str, Any]],
 
 def _take(job: Job, take: _Take, story: str) -> str:
     picked = " picked" if take.picked and job.takes > 1 else ""
-    if take.poster:
-        picture = f'<img src="{_href(take.poster)}" alt="{_e(job.id)} take {take.number}" loading="lazy">'
+    rejected = " rejected" if take.rejected else ""
+    if take.clip:
+        poster = f' poster="{_href(take.poster)}"' if take.poster else ""
+        picture = (f'<video controls preload="none" playsinline src="{_href(take.clip)}"{poster} '
+                   f'aria-label="{_e(job.id)} take {take.number}"></video>')
     else:
         picture = '<div class="empty">not rendered yet</div>'
-    video = ""
-    if take.clip:
-        video = f'<video muted loop playsinline preload="none" data-src="{_href(take.clip)}"></video>'
     command = f"storyforge pick {_shell(story)} {job.id} {take.number}"
     action = ""
     if job.takes > 1:
         action = ('<span class="mark">✓ picked</span>' if take.picked
                   else f'<code class="cmd" title="copy this to pick the take">{_e(command)}</code>')
     status = "" if take.status in ("rendered", "cached") else f' <span class="status">{_e(take.status)}</span>'
-    return f"""<figure class="take{picked}" data-take="{take.number}" tabindex="0">
-    <div class="frame">{picture}{video}</div>
+    if take.rejected:
+        status += ' <span class="status">rejected</span>'
+    note = f'<p class="note">{_e(take.note)}</p>' if take.note else ""
+    return f"""<figure class="take{picked}{rejected}" data-take="{take.number}">
+    <div class="frame">{picture}</div>
     <figcaption><b>take {take.number}</b> · seed {take.seed} · <span class="key" title="{_e(take.key)}">{_e(take.key[:10])}</span>{status}
-    {action}</figcaption>
+    {note}{action}</figcaption>
   </figure>"""  # noqa: E501
 
 
-def _keyframe(job: Job, poster: str | None) -> str:
-    """The shot's generated start frame, before its takes: what every take starts from."""
+def _keyframe(job: Job, still: _Still, story: str) -> str:
+    """A start picture before the shot's takes: the one every take starts from, or one of several candidates
+    (with the `storyforge pick … --keyframe N` line that chooses it)."""
     assert job.keyframe is not None
-    if poster:
-        picture = f'<img src="{_href(poster)}" alt="{_e(job.id)} keyframe" loading="lazy">'
+    name = "keyframe" if not still.number else f"keyframe {still.number}"
+    if still.poster:
+        picture = f'<img src="{_href(still.poster)}" alt="{_e(job.id)} {name}" loading="lazy">'
     else:
         picture = '<div class="empty">no keyframe yet</div>'
     references = ", ".join(reference.image.relative for reference in job.keyframe.references)
-    return f"""<figure class="keyframe" data-keyframe="{_e(job.id)}">
+    action = ""
+    if still.number:
+        command = f"storyforge pick {_shell(story)} {job.id} --keyframe {still.number}"
+        action = ('<span class="mark">✓ the video starts here</span>' if still.picked
+                  else f'<code class="cmd" title="copy this to start the video from it">{_e(command)}</code>')
+    picked = " picked" if still.picked and still.number else ""
+    return f"""<figure class="keyframe{picked}" data-keyframe="{_e(job.id)}" data-candidate="{still.number}">
     <div class="frame">{picture}</div>
-    <figcaption><b>keyframe</b> · from {_e(references)}</figcaption>
+    <figcaption><b>{name}</b> · from {_e(references)}{action}</figcaption>
   </figure>"""
 
 
@@ -404,12 +457,12 @@ dd {{ margin: 0; font-variant-numeric: tabular-nums; }}
 .keyframe .frame {{ border: 2px dashed #6b7280; }}
 .frame {{ position: relative; aspect-ratio: var(--aspect); background: #000; border-radius: 8px; overflow: hidden;
          border: 2px solid transparent; }}
-.take.picked .frame {{ border-color: var(--accent); box-shadow: 0 0 0 3px rgba(242, 181, 68, .18); }}
-.take:hover .frame, .take:focus .frame {{ border-color: #6b7280; }}
-.take.picked:hover .frame {{ border-color: var(--accent); }}
+.take.picked .frame, .keyframe.picked .frame {{ border-color: var(--accent);
+  box-shadow: 0 0 0 3px rgba(242, 181, 68, .18); }}
+.take.rejected {{ opacity: .55; }}
 .frame img, .frame video {{ position: absolute; inset: 0; width: 100%; height: 100%; object-fit: contain; }}
-.frame video {{ opacity: 0; transition: opacity .12s; }}
-.take.playing video {{ opacity: 1; }}
+.note {{ margin: 4px 0 0; color: var(--ink); white-space: pre-wrap; overflow-wrap: anywhere; }}
+.note::before {{ content: "note: "; color: var(--dim); }}
 .empty {{ position: absolute; inset: 0; display: grid; place-items: center; color: var(--dim); font-size: 13px; }}
 figcaption {{ font-size: 12.5px; color: var(--dim); padding: 6px 2px 0; font-variant-numeric: tabular-nums; }}
 figcaption b {{ color: var(--ink); font-weight: 600; }}
@@ -430,24 +483,11 @@ footer {{ color: var(--dim); font-size: 12.5px; margin-top: 40px; }}
 {notice}
 {player}
 {board}
-<footer>Hover a take to play it. Click a <code>storyforge pick</code> line to select (and copy) it, run it, then
-<code>storyforge render {story}</code> cuts the film with your pick; the lock file beside the story keeps it.</footer>
+<footer>Every take plays in its own player. Click a <code>storyforge pick</code> line to select (and copy) it, run
+it, then <code>storyforge render {story}</code> cuts the film with your pick; the lock file beside the story keeps
+it.</footer>
 </main>
 <script>
-for (const take of document.querySelectorAll(".take")) {{
-  const video = take.querySelector("video");
-  if (!video) continue;
-  const play = () => {{
-    if (!video.src) video.src = video.dataset.src;
-    take.classList.add("playing");
-    video.play().catch(() => take.classList.remove("playing"));
-  }};
-  const stop = () => {{ take.classList.remove("playing"); video.pause(); }};
-  take.addEventListener("mouseenter", play);
-  take.addEventListener("focus", play);
-  take.addEventListener("mouseleave", stop);
-  take.addEventListener("blur", stop);
-}}
 for (const code of document.querySelectorAll("code.cmd")) {{
   code.addEventListener("click", () => {{
     const range = document.createRange();

@@ -1,9 +1,10 @@
 """Seams: where new frames meet old ones, found in the plan and measured in the pixels (jump, colour shift, drift).
 
 A seam is where a Diffusion-Forcing generation starts adding frames from a conditioning prefix: the first
-new frame of every window after a job's first (`window`), and the first frame of a continued shot
-(`continue`). Models of the Wan family tend to shift colour and brightness there and to drift along a
-chain; storyforge knows where every seam is, so it measures each one:
+new frame of every window after a job's first (`window`), the first frame of a continued shot
+(`continue`), and both ends of a bridge (`bridge`: its first frame after the shot it continues, and the first
+frame of the shot it was aimed at, which was rendered before it). Models of the Wan family tend to shift
+colour and brightness there and to drift along a chain; storyforge knows where every seam is, so it measures each one:
 
 - `jump`: the mean absolute pixel change from the last frame before the seam to the first after it,
   divided by the median of the ordinary frame-to-frame changes in the `SIDE` frames either side (floored
@@ -43,7 +44,7 @@ class SeamSite:
 
     job: str
     frame: int
-    kind: str  # continue | window
+    kind: str  # continue | window | bridge
 
 
 def window_starts(job: Job) -> list[int]:
@@ -52,8 +53,9 @@ def window_starts(job: Job) -> list[int]:
 
 
 def job_sites(job: Job) -> list[SeamSite]:
-    """The seams inside one job's clip: its continue seam (frame 0) and every later window's first frame."""
-    sites = [SeamSite(job.id, 0, "continue")] if job.kind == "extend" else []
+    """The seams inside one job's clip: its continue (or bridge) seam at frame 0 and every later window's first
+    frame; a bridge's far end (its frame `job.frames`, the next shot's first) is measured apart (SeamMeter)."""
+    sites = [SeamSite(job.id, 0, "bridge" if job.is_bridge else "continue")] if job.continues else []
     sites += [SeamSite(job.id, start, "window") for start in window_starts(job)[1:] if 0 < start < job.frames]
     return sites
 
@@ -118,13 +120,15 @@ def window_colours(frames: np.ndarray, starts: Sequence[int]) -> list[list[float
     return colours
 
 
-def measure_job(job: Job, frames: np.ndarray, previous: np.ndarray | None) -> dict[str, Any]:
+def measure_job(job: Job, frames: np.ndarray, previous: np.ndarray | None,
+                following: np.ndarray | None = None) -> dict[str, Any]:
     """What the seam report keeps of a job: each seam of its clip measured, and each window's mean colour.
 
-    `previous`: for an extension, the frames it continues (the chain's last frames before it). The same as
-    SeamMeter fed the frames in chunks.
+    `previous`: for an extension or a bridge, the frames it continues (the chain's last frames before it);
+    `following`: for a bridge, the first frames of the shot it leads into. The same as SeamMeter fed the frames
+    in chunks.
     """
-    meter = SeamMeter(job, previous)
+    meter = SeamMeter(job, previous, following)
     meter.add(frames)
     return meter.result()
 
@@ -135,10 +139,14 @@ class SeamMeter:
     Frames go in with `add` (chunks of any size, in order); `result` gives measure_job's dictionary.
     """
 
-    def __init__(self, job: Job, previous: np.ndarray | None, *, side: int = SIDE):
+    def __init__(self, job: Job, previous: np.ndarray | None, following: np.ndarray | None = None, *,
+                 side: int = SIDE):
         import numpy as np
 
         self.side = side
+        self.frames = job.frames
+        # a bridge's arrival: its last frames against the first frames of the shot it leads into
+        self.following = following[:side + 1] if following is not None and len(following) else None
         self.sites = [s for s in job_sites(job) if s.kind == "window" or (previous is not None and len(previous))]
         starts = [s for s in window_starts(job) if 0 <= s < job.frames] or [0]
         bounds = [*starts, job.frames]
@@ -188,6 +196,9 @@ class SeamMeter:
 
     def result(self) -> dict[str, Any]:
         self._close(final=True)
+        if self.following is not None and self.recent is not None and self.position == self.frames:
+            self.seams.append({"frame": self.frames, "kind": "bridge",
+                               **measure(self.recent, self.following, side=self.side)})
         colours = [[round(float(v), 4) for v in total / count] for total, count in zip(self.sums, self.counts,
                                                                                        strict=True) if count]
         return {"seams": sorted(self.seams, key=lambda s: s["frame"]), "windows": colours}

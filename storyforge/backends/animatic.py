@@ -93,8 +93,12 @@ class Animatic:
         width, height, count = s.width, s.height, job.frames
         band = _band_height(height)
         picture = (width, height - band)
-        canvas = self._canvas(job, inputs, picture)
         overlay = _Overlay(job, width, band)
+        if job.is_bridge and inputs.previous_frames is not None and inputs.next_frames is not None \
+                and len(inputs.previous_frames) and len(inputs.next_frames):
+            yield from _bridge(job, inputs, picture, overlay)
+            return
+        canvas = self._canvas(job, inputs, picture)
         end = np.asarray(_fit(Image.open(job.end_image.path), picture)) if job.end_image else None
         blend = min(count // 3, s.fps) if end is not None else 0  # the last frames dissolve into the end image
         move = motion(job.camera, count / s.fps)
@@ -138,6 +142,42 @@ class Animatic:
         if job.references:
             return _padded(_references(job, picture))
         return _title_card(job, picture)
+
+
+def _bridge(job: Job, inputs: RenderInputs, picture: tuple[int, int], overlay: _Overlay) -> Iterator[np.ndarray]:
+    """A bridge as a move: the view pans on out of the last picture of the shot before and, dissolving, arrives
+    from the other side at the first picture of the shot after, over the bridge's planned frames."""
+    import numpy as np
+    from PIL import Image
+
+    assert inputs.previous_frames is not None and inputs.next_frames is not None
+    s = job.settings
+    width, height = picture
+    full = s.height
+    # the pictures without the caption band the animatic drew under them (decoded frames keep it)
+    leaving = _padded(_picture(inputs.previous_frames[-1][:height], picture, Image))
+    arriving = _padded(_picture(inputs.next_frames[0][:height], picture, Image))
+    count = job.frames
+    for i in range(count):
+        t = (i + 1) / (count + 1)  # never all of one picture: the shots themselves show those
+        ease = t * t * (3 - 2 * t)
+        out_of = _view(leaving, picture, Motion(1.0, 1.0, 0.0), t).astype(np.float32)
+        into = _view(arriving, picture, Motion(1.0, -1.0, 0.0), 1 - t).astype(np.float32)
+        frame = np.empty((1, full, width, 3), np.uint8)
+        frame[0, :height] = (out_of * (1 - ease) + into * ease).round().astype(np.uint8)
+        frame[0, height:] = overlay.band
+        overlay.stamp(frame[0], timecode(job.start_frame + i, s.fps))
+        if inputs.on_step is not None:
+            inputs.on_step(i + 1, count)
+        yield frame
+
+
+def _picture(frame: np.ndarray, picture: tuple[int, int], image_module: Any) -> Image.Image:
+    """A frame's picture as an image of the picture's size."""
+    import numpy as np
+
+    image = image_module.fromarray(np.ascontiguousarray(frame))
+    return image.resize(picture, image_module.BILINEAR) if image.size != picture else image
 
 
 def _band_height(height: int) -> int:
@@ -289,7 +329,8 @@ class _Overlay:
         head, caption = ImageFont.load_default(size=head_size), ImageFont.load_default(size=caption_size)
         image = Image.new("RGB", (width, band), _BAND_BG)
         draw = ImageDraw.Draw(image)
-        draw.text((pad, pad), job.id + (f"  take {job.take}" if job.take > 1 else ""), font=head, fill=_ID_INK)
+        label = f"bridge {job.after} \u2192 {job.before}" if job.before is not None else job.id
+        draw.text((pad, pad), label + (f"  take {job.take}" if job.take > 1 else ""), font=head, fill=_ID_INK)
         top = pad + round(head_size * 1.25)
         line_height = round(caption_size * 1.2)
         lines = max(1, (band - top - pad) // line_height)

@@ -30,12 +30,14 @@ EXTRAS: dict[str, str] = {"torch": "render", "diffusers": "render", "transformer
 class RenderInputs:
     """What a job is rendered from besides the job itself."""
 
-    # for an extension: the chain's last `overlap_frames` frames, uint8 (F, H, W, 3); else None
+    # for an extension or a bridge: the chain's last `overlap_frames` frames, uint8 (F, H, W, 3); else None
     previous_frames: np.ndarray | None = None
     # called with (step, total) as denoising advances, for progress and ETA
     on_step: Callable[[int, int], None] | None = None
     # for a job whose start frame was generated (its keyframe): the picture's file; else None
     start_image: Path | None = None
+    # for a bridge: the first frames of the shot it leads into, uint8 (F, H, W, 3); it ends on the first of them
+    next_frames: np.ndarray | None = None
 
 
 class Backend(Protocol):

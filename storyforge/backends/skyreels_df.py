@@ -238,6 +238,9 @@ class SkyReelsDF:
             arguments["video"] = _previous_video(job, inputs)
             if job.end_image is not None:
                 arguments["last_image"] = load_image(job.end_image.path, s.width, s.height)
+        elif job.kind == "bridge":  # from the last frames of one shot to the first frame of the next
+            arguments["video"] = _previous_video(job, inputs)
+            arguments["last_image"] = _next_frame(job, inputs)
         elif job.kind != "t2v":
             raise RenderError(f"job {job.id}: unknown job kind '{job.kind}'")
         return arguments
@@ -330,7 +333,7 @@ class SkyReelsDF:
                                   TIME_COMPRESSION if job.end_image is not None else 0)
             else:
                 # an extension's decode begins with the overlap it continues from, already in the clip before
-                chunks = _trimmed(_decoded(pipe, latents[-1]), s.overlap_frames if job.kind == "extend" else 0,
+                chunks = _trimmed(_decoded(pipe, latents[-1]), s.overlap_frames if job.continues else 0,
                                   TIME_COMPRESSION if kind == "extend-to-end" else 0)
             for chunk in chunks:
                 yield made.add(_to_uint8(chunk))
@@ -376,6 +379,8 @@ def _split(job: Job) -> bool:
 
 def _pipeline_kind(job: Job) -> str:
     """Which pipeline makes the job's (first) call: t2v, i2v, extend, or extend-to-end (V2V with an end image)."""
+    if job.kind == "bridge":  # V2V aimed at the next shot's first frame, as a continue towards an end image
+        return "extend-to-end"
     return "extend-to-end" if job.kind == "extend" and job.end_image is not None else job.kind
 
 
@@ -536,6 +541,17 @@ def _previous_video(job: Job, inputs: RenderInputs) -> list[PILImage.Image]:
     if tuple(previous.shape[1:]) != expected:
         raise RenderError(f"job {job.id}: previous frames are {tuple(previous.shape[1:])}, expected {expected}")
     return [PILImage.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)) for frame in previous[-overlap:]]
+
+
+def _next_frame(job: Job, inputs: RenderInputs) -> PILImage.Image:
+    """The first frame of the shot a bridge leads into, as the end image of its last window."""
+    following = inputs.next_frames
+    if following is None or not len(following):
+        raise RenderError(f"job {job.id} is a bridge into {job.before} and needs that shot's first frame, got none")
+    expected = (job.settings.height, job.settings.width, 3)
+    if tuple(following.shape[1:]) != expected:
+        raise RenderError(f"job {job.id}: the next shot's frames are {tuple(following.shape[1:])}, expected {expected}")
+    return PILImage.fromarray(np.ascontiguousarray(following[0], dtype=np.uint8))
 
 
 def _to_uint8(frames: np.ndarray) -> np.ndarray:

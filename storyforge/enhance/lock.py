@@ -1,5 +1,5 @@
 """The lock file beside a story (film.yaml -> film.lock.json): final prompts pinned, with what produced them,
-and the take picked for each shot that has several."""
+and the director's choices: the take picked for each shot, rejected takes, notes, extra takes asked for."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +46,39 @@ class EnhanceReport:
 # -- the file ------------------------------------------------------------------------------------------------
 
 
-def dumps(story: Path, shots: dict[str, dict[str, Any]], picks: dict[str, int] | None = None) -> str:
+MAX_NOTE_CHARS = 2_000
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What a director decided about takes, besides the picks: each kept in the lock only when there is some."""
+
+    rejected: dict[str, tuple[int, ...]] = field(default_factory=dict)  # shot -> takes hidden from review
+    notes: dict[str, dict[int, str]] = field(default_factory=dict)  # shot -> take -> a note
+    extra_takes: dict[str, int] = field(default_factory=dict)  # shot -> takes asked for beyond the story's
+    keyframe_picks: dict[str, int] = field(default_factory=dict)  # shot -> the keyframe candidate chosen
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "rejected": {shot: sorted(takes) for shot, takes in sorted(self.rejected.items()) if takes},
+            "notes": {shot: {str(take): text for take, text in sorted(notes.items())}
+                      for shot, notes in sorted(self.notes.items()) if notes},
+            "extra_takes": {shot: n for shot, n in sorted(self.extra_takes.items()) if n},
+            "keyframe_picks": dict(sorted(self.keyframe_picks.items())),
+        }
+        return {name: value for name, value in data.items() if value}
+
+
+def dumps(story: Path, shots: dict[str, dict[str, Any]], picks: dict[str, int] | None = None,
+          choices: Choices | None = None) -> str:
     """The lock's text: sorted keys, two-space indent, a trailing newline, so it diffs well in review.
-    `picks` appear only when there are some: a lock without picks reads as it always did."""
+    `picks` and each of the `choices` appear only when there are some: a lock without them reads as it always
+    did."""
     data: dict[str, Any] = {"storyforge_lock": LOCK_FORMAT, "story": story.name, "shots": shots}
     if picks:
         data["picks"] = picks
+    if choices is not None:
+        data.update(choices.to_json())
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
@@ -94,11 +121,49 @@ def read_picks(story: Path) -> dict[str, int]:
             if isinstance(shot, str) and isinstance(take, int) and not isinstance(take, bool) and take >= 1}
 
 
-def write_lock(story: Path, shots: dict[str, dict[str, Any]], picks: dict[str, int] | None = None) -> bool:
+def _number(value: Any, most: int) -> int | None:
+    """A take or candidate number as the lock may hold it: a whole number from 1 to `most` (JSON keys are text)."""
+    if isinstance(value, str) and value.isdigit() and len(value) <= 3:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= most:
+        return value
+    return None
+
+
+def read_choices(story: Path) -> Choices:
+    """The rejected takes, notes, extra takes and keyframe picks in the lock; entries that are not well formed
+    are left out (the lock stays readable for picks and prompts)."""
+    from storyforge.story.models import MAX_TAKES
+
+    shots, _problem = read_lock(story)
+    if shots is None:
+        return Choices()
+    data = json.loads(lock_path(story).read_text(encoding="utf-8"))
+    named = {name: value for name, value in data.items() if isinstance(value, dict)}
+    rejected = {shot: tuple(sorted({n for n in (_number(t, MAX_TAKES) for t in takes) if n is not None}))
+                for shot, takes in named.get("rejected", {}).items()
+                if isinstance(shot, str) and isinstance(takes, list)}
+    notes: dict[str, dict[int, str]] = {}
+    for shot, by_take in named.get("notes", {}).items():
+        if isinstance(shot, str) and isinstance(by_take, dict):
+            notes[shot] = {n: text[:MAX_NOTE_CHARS] for take, text in by_take.items()
+                           if (n := _number(take, MAX_TAKES)) is not None and isinstance(text, str) and text}
+    extra = {shot: n for shot, value in named.get("extra_takes", {}).items()
+             if isinstance(shot, str) and (n := _number(value, MAX_TAKES)) is not None}
+    keyframes = {shot: n for shot, value in named.get("keyframe_picks", {}).items()
+                 if isinstance(shot, str) and (n := _number(value, MAX_TAKES)) is not None}
+    return Choices(rejected={shot: takes for shot, takes in rejected.items() if takes},
+                   notes={shot: by_take for shot, by_take in notes.items() if by_take}, extra_takes=extra,
+                   keyframe_picks=keyframes)
+
+
+def write_lock(story: Path, shots: dict[str, dict[str, Any]], picks: dict[str, int] | None = None,
+               choices: Choices | None = None) -> bool:
     """Write the lock beside the story, atomically (a temporary file renamed over it); False when unchanged.
-    `picks=None` keeps the picks the lock holds now (enhance rewrites prompts, never choices)."""
+    `picks=None` and `choices=None` keep what the lock holds now (enhance rewrites prompts, never choices)."""
     path = lock_path(story)
-    text = dumps(story, shots, read_picks(story) if picks is None else picks)
+    text = dumps(story, shots, read_picks(story) if picks is None else picks,
+                 read_choices(story) if choices is None else choices)
     if path.is_file() and path.read_text(encoding="utf-8", errors="replace") == text:
         return False
     from storyforge.atomic import check_replaceable
@@ -278,7 +343,7 @@ def refresh(path: Path | str, *, llm: str | None = None, force: bool = False,
     expansions: dict[str, qwen.Expansion] = {}
     if ref is not None and todo:
         requests = [qwen.Request(job.id, job.template_prompt, starts_from_image=job.kind == "i2v",
-                                 continues=job.kind == "extend") for job in todo]
+                                 continues=job.continues) for job in todo]
         results = qwen.expand(requests, ref, seed=enhance.seed, max_new_tokens=enhance.max_new_tokens,
                               batch_size=batch_size or qwen.DEFAULT_BATCH, on_progress=on_progress)
         expansions = {result.id: result for result in results}
@@ -318,46 +383,151 @@ class PickReport:
     changed: bool  # whether the lock file's bytes changed
 
 
-def pick(path: Path | str, shot: str, take: int) -> PickReport:
-    """Record `take` as the picked take of `shot` in the story's lock; errors name the shot's line."""
+def _shot_of(path: Path | str, shot: str) -> tuple[Story, Job, int]:
+    """The story, the planned job of `shot` with the takes the lock adds, and the shot's line; an error naming
+    the shots there are when there is no such shot, or the lock cannot be read."""
     from storyforge.enhance.template import render_texts
     from storyforge.plan.compiler import compile_plan
     from storyforge.story.load import load
     from storyforge.story.resolve import resolve
 
     story = load(path)
-    plan = compile_plan(resolve(story), render_texts)
+    plan = with_extra_takes(compile_plan(resolve(story), render_texts), read_choices(story.path))
     source = story.source
-    several = [job for job in plan.jobs if job.takes > 1]
-    choices = (f"shots with several takes: {', '.join(job.id for job in several)}" if several
-               else "no shot has several takes yet; set `takes:` under a film, scene or shot's `render:`")
     job = next((job for job in plan.jobs if job.id == shot), None)
     if job is None:
+        several = [job for job in plan.jobs if job.takes > 1]
+        choices = (f"shots with several takes: {', '.join(job.id for job in several)}" if several
+                   else "no shot has several takes yet; set `takes:` under a film, scene or shot's `render:`")
         raise StoryError([Problem(source.file, 0, "", f"no shot '{shot}' (write it as scene/shot); {choices}")])
-    line = int(job.source.rsplit(":", 1)[1])
-    if job.takes == 1:
-        raise StoryError([Problem(source.file, line, shot, "has one take (takes: 1), so there is nothing to pick; "
-                                  "set `takes:` in its `render:` (or its scene's or the film's) to render several")])
-    if not 1 <= take <= job.takes:
-        raise StoryError([Problem(source.file, line, shot, f"has takes 1 to {job.takes}; there is no take {take}")])
-    shots, problem = read_lock(story.path)
+    _, problem = read_lock(story.path)
     if problem:
         raise StoryforgeError(f"{display_path(lock_path(story.path))} is not a lock file storyforge can read "
                               f"({problem}); fix it, or remove it and run `storyforge enhance {source.file}`")
+    return story, job, int(job.source.rsplit(":", 1)[1])
+
+
+def _check_take(story: Story, job: Job, line: int, take: int) -> None:
+    if not 1 <= take <= job.takes:
+        raise StoryError([Problem(story.source.file, line, job.id,
+                                  f"has takes 1 to {job.takes}; there is no take {take}")])
+
+
+def _rewrite(story: Story, picks: dict[str, int] | None = None, choices: Choices | None = None) -> bool:
+    """The lock with new picks or choices (None keeps those it holds), its prompts as they are."""
+    shots, _ = read_lock(story.path)
+    return write_lock(story.path, shots or {}, picks, choices)
+
+
+def pick(path: Path | str, shot: str, take: int) -> PickReport:
+    """Record `take` as the picked take of `shot` in the story's lock; errors name the shot's line."""
+    story, job, line = _shot_of(path, shot)
+    if job.takes == 1:
+        raise StoryError([Problem(story.source.file, line, shot, "has one take (takes: 1), so there is nothing to "
+                                  "pick; set `takes:` in its `render:` (or its scene's or the film's) to render "
+                                  "several")])
+    _check_take(story, job, line, take)
     picks = read_picks(story.path)
     previous = picks.get(shot, 1)
     picks[shot] = take
-    changed = write_lock(story.path, shots or {}, dict(sorted(picks.items())))
+    changed = _rewrite(story, dict(sorted(picks.items())))
     return PickReport(lock=lock_path(story.path), shot=shot, take=take, takes=job.takes, previous=previous,
                       changed=changed)
 
 
+def reject(path: Path | str, shot: str, take: int, rejected: bool = True) -> bool:
+    """Mark a take of `shot` rejected (hidden in review) or not; the lock keeps it. True when the lock changed."""
+    story, job, line = _shot_of(path, shot)
+    _check_take(story, job, line, take)
+    choices = read_choices(story.path)
+    takes = set(choices.rejected.get(shot, ())) - {take} | ({take} if rejected else set())
+    return _rewrite(story, choices=replace(choices, rejected={**choices.rejected, shot: tuple(sorted(takes))}))
+
+
+def note(path: Path | str, shot: str, take: int, text: str) -> bool:
+    """Keep a note on a take of `shot` in the lock (an empty text removes it). True when the lock changed."""
+    story, job, line = _shot_of(path, shot)
+    _check_take(story, job, line, take)
+    text = text.strip()
+    if len(text) > MAX_NOTE_CHARS:
+        raise StoryforgeError(f"a note holds at most {MAX_NOTE_CHARS} characters; this one has {len(text)}")
+    choices = read_choices(story.path)
+    notes = {n: kept for n, kept in choices.notes.get(shot, {}).items() if n != take} | ({take: text} if text else {})
+    return _rewrite(story, choices=replace(choices, notes={**choices.notes, shot: notes}))
+
+
+def add_take(path: Path | str, shot: str) -> int:
+    """Ask for one more take of `shot`: the lock records it, so a render (here or from the terminal) renders the
+    same takes. Returns the new take's number."""
+    from storyforge.story.models import MAX_TAKES
+
+    story, job, line = _shot_of(path, shot)
+    if job.takes >= MAX_TAKES:
+        raise StoryError([Problem(story.source.file, line, shot, f"has {job.takes} takes, the most a shot may "
+                                  "have; reject some and pick among them")])
+    choices = read_choices(story.path)
+    extra = {**choices.extra_takes, shot: choices.extra_takes.get(shot, 0) + 1}
+    _rewrite(story, choices=replace(choices, extra_takes=extra))
+    return job.takes + 1
+
+
+def pick_keyframe(path: Path | str, shot: str, number: int) -> bool:
+    """Choose keyframe candidate `number` of `shot` as the picture its video starts from (`keyframes: {takes: N}`
+    makes N); the lock keeps it. True when the lock changed."""
+    story, job, line = _shot_of(path, shot)
+    candidates = job.keyframe.candidates if job.keyframe is not None else 0
+    if candidates < 2:
+        why = ("has no keyframe (a generated start picture: `keyframes:` in the story and references in the shot)"
+               if job.keyframe is None else "has one keyframe candidate; set `keyframes: {takes: N}` for several")
+        raise StoryError([Problem(story.source.file, line, shot, why)])
+    if not 1 <= number <= candidates:
+        raise StoryError([Problem(story.source.file, line, shot,
+                                  f"has keyframe candidates 1 to {candidates}; there is no candidate {number}")])
+    choices = read_choices(story.path)
+    return _rewrite(story, choices=replace(choices, keyframe_picks={**choices.keyframe_picks, shot: number}))
+
+
+def with_keyframe_picks(plan: Plan, choices: Choices) -> Plan:
+    """The plan with each shot's chosen keyframe candidate (candidate 1 when none is chosen, or when the shot has
+    fewer now)."""
+    from storyforge.plan.compiler import with_keys
+
+    jobs = []
+    for job in plan.jobs:
+        number = choices.keyframe_picks.get(job.id, 1)
+        if job.keyframe is not None and number != job.keyframe.pick and number <= job.keyframe.candidates:
+            job = replace(job, keyframe=job.keyframe.candidate(number))
+        jobs.append(job)
+    if all(job is old for job, old in zip(jobs, plan.jobs, strict=True)):
+        return plan
+    return with_keys(replace(plan, jobs=tuple(jobs)))
+
+
+def with_extra_takes(plan: Plan, choices: Choices) -> Plan:
+    """The plan with the takes asked for beyond the story's (see add_take), each with its own seed and key."""
+    from storyforge.plan.compiler import take_seed, with_keys
+    from storyforge.story.models import MAX_TAKES
+
+    if not choices.extra_takes:
+        return plan
+    jobs = []
+    for job in plan.jobs:
+        takes = min(MAX_TAKES, job.takes + choices.extra_takes.get(job.id, 0))
+        if takes != job.takes:
+            first = job.take_seeds[0] if job.take_seeds else job.seed
+            job = replace(job, takes=takes, take_seeds=tuple(take_seed(first, n) for n in range(1, takes + 1)))
+        jobs.append(job)
+    return with_keys(replace(plan, jobs=tuple(jobs)))
+
+
 def apply_picks(plan: Plan, story: Story | None = None) -> Plan:
-    """The plan with each job's picked take from the lock (take 1 when none is picked), keys chained to
-    the picks; a pick the shot no longer has falls back to take 1 with a warning."""
+    """The plan with the extra takes and each job's picked take from the lock (take 1 when none is picked), keys
+    chained to the picks; a pick the shot no longer has falls back to take 1 with a warning."""
     from storyforge.plan.compiler import with_keys
     from storyforge.story.load import load
 
+    choices = read_choices(plan.story)
+    plan = with_keyframe_picks(with_extra_takes(plan, choices), choices)
     picks = read_picks(plan.story)
     if not picks:
         return plan

@@ -456,7 +456,8 @@ class _Film:
 
 
 def render_texts(film: ResolvedFilm) -> dict[str, ShotText]:
-    """Each shot's prompt (its enhance.template applied) and camera words, every template rendered."""
+    """Each shot's prompt (its enhance.template applied) and camera words, every template rendered; and each
+    bridge's prompt, under its job id (`scene/shot~bridge`)."""
     story = film.story
     template = prompt_template(story)
     context = _Film(story, template)
@@ -472,9 +473,45 @@ def render_texts(film: ResolvedFilm) -> dict[str, ShotText]:
                     problems.append(failure.problem)
                 if "the film's templates do too much work" in failure.problem.message:
                     break  # every later shot would say the same
+        else:
+            previous: ResolvedShot | None = None
+            for shot in film.shots:  # bridges last: each joins two shots' final prompts
+                if shot.shot.transition_type == "bridge" and previous is not None \
+                        and {shot.id, previous.id} <= texts.keys():
+                    try:
+                        with budget():
+                            texts[f"{shot.id}~bridge"] = _render_bridge(context, shot, texts[previous.id],
+                                                                         texts[shot.id])
+                    except _FieldFailure as failure:
+                        problems.append(failure.problem)
+                previous = shot
     if problems:
         raise StoryError(problems)
     return texts
+
+
+# What a bridge shows when its transition names no prompt: where it comes from, then where it arrives.
+DEFAULT_BRIDGE_TEMPLATE = "{{ previous }} The camera moves on without a cut and arrives at: {{ next }}"
+
+
+def _render_bridge(context: _Film, shot: ResolvedShot, previous: ShotText, following: ShotText) -> ShotText:
+    """A bridge's prompt: its own template (or DEFAULT_BRIDGE_TEMPLATE) with the shot's names, and `previous` and
+    `next`, the final prompts of the shots it joins; rendered in the same sandbox as every prompt."""
+    renderer = _ShotRenderer(context.story, shot, context.compiled)
+    renderer.scope.update(previous=previous.prompt, next=following.prompt)
+    source = context.story.source
+    written = shot.shot.bridge_prompt
+    at = shot.path + ("transition", "prompt") if written is not None else shot.path + ("transition",)
+    label = f"{shot.id}.transition.prompt"
+    try:
+        prompt = renderer.text(_Field(label, written if written is not None else DEFAULT_BRIDGE_TEMPLATE,
+                                      f"{shot.id}~bridge", at))
+    except Refused as refused:
+        raise _FieldFailure(Problem(source.file, source.line(at), f"{shot.id}~bridge", str(refused))) from None
+    if not prompt:
+        raise _FieldFailure(Problem(source.file, source.line(at), f"{shot.id}~bridge",
+                                    "the bridge's prompt renders to empty text; write what the bridge shows"))
+    return ShotText(prompt=prompt, camera=None)
 
 
 def _render_shot(context: _Film, shot: ResolvedShot) -> ShotText:

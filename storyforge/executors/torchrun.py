@@ -35,6 +35,7 @@ class _Render:
     previous_frames: np.ndarray | None
     take: int = 1  # which take of the job (its own seed)
     start_image: Path | None = None  # its keyframe (read from the cache, which every rank of a node sees)
+    next_frames: np.ndarray | None = None  # a bridge: the first frames of the shot it leads into
 
 
 def render_ranked(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: list[str] | None = None,
@@ -79,8 +80,9 @@ def _keyframes_made(plan: Plan, only: list[str] | None, cache_root: Path | None)
     root = cache_root or default_root(plan.story)
     found = start_frames(plan, select(plan, only), root, make=False, options={}, progress=None)
     heads = set()
-    for job in select(plan, only):  # what each chain starts from, upstream of what was asked for too
-        while job.after is not None:
+    targets = select(plan, only)
+    for job in [*targets, *(plan.job(job.before) for job in targets if job.before is not None)]:
+        while job.after is not None:  # what each chain starts from, upstream of what was asked for too
             job = plan.job(job.after)
         if job.keyframe is not None:
             heads.add(job.id)
@@ -104,7 +106,7 @@ class Leader:
     def frames(self, job: Job, inputs: RenderInputs) -> Iterator[np.ndarray]:
         from storyforge.backends.base import frames_of
 
-        share(_Render(job.id, inputs.previous_frames, job.take, inputs.start_image))
+        share(_Render(job.id, inputs.previous_frames, job.take, inputs.start_image, inputs.next_frames))
         yield from frames_of(self.inner, job, inputs)
 
     def render(self, job: Job, inputs: RenderInputs) -> np.ndarray:
@@ -140,7 +142,7 @@ def follow(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
                     raise RenderError(f"rank 0 renders {word.job_id}, which this rank's plan does not have; every "
                                       "torchrun process must render the same story file with the same options")
                 follower.render(follower.jobs[word.job_id].for_take(word.take), word.previous_frames,
-                                word.start_image)
+                                word.start_image, word.next_frames)
         else:
             for job in targets:
                 follower.alone(job)
@@ -160,21 +162,28 @@ class _Follower:
         self.jobs = {job.id: job for job in plan.jobs}
         self.records: list[JobRecord] = []
         self.tails: dict[str, np.ndarray] = {}
+        self.heads: dict[str, np.ndarray] = {}  # the first frames of each shot, for a bridge into it
         self.keep = max((job.settings.overlap_frames for job in plan.jobs), default=0)
 
-    def render(self, job: Job, previous: np.ndarray | None, start_image: Path | None = None) -> None:
+    def render(self, job: Job, previous: np.ndarray | None, start_image: Path | None = None,
+               following: np.ndarray | None = None) -> None:
         """Render `job` from `previous` (or its keyframe), keeping only its last frames (the chunks are dropped
         as they come)."""
         import numpy as np
 
         from storyforge.backends.base import RenderInputs, frames_of
         from storyforge.render import JobRecord, clip_name
+        from storyforge.seams import SIDE
 
         started = time.time()
-        tail = None
-        for chunk in frames_of(self.backend, job, RenderInputs(previous_frames=previous, start_image=start_image)):
+        tail = head = None
+        inputs = RenderInputs(previous_frames=previous, start_image=start_image, next_frames=following)
+        for chunk in frames_of(self.backend, job, inputs):
             tail = chunk if tail is None else np.concatenate([tail, chunk])
             tail = tail[len(tail) - min(self.keep, len(tail)):]
+            head = chunk[:SIDE + 1] if head is None else np.concatenate([head, chunk])[:SIDE + 1]
+        if job.take == self.jobs[job.id].take and head is not None:
+            self.heads[job.id] = head
         if job.take == self.jobs[job.id].take:  # what a continuing job continues is the picked take
             self.tails[job.id] = tail if tail is not None else np.empty((0, 0, 0, 3), np.uint8)
         finished = time.time()
@@ -187,8 +196,11 @@ class _Follower:
 
         if job.id in self.tails:
             return
-        previous = None
-        if job.kind == "extend":
+        previous = following = None
+        if job.before is not None:  # a bridge: after the shot it leads into, from that shot's first frames
+            self.alone(self.plan.job(job.before))
+            following = self.heads.get(job.before)
+        if job.continues:
             needed, have = job.settings.overlap_frames, 0
             parts: list[np.ndarray] = []
             upstream = self.plan.job(job.after) if job.after else None
@@ -198,4 +210,4 @@ class _Follower:
                 have += len(parts[0])
                 upstream = self.plan.job(upstream.after) if upstream.after else None
             previous = np.concatenate(parts)[-needed:] if parts else None
-        self.render(job, previous)
+        self.render(job, previous, following=following)

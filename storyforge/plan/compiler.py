@@ -290,14 +290,112 @@ class _Compiler:
 
     def transition_frames(self, shot: ResolvedShot, fps: int) -> int:
         kind = shot.shot.transition_type
-        if kind in ("cut", "continue"):
-            return 0
+        if kind in ("cut", "continue", "bridge"):
+            return 0  # a bridge's length is its own job's (see `bridge`)
         seconds, exact = parse_duration(shot.shot.transition_duration)
         count = exact if exact is not None else seconds_to_frames(seconds or 0.0, fps)
         if count == 0:
             self.error(shot, shot.path + ("transition",),
                        f"a {kind} of {shot.shot.transition_duration} is 0 frames at {fps} fps; use cut or a longer one")
         return count
+
+    # -- bridges -----------------------------------------------------------------------------------
+    def bridge_frames(self, n: int, shot: ResolvedShot) -> str | None:
+        """Why a bridge cannot add `n` frames with this shot's settings, or None when it can."""
+        if n < fx.TIME_COMPRESSION or n % fx.TIME_COMPRESSION:
+            return "a bridge adds whole latents of 4 frames each, at least one"
+        return self.why_not("extend", n, shot)
+
+    def bridge(self, shot: ResolvedShot, previous: Job | None, chain_frames: int, cursor: int,
+               fps: int) -> Job | None:
+        """The bridge job into `shot` (a V2V extension of `previous` aimed at the shot's first frame), or None
+        after reporting why it cannot be planned. It is planned before the shot: both parents are known then
+        except for the shot's key, which with_keys adds."""
+        if previous is None:
+            return None  # the shot before failed and was reported (the film's first shot: the story checks)
+        s, a = shot.settings, previous.settings
+        at = shot.path + ("transition",)
+        ok = True
+        if a.model != s.model:
+            self.error(shot, self.setting(shot, "model"),
+                       f"a bridge is one generation by one model, from {previous.id}'s last frames to this shot's "
+                       f"first, but {previous.id} uses model {a.model} and this shot {s.model}; give both the same "
+                       f"model, or use cut or crossfade here")
+            ok = False
+        if (a.width, a.height) != (s.width, s.height):  # the film-wide rule says so first; kept for other callers
+            self.error(shot, self.setting(shot, "resolution"),
+                       f"a bridge joins frames of one size, but {previous.id} is {a.width}x{a.height} and this shot "
+                       f"{s.width}x{s.height}; give both the same resolution")
+            ok = False
+        if s.causal_block_size > 1:
+            self.error(shot, self.setting(shot, "causal_block_size"),
+                       f"a bridge ends on this shot's first frame, one latent that causal_block_size "
+                       f"{s.causal_block_size} would overwrite (the bridge would not arrive at it); set "
+                       f"causal_block_size: 1 for this shot")
+            ok = False
+        if not ok:
+            return None
+        seconds, exact = parse_duration(shot.shot.transition_duration)
+        requested = exact if exact is not None else seconds_to_frames(seconds or 0.0, fps)
+        written = shot.shot.transition_duration
+
+        def valid(n: int) -> bool:
+            return self.bridge_frames(n, shot) is None
+
+        def shown(n: int) -> str:
+            return f"{n}f ({n / fps:.3f}s)"
+
+        shortest = fx.snap(1, valid)
+        if shortest is None:
+            self.error(shot, at, f"no bridge length can be rendered with these settings "
+                       f"({self.bridge_frames(fx.TIME_COMPRESSION, shot)})")
+            return None
+        if requested < shortest:
+            following = next(n for n in range(shortest + 1, shortest + 4 * s.base_frames) if valid(n))
+            self.error(shot, at, f"a bridge of {written} is {requested} {'frame' if requested == 1 else 'frames'} at "
+                       f"{fps} fps, shorter than the model can make: it adds whole latents of 4 frames, at least "
+                       f"{shortest}; use {shown(shortest)} or {shown(following)}")
+            return None
+        if exact is not None and not valid(requested):
+            below, above = fx.nearest(requested, valid, limit=max(4 * s.base_frames, 400))
+            options = " or ".join(shown(n) for n in (below, above) if n is not None)
+            reason = self.bridge_frames(requested, shot)
+            self.error(shot, at, f"a bridge of {requested} frames{self._mode(shot)}: {reason}; use {options}")
+            return None
+        planned = requested if exact is not None else self.snap_bridge(requested, shot)
+        if planned is None:
+            self.error(shot, at, f"no bridge length near {requested} frames can be rendered with these settings")
+            return None
+        if abs(planned - requested) > fps / 2:
+            self.warn(shot, at, f"a bridge of {written} is {requested} frames at {fps} fps, but the nearest length a "
+                      f"bridge can have is {planned} ({planned / fps:.2f}s)")
+        if chain_frames < s.overlap_frames:
+            self.error(shot, at, f"a bridge continues the last {s.overlap_frames} frames (overlap_frames) of what "
+                       f"came before, but the chain ending at {previous.id} has {chain_frames}; make "
+                       f"{previous.id} longer")
+            return None
+        num_frames = planned + s.overlap_frames
+        generation = fx.generation(num_frames, self.geometry(shot), extend=True, end_image=True)
+        bridge_id = f"{shot.id}~bridge"
+        text = self.texts.get(bridge_id)
+        if text is None:  # a caller whose texts are literal (no templates): the bridge's own words, or both shots'
+            own = shot.shot.bridge_prompt
+            text = ShotText(own if own else f"{previous.prompt} {self.texts[shot.id].prompt}", None)
+        seed = derive_seed(s.seed, bridge_id)
+        settings = replace(s, takes=1)  # one bridge between the picked takes of its two shots
+        return Job(
+            id=bridge_id, kind="bridge", after=previous.id, before=shot.id, prompt=text.prompt,
+            template_prompt=text.prompt, camera=text.camera, requested_frames=requested, frames=planned,
+            num_frames=num_frames, start_frame=cursor, transition=Transition("continue", 0),
+            segments=generation.windows, seed=seed, settings=settings, image=None, end_image=None,
+            source=f"{self.source.file}:{self.source.line(at)}", takes=1, take_seeds=(seed,),
+        )
+
+    def snap_bridge(self, frames: int, shot: ResolvedShot) -> int | None:
+        key = ("bridge", frames, self.geometry(shot), False)
+        if key not in self._snapped:
+            self._snapped[key] = fx.snap(frames, lambda n: self.bridge_frames(n, shot) is None)
+        return self._snapped[key]
 
     # -- cast and keyframes ----------------------------------------------------------------------
     def references(self, shot: ResolvedShot, text: ShotText) -> tuple[Reference, ...]:
@@ -325,7 +423,9 @@ class _Compiler:
                             location=places[0] if places else None, prompt=text.prompt, model=model,
                             steps=spec.steps, guidance=spec.guidance, seed=derive_seed(spec.seed, shot.id),
                             width=width, height=height,
-                            source=f"{self.source.file}:{self.source.line(('keyframes', 'model'))}")
+                            source=f"{self.source.file}:{self.source.line(('keyframes', 'model'))}",
+                            candidates=spec.takes, seeds=tuple(take_seed(derive_seed(spec.seed, shot.id), n)
+                                                               for n in range(1, spec.takes + 1)))
         if self.write_keyframe is not None:
             keyframe = replace(keyframe, prompt=self.write_keyframe(text.prompt, text.camera, keyframe))
         return keyframe
@@ -339,6 +439,7 @@ class _Compiler:
         chain_frames = 0  # frames of the current chain so far (an extension needs overlap_frames of them)
         previous: Job | None = None
         for shot in self.film.shots:
+            chain_before = chain_frames  # what a bridge into this shot continues from
             kind = "extend" if shot.shot.transition_type == "continue" else ("i2v" if shot.shot.image or
                                                                                 shot.shot.end_image else "t2v")
             text = self.texts[shot.id]
@@ -392,8 +493,17 @@ class _Compiler:
                 self.warn(shot, shot.path + ("duration",),
                           f"the last window has {last} of {geometry.base_latents} latents but costs nearly a full "
                           f"window of steps; a length giving equal windows is cheaper per frame: use {options}")
-            start = cursor
             kind_t = shot.shot.transition_type
+            bridge = None
+            if kind_t == "bridge":
+                bridge = self.bridge(shot, previous, chain_before, cursor, fps)
+                if bridge is None:
+                    previous = None
+                    continue
+                t_frames = bridge.frames
+                jobs.append(bridge)
+                cursor += bridge.frames
+            start = cursor
             if kind_t == "crossfade" and previous is not None:
                 limit = min(previous.frames, planned)
                 if t_frames > limit:
@@ -441,17 +551,23 @@ def with_keys(plan: Plan) -> Plan:
     Every take gets its key; the job's own `seed` and `key` are its picked take's, so a job that continues
     it is chained to the picked take (picking another take upstream changes what continues it)."""
     keys: dict[str, str] = {}
-    jobs = []
-    for job in plan.jobs:
+    keyed: dict[str, Job] = {}
+    # a bridge's key covers the keys of both shots it joins: bridges come after every shot (no shot depends on one)
+    for job in sorted(plan.jobs, key=lambda job: job.is_bridge):
         if job.keyframe is not None:  # one keyframe for every take: the takes differ in the video's seed only
-            job = replace(job, keyframe=replace(job.keyframe, key=keyframe_key(job.keyframe)))
+            keyframe = job.keyframe
+            candidate_seeds = keyframe.seeds or (keyframe.seed,)
+            candidate_keys = tuple(keyframe_key(replace(keyframe, seed=seed)) for seed in candidate_seeds)
+            job = replace(job, keyframe=replace(keyframe, seeds=candidate_seeds, keys=candidate_keys).candidate(
+                keyframe.pick))
         upstream = keys.get(job.after) if job.after else None
+        before = keys.get(job.before) if job.before else None
         seeds = job.take_seeds or (job.seed,)
-        take_keys = tuple(job_key(replace(job, seed=seed), upstream) for seed in seeds)
+        take_keys = tuple(job_key(replace(job, seed=seed), upstream, before) for seed in seeds)
         picked = replace(job, take_seeds=seeds, take_keys=take_keys).for_take(job.take)
         keys[job.id] = picked.key
-        jobs.append(picked)
-    return replace(plan, jobs=tuple(jobs))
+        keyed[job.id] = picked
+    return replace(plan, jobs=tuple(keyed[job.id] for job in plan.jobs))
 
 
 def compile_plan(film: ResolvedFilm, render_texts: Callable[[ResolvedFilm], Mapping[str, ShotText]],

@@ -12,8 +12,11 @@ if TYPE_CHECKING:
 KEY_VERSION = "storyforge-job-2"  # bump when the meaning of an input changes
 
 
-def key_inputs(job: Job, upstream_key: str | None) -> dict[str, object]:
-    """The explicit list of what a job's pixels depend on; titles, ids, comments and timeline are not in it."""
+def key_inputs(job: Job, upstream_key: str | None, before_key: str | None = None) -> dict[str, object]:
+    """The explicit list of what a job's pixels depend on; titles, ids, comments and timeline are not in it.
+
+    `upstream_key`: the key of the job it continues (a bridge: the shot it comes out of); `before_key`, for a
+    bridge only: the key of the shot whose first frame it ends on."""
     s = job.settings
     return {
         "version": KEY_VERSION,
@@ -43,6 +46,7 @@ def key_inputs(job: Job, upstream_key: str | None) -> dict[str, object]:
         "upstream": upstream_key,
         # only when present, so the keys of films without keyframes stay what they were
         **({"keyframe": job.keyframe.key} if job.keyframe is not None else {}),
+        **({"before": before_key} if job.before is not None else {}),
     }
 
 
@@ -71,5 +75,5 @@ def digest(inputs: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def job_key(job: Job, upstream_key: str | None) -> str:
-    return digest(key_inputs(job, upstream_key))
+def job_key(job: Job, upstream_key: str | None, before_key: str | None = None) -> str:
+    return digest(key_inputs(job, upstream_key, before_key))

@@ -1,4 +1,4 @@
-"""The compiled plan: a Plan of Jobs (one per shot), each with its DF Segments and place on the timeline."""
+"""The compiled plan: a Plan of Jobs (one per shot and bridge), each with its DF Segments and place on the timeline."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ PLAN_FORMAT = 1
 
 @dataclass(frozen=True)
 class Transition:
-    """How a job begins on the timeline: cut, continue, crossfade or fade, and its length in frames."""
+    """How a job begins on the timeline: cut, continue, crossfade, fade or bridge, and its length in frames.
+
+    A shot that a bridge leads into begins with `bridge` and the bridge's frames (they are the bridge job's, before
+    it: nothing overlaps); the bridge job itself begins as a `continue` of the shot before it."""
 
     type: str
     frames: int
@@ -47,11 +50,29 @@ class Keyframe:
     height: int
     key: str = ""
     source: str = ""  # file:line of `keyframes.model`, for messages about the model
+    # Candidates (`keyframes: {takes: N}`): N start pictures, each with its own seed; `seed` and `key` above are
+    # the picked candidate's, the one the video starts from.
+    candidates: int = 1
+    pick: int = 1
+    seeds: tuple[int, ...] = ()  # per candidate; candidate 1's is the shot's keyframe seed
+    keys: tuple[str, ...] = ()  # per candidate
+
+    def candidate(self, number: int) -> Keyframe:
+        """This keyframe as candidate `number` makes it: that candidate's seed and key."""
+        if not self.seeds:
+            return self
+        return replace(self, pick=number, seed=self.seeds[number - 1],
+                       key=self.keys[number - 1] if self.keys else "")
+
+    @property
+    def all_candidates(self) -> tuple[Keyframe, ...]:
+        return tuple(self.candidate(n) for n in range(1, self.candidates + 1))
 
     def to_json(self) -> dict[str, Any]:
         return {"references": [r.image.relative for r in self.references], "prompt": self.prompt, "key": self.key,
                 "cast": list(self.cast), "location": self.location, "model": self.model, "steps": self.steps,
-                "guidance": self.guidance, "seed": self.seed}
+                "guidance": self.guidance, "seed": self.seed,
+                **({"candidates": self.candidates, "pick": self.pick} if self.candidates > 1 else {})}
 
 
 @dataclass(frozen=True)
@@ -59,7 +80,7 @@ class Job:
     """One pipeline call: a shot compiled to frame counts, windows, settings and a cache key."""
 
     id: str
-    kind: str  # t2v | i2v | extend
+    kind: str  # t2v | i2v | extend | bridge
     after: str | None  # the job this one continues
     prompt: str
     template_prompt: str  # the prompt after templates, before any LLM expansion
@@ -84,6 +105,16 @@ class Job:
     take: int = 1  # the picked take (1-based): what clips/, the film and a continuing job use
     take_seeds: tuple[int, ...] = ()  # per take; take 1's is the shot's own seed
     take_keys: tuple[str, ...] = ()  # per take, each chained to the picked take of the job it continues
+    before: str | None = None  # a bridge: the job whose first frame it ends on (its second parent)
+
+    @property
+    def is_bridge(self) -> bool:
+        return self.kind == "bridge"
+
+    @property
+    def continues(self) -> bool:
+        """Whether the job's generation starts from the last frames of the job it comes `after`."""
+        return self.kind in ("extend", "bridge")
 
     def for_take(self, take: int) -> Job:
         """This job as take `take` renders it: that take's seed and key."""
@@ -126,6 +157,7 @@ class Job:
             "id": self.id,
             "kind": self.kind,
             "after": self.after,
+            **({"before": self.before} if self.before is not None else {}),
             "prompt": self.prompt,
             "requested_frames": self.requested_frames,
             "frames": self.frames,
@@ -168,12 +200,13 @@ def _image_json(image: Image | None) -> dict[str, str] | None:
 
 @dataclass(frozen=True)
 class Seam:
-    """A place where new frames meet old ones: a continued shot's first frame, or a later window's first."""
+    """A place where new frames meet old ones: a continued shot's first frame, a later window's first, or either
+    end of a bridge (its first frame after the shot it continues, and the first frame of the shot it leads into)."""
 
     job: str
-    frame: int  # on the film's timeline: the job's start_frame plus the window's
-    kind: str  # continue | window
-    window: int  # index of the window in the job
+    frame: int  # on the film's timeline: the job's start_frame plus the window's (a bridge's end: the next shot's 0)
+    kind: str  # continue | window | bridge
+    window: int  # index of the window in the job (a bridge's end: one past its last window)
 
 
 @dataclass(frozen=True)
@@ -222,23 +255,32 @@ class Plan:
         seams = []
         for job in self.jobs:
             for index, window in enumerate(job.segments):
-                if index or job.kind == "extend":
-                    kind = "window" if index else "continue"
+                if index or job.continues:
+                    kind = "window" if index else ("bridge" if job.is_bridge else "continue")
                     seams.append(Seam(job.id, job.start_frame + window.start_frame, kind, index))
+            if job.is_bridge:  # where it meets the first frame it was aimed at
+                seams.append(Seam(job.id, job.start_frame + job.frames, "bridge", len(job.segments)))
         return seams
 
     def job(self, job_id: str) -> Job:
         return next(job for job in self.jobs if job.id == job_id)
 
     def chains(self) -> list[list[Job]]:
-        """Jobs grouped into chains: a head and every job that continues it, in order."""
+        """Jobs grouped into chains: a head and every job that continues it, in order. Bridges are in none: a
+        bridge has two parents in two chains (see `bridges`)."""
         chains: list[list[Job]] = []
         for job in self.jobs:
+            if job.is_bridge:
+                continue
             if job.after is None:
                 chains.append([job])
             else:
                 chains[-1].append(job)
         return chains
+
+    def bridges(self) -> list[Job]:
+        """Every bridge, in film order: each waits for the end of one chain and the first frame of another."""
+        return [job for job in self.jobs if job.is_bridge]
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -103,6 +103,10 @@ def check_film(film: Film, source: SourceMap) -> list[Problem]:
             if first and kind == "crossfade":
                 problem(at + ("transition",), name,
                         "the first shot of the film has nothing to crossfade from; use fade to fade in from black")
+            if first and kind == "bridge":
+                problem(at + ("transition",), name,
+                        "the first shot of the film has nothing to bridge from (a bridge continues the shot before "
+                        "it); use cut or fade")
             if kind == "continue" and shot.image:
                 problem(at + ("image",), name, "a continued shot starts from the previous shot's last frames, "
                         "so it cannot also have a start image; remove 'image' or use another transition")

@@ -190,10 +190,13 @@ class RenderSettings(Strict):
 
 
 class TransitionSpec(Strict):
-    """A transition with its length."""
+    """A transition with its length (and, for a bridge, what the generated frames show)."""
 
-    type: Literal["cut", "continue", "crossfade", "fade"] = Field(description="How the shot begins.")
-    duration: Duration = Field("0.5s", description="Length of a crossfade or fade.")
+    type: Literal["cut", "continue", "crossfade", "fade", "bridge"] = Field(description="How the shot begins.")
+    duration: Duration = Field("0.5s", description="Length of a crossfade, fade or bridge.")
+    prompt: str | None = Field(
+        None, description="What a bridge shows, a Jinja template with the shot's names plus `previous` and `next` "
+                          "(the two shots' final prompts); default: the two prompts joined.")
 
     @field_validator("duration")
     @classmethod
@@ -205,10 +208,17 @@ class TransitionSpec(Strict):
     def _length_only_for_blends(self) -> TransitionSpec:
         if self.type in ("cut", "continue") and "duration" in self.model_fields_set:
             raise ValueError(f"a '{self.type}' has no length; remove 'duration' or use crossfade or fade")
+        if self.prompt is not None and self.type == "continue":  # both at once would be a cycle: see Shot
+            raise ValueError("a shot either continues the previous one or is reached by a bridge, not both (a "
+                             "bridge ends on this shot's first frame, which a continue would make from the "
+                             "bridge's); remove 'prompt', or use type: bridge")
+        if self.prompt is not None and self.type != "bridge":
+            raise ValueError(f"a '{self.type}' has no prompt: only a bridge generates frames of its own; remove "
+                             f"'prompt' or use type: bridge")
         return self
 
 
-Transition = Union[Literal["cut", "continue", "crossfade", "fade"], TransitionSpec]  # noqa: UP007 (pydantic on 3.10)
+Transition = Union[Literal["cut", "continue", "crossfade", "fade", "bridge"], TransitionSpec]  # noqa: UP007 (pydantic on 3.10)
 
 
 class Character(Strict):
@@ -249,6 +259,9 @@ class Keyframes(Strict):
     steps: int = Field(40, ge=1, le=1000, description="Denoising steps per keyframe.")
     guidance: float = Field(4.0, ge=0, le=50, description="Classifier-free guidance scale of the edit model.")
     seed: int = Field(0, ge=0, lt=2**32, description="Seed; each shot's keyframe derives its own from it.")
+    takes: int = Field(1, ge=1, le=MAX_TAKES,
+                       description="Candidate start pictures per shot, each with its own seed; `storyforge pick FILE "
+                                   "SHOT --keyframe N` (or the studio) chooses the one the video starts from.")
     template: str | None = Field(
         None,
         description="The edit instruction, a Jinja template with `prompt`, `camera`, `pictures`, `cast` and "
@@ -276,7 +289,9 @@ class Shot(Strict):
     duration: Duration
     image: str | None = Field(None, description="Start frame (image-to-video), relative to the story file.")
     end_image: str | None = Field(None, description="End frame, relative to the story file.")
-    transition: Transition = Field("cut", description="cut, continue, crossfade or fade, or {type, duration}.")
+    transition: Transition = Field(
+        "cut", description="cut, continue, crossfade, fade or bridge, or {type, duration} ({type: bridge, duration, "
+                           "prompt} generates a shot from the previous shot's last frames to this one's first).")
     cast: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
         default_factory=list,
         description="Characters in the shot besides those its texts use (keys of `characters`).")
@@ -296,6 +311,11 @@ class Shot(Strict):
     @property
     def transition_duration(self) -> float | str:
         return "0.5s" if isinstance(self.transition, str) else self.transition.duration
+
+    @property
+    def bridge_prompt(self) -> str | None:
+        """A bridge's own prompt template, when it has one."""
+        return None if isinstance(self.transition, str) else self.transition.prompt
 
 
 class Scene(Strict):

@@ -76,12 +76,12 @@ def test_every_render_writes_the_review_page_with_escaped_text_and_relative_file
     assert "&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt; &amp; &lt;img src=x onerror=alert(1)&gt;" in page
     assert "Review &lt;b&gt;me&lt;/b&gt; &amp; co" in page
     assert not re.search(r"(?:src|href)=\"(?:https?:)?//", page) and "@import" not in page  # nothing from a network
-    for link in re.findall(r'(?:src|data-src)="([^"]+)"', page):
+    for link in re.findall(r'(?:src|poster)="([^"]+)"', page):
         assert (out / link.split("?v=")[0]).is_file(), link  # posters name their clip's version
     plan = api.plan(story)
     for job in plan.jobs:
         for take in job.all_takes:
-            assert f'data-src="takes/{job.id.replace("/", "__")}/take{take.take}.mp4"' in page
+            assert f'src="takes/{job.id.replace("/", "__")}/take{take.take}.mp4"' in page
             if job.takes > 1:
                 command = f"storyforge pick {story.name} {job.id} {take.take}"
                 assert (command in page) is (take.take != job.take)
@@ -132,22 +132,22 @@ def test_the_review_page_in_a_real_browser(write_story, chromium, tmp_path: Path
     assert dip == plan.job("dawn/dip").prompt and HOSTILE in dip  # shown as text, never run
     assert page.evaluate("document.scripts.length") == 1
     assert "00:00:00:17 continue · jump 2.40 · ΔE 3.2" in page.inner_text('[data-shot="dawn/dip"]')
-    # every poster loads (lazy ones once scrolled to), with real pixels
-    sizes = page.evaluate("""async () => {
-        const images = [...document.querySelectorAll('img')];
-        for (const image of images) {
-            image.scrollIntoView();
-            if (!image.complete) await new Promise(done => { image.onload = image.onerror = done; });
-        }
-        window.scrollTo(0, 0);
-        return images.map(image => [image.naturalWidth, image.naturalHeight]);
-    }""")
+    # every take is a real player (controls: play, scrub, full screen) whose poster has real pixels
+    assert page.evaluate("[...document.querySelectorAll('figure.take video')].every(v => v.controls)")
+    sizes = page.evaluate("""async () => Promise.all([...document.querySelectorAll('figure.take video')].map(
+        video => new Promise(done => {
+            const image = new Image();
+            image.onload = () => done([image.naturalWidth, image.naturalHeight]);
+            image.onerror = () => done([0, 0]);
+            image.src = video.poster;
+        })))""")
     assert len(sizes) == 6 and all(width == 320 and height == 180 for width, height in sizes)
-    # hovering a take plays its clip
-    page.hover('[data-shot="dawn/glide"] [data-take="3"]')
+    # a take plays in its player
+    page.evaluate("""() => { const v = document.querySelector('[data-shot="dawn/glide"] [data-take="3"] video');
+                             v.muted = true; return v.play(); }""")
     page.wait_for_function("""() => {
         const v = document.querySelector('[data-shot="dawn/glide"] [data-take="3"] video');
-        return v.readyState >= 2 && !v.paused && v.currentTime > 0; }""", timeout=10_000)
+        return v.readyState >= 2 && !v.paused && v.currentTime > 0; }""", timeout=30_000)
     assert page.evaluate("document.querySelector('.film').readyState") >= 1  # the cut's player has the film
     assert problems == []
     shot = tmp_path / "review.png"

@@ -227,7 +227,7 @@ def test_plan_with_keyframes_imports_nothing_heavy(write_story) -> None:
 def test_schema_knows_cast_locations_and_keyframes() -> None:
     schema = api.schema()
     definitions = schema["$defs"]
-    assert set(definitions["Keyframes"]["properties"]) == {"model", "steps", "guidance", "seed", "template"}
+    assert set(definitions["Keyframes"]["properties"]) == {"model", "steps", "guidance", "seed", "takes", "template"}
     assert "cast" in definitions["Shot"]["properties"]
     location = definitions["Location"]["anyOf"]
     assert location[0]["type"] == "string" and set(location[1]["properties"]) == {"description", "reference"}

@@ -86,7 +86,7 @@ CASES = {
     ),
     "transition type": (
         HEAD + SHOT + "      - id: b\n        prompt: p\n        duration: 4s\n        transition: wipe\n",
-        ["film.yaml:12: s/b.transition: 'wipe' is not one of: 'cut', 'continue', 'crossfade', 'fade'"],
+        ["film.yaml:12: s/b.transition: 'wipe' is not one of: 'cut', 'continue', 'crossfade', 'fade', 'bridge'"],
     ),
     "cut with a length": (
         HEAD + SHOT + "      - id: b\n        prompt: p\n        duration: 4s\n"

@@ -71,6 +71,10 @@ ACCEPTED = {
     "720p and a custom size": story("render: {resolution: 1280x720}\n"),
     "fade with its length": story(shot="        transition: {type: fade, duration: 12f}\n"),
     "render left empty": story("render:\n"),
+    "a bridge with its prompt": story(shot="      - id: b\n        prompt: p\n        duration: 4s\n        transition:"
+                                           " {type: bridge, duration: 1s, prompt: 'over {{ next }}'}\n"),
+    "a bridge by name": story(shot="      - id: b\n        prompt: p\n        duration: 4s\n"
+                                   "        transition: bridge\n"),
 }
 
 # What both must refuse, and the loader's message for it (the schema's wording is jsonschema's own).
@@ -92,6 +96,10 @@ REJECTED = {
     "a cut with a length": (story(shot="        transition: {type: cut, duration: 1s}\n"),
                             "film.yaml:9: s/a.transition: a 'cut' has no length; remove 'duration' or use crossfade "
                             "or fade"),
+    "a prompt on a crossfade": (story(shot="      - id: b\n        prompt: p\n        duration: 4s\n"
+                                          "        transition: {type: crossfade, duration: 3f, prompt: over it}\n"),
+                                "film.yaml:12: s/b.transition: a 'crossfade' has no prompt: only a bridge generates "
+                                "frames of its own; remove 'prompt' or use type: bridge"),
     "a size not a multiple of 16": (story("render: {resolution: 1000x544}\n"),
                                     "film.yaml:3: render.resolution: resolution 1000x544 is not a multiple of 16 in "
                                     "both sides; use 992x544, 540p or 720p"),

@@ -1,0 +1,1 @@
+"""The studio: a local web app over one story and its output folder, to compare takes, pick, re-roll and cut."""

@@ -1,0 +1,97 @@
+"""Keyframe candidates: `keyframes: {takes: N}` makes N start pictures per shot before any video; `storyforge review`
+shows them after `--keyframes-only`, and `storyforge pick FILE SHOT --keyframe N` chooses the one the video starts
+from."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES
+
+from storyforge import api
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+np = pytest.importorskip("numpy")
+
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+STORY = """\
+storyforge: 1
+title: Candidates
+render: {model: tiny, resolution: 64x64, fps: 12, steps: 2, base_frames: 17, overlap_frames: 5}
+keyframes: {model: tiny, steps: 2, guidance: 1.0, takes: 2}
+characters:
+  swan: {description: a white swan, reference: refs/swan.png}
+scenes:
+  - id: s
+    shots:
+      - id: a
+        prompt: "{{ characters.swan }} glides"
+        duration: 17f
+      - id: b
+        prompt: the swan dips
+        duration: 8f
+        transition: continue
+"""
+
+
+def picture(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as opened:
+        return np.asarray(opened.convert("RGB"))
+
+
+def test_candidates_are_made_reviewed_and_picked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(EXAMPLES / "refs", tmp_path / "refs")
+    story = tmp_path / "film.yaml"
+    story.write_text(STORY, encoding="utf-8")
+    monkeypatch.setenv("STORYFORGE_HOME", str(tmp_path / "home"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "storyforge", *args], capture_output=True, text=True,
+                              cwd=tmp_path, env=env, timeout=900)
+
+    plan = api.plan(story)
+    keyframe = plan.job("s/a").keyframe
+    assert (keyframe.candidates, keyframe.pick, len(set(keyframe.seeds)), len(set(keyframe.keys))) == (2, 1, 2, 2)
+    assert plan.job("s/b").keyframe is None  # a continuation starts from what it continues
+    made = cli("render", "film.yaml", "--keyframes-only")
+    assert made.returncode == 0, made.stderr
+    out = tmp_path / "renders" / "film"
+    assert sorted(p.name for p in (out / "keyframes").iterdir()) == ["s__a.k1.png", "s__a.k2.png", "s__a.png"]
+    first, second = picture(out / "keyframes/s__a.k1.png"), picture(out / "keyframes/s__a.k2.png")
+    assert np.abs(first.astype(int) - second.astype(int)).mean() > 1  # two seeds, two pictures
+    assert np.array_equal(picture(out / "keyframes/s__a.png"), first)  # the video starts from candidate 1
+    # the review page shows them before any video, with the line that picks the other one
+    review = cli("review", "film.yaml", "--no-open")
+    assert review.returncode == 0, review.stderr
+    page = (out / "review.html").read_text(encoding="utf-8")
+    assert "storyforge pick film.yaml s/a --keyframe 2" in page and "✓ the video starts here" in page
+    assert "storyforge pick film.yaml s/a --keyframe 1" not in page
+    assert len(list((out / "review").glob("s__a.keyframe.k*.jpg"))) == 2
+    # pick candidate 2: the lock keeps it; the shot's key, and what continues it, follow
+    picked = cli("pick", "film.yaml", "s/a", "--keyframe", "2")
+    assert (picked.returncode, picked.stderr) == (0, "")
+    assert picked.stdout.startswith("✓ s/a: keyframe 2 picked in film.lock.json;")
+    after = api.plan(story)
+    assert (after.job("s/a").keyframe.pick, after.job("s/a").keyframe.key) == (2, keyframe.keys[1])
+    assert after.job("s/a").key != plan.job("s/a").key and after.job("s/b").key != plan.job("s/b").key
+    again = cli("render", "film.yaml", "--keyframes-only")
+    assert again.returncode == 0 and "2 keyframes (0 rendered, 2 cached)" in again.stdout
+    assert np.array_equal(picture(out / "keyframes/s__a.png"), second)
+    from storyforge.studio.film import describe
+
+    shot = describe(after, out, "film.yaml")["shots"][0]
+    assert shot["keyframe_pick"] == 2 and [c["number"] for c in shot["keyframes"] if c["url"]] == [1, 2]
+    wrong = cli("pick", "film.yaml", "s/a", "--keyframe", "3")
+    assert (wrong.returncode, wrong.stderr) == (1, "error: film.yaml:10: s/a: has keyframe candidates 1 to 2; there "
+                                                   "is no candidate 3\n")
