@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from storyforge.enhance.lock import EnhanceReport, PickReport
     from storyforge.render import RenderProgress, RunReport
     from storyforge.review import ReviewReport
+    from storyforge.screenplay.importer import ImportReport
 
 
 def validate(path: Path | str) -> Story:
@@ -170,6 +171,21 @@ def story_files(paths: Sequence[Path | str]) -> list[Path]:
                                   "name the story files, or the folder that holds them")
         found.extend(stories)
     return list(dict.fromkeys(found))
+
+
+def import_script(script: Path | str, output: Path | str | None = None, *, update: bool = False,
+                  llm: str | None = None, on_progress: Callable[[int, int], None] | None = None) -> ImportReport:
+    """Turn a screenplay (Fountain or Final Draft) into a story file, or with `update` merge it into the story it
+    made before, keeping the writer's edits; then check that the story validates and plans (its problems, if any,
+    are on the report). `llm` breaks long action paragraphs into shots with a local instruct model."""
+    from storyforge.screenplay.importer import import_script as run
+
+    report = run(script, output, update=update, llm=llm, on_progress=on_progress)
+    try:
+        check(report.story)
+    except StoryError as error:
+        report.problems = list(error.problems)
+    return report
 
 
 def schema() -> dict[str, Any]:

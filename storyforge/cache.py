@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
-import shutil
 import socket
+import stat
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from storyforge.confined import Folder, Refused, describe, hold, release
+from storyforge.errors import RenderError
 from storyforge.plan.keys import digest
 
 if TYPE_CHECKING:
@@ -26,6 +30,8 @@ CLIP, META = "clip.mp4", "meta.json"
 # uncompressed .npy (numpy's own format: exact by construction, written and read at memory speed, no codec
 # in the loop). PNG would save about 40% of its size on grainy frames at 200 times the write time.
 TAIL = "tail.npy"
+MAX_META_BYTES = 8_000_000  # a meta.json with every seam of a very long shot is a few kB
+MAX_TAIL_BYTES = 4_000_000_000  # overlap_frames frames at 720p are ~50 MB; a 4K tail of 97 frames is 2.4 GB
 
 
 def default_root(story: Path) -> Path:
@@ -65,36 +71,74 @@ class Entry:
 
 @dataclass
 class Cache:
-    """Clips by entry key under `root`; every write goes through `root/tmp` and one rename."""
+    """Clips by entry key under `root`; every write goes through `root/tmp` and one rename.
+
+    The cache folder is reached only through the folder door (storyforge.confined): a link anywhere in it,
+    or junk where an entry belongs, is never followed; the entry is discarded with a notice and made again.
+    """
 
     root: Path
     # what was wrong with entries found corrupt and discarded, for the run's notices
     discarded: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.root = Path(self.root)
+        self.root = Path(os.path.abspath(self.root))
+        self.store = open_root(self.root)
+        hold(self.store)  # paths into the cache (a clip linked out, a keyframe) go through this door too
+        weakref.finalize(self, release, self.store)
         self._sweep()
 
     def folder(self, key: str) -> Path:
         return self.root / key[:2] / key
 
+    @staticmethod
+    def _rel(key: str, name: str | None = None) -> str:
+        return f"{key[:2]}/{key}" + (f"/{name}" if name else "")
+
     def get(self, key: str) -> Entry | None:
         """The complete entry for `key`, or None; an entry that fails its checks is discarded."""
-        folder = self.folder(key)
-        if not folder.is_dir():
+        try:
+            info = self.store.stat(self._rel(key))
+        except Refused:  # a link (or a file) where the entry's folder of two letters belongs
+            self._clear_way(key)
+            return None
+        if info is None:
+            return None
+        if not stat.S_ISDIR(info.st_mode):
+            self.discard(key, f"{describe(info.st_mode)} stood where its folder belongs")
             return None
         try:
-            meta = json.loads((folder / META).read_text(encoding="utf-8"))
-            problem = _meta_problem(meta, key) or _clip_problem(folder / CLIP, meta)
-            if problem is None and meta.get("tail_bytes") is not None and \
-                    (folder / TAIL).stat().st_size != meta["tail_bytes"]:
-                problem = "its tail frames changed"  # their hash is checked when they are read (Cache.tail)
-        except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
+            meta = self.store.read_json(self._rel(key, META), MAX_META_BYTES)
+            problem = _meta_problem(meta, key) or self._clip_problem(key, meta)
+            if problem is None and meta.get("tail_frames"):
+                tail = self.store.stat(self._rel(key, TAIL))
+                if tail is None or not stat.S_ISREG(tail.st_mode) or tail.st_size != meta["tail_bytes"]:
+                    problem = "its tail frames changed"  # their hash is checked when they are read (Cache.tail)
+        except (Refused, ValueError) as error:
+            problem = str(error) if isinstance(error, ValueError) else "it holds something storyforge did not write"
+        except OSError as error:
             problem = f"unreadable ({error.__class__.__name__})"
         if problem is not None:
             self.discard(key, problem)
             return None
-        return Entry(key, folder, meta)
+        return Entry(key, self.folder(key), meta)
+
+    def _clip_problem(self, key: str, meta: dict[str, Any]) -> str | None:
+        """The clip's size, then its bytes, against what was recorded: garbage of the right size is caught too."""
+        with self.store.reader(self._rel(key, CLIP)) as handle:
+            if os.fstat(handle.fileno()).st_size != meta["clip_bytes"]:
+                return "its clip or meta changed"
+            if _sha256_of(handle) != meta["clip_sha256"]:
+                return "its clip's content changed (its hash does not match)"
+        return None
+
+    def clip_path(self, entry: Entry) -> Path:
+        """The entry's clip by path, for a decoder that opens files by name; checked to be a regular file first."""
+        return self.store.path_of(self._rel(entry.key, CLIP))
+
+    def clip_bytes(self, entry: Entry) -> bytes:
+        """The bytes of the entry's clip (checked against its recorded size), to send to another machine."""
+        return self.store.read(self._rel(entry.key, CLIP), int(entry.meta["clip_bytes"]))
 
     def read(self, entry: Entry, *, last: int | None = None) -> np.ndarray:
         """The entry's decoded frames (only the `last` few kept, when given: every frame is still decoded and
@@ -108,10 +152,10 @@ class Cache:
         kept: deque[np.ndarray] = deque(maxlen=last)
         count = 0
         try:
-            for frame in iter_frames(entry.clip):
+            for frame in iter_frames(self.clip_path(entry)):
                 kept.append(frame)
                 count += 1
-        except (ClipError, OSError) as error:
+        except (ClipError, OSError, Refused) as error:
             self.discard(entry.key, f"its clip does not decode ({error})")
             raise CorruptEntry(entry.key) from error
         if count != entry.frames or not count:
@@ -160,17 +204,22 @@ class Cache:
         meta = {"format": ENTRY_FORMAT, "key": key, "job": job.id, "job_key": job.key, "fps": fps,
                 "keyframes": forced, "backend": identity, "created": round(time.time(), 3)}
 
-        def write(clip: Path) -> None:
+        def write(clip: Path, keep: Callable[[str, bytes], None]) -> None:
             count, height, width = write_clip(frames, clip, fps=fps, keyframes=forced)
             took = seconds() if callable(seconds) else seconds
             meta.update(frames=count, width=width, height=height, seconds=round(took, 3))
             last = tail() if tail is not None else None
             if last is not None and len(last):
+                import hashlib
+                import io
+
                 import numpy as np
 
-                np.save(clip.with_name(TAIL), np.ascontiguousarray(last), allow_pickle=False)
-                meta.update(tail_frames=len(last), tail_bytes=clip.with_name(TAIL).stat().st_size,
-                            tail_sha256=_sha256(clip.with_name(TAIL)))
+                buffer = io.BytesIO()  # the bytes go into the entry through the door (`keep`)
+                np.lib.format.write_array(buffer, np.ascontiguousarray(last), allow_pickle=False)
+                data = buffer.getvalue()
+                keep(TAIL, data)
+                meta.update(tail_frames=len(last), tail_bytes=len(data), tail_sha256=hashlib.sha256(data).hexdigest())
             measured = seams() if seams is not None else None
             if measured is not None:
                 meta["seams"] = measured
@@ -178,24 +227,24 @@ class Cache:
         return self._commit(key, self._stage(write, meta))  # each cleans its staging up if interrupted
 
     def tail(self, entry: Entry) -> np.ndarray | None:
-        """The entry's lossless last frames, or None when it has none; a tail that does not load is discarded."""
+        """The entry's lossless last frames, or None when it has none; a tail that does not load is discarded.
+        Its header is checked against the recorded shape before anything is allocated for it."""
         if not entry.meta.get("tail_frames"):
             return None
         import hashlib
-        import io
 
         import numpy as np
 
+        expected = (entry.meta["tail_frames"], entry.meta["height"], entry.meta["width"], 3)
         try:
-            data = (entry.folder / TAIL).read_bytes()
+            data = self.store.read(self._rel(entry.key, TAIL), min(MAX_TAIL_BYTES, entry.meta["tail_bytes"]))
             if hashlib.sha256(data).hexdigest() != entry.meta.get("tail_sha256"):
                 self.discard(entry.key, "its tail frames' content changed (their hash does not match)")
                 raise CorruptEntry(entry.key)
-            frames = np.load(io.BytesIO(data), allow_pickle=False)
-        except (OSError, ValueError) as error:
-            self.discard(entry.key, f"its tail frames do not load ({error.__class__.__name__})")
+            frames = _npy_uint8(data, expected)
+        except (OSError, ValueError, Refused) as error:
+            self.discard(entry.key, f"its tail frames do not load ({error})")
             raise CorruptEntry(entry.key) from error
-        expected = (entry.meta["tail_frames"], entry.meta["height"], entry.meta["width"], 3)
         if frames.dtype != np.uint8 or frames.shape != expected:
             self.discard(entry.key, f"its tail frames are {frames.dtype} {frames.shape}, not uint8 {expected}")
             raise CorruptEntry(entry.key)
@@ -214,33 +263,38 @@ class Cache:
             for name in ("tail_frames", "tail_bytes", "tail_sha256"):
                 meta.pop(name, None)
 
-        def write(path: Path) -> None:
-            path.write_bytes(clip)
+        def write(_path: Path, keep: Callable[[str, bytes], None]) -> None:
+            keep(CLIP, clip)
             if tail is not None:
-                path.with_name(TAIL).write_bytes(tail)
+                keep(TAIL, tail)
 
         return self._commit(key, self._stage(write, meta))  # each cleans its staging up if interrupted
 
     def tail_bytes(self, entry: Entry) -> bytes | None:
         """The file bytes of the entry's lossless tail, to send to another machine; None when it has none."""
-        path = entry.folder / TAIL
-        return path.read_bytes() if entry.meta.get("tail_frames") and path.is_file() else None
-
-    def _commit(self, key: str, staging: Path) -> Entry:
-        """Rename a staged entry into place; if another writer finished it first, theirs is kept."""
-        target = self.folder(key)
+        if not entry.meta.get("tail_frames"):
+            return None
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging, target)
+            return self.store.read(self._rel(entry.key, TAIL), min(MAX_TAIL_BYTES, entry.meta["tail_bytes"]))
+        except (FileNotFoundError, Refused):
+            return None
+
+    def _commit(self, key: str, staging: str) -> Entry:
+        """Rename a staged entry into place; if another writer finished it first, theirs is kept."""
+        target = self._rel(key)
+        try:
+            self._clear_way(key, keep_entry=True)
+            self.store.make_folder(key[:2])
+            self.store.rename(staging, target)
         except OSError:
-            if not target.is_dir():
-                shutil.rmtree(staging, ignore_errors=True)
+            if self.get(key) is None:
+                self.store.remove_folder(staging)
                 raise
-            shutil.rmtree(staging, ignore_errors=True)  # someone else finished this entry: theirs is as good
+            self.store.remove_folder(staging)  # someone else finished this entry: theirs is as good
         except BaseException:  # Ctrl-C before the rename: the staged folder must not outlive this run
-            shutil.rmtree(staging, ignore_errors=True)
+            self.store.remove_folder(staging)
             raise
-        _fsync_dir(target.parent)
+        self.store.sync(key[:2])
         entry = self.get(key)
         if entry is None:
             raise CorruptEntry(key)
@@ -250,26 +304,27 @@ class Cache:
         """The entry's clip encoded again from its decoded frames, with keyframes where the cut now needs them."""
         frames = self.read(entry)
         meta = dict(entry.meta, keyframes=sorted(keyframes), reencoded=round(time.time(), 3))
+        tail = self.tail_bytes(entry)  # the lossless tail is the same frames: it comes along unchanged
         from storyforge.clipfile import write_clip
 
-        def write(clip: Path) -> None:
+        def write(clip: Path, keep: Callable[[str, bytes], None]) -> None:
             write_clip(frames, clip, fps=meta["fps"], keyframes=meta["keyframes"])
-            if (entry.folder / TAIL).exists():  # the lossless tail is the same frames: it comes along unchanged
-                shutil.copyfile(entry.folder / TAIL, clip.with_name(TAIL))
+            if tail is not None:
+                keep(TAIL, tail)
 
         staging = self._stage(write, meta)
         # Two renames: for a moment the entry is missing (a reader sees a miss), never half written.
         try:
-            self._move_aside(entry.folder)
-            os.replace(staging, entry.folder)
+            self._move_aside(self._rel(entry.key))
+            self.store.rename(staging, self._rel(entry.key))
         except OSError:
-            shutil.rmtree(staging, ignore_errors=True)
-            if not entry.folder.is_dir():
+            self.store.remove_folder(staging)
+            if self.get(entry.key) is None:
                 raise
         except BaseException:  # Ctrl-C between the renames: a miss next time, never a stray staged folder
-            shutil.rmtree(staging, ignore_errors=True)
+            self.store.remove_folder(staging)
             raise
-        _fsync_dir(entry.folder.parent)
+        self.store.sync(entry.key[:2])
         fresh = self.get(entry.key)
         if fresh is None:
             raise CorruptEntry(entry.key)
@@ -277,61 +332,128 @@ class Cache:
 
     def discard(self, key: str, why: str) -> None:
         """Remove a corrupt entry (moved aside first, so nobody reads it half deleted) and remember why."""
-        folder = self.folder(key)
-        if folder.exists():
-            self._move_aside(folder)
+        with _quietly():
+            self._move_aside(self._rel(key))
         self.discarded.append(f"cache entry {key[:12]} was discarded: {why}")
+
+    def _clear_way(self, key: str, *, keep_entry: bool = False) -> None:
+        """Remove what is not a folder (a link, a file, a FIFO) where the entry's folders belong, with a notice."""
+        for rel in (key[:2], *(() if keep_entry else (self._rel(key),))):
+            try:
+                info = self.store.stat(rel)
+            except Refused:
+                return
+            if info is not None and not stat.S_ISDIR(info.st_mode):
+                self.store.remove(rel)  # a link goes as a link: what it points to is never touched
+                self.discarded.append(f"cache entry {key[:12]} was discarded: {describe(info.st_mode)} stood at "
+                                      f"{self.root / rel}")
+                return
+        if keep_entry:
+            info = self.store.stat(self._rel(key))
+            if info is not None and not stat.S_ISDIR(info.st_mode):
+                self.store.remove(self._rel(key))
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _stage(self, write: Callable[[Path], object], meta: dict[str, Any]) -> Path:
-        """A complete entry folder under root/tmp: the clip (written by `write`) and its meta, flushed to disk."""
-        staging = self.root / "tmp" / f"{_owner()}-{secrets.token_hex(6)}"
+    def _stage(self, write: Callable[[Path, Callable[[str, bytes], None]], object], meta: dict[str, Any]) -> str:
+        """A complete entry folder under root/tmp (its path relative to the root): the clip and its meta, flushed
+        to disk. `write(clip path, keep)` encodes the clip at that path (an encoder writes by name, into this
+        new private folder made through the door) and hands other files' bytes to `keep(name, bytes)`."""
+        staging = f"tmp/{_owner()}-{secrets.token_hex(6)}"
         try:
             try:
-                staging.mkdir(parents=True)
+                self.store.make_folder("tmp")
+                path = self.store.make_folder(staging, private=True)
+            except Refused:
+                raise
             except OSError as error:
-                from storyforge.errors import RenderError
-
                 raise RenderError(f"cannot write to the cache folder {self.root}: {error.strerror} (read-only?); "
                                   "make it writable, or render with --no-cache") from None
-            write(staging / CLIP)
-            meta["clip_bytes"] = (staging / CLIP).stat().st_size
-            meta["clip_sha256"] = _sha256(staging / CLIP)
-            (staging / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-            for name in (CLIP, META, TAIL):
-                if (staging / name).exists():
-                    _fsync_file(staging / name)
-            _fsync_dir(staging)
+            write(path / CLIP, lambda name, data: self.store.write(f"{staging}/{name}", data))
+            clip = self.store.stat(f"{staging}/{CLIP}")
+            if clip is None or not stat.S_ISREG(clip.st_mode):
+                raise RenderError(f"the clip was not written into {path}; check the cache folder {self.root}")
+            meta["clip_bytes"] = clip.st_size
+            with self.store.reader(f"{staging}/{CLIP}") as handle:
+                meta["clip_sha256"] = _sha256_of(handle)
+            self.store.write_text(f"{staging}/{META}", json.dumps(meta, indent=2, sort_keys=True) + "\n",
+                                  durable=True)
+            for name in (CLIP, TAIL):
+                self.store.sync(f"{staging}/{name}", missing_ok=True)
+            self.store.sync(staging)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            self.store.remove_folder(staging)
             raise
         return staging
 
-    def _move_aside(self, folder: Path) -> None:
-        trash = self.root / "trash"
+    def _move_aside(self, rel: str) -> None:
+        name = rel.rsplit("/", 1)[-1]
+        aside = f"trash/{name}-{secrets.token_hex(4)}"
         try:
-            trash.mkdir(parents=True, exist_ok=True)
-        except OSError:
+            if self.store.stat(rel) is None:
+                return  # someone else removed it already
+            self.store.make_folder("trash")
+            self.store.rename(rel, aside)
+        except (OSError, Refused):  # a read-only cache: the entry stays, is found wrong (and re-rendered) again
             return
-        aside = trash / f"{folder.name}-{secrets.token_hex(4)}"
-        try:
-            os.replace(folder, aside)
-        except FileNotFoundError:
-            return  # someone else removed it already
-        except OSError:  # a read-only cache: the entry stays, and is found wrong (and re-rendered) again next time
-            return
-        shutil.rmtree(aside, ignore_errors=True)
+        self.store.remove_folder(aside)
 
     def _sweep(self) -> None:
         """Remove what killed writers left behind: staging folders of dead processes on this host, and trash."""
         host = socket.gethostname()
-        for staging in (self.root / "tmp").glob("*"):
-            name, _, rest = staging.name.rpartition("-")
-            owner_host, _, pid = name.rpartition("-")
-            if owner_host == host and pid.isdigit() and rest and not _alive(int(pid)):
-                shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(self.root / "trash", ignore_errors=True)
+        for folder in ("tmp", "trash", "keyframes"):  # a link or a file where the cache's own folders belong
+            with _quietly():
+                info = self.store.stat(folder)
+                if info is not None and not stat.S_ISDIR(info.st_mode):
+                    self.store.remove(folder)  # a link goes as a link: what it points to is never touched
+                    self.discarded.append(f"{self.root / folder} was {describe(info.st_mode)}, not the cache's "
+                                          "folder; removed it")
+        with _quietly():
+            for name in self.store.names("tmp"):
+                owner, _, rest = name.rpartition("-")
+                owner_host, _, pid = owner.rpartition("-")
+                if owner_host == host and pid.isdigit() and rest and not _alive(int(pid)):
+                    self.store.remove_folder(f"tmp/{name}")
+            self.store.remove_folder("trash")
+
+
+def open_root(root: Path) -> Folder:
+    """The cache folder (or one inside it) through the door, made if needed. Below `.storyforge/` (the default
+    cache beside a story) every component is walked from the story's folder without following a link; a folder
+    named otherwise, its last component."""
+    parts = root.parts
+    mine = max((n for n, part in enumerate(parts) if part == ".storyforge"), default=None)
+    below = Path(*parts[:mine]) if mine else root.parent
+    try:
+        return Folder.open(root, create=True, below=below)
+    except Refused as refused:
+        if "symbolic link" in str(refused):
+            raise
+        raise RenderError(f"cannot write to the cache folder {root}: something that is not a folder stands in its "
+                          "place (read-only?); make it writable, or render with --no-cache") from None
+    except OSError as error:
+        raise RenderError(f"cannot write to the cache folder {root}: {error.strerror} (read-only?); make it "
+                          "writable, or render with --no-cache") from None
+
+
+def _npy_uint8(data: bytes, expected: tuple[int, ...]) -> np.ndarray:
+    """A .npy file's uint8 array of shape `expected`, its header checked before anything is allocated for it."""
+    import io
+
+    import numpy as np
+    from numpy.lib import format as npy
+
+    stream = io.BytesIO(data)
+    version = npy.read_magic(stream)
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        raise ValueError(f"unknown .npy version {version}")
+    reader = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+    shape, fortran, dtype = reader(stream, max_header_size=10_000)
+    if dtype != np.uint8 or fortran or tuple(shape) != tuple(expected):
+        raise ValueError(f"its header says {dtype} {tuple(shape)}, not uint8 {tuple(expected)}")
+    if len(data) - stream.tell() != math.prod(expected):
+        raise ValueError(f"it holds {len(data) - stream.tell()} bytes of frames, not {math.prod(expected)}")
+    return np.frombuffer(data, dtype=np.uint8, offset=stream.tell()).reshape(expected).copy()
 
 
 # meta.json's keys and the types they must have; anything else is a damaged entry, discarded with a notice.
@@ -339,9 +461,19 @@ _META_SHAPE: dict[str, type | tuple[type, ...]] = {
     "key": str, "frames": int, "width": int, "height": int, "fps": int, "keyframes": list, "seconds": (int, float),
     "clip_bytes": int, "clip_sha256": str,
 }
+_LIMIT = 1_000_000  # frames, pixels a side, fps: far beyond any clip, small enough for any arithmetic
+
+
+def _count(value: Any, low: int = 0, high: int = _LIMIT) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _meta_problem(meta: Any, key: str) -> str | None:
+    """Why a meta.json cannot describe the entry `key` (every field storyforge reads back, typed and bounded)."""
     if not isinstance(meta, dict):
         return "its meta.json is not a mapping"
     for name, kind in _META_SHAPE.items():
@@ -351,27 +483,40 @@ def _meta_problem(meta: Any, key: str) -> str | None:
                                                             if name == "clip_sha256" else "")
     if meta["key"] != key:
         return "its meta.json belongs to another entry"
-    if meta["frames"] <= 0 or not all(isinstance(k, int) and not isinstance(k, bool) for k in meta["keyframes"]):
+    if not (_count(meta["frames"], 1) and _count(meta["width"], 2) and _count(meta["height"], 2)
+            and _count(meta["fps"], 1) and _count(meta["clip_bytes"], 1, 10**13) and _finite(meta["seconds"])
+            and len(meta["keyframes"]) <= _LIMIT and all(_count(k, 0, meta["frames"]) for k in meta["keyframes"])):
         return "its meta.json has impossible frame numbers"
+    if meta.get("tail_frames") is not None and not (
+            _count(meta["tail_frames"], 1, meta["frames"]) and _count(meta.get("tail_bytes"), 1, MAX_TAIL_BYTES)
+            and isinstance(meta.get("tail_sha256"), str)):
+        return "its meta.json describes its tail frames wrongly"
+    if "seams" in meta and _seams_problem(meta["seams"]):
+        return f"its meta.json's seams are not storyforge's ({_seams_problem(meta['seams'])})"
     return None
 
 
-def _clip_problem(clip: Path, meta: dict[str, Any]) -> str | None:
-    """The clip's size, then its bytes, against what was recorded: garbage of the right size is caught too."""
-    if clip.stat().st_size != meta["clip_bytes"]:
-        return "its clip or meta changed"
-    if _sha256(clip) != meta["clip_sha256"]:
-        return "its clip's content changed (its hash does not match)"
+def _seams_problem(seams: Any) -> str | None:
+    """What is wrong with a meta's `seams` (storyforge.seams.SeamMeter.result), or None."""
+    if not isinstance(seams, dict):
+        return "not a mapping"
+    lines, windows = seams.get("seams", []), seams.get("windows", [])
+    if not isinstance(lines, list) or len(lines) > _LIMIT or not all(
+            isinstance(line, dict) and _count(line.get("frame")) and isinstance(line.get("kind"), str)
+            and _finite(line.get("jump")) and _finite(line.get("color_shift")) for line in lines):
+        return "'seams' is not a list of measured seams"
+    if not isinstance(windows, list) or len(windows) > _LIMIT or not all(
+            isinstance(colour, list) and len(colour) == 3 and all(_finite(v) for v in colour) for colour in windows):
+        return "'windows' is not a list of colours"
     return None
 
 
-def _sha256(path: Path) -> str:
+def _sha256_of(handle: Any) -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for block in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(block)
     return digest.hexdigest()
 
 
@@ -392,24 +537,12 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OverflowError, OSError):
         return True
     return True
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
+def _quietly() -> Any:
+    import contextlib
 
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems cannot fsync a directory; the rename is still atomic
-    finally:
-        os.close(fd)
+    return contextlib.suppress(OSError, Refused)

@@ -509,7 +509,7 @@ def studio(
 
     with _allowing(allow_path):
         serve(file, out=out_dir, host=host, port=port, backend=backend.value if backend else None, say=say,
-              ready=ready)
+              ready=ready, warn=show_warning)
 
 
 class _NoBars:
@@ -527,6 +527,66 @@ class _NoBars:
     def update(self, task: int, **fields: Any) -> None: ...
 
     def advance(self, task: int) -> None: ...
+
+
+@app.command("import", cls=StoryCommand)
+def import_(
+    script: Path = typer.Argument(..., metavar="SCRIPT", help="A Fountain (.fountain) or Final Draft (.fdx) script."),
+    output: Path | None = typer.Option(None, "-o", "--output", metavar="FILE",
+                                       help="The story file to write (default: SCRIPT's name with .yaml)."),
+    update: bool = typer.Option(False, "--update",
+                                help="Re-import into the story made before: new scenes and shots appear, your edits "
+                                     "stay (the record of the last import is FILE.import.json)."),
+    llm: str | None = typer.Option(None, "--llm", metavar="MODEL",
+                                   help="Break long action paragraphs into shots with camera notes, with this local "
+                                        "instruct model (hub id or folder), as enhance does."),
+) -> None:
+    """Turn a screenplay into a story file: scenes, locations, characters, shots, transitions and dialogue."""
+    from storyforge import api
+    from storyforge.console import counted, err, out, show_error, show_note, show_warning, shown
+    from storyforge.errors import StoryError, display_path
+
+    if llm is None:
+        report = api.import_script(script, output, update=update)
+    else:
+        from rich import progress as rp
+
+        bars = rp.Progress(rp.TextColumn("breaking paragraphs into shots"), rp.BarColumn(), rp.MofNCompleteColumn(),
+                           rp.TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
+        task = bars.add_task("llm", total=None)
+        with bars:
+            report = api.import_script(script, output, update=update, llm=llm,
+                                       on_progress=lambda done, total: bars.update(task, completed=done, total=total))
+    for warning in report.warnings:
+        show_warning(warning)
+    for line in report.added:
+        show_note(f"new: {line}")
+    for line in report.removed:
+        show_note(f"removed: {line}")
+    for line in report.kept:
+        show_note(f"kept: {line}")
+    for line in report.conflicts:
+        show_warning(f"{display_path(report.story)}: {line}")
+    if report.left_out:
+        show_note("not imported (never prompts): " + ", ".join(f"{count} {kind}" for kind, count
+                                                                 in sorted(report.left_out.items())))
+    if report.placeholders:
+        show_warning(f"{display_path(report.story)}: fill in the description of "
+                     f"{counted(len(report.placeholders), 'character')}: {', '.join(report.placeholders)} "
+                     "(each says TODO; prompts use them)")
+    what = "updated" if report.updated else "wrote"
+    out.print(f"[green]✓[/green] {what} {shown(display_path(report.story))} from {shown(report.script)} "
+              f"({report.format}) in {report.seconds:.2f}s — {counted(report.scenes, 'scene')}, "
+              f"{counted(report.shots, 'shot')}, {counted(report.characters, 'character')}, "
+              f"{counted(report.locations, 'location')}")
+    if report.backup is not None:
+        out.print(f"  the story as it was: {shown(display_path(report.backup))}")
+    if report.problems:
+        show_error(StoryError(report.problems))
+        show_error(StoryforgeError(f"{display_path(report.story)} was written but does not plan yet; fix the lines "
+                                   "above"))
+        raise typer.Exit(EXIT_USER)
+    out.print(f"  next: storyforge plan {shown(display_path(report.story))}")
 
 
 @app.command(cls=StoryCommand)

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storyforge.atomic import write_text
+from storyforge.confined import Folder, Refused
 from storyforge.errors import MissingExtra, StoryforgeError
+from storyforge.readback import RunFile, read_run
 
 if TYPE_CHECKING:
     import opentimelineio as otio
@@ -54,26 +56,39 @@ def _rendered(plan: Plan, render_dir: Path | None) -> dict[str, tuple[Path, dict
     """Job id -> (clip, run.json entry) for every job with a usable clip of the plan's key.
 
     A clip whose key differs was rendered from another version of the story, so it is never used; a job
-    without a usable clip is exported as it would be without a render.
+    without a usable clip is exported as it would be without a render. run.json is read through the folder door
+    (storyforge.readback): a clip is only a regular file below the render folder, never a link or a path out.
     """
-    if render_dir is None:
+    run, folder = _run_file(render_dir)
+    if folder is None:
         return {}
-    try:
-        run = json.loads((Path(render_dir) / "run.json").read_text(encoding="utf-8"))
-        entries = {entry["id"]: entry for entry in run["jobs"]}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}  # no render there, or not one we can read: the plan alone is still worth exporting
     found: dict[str, tuple[Path, dict[str, Any]]] = {}
-    for job in plan.jobs:
-        entry = entries.get(job.id)
-        if not isinstance(entry, dict) or not job.key or entry.get("key") != job.key:
-            continue
-        if entry.get("status") not in _USABLE or not isinstance(entry.get("clip"), str):
-            continue
-        clip = (Path(render_dir) / entry["clip"]).resolve()
-        if clip.is_file():
-            found[job.id] = (clip, entry)
+    with folder:
+        for job in plan.jobs:
+            line = run.job(job.id)
+            if line is None or not job.key or line.key != job.key or line.status not in _USABLE or not line.clip:
+                continue
+            try:
+                if folder.is_file(line.clip):
+                    found[job.id] = (folder.path_of(line.clip), {"status": line.status, **line.raw})
+            except Refused:
+                continue  # a link on the way: not a clip of this render
     return found
+
+
+def _run_file(render_dir: Path | None) -> tuple[RunFile, Folder | None]:
+    """The render folder's run.json, checked, and the folder held (None when there is no usable render there)."""
+    if render_dir is None:
+        return RunFile(), None
+    try:
+        folder = Folder.open(Path(render_dir).resolve(), below=Path(render_dir).resolve())
+    except (OSError, StoryforgeError):
+        return RunFile(), None  # no render there, or not one we can read: the plan alone is still worth exporting
+    run = read_run(folder)
+    if not run.found:
+        folder.close()
+        return run, None
+    return run, folder
 
 
 @dataclass(frozen=True)
@@ -125,14 +140,14 @@ def _range(otio_: Any, start: int, frames: int, fps: int) -> otio.opentime.TimeR
 
 def _run_seams(plan: Plan, render_dir: Path | None, used: set[str]) -> dict[str, dict[int, dict[str, Any]]]:
     """Job id -> {clip frame: its line in run.json's `seams`}, for the jobs whose rendered clip is used."""
-    try:
-        lines = json.loads((Path(render_dir or "") / "run.json").read_text(encoding="utf-8")).get("seams") or []
-    except (OSError, ValueError, AttributeError):
+    run, folder = _run_file(render_dir)
+    if folder is None:
         return {}
+    folder.close()
     jobs = {job.id: job for job in plan.jobs}
     found: dict[str, dict[int, dict[str, Any]]] = {}
-    for line in lines if isinstance(lines, list) else ():
-        if isinstance(line, dict) and line.get("job") in used and isinstance(line.get("frame"), int):
+    for line in run.seams:  # typed when read: frame an int, jump and color_shift numbers or None
+        if line["job"] in used and line["job"] in jobs:
             job = jobs[line["job"]]
             frame = line["frame"] - job.start_frame
             if job.before is not None and frame >= job.frames:  # a bridge's arrival: the next clip's first frame
@@ -150,7 +165,7 @@ def _marker(otio_: Any, name: str, frame: int, fps: int, data: dict[str, Any], s
     color = otio_.schema.MarkerColor.CYAN
     if seam is not None:
         data = {**data, "seam": seam}
-        if seam.get("jump") is not None:
+        if seam.get("jump") is not None and seam.get("color_shift") is not None:
             name += f" — {seam['kind']} seam: jump {seam['jump']:.2f}, ΔE {seam['color_shift']:.2f}"
             if visible(seam):
                 color = otio_.schema.MarkerColor.RED

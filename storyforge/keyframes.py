@@ -8,13 +8,16 @@ folder as `keyframes/<scene>__<shot>.png`.
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from storyforge.atomic import link, replacing
+from storyforge.atomic import link
+from storyforge.confined import Folder, Refused, describe
 from storyforge.plan.keys import digest
 
 if TYPE_CHECKING:
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
     from storyforge.plan.model import Job, Plan
 
 KEYFRAME_ENTRY_FORMAT = 1
+MAX_KEYFRAME_BYTES = 200_000_000  # a 4K PNG of noise is ~35 MB
+MAX_KEYFRAME_PIXELS = 16384 * 16384 // 4  # checked in the header, before anything is decoded
 
 
 def keyframe_name(job: Job) -> str:
@@ -71,6 +76,7 @@ class StartFrames:
     candidates: dict[str, dict[int, Path]] = field(default_factory=dict)  # shots with several: every picture
     records: list[KeyframeRecord] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # jobs whose keyframe is neither cached nor made
+    notices: list[str] = field(default_factory=list)  # pictures found damaged and made again
 
     def start(self, job_id: str) -> Path | None:
         found = self.found.get(job_id)
@@ -78,36 +84,80 @@ class StartFrames:
 
 
 class KeyframeStore:
-    """Keyframe pictures by entry key under `root`; a picture that exists is complete."""
+    """Keyframe pictures by entry key under `root`; a picture that exists is complete.
+
+    Reached through the folder door like the clip cache (storyforge.cache): a link, a FIFO or a folder where a
+    picture belongs, a file too large, or a PNG whose header claims more pixels than any keyframe has, is removed
+    with a notice (never followed, never decoded) and the picture is made again.
+    """
 
     def __init__(self, root: Path):
-        self.root = Path(root)
+        from storyforge.cache import open_root
+
+        self.root = Path(os.path.abspath(root))
+        self.store: Folder = open_root(self.root)
+        self.discarded: list[str] = []
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.png"
 
-    def get(self, key: str) -> Path | None:
-        """The picture for `key`, or None; one that does not decode (a damaged disk) is removed, to be made again."""
-        from PIL import Image, UnidentifiedImageError
+    @staticmethod
+    def _rel(key: str) -> str:
+        return f"{key[:2]}/{key}.png"
 
-        path = self.path(key)
-        if not path.is_file():
-            return None
+    def get(self, key: str) -> Path | None:
+        """The picture for `key`, or None; one that fails its checks is removed, to be made again."""
+        rel = self._rel(key)
         try:
-            with Image.open(path) as picture:
-                picture.load()
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
-            path.unlink(missing_ok=True)
+            info = self.store.stat(rel)
+        except Refused:  # not a folder where the folder of two letters belongs: it goes (a link as a link)
+            self.store.remove(key[:2])
+            self.discarded.append(f"keyframe {key[:12]} was discarded: {self.root / key[:2]} was not a folder")
             return None
-        return path
+        if info is None:
+            return None
+        problem = None if stat.S_ISREG(info.st_mode) else f"it is {describe(info.st_mode)}"
+        if problem is None:
+            try:
+                problem = picture_problem(self.store.read(rel, MAX_KEYFRAME_BYTES))
+            except (Refused, OSError) as error:
+                problem = str(error)
+        if problem is not None:
+            if stat.S_ISDIR(info.st_mode):
+                self.store.remove_folder(rel)
+            else:
+                self.store.remove(rel)
+            self.discarded.append(f"keyframe {key[:12]} was discarded: {problem}")
+            return None
+        return self.path(key)
 
     def put(self, key: str, picture: Any) -> Path:
         from PIL import Image
 
-        target = self.path(key)
-        with replacing(target, suffix=".png") as temporary:
+        rel = self._rel(key)
+        if self.store.stat(rel) is not None and not self.store.is_file(rel):
+            self.store.remove_folder(rel)
+        with self.store.staged(rel, suffix=".png", durable=True) as temporary:
             Image.fromarray(picture).save(temporary, format="PNG")
-        return target
+        return self.path(key)
+
+
+def picture_problem(data: bytes) -> str | None:
+    """Why these bytes are not a keyframe picture storyforge wrote (a PNG of a sane size that decodes), or None.
+    The size comes from the header, before anything is decoded."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as picture:
+            width, height = picture.size
+            if width * height > MAX_KEYFRAME_PIXELS:
+                return f"its header claims {width}x{height} pixels, more than any keyframe"
+            picture.load()
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        return f"it does not decode as a PNG ({error.__class__.__name__})"
+    return None
 
 
 def model_identity(model: str) -> dict[str, Any]:
@@ -161,20 +211,18 @@ def prepare(plan: Plan, jobs: Sequence[Job], store: KeyframeStore, *, make: Sequ
     finally:
         if backend is not None:
             backend.close()  # the edit model leaves before the video model arrives
+        frames.notices.extend(store.discarded)
     return frames
 
 
 def write_out(plan: Plan, frames: StartFrames, out: Path, *, whole: bool) -> None:
     """Link each keyframe into `out/keyframes/`; a whole render removes pictures of shots that have none now."""
-    folder = out / "keyframes"
-    if frames.found:
-        folder.mkdir(parents=True, exist_ok=True)
     for job_id, (_key, path) in frames.found.items():
-        link(path, out / keyframe_name(plan.job(job_id)))
+        link(path, out / keyframe_name(plan.job(job_id)))  # both through the door (storyforge.confined)
     for job_id, pictures in frames.candidates.items():
         for number, path in pictures.items():
             link(path, out / candidate_name(plan.job(job_id), number))
-    if whole and folder.is_dir():  # only pictures storyforge wrote there (see storyforge.outdir)
+    if whole:  # only pictures storyforge wrote there (see storyforge.outdir)
         from storyforge.outdir import remove_stale
 
         kept = [out / keyframe_name(plan.job(job_id)) for job_id in frames.found]

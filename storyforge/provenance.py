@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storyforge import __version__
-from storyforge.atomic import replacing
+from storyforge.atomic import checked_path, regular, replacing
 
 if TYPE_CHECKING:
     from storyforge.plan.model import Job, Plan
@@ -75,12 +75,12 @@ def stamp(source: Path, target: Path, tags: dict[str, str]) -> bool:
     """
     import av
 
-    source, target = Path(source), Path(target)
+    source, target = checked_path(Path(source)), Path(target)  # both through the door: no link followed
     # the source's size tells a re-encoded cache entry (same key, new keyframes) from the one stamped before
-    tags = {**tags, PREFIX + "source_bytes": str(source.stat().st_size)}
-    if target.is_file():
+    tags = {**tags, PREFIX + "source_bytes": str(getattr(regular(source), "st_size", 0))}
+    if regular(target) is not None:
         try:
-            have = read_tags(target)
+            have = read_tags(checked_path(target))
             if all(have.get(key) == value for key, value in tags.items()):
                 return False
         except (av.FFmpegError, OSError, IndexError):

@@ -10,13 +10,12 @@ import contextlib
 import importlib.util
 import json
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from storyforge.atomic import link, write_text
+from storyforge.atomic import link, regular, write_text
 from storyforge.cache import Cache, CorruptEntry, Entry, default_root, entry_key
 from storyforge.errors import RenderError, StoryforgeError
 from storyforge.seams import report as seam_report
@@ -99,7 +98,8 @@ class RunReport:
         return sum(1 for job in self.jobs for take in job.takes or (job,) if take.status == "cached")
 
     def to_json(self) -> dict[str, Any]:
-        film_bytes = self.film.stat().st_size if self.film is not None and self.film.exists() else None
+        film = regular(self.film) if self.film is not None else None
+        film_bytes = film.st_size if film is not None else None
         return {
             "jobs": [job.to_json() for job in self.jobs],
             "stitch_seconds": self.stitch_seconds,
@@ -289,8 +289,10 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     names = ("film.mp4", "plan.json", "run.json", *(clip_name(job) for job in plan.jobs),
              *(take_name(take) for job in plan.jobs for take in job.all_takes), *written_names(plan),
              *(name for job in plan.jobs for name in keyframe_names(job)))
-    with outdir.claimed(out, plan.story, names, getattr(progress, "notice", None)) as out:
-        scratch = None if use_cache else Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(outdir.claimed(out, plan.story, names, getattr(progress, "notice", None)))
+        # --no-cache: a private folder of this run (its nonce in the name), removed afterwards or by the next run
+        scratch = None if use_cache else stack.enter_context(outdir.scratch(out, "cache"))
         cache = Cache(scratch or Path(cache_root or default_root(plan.story)))
         run: Run | None = None
         try:
@@ -302,6 +304,7 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
             run.chains = chains_of(plan, targets)
             if notice:
                 run.notices.append(notice)
+            run.notices.extend(starts.notices)  # keyframe pictures found damaged in the cache
             if starts.missing and name == "animatic":
                 run.notices.append(f"the animatic makes no keyframes: {', '.join(starts.missing)} show their "
                                    f"references; `storyforge render {plan.story.name} --keyframes-only` makes them")
@@ -309,8 +312,6 @@ def opened(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
         finally:
             if run is not None:
                 run.close_backend()
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
 
 
 def start_frames(plan: Plan, targets: Sequence[Job], cache_root: Path, *, make: bool, options: dict[str, Any],
@@ -611,12 +612,11 @@ class Run:
         report.model_loads = self.model_loads
         if missing:
             # what is left of an earlier cut or clip of these shots shows their old version: not current
-            removed = [path for path in [out / "film.mp4", *(out / clip_name(plan.job(j)) for j in missing)]
-                       if path.exists()]
-            for path in removed:
-                path.unlink()
+            from storyforge.outdir import remove_files
+
+            removed = remove_files(out, ["film.mp4", *(clip_name(plan.job(j)) for j in missing)])
             shots = f"{len(missing)} shots have" if len(missing) > 1 else "1 shot has"
-            gone = f"; removed the out-of-date {', '.join(p.relative_to(out).as_posix() for p in removed)}"
+            gone = f"; removed the out-of-date {', '.join(removed)}"
             report.notices.append(f"film.mp4 was not cut: {shots} no clip yet ({', '.join(missing)}); render "
                                   f"without --only to make them" + (gone if removed else ""))
         else:
@@ -634,7 +634,6 @@ class Run:
         from storyforge.provenance import stamp, take_tags
 
         plan = self.plan
-        (out / "clips").mkdir(exist_ok=True)
         expected: set[Path] = set()
         for job in plan.jobs:
             for take in job.all_takes:
@@ -650,10 +649,7 @@ class Run:
             from storyforge.outdir import remove_stale
 
             remove_stale(out, "clips", (out / clip_name(job) for job in plan.jobs))
-            remove_stale(out, "takes", expected)
-            for folder in (out / "takes").glob("*"):
-                if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
-                    folder.rmdir()
+            remove_stale(out, "takes", expected)  # and the folders of takes it made that this leaves empty
 
     def _job_record(self, job: Job) -> JobRecord:
         """The job's run.json line: its picked take's record, with every take's."""
@@ -677,10 +673,14 @@ class Run:
                                      plan.audio.sha256 if plan.audio else None), "tags": tags})
         film = out / "film.mp4"
         report.film, report.cut_key = film, key
-        previous = _previous_run(out)
-        if (reuse_film and film.exists() and previous.get("cut_key") == key
-                and previous.get("film_bytes") == film.stat().st_size):
-            report.total_frames = int(previous.get("total_frames", plan.total_frames))
+        from storyforge.outdir import folder_of
+        from storyforge.readback import read_run
+
+        previous = read_run(folder_of(out))  # typed and bounded: whatever run.json holds, this cannot crash
+        now = folder_of(out).stat("film.mp4")
+        if (reuse_film and now is not None and previous.cut_key == key and previous.film_bytes == now.st_size
+                and previous.total_frames == plan.total_frames):
+            report.total_frames = plan.total_frames
             return
         from storyforge.outdir import scratch
 
@@ -783,11 +783,3 @@ class _Seams:
             arrival = None
             yield from out(last)
         self.measured = meter.result()
-
-
-def _previous_run(out: Path) -> dict[str, Any]:
-    try:
-        return dict(json.loads((out / "run.json").read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
-        return {}
-

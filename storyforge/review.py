@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -14,7 +13,9 @@ from storyforge.atomic import replacing, write_text
 from storyforge.errors import StoryforgeError, display_path
 
 if TYPE_CHECKING:
+    from storyforge.confined import Folder
     from storyforge.plan.model import Job, Plan
+    from storyforge.readback import JobLine, RunFile
 
 PAGE = "review.html"
 POSTERS = "review"  # poster frames, one small JPEG per take, beside the page
@@ -58,11 +59,12 @@ def written_names(plan: Plan) -> list[str]:
 
 def rendered_here(plan: Plan, out: Path) -> bool:
     """Whether `out` holds a render of the plan's story: its run.json, or keyframes from `--keyframes-only`."""
+    from storyforge.atomic import regular
     from storyforge.keyframes import keyframe_names
 
-    out = Path(out)
-    return (out / "run.json").is_file() or any((out / name).is_file() for job in plan.jobs
-                                               for name in keyframe_names(job))
+    out = Path(out)  # asked through the held folder's door (or of its parent): a link is not a render
+    return regular(out / "run.json") is not None or any(regular(out / name) is not None for job in plan.jobs
+                                                        for name in keyframe_names(job))
 
 
 @dataclass(frozen=True)
@@ -104,19 +106,22 @@ def build(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewRepor
     takes no longer in the plan are removed. `story_arg` is the story as `storyforge pick` should name it.
     """
     from storyforge.enhance.lock import read_choices
+    from storyforge.outdir import folder_of
+    from storyforge.readback import read_run
 
     started = time.perf_counter()
     out = Path(out)
-    run = _run_json(out)
+    folder = folder_of(out)  # held by the caller (storyforge.outdir.claimed): nothing here follows a link
+    run = read_run(folder)
     choices = read_choices(plan.story)
-    records = {job.get("id"): job for job in run.get("jobs", []) if isinstance(job, dict)}
+    records = {line.id: line for line in run.jobs}
     wanted: set[Path] = set()
     written = 0
     shots = []
     for job in plan.jobs:
         takes = []
         for take in job.all_takes:
-            clip = _clip_of(out, job, take.take)
+            clip = _clip_of(folder, job, take.take)
             poster = None
             status = _status(records.get(job.id), take)
             if clip is None:
@@ -126,9 +131,10 @@ def build(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewRepor
                 wanted.add(target)
                 # a take rendered again (or drawn at another timecode by the animatic, same job key) is a newer
                 # file than its poster; the page names the clip's version so a browser shows the new poster
-                if not target.exists() or target.stat().st_mtime_ns < (out / clip).stat().st_mtime_ns:
-                    written += _write_poster(out / clip, target)
-                poster = f"{poster_name(job, take.take)}?v={_version(out / clip)}" if target.exists() else None
+                if _older(folder, poster_name(job, take.take), clip):
+                    written += _write_poster(folder.path_of(clip), target)
+                poster = (f"{poster_name(job, take.take)}?v={_version(folder, clip)}"
+                          if folder.is_file(poster_name(job, take.take)) else None)
             takes.append(_Take(take.take, take.seed, take.key, clip, poster, status, take.take == job.take,
                                take.take in choices.rejected.get(job.id, ()), choices.notes.get(job.id, {}).get(
                                    take.take, "")))
@@ -139,13 +145,13 @@ def build(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewRepor
             pictures = [(n, candidate_name(job, n), candidate_poster_name(job, n)) for n in _candidates(job)] or [
                 (0, keyframe_name(job), keyframe_poster_name(job))]
             for number, name, poster_file in pictures:
-                picture, target, still = out / name, out / poster_file, None
-                if picture.is_file():
+                target, still = out / poster_file, None
+                if folder.is_file(name):  # a link there is refused, never shown
                     wanted.add(target)
-                    if not target.exists() or target.stat().st_mtime_ns < picture.stat().st_mtime_ns:
-                        written += _write_still(picture, target)
-                    if target.exists():
-                        still = f"{poster_file}?v={_version(picture)}"
+                    if _older(folder, poster_file, name):
+                        written += _write_still(folder, name, target)
+                    if folder.is_file(poster_file):
+                        still = f"{poster_file}?v={_version(folder, name)}"
                 stills.append(_Still(number, still, number in (0, job.keyframe.pick)))
         shots.append((job, takes, stills))
     from storyforge.outdir import remove_stale
@@ -154,10 +160,10 @@ def build(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewRepor
     story = story_arg or display_path(plan.story)
     page = out / PAGE
     # shots whose cut (clips/, film.mp4) is not the plan's pick: picked since, or changed since
-    uncut = [job.id for job in plan.jobs if (records.get(job.id) or {}).get("take", 1) != job.take
-             or (records.get(job.id) or {}).get("key") != job.key]
-    write_text(page, _page(plan, shots, run, story, out, uncut))
-    size = page.stat().st_size + sum(p.stat().st_size for p in wanted if p.exists())
+    uncut = [job.id for job in plan.jobs if job.id not in records or records[job.id].take != job.take
+             or records[job.id].key != job.key]
+    write_text(page, _page(plan, shots, run, story, folder, uncut))
+    size = sum(info.st_size for info in (folder.stat(p.relative_to(out)) for p in (page, *wanted)) if info)
     return ReviewReport(page=page, posters=written, bytes=size, seconds=round(time.perf_counter() - started, 3))
 
 
@@ -173,59 +179,65 @@ def rebuild(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewRep
 # -- what the last render left -------------------------------------------------------------------------------
 
 
-def _run_json(out: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((out / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _clip_of(out: Path, job: Job, take: int) -> str | None:
-    """The take's clip relative to `out` when the file exists (clips/ for a one-take job of an older render)."""
+def _clip_of(folder: Folder, job: Job, take: int) -> str | None:
+    """The take's clip relative to the folder when it is a regular file there (clips/ for a one-take job of an
+    older render); a link is never a take."""
     for name in (take_clip(job, take), *(("clips/" + job.id.replace("/", "__") + ".mp4",) if take == 1 else ())):
-        if (out / name).is_file():
+        if folder.is_file(name):
             return name
     return None
 
 
-def _status(record: dict[str, Any] | None, take: Job) -> str:
+def _status(record: JobLine | None, take: Job) -> str:
     """rendered or cached as the last render said; outdated when that render had another key for the take."""
     if record is None:
         return "missing"
-    entries = record.get("takes") if isinstance(record.get("takes"), list) else [
-        {"take": 1, "key": record.get("key"), "status": record.get("status")}]
-    for entry in entries:
-        if isinstance(entry, dict) and entry.get("take") == take.take:
-            if entry.get("key") != take.key:
+    for line in record.all_takes:
+        if line.take == take.take:
+            if line.key != take.key:
                 return "outdated"
-            return str(entry.get("status") or "rendered")
+            return line.status or "rendered"
     return "missing"
 
 
-def _version(clip: Path) -> str:
+def _older(folder: Folder, poster: str, source: str) -> bool:
+    """Whether the poster is missing or older than what it shows."""
+    have, shown = folder.stat(poster), folder.stat(source)
+    return have is None or shown is None or have.st_mtime_ns < shown.st_mtime_ns
+
+
+def _version(folder: Folder, clip: str) -> str:
     """A short name for the clip file as it is now: a take rendered again (or drawn at another timecode by the
     animatic, with the same job key) is written anew, so its poster is decoded anew."""
     import hashlib
 
-    stat = clip.stat()
+    stat = folder.stat(clip)
+    if stat is None:
+        return "0"
     return hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}".encode()).hexdigest()[:12]
 
 
 def _save(image: Any, target: Path) -> int:
     """A poster written as a small progressive JPEG, atomically; 1 (one poster written)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(target, suffix=".jpg") as temporary:
+    with replacing(target, suffix=".jpg") as temporary:  # its folder made through the door
         image.save(temporary, format="JPEG", quality=POSTER_QUALITY, optimize=True, progressive=True)
     return 1
 
 
-def _write_still(picture: Path, target: Path) -> int:
-    """A picture (a keyframe PNG) as a small JPEG poster; 1 when written, 0 when it does not decode."""
+def _write_still(folder: Folder, picture: str, target: Path) -> int:
+    """A picture (a keyframe PNG) as a small JPEG poster; 1 when written, 0 when it does not decode (or is not a
+    picture storyforge would make: its size is checked in its header before it is decoded)."""
+    import io
+
     from PIL import Image
 
+    from storyforge.keyframes import MAX_KEYFRAME_BYTES, picture_problem
+
     try:
-        with Image.open(picture) as opened:
+        data = folder.read(picture, MAX_KEYFRAME_BYTES)
+        if picture_problem(data) is not None:
+            return 0
+        with Image.open(io.BytesIO(data)) as opened:
             image = opened.convert("RGB")
             height = max(2, round(POSTER_WIDTH * image.height / image.width))
             image = image.resize((POSTER_WIDTH, height), Image.Resampling.LANCZOS)
@@ -280,26 +292,24 @@ def _timecode(frame: int, fps: int) -> str:
     return timecode(frame, fps)
 
 
-def _page(plan: Plan, shots: list[tuple[Job, list[_Take], list[_Still]]], run: dict[str, Any], story: str, out: Path,
+def _page(plan: Plan, shots: list[tuple[Job, list[_Take], list[_Still]]], run: RunFile, story: str, out: Folder,
           stale: list[str]) -> str:
     fps = plan.fps
     seams_by_job: dict[str, list[dict[str, Any]]] = {}
-    for seam in run.get("seams") or []:
-        if isinstance(seam, dict) and isinstance(seam.get("job"), str):
-            seams_by_job.setdefault(seam["job"], []).append(seam)
+    for seam in run.seams:  # checked when read (storyforge.readback)
+        seams_by_job.setdefault(seam["job"], []).append(seam)
     takes_total = sum(len(takes) for _, takes, _keyframe in shots)
-    film = out / "film.mp4"
     facts = [f"{plan.width}×{plan.height}", f"{fps} fps", f"{plan.total_frames} frames",
              _timecode(plan.total_frames, fps), f"{len(plan.jobs)} shot{'s' if len(plan.jobs) != 1 else ''}",
              f"{takes_total} take{'s' if takes_total != 1 else ''}"]
-    if run.get("backend"):
-        facts.append(f"backend {run['backend']}")
+    if run.backend:
+        facts.append(f"backend {run.backend}")
     notice = ""
     if stale:
         notice = (f'<p class="notice">The last render did not cut the current pick of {_e(", ".join(stale))}: '
                   f'run <code class="cmd">storyforge render {_e(_shell(story))}</code> to cut it.</p>')
     player = ""
-    if film.is_file():
+    if out.is_file("film.mp4"):
         player = (f'<video class="film" controls preload="metadata" src="{_href("film.mp4")}" '
                   f'style="aspect-ratio:{plan.width}/{plan.height}"></video>')
     scenes: dict[str, list[str]] = {}

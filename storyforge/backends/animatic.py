@@ -99,7 +99,7 @@ class Animatic:
             yield from _bridge(job, inputs, picture, overlay)
             return
         canvas = self._canvas(job, inputs, picture)
-        end = np.asarray(_fit(Image.open(job.end_image.path), picture)) if job.end_image else None
+        end = np.asarray(_fit(Image.open(job.end_image.stream()), picture)) if job.end_image else None
         blend = min(count // 3, s.fps) if end is not None else 0  # the last frames dissolve into the end image
         move = motion(job.camera, count / s.fps)
         for i in range(count):
@@ -136,7 +136,7 @@ class Animatic:
             start = Image.fromarray(np.ascontiguousarray(inputs.previous_frames[-1][:height]))
             return _padded(start.resize(picture, Image.BILINEAR) if start.size != picture else start)
         if job.image is not None:
-            return _padded(_fit(Image.open(job.image.path), picture))
+            return _padded(_fit(Image.open(job.image.stream()), picture))
         if inputs.start_image is not None:  # the shot's keyframe, generated earlier
             return _padded(_fit(Image.open(inputs.start_image), picture))
         if job.references:
@@ -250,7 +250,7 @@ def _references(job: Job, picture: tuple[int, int]) -> Image.Image:
     places = [r for r in job.references if r.kind == "location"]
     people = [r for r in job.references if r.kind == "character"]
     if places:
-        base = _fit(Image.open(places[0].image.path), picture)
+        base = _fit(Image.open(places[0].image.stream()), picture)
     else:
         card = _title_card(job, picture)
         mx, my = _margins(picture)
@@ -265,7 +265,7 @@ def _references(job: Job, picture: tuple[int, int]) -> Image.Image:
     draw = ImageDraw.Draw(base)
     for n, person in enumerate(people):
         x, y = gap + n * (side + gap), height - side - gap
-        portrait = _fit(Image.open(person.image.path), (side, side))
+        portrait = _fit(Image.open(person.image.stream()), (side, side))
         draw.rectangle((x - 1, y - 1, x + side, y + side), outline=_INK)
         base.paste(portrait, (x, y))
     return base

@@ -162,7 +162,7 @@ class ImageEdit:
         """The keyword arguments of the pipeline call, without the generator."""
         parameters = inspect.signature(pipe.__call__).parameters
         arguments: dict[str, Any] = {
-            "image": [load_reference(reference.image.path) for reference in keyframe.references],
+            "image": [load_reference(reference.image) for reference in keyframe.references],
             "prompt": keyframe.prompt, "height": keyframe.height, "width": keyframe.width,
             "num_inference_steps": keyframe.steps, "output_type": "np",
         }
@@ -206,12 +206,13 @@ class ImageEdit:
             torch.cuda.empty_cache()
 
 
-def load_reference(path: Path) -> Any:
-    """A reference image as RGB, upright (the pipeline sizes it as it needs)."""
+def load_reference(path: Path | Any) -> Any:
+    """A reference image as RGB, upright (the pipeline sizes it as it needs); a story's image (with `stream()`)
+    is read once and checked against the plan's hash."""
     from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as image:
+        with Image.open(path.stream() if hasattr(path, "stream") else path) as image:
             return ImageOps.exif_transpose(image).convert("RGB")
     except OSError as error:
         raise RenderError(f"cannot read reference image {path}: {error}") from error

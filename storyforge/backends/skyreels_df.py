@@ -31,6 +31,7 @@ from storyforge.errors import RenderError, StoryforgeError
 from storyforge.plan.frames import TIME_COMPRESSION
 from storyforge.plan.model import Job
 from storyforge.story.presets import PRESETS
+from storyforge.story.resolve import Image
 
 log = logging.getLogger(__name__)
 
@@ -228,16 +229,16 @@ class SkyReelsDF:
             "fps": s.fps,
         }
         if job.kind == "i2v":
-            start = job.image.path if job.image is not None else inputs.start_image  # given, or its keyframe
+            start = job.image if job.image is not None else inputs.start_image  # given, or its keyframe
             if start is None:
                 raise RenderError(f"job {job.id}: an image-to-video job has no start image")
             arguments["image"] = load_image(start, s.width, s.height)
             if job.end_image is not None and not _split(job):
-                arguments["last_image"] = load_image(job.end_image.path, s.width, s.height)
+                arguments["last_image"] = load_image(job.end_image, s.width, s.height)
         elif job.kind == "extend":
             arguments["video"] = _previous_video(job, inputs)
             if job.end_image is not None:
-                arguments["last_image"] = load_image(job.end_image.path, s.width, s.height)
+                arguments["last_image"] = load_image(job.end_image, s.width, s.height)
         elif job.kind == "bridge":  # from the last frames of one shot to the first frame of the next
             arguments["video"] = _previous_video(job, inputs)
             arguments["last_image"] = _next_frame(job, inputs)
@@ -257,7 +258,7 @@ class SkyReelsDF:
         arguments["num_frames"] = s.overlap_frames + job.num_frames - s.base_frames
         arguments["video"] = np.ascontiguousarray(frames[-s.overlap_frames:], dtype=np.float32)
         if job.end_image is not None:
-            arguments["last_image"] = load_image(job.end_image.path, s.width, s.height)
+            arguments["last_image"] = load_image(job.end_image, s.width, s.height)
         return arguments
 
     def frames(self, job: Job, inputs: RenderInputs) -> Iterator[np.ndarray]:
@@ -521,10 +522,11 @@ def _oom_advice(what: str) -> str:
             f"base_frames (each window holds base_frames frames at once), or free the GPU of other processes")
 
 
-def load_image(path: Path, width: int, height: int) -> PILImage.Image:
-    """An image centre-cropped to the frame's aspect ratio, then resized (the pipelines would stretch it)."""
+def load_image(path: Path | Image, width: int, height: int) -> PILImage.Image:
+    """An image centre-cropped to the frame's aspect ratio, then resized (the pipelines would stretch it).
+    A story's image (`Image`) is read once and checked against the plan's hash; a Path is a cached keyframe."""
     try:
-        with PILImage.open(path) as image:
+        with PILImage.open(path if isinstance(path, Path) else path.stream()) as image:
             image = ImageOps.exif_transpose(image).convert("RGB")
     except OSError as error:
         raise RenderError(f"cannot read image {path}: {error}") from error

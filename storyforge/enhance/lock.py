@@ -3,15 +3,19 @@ and the director's choices: the take picked for each shot, rejected takes, notes
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
-import tempfile
+import stat
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from storyforge.confined import Folder, Refused, refusal
 from storyforge.errors import Problem, StoryError, StoryforgeError, display_path
 from storyforge.plan.model import Job, Plan, PlanWarning
 from storyforge.story.load import Story
@@ -82,25 +86,52 @@ def dumps(story: Path, shots: dict[str, dict[str, Any]], picks: dict[str, int] |
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def read_lock(story: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """(the entries by shot id, None), (None, why the file is unusable), or (None, None) when there is none."""
-    path = lock_path(story)
-    if not path.is_file():
-        return None, None
-    from storyforge.story.root import StoryRoot
+class ForeignLock(StoryforgeError):
+    """The lock file beside a story belongs to another story file with the same stem (film.yaml, film.yml)."""
 
-    if not StoryRoot.of(story).contains(path.resolve()):  # a link out of the story's repository
-        return None, "it is a link to a file outside the story root"
-    if path.stat().st_size > MAX_LOCK_BYTES:
-        return None, f"it is larger than {MAX_LOCK_BYTES // 1_000_000} MB"
+
+def _story_folder(story: Path) -> Folder:
+    """The story's folder, as the user named it (followed); everything below it is reached through the door."""
+    folder = Path(os.path.abspath(story)).parent
+    return Folder.open(folder, below=folder)
+
+
+def _load(story: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the lock's JSON, None), (None, why it is unusable), or (None, None) when there is none. Read once, through
+    the door: a link, a FIFO or a device named film.lock.json is never followed or opened for reading."""
+    path = lock_path(story)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        with _story_folder(story) as folder:
+            data = folder.read_json(path.name, MAX_LOCK_BYTES)
+    except FileNotFoundError:
+        return None, None
+    except Refused as refused:
+        if "larger than" in str(refused):
+            return None, f"it is larger than {MAX_LOCK_BYTES // 1_000_000} MB"
+        return None, "it is a link, a folder, a FIFO or a device, not a file storyforge wrote"
+    except ValueError as error:  # not JSON, too deep, a number of thousands of digits, not UTF-8
         return None, f"it is not JSON ({error})"
-    except RecursionError:
-        return None, "it is not JSON a lock can hold (nested too deeply)"
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, ValueError, RecursionError):
+        return None, "it holds text that is not valid Unicode (a lone surrogate) or numbers too large"
     if not isinstance(data, dict) or data.get("storyforge_lock") != LOCK_FORMAT:
         return None, f"it is not a storyforge lock of format {LOCK_FORMAT}"
+    written_for = data.get("story")
+    if written_for is not None and written_for != Path(story).name:
+        shown = display_path(path)
+        raise ForeignLock(f"{shown} belongs to the story file {written_for!s:.200}, not to {Path(story).name}: two "
+                          f"story files with the stem '{Path(story).stem}' would share one lock (its prompts and "
+                          "picks); rename one of them (each story's lock is named after its stem), or remove "
+                          f"{shown} if {Path(story).name} is the only story left")
+    return data, None
+
+
+def read_lock(story: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the entries by shot id, None), (None, why the file is unusable), or (None, None) when there is none."""
+    data, problem = _load(story)
+    if data is None:
+        return None, problem
     shots = data.get("shots")
     if not isinstance(shots, dict):
         return None, "it has no 'shots'"
@@ -109,16 +140,65 @@ def read_lock(story: Path) -> tuple[dict[str, Any] | None, str | None]:
 
 def read_picks(story: Path) -> dict[str, int]:
     """The picked take of each shot (shot id -> take number) in the lock; {} when there is none or no lock."""
-    path = lock_path(story)
-    shots, problem = read_lock(story)
-    if shots is None:
-        return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
-    picks = data.get("picks")
+    from storyforge.story.models import MAX_TAKES
+
+    data, _problem = _load(story)
+    picks = data.get("picks") if data is not None and isinstance(data.get("shots"), dict) else None
     if not isinstance(picks, dict):
         return {}
     return {shot: take for shot, take in picks.items()
-            if isinstance(shot, str) and isinstance(take, int) and not isinstance(take, bool) and take >= 1}
+            if isinstance(shot, str) and isinstance(take, int) and not isinstance(take, bool)
+            and 1 <= take <= MAX_TAKES}
+
+
+_guards: dict[Path, int] = {}  # lock files this process holds now, and how often (so the guard is re-entrant)
+_guards_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def guarded(story: Path) -> Iterator[None]:
+    """Hold the story's lock file for a read-modify-write (`storyforge pick`, `enhance`): a file lock on
+    `.storyforge/<lock name>.guard` beside the story, on every platform; others wait. Re-entrant in a process."""
+    import filelock
+
+    key = Path(os.path.abspath(lock_path(story)))
+    with _guards_lock:
+        if key in _guards:
+            _guards[key] += 1
+            nested = True
+        else:
+            nested = False
+    if nested:
+        try:
+            yield
+        finally:
+            with _guards_lock:
+                _guards[key] -= 1
+        return
+    name = f".storyforge/{key.name}.guard"
+    with _story_folder(story) as folder:
+        try:
+            fd = folder.open_fd(name, os.O_RDWR | os.O_CREAT | getattr(os, "O_NONBLOCK", 0))
+        except Refused:
+            raise
+        except OSError as error:
+            raise StoryforgeError(f"cannot lock {display_path(lock_path(story))}: {error.strerror} (a read-only "
+                                  "folder?); make the story's folder writable") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise refusal(key.parent / name, "not a regular file of its own")
+        filelock.lock_descriptor(fd, poll_interval=0.02)
+        with _guards_lock:
+            _guards[key] = 1
+        try:
+            yield
+        finally:
+            with _guards_lock:
+                _guards.pop(key, None)
+            filelock.unlock_descriptor(fd)
+    finally:
+        os.close(fd)
 
 
 def _number(value: Any, most: int) -> int | None:
@@ -135,10 +215,9 @@ def read_choices(story: Path) -> Choices:
     are left out (the lock stays readable for picks and prompts)."""
     from storyforge.story.models import MAX_TAKES
 
-    shots, _problem = read_lock(story)
-    if shots is None:
+    data, _problem = _load(story)
+    if data is None or not isinstance(data.get("shots"), dict):
         return Choices()
-    data = json.loads(lock_path(story).read_text(encoding="utf-8"))
     named = {name: value for name, value in data.items() if isinstance(value, dict)}
     rejected = {shot: tuple(sorted({n for n in (_number(t, MAX_TAKES) for t in takes) if n is not None}))
                 for shot, takes in named.get("rejected", {}).items()
@@ -159,26 +238,22 @@ def read_choices(story: Path) -> Choices:
 
 def write_lock(story: Path, shots: dict[str, dict[str, Any]], picks: dict[str, int] | None = None,
                choices: Choices | None = None) -> bool:
-    """Write the lock beside the story, atomically (a temporary file renamed over it); False when unchanged.
-    `picks=None` and `choices=None` keep what the lock holds now (enhance rewrites prompts, never choices)."""
+    """Write the lock beside the story, atomically (staged, flushed, renamed over it) under its file lock; False
+    when unchanged. `picks=None` and `choices=None` keep what the lock holds now (enhance rewrites prompts, never
+    choices)."""
     path = lock_path(story)
-    text = dumps(story, shots, read_picks(story) if picks is None else picks,
-                 read_choices(story) if choices is None else choices)
-    if path.is_file() and path.read_text(encoding="utf-8", errors="replace") == text:
-        return False
-    from storyforge.atomic import check_replaceable
+    with guarded(story), _story_folder(story) as folder:
+        text = dumps(story, shots, read_picks(story) if picks is None else picks,
+                     read_choices(story) if choices is None else choices)
+        try:
+            if folder.read(path.name, MAX_LOCK_BYTES) == text.encode("utf-8"):
+                return False
+        except (FileNotFoundError, Refused):
+            pass
+        from storyforge.atomic import check_replaceable
 
-    check_replaceable(path)  # a FIFO, a device or a folder named film.lock.json stays as it is
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        check_replaceable(path)  # a FIFO, a device or a folder named film.lock.json stays as it is
+        folder.write_text(path.name, text, durable=True)
     return True
 
 
@@ -361,8 +436,9 @@ def refresh(path: Path | str, *, llm: str | None = None, force: bool = False,
                                     "prompt instead"))
         entries[job.id] = entry
     seconds = time.perf_counter() - started
-    picks = {shot: take for shot, take in read_picks(story.path).items() if shot in entries}  # like entries
-    changed = write_lock(story.path, entries, picks)
+    with guarded(story.path):  # picks made while the LLM ran are kept: read again under the file lock
+        picks = {shot: take for shot, take in read_picks(story.path).items() if shot in entries}  # like entries
+        changed = write_lock(story.path, entries, picks)
     return EnhanceReport(story=story.path, lock=lock_path(story.path), llm=ref.name if ref else None,
                          updated=tuple(job.id for job in todo), kept=tuple(kept), fallbacks=tuple(fallbacks),
                          warnings=tuple(warnings), changed=changed, seconds=seconds)
@@ -381,6 +457,23 @@ class PickReport:
     takes: int
     previous: int  # the take picked before (1 when none was)
     changed: bool  # whether the lock file's bytes changed
+
+
+_Op = TypeVar("_Op", bound=Callable[..., Any])
+
+
+def _one_at_a_time(op: _Op) -> _Op:
+    """Run a change of the lock (read it, change it, write it) under its file lock, so two at once (two
+    `storyforge pick`, the studio and the terminal) never lose one another's change."""
+
+    @functools.wraps(op)
+    def run(path: Path | str, *args: Any, **kwargs: Any) -> Any:
+        if not Path(path).is_file():  # loading the story says what is wrong with its name
+            return op(path, *args, **kwargs)
+        with guarded(Path(path)):
+            return op(path, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 def _shot_of(path: Path | str, shot: str) -> tuple[Story, Job, int]:
@@ -419,6 +512,7 @@ def _rewrite(story: Story, picks: dict[str, int] | None = None, choices: Choices
     return write_lock(story.path, shots or {}, picks, choices)
 
 
+@_one_at_a_time
 def pick(path: Path | str, shot: str, take: int) -> PickReport:
     """Record `take` as the picked take of `shot` in the story's lock; errors name the shot's line."""
     story, job, line = _shot_of(path, shot)
@@ -435,6 +529,7 @@ def pick(path: Path | str, shot: str, take: int) -> PickReport:
                       changed=changed)
 
 
+@_one_at_a_time
 def reject(path: Path | str, shot: str, take: int, rejected: bool = True) -> bool:
     """Mark a take of `shot` rejected (hidden in review) or not; the lock keeps it. True when the lock changed."""
     story, job, line = _shot_of(path, shot)
@@ -444,6 +539,7 @@ def reject(path: Path | str, shot: str, take: int, rejected: bool = True) -> boo
     return _rewrite(story, choices=replace(choices, rejected={**choices.rejected, shot: tuple(sorted(takes))}))
 
 
+@_one_at_a_time
 def note(path: Path | str, shot: str, take: int, text: str) -> bool:
     """Keep a note on a take of `shot` in the lock (an empty text removes it). True when the lock changed."""
     story, job, line = _shot_of(path, shot)
@@ -456,6 +552,7 @@ def note(path: Path | str, shot: str, take: int, text: str) -> bool:
     return _rewrite(story, choices=replace(choices, notes={**choices.notes, shot: notes}))
 
 
+@_one_at_a_time
 def add_take(path: Path | str, shot: str) -> int:
     """Ask for one more take of `shot`: the lock records it, so a render (here or from the terminal) renders the
     same takes. Returns the new take's number."""
@@ -471,6 +568,7 @@ def add_take(path: Path | str, shot: str) -> int:
     return job.takes + 1
 
 
+@_one_at_a_time
 def pick_keyframe(path: Path | str, shot: str, number: int) -> bool:
     """Choose keyframe candidate `number` of `shot` as the picture its video starts from (`keyframes: {takes: N}`
     makes N); the lock keeps it. True when the lock changed."""

@@ -248,6 +248,19 @@ class Expander:
     def expand(self, requests: Sequence[Request], *, seed: int, max_new_tokens: int, batch_size: int = DEFAULT_BATCH,
                on_progress: Callable[[int, int], None] | None = None) -> list[Expansion]:
         """Expand every request, `batch_size` at a time, with greedy (deterministic) decoding."""
+        answers = self.complete([messages(request) for request in requests], seed=seed,
+                                max_new_tokens=max_new_tokens, batch_size=batch_size, on_progress=on_progress)
+        results: list[Expansion] = []
+        for request, (raw, tokens, chat) in zip(requests, answers, strict=True):
+            text = postprocess(raw)
+            reason = unusable(text)
+            results.append(Expansion(request.id, None if reason else text, reason, raw, tokens, chat))
+        return results
+
+    def complete(self, conversations: Sequence[list[dict[str, str]]], *, seed: int, max_new_tokens: int,
+                 batch_size: int = DEFAULT_BATCH, on_progress: Callable[[int, int], None] | None = None,
+                 ) -> list[tuple[str, int, str]]:
+        """(raw answer, new tokens, chat text) for each conversation, greedy, `batch_size` at a time."""
         torch, transformers = _imports()
         if self.model is None:
             raise RuntimeError("the expander was closed")
@@ -255,26 +268,24 @@ class Expander:
         config = transformers.GenerationConfig(
             max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, repetition_penalty=1.05,
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=eos)
-        results: list[Expansion] = []
+        results: list[tuple[str, int, str]] = []
         if on_progress:
-            on_progress(0, len(requests))
-        for start in range(0, len(requests), batch_size):
-            batch = list(requests[start:start + batch_size])
-            chats = [self.chat(request) for request in batch]
+            on_progress(0, len(conversations))
+        for start in range(0, len(conversations), batch_size):
+            chats = [self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True,
+                                                        enable_thinking=False)
+                     for conversation in conversations[start:start + batch_size]]
             inputs = self.tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False)
             inputs = {key: value.to(self.device) for key, value in inputs.items()}
             torch.manual_seed(seed)  # greedy decoding needs no randomness; the seed pins any that a model adds
             with torch.inference_mode():
                 output = self.model.generate(**inputs, generation_config=config)
             new = output[:, inputs["input_ids"].shape[1]:].tolist()
-            for request, chat, tokens in zip(batch, chats, new, strict=True):
+            for chat, tokens in zip(chats, new, strict=True):
                 used = _until_eos(tokens, eos)
-                raw = self.tokenizer.decode(used, skip_special_tokens=True)
-                text = postprocess(raw)
-                reason = unusable(text)
-                results.append(Expansion(request.id, None if reason else text, reason, raw, len(used), chat))
+                results.append((self.tokenizer.decode(used, skip_special_tokens=True), len(used), chat))
             if on_progress:
-                on_progress(len(results), len(requests))
+                on_progress(len(results), len(conversations))
         return results
 
     def _eos_ids(self) -> list[int]:

@@ -332,6 +332,9 @@ class _ShotRenderer:
                 "characters": _Lazy(lambda: self._characters(prompt.get())),
                 "subjects": _Lazy(lambda: self._subjects(prompt.get())),
                 "setting": _Lazy(lambda: self._setting(prompt.get())),
+                # lines as written (never templates): `{% for d in shot.dialogue %}{{ d.character }}: {{ d.line }}`
+                "dialogue": [_Record("dialogue line", {"character": d.character, "line": d.line})
+                             for d in spec.dialogue],
             }),
             "characters": _Names("characters", characters, self._use),
             "locations": _Names("locations", locations),

@@ -234,8 +234,8 @@ class _Scheduler:
         for job in chain.upstream():  # recorded as cached, as the local executor's extension would
             entry = run.entries.get(job.id) or run.cached(job)
             if entry is not None and not self.shared:
-                seeds.append(_Clip(entry.key, entry.clip.read_bytes(), entry.meta, cache.tail_bytes(entry)))
-        images = {image.sha256: image.path.read_bytes() for job in left
+                seeds.append(_Clip(entry.key, cache.clip_bytes(entry), entry.meta, cache.tail_bytes(entry)))
+        images = {image.sha256: image.read() for job in left
                   for image in (job.image, job.end_image, *(r.image for r in job.references)) if image is not None}
         # generated start frames (keyframes), made on the driver before any video: (entry key, PNG bytes)
         starts = {job_id: (key, path.read_bytes()) for job_id, (key, path) in run.starts.found.items()}
@@ -407,7 +407,7 @@ def _chain_task(driver_code: str, plan: Plan, job_ids: list[str], backend: str, 
                 notices = run.notices[told[0]:] + cache.discarded[told[2]:]
                 warned = run.warnings[told[1]:]
                 told = [len(run.notices), len(run.warnings), len(cache.discarded)]
-                clip = _Clip(entry.key, None, None) if shared_root else _Clip(entry.key, entry.clip.read_bytes(),
+                clip = _Clip(entry.key, None, None) if shared_root else _Clip(entry.key, cache.clip_bytes(entry),
                                                                                 entry.meta, cache.tail_bytes(entry))
                 now = int(getattr(loaded, "model_loads", 0))
                 yield _Done(job_id, record.status, record.started, record.finished, clip, notices, warned,

@@ -531,6 +531,7 @@ class _Compiler:
                 source=f"{self.source.file}:{self.source.line(shot.path)}",
                 takes=s.takes, take_seeds=tuple(take_seed(seed, n) for n in range(1, s.takes + 1)),
                 references=references, keyframe=keyframe,
+                dialogue=tuple((spoken.character, spoken.line) for spoken in shot.shot.dialogue),
             )
             self.check_images(shot, previous if kind_t != "continue" else None, width, height)
             jobs.append(job)

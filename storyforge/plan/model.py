@@ -106,6 +106,8 @@ class Job:
     take_seeds: tuple[int, ...] = ()  # per take; take 1's is the shot's own seed
     take_keys: tuple[str, ...] = ()  # per take, each chained to the picked take of the job it continues
     before: str | None = None  # a bridge: the job whose first frame it ends on (its second parent)
+    # (character, line) spoken in the shot: for people and the review page, never in the cache key
+    dialogue: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_bridge(self) -> bool:
@@ -190,6 +192,8 @@ class Job:
             },
             "line": int(self.source.rsplit(":", 1)[1]),
             **({"takes": self.takes, "take": self.take} if self.takes > 1 else {}),
+            **({"dialogue": [{"character": who, "line": line} for who, line in self.dialogue]} if self.dialogue
+               else {}),
             **({"keyframe": self.keyframe.to_json()} if self.keyframe is not None else {}),
         }
 

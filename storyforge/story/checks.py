@@ -111,6 +111,7 @@ def check_film(film: Film, source: SourceMap) -> list[Problem]:
                 problem(at + ("image",), name, "a continued shot starts from the previous shot's last frames, "
                         "so it cannot also have a start image; remove 'image' or use another transition")
             problems.extend(_cast_problems(film, source, at, name))
+            problems.extend(_speaker_problems(film, source, at, name))
             first = False
     return problems
 
@@ -131,6 +132,21 @@ def _cast_problems(film: Film, source: SourceMap, at: PathKey, name: str) -> lis
             seen.add(member)
             continue
         problems.append(Problem(source.file, source.line(at + ("cast", k)), name, message))
+    return problems
+
+
+def _speaker_problems(film: Film, source: SourceMap, at: PathKey, name: str) -> list[Problem]:
+    """Whoever speaks a shot's dialogue is a character of the film."""
+    problems = []
+    for k, spoken in enumerate(film.scenes[at[1]].shots[at[3]].dialogue):
+        if spoken.character in film.characters:
+            continue
+        close = difflib.get_close_matches(spoken.character, list(film.characters), n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        known = ", ".join(film.characters) or "(none; add them under `characters:`)"
+        problems.append(Problem(source.file, source.line(at + ("dialogue", k, "character")), name,
+                                f"unknown character '{spoken.character}' speaks in the dialogue; {hint}"
+                                f"known characters: {known}"))
     return problems
 
 

@@ -21,6 +21,7 @@ from storyforge.errors import Problem, StoryError, display_path
 from storyforge.story.checks import check_files, check_film
 from storyforge.story.models import (
     Character,
+    DialogueLine,
     Enhance,
     Film,
     Keyframes,
@@ -364,6 +365,7 @@ _MODELS = {
     ("scenes", 0, "shots", 0): Shot,
     ("scenes", 0, "shots", 0, "render"): RenderSettings,
     ("scenes", 0, "shots", 0, "transition"): TransitionSpec,
+    ("scenes", 0, "shots", 0, "dialogue", 0): DialogueLine,
     ("characters", ""): Character,
     ("locations", ""): Location,
     ("keyframes",): Keyframes,

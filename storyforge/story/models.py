@@ -280,6 +280,13 @@ class Enhance(Strict):
     max_new_tokens: int = Field(256, ge=1, le=4096, description="Longest expansion the LLM may write.")
 
 
+class DialogueLine(Strict):
+    """A line spoken in a shot, kept for people (the review page) and templates (`shot.dialogue`)."""
+
+    character: str = Field(pattern=NAME_PATTERN, description="Who speaks: a key of `characters`.")
+    line: str = Field(description="What is said; a parenthetical such as '(quietly)' may lead it.")
+
+
 class Shot(Strict):
     """One generation: a prompt, a length, optional start/end images, and how it begins."""
 
@@ -297,6 +304,9 @@ class Shot(Strict):
         description="Characters in the shot besides those its texts use (keys of `characters`).")
     seed: int | None = Field(None, ge=0, lt=2**32, description="This shot's seed.")
     render: RenderSettings | None = None
+    dialogue: list[DialogueLine] = Field(
+        default_factory=list,
+        description="Lines spoken in the shot, in order; not rendered, but templates can use `shot.dialogue`.")
 
     @field_validator("duration")
     @classmethod

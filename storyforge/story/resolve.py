@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import io
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from storyforge.errors import Problem, StoryError
 from storyforge.story.load import PathKey, Story
 from storyforge.story.models import RenderSettings, Scene, Shot, parse_duration, parse_resolution
 from storyforge.story.presets import DEFAULT_MODEL, DEFAULTS, I2V_DEFAULTS, KEYFRAME_PRESETS, preset
-from storyforge.story.root import PathRefused
+from storyforge.story.root import PathRefused, open_regular, read_bytes
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,30 @@ class Settings:
 
 @dataclass(frozen=True)
 class Image:
-    """A reference image: where it is and the hash of its bytes."""
+    """A reference image (or the soundtrack): where it is and the hash of its bytes."""
 
     path: Path
     relative: str
     sha256: str
+
+    def read(self) -> bytes:
+        """The image's bytes, read from one descriptor opened without following a link, and exactly the bytes
+        the plan hashed (its key): a file swapped or edited after planning is an error, never rendered."""
+        from storyforge.errors import StoryforgeError
+        from storyforge.story.checks import MAX_IMAGE_BYTES
+
+        try:
+            data = read_bytes(self.path, MAX_IMAGE_BYTES, shown=f"'{self.relative}'", nofollow=True)
+        except PathRefused as refused:
+            raise StoryforgeError(f"{refused} (it was checked when the story was planned)") from None
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise StoryforgeError(f"'{self.relative}' changed after the story was planned (its bytes are not the "
+                                  "ones the plan hashed); render again, so the plan uses the image as it is now")
+        return data
+
+    def stream(self) -> io.BytesIO:
+        """`read()` as a file object, for an image decoder."""
+        return io.BytesIO(self.read())
 
 
 @dataclass(frozen=True)
@@ -83,9 +104,10 @@ class ResolvedFilm:
         return self.shots[0].settings.width, self.shots[0].settings.height
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, shown: str | None = None) -> str:
+    """The sha256 of a regular file, from one descriptor checked when opened (see storyforge.story.root)."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with os.fdopen(open_regular(path, shown=shown or f"'{path}'", nofollow=True), "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -98,7 +120,11 @@ def _image(story: Story, relative: str | None, at: PathKey) -> Image | None:
         path = story.locate(relative)  # checked when the story loaded; the same gate again, right before reading
     except PathRefused as refused:
         raise StoryError([Problem(story.source.file, story.source.line(at), "", str(refused))]) from None
-    return Image(path=path, relative=relative, sha256=file_sha256(path))
+    try:
+        sha256 = file_sha256(path, f"'{relative}'")
+    except PathRefused as refused:
+        raise StoryError([Problem(story.source.file, story.source.line(at), "", str(refused))]) from None
+    return Image(path=path, relative=relative, sha256=sha256)
 
 
 def _model_folder(story: Story, model: str, at: PathKey) -> str:

@@ -108,30 +108,37 @@ class StoryRoot:
         return path
 
 
-def read_bytes(path: Path, limit: int, *, shown: str) -> bytes:
-    """At most `limit` bytes of a regular file, refusing anything else before reading it.
-
-    Opened without blocking (a FIFO swapped in after a check cannot hang us) and checked again on the open
-    descriptor; raises PathRefused with `shown` as the file's name.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+def open_regular(path: Path, *, shown: str, nofollow: bool = False) -> int:
+    """A descriptor of the regular file `path`, checked on the descriptor itself (what is read is what was
+    checked); opened without blocking, so a FIFO swapped in cannot hang us. `nofollow`: a link at the last
+    component is refused (for paths already resolved: a link there now was put in after the check).
+    Raises PathRefused with `shown` as the file's name."""
+    flags = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_BINARY", 0) | (getattr(os, "O_NOFOLLOW", 0) if nofollow else 0))
     try:
-        before = os.stat(path)
-        if not stat.S_ISREG(before.st_mode):
-            what = "a folder" if stat.S_ISDIR(before.st_mode) else "not a regular file (a FIFO, device or socket)"
-            raise PathRefused(f"{shown} is {what}; name a file")
-        if before.st_size > limit:
-            raise PathRefused(f"{shown} is larger than {_size(limit)}")
         descriptor = os.open(path, flags)
     except FileNotFoundError:
         raise PathRefused(f"no such file {shown}; check the path") from None
-    except PathRefused:
-        raise
     except OSError as error:
+        if nofollow and os.path.islink(path):
+            raise PathRefused(f"{shown} became a symbolic link after it was checked; put the file itself there") \
+                from None
         raise PathRefused(f"{shown} cannot be read ({error.strerror}); check the path and its permissions") from None
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, device or socket)"
+        raise PathRefused(f"{shown} is {what}; name a file")
+    return descriptor
+
+
+def read_bytes(path: Path, limit: int, *, shown: str, nofollow: bool = False) -> bytes:
+    """At most `limit` bytes of a regular file, opened once and checked on the open descriptor (see
+    `open_regular`); raises PathRefused with `shown` as the file's name."""
+    descriptor = open_regular(path, shown=shown, nofollow=nofollow)
     with os.fdopen(descriptor, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise PathRefused(f"{shown} is not a regular file (a FIFO, device or socket); name a file")
+        if os.fstat(handle.fileno()).st_size > limit:
+            raise PathRefused(f"{shown} is larger than {_size(limit)}")
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise PathRefused(f"{shown} is larger than {_size(limit)}")

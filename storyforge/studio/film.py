@@ -19,9 +19,10 @@ if TYPE_CHECKING:
 
 
 def _stat(path: Path) -> tuple[int, int, int] | None:
-    try:
-        info = path.stat()
-    except OSError:
+    from storyforge.atomic import regular
+
+    info = regular(path)  # through the door: a link or a FIFO is no file to show
+    if info is None:
         return None
     return info.st_mtime_ns, info.st_size, info.st_ino
 
@@ -71,11 +72,17 @@ class Film:
 
 
 def _run_json(out: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((out / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    """run.json's fields, checked when read through the door (storyforge.readback); {} when there is none."""
+    from storyforge.outdir import looking
+    from storyforge.readback import read_run
+
+    with looking(out) as folder:
+        return read_run(folder).to_json() if folder is not None else {}
+
+
+def _present(out: Path, name: str) -> bool:
+    """Whether `name` is a regular file of `out`, asked through the door (a link is not)."""
+    return _stat(out / name) is not None
 
 
 def media_url(out: Path, name: str) -> str:
@@ -106,14 +113,15 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
     from storyforge.review import take_clip
 
     run = _run_json(out)
-    listed = read_manifest(out) if out.is_dir() else set()
-    records = {job.get("id"): job for job in run.get("jobs", []) if isinstance(job, dict)}
+    listed = read_manifest(out)
+    jobs = run.get("jobs") if isinstance(run.get("jobs"), list) else []  # a damaged run.json shows as no render
+    records = {job["id"]: job for job in jobs if isinstance(job, dict) and isinstance(job.get("id"), str)}
     choices = read_choices(plan.story)
     seams: dict[str, list[dict[str, Any]]] = {}
-    for seam in run.get("seams") or []:
-        if isinstance(seam, dict) and isinstance(seam.get("job"), str):
+    for seam in run.get("seams") if isinstance(run.get("seams"), list) else []:
+        if isinstance(seam, dict) and isinstance(seam.get("job"), str) and _whole(seam.get("frame")):
             seams.setdefault(seam["job"], []).append(seam)
-    film = "film.mp4" if "film.mp4" in listed and (out / "film.mp4").is_file() else None
+    film = "film.mp4" if "film.mp4" in listed and _present(out, "film.mp4") else None
     shots = []
     for job in plan.jobs:
         record = records.get(job.id)
@@ -124,14 +132,20 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
         for take in job.all_takes:
             name = take_clip(job, take.take)
             entry = rendered.get(take.key)
-            clip = name if name in listed and (out / name).is_file() and entry is not None else None
+            clip = name if name in listed and _present(out, name) and entry is not None else None
             takes.append({
                 "take": take.take, "clip": clip, "url": media_url(out, name) if clip else None,
                 "rejected": take.take in choices.rejected.get(job.id, ()), "note": choices.notes.get(job.id, {}).get(
                     take.take, ""), "seed": take.seed, "key": take.key,
                 "status": str(entry.get("status") or "rendered") if entry else "not rendered",
-                "seconds": entry.get("seconds") if entry else None,
+                "seconds": _number(entry.get("seconds")) if entry else None,
                 "command": f"storyforge pick {_shell(story_arg)} {job.id} {take.take}"})
+        shot_seams = [{"frame": seam["frame"], "kind": str(seam.get("kind")), "jump": _number(seam.get("jump")),
+                       "color_shift": _number(seam.get("color_shift")), "timecode": timecode(seam["frame"], plan.fps)}
+                      for seam in seams.get(job.id, [])]
+        for entry in takes:  # the seam report measures the take in the cut: its scores
+            entry["scores"] = [seam for seam in shot_seams if seam["jump"] is not None] if (
+                in_cut and entry["take"] == cut_take) else []
         picked = takes[job.take - 1]
         state = "current" if in_cut else "render" if picked["clip"] is None else "cut"
         keyframe = keyframe_name(job)
@@ -139,30 +153,42 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
         if job.keyframe is not None and job.keyframe.candidates > 1:  # start pictures to choose, before any video
             for number in range(1, job.keyframe.candidates + 1):
                 name = candidate_name(job, number)
-                candidates.append({"number": number, "url": media_url(out, name) if name in listed and (
-                    out / name).is_file() else None, "command": f"storyforge pick {_shell(story_arg)} {job.id} "
+                candidates.append({"number": number, "url": media_url(out, name) if name in listed and _present(
+                    out, name) else None, "command": f"storyforge pick {_shell(story_arg)} {job.id} "
                                                                f"--keyframe {number}"})
         shots.append({
             "id": job.id, "scene": job.id.split("/")[0], "pick": job.take, "takes": takes, "kind": job.kind,
             "after": job.after, "prompt": job.prompt, "camera": job.camera, "line": int(job.source.rsplit(":", 1)[1]),
             "start_frame": job.start_frame, "frames": job.frames, "timecode": timecode(job.start_frame, plan.fps),
             "transition": {"type": job.transition.type, "frames": job.transition.frames},
-            "seams": [{"frame": s.get("frame"), "kind": s.get("kind"), "jump": s.get("jump"),
-                       "color_shift": s.get("color_shift"), "timecode": timecode(int(s.get("frame") or 0), plan.fps)}
-                      for s in seams.get(job.id, [])],
-            "state": state, "cut_take": cut_take if in_cut else None,
-            "keyframe": media_url(out, keyframe) if keyframe in listed and (out / keyframe).is_file() else None,
+            "seams": shot_seams,
+            "state": state, "cut_take": cut_take if in_cut and _whole(cut_take) else None,
+            "keyframe": media_url(out, keyframe) if keyframe in listed and _present(out, keyframe) else None,
             "keyframes": candidates, "keyframe_pick": job.keyframe.pick if job.keyframe is not None else None,
         })
     return {
         "title": plan.title, "story": story_arg, "fps": plan.fps, "width": plan.width, "height": plan.height,
         "total_frames": plan.total_frames, "timecode": timecode(plan.total_frames, plan.fps),
-        "backend": run.get("backend"), "film": media_url(out, film) if film else None,
+        "backend": run["backend"] if isinstance(run.get("backend"), str) else None,
+        "film": media_url(out, film) if film else None,
         "shots": shots, "stale": any(shot["state"] != "current" for shot in shots),
         "to_render": [shot["id"] for shot in shots if shot["state"] == "render"],
         "to_cut": [shot["id"] for shot in shots if shot["state"] == "cut"],
         "warnings": [str(warning) for warning in plan.warnings],
     }
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+
+
+def _number(value: object) -> float | None:
+    """A measure from run.json, or None when it is not a finite number."""
+    import math
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return None
 
 
 def _shell(text: str) -> str:

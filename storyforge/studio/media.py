@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
@@ -18,31 +17,18 @@ class NotServed(Exception):
     """A name the studio does not serve: not in the manifest, not media, or not a plain file below the folder."""
 
 
-def open_listed(out: Path, name: str, listed: set[str]) -> tuple[int, int]:
-    """(an open descriptor, the size) of `out/name` when the manifest lists `name`; each folder on the way and
-    the file itself are opened without following a link, and only a regular file is served."""
-    parts = PurePosixPath(name).parts
-    if (name not in listed or not parts or any(part in ("", ".", "..") for part in parts)
-            or "\\" in name or PurePosixPath(name).suffix not in TYPES):
+def open_listed(out: Path, name: str) -> tuple[int, int]:
+    """(an open descriptor, the size) of `out/name` when the manifest lists `name` and it is media; each folder on
+    the way and the file itself are opened through the folder door (storyforge.outdir), never following a link,
+    and only a regular file is served."""
+    from storyforge.outdir import open_listed as opened
+
+    if PurePosixPath(name).suffix not in TYPES:
         raise NotServed(name)
-    nofollow = getattr(os, "O_NOFOLLOW", 0)
-    folder = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | nofollow)
     try:
-        for part in parts[:-1]:
-            inner = os.open(part, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | nofollow, dir_fd=folder)
-            os.close(folder)
-            folder = inner
-        # O_NONBLOCK: a FIFO put where a clip was listed must not hang the server
-        handle = os.open(parts[-1], os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0), dir_fd=folder)
+        return opened(out, name)
     except OSError:
         raise NotServed(name) from None
-    finally:
-        os.close(folder)
-    info = os.fstat(handle)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(handle)
-        raise NotServed(name)
-    return handle, info.st_size
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -7,6 +7,7 @@ manifest lists), and the JSON API: `GET /api/film`, `GET /api/work`, `POST /api/
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
 import threading
@@ -81,18 +82,16 @@ def build_app(studio: Studio, *, hosts: frozenset[str], cookie: str) -> Starlett
         return JSONResponse(studio.worker.status(), headers={"cache-control": "no-store"})
 
     def served(request: Request) -> Response:
-        from storyforge.outdir import read_manifest
-
         name = request.path_params["name"]
         try:
-            handle, size = media.open_listed(studio.out, name, read_manifest(studio.out))
+            handle, size = media.open_listed(studio.out, name)
         except media.NotServed:
             return JSONResponse({"error": "not a file of this film"}, status_code=404)
         kind = media.TYPES[Path(name).suffix]
         try:
             span = media.byte_range(request.headers.get("range"), size)
         except ValueError:
-            media.chunks(handle, 1, 0).close()  # closes the descriptor
+            os.close(handle)
             return Response(status_code=416, headers={"content-range": f"bytes */{size}"})
         headers = {"accept-ranges": "bytes", "cache-control": "private, max-age=3600"}
         if span is None:
@@ -249,17 +248,31 @@ def url_of(sock: socket.socket, host: str, token: str) -> str:
 
 
 def serve(story: Path, *, out: Path | None = None, host: str = "127.0.0.1", port: int | None = None,
-          backend: str | None = None, say: Callable[[str], None], ready: Callable[[str], None] | None = None) -> None:
-    """Run the studio until interrupted. `say(url_line)` gets the line with the address and token first (before
-    any request is answered); `ready(url)` is called then too (e.g. to open a browser)."""
-    import uvicorn
+          backend: str | None = None, say: Callable[[str], None], ready: Callable[[str], None] | None = None,
+          warn: Callable[[str], None] | None = None) -> None:
+    """Run the studio until interrupted. `say(url)` gets the address with its token first (before any request
+    is answered); `ready(url)` is called then too (e.g. to open a browser). A story that does not validate
+    still opens (its problems are on the page, and told to `warn`): it is being written."""
+    try:
+        import starlette  # noqa: F401
+        import uvicorn
+    except ModuleNotFoundError as error:
+        from storyforge.errors import MissingExtra
 
+        raise MissingExtra((error.name or "starlette").split(".")[0], "studio", "storyforge studio") from None
     from storyforge import api
     from storyforge.errors import display_path
     from storyforge.outdir import check_out
     from storyforge.render import default_out
 
-    api.plan(story)  # a story that does not load stops here, with its problems, before anything listens
+    if not Path(story).is_file():
+        raise StoryforgeError(f"{display_path(Path(story))}: no such story file; name a story file (like "
+                              "film.yaml), or make one with `storyforge init`")
+    try:
+        api.plan(story)
+    except StoryError as error:
+        if warn is not None:
+            warn(f"the story does not validate yet; the page shows where:\n{error}")
     folder = check_out(Path(out) if out is not None else default_out(story), story)
     studio = Studio(story=story, out=folder, story_arg=display_path(story), backend=backend)
     sock = listen(host, port)

@@ -155,3 +155,17 @@ def test_the_review_page_in_a_real_browser(write_story, chromium, tmp_path: Path
     print(f"review page screenshot: {shot}")
     assert shot.stat().st_size > 10_000
     page.close()
+
+
+def test_the_page_shows_the_studios_notes_and_rejections_read_only(write_story) -> None:
+    from storyforge.enhance import lock
+
+    story, out = rendered(write_story)
+    lock.note(story, "dawn/glide", 2, HOSTILE)
+    lock.reject(story, "dawn/glide", 3)
+    api.review(story)
+    page = (out / "review.html").read_text("utf-8")
+    assert '<p class="note">&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;' in page
+    assert '<figure class="take rejected" data-take="3">' in page
+    assert "storyforge pick film.yaml dawn/glide 3" in page  # a rejected take can still be picked
+    assert "<textarea" not in page and "<button" not in page  # read only: the studio is where choices are made

@@ -196,14 +196,16 @@ def test_a_failed_write_keeps_the_old_lock(story: Path, monkeypatch: pytest.Monk
     before = lock.lock_path(story).read_bytes()
     edit(story, "the fox runs", "the fox walks")
 
-    def broken(source: str, target: str) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken)
     with pytest.raises(OSError, match="disk full"):
         api.enhance(story)
     assert lock.lock_path(story).read_bytes() == before
-    assert [p.name for p in story.parent.iterdir() if p.name.startswith(".")] == [".gitignore"]  # init's; no temp
+    # init's .gitignore and the lock's guard in .storyforge/; no temporary anywhere
+    assert sorted(p.name for p in story.parent.iterdir() if p.name.startswith(".")) == [".gitignore", ".storyforge"]
+    assert [p.name for p in (story.parent / ".storyforge").iterdir()] == ["film.lock.json.guard"]
 
 
 def test_an_invalid_story_writes_no_lock(story: Path) -> None:

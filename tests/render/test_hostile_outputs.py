@@ -169,20 +169,25 @@ def test_a_damaged_cache_entry_is_discarded_with_a_notice_and_rendered_again(wri
     assert np.array_equal(read_frames(second.film), frames)  # the animatic is deterministic: the same film
 
 
-def test_leftovers_of_a_killed_run_are_cleaned_by_the_next(write_story, story_dir: Path) -> None:
+def test_only_a_killed_runs_exact_leftovers_are_cleaned_never_lookalikes(write_story, story_dir: Path) -> None:
     story = write_story(STORY)
     out = story_dir / "out"
     render(api.plan(story), out=out, backend="animatic")
-    leftovers = [out / ".film.abc123.mp4", out / "clips" / ".s__a.mp4.999.tmp", out / ".stitch" / "stitch-x" / "a",
-                 out / ".stitch-q1" / "b", out / ".run.zz.tmp"]
-    for path in leftovers:
+    manifest = json.loads((out / MANIFEST).read_text())
+    # what a run with nonce 'abc123' killed halfway leaves: its announced files and its temporaries
+    manifest.update(pending=["film.mp4", "clips/s__a.mp4"], run="abc123")
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    leftovers = [out / ".film.mp4.abc123.mp4", out / "clips" / ".s__a.mp4.abc123.tmp", out / ".stitch-abc123" / "a"]
+    lookalikes = [out / ".film.abc123.mp4", out / "clips" / ".s__a.mp4.999.tmp", out / ".stitch" / "stitch-x" / "a",
+                  out / ".stitch-notes" / "b", out / ".run.zz.tmp", out / ".cache-photos" / "c.jpg",
+                  out / ".plan.old.tmp", out / "takes" / "favourites" / "x.txt"]
+    for path in leftovers + lookalikes:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half")
-    (out / "keep.txt").write_text("mine", encoding="utf-8")
     render(api.plan(story), out=out, backend="animatic")
     assert not [path for path in leftovers if path.exists()]
-    assert not (out / ".stitch").exists()
-    assert (out / "keep.txt").read_text(encoding="utf-8") == "mine"
+    assert not (out / ".stitch-abc123").exists()
+    assert [path.read_bytes() for path in lookalikes] == [b"half"] * len(lookalikes)
 
 
 # -- two renders into one folder -------------------------------------------------------------------------------

@@ -181,8 +181,8 @@ def test_an_error_in_a_description_is_at_its_own_line_once(folder: Path) -> None
 
 def test_a_camera_error_is_at_the_camera_line(folder: Path) -> None:
     path = write(folder, "a fox", extra="        camera: '{{ shot.lens }}'\n")
-    assert errors(path) == ["film.yaml:17: s/a: unknown name 'shot.lens'; shot has: camera, characters, duration, "
-                            "end_image, framing, id, image, motion, prompt, setting, subjects, transition"]
+    assert errors(path) == ["film.yaml:17: s/a: unknown name 'shot.lens'; shot has: camera, characters, dialogue, "
+                            "duration, end_image, framing, id, image, motion, prompt, setting, subjects, transition"]
 
 
 def test_a_multi_line_prompt_error_says_which_line_of_the_text(folder: Path) -> None:
@@ -312,8 +312,8 @@ def test_a_user_template_file_beside_the_story(folder: Path) -> None:
 def test_an_error_inside_a_user_template_is_at_its_file_and_line(folder: Path) -> None:
     (folder / "mine.j2").write_text("{{ shot.prompt }}\n{{ shot.lens }}\n", "utf-8")
     path = write(folder, "a fox", extra="enhance:\n  template: mine.j2\n")
-    assert errors(path) == ["mine.j2:2: s/a: unknown name 'shot.lens'; shot has: camera, characters, duration, "
-                            "end_image, framing, id, image, motion, prompt, setting, subjects, transition"]
+    assert errors(path) == ["mine.j2:2: s/a: unknown name 'shot.lens'; shot has: camera, characters, dialogue, "
+                            "duration, end_image, framing, id, image, motion, prompt, setting, subjects, transition"]
 
 
 def test_a_user_template_is_sandboxed_too(folder: Path) -> None:

@@ -31,6 +31,10 @@ scenes:
         prompt: {json.dumps(HOSTILE)}
         duration: 13f
         transition: {{type: crossfade, duration: 3f}}
+      - id: rest
+        prompt: the swan rests
+        duration: 8f
+        transition: continue
 """
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LONG = 300_000  # ms: a render on a loaded two-core machine
@@ -86,10 +90,20 @@ def test_the_studio_in_a_real_browser(write_story, chromium, tmp_path: Path) -> 
         # the story's text is shown as text, never run
         assert page.inner_text('[data-shot="dawn/dip"] .prompt') == api.plan(story).job("dawn/dip").prompt
         assert page.inner_text("#title") == "Studio <b>test</b>"
+        # the timeline: every shot at its timecode; the continue seam with the cut's frames on both sides of it
+        rows = page.eval_on_selector_all("#timeline li[data-shot]", "rows => rows.map(r => r.dataset.shot)")
+        assert rows == ["dawn/glide", "dawn/dip", "dawn/rest"]
+        seam = page.locator('#timeline li[data-shot="dawn/rest"] .seam-view')
+        seam.scroll_into_view_if_needed()
+        page.wait_for_function("""() => [...document.querySelectorAll('#timeline li[data-shot="dawn/rest"] video')]
+                                   .filter(v => v.readyState >= 2).length === 2""", timeout=60_000)
+        assert "00:00:01:03 continue · jump" in seam.inner_text()
+        page.locator("#markers").get_by_label("seek to dawn/rest").click()
+        page.wait_for_function("() => Math.abs(document.getElementById('film').currentTime - 27.5 / 24) < 1e-3")
         # compare: both takes play in step, pause together, step a frame, scrub together
         page.get_by_role("button", name="▶ Play in step").first.click()
         page.wait_for_function(f"""() => [...document.querySelectorAll('{glide} figure video')]
-                                   .every(v => !v.paused && v.currentTime > 0)""", timeout=60_000)
+                                   .every(v => v.played.length > 0 && v.played.end(0) > 0)""", timeout=60_000)
         page.get_by_role("button", name="❚❚ Pause").first.click()
         page.wait_for_function(f"() => [...document.querySelectorAll('{glide} figure video')].every(v => v.paused)")
         page.locator(glide).get_by_label("scrub every take of dawn/glide").evaluate(

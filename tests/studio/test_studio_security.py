@@ -183,6 +183,24 @@ def test_a_link_in_the_output_folder_is_not_followed(guarded) -> None:
     assert status == 404 and b"SECRET" not in body
 
 
+@pytest.mark.parametrize("damage", [
+    {"jobs": 5}, {"jobs": [{"id": "s/a", "key": 7, "takes": "all"}], "seams": [{"job": "s/a", "frame": "x"}]},
+    {"seams": 3, "backend": ["x"]}, {"jobs": [None, {"id": ["s/a"]}], "seams": [{"job": "s/a", "frame": 10**40}]},
+])
+def test_a_damaged_run_json_shows_as_not_rendered(guarded, damage: dict) -> None:
+    studio, out = guarded["studio"], guarded["out"]
+    run = out / "run.json"
+    kept = run.read_bytes()
+    try:
+        run.write_text(json.dumps(damage), encoding="utf-8")
+        status, _, body = request(studio, "GET", "/api/film")
+        assert status == 200, body
+        film = json.loads(body)
+        assert film["stale"] is True and film["to_render"] == ["s/a", "s/b"]
+    finally:
+        run.write_bytes(kept)
+
+
 def test_concurrent_writes_lose_nothing_and_leave_the_last_pick(guarded) -> None:
     studio, story = guarded["studio"], guarded["story"]
     failures: list[object] = []

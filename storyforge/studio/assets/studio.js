@@ -4,6 +4,16 @@
 
 const token = document.querySelector('meta[name="storyforge-token"]').content;
 const videos = new Map(); // media address -> its <video>, kept across redraws so playback goes on
+let used = new Set(); // the addresses the last redraw used (the others are let go)
+// a seam's stills load only when they scroll into view, each by a byte range of the cut (not the whole film)
+const lazy = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    if (!entry.isIntersecting) continue;
+    const still = entry.target;
+    lazy.unobserve(still);
+    still.src = still.dataset.src;
+  }
+});
 let film = null; // the last state drawn
 let pendingDraw = null; // a state that arrived while a note was being written
 
@@ -57,6 +67,7 @@ function showError(message) {
 function frameTime(frame) { return (frame + 0.5) / film.fps; }
 
 function video(url, extra = {}) {
+  used.add(url);
   let node = videos.get(url);
   if (!node) {
     node = el("video", { controls: true, preload: "metadata", playsinline: true, src: url, ...extra });
@@ -125,8 +136,15 @@ function seamView(state, seam) {
   const box = el("div", { class: "seam-view", title: `${seam.kind} seam at frame ${seam.frame}` });
   if (state.film) {
     for (const frame of [seam.frame - 1, seam.frame]) {
-      const still = el("video", { preload: "auto", muted: true, src: state.film, "aria-label": `frame ${frame}` });
-      still.addEventListener("loadedmetadata", () => { still.currentTime = frameTime(frame); }, { once: true });
+      const name = `${state.film}#frame${frame}`;
+      used.add(name);
+      let still = videos.get(name);
+      if (!still) {
+        still = el("video", { preload: "metadata", muted: true, "data-src": state.film, "aria-label": `frame ${frame}` });
+        still.addEventListener("loadedmetadata", () => { still.currentTime = frameTime(frame); }, { once: true });
+        lazy.observe(still);
+        videos.set(name, still);
+      }
       box.append(still);
     }
   }
@@ -207,7 +225,11 @@ function drawTake(state, shot, take) {
     figure.append(el("div", { class: "empty", text: take.status === "not rendered" ? "not rendered yet" : take.status }));
   }
   const facts = [`take ${take.take}`, `seed ${take.seed}`, take.status];
-  if (take.seconds !== null && take.seconds !== undefined) facts.push(`${take.seconds}s to render`);
+  if (take.status === "rendered" && take.seconds !== null) facts.push(`${take.seconds}s to render`);
+  for (const score of take.scores || []) {
+    facts.push(`${score.kind} seam: jump ${Number(score.jump).toFixed(2)}`
+      + (score.color_shift === null ? "" : ` · ΔE ${Number(score.color_shift).toFixed(1)}`));
+  }
   const note = el("textarea", { "aria-label": `note on take ${take.take} of ${shot.id}`, placeholder: "a note on this take" });
   note.value = take.note || "";
   const row = el("div", { class: "row" },
@@ -276,7 +298,11 @@ function draw(state) {
   document.getElementById("cut").disabled = !state.to_cut || !state.to_cut.length || state.to_render.length > 0;
   document.getElementById("cut").title = state.to_render && state.to_render.length
     ? `first render ${state.to_render.join(", ")}` : "cut the film from the picked takes; renders nothing";
+  used = new Set();
   if (state.shots.length) { drawCut(state); drawShots(state); }
+  for (const [name, node] of videos) {
+    if (!used.has(name)) { node.removeAttribute("src"); node.load(); videos.delete(name); } // frees the decoder
+  }
 }
 
 function drawBanner(state) {
