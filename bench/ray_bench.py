@@ -15,7 +15,6 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 CHAINS = 6
@@ -179,10 +178,9 @@ def many_films(args: argparse.Namespace) -> None:
 
 
 def _start_cluster(ray: object, cpus: int) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,  # type: ignore[attr-defined]
-                 object_store_memory=256 << 20, logging_level="WARNING")
+    from storyforge.executors.ray_cluster import start_local
+
+    start_local(ray, num_cpus=cpus, object_store_memory=256 << 20)  # as the executor starts one: on loopback
 
 
 if __name__ == "__main__":

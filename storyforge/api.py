@@ -152,15 +152,19 @@ def render_films(plans: Sequence[Plan], *, out: Path | None = None, backend: str
                             progress=[progress(plan) if progress else None for plan in plans]))
 
 
-def story_files(paths: Sequence[Path | str]) -> list[Path]:
+def story_files(paths: Sequence[Path | str], repeats: list[tuple[Path, Path]] | None = None) -> list[Path]:
     """The story files `paths` name: files as given, and for a folder every story file below it (a YAML file
-    with a top-level `storyforge:` key), sorted, outside hidden folders and renders/."""
+    with a top-level `storyforge:` key), sorted, outside hidden folders and renders/.
+
+    A story named twice (`film.yaml sub/../film.yaml`, a link to it, a folder holding it) is listed once, where
+    it is first named: rendering it twice would cut one film into one folder twice over. Each repeat is added to
+    `repeats` as (the path kept, the path left out), for the caller to say so."""
     from storyforge.errors import StoryforgeError
 
-    found: list[Path] = []
+    found: dict[tuple[int, int] | str, Path] = {}
     for path in map(Path, paths):
         if not path.is_dir():
-            found.append(path)
+            _add_story(found, path, repeats)
             continue
         stories = sorted(
             file for pattern in ("*.yaml", "*.yml") for file in path.rglob(pattern)
@@ -169,8 +173,23 @@ def story_files(paths: Sequence[Path | str]) -> list[Path]:
         if not stories:
             raise StoryforgeError(f"{path}: no story files in this folder (YAML files with a `storyforge:` key); "
                                   "name the story files, or the folder that holds them")
-        found.extend(stories)
-    return list(dict.fromkeys(found))
+        for story in stories:
+            _add_story(found, story, repeats)
+    return list(found.values())
+
+
+def _add_story(found: dict[tuple[int, int] | str, Path], path: Path, repeats: list[tuple[Path, Path]] | None) -> None:
+    """`path` into `found` under its file's identity (device and inode: links and `..` lead to the same one)."""
+    try:
+        status = path.stat()
+        identity: tuple[int, int] | str = (status.st_dev, status.st_ino)
+    except OSError:  # not there: kept as given, for the plan to say so at its line
+        identity = str(path)
+    if identity in found:
+        if repeats is not None and found[identity] != path and (found[identity], path) not in repeats:
+            repeats.append((found[identity], path))
+        return
+    found[identity] = path
 
 
 def import_script(script: Path | str, output: Path | str | None = None, *, update: bool = False,

@@ -108,7 +108,7 @@ class Cache:
             self.discard(key, f"{describe(info.st_mode)} stood where its folder belongs")
             return None
         try:
-            meta = self.store.read_json(self._rel(key, META), MAX_META_BYTES)
+            meta = self.store.read_json(self._rel(key, META), MAX_META_BYTES, items=4 * _LIMIT)
             problem = _meta_problem(meta, key) or self._clip_problem(key, meta)
             if problem is None and meta.get("tail_frames"):
                 tail = self.store.stat(self._rel(key, TAIL))
@@ -198,14 +198,17 @@ class Cache:
         `seams`, asked once the last chunk is in: the last frames to keep losslessly beside the clip (TAIL),
         and the seam report's numbers for its meta.
         """
-        from storyforge.clipfile import write_clip
+        from storyforge.clipfile import poster_frame, write_clip
 
         forced = sorted(keyframes)
         meta = {"format": ENTRY_FORMAT, "key": key, "job": job.id, "job_key": job.key, "fps": fps,
                 "keyframes": forced, "backend": identity, "created": round(time.time(), 3)}
 
         def write(clip: Path, keep: Callable[[str, bytes], None]) -> None:
-            count, height, width = write_clip(frames, clip, fps=fps, keyframes=forced)
+            # `keyframes` are the cut's; one more at the poster frame lets the review page decode that frame alone
+            planned = job.frames if isinstance(frames, Iterator) else len(frames)  # a stream: as many as planned
+            count, height, width = write_clip(frames, clip, fps=fps,
+                                              keyframes=sorted({*forced, poster_frame(planned)}))
             took = seconds() if callable(seconds) else seconds
             meta.update(frames=count, width=width, height=height, seconds=round(took, 3))
             last = tail() if tail is not None else None
@@ -305,10 +308,11 @@ class Cache:
         frames = self.read(entry)
         meta = dict(entry.meta, keyframes=sorted(keyframes), reencoded=round(time.time(), 3))
         tail = self.tail_bytes(entry)  # the lossless tail is the same frames: it comes along unchanged
-        from storyforge.clipfile import write_clip
+        from storyforge.clipfile import poster_frame, write_clip
 
         def write(clip: Path, keep: Callable[[str, bytes], None]) -> None:
-            write_clip(frames, clip, fps=meta["fps"], keyframes=meta["keyframes"])
+            write_clip(frames, clip, fps=meta["fps"],
+                       keyframes=sorted({*meta["keyframes"], poster_frame(len(frames))}))
             if tail is not None:
                 keep(TAIL, tail)
 

@@ -80,10 +80,10 @@ def _main(
 def init(folder: Path = typer.Argument(Path("."), metavar="DIR", help="Folder for the new story.")) -> None:
     """Scaffold a story folder with a commented example that validates."""
     from storyforge import api
-    from storyforge.console import out
+    from storyforge.console import done
 
     target = api.init(folder)
-    out.print(f"[green]✓[/green] wrote {target}; next: storyforge plan {target}")
+    done("wrote {}; next: storyforge plan {}", target, target)
 
 
 @app.command(cls=StoryCommand)
@@ -93,11 +93,13 @@ def validate(
     stories_only: bool = typer.Option(False, "--stories-only",
                                       help="Skip files that are not story files (no top-level `storyforge:` key) "
                                            "quietly: for pre-commit and globs over every YAML file."),
+    verbose: bool = typer.Option(False, "--verbose", help="List every warning and every place of a mistake "
+                                 "made in many places (by default they are grouped)."),
     allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Check story files; exit 1 if any is invalid (or, with --strict, has warnings)."""
     from storyforge import api
-    from storyforge.console import counted, out, show_error, show_warnings, shown
+    from storyforge.console import counted, done, show_error, show_warnings
 
     failed = 0
     for file in files:
@@ -107,18 +109,18 @@ def validate(
             with _allowing(allow_path):
                 story, result = api.check(file)
         except StoryforgeError as error:
-            show_error(error)
+            show_error(error, verbose=verbose)
             failed += 1
             continue
-        show_warnings(result, strict=strict)
+        show_warnings(result, strict=strict, verbose=verbose)
         if strict and result.warnings:
             failed += 1
             continue
         film = story.film
         shots = sum(len(scene.shots) for scene in film.scenes)
         warned = f" ({counted(len(result.warnings), 'warning')})" if result.warnings else ""
-        out.print(f"[green]✓[/green] {shown(file)} — {shown(repr(film.title))}, {counted(len(film.scenes), 'scene')}, "
-                  f"{counted(shots, 'shot')}{warned}")
+        done("{} — {}, {}, {}{}", file, repr(film.title), counted(len(film.scenes), "scene"), counted(shots, "shot"),
+             warned)
     if failed:
         raise typer.Exit(EXIT_USER)
 
@@ -130,15 +132,17 @@ def plan(
     output: Path | None = typer.Option(None, "-o", "--output", metavar="FILE",
                                        help="Write the plan JSON to this file."),
     model: str | None = typer.Option(None, "--model", metavar="MODEL", help="Override the model for every shot."),
+    verbose: bool = typer.Option(False, "--verbose", help="List every warning (by default many of one kind are "
+                                 "grouped)."),
     allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Compile a story into its Diffusion-Forcing segment plan (no GPU, no torch)."""
     from storyforge import api
-    from storyforge.console import plan_footer, plan_table, show_warnings, shown
+    from storyforge.console import done, raw, show_plan, show_warnings
 
     with _allowing(allow_path):
         result = api.plan(file, {"model": model})
-    show_warnings(result)
+    show_warnings(result, verbose=verbose)
     if output is not None:
         from storyforge.atomic import write_text
 
@@ -146,16 +150,11 @@ def plan(
     if as_json:
         from storyforge.console import json_safe
 
-        sys.stdout.write(json_safe(result.dumps()))
+        raw(json_safe(result.dumps()))  # not through rich: its console is a twentieth of a cold plan
     elif output is None:
-        from storyforge.console import out  # not for --json: rich's console is a twentieth of a cold plan
-
-        out.print(plan_table(result, out.width))
-        out.print(plan_footer(result))
+        show_plan(result)
     else:
-        from storyforge.console import out
-
-        out.print(f"[green]✓[/green] wrote {shown(output)} ({len(result.jobs)} jobs, {result.total_frames} frames)")
+        done("wrote {} ({} jobs, {} frames)", output, len(result.jobs), result.total_frames)
 
 
 @app.command(cls=StoryCommand)
@@ -171,10 +170,10 @@ def enhance(
     from rich import progress as rp
 
     from storyforge import api
-    from storyforge.console import err, out, show_warning, shown
+    from storyforge.console import done, err, show_warning
     from storyforge.errors import display_path
 
-    bars = rp.Progress(rp.TextColumn("expanding prompts"), rp.BarColumn(), rp.MofNCompleteColumn(),
+    bars = rp.Progress(rp.TextColumn("expanding prompts", markup=False), rp.BarColumn(), rp.MofNCompleteColumn(),
                        rp.TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
     task = bars.add_task("llm", total=None)
 
@@ -188,8 +187,7 @@ def enhance(
     how = f"expanded with {report.llm} in {report.seconds:.1f}s" if report.llm and report.updated else "template"
     state = "written" if report.changed else "unchanged"
     updated = f"{len(report.updated)} shot{'' if len(report.updated) == 1 else 's'} updated"
-    out.print(f"[green]✓[/green] {shown(display_path(report.lock))} {state}: {updated} ({shown(how)}), "
-              f"{len(report.kept)} up to date")
+    done("{} {}: {} ({}), {} up to date", display_path(report.lock), state, updated, how, len(report.kept))
 
 
 @app.command(context_settings={"ignore_unknown_options": True})  # `pick FILE SHOT -1`: a take, not an option
@@ -205,7 +203,7 @@ def pick(
     """Choose which take of a shot the film uses (or, with --keyframe, which start picture); the lock file
     (film.lock.json) keeps the choice."""
     from storyforge import api
-    from storyforge.console import out, shown
+    from storyforge.console import done
     from storyforge.errors import display_path
 
     if (take is None) == (keyframe is None):
@@ -214,15 +212,14 @@ def pick(
     with _allowing(allow_path):
         if keyframe is not None:
             changed = api.pick_keyframe(file, shot, keyframe)
-            out.print(f"[green]✓[/green] {shown(shot)}: keyframe {keyframe} picked"
-                      f"{'' if changed else ' (unchanged)'} in {shown(display_path(api.lock_file(file)))}; "
-                      f"`storyforge render {shown(file)}` renders the shot from it")
+            done("{}: keyframe {} picked{} in {}; `storyforge render {}` renders the shot from it", shot, keyframe,
+                 "" if changed else " (unchanged)", display_path(api.lock_file(file)), file)
             return
         assert take is not None
         report = api.pick(file, shot, take)
     was = "unchanged" if not report.changed else f"was take {report.previous}"
-    out.print(f"[green]✓[/green] {report.shot}: take {report.take} of {report.takes} picked ({was}) in "
-              f"{display_path(report.lock)}; `storyforge render {file}` cuts the film with it")
+    done("{}: take {} of {} picked ({}) in {}; `storyforge render {}` cuts the film with it", report.shot, report.take,
+         report.takes, was, display_path(report.lock), file)
 
 
 if TYPE_CHECKING:
@@ -261,6 +258,11 @@ def render(
     executor: ExecutorChoice = typer.Option(ExecutorChoice.local, "--executor",
                                             help="Where chains of shots run: local (here, in order) or ray (one "
                                                  "task per chain on the cluster in RAY_ADDRESS, else a local one)."),
+    ray_listen: str | None = typer.Option(None, "--ray-listen", metavar="ADDR",
+                                          help="Open the Ray cluster this render starts for itself (no RAY_ADDRESS) "
+                                               "at this address of this machine, so other machines can join it; by "
+                                               "default it listens and talks on 127.0.0.1 only. "
+                                               "STORYFORGE_RAY_LISTEN does the same."),
     keyframes_only: bool = typer.Option(False, "--keyframes-only",
                                         help="Make only the keyframes (generated start frames) into keyframes/, "
                                              "to approve the looks before rendering video."),
@@ -269,31 +271,41 @@ def render(
     """Render every shot (cached by content) and cut film.mp4, with clips/, plan.json and run.json."""
     from storyforge import api
     from storyforge.backends.multigpu import is_writer
-    from storyforge.console import err, out, seam_summary, show_note, show_warning, show_warnings, shown
+    from storyforge.console import done, err, say, seam_summary, show_note, show_warning, show_warnings
 
     shots = [name.strip() for value in only or () for name in value.split(",") if name.strip()] or None
-    stories = api.story_files(files)
+    options: dict[str, Any] | None = None
+    if ray_listen is not None:
+        if executor is not ExecutorChoice.ray:
+            raise typer.BadParameter("opens the cluster of --executor ray; add --executor ray, or leave it out",
+                                     param_hint="'--ray-listen'")
+        options = {"listen": ray_listen}
+    repeats: list[tuple[Path, Path]] = []
+    stories = api.story_files(files, repeats)
+    for kept, again in repeats:
+        show_note(f"{again} is {kept} again; it is rendered once")
     if len(stories) > 1 or files[0].is_dir():
         with _allowing(allow_path):
             if keyframes_only:  # keyframes come film by film: each film's edit model is freed before the next
                 for story in stories:
                     report = api.render(api.plan(story, {"model": model}), out=out_dir, only=shots,
                                         use_cache=not no_cache, keyframes_only=True)
-                    _keyframes_done(report, shown(story))
+                    _keyframes_done(report, story)
             else:
-                _render_films(stories, out_dir, backend.value, model, shots, no_cache, executor.value)
+                _render_films(stories, out_dir, backend.value, model, shots, no_cache, executor.value, options)
         return
     file = stories[0]
     with _allowing(allow_path):
         result = api.plan(file, {"model": model})
     if not is_writer():  # a torchrun rank other than 0 renders in step with rank 0, which does all the talking
         api.render(result, out=out_dir, backend=backend.value, only=shots, use_cache=not no_cache,
-                   executor=executor.value, keyframes_only=keyframes_only)
+                   executor=executor.value, executor_options=options, keyframes_only=keyframes_only)
         return
     show_warnings(result)
     with _RenderProgress(err) as progress:
         report = api.render(result, out=out_dir, backend=backend.value, only=shots, use_cache=not no_cache,
-                            progress=progress, executor=executor.value, keyframes_only=keyframes_only)
+                            progress=progress, executor=executor.value, executor_options=options,
+                            keyframes_only=keyframes_only)
     for notice in report.notices:
         show_note(notice)
     for warning in report.warnings:
@@ -305,37 +317,37 @@ def render(
     if any(len(job.takes) > 1 for job in report.jobs):
         counts = f"{report.rendered} take{'s' if report.rendered != 1 else ''} rendered, {report.cached} cached"
     if report.film is None:
-        out.print(f"[green]✓[/green] {counts}; clips in {shown(report.out / 'clips')}")
+        done("{}; clips in {}", counts, report.out / "clips")
     else:
         cut = f"cut in {report.stitch_seconds:.1f}s" if report.stitch_seconds else "cut unchanged"
-        out.print(f"[green]✓[/green] {shown(report.film)} — {report.total_frames} frames "
-                  f"({report.total_frames / result.fps:.2f}s), {counts}, {cut}, backend {report.backend}")
+        done("{} — {} frames ({:.2f}s), {}, {}, backend {}", report.film, report.total_frames,
+             report.total_frames / result.fps, counts, cut, report.backend)
     seams = seam_summary(report.seams, report.chains, result.fps)
     if seams:
-        out.print(f"seams: {seams}")
+        say("seams: {}", seams)
     if report.review is not None:
-        out.print(f"  review the takes: {report.review}")
+        say("  review the takes: {}", report.review)
 
 
-def _keyframes_done(report: RunReport, film: str | None = None) -> None:
+def _keyframes_done(report: RunReport, film: Path | None = None) -> None:
     """The line a `render --keyframes-only` ends with: how many keyframes, made or cached, and where."""
-    from storyforge.console import out, show_note, shown
+    from storyforge.console import done, show_note
 
     if film is not None:
         for notice in report.notices:
             show_note(f"{film}: {notice}")
     made = sum(1 for k in report.keyframes if k.status == "rendered")
     count = len(report.keyframes)
-    out.print(f"[green]✓[/green] {f'{film}: ' if film else ''}{count} keyframes ({made} rendered, {count - made} "
-              f"cached) in {shown(report.out / 'keyframes')}; no video was rendered")
+    done("{}{} keyframes ({} rendered, {} cached) in {}; no video was rendered", f"{film}: " if film else "", count,
+         made, count - made, report.out / "keyframes")
 
 
 def _render_films(stories: list[Path], out_dir: Path | None, backend: str, model: str | None,
-                  shots: list[str] | None, no_cache: bool, executor: str) -> None:
+                  shots: list[str] | None, no_cache: bool, executor: str, options: dict[str, Any] | None) -> None:
     """`render` of several stories: every plan first (a story with a mistake stops all before any render), then
     one render of them all, a line per film, and exit 1 when any film failed."""
     from storyforge import api
-    from storyforge.console import err, out, show_error, show_note, show_warning, show_warnings, shown
+    from storyforge.console import done, err, show_error, show_note, show_warning, show_warnings
     from storyforge.errors import RenderError, StoryError
 
     plans, problems = [], []
@@ -349,20 +361,21 @@ def _render_films(stories: list[Path], out_dir: Path | None, backend: str, model
     for plan in plans:
         show_warnings(plan)
     results = api.render_films(plans, out=out_dir, backend=backend, only=shots, use_cache=not no_cache,
-                               progress=lambda plan: _FilmProgress(err, plan.story.stem), executor=executor)
+                               progress=lambda plan: _FilmProgress(err, plan.story.stem), executor=executor,
+                               executor_options=options)
     failed = 0
     for plan, (report, error) in zip(plans, results, strict=True):
         if report is None:
             failed += 1
-            show_error(RenderError("\n".join(f"{plan.story}: {line}" for line in str(error).splitlines())))
+            lines = getattr(error, "lines", ()) or (str(error),)
+            show_error(RenderError.several([f"{plan.story}: {line}" for line in lines]))
             continue
         for notice in report.notices:
             show_note(f"{plan.story.stem}: {notice}")
         for warning in report.warnings:
             show_warning(f"{plan.story.stem}: {warning}")
         counts = f"{report.rendered} rendered, {report.cached} cached"
-        done = report.film or report.out / "clips"
-        out.print(f"[green]✓[/green] {shown(done)} — {counts}, backend {report.backend}")
+        done("{} — {}, backend {}", report.film or report.out / "clips", counts, report.backend)
     if failed:
         raise typer.Exit(EXIT_USER)
 
@@ -380,10 +393,10 @@ class _FilmProgress:
         pass
 
     def job_finished(self, job: Job, status: str, seconds: float) -> None:
-        from storyforge.console import shown
+        from storyforge.console import tell
 
         took = f" in {seconds:.1f}s" if status == "rendered" else ""
-        self.console.print(f"{status:>8} {shown(self.name)}: {shown(job.id)}{took}")
+        tell("{:>8} {}: {}{}", status, self.name, job.id, took)
 
 
 class _RenderProgress:
@@ -398,9 +411,9 @@ class _RenderProgress:
         if console.is_terminal:
             from rich import progress as rp
 
-            self.bars = rp.Progress(rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
-                                    rp.TimeElapsedColumn(), rp.TimeRemainingColumn(), console=console,
-                                    transient=True)
+            self.bars = rp.Progress(rp.TextColumn("{task.description}", markup=False), rp.BarColumn(),
+                                    rp.MofNCompleteColumn(), rp.TimeElapsedColumn(), rp.TimeRemainingColumn(),
+                                    console=console, transient=True)
         self.film: TaskID | None = None
         self.job: TaskID | None = None
 
@@ -416,15 +429,19 @@ class _RenderProgress:
             self.film = self.bars.add_task("film", total=count)
         if self.job is not None:
             self.bars.remove_task(self.job)
+        from storyforge.console import safe
+
         take = f" take {job.take}" if job.takes > 1 else ""
-        self.job = self.bars.add_task(f"job {index}/{count} {job.id}{take}", total=None)
+        self.job = self.bars.add_task(f"job {index}/{count} {safe(job.id)}{take}", total=None)
 
     def step(self, step: int, total: int) -> None:
         if self.job is not None:
             self.bars.update(self.job, completed=step, total=total)
 
     def keyframe_finished(self, job: Job, status: str, seconds: float) -> None:
-        self.console.print(f"{status:>8} keyframe {job.id}" + (f" in {seconds:.1f}s" if status == "rendered" else ""))
+        from storyforge.console import tell
+
+        tell("{:>8} keyframe {}{}", status, job.id, f" in {seconds:.1f}s" if status == "rendered" else "")
 
     def notice(self, message: str) -> None:
         """Something the user should know now, while the render runs (e.g. it waits for another render)."""
@@ -435,8 +452,10 @@ class _RenderProgress:
     def job_finished(self, job: Job, status: str, seconds: float) -> None:
         if self.film is not None:
             self.bars.advance(self.film)
+        from storyforge.console import tell
+
         take = f" take {job.take}" if job.takes > 1 else ""
-        self.console.print(f"{status:>8} {job.id}{take}" + (f" in {seconds:.1f}s" if status == "rendered" else ""))
+        tell("{:>8} {}{}{}", status, job.id, take, f" in {seconds:.1f}s" if status == "rendered" else "")
 
 
 @app.command()
@@ -452,14 +471,13 @@ def review(
     import os
 
     from storyforge import api
-    from storyforge.console import out
+    from storyforge.console import done
     from storyforge.errors import display_path
 
     with _allowing(allow_path):
         report = api.review(file, out=out_dir)
-    kb = report.bytes / 1024
-    out.print(f"[green]✓[/green] {display_path(report.page)} ({kb:,.0f} kB with posters, {report.posters} new, "
-              f"{report.seconds:.2f}s)")
+    done("{} ({:,.0f} kB with posters, {} new, {:.2f}s)", display_path(report.page), report.bytes / 1024,
+         report.posters, report.seconds)
     display = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in (
         "darwin", "win32")
     if open_page if open_page is not None else display:
@@ -487,7 +505,8 @@ def studio(
     """A local web app over the story: compare takes, pick, reject, note, ask for another take, cut again."""
     import os
 
-    from storyforge.console import out, show_warning
+    from storyforge import console
+    from storyforge.console import show_warning
     from storyforge.studio.server import serve
 
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -497,9 +516,8 @@ def studio(
         "darwin", "win32")
 
     def say(url: str) -> None:
-        sys.stdout.write(f"storyforge studio: {url}\n")  # the first line with http:// (a contract; see DESIGN 9)
-        sys.stdout.flush()
-        out.print("  press Ctrl-C to stop; the token in the address is this session's key: share it with no one")
+        console.raw(f"storyforge studio: {console.safe(url)}\n")  # the first line with http:// (DESIGN 9)
+        console.say("  press Ctrl-C to stop; the token in the address is this session's key: share it with no one")
 
     def ready(url: str) -> None:
         if open_page if open_page is not None else display:
@@ -543,7 +561,7 @@ def import_(
 ) -> None:
     """Turn a screenplay into a story file: scenes, locations, characters, shots, transitions and dialogue."""
     from storyforge import api
-    from storyforge.console import counted, err, out, show_error, show_note, show_warning, shown
+    from storyforge.console import counted, done, err, say, show_error, show_note, show_warning
     from storyforge.errors import StoryError, display_path
 
     if llm is None:
@@ -551,7 +569,8 @@ def import_(
     else:
         from rich import progress as rp
 
-        bars = rp.Progress(rp.TextColumn("breaking paragraphs into shots"), rp.BarColumn(), rp.MofNCompleteColumn(),
+        bars = rp.Progress(rp.TextColumn("breaking paragraphs into shots", markup=False), rp.BarColumn(),
+                           rp.MofNCompleteColumn(),
                            rp.TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
         task = bars.add_task("llm", total=None)
         with bars:
@@ -575,26 +594,26 @@ def import_(
                      f"{counted(len(report.placeholders), 'character')}: {', '.join(report.placeholders)} "
                      "(each says TODO; prompts use them)")
     what = "updated" if report.updated else "wrote"
-    out.print(f"[green]✓[/green] {what} {shown(display_path(report.story))} from {shown(report.script)} "
-              f"({report.format}) in {report.seconds:.2f}s — {counted(report.scenes, 'scene')}, "
-              f"{counted(report.shots, 'shot')}, {counted(report.characters, 'character')}, "
-              f"{counted(report.locations, 'location')}")
+    done("{} {} from {} ({}) in {:.2f}s — {}, {}, {}, {}", what, display_path(report.story), report.script,
+         report.format, report.seconds, counted(report.scenes, "scene"), counted(report.shots, "shot"),
+         counted(report.characters, "character"), counted(report.locations, "location"))
     if report.backup is not None:
-        out.print(f"  the story as it was: {shown(display_path(report.backup))}")
+        say("  the story as it was: {}", display_path(report.backup))
     if report.problems:
         show_error(StoryError(report.problems))
         show_error(StoryforgeError(f"{display_path(report.story)} was written but does not plan yet; fix the lines "
                                    "above"))
         raise typer.Exit(EXIT_USER)
-    out.print(f"  next: storyforge plan {shown(display_path(report.story))}")
+    say("  next: storyforge plan {}", display_path(report.story))
 
 
 @app.command(cls=StoryCommand)
 def schema() -> None:
     """Print the JSON Schema of the story format."""
     from storyforge import api
+    from storyforge.console import raw
 
-    sys.stdout.write(api.schema_text())
+    raw(api.schema_text())
 
 
 @app.command(cls=StoryCommand)
@@ -610,16 +629,14 @@ def export(
 ) -> None:
     """Export the timeline for an editor: the rendered cut when there is one, else an animatic of the plan."""
     from storyforge import api
-    from storyforge.console import out
+    from storyforge.console import done
     from storyforge.export_otio import describe
 
     if format not in api.EXPORT_FORMATS:
         raise typer.BadParameter(f"{format!r}; use one of: {', '.join(api.EXPORT_FORMATS)}", param_hint="'--format'")
-    from storyforge.console import shown
-
     with _allowing(allow_path):
         written = api.export(file, format=format, output=output, render_dir=render_dir)
-    out.print(f"[green]✓[/green] wrote {shown(written)}: {shown(describe(written))}")
+    done("wrote {}: {}", written, describe(written))
 
 
 def main() -> None:
@@ -630,6 +647,9 @@ def main() -> None:
     # At exit the collector's last pass walks every object made (a twentieth of a cold `plan`); the process ends
     # and files are closed where they are written, so the objects are frozen out of it instead.
     atexit.register(gc.freeze)
+    # What the imports made lives as long as the process: out of the collector's passes with it, whose full
+    # passes would otherwise walk it again and again while a story's objects pile up (a tenth of a `plan`)
+    gc.freeze()
     try:
         code = app(standalone_mode=False, prog_name="storyforge")  # not "python -m storyforge" in help
         if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into Exit(130) before it reaches us
@@ -646,22 +666,26 @@ def main() -> None:
                                    + "; check the folder's space and permissions"))
         sys.exit(EXIT_USER)
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted; finished work is kept and a new run resumes from it\n")
+        from storyforge.console import show_interrupted
+
+        show_interrupted()
         sys.exit(EXIT_INTERRUPTED)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:  # click turns Ctrl-C into Abort
-        sys.stderr.write("interrupted; finished work is kept and a new run resumes from it\n")
+        from storyforge.console import show_interrupted
+
+        show_interrupted()
         sys.exit(EXIT_INTERRUPTED)
     except _click_usage_errors() as error:
-        error.show()
+        from storyforge.console import show_usage_error
+
+        show_usage_error(error)
         sys.exit(EXIT_USAGE)
     except Exception:  # noqa: BLE001 - the last line of defence: a short report instead of a traceback
-        summary = traceback.format_exc(limit=-3)
-        sys.stderr.write(
-            "storyforge hit an internal error (a bug, not your mistake). Please report it at "
-            "https://github.com/storyforge/storyforge/issues with this text:\n" + summary
-        )
+        from storyforge.console import show_bug
+
+        show_bug(traceback.format_exc(limit=-3))
         sys.exit(EXIT_BUG)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -148,7 +148,7 @@ class ClipWriter:
         detail = self._stderr.read().decode(errors="replace").strip()
         self._stderr.close()
         self._part.unlink(missing_ok=True)
-        raise ClipError(f"could not encode {self.path}: {why}" + (f"\n{detail}" if detail else ""))
+        raise ClipError.several([f"could not encode {self.path}: {why}", *detail.splitlines()])
 
     def __enter__(self) -> ClipWriter:
         return self
@@ -174,6 +174,12 @@ def check_frames(frames: object, shape: tuple[int, ...], *, what: str) -> None:
     if frames.ndim != len(shape) or any(w not in (-1, g) for w, g in zip(shape, frames.shape, strict=True)):
         dims = ", ".join("N" if d == -1 else str(d) for d in shape)
         raise ValueError(f"{what} must have shape ({dims}), got {frames.shape}")
+
+
+def poster_frame(count: int) -> int:
+    """The frame a clip of `count` frames shows as its poster (the review page's): its middle. Clips get a
+    keyframe there, so the poster decodes from that one frame."""
+    return max(0, count // 2)
 
 
 def write_clip(frames: np.ndarray | Iterator[np.ndarray], path: Path, *, fps: int,

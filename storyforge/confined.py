@@ -279,9 +279,13 @@ class Folder:
                           "writes there; move it away and run again")
         return data
 
-    def read_json(self, rel: str | Path, limit: int) -> Any:
-        """The JSON value in `rel` (see `read`); ValueError when it is not JSON, too deeply nested, or not UTF-8."""
+    def read_json(self, rel: str | Path, limit: int, *, items: int | None = None) -> Any:
+        """The JSON value in `rel` (see `read`); ValueError when it is not JSON, too deeply nested, not UTF-8, or
+        (with `items`) holds more separators (`,` and `:`) than that: counted before parsing, which is ~50 times
+        slower than counting and would otherwise spend seconds on millions of entries nobody wrote."""
         data = self.read(rel, limit)
+        if items is not None and data.count(b",") + data.count(b":") > items:
+            raise ValueError(f"it holds more than {items} entries")
         try:
             return json.loads(data.decode("utf-8"))
         except RecursionError:

@@ -1,4 +1,10 @@
-"""Terminal output: the rich consoles and how a plan, errors and warnings look."""
+"""Terminal output: the one way anything reaches the terminal, and how a plan, errors and warnings look.
+
+Everything printed is text, never markup: the consoles read no markup, emoji codes or highlights, and every
+value that comes from a story, a path, an id, a prompt or an error goes through `safe` (control, bidi and newline
+characters shown escaped) on its way in. Commands print with `done`, `say` and `tell`, whose templates are our own
+words with `{}` where a value goes; nothing else in the package writes to the terminal (tests/cli check both).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,17 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from storyforge.errors import StoryError
+from storyforge.errors import StoryError, grouped
 from storyforge.plan.frames import latents
-from storyforge.plan.model import Plan
-from storyforge.story.models import RESOLUTIONS
+from storyforge.plan.memory import gib
+from storyforge.plan.model import Plan, PlanWarning
+from storyforge.story.models import KEYFRAME_MODEL, RESOLUTIONS
 from storyforge.story.presets import PRESETS
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     out: Console
     err: Console
@@ -31,15 +39,19 @@ def __getattr__(name: str) -> Any:
     if name == "out":
         # Piped output (CI logs, tests) gets a wide table instead of rich's 80 columns, unless COLUMNS says otherwise.
         width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140
-        console = Console(highlight=False, soft_wrap=True, width=width)
+        console = Console(markup=False, emoji=False, highlight=False, soft_wrap=True, width=width)
     else:
-        console = Console(stderr=True, highlight=False, soft_wrap=True)
+        console = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
     globals()[name] = console
     return console
 
 
 def _err() -> Console:
     return globals().get("err") or __getattr__("err")  # a name inside this module does not reach __getattr__
+
+
+def _out() -> Console:
+    return globals().get("out") or __getattr__("out")
 
 
 def _plain_stderr() -> bool:
@@ -94,31 +106,127 @@ def json_safe(text: str) -> str:
     return _JSON_CONTROL.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
-def shown(text: object) -> str:
-    """`safe` text for a rich markup string (f"[green]✓[/green] {shown(path)}"): brackets escaped too."""
-    from rich.markup import escape
+def text(template: str, *values: object) -> Text:
+    """Our words with the user's in them: `template` with each `{}` (or `{:spec}`) filled by the next value,
+    formatted and made `safe`, as rich Text that nothing reads as markup. The template is ours: never build it
+    from a value."""
+    from string import Formatter
 
-    return escape(safe(text))
-
-
-def show_error(error: Exception) -> None:
-    """A user error: one line per problem, no traceback."""
     from rich.text import Text
 
-    if isinstance(error, StoryError):
-        for problem in error.problems:
-            _err().print(Text("error: ", style="bold red") + Text(safe(problem)))
+    result = Text()
+    given = iter(values)
+    for literal, field, spec, conversion in Formatter().parse(template):
+        result.append(literal)
+        if field is None:
+            continue
+        if field or conversion:
+            raise ValueError(f"console templates take plain {{}} fields, not {{{field}!{conversion}}}")
+        value = next(given, given)
+        if value is given:
+            raise ValueError(f"fewer values than fields in {template!r}")
+        result.append(safe(format(value, spec or "")))
+    if next(given, given) is not given:
+        raise ValueError(f"more values than fields in {template!r}")
+    return result
+
+
+def done(template: str, *values: object) -> None:
+    """A `✓ …` line on stdout: what a command achieved (see `text` for the template)."""
+    from rich.text import Text
+
+    _out().print(Text("✓", style="green") + Text(" ") + text(template, *values))
+
+
+def say(template: str, *values: object) -> None:
+    """A line on stdout (see `text`)."""
+    _out().print(text(template, *values))
+
+
+def tell(template: str, *values: object) -> None:
+    """A line on stderr, among progress bars when there are any (see `text`)."""
+    line = text(template, *values)
+    if _plain_stderr():
+        sys.stderr.write(line.plain + "\n")
     else:
-        _err().print(Text("error: ", style="bold red") + Text(safe(error, lines=True)))
+        _err().print(line)
 
 
-def show_warnings(plan: Plan, *, strict: bool = False) -> None:
-    """The plan's warnings; with `strict` (validate --strict) they are errors, marked as such."""
+def raw(data: str) -> None:
+    """Text that is safe as it is (JSON through json_safe, the schema, a URL made safe): on stdout unchanged, for
+    pipes and for programs reading it as it comes."""
+    sys.stdout.write(data)
+    sys.stdout.flush()
+
+
+def show_plan(plan: Plan) -> None:
+    """The plan table, at the terminal's width, and its footer (its values made safe where it is written)."""
+    from rich.text import Text
+
+    console = _out()
+    console.print(plan_table(plan, console.width))
+    console.print(Text(plan_footer(plan)))
+
+
+def show_usage_error(error: Any) -> None:
+    """A command-line mistake as click words it (usage, hint, message); the message quotes what was typed, so it
+    is made safe whole, and the rest (our command's usage) keeps its lines."""
+    import io
+
+    buffer = io.StringIO()
+    error.show(file=buffer)
+    message = error.format_message()
+    sys.stderr.write(safe(buffer.getvalue().replace(message, "\0"), lines=True).replace("\\x00", safe(message)))
+
+
+def show_bug(summary: str) -> None:
+    """An internal error: a short report to paste into an issue (paths in it made safe)."""
+    sys.stderr.write("storyforge hit an internal error (a bug, not your mistake). Please report it at "
+                     "https://github.com/storyforge/storyforge/issues with this text:\n" + safe(summary, lines=True))
+
+
+def show_interrupted() -> None:
+    sys.stderr.write("interrupted; finished work is kept and a new run resumes from it\n")
+
+
+def show_error(error: Exception, *, verbose: bool = False) -> None:
+    """A user error: one line per problem (one mistake made in many places is one line naming them; `verbose`
+    names every place), no traceback; a newline inside a message (from a path) stays escaped."""
+    if isinstance(error, StoryError):
+        lines = [str(problem) for problem in grouped(error.problems, verbose=verbose)]
+    else:
+        lines = list(getattr(error, "lines", ()) or (str(error),))
+    for line in lines:
+        _styled("error: ", "bold red", safe(line))
+
+
+WARNINGS_GROUPED_FROM = 6  # more warnings of one kind than this are shown as a group: its first lines and a count
+WARNINGS_SHOWN = 3  # lines of a group that are shown
+
+
+def show_warnings(plan: Plan, *, strict: bool = False, verbose: bool = False) -> None:
+    """The plan's warnings; with `strict` (validate --strict) they are errors, marked as such. A kind of warning
+    said more than WARNINGS_GROUPED_FROM times shows its first WARNINGS_SHOWN and a count (`verbose`: all)."""
+    kinds: dict[str, list[PlanWarning]] = {}
     for warning in plan.warnings:
+        kinds.setdefault(warning.kind or warning.message, []).append(warning)
+    for warning in plan.warnings:
+        same = kinds[warning.kind or warning.message]
+        if not verbose and warning.kind and len(same) > WARNINGS_GROUPED_FROM:
+            index = same.index(warning)
+            if index == WARNINGS_SHOWN:
+                _show_group(warning.kind, len(same), len(same) - WARNINGS_SHOWN, strict)
+            if index >= WARNINGS_SHOWN:
+                continue
         if strict:
             _styled("error: ", "bold red", f"{safe(warning)} [--strict]")
         else:
             show_warning(warning)
+
+
+def _show_group(kind: str, count: int, left_out: int, strict: bool) -> None:
+    label, style = ("error: ", "bold red") if strict else ("warning: ", "bold yellow")
+    _styled(label, style, f"… and {left_out} more of these {count} warnings ({safe(kind)}); --verbose lists them all")
 
 
 def show_warning(warning: object) -> None:
@@ -225,12 +333,27 @@ def plan_footer(plan: Plan) -> str:
                          f"{preset.base_frames} frames")
         lines.append("  (other window sizes scale as tokens^1.5; loading the model and decoding are not counted)")
     if unknown:
-        lines.append(f"no GPU time estimate for {', '.join(unknown)}: only the presets have measured speeds")
-    keyframes = [job.keyframe for job in plan.jobs if job.keyframe is not None]
+        lines.append(f"no GPU time estimate for {', '.join(map(safe, unknown))}: only the presets have measured speeds")
+    # every candidate of a shot's keyframe (`keyframes: {takes: N}`) is one picture to make
+    keyframes = [candidate for job in plan.jobs if job.keyframe is not None
+                 for candidate in job.keyframe.all_candidates]
     if keyframes:
-        edit = sum(_qwen_edit_seconds(k.width, k.height, len(k.references), k.steps, k.guidance) for k in keyframes)
-        lines.append(f"{counted(len(keyframes), 'keyframe')} first: ≈ {_duration(edit)} on one H100 with "
-                     "qwen-image-edit (computed from its size, not measured)")
+        model = keyframes[0].model
+        if model == KEYFRAME_MODEL:
+            edit = sum(_qwen_edit_seconds(k.width, k.height, len(k.references), k.steps, k.guidance)
+                       for k in keyframes)
+            lines.append(f"{counted(len(keyframes), 'keyframe')} first: ≈ {_duration(edit)} on one H100 with "
+                         f"{model} (computed from its size, not measured)")
+        else:
+            lines.append(f"{counted(len(keyframes), 'keyframe')} first with {safe(model)} (no time estimate: only "
+                         f"{KEYFRAME_MODEL}'s is computed)")
+    for need in plan.memory:
+        others = ", ".join(f"{name} {gib(value)}" for name, value in need.needs.items() if name != need.offload)
+        budget = f"; gpu_memory {gib(need.budget)}" if need.budget is not None else ""
+        lines.append(f"GPU memory for {need.model} at {need.width}x{need.height}: ≈ {gib(need.needs[need.offload])} "
+                     f"with offload {need.offload} (weights {gib(sum(need.weights.values()))}, activations of the "
+                     f"largest window {gib(need.activations)}, VAE decode {gib(need.vae_decode)}"
+                     f"{', tiled' if need.vae_tiling else ''}); {others}{budget}")
     return "\n".join(lines)
 
 

@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from storyforge.atomic import link
 from storyforge.confined import Folder, Refused, describe
+from storyforge.errors import RenderError
 from storyforge.plan.keys import digest
+from storyforge.story.checks import file_stem
 
 if TYPE_CHECKING:
     from storyforge.backends.keyframe import KeyframeBackend
-    from storyforge.plan.model import Job, Plan
+    from storyforge.plan.model import Job, Keyframe, Plan
 
 KEYFRAME_ENTRY_FORMAT = 1
 MAX_KEYFRAME_BYTES = 200_000_000  # a 4K PNG of noise is ~35 MB
@@ -31,7 +33,7 @@ MAX_KEYFRAME_PIXELS = 16384 * 16384 // 4  # checked in the header, before anythi
 
 def keyframe_name(job: Job) -> str:
     """`keyframes/<scene>__<shot>.png`, relative to the output folder."""
-    return "keyframes/" + job.id.replace("/", "__") + ".png"
+    return "keyframes/" + file_stem(job.id) + ".png"
 
 
 def candidate_name(job: Job, number: int) -> str:
@@ -191,6 +193,7 @@ def prepare(plan: Plan, jobs: Sequence[Job], store: KeyframeStore, *, make: Sequ
                     if backend is None:
                         backend = load()
                     picture = backend.render(keyframe)
+                    refuse_blank(job, keyframe, picture)
                     path = store.put(key, picture)
                     status = "rendered"
                 picked = keyframe.pick == job.keyframe.pick
@@ -213,6 +216,21 @@ def prepare(plan: Plan, jobs: Sequence[Job], store: KeyframeStore, *, make: Sequ
             backend.close()  # the edit model leaves before the video model arrives
         frames.notices.extend(store.discarded)
     return frames
+
+
+def refuse_blank(job: Job, keyframe: Keyframe, picture: Any) -> None:
+    """A keyframe that came out blank (every pixel one colour; a model that divided 0 by 0 gives NaN, which the
+    backend turns into black) would start the shot from nothing: a RenderError at the shot, saying what to change."""
+    import numpy as np
+
+    picture = np.asarray(picture)
+    if picture.size and np.isfinite(picture).all() and (picture != picture.reshape(-1, picture.shape[-1])[0]).any():
+        return
+    what = "not a number" if not np.isfinite(picture).all() else "one colour, " + (
+        "rgb(" + ", ".join(str(int(v)) for v in picture.reshape(-1, picture.shape[-1])[0]) + ")")
+    raise RenderError(f"{job.source}: {job.id}: its keyframe came out blank ({what}) from {keyframe.model} at "
+                      f"{keyframe.steps} step{'s' if keyframe.steps != 1 else ''}; give `keyframes.steps` more steps "
+                      f"(the keyframes at {keyframe.source}), or another `keyframes.seed` or prompt for this shot")
 
 
 def write_out(plan: Plan, frames: StartFrames, out: Path, *, whole: bool) -> None:

@@ -73,6 +73,38 @@ def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
     return to_srgb.take(linear.astype(np.int32))
 
 
+def unit_srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """Lab (float64) of sRGB colours given as floats in 0..1, any value between the 8-bit levels too (the grid
+    points of a colour look-up table); the same formulas as srgb_to_lab, without its tables."""
+    import numpy as np
+
+    _, _, matrix, _ = _tables()
+    rgb = np.asarray(rgb, dtype=np.float64)
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ matrix.astype(np.float64)
+    f = np.where(xyz > _EPSILON, np.cbrt(xyz), (_KAPPA * xyz + 16) / 116)
+    lab = np.empty_like(f)
+    lab[..., 0] = 116 * f[..., 1] - 16
+    lab[..., 1] = 500 * (f[..., 0] - f[..., 1])
+    lab[..., 2] = 200 * (f[..., 1] - f[..., 2])
+    return lab
+
+
+def lab_to_unit_srgb(lab: np.ndarray) -> np.ndarray:
+    """sRGB floats in 0..1 of Lab values, unquantised; outside the gamut clipped in linear light, as lab_to_srgb."""
+    import numpy as np
+
+    _, _, _, inverse = _tables()
+    lab = np.asarray(lab, dtype=np.float64)
+    f = np.empty_like(lab)
+    f[..., 1] = (lab[..., 0] + 16) / 116
+    f[..., 0] = f[..., 1] + lab[..., 1] / 500
+    f[..., 2] = f[..., 1] - lab[..., 2] / 200
+    xyz = np.where(f ** 3 > _EPSILON, f ** 3, (116 * f - 16) / _KAPPA)
+    linear = np.clip(xyz @ inverse.astype(np.float64), 0.0, 1.0)
+    return np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
 def delta_e_2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     """CIEDE2000 difference between Lab colours shaped (..., 3) (Sharma, Wu and Dalal 2005; kL = kC = kH = 1).
 

@@ -19,6 +19,7 @@ MANIFEST_FORMAT = 1
 MAX_MANIFEST_BYTES = 16_000_000
 MAX_RUN_BYTES = 64_000_000
 MAX_ENTRIES = 200_000  # files in one output folder: far more than any film has
+MAX_RUN_ITEMS = 4_000_000  # separators in run.json: ~60 per take and seam, so ~60000 takes
 MAX_NAME = 1024
 
 
@@ -51,13 +52,13 @@ def read_manifest(out: Folder) -> Manifest:
     """The manifest of the output folder `out`; Manifest() when there is none; ManifestError when it is not one
     storyforge can read (with what to do)."""
     try:
-        data = out.read_json(MANIFEST, MAX_MANIFEST_BYTES)
+        data = out.read_json(MANIFEST, MAX_MANIFEST_BYTES, items=3 * MAX_ENTRIES)
     except FileNotFoundError:
         return Manifest()
     except Refused as refused:
         raise ManifestError(str(refused)) from None
     except ValueError as error:
-        raise _bad(out, f"it is not JSON: {error}") from None
+        raise _bad(out, str(error) if "entries" in str(error) else f"it is not JSON: {error}") from None
     if not isinstance(data, dict) or data.get("storyforge_out") != MANIFEST_FORMAT:
         raise _bad(out, f"it is not a storyforge output manifest of format {MANIFEST_FORMAT}")
     lists = {}
@@ -186,7 +187,7 @@ def _number(value: Any) -> float | None:
 def read_run(out: Folder) -> RunFile:
     """run.json in `out`, checked field by field; RunFile(found=False) when there is none or it is unusable."""
     try:
-        data = out.read_json("run.json", MAX_RUN_BYTES)
+        data = out.read_json("run.json", MAX_RUN_BYTES, items=MAX_RUN_ITEMS)
     except FileNotFoundError:
         return RunFile()
     except (Refused, ValueError) as error:

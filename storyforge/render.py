@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-    from storyforge.backends.base import Backend
+    from storyforge.backends.base import Backend, Keyed
     from storyforge.keyframes import KeyframeRecord, StartFrames
     from storyforge.plan.model import Job, Plan
 
@@ -376,6 +376,7 @@ class Run:
         self._backend: Backend | None = loaded
         self._owns_backend = loaded is None
         self._entry_keys: dict[str, str] = {}
+        self._keyed: Keyed | None | bool = False  # False: not asked yet (see identity)
         self.model_loads = 0  # models this run's jobs read from disk (a backend handed over brings none)
         self._loads_seen = int(getattr(loaded, "model_loads", 0))  # the backend's own count when this run looked
         # what `opened` sets for a whole film: where it goes, and the chains an executor is to bring in
@@ -394,7 +395,8 @@ class Run:
 
             self._backend = load_backend(self.backend_name, **self.options)
             self._owns_backend, self._loads_seen = True, 0
-            self.notices.extend(getattr(self._backend, "notices", ()))  # e.g. an unverified diffusers version
+            # e.g. an unverified diffusers version (said already if the keys were worked out without loading)
+            self.notices.extend(n for n in getattr(self._backend, "notices", ()) if n not in self.notices)
         return self._backend
 
     def count_loads(self) -> None:
@@ -430,9 +432,24 @@ class Run:
         render_takes(self, targets)
         return self.finish(self.out, whole=self.whole, reuse_film=self.reuse_film)
 
+    def identity(self, job: Job) -> dict[str, Any]:
+        """What the backend adds to the job's key: the loaded backend's word, or, before it is loaded, the same
+        worked out without loading it (storyforge.backends.base.keyed): a render whose every job is cached
+        then imports no torch and loads no model."""
+        if self._backend is None:
+            if self._keyed is False:
+                from storyforge.backends.base import keyed
+
+                self._keyed = keyed(self.backend_name, self.options)
+                if self._keyed is not None:
+                    self.notices.extend(self._keyed.notices)
+            if self._keyed is not None:
+                return self._keyed.identity(job)
+        return self.backend.identity(job)
+
     def entry_key(self, job: Job) -> str:
         if job.key not in self._entry_keys:
-            identity = self.backend.identity(job)
+            identity = self.identity(job)
             head = job
             while head.after is not None:
                 head = self.plan.job(head.after)

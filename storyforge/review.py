@@ -250,25 +250,52 @@ def _write_poster(clip: Path, target: Path) -> int:
     """The take's middle frame as a small JPEG; 1 when written, 0 when the clip does not decode."""
     from PIL import Image
 
-    from storyforge.clipfile import open_video
-
     try:
-        with open_video(clip) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"  # frame threads: the middle frame comes ~1.5x sooner
-            middle = max(0, (stream.frames or 1) // 2)
-            picture = None
-            for n, frame in enumerate(container.decode(stream)):
-                picture = frame
-                if n >= middle:
-                    break
-            if picture is None:
-                return 0
-            height = max(2, round(POSTER_WIDTH * picture.height / picture.width))
-            image: Image.Image = picture.to_image(width=POSTER_WIDTH, height=height)
+        picture = _poster_picture(clip)
+        if picture is None:
+            return 0
+        height = max(2, round(POSTER_WIDTH * picture.height / picture.width))
+        image: Image.Image = picture.to_image(width=POSTER_WIDTH, height=height)
     except Exception:  # noqa: BLE001 - av raises its own error tree; a clip that does not decode has no poster
         return 0
     return _save(image, target)
+
+
+def _poster_picture(clip: Path) -> Any:
+    """The clip's middle frame (storyforge.clipfile.poster_frame), decoded from the keyframe at or before it:
+    clips have one there, so that is one frame to decode, not half the clip."""
+    from storyforge.clipfile import open_video, poster_frame
+
+    with open_video(clip) as container:
+        stream = container.streams.video[0]
+        middle = poster_frame(stream.frames or 1)
+        rate, base, start = stream.average_rate, stream.time_base, stream.start_time or 0
+        if not (middle and rate and base):
+            return next(iter(container.decode(stream)), None)
+        # frame n of a constant-rate clip is at start + n / rate
+        container.seek(start + round(middle / (rate * base)), stream=stream, backward=True, any_frame=False)
+        for frame in container.decode(stream):
+            index = round((frame.pts - start) * base * rate) if frame.pts is not None else middle + 1
+            if index == middle:
+                return frame
+            if index > middle:
+                break  # not where it should be (timestamps that are not n / rate): count from the start
+    return _decoded_to(clip, middle)
+
+
+def _decoded_to(clip: Path, middle: int) -> Any:
+    """Frame `middle` of the clip, or its last if it is shorter, decoded from the start."""
+    from storyforge.clipfile import open_video
+
+    with open_video(clip) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame threads: the middle frame comes ~1.5x sooner
+        picture = None
+        for n, frame in enumerate(container.decode(stream)):
+            picture = frame
+            if n >= middle:
+                break
+        return picture
 
 
 # -- the page ------------------------------------------------------------------------------------------------
@@ -315,7 +342,7 @@ def _page(plan: Plan, shots: list[tuple[Job, list[_Take], list[_Still]]], run: R
     scenes: dict[str, list[str]] = {}
     for job, takes, stills in shots:
         scenes.setdefault(job.id.split("/")[0], []).append(_shot(plan, job, takes, seams_by_job.get(job.id, []),
-                                                                 story, stills))
+                                                                 story, stills, bool(player)))
     board = "\n".join(f'<section class="scene"><h2>{_e(scene)}</h2>\n{"".join(cards)}</section>'
                       for scene, cards in scenes.items())
     return _TEMPLATE.format(
@@ -325,13 +352,13 @@ def _page(plan: Plan, shots: list[tuple[Job, list[_Take], list[_Still]]], run: R
 
 
 def _shot(plan: Plan, job: Job, takes: list[_Take], seams: list[dict[str, Any]], story: str,
-          stills: list[_Still]) -> str:
+          stills: list[_Still], film: bool = False) -> str:
     fps = plan.fps
     transition = job.transition.type + (f" {job.transition.frames}f" if job.transition.frames else "")
     rows = [("start", _timecode(job.start_frame, fps)), ("frames", f"{job.frames} ({job.frames / fps:.2f}s)"),
             ("kind", job.kind + (f" from {job.after} into {job.before}" if job.before else
                                   f" of {job.after}" if job.after else "")), ("transition", transition)]
-    seam_items = "".join(_seam(seam, fps) for seam in seams)
+    seam_items = "".join(_seam(seam, fps, film) for seam in seams)
     facts = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows)
     if seam_items:
         facts += f'<dt>seams</dt><dd><ul class="seams">{seam_items}</ul></dd>'
@@ -396,7 +423,8 @@ def _keyframe(job: Job, still: _Still, story: str) -> str:
   </figure>"""
 
 
-def _seam(seam: dict[str, Any], fps: int) -> str:
+def _seam(seam: dict[str, Any], fps: int, film: bool = False) -> str:
+    """A seam's timecode, kind and numbers; with the cut, its frames on both sides (the film at those times)."""
     frame = seam.get("frame")
     where = _timecode(frame, fps) if isinstance(frame, int) and not isinstance(frame, bool) else "?"
     numbers = []
@@ -407,8 +435,13 @@ def _seam(seam: dict[str, Any], fps: int) -> str:
     if isinstance(shift, (int, float)) and not isinstance(shift, bool):
         numbers.append(f"ΔE {shift:.1f}")
     loud = isinstance(jump, (int, float)) and jump >= 2
+    stills = ""
+    if film and isinstance(frame, int) and not isinstance(frame, bool) and frame > 0:
+        stills = '<span class="stills">' + "".join(
+            f'<video muted preload="metadata" src="film.mp4#t={(n + 0.5) / fps:.4f}" '
+            f'aria-label="frame {n}"></video>' for n in (frame - 1, frame)) + "</span>"
     return (f'<li class="{"loud" if loud else ""}">{_e(where)} {_e(seam.get("kind", ""))}'
-            f'{(" · " + _e(" · ".join(numbers))) if numbers else ""}</li>')
+            f'{(" · " + _e(" · ".join(numbers))) if numbers else ""}{stills}</li>')
 
 
 def _shell(word: str) -> str:
@@ -458,6 +491,8 @@ dt {{ color: var(--dim); }}
 dd {{ margin: 0; font-variant-numeric: tabular-nums; }}
 .seams {{ list-style: none; margin: 0; padding: 0; }}
 .seams .loud {{ color: var(--loud); }}
+.stills {{ display: flex; gap: 3px; margin: 2px 0 6px; }}
+.stills video {{ width: 96px; aspect-ratio: var(--aspect); background: #000; border-radius: 3px; }}
 .prompt {{ margin: 0; font-size: 13.5px; line-height: 1.55; color: #d6d2c8; white-space: pre-wrap;
           overflow-wrap: anywhere; max-height: 12em; overflow: auto; }}
 .takes {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 14px;

@@ -1,5 +1,12 @@
 """A real Ray cluster for tests, started as the README says: `ray start --head` on this machine's loopback address
-with token authentication, and a second node joining it with `ray start --address`; stopped by process group."""
+with token authentication, and a second node joining it with `ray start --address`; stopped by process group.
+
+All of it stays on loopback (issue 27): Ray rewrites a node address of 127.0.0.1 to the machine's interface address
+unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which keeps the head and the drivers on 127.0.0.1 (and only a node at
+exactly 127.0.0.1 binds its servers to loopback; at 127.0.0.2 they bind every interface). `ray start --address`
+refuses that switch for a node joining a cluster ("multi-node clusters are not supported on Windows and OSX"), so
+a joining node is started through JOIN: `ray start` with Ray's rewriting of 127.0.0.1 turned off in that process
+and the switch set for every process the node starts."""
 
 from __future__ import annotations
 
@@ -14,6 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RAY = str(Path(sys.executable).with_name("ray"))
+LOOPBACK_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# `ray start` for a node joining the head on 127.0.0.1, kept there (see the module's docstring)
+JOIN = ("import os, sys\n"
+        "from ray._private import services\n"
+        "services.resolve_ip_for_localhost = lambda host: host  # 127.0.0.1 as given, not the interface address\n"
+        f"os.environ['{LOOPBACK_VARIABLE}'] = '0'  # read by every process this node starts\n"
+        "from ray.scripts.scripts import main\n"
+        "sys.argv[0] = 'ray'\n"
+        "main()\n")
 START_SECONDS = 180  # two cores shared with other work: a Ray node can take a minute to come up
 
 
@@ -35,9 +51,10 @@ class Cluster:
 
     @property
     def env(self) -> dict[str, str]:
-        """The README's driver environment: the head's address, token mode on, the token's file."""
+        """The README's driver environment: the head's address, token mode on, the token's file; and Ray's switch
+        that keeps a driver on 127.0.0.1 (without it a driver takes the interface address and nodes call it there)."""
         return {**self.base_env, "RAY_ADDRESS": self.address, "RAY_AUTH_MODE": "token",
-                "RAY_AUTH_TOKEN_PATH": str(self.token_file)}
+                "RAY_AUTH_TOKEN_PATH": str(self.token_file), LOOPBACK_VARIABLE: "0"}
 
     def start_node(self, *arguments: str, head: bool = False) -> None:
         name = f"node{len(self.nodes)}"
@@ -45,7 +62,8 @@ class Cluster:
         ports = ["--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
                  "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port"]
         options = [item for option in ports for item in (option, str(free_port()))]
-        command = [RAY, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats",
+        ray = [RAY] if head else [sys.executable, "-c", JOIN]
+        command = [*ray, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats",
                    "--object-store-memory=100000000", *options, *arguments]
         if head:
             command += ["--head", f"--port={self.address.rpartition(':')[2]}", f"--temp-dir={self.folder / 'ray'}",
@@ -54,8 +72,10 @@ class Cluster:
             command += [f"--address={self.address}"]
         with log.open("wb") as handle:  # its own session: the finalizer stops the node and all it started at once
             # each node has a home of its own, as on separate machines (the token is there too, as the README says)
+            # (a joining node's switch is set by JOIN, after `ray start` has checked it)
             node = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
-                                    env={**self.env, "HOME": str(self.token_file.parent.parent)},
+                                    env={**self.env, "HOME": str(self.token_file.parent.parent),
+                                         LOOPBACK_VARIABLE: "0" if head else "1"},
                                     start_new_session=True)
         self.nodes.append(node)
         deadline = time.monotonic() + START_SECONDS

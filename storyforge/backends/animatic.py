@@ -15,10 +15,10 @@ if TYPE_CHECKING:  # numpy and Pillow load only when a frame is drawn: a no-op r
     import numpy as np
     from PIL import Image, ImageFont
 
-    from storyforge.backends.base import RenderInputs
+    from storyforge.backends.base import Keyed, RenderInputs
     from storyforge.plan.model import Job
 
-VERSION = 1  # bump when the pictures change for the same inputs
+VERSION = 2  # bump when the pictures change for the same inputs (2: images turned as their EXIF orientation says)
 MARGIN = 0.1  # canvas border beyond the picture, as a fraction of each side: room to pan and pull out
 ZOOM_PER_SECOND, MAX_ZOOM = 0.04, 0.2  # a slow push in: 4 % a second, never more than 20 % in one shot
 PAN_PER_SECOND = 0.35  # a pan crosses the margin in about three seconds
@@ -144,6 +144,13 @@ class Animatic:
         return _title_card(job, picture)
 
 
+def keyed(options: dict[str, Any]) -> Keyed:
+    """The animatic's keys (it loads nothing, so they are its own identity)."""
+    from storyforge.backends.base import Keyed
+
+    return Keyed(Animatic.name, Animatic(**options).identity)
+
+
 def _bridge(job: Job, inputs: RenderInputs, picture: tuple[int, int], overlay: _Overlay) -> Iterator[np.ndarray]:
     """A bridge as a move: the view pans on out of the last picture of the shot before and, dissolving, arrives
     from the other side at the first picture of the shot after, over the bridge's planned frames."""
@@ -189,9 +196,10 @@ def _margins(picture: tuple[int, int]) -> tuple[int, int]:
 
 
 def _fit(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """`image` centre-cropped to the aspect of `size` and scaled to it."""
-    from PIL import Image
-    image = image.convert("RGB")
+    """`image` turned upright (its EXIF orientation, as a camera writes it and the video backend honours it),
+    centre-cropped to the aspect of `size` and scaled to it."""
+    from PIL import Image, ImageOps
+    image = ImageOps.exif_transpose(image).convert("RGB")
     width, height = image.size
     aspect = size[0] / size[1]
     if width / height > aspect:

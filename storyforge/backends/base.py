@@ -20,6 +20,11 @@ REGISTRY: dict[str, str] = {
     "skyreels-df": "storyforge.backends.skyreels_df:SkyReelsDF",
     "animatic": "storyforge.backends.animatic:Animatic",
 }
+# name -> "module:function" giving the backend's Keyed for its options without loading it (see `keyed`)
+KEYED: dict[str, str] = {
+    "skyreels-df": "storyforge.backends.skyreels_key:keyed",
+    "animatic": "storyforge.backends.animatic:keyed",
+}
 # which extra brings the packages a backend module imports
 EXTRAS: dict[str, str] = {"torch": "render", "diffusers": "render", "transformers": "render",
                           "accelerate": "render", "ftfy": "render", "numpy": "video", "av": "video",
@@ -64,6 +69,30 @@ class Backend(Protocol):
     def close(self) -> None:
         """Free models and memory (before stitching, or between runs)."""
         ...
+
+
+@dataclass(frozen=True)
+class Keyed:
+    """How a backend keys its cache entries, known without loading it: `identity(job)` is what the loaded
+    backend's identity(job) gives, and `notices` what loading it would say (an unverified diffusers, say)."""
+
+    name: str
+    identity: Callable[[Job], dict[str, Any]]
+    notices: tuple[str, ...] = ()
+
+
+def keyed(name: str, options: dict[str, Any]) -> Keyed | None:
+    """The backend `name`'s keys for `options` without importing its heavy packages or loading a model, so a
+    render whose every job is cached imports no torch; None where only loading it can tell (or say why not)."""
+    if name not in KEYED:
+        return None
+    module_name, function = KEYED[name].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        return None  # loading it names the extra to install
+    found: Keyed | None = getattr(module, function)(dict(options))
+    return found
 
 
 def load_backend(name: str, **options: Any) -> Backend:

@@ -36,7 +36,8 @@ class KeyframeBackend(Protocol):
         ...
 
     def render(self, keyframe: Keyframe) -> np.ndarray:
-        """The picture: uint8 (height, width, 3)."""
+        """The picture: uint8 (height, width, 3); floats holding NaN when the model computed no picture at all,
+        which the render loop refuses at the shot (storyforge.keyframes.refuse_blank)."""
         ...
 
     def close(self) -> None:
@@ -195,6 +196,8 @@ class ImageEdit:
             raise RenderError(f"the keyframe model returned a picture of shape {picture.shape}, expected "
                               f"{(keyframe.height, keyframe.width, 3)}; use an edit pipeline that honours "
                               "height and width")
+        if not np.isfinite(picture).all():
+            return picture  # not a picture: the caller (keyframes.refuse_blank) says so at the shot
         return np.clip(np.rint(picture * 255.0), 0, 255).astype(np.uint8)
 
     def close(self) -> None:

@@ -27,8 +27,18 @@ from storyforge.backends import multigpu
 from storyforge.backends.base import RenderInputs
 from storyforge.backends.model_folder import folder_sha256
 from storyforge.backends.multigpu import SequenceParallel
+from storyforge.backends.skyreels_key import (  # noqa: F401 - VERIFIED_DIFFUSERS is read from here too
+    SCHEDULER_CLASS,
+    VERIFIED_DIFFUSERS,
+    ModelSource,
+    diffusers_notice,
+    identity,
+    model_identity,
+    resolve_source,
+)
 from storyforge.errors import RenderError, StoryforgeError
 from storyforge.plan.frames import TIME_COMPRESSION
+from storyforge.plan.memory import vae_tiling
 from storyforge.plan.model import Job
 from storyforge.story.presets import PRESETS
 from storyforge.story.resolve import Image
@@ -44,8 +54,6 @@ DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16,
     "half": torch.float16, "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
 }
-# The VAE decode of a long 720p clip does not fit in memory at once: decode in tiles from this size up.
-TILING_PIXELS = 1280 * 720
 # MagCache needs per-step magnitude ratios, which are checkpoint-dependent and were never calibrated for the
 # DF checkpoints. These anchors (schedule fraction -> ratio) follow the shape of MagCache's published curve
 # for Wan 2.1 T2V 1.3B, the base SkyReels-V2 was trained from: near 1 for most steps, falling at the end.
@@ -53,10 +61,6 @@ MAG_RATIO_ANCHORS: tuple[tuple[float, float], ...] = (
     (0.0, 1.0), (0.02, 1.012), (0.05, 1.002), (0.1, 0.997), (0.3, 0.995), (0.5, 0.993), (0.6, 0.991),
     (0.7, 0.988), (0.8, 0.983), (0.9, 0.967), (0.95, 0.94), (1.0, 0.86),
 )
-SCHEDULER_CLASS = "UniPCMultistepScheduler"
-# The diffusers releases whose SkyReels-V2 DF pipelines the planner's arithmetic was checked against (frame and
-# window counts, seams, schedules, on the tiny model): [low, high). Others render, with a notice.
-VERIFIED_DIFFUSERS = ((0, 42), (0, 43))
 
 
 def dtype_keyword(version: str) -> str:
@@ -64,27 +68,6 @@ def dtype_keyword(version: str) -> str:
     from packaging.version import Version
 
     return "dtype" if Version(version).release[:2] >= (0, 40) else "torch_dtype"
-
-
-def diffusers_notice(version: str) -> str | None:
-    """A notice when the installed diffusers is outside the versions the planner was verified against."""
-    from packaging.version import Version
-
-    low, high = VERIFIED_DIFFUSERS
-    if low <= Version(version).release[:2] < high:
-        return None
-    checked = f">={low[0]}.{low[1]},<{high[0]}.{high[1]}"
-    return (f"diffusers {version} is installed, but storyforge's plans were verified against diffusers {checked}: "
-            f"frame counts and seams may differ from the plan; install a verified one with "
-            f"`pip install 'diffusers{checked}'` (or the repository's constraints.txt)")
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model string's weights come from: a hub id, a local folder, or the tiny model's folder."""
-
-    kind: str  # hub | folder | tiny
-    location: str  # hub id or absolute folder path
 
 
 @dataclass
@@ -129,40 +112,27 @@ class SkyReelsDF:
     def source(self, model: str) -> ModelSource:
         """Resolve a preset name, `tiny`, a local folder or a hub id (no network access)."""
         if model not in self._sources:
-            self._sources[model] = _resolve_source(model)
+            self._sources[model] = resolve_source(model)
         return self._sources[model]
 
     def identity(self, job: Job) -> dict[str, Any]:
-        return {
-            "backend": self.name,
-            "model": self._model_identity(job.settings.model),
-            "dtype": _dtype_name(self.dtype),
-            "vae_dtype": _dtype_name(self.vae_dtype),
-            "device": self.device_type,
-            "scheduler": SCHEDULER_CLASS,
-            "diffusers": diffusers.__version__,
-            # split attention sums in another order: close to, not bit-equal with, one GPU's pixels
-            **({"ulysses": self.parallel.size} if self.parallel is not None else {}),
-        }
-
-    def _model_identity(self, model: str) -> dict[str, str]:
-        source = self.source(model)
-        if source.kind == "hub":
-            return {"hub_id": source.location, "revision": "main"}
-        digest = self.folder_hash(Path(source.location))
-        if source.kind == "tiny":
-            from storyforge.backends.tiny import TINY_RECIPE
-
-            return {"tiny": TINY_RECIPE, "sha256": digest}
-        return {"folder_sha256": digest}
+        # the same function keys entries before any backend is loaded (storyforge.backends.skyreels_key)
+        return identity(model_identity(self.source(job.settings.model)), dtype=_dtype_name(self.dtype),
+                        vae_dtype=_dtype_name(self.vae_dtype), device_type=self.device_type,
+                        diffusers=diffusers.__version__,
+                        ulysses=self.parallel.size if self.parallel is not None else None)
 
     def folder_hash(self, folder: Path) -> str:
         """sha256 over the folder's file names, sizes and contents; recomputed only when a file's stat changes."""
         return folder_sha256(folder)
 
     # -- loading --------------------------------------------------------------------------------------
-    def pipeline(self, model: str, kind: str) -> Any:
-        """The loaded diffusers pipeline for `kind` (t2v | i2v | extend); all three share one model's parts."""
+    def pipeline(self, model: str, kind: str, offload: str = "model") -> Any:
+        """The loaded diffusers pipeline for `kind` (t2v | i2v | extend); all three share one model's parts.
+
+        On a GPU, `offload` (render.offload) places them: `model` is diffusers' enable_model_cpu_offload (one
+        component on the GPU at a time), `sequential` its enable_sequential_cpu_offload (module by module), `none`
+        everything on the GPU. storyforge.plan.memory estimates what each needs."""
         loaded = self._load(model)
         if kind not in loaded.pipelines:
             pipe = (_EndFrameVideoToVideo if kind == "extend-to-end" else PIPELINES[kind])(
@@ -170,10 +140,15 @@ class SkyReelsDF:
             pipe.set_progress_bar_config(disable=True)  # progress goes through on_step, not tqdm on stderr
             loaded.pipelines[kind] = pipe
         pipe = loaded.pipelines[kind]
-        if self.accelerated and loaded.offloaded_by != kind:
+        if self.accelerated and loaded.offloaded_by != f"{kind}:{offload}":
             # offload hooks live on the shared modules, but each pipeline re-arms only its own after a call
-            pipe.enable_model_cpu_offload(device=self.device)
-            loaded.offloaded_by = kind
+            if offload == "sequential":
+                pipe.enable_sequential_cpu_offload(device=self.device)
+            elif offload == "model":
+                pipe.enable_model_cpu_offload(device=self.device)
+            else:
+                pipe.to(self.device)
+            loaded.offloaded_by = f"{kind}:{offload}"
         return pipe
 
     def _load(self, model: str) -> _Loaded:
@@ -288,10 +263,10 @@ class SkyReelsDF:
             self._check_parallel(job, self.parallel)
         loaded = self._load(s.model)
         kind = _pipeline_kind(job)
-        pipe = self.pipeline(s.model, kind)
+        pipe = self.pipeline(s.model, kind, s.offload)
         arguments = self.call_arguments(job, inputs)
         pipe.scheduler = self._scheduler(loaded, s.shift)
-        if s.width * s.height >= TILING_PIXELS:
+        if vae_tiling(s.width, s.height, s.offload if self.accelerated else "none"):  # as the plan's estimate says
             pipe.vae.enable_tiling()
         else:
             pipe.vae.disable_tiling()
@@ -322,7 +297,7 @@ class SkyReelsDF:
                 assert last is not None
                 extension = self.extension_arguments(job, arguments, last)
                 rest_kind = "extend-to-end" if job.end_image is not None else "extend"
-                rest_pipe = self.pipeline(s.model, rest_kind)
+                rest_pipe = self.pipeline(s.model, rest_kind, s.offload)
                 rest_pipe.scheduler = self._scheduler(loaded, s.shift)
                 with _attention(rest_pipe.transformer, job), _transformer_cache(rest_pipe.transformer, job), \
                         _decode_later(rest_pipe.vae) as latents:
@@ -458,23 +433,6 @@ class _EndFrameVideoToVideo(SkyReelsV2DiffusionForcingVideoToVideoPipeline):
         return matrix, index, mask, interval
 
 
-def _resolve_source(model: str) -> ModelSource:
-    preset = PRESETS.get(model)
-    if preset is not None:
-        if preset.repo is None:
-            from storyforge.backends.tiny import tiny_model_folder
-
-            return ModelSource("tiny", str(tiny_model_folder()))
-        return ModelSource("hub", preset.repo)
-    folder = Path(model).expanduser()
-    if folder.is_dir():
-        return ModelSource("folder", str(folder.resolve()))
-    if _looks_like_path(model):
-        raise RenderError(f"model folder '{model}' does not exist; give the folder of a diffusers-format "
-                          f"SkyReels-V2 DF model, a hub id, or a preset ({', '.join(PRESETS)})")
-    return ModelSource("hub", model)
-
-
 @contextmanager
 def _loading_bars_off() -> Iterator[None]:
     """Silence diffusers' and transformers' per-component loading bars (hub download bars stay on)."""
@@ -491,11 +449,6 @@ def _loading_bars_off() -> Iterator[None]:
             diffusers_logging.enable_progress_bar()
         if was_on[1]:
             transformers_logging.enable_progress_bar()
-
-
-def _looks_like_path(model: str) -> bool:
-    """A hub id is `owner/name` (or a bare name); anything else with a path shape is a folder."""
-    return model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") > 1 or model.endswith("/")
 
 
 def _load_failure(model: str, source: ModelSource, error: Exception) -> str:

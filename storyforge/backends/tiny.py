@@ -9,8 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 # Bump when the recipe below changes: the folder name and every job's backend identity follow it.
 TINY_RECIPE = "tiny-df-v1"
 
@@ -56,6 +54,7 @@ def build_tiny_pipeline():
     Sizes follow the research recipe: an x8-space/x4-time VAE like the real one, rope_max_seq_len 1024
     (diffusers' test value 32 breaks past 32 latents or 512 px) and the fps embedding the DF checkpoints have.
     """
+    import torch  # here, not above: finding the folder (a cached render's key) needs no torch
     from diffusers import (
         AutoencoderKLWan,
         SkyReelsV2DiffusionForcingPipeline,

@@ -23,6 +23,7 @@ from storyforge.story.models import Enhance
 
 LOCK_FORMAT = 1
 MAX_LOCK_BYTES = 50_000_000
+MAX_LOCK_ENTRIES = 100_000  # shots (or picks, notes...) in one lock
 MAX_PROMPT_CHARS = 20_000
 _SYNTAX = ("{{", "{%", "{#")
 
@@ -96,34 +97,65 @@ def _story_folder(story: Path) -> Folder:
     return Folder.open(folder, below=folder)
 
 
+# parsed locks by (lock file, the story asking: its check differs) and file identity, see _load
+_loaded: dict[tuple[Path, str], tuple[tuple[int, int, int], tuple[Any, Any]]] = {}
+_loaded_lock = threading.Lock()
+
+
 def _load(story: Path) -> tuple[dict[str, Any] | None, str | None]:
     """(the lock's JSON, None), (None, why it is unusable), or (None, None) when there is none. Read once, through
-    the door: a link, a FIFO or a device named film.lock.json is never followed or opened for reading."""
+    the door: a link, a FIFO or a device named film.lock.json is never followed or opened for reading. A plan
+    reads the lock several times: the parse is kept while the file's identity (inode, size, mtime) stays."""
+    import copy
+
     path = lock_path(story)
+    key = (Path(os.path.abspath(path)), Path(story).name)
     try:
         with _story_folder(story) as folder:
-            data = folder.read_json(path.name, MAX_LOCK_BYTES)
+            info = folder.stat(path.name)
+            identity = (info.st_ino, info.st_size, info.st_mtime_ns) if info is not None else None
+            with _loaded_lock:
+                known = _loaded.get(key)
+            if identity is not None and known is not None and known[0] == identity:
+                data, problem = known[1]
+            else:
+                data, problem = _parse(story, folder, path)
+                if identity is not None and stat.S_ISREG(info.st_mode):
+                    with _loaded_lock:
+                        _loaded[key] = (identity, (data, problem))
     except FileNotFoundError:
         return None, None
+    if isinstance(problem, ForeignLock):
+        raise problem
+    return (copy.deepcopy(data), None) if data is not None else (None, problem)
+
+
+def _parse(story: Path, folder: Folder, path: Path) -> tuple[Any, Any]:
+    try:
+        data = folder.read_json(path.name, MAX_LOCK_BYTES, items=8 * MAX_LOCK_ENTRIES)
     except Refused as refused:
         if "larger than" in str(refused):
             return None, f"it is larger than {MAX_LOCK_BYTES // 1_000_000} MB"
         return None, "it is a link, a folder, a FIFO or a device, not a file storyforge wrote"
-    except ValueError as error:  # not JSON, too deep, a number of thousands of digits, not UTF-8
-        return None, f"it is not JSON ({error})"
+    except ValueError as error:  # not JSON, too deep, a number of thousands of digits, not UTF-8, too many
+        return None, f"it is not JSON ({error})" if "entries" not in str(error) else str(error)
+    if not isinstance(data, dict) or data.get("storyforge_lock") != LOCK_FORMAT:
+        return None, f"it is not a storyforge lock of format {LOCK_FORMAT}"
+    crowded = next((name for name, value in data.items() if isinstance(value, dict | list)
+                    and len(value) > MAX_LOCK_ENTRIES), None)
+    if crowded is not None:  # no film has that many shots: every later step would crawl through them
+        return None, f"its '{crowded:.40}' holds more than {MAX_LOCK_ENTRIES} entries"
     try:
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except (UnicodeEncodeError, ValueError, RecursionError):
         return None, "it holds text that is not valid Unicode (a lone surrogate) or numbers too large"
-    if not isinstance(data, dict) or data.get("storyforge_lock") != LOCK_FORMAT:
-        return None, f"it is not a storyforge lock of format {LOCK_FORMAT}"
     written_for = data.get("story")
     if written_for is not None and written_for != Path(story).name:
         shown = display_path(path)
-        raise ForeignLock(f"{shown} belongs to the story file {written_for!s:.200}, not to {Path(story).name}: two "
-                          f"story files with the stem '{Path(story).stem}' would share one lock (its prompts and "
-                          "picks); rename one of them (each story's lock is named after its stem), or remove "
-                          f"{shown} if {Path(story).name} is the only story left")
+        return None, ForeignLock(f"{shown} belongs to the story file {written_for!s:.200}, not to {Path(story).name}: "
+                                 f"two story files with the stem '{Path(story).stem}' would share one lock (its "
+                                 "prompts and picks); rename one of them (each story's lock is named after its "
+                                 f"stem), or remove {shown} if {Path(story).name} is the only story left")
     return data, None
 
 
@@ -464,7 +496,8 @@ _Op = TypeVar("_Op", bound=Callable[..., Any])
 
 def _one_at_a_time(op: _Op) -> _Op:
     """Run a change of the lock (read it, change it, write it) under its file lock, so two at once (two
-    `storyforge pick`, the studio and the terminal) never lose one another's change."""
+    `storyforge add-take`, the studio and the terminal) never lose one another's change; for a change whose
+    answer depends on what the lock held when the story was planned (the new take's number)."""
 
     @functools.wraps(op)
     def run(path: Path | str, *args: Any, **kwargs: Any) -> Any:
@@ -512,7 +545,6 @@ def _rewrite(story: Story, picks: dict[str, int] | None = None, choices: Choices
     return write_lock(story.path, shots or {}, picks, choices)
 
 
-@_one_at_a_time
 def pick(path: Path | str, shot: str, take: int) -> PickReport:
     """Record `take` as the picked take of `shot` in the story's lock; errors name the shot's line."""
     story, job, line = _shot_of(path, shot)
@@ -521,25 +553,25 @@ def pick(path: Path | str, shot: str, take: int) -> PickReport:
                                   "pick; set `takes:` in its `render:` (or its scene's or the film's) to render "
                                   "several")])
     _check_take(story, job, line, take)
-    picks = read_picks(story.path)
-    previous = picks.get(shot, 1)
-    picks[shot] = take
-    changed = _rewrite(story, dict(sorted(picks.items())))
+    with guarded(story.path):  # read, change, write: a pick made meanwhile by another process is kept
+        picks = read_picks(story.path)
+        previous = picks.get(shot, 1)
+        picks[shot] = take
+        changed = _rewrite(story, dict(sorted(picks.items())))
     return PickReport(lock=lock_path(story.path), shot=shot, take=take, takes=job.takes, previous=previous,
                       changed=changed)
 
 
-@_one_at_a_time
 def reject(path: Path | str, shot: str, take: int, rejected: bool = True) -> bool:
     """Mark a take of `shot` rejected (hidden in review) or not; the lock keeps it. True when the lock changed."""
     story, job, line = _shot_of(path, shot)
     _check_take(story, job, line, take)
-    choices = read_choices(story.path)
-    takes = set(choices.rejected.get(shot, ())) - {take} | ({take} if rejected else set())
-    return _rewrite(story, choices=replace(choices, rejected={**choices.rejected, shot: tuple(sorted(takes))}))
+    with guarded(story.path):
+        choices = read_choices(story.path)
+        takes = set(choices.rejected.get(shot, ())) - {take} | ({take} if rejected else set())
+        return _rewrite(story, choices=replace(choices, rejected={**choices.rejected, shot: tuple(sorted(takes))}))
 
 
-@_one_at_a_time
 def note(path: Path | str, shot: str, take: int, text: str) -> bool:
     """Keep a note on a take of `shot` in the lock (an empty text removes it). True when the lock changed."""
     story, job, line = _shot_of(path, shot)
@@ -547,9 +579,11 @@ def note(path: Path | str, shot: str, take: int, text: str) -> bool:
     text = text.strip()
     if len(text) > MAX_NOTE_CHARS:
         raise StoryforgeError(f"a note holds at most {MAX_NOTE_CHARS} characters; this one has {len(text)}")
-    choices = read_choices(story.path)
-    notes = {n: kept for n, kept in choices.notes.get(shot, {}).items() if n != take} | ({take: text} if text else {})
-    return _rewrite(story, choices=replace(choices, notes={**choices.notes, shot: notes}))
+    with guarded(story.path):
+        choices = read_choices(story.path)
+        notes = {n: kept for n, kept in choices.notes.get(shot, {}).items() if n != take} | (
+            {take: text} if text else {})
+        return _rewrite(story, choices=replace(choices, notes={**choices.notes, shot: notes}))
 
 
 @_one_at_a_time
@@ -568,7 +602,6 @@ def add_take(path: Path | str, shot: str) -> int:
     return job.takes + 1
 
 
-@_one_at_a_time
 def pick_keyframe(path: Path | str, shot: str, number: int) -> bool:
     """Choose keyframe candidate `number` of `shot` as the picture its video starts from (`keyframes: {takes: N}`
     makes N); the lock keeps it. True when the lock changed."""
@@ -581,8 +614,9 @@ def pick_keyframe(path: Path | str, shot: str, number: int) -> bool:
     if not 1 <= number <= candidates:
         raise StoryError([Problem(story.source.file, line, shot,
                                   f"has keyframe candidates 1 to {candidates}; there is no candidate {number}")])
-    choices = read_choices(story.path)
-    return _rewrite(story, choices=replace(choices, keyframe_picks={**choices.keyframe_picks, shot: number}))
+    with guarded(story.path):
+        choices = read_choices(story.path)
+        return _rewrite(story, choices=replace(choices, keyframe_picks={**choices.keyframe_picks, shot: number}))
 
 
 def with_keyframe_picks(plan: Plan, choices: Choices) -> Plan:

@@ -13,10 +13,13 @@ import re
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import update_wrapper
+from types import CodeType
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError
+from jinja2.lexer import Token, TokenStream
+from jinja2.parser import Parser
 from jinja2.runtime import Context, Macro, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment, modifies_known_mutable
 from jinja2.visitor import NodeTransformer
@@ -31,6 +34,7 @@ MAX_RANGE = 100_000  # items in range(); the same bound as Jinja's own sandbox
 MAX_NUMBER = 100_000  # largest number a filter or method may take (widths, counts, repeats)
 MAX_INT_BITS = 4096  # integers may not grow past this (10**10**10 would hang)
 MAX_TEMPLATE_FILE = 64_000  # bytes of a .j2 file
+MAX_SHAPES = 4096  # compiled template shapes kept per environment (see Sandbox.compile_bounded)
 
 
 class Refused(Exception):
@@ -66,6 +70,34 @@ def spend(amount: int) -> None:
     if box[0] > MAX_WORK:
         raise Refused(f"refused: the template does too much work (more than {MAX_WORK:,} steps); loops and "
                       "repetition in story templates are bounded")
+
+
+def spent() -> int:
+    """Steps counted so far in the current shot's budget (0 outside one)."""
+    box = _budget.get(None)
+    return box[0] if box is not None else 0
+
+
+def charge(amount: int) -> bool:
+    """Count `amount` steps of work that is not done again (a template's render reused for another shot), in the
+    shot's and the film's budget: True when both still hold them; False, counting nothing, when either would
+    run over (the caller then does the work itself, so the limit is met where the work really passes it)."""
+    box = _budget.get(None)
+    if box is None or amount <= 0:
+        return True
+    if box[0] + amount > MAX_WORK or box[1][0] + amount > MAX_FILM_WORK:
+        return False
+    box[0] += amount
+    box[1][0] += amount
+    return True
+
+
+def refund(amount: int) -> None:
+    """Take back steps `charge` counted for work that will be done (and counted) after all."""
+    box = _budget.get(None)
+    if box is not None and amount > 0:
+        box[0] -= amount
+        box[1][0] -= amount
 
 
 def _size(value: Any) -> int:
@@ -251,13 +283,61 @@ class Sandbox(ImmutableSandboxedEnvironment):
             self.filters.pop(name, None)
         self.filters.update(filters or {})
         self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
+        self._shapes: dict[tuple[Any, ...], _Shape] = {}  # token shape (or simple shape) -> code; compile_bounded
+        self._globals = dict(self.make_globals(None))
 
     def compile_bounded(self, source: str) -> Any:
-        """A template object for `source`, rewritten so its loops, joins and literals go through the bounds."""
-        code = self.compile(_bound(self.parse(source)))
+        """A template object for `source`, rewritten so its loops, joins and literals go through the bounds.
+
+        Templates that differ only in their plain text ("{{ characters.hero }} walks past the well" and
+        "{{ characters.hero }} waits by the gate") share one compiled shape: parsing and compiling are most of
+        the cost of a template used once, and a film's prompts are mostly one shape with different words."""
+        code = self._shaped(source)
+        if code is None:
+            code = self.compile(_bound(self.parse(source)))
         # a plain dict of the globals rather than jinja's ChainMap over them: every render copies the globals into
         # its context, and walking a ChainMap was a tenth of rendering a film's texts (the globals never change)
-        return self.template_class.from_code(self, code, dict(self.make_globals(None)), None)
+        return self.template_class.from_code(self, code, dict(self._globals), None)
+
+    def _shaped(self, source: str) -> CodeType | None:
+        """The code `compile` would make of `source`, from the compiled shape of its tokens with the plain text
+        set in; None where the shape is not known and cannot be compiled (the plain path then reports why).
+
+        The shape is the token stream with each piece of plain text replaced by a numbered marker. Jinja's
+        parser reads plain text only for whether it is empty, and its code generator only joins it into string
+        constants, so putting the text back into those constants gives the code of the template itself."""
+        if _MARK in source:
+            return None
+        simple = _simple_shape(source)
+        if simple is not None and simple[0] in self._shapes:
+            return self._shapes[simple[0]].filled(simple[1])
+        try:
+            tokens = list(self._tokenize(source, None))
+        except Exception:  # noqa: BLE001 - a lexing error: the plain path raises it as Jinja reports it
+            return None
+        texts: list[str] = []
+        shape: list[Token] = []
+        for token in tokens:
+            if token.type == "data" and token.value:
+                shape.append(Token(token.lineno, "data", f"{_MARK}{len(texts)}{_MARK}"))
+                texts.append(token.value)
+            else:
+                shape.append(token)
+        key = tuple(shape)
+        found = self._shapes.get(key)
+        if found is None:
+            if len(self._shapes) >= MAX_SHAPES:
+                return None
+            parser = Parser(self, "")
+            parser.stream = TokenStream(shape, None, None)
+            try:
+                found = _Shape(self.compile(_bound(parser.parse())))
+            except Exception:  # noqa: BLE001 - the plain path raises the same error, with Jinja's own report
+                return None
+            self._shapes[key] = found
+        if simple is not None and simple[1] == texts and len(self._shapes) < MAX_SHAPES:
+            self._shapes[simple[0]] = found  # the lexer's plain text is the simple reading's: the next one skips it
+        return found.filled(texts)
 
     # called from templates rewritten by _bound (see there)
     def sf_iterate(self, iterable: Any) -> Iterator[Any]:
@@ -318,6 +398,86 @@ class Sandbox(ImmutableSandboxedEnvironment):
                 for value in right if isinstance(right, tuple) else (right,):
                     _check_number(value)
         return _check_result(super().call_binop(context, operator, left, right))
+
+
+_MARK = "\x00"  # around a plain-text marker in a template shape; a source holding it is compiled as it is
+_MARKED = re.compile(f"{_MARK}(\\d+){_MARK}")
+
+
+# `{{ name }}` or `{{ name.field }}` on one line: most story texts hold nothing else
+_SIMPLE_NAME = re.compile(r"\{\{[ \t]*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)[ \t]*\}\}", re.ASCII)
+
+
+def _simple_shape(source: str) -> tuple[tuple[Any, ...], list[str]] | None:
+    """The shape and plain texts of a template made only of plain text and `{{ dotted.names }}`, read without
+    Jinja's lexer (a third of compiling a template whose shape is known); None for anything else.
+
+    For such a text the lexer gives one data token per run of plain text, unchanged: no block or comment tags
+    (the only ones whitespace control touches), no carriage returns (which it rewrites), no trailing newline
+    (which it drops), and no `{` before a `{{` (which would start the tag one character earlier)."""
+    if "{%" in source or "{#" in source or "\r" in source or source.endswith("\n"):
+        return None
+    parts = _SIMPLE_NAME.split(source)
+    key: list[Any] = ["simple"]
+    texts: list[str] = []
+    line = 1
+    for index, part in enumerate(parts):
+        if index % 2:
+            key.append((line, part))
+            continue
+        if "{{" in part or (part.endswith("{") and index < len(parts) - 1):
+            return None
+        key.append(bool(part))
+        if part:
+            texts.append(part)
+            line += part.count("\n")
+    return tuple(key), texts
+
+
+class _Shape:
+    """A compiled template shape: its code, and where in its constants (and its nested functions') the
+    plain-text markers sit, found once so that filling in a template's texts touches only those."""
+
+    def __init__(self, code: CodeType):
+        self.code = code
+        self.holes = _holes(code.co_consts) or {}
+
+    def filled(self, texts: list[str]) -> CodeType:
+        """The code with the plain texts set in where the markers were."""
+        return self.code.replace(co_consts=_fill(self.code.co_consts, self.holes, texts))
+
+
+def _holes(consts: tuple[Any, ...]) -> dict[int, Any] | None:
+    """Per constant that holds markers: for text, its pieces (text and text numbers, alternating); for code or
+    a tuple, the same for its constants or items. None where nothing holds a marker."""
+    holes: dict[int, Any] = {}
+    for index, value in enumerate(consts):
+        if isinstance(value, str) and _MARK in value:
+            pieces: list[Any] = _MARKED.split(value)
+            pieces[1::2] = [int(number) for number in pieces[1::2]]
+            holes[index] = pieces
+        elif isinstance(value, CodeType):
+            inner = _holes(value.co_consts)
+            if inner:
+                holes[index] = inner
+        elif isinstance(value, (tuple, frozenset)):
+            inner = _holes(tuple(value))
+            if inner:
+                holes[index] = inner
+    return holes or None
+
+
+def _fill(consts: tuple[Any, ...], holes: dict[int, Any], texts: list[str]) -> tuple[Any, ...]:
+    filled = list(consts)
+    for index, hole in holes.items():
+        value = consts[index]
+        if isinstance(hole, list):
+            filled[index] = "".join([texts[piece] if n % 2 else piece for n, piece in enumerate(hole)])
+        elif isinstance(value, CodeType):
+            filled[index] = value.replace(co_consts=_fill(value.co_consts, hole, texts))
+        else:
+            filled[index] = type(value)(_fill(tuple(value), hole, texts))
+    return tuple(filled)
 
 
 def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:

@@ -6,6 +6,7 @@ this module gives templates the story's names and turns each shot's fields into 
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import hashlib
 import re
@@ -18,7 +19,18 @@ from jinja2 import TemplateSyntaxError
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.runtime import Context, StrictUndefined, missing
 
-from storyforge.enhance.sandbox import MAX_TEMPLATE_FILE, MAX_TEXT, Refused, Sandbox, budget, film_budget, text_of
+from storyforge.enhance.sandbox import (
+    MAX_TEMPLATE_FILE,
+    MAX_TEXT,
+    Refused,
+    Sandbox,
+    budget,
+    charge,
+    film_budget,
+    refund,
+    spent,
+    text_of,
+)
 from storyforge.errors import Problem, StoryError, display_path
 from storyforge.plan.compiler import KeyframeWriter, ShotText
 from storyforge.plan.model import Keyframe
@@ -29,6 +41,11 @@ from storyforge.story.root import PathRefused, read_bytes
 NAMES = ("characters", "film", "location", "locations", "scene", "shot", "style")
 PACKAGED_SUFFIX = ".j2"
 _SYNTAX = ("{{", "{%", "{#")
+
+
+def _has_syntax(text: str) -> bool:
+    """Whether `text` holds any of _SYNTAX (asked of every text of every shot: written out, not a loop)."""
+    return "{" in text and ("{{" in text or "{%" in text or "{#" in text)
 
 
 class _FieldFailure(Exception):
@@ -55,6 +72,15 @@ def _value(value: Any) -> Any:
     return value.get() if isinstance(value, _Lazy) else value
 
 
+# The shot whose texts are rendering: the story's names tell it what a template reads (see _ShotRenderer.read).
+_READER: contextvars.ContextVar[_ShotRenderer] = contextvars.ContextVar("storyforge_template_reader")
+
+
+def _read(read: tuple[str, ...], do: Callable[[], Any]) -> Any:
+    reader = _READER.get(None)
+    return do() if reader is None else reader.read(read, do)
+
+
 class _Record:
     """`film`, `scene` and `shot` in templates: named fields and nothing else."""
 
@@ -63,12 +89,19 @@ class _Record:
         self._fields = fields
 
     def __getattr__(self, name: str) -> Any:
-        fields = self.__dict__.get("_fields", {})
-        if name not in fields:
+        if "_fields" not in self.__dict__:
             raise AttributeError(name)
-        return _value(fields[name])
+        return _read((self._label, "attr", name), lambda: self._attr(name))
 
     def __getitem__(self, name: str) -> Any:
+        return _read((self._label, "item", name), lambda: self._item(name))
+
+    def _attr(self, name: str) -> Any:
+        if name not in self._fields:
+            raise AttributeError(name)
+        return _value(self._fields[name])
+
+    def _item(self, name: str) -> Any:
         return _value(self._fields[name])
 
     def __repr__(self) -> str:
@@ -92,22 +125,38 @@ class _CharacterText(str):
 
 
 class _Names(Mapping[str, Any]):
-    """`characters` and `locations`: each name gives its (rendered) description."""
+    """`characters` and `locations`: each name gives its (rendered) description. The entry of a name is made
+    when a shot first uses it: every shot gets its own, and making all of them for every shot is quadratic (an
+    imported feature has hundreds of places and shots)."""
 
-    def __init__(self, label: str, items: dict[str, Any], on_use: Callable[[str], None] | None = None):
+    def __init__(self, label: str, names: Mapping[str, Any], make: Callable[[str], Any],
+                 on_use: Callable[[str], None] | None = None):
         self._label = label
-        self._items = items
+        self._items = names
+        self._make = make
+        self._made: dict[str, Any] = {}
         self._on_use = on_use
 
+    def _entry(self, name: str) -> Any:
+        """The name's entry (a _Lazy text) unrendered."""
+        if name not in self._made:
+            if name not in self._items:
+                raise KeyError(name)
+            self._made[name] = self._make(name)
+        return self._made[name]
+
     def __getitem__(self, name: str) -> Any:
-        value = _value(self._items[name])
+        return _read((self._label, "item", name), lambda: self._item(name))
+
+    def _item(self, name: str) -> Any:
+        value = _value(self._entry(name))
         if self._on_use is not None:
             self._on_use(name)
         return value
 
     def __getattr__(self, name: str) -> Any:
-        items = self.__dict__.get("_items", {})
-        if name.startswith("_") or name not in items:
+        names = self.__dict__.get("_items", {})
+        if name.startswith("_") or name not in names:
             raise AttributeError(name)
         return self[name]
 
@@ -159,7 +208,9 @@ class _Context(Context):
     """Top-level names such as `style` and `location` render when a template first uses them."""
 
     def resolve_or_missing(self, key: str) -> Any:
-        return _value(super().resolve_or_missing(key))
+        if key in self.vars or key not in NAMES:  # the template's own variable, or a global: the same every shot
+            return _value(super().resolve_or_missing(key))
+        return _read(("top", key), lambda: _value(Context.resolve_or_missing(self, key)))
 
 
 def _sentences(parts: Iterable[Any], capitalize: bool = False) -> str:
@@ -251,10 +302,18 @@ class _Field(NamedTuple):  # a tuple, not a frozen dataclass: a film makes sever
 
 
 class _Compiled:
-    """Parsed templates, shared by every shot of a film."""
+    """Parsed templates, shared by every shot of a film, and what each has rendered to (see _ShotRenderer.read)."""
 
     def __init__(self) -> None:
         self.cache: dict[str, Any] = {}
+        self._words: list[tuple[str, re.Pattern[str]]] | None = None
+        self._named: dict[str, list[str]] = {}
+        self._cameras: dict[str, tuple[str, str]] = {}
+        self.renders: dict[str, _Step] = {}  # template text -> the first step of its renders so far
+        # template text -> [real renders, walks of its tree, walks that gave its text]: a text rendered once is
+        # not recorded, and one whose context is nearly always new (a prompt template reading each shot's own
+        # prompt) stops being walked and recorded, so a film whose texts never repeat pays little for this
+        self.tally: dict[str, list[int]] = {}
 
     def get(self, source: str) -> Any:
         if source not in self.cache:
@@ -268,6 +327,97 @@ class _Compiled:
         if isinstance(found, Exception):
             raise found.with_traceback(None)  # the same error for every shot, without piling up tracebacks
         return found
+
+    def named_in(self, prompt: str, characters: Iterable[str]) -> list[str]:
+        """The characters a text names as a word ('the fox runs'; 'old_fox' also as 'old fox'), any case, in
+        the film's order; worked out once per text of a film (a shot's prompt is asked for again and again)."""
+        if self._words is None:
+            self._words = [(name, re.compile("|".join(rf"\b{re.escape(w)}\b" for w in
+                                                       dict.fromkeys((name, name.replace("_", " ")))),
+                                              re.IGNORECASE))
+                           for name in characters]
+        if prompt not in self._named:
+            self._named[prompt] = [name for name, word in self._words if word.search(prompt)]
+        return self._named[prompt]
+
+    def camera(self, camera: str) -> tuple[str, str]:
+        """split_camera(camera), worked out once per camera text of a film."""
+        if camera not in self._cameras:
+            self._cameras[camera] = split_camera(camera)
+        return self._cameras[camera]
+
+
+# -- rendering each text once per distinct context -------------------------------------------------------------
+#
+# A film renders the same template texts shot after shot (the style, a character described through another, the
+# prompt template), mostly with the same names behind them. A render reads the story only through the names in
+# scope (a top-level name, a field of film/scene/shot, an entry of characters/locations), and what it makes and
+# does (its text, the steps it spends, the names it marks as used) follows from what those reads give. So each
+# render is kept as its reads in order, what each gave, the steps spent between them, and the text: a tree per
+# template text, branching where a read gives something new. Another shot walks the tree doing the same reads
+# (so the same names are marked used and the same nested texts render, with their own errors) and charging the
+# same steps; where a read gives something the tree has not seen, or a charge would pass a limit, it gives the
+# steps back and renders for real, so errors and limits come out exactly where and as a real render meets them.
+
+
+class _Step:
+    """One point in a template text's renders: `spent` steps, then the read `read` (None: done, giving `text`)."""
+
+    __slots__ = ("spent", "read", "next", "text")
+
+    def __init__(self, spent: int, read: tuple[str, ...] | None, text: str | None = None):
+        self.spent, self.read, self.text = spent, read, text
+        self.next: dict[tuple[Any, ...], _Step] = {}  # what the read gave -> the step after
+
+
+class _Opaque(Exception):
+    """A read gave something that cannot be compared across shots: the render is not kept."""
+
+
+def _gave(value: Any) -> tuple[Any, ...]:
+    """What a read gave, as something comparable across shots (each shot has its own records and names)."""
+    if isinstance(value, _CharacterText):
+        return ("character", str.__str__(value), value.name, value.reference)
+    if isinstance(value, str):
+        return ("text", value)
+    if isinstance(value, (list, tuple)):
+        return ("list", tuple(_gave(item) for item in value))
+    if isinstance(value, (_Record, _Names)):
+        return ("names", value._label)
+    raise _Opaque
+
+
+class _Recording:
+    """The reads of one real render of a template text, as they happen (see _Step)."""
+
+    __slots__ = ("mark", "busy", "kept", "events")
+
+    def __init__(self) -> None:
+        self.mark = spent()  # the budget's count after the last read
+        self.busy = False  # inside a read: what it reads in turn is part of it, not another read
+        self.kept = True
+        self.events: list[tuple[int, tuple[str, ...], tuple[Any, ...]]] = []
+
+    def keep(self, renders: dict[str, _Step], source: str, text: str) -> None:
+        """Add this render to the text's tree (unless something in it could not be kept)."""
+        if not self.kept:
+            return
+        slots: dict[Any, _Step] = renders  # type: ignore[assignment]
+        slot: Any = source
+        for steps, read, gave in self.events:
+            found = slots.get(slot)
+            if found is None:
+                found = slots[slot] = _Step(steps, read)
+            elif found.spent != steps or found.read != read:
+                return  # cannot differ for the same reads; keep what is known rather than guess
+            slots, slot = found.next, gave
+        if slot not in slots:
+            slots[slot] = _Step(spent() - self.mark, None, text)
+
+
+_TRIES = 64  # walks of a text's tree after which, if fewer than one in eight gave its text, renders are not kept
+_QUIET = _Recording()  # on top while a kept render is walked: its reads are not recorded anywhere
+_QUIET.busy = True
 
 
 _CAMERA_MOTION = re.compile(
@@ -298,19 +448,18 @@ class _ShotRenderer:
         self.named: list[str] = []  # characters the prompt uses, in order
         self.cast: list[str] = []  # characters any of the shot's story texts use, in order (not the template's)
         self.in_story: list[bool] = []  # per text being rendered: whether it is the story's (not a .j2 file's)
+        self.recordings: list[_Recording] = []  # per template text rendering for real, innermost last
         film, scene, spec = story.film, shot.scene, shot.shot
         s = shot.path[1]
-        characters = {
-            name: _Lazy(lambda name=name, c=c: _CharacterText(
+        characters = _Names("characters", film.characters, lambda name: _Lazy(
+            lambda c=film.characters[name]: _CharacterText(
                 self.text(_Field(f"characters.{name}", c.description, f"characters.{name}",
-                                 ("characters", name, "description"))), name, c.reference or ""))
-            for name, c in film.characters.items()
-        }
-        locations = {name: self._lazy(f"locations.{name}", place.description, f"locations.{name}",
-                                      ("locations", name, "description"))
-                     for name, place in film.locations.items()}
+                                 ("characters", name, "description"))), name, c.reference or "")), self._use)
+        locations = _Names("locations", film.locations, lambda name: self._lazy(
+            f"locations.{name}", film.locations[name].description, f"locations.{name}",
+            ("locations", name, "description")))
         if scene.location and scene.location in film.locations:
-            location: Any = locations[scene.location]
+            location: Any = locations._entry(scene.location)
         else:
             location = self._lazy(f"{scene.id}.location", scene.location or "", f"{scene.id}.location",
                                   ("scenes", s, "location"))
@@ -327,8 +476,8 @@ class _ShotRenderer:
                 "id": spec.id, "duration": str(spec.duration), "transition": spec.transition_type,
                 "image": spec.image or "", "end_image": spec.end_image or "",
                 "camera": camera, "prompt": prompt,
-                "framing": _Lazy(lambda: split_camera(camera.get())[0]),
-                "motion": _Lazy(lambda: split_camera(camera.get())[1]),
+                "framing": _Lazy(lambda: compiled.camera(camera.get())[0]),
+                "motion": _Lazy(lambda: compiled.camera(camera.get())[1]),
                 "characters": _Lazy(lambda: self._characters(prompt.get())),
                 "subjects": _Lazy(lambda: self._subjects(prompt.get())),
                 "setting": _Lazy(lambda: self._setting(prompt.get())),
@@ -336,11 +485,71 @@ class _ShotRenderer:
                 "dialogue": [_Record("dialogue line", {"character": d.character, "line": d.line})
                              for d in spec.dialogue],
             }),
-            "characters": _Names("characters", characters, self._use),
-            "locations": _Names("locations", locations),
+            "characters": characters,
+            "locations": locations,
             "location": location,
             "style": self._lazy("style", film.style or "", "style", ("style",)),
         }
+
+    def read(self, read: tuple[str, ...], do: Callable[[], Any]) -> Any:
+        """Do a read of the story's names for the template rendering now, and record it with what it gave."""
+        recording = self.recordings[-1] if self.recordings else None
+        if recording is None or recording.busy:
+            return do()
+        steps = spent() - recording.mark  # this text's own steps since its last read
+        recording.busy = True
+        try:
+            value = do()
+        except (KeyError, AttributeError) as missing:  # the name does not exist: Jinja tries another way or fails
+            recording.events.append((steps, read, ("missing", type(missing).__name__)))
+            raise
+        except BaseException:
+            recording.kept = False
+            raise
+        finally:
+            recording.busy = False
+            recording.mark = spent()  # what nested texts spent while this read ran is theirs, not this text's
+        try:
+            recording.events.append((steps, read, _gave(value)))
+        except _Opaque:
+            recording.kept = False
+        return value
+
+    def _again(self, item: _Field) -> str | None:
+        """The text of `item` from a kept render whose reads give the same now (see _Step); None: render it."""
+        step = self.compiled.renders.get(item.source)
+        charged = 0
+        self.recordings.append(_QUIET)
+        try:
+            while step is not None:
+                if not charge(step.spent):
+                    break
+                charged += step.spent
+                if step.read is None:
+                    return step.text
+                try:
+                    gave = _gave(self._perform(step.read))
+                except (KeyError, AttributeError) as missing:
+                    gave = ("missing", type(missing).__name__)
+                except _FieldFailure:
+                    raise  # a nested text failed: the real render would fail with it at this very read
+                except Exception:  # noqa: BLE001 - e.g. a cycle: the real render reports it at its template line
+                    break
+                step = step.next.get(gave)
+        finally:
+            self.recordings.pop()
+        refund(charged)
+        return None
+
+    def _perform(self, read: tuple[str, ...]) -> Any:
+        """A recorded read done again, on this shot's names."""
+        if read[0] == "top":
+            return _value(self.scope[read[1]])
+        label, how, name = read
+        target = self.scope[label]
+        if how == "attr":
+            return target._attr(name)
+        return target._item(name)
 
     def _lazy(self, label: str, source: str, where: str, path: PathKey) -> _Lazy:
         return _Lazy(lambda: self.text(_Field(label, source, where, path)))
@@ -355,10 +564,7 @@ class _ShotRenderer:
     def _characters(self, prompt: str) -> list[_CharacterText]:
         """Characters the prompt uses (through `characters.x`) or names as a word ('the fox runs')."""
         names = [*self.named]
-        for name in self.story.film.characters:
-            words = {name, name.replace("_", " ")}
-            if name not in names and any(re.search(rf"\b{re.escape(w)}\b", prompt, re.IGNORECASE) for w in words):
-                names.append(name)
+        names += [name for name in self.compiled.named_in(prompt, self.story.film.characters) if name not in names]
         return [self.scope["characters"][name] for name in names]
 
     def _subjects(self, prompt: str) -> list[str]:
@@ -390,8 +596,30 @@ class _ShotRenderer:
         return result
 
     def _render(self, item: _Field) -> str:
-        if not any(mark in item.source for mark in _SYNTAX):
+        if not _has_syntax(item.source):
             return " ".join(item.source.split())  # plain text: nothing to render
+        tally = self.compiled.tally.setdefault(item.source, [0, 0, 0])
+        if tally[1] >= _TRIES and tally[2] * 8 < tally[1]:
+            return self._render_now(item)  # its contexts hardly ever repeat
+        if tally[0]:
+            tally[1] += 1
+            again = self._again(item)
+            if again is not None:
+                tally[2] += 1
+                return again
+        tally[0] += 1
+        if tally[0] == 1:
+            return self._render_now(item)
+        recording = _Recording()
+        self.recordings.append(recording)
+        try:
+            text = self._render_now(item)
+        finally:
+            self.recordings.pop()
+        recording.keep(self.compiled.renders, item.source, text)
+        return text
+
+    def _render_now(self, item: _Field) -> str:
         try:
             if len(item.source) > MAX_TEXT:
                 raise Refused(f"refused: the text is longer than {MAX_TEXT:,} characters; prompts are short")
@@ -407,7 +635,7 @@ class _ShotRenderer:
         except Exception as error:  # noqa: BLE001 - every failure becomes one message at the field's line
             raise _FieldFailure(self._problem(item, error)) from None
         text = " ".join("".join(chunks).split())
-        if any(mark in text for mark in _SYNTAX):
+        if _has_syntax(text):
             raise _FieldFailure(self._problem(item, Refused(
                 "the text still contains '{{', '{%' or '{#' after rendering; prompts are plain text")))
         return text
@@ -519,6 +747,17 @@ def _render_bridge(context: _Film, shot: ResolvedShot, previous: ShotText, follo
 
 def _render_shot(context: _Film, shot: ResolvedShot) -> ShotText:
     renderer = _ShotRenderer(context.story, shot, context.compiled)
+    reading = _READER.set(renderer)
+    try:
+        return _shot_texts(context, shot, renderer)
+    finally:
+        _READER.reset(reading)
+        # the scope's lazy texts refer back to the renderer: without this cycle the shot's objects go as soon as
+        # it is done, instead of piling up for the garbage collector (a sixth of a templated film's texts)
+        renderer.scope.clear()
+
+
+def _shot_texts(context: _Film, shot: ResolvedShot, renderer: _ShotRenderer) -> ShotText:
     source, template = context.story.source, context.template
 
     def empty(message: str) -> _FieldFailure:

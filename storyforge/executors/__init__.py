@@ -87,9 +87,11 @@ def render_films(plans: Sequence[Plan], *, executor: str = "local", executor_opt
         choose_backend(plan, backend)
         select(plan, only)
         folder = (Path(out) if out is not None else default_out(plan.story)).resolve()
-        if folder in folders and folders[folder] != plan.story.resolve():
+        if folder in folders:
             from storyforge.errors import display_path
 
+            if folders[folder] == plan.story.resolve():  # its output folder's lock would wait for itself
+                raise StoryforgeError(f"{display_path(plan.story)} is given twice; give each story once")
             raise StoryforgeError(f"{display_path(folders[folder])} and {display_path(plan.story)} would both render "
                                   f"into {display_path(folder)}; rename one of them, or render them one at a time "
                                   "with --out")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from storyforge.cache import Cache, Entry
 from storyforge.errors import MissingExtra, RenderError, StoryforgeError
-from storyforge.executors.ray_cluster import connect, describe
+from storyforge.executors.ray_cluster import check_listen, connect, describe, import_ray
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,19 +35,22 @@ FORWARDED_PREFIX = "STORYFORGE_"
 FORWARDED = ("HF_HUB_OFFLINE",)
 
 
-def execute(run: Run, chains: list[list[Job]], *, shared_cache: bool | None = None) -> None:
+def execute(run: Run, chains: list[list[Job]], *, shared_cache: bool | None = None, listen: str | None = None) -> None:
     """The executor of one film (see storyforge.render.render): its chains as Ray tasks, as `execute_films` does."""
     failures: list[RenderError] = []
     run.chains = chains
-    execute_films([run], lambda _run, error: failures.append(error) if error else None, shared_cache=shared_cache)
+    execute_films([run], lambda _run, error: failures.append(error) if error else None, shared_cache=shared_cache,
+                  listen=listen)
     if failures:
         raise failures[0]
 
 
-def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None = None) -> None:
+def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None = None,
+                  listen: str | None = None) -> None:
     """Render the chains of every run as Ray tasks, longest first, and bring every finished clip into its cache.
 
-    Connects to the cluster in RAY_ADDRESS, or starts a local one for this render. What the cache already
+    Connects to the cluster in RAY_ADDRESS, or starts a local one for this render (on 127.0.0.1 only, unless
+    `listen` names an address of this machine to open it at: see ray_cluster.connect). What the cache already
     holds is taken here, as the local executor would; each chain with work left becomes one task (num_cpus=1,
     and num_gpus=1 when the skyreels-df backend runs on CUDA) that renders its jobs in order and yields each
     clip as it is done. The chains of all films are one queue; a film goes to `on_done` (and is cut) as soon
@@ -65,6 +68,7 @@ def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None
     if ranks().parallel:  # every rank says so, not only rank 0
         raise StoryforgeError("the ray executor does not run under torchrun (a Ray task gets one GPU); use "
                               "--executor ray for chains on many GPUs, or torchrun for one generation on several")
+    listen = check_listen(listen)  # a wrong --ray-listen is said before any work, cached or not
     ray = _import_ray()
     if shared_cache is None:
         shared_cache = os.environ.get(SHARED_CACHE_VARIABLE, "").strip().lower() in ("1", "true", "yes")
@@ -73,14 +77,15 @@ def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None
         gpus: dict[int, int] = {}
         for run in runs:
             if run.backend_name == "skyreels-df" and "device" not in run.options:
-                started_here = connect(ray) or started_here  # the cluster's GPUs decide the device, and the keys
+                # the cluster's GPUs decide the device, and the keys
+                started_here = connect(ray, listen=listen) or started_here
             run.options, gpus[id(run)] = _placement(ray, run.backend_name, run.options)
         pending = [p for run in runs for p in (_Pending(run, chain) for chain in run.chains) if p.take_cached()]
         # longest first: a film is done when its longest chain is, so that one must not start last
         pending.sort(key=lambda p: p.cost(), reverse=True)
         scheduler = None
         if pending:  # a cache that has everything needs no cluster
-            started_here = connect(ray) or started_here
+            started_here = connect(ray, listen=listen) or started_here
             where = f"rendered on {describe(ray)}"
             for run in {id(p.run): p.run for p in pending}.values():
                 run.notices.append(where)
@@ -98,7 +103,7 @@ def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None
 
 def _import_ray() -> Any:
     try:
-        import ray
+        ray = import_ray()
     except ModuleNotFoundError as error:
         if (error.name or "").split(".")[0] != "ray":
             raise
@@ -272,7 +277,7 @@ class _Scheduler:
         self.open[id(run)] -= 1
         if self.open[id(run)] == 0:
             failures = [text for _, text in sorted(self.failures.pop(id(run), []))]  # in film order
-            self.on_done(run, RenderError("\n".join(failures)) if failures else None)
+            self.on_done(run, RenderError.several(failures) if failures else None)
 
     def _adopt(self, run: Run, done: _Done) -> None:
         cache = run.cache

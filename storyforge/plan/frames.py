@@ -190,7 +190,8 @@ def transformer_calls(rows: int, guidance: float) -> int:
 
 
 def window_problem(num_frames: int, geometry: Geometry, *, extend: bool = False) -> str | None:
-    """Why the windows of this call would silently break with this causal_block_size, or None.
+    """Why the windows of this call would silently break with this causal_block_size, or None (the compiler says
+    which settings or lengths to use instead, each tried first).
 
     With c > 1 every window's latent count must be divisible by c (otherwise its trailing latents are
     never denoised and stay noise), and the last window must have a block to generate beyond its prefix
@@ -202,13 +203,10 @@ def window_problem(num_frames: int, geometry: Geometry, *, extend: bool = False)
     counts = windows(latents(num_frames), geometry.base_latents, geometry.overlap_latents)
     if (len(counts) > 1 or extend) and prefix_latents(geometry.overlap_latents, c) == 0:
         return (f"overlap_frames {geometry.overlap_frames} ({geometry.overlap_latents} latents) is less than one block "
-                f"of causal_block_size {c}: the pipeline would drop the whole overlap and continue from nothing; "
-                f"use overlap_frames {pixel_frames(c)} or more")
+                f"of causal_block_size {c}: the pipeline would drop the whole overlap and continue from nothing")
     if len(counts) > 1 and geometry.base_latents % c:
-        aligned = pixel_frames(geometry.base_latents // c * c)
         return (f"its full windows of base_frames {geometry.base_frames} ({geometry.base_latents} latents) are never "
-                f"divisible by causal_block_size {c}; set base_frames to {aligned} "
-                f"or use causal_block_size 1, or keep the shot within {geometry.base_frames} frames")
+                f"divisible by causal_block_size {c}")
     for index, count in enumerate(counts):
         if count % c:
             which = "the last window" if index == len(counts) - 1 and len(counts) > 1 else (
@@ -221,16 +219,24 @@ def window_problem(num_frames: int, geometry: Geometry, *, extend: bool = False)
     return None
 
 
-def nearest(requested: int, valid, *, limit: int = 100_000) -> tuple[int | None, int | None]:
-    """The nearest valid counts at or below and at or above `requested` (None where there is none)."""
-    below = next((n for n in range(requested, 0, -1) if valid(n)), None)
+def nearest(requested: int, valid, *, limit: int = 1_000) -> tuple[int | None, int | None]:
+    """The nearest valid counts at or below and at or above `requested` (None where there is none), looked for
+    within `limit` of it, and below that among the `limit` shortest counts.
+
+    Valid lengths repeat every 4 x (base - overlap) latents' worth of frames, under 4 x base_frames, so a
+    `limit` past that finds every one there is; the shortest counts hold the lengths of one window. The bound
+    keeps a setting with no valid long length from scanning (and splitting into windows) tens of thousands.
+    """
+    below = next((n for n in range(requested, max(requested - limit, 0), -1) if valid(n)), None)
+    if below is None:
+        below = next((n for n in range(min(requested, limit), 0, -1) if valid(n)), None)
     above = next((n for n in range(max(requested, 1), requested + limit) if valid(n)), None)
     return below, above
 
 
-def snap(requested: int, valid) -> int | None:
+def snap(requested: int, valid, *, limit: int = 1_000) -> int | None:
     """The valid count nearest to `requested`; a tie goes to the longer one."""
-    below, above = nearest(requested, valid)
+    below, above = nearest(requested, valid, limit=limit)
     if below is None:
         return above
     if above is None:

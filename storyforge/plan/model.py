@@ -221,9 +221,34 @@ class PlanWarning:
     line: int
     where: str
     message: str
+    kind: str = ""  # the rule that warns, e.g. "short last window": hundreds of one kind are shown as a group
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class MemoryNeed:
+    """The GPU memory one model's render needs (see storyforge.plan.memory), in bytes."""
+
+    model: str
+    width: int
+    height: int
+    window_latents: int  # the largest window of the model's jobs
+    tokens: int
+    offload: str  # what the story sets
+    vae_tiling: bool
+    weights: dict[str, int]  # transformer, text_encoder, vae
+    activations: int
+    vae_decode: int
+    needs: dict[str, int]  # offload -> bytes needed
+    budget: int | None  # render.gpu_memory, when set
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "width": self.width, "height": self.height,
+                "window_latents": self.window_latents, "tokens": self.tokens, "offload": self.offload,
+                "vae_tiling": self.vae_tiling, "weights": self.weights, "activations": self.activations,
+                "vae_decode": self.vae_decode, "needs": self.needs, "budget": self.budget}
 
 
 @dataclass(frozen=True)
@@ -239,6 +264,7 @@ class Plan:
     jobs: tuple[Job, ...]
     audio: Image | None = None
     warnings: tuple[PlanWarning, ...] = field(default=())
+    memory: tuple[MemoryNeed, ...] = ()  # per model (and offload) of the film, where its architecture is known
 
     @property
     def duration_s(self) -> float:
@@ -297,6 +323,7 @@ class Plan:
             "duration_s": self.duration_s,
             "transformer_calls": self.transformer_calls,
             "audio": _image_json(self.audio),
+            "gpu_memory": [need.to_json() for need in self.memory],
             "jobs": [job.to_json() for job in self.jobs],
             "warnings": [{"line": w.line, "where": w.where, "message": w.message} for w in self.warnings],
         }

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from storyforge.screenplay.script import readable
+
 # libyaml's emitter when PyYAML was built with it (8x faster on a feature film); the same safe representers
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -24,7 +26,7 @@ def _ordered(data: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
 def _one_line(text: str) -> str:
     """A comment line that stays one: every character YAML (or a terminal) reads as a line break or control is a
     space, so a script's title or file name cannot end the comment and write keys."""
-    return _BREAKS.sub(" ", text)
+    return _BREAKS.sub(" ", readable(text))
 
 
 def story_text(data: dict[str, Any], header: list[str]) -> str:

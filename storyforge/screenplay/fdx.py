@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 import xml.etree.ElementTree as ET  # noqa: S405 - only the TreeBuilder and Element types; parsing is defusedxml's
 from typing import Any
 
 from storyforge.errors import MissingExtra
 from storyforge.screenplay.fountain import is_transition
-from storyforge.screenplay.script import MAX_ELEMENTS, Deadline, Element, Script, check_text, script_error
+from storyforge.screenplay.script import (
+    MAX_ELEMENTS,
+    Deadline,
+    Element,
+    Script,
+    check_text,
+    refuse_nul,
+    script_error,
+)
 
 MAX_XML_ELEMENTS = 2 * MAX_ELEMENTS  # Big Fish has 4,200 (Paragraph, Text, ...)
 MAX_DEPTH = 32  # Final Draft nests 6 levels (FinalDraft > Content > Paragraph > DualDialogue > Paragraph > Text)
 _EXTENSION = re.compile(r"\(([^()]*)\)")
 _CONTINUED = re.compile(r"^(?:CONT['’]?D|CONT\.?|CONTINUED|MORE)$", re.IGNORECASE)
 # Final Draft's paragraph types -> script elements; others (Cast List, General, Shot, ...) are action
+# the XML declaration's encoding, read from the first bytes (ASCII in every encoding a declaration may be in but
+# UTF-16, which is recognised by its BOM or its first two characters)
+_DECLARED = re.compile(rb"^<\?xml[^>]{0,200}?encoding\s*=\s*[\"']([A-Za-z][A-Za-z0-9._-]{0,40})[\"']")
+_UTF16 = ((codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"), (b"<\x00?\x00", "utf-16-le"),
+          (b"\x00<\x00?", "utf-16-be"))
+_NOT_FILE_ENCODINGS = {"idna", "punycode", "utf-7"}  # real codecs, but for names and mail, not files
 _KINDS = {"Scene Heading": "heading", "Action": "action", "Character": "cue", "Parenthetical": "parenthetical",
           "Dialogue": "dialogue", "Transition": "transition", "Lyrics": "lyric", "New Act": "section",
           "End of Act": "page_break", "Outline": "section", "Outline Body": "synopsis"}
@@ -30,6 +45,9 @@ class _Builder(ET.TreeBuilder):
         self.depth = self.count = 0
 
     def start(self, tag: str, attrs: dict[str, str]) -> ET.Element:  # type: ignore[override]
+        # names without their namespace: a tool that writes xmlns="..." still writes Final Draft's elements
+        tag = _local(tag)
+        attrs = {_local(name): value for name, value in attrs.items()}
         line = self.expat.CurrentLineNumber if self.expat is not None else 0
         self.depth += 1
         self.count += 1
@@ -46,7 +64,36 @@ class _Builder(ET.TreeBuilder):
 
     def end(self, tag: str) -> ET.Element:
         self.depth -= 1
-        return super().end(tag)
+        return super().end(_local(tag))
+
+
+def _local(name: str) -> str:
+    return name.rsplit("}", 1)[-1]
+
+
+def _decoded(data: bytes, file: str) -> str:
+    """The file's text, decoded as its BOM or XML declaration says (UTF-8 when neither does)."""
+    encoding = next((name for mark, name in _UTF16 if data.startswith(mark)), None)
+    declared = None
+    if encoding is None:
+        declared = _DECLARED.match(data.removeprefix(codecs.BOM_UTF8).lstrip())
+        encoding = declared.group(1).decode("ascii") if declared else "utf-8-sig"
+    try:
+        codec = codecs.lookup(encoding).name
+        if codec in _NOT_FILE_ENCODINGS or codec.endswith("escape"):
+            raise LookupError(codec)
+        text = data.decode("utf-8-sig" if codec == "utf-8" else codec)
+    except LookupError:  # unknown, or not one a file is written in (rot13, base64, unicode_escape, ...)
+        raise script_error(file, 1, f"the XML declares the encoding '{encoding}', which a script cannot be read "
+                           "in; re-export the script as UTF-8") from None
+    except UnicodeDecodeError as error:
+        line = data[: error.start].decode(codec, errors="replace").count("\n") + 1
+        named = codec.upper().removesuffix("-SIG")
+        said = f"{encoding} text as its XML declaration says" if declared else f"{named} text"
+        raise script_error(file, line, f"the file is not {said} (byte 0x{data[error.start]:02x}); re-export the "
+                           "script from Final Draft") from None
+    refuse_nul(text, file)
+    return text.removeprefix("\ufeff")
 
 
 def parse(data: bytes, file: str) -> Script:
@@ -60,8 +107,9 @@ def parse(data: bytes, file: str) -> Script:
     builder = _Builder(file, deadline)
     parser = DefusedXMLParser(target=builder, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     builder.expat = parser.parser
+    text = _decoded(data, file)
     try:
-        parser.feed(data)
+        parser.feed(text)  # text, not bytes: expat then ignores the declared encoding, which was applied above
         root = parser.close()
     except DefusedXmlException as refused:
         line = builder.expat.CurrentLineNumber if builder.expat is not None else 0
@@ -83,7 +131,7 @@ def parse(data: bytes, file: str) -> Script:
             element = _element(paragraph, dual, file)
             if element is not None:
                 elements.append(element)
-    return Script(file=file, format="fdx", title_page=_title_page(root), elements=tuple(elements))
+    return Script(file=file, format="fdx", title_page=_title_page(root, file), elements=tuple(elements))
 
 
 def _paragraphs(content: ET.Element) -> list[tuple[ET.Element, bool]]:
@@ -134,9 +182,13 @@ def _element(paragraph: ET.Element, dual: bool, file: str) -> Element | None:
     return Element(kind, text, line)
 
 
-def _title_page(root: ET.Element) -> dict[str, str]:
+def _title_page(root: ET.Element, file: str) -> dict[str, str]:
     """Title (the first line of the title page) and author (the line after 'by' / 'written by'), when there."""
-    lines = [" ".join(_text(p).split()) for p in root.findall("./TitlePage/Content/Paragraph")]
+    lines = []
+    for paragraph in root.findall("./TitlePage/Content/Paragraph"):
+        text = _text(paragraph)
+        check_text(text.replace("\n", " "), file, _line(paragraph))
+        lines.append(" ".join(text.split()))
     lines = [line for line in lines if line]
     page: dict[str, str] = {}
     if lines:

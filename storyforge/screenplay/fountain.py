@@ -153,6 +153,9 @@ class _Reader:
                 continue
             self.deadline.check(line)
             before, after = self.blank(self.index - 1), self.blank(self.index + 1)
+            if text.startswith("!"):  # forced action, whatever it looks like (a cue, a heading, a transition)
+                self._action()
+                continue
             if not self._single(line, text, before, after):
                 if before and not after and _is_cue(text):
                     self._dialogue(line, text)
@@ -245,7 +248,7 @@ def _line_element(text: str) -> bool:
 
 def _is_cue(text: str) -> bool:
     """A character cue: forced with @, or upper case (extensions aside) with at least one letter."""
-    if text.startswith("@"):
-        return len(text) > 1
-    name = _EXTENSION.sub("", text).rstrip().removesuffix("^")
+    name = _EXTENSION.sub("", text.removeprefix("@")).rstrip().removesuffix("^")
+    if text.startswith("@"):  # forced: any name, but a name (not only extensions, a caret or punctuation)
+        return any(c.isalnum() for c in name)
     return any(c.isalpha() for c in name) and name == name.upper() and not name.rstrip().endswith(":")

@@ -70,21 +70,35 @@ def script_error(file: str, line: int, message: str) -> StoryError:
 
 def read_script(path: Path, kind: str) -> tuple[bytes, str]:
     """The script's bytes and its name for messages; refuses a missing, special, huge or binary file."""
-    shown = display_path(path)
+    shown = readable(display_path(path))
     if path.is_dir():
         raise script_error(shown, 0, "this is a folder; name a .fountain or .fdx script")
     try:
         data = read_bytes(path, MAX_SCRIPT_BYTES[kind], shown="the script")
     except PathRefused as refused:
         message = str(refused)
+        if message.startswith("no such file"):  # read_bytes names the file inside its message
+            message = "no such file; check the path"
         if "larger than" in message:
             message += "; a feature-length screenplay is a few hundred KB: split it or check the file"
         raise script_error(shown, 0, message) from None
-    if b"\x00" in data:
-        line = data[: data.index(b"\x00")].count(b"\n") + 1
-        raise script_error(shown, line, "the file holds binary data (a NUL byte), not a screenplay; export the "
-                           "script as Fountain (.fountain) or Final Draft (.fdx)")
+    if kind == "fountain":  # Final Draft may be UTF-16, whose text is full of NUL bytes: fdx checks once decoded
+        refuse_nul(data.decode("latin-1"), shown)
     return data, shown
+
+
+def refuse_nul(text: str, file: str) -> None:
+    """A NUL in a script's text means the file is binary (an image, a word processor's file), not a screenplay."""
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise script_error(file, line, "the file holds binary data (a NUL byte), not a screenplay; export the "
+                           "script as Fountain (.fountain) or Final Draft (.fdx)")
+
+
+def readable(text: str) -> str:
+    """`text` with the bytes of a file name that is not UTF-8 (kept by Python as lone surrogates, which no file
+    or terminal can take) shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def check_text(text: str, file: str, first_line: int = 1) -> None:

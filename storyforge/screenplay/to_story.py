@@ -24,6 +24,7 @@ after it), at most three windows (257 frames at 24 fps, 10.7 s); longer paragrap
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from collections import Counter
@@ -54,7 +55,7 @@ _CUTS = re.compile(r"\b(?:CUT|CUTS|INTERCUT|SMASH)\b")
 _DISSOLVES = re.compile(r"\b(?:DISSOLVE|DISSOLVES|CROSSFADE|MIX)\b")
 _FADES = re.compile(r"\bFADE[SD]?\b")
 _SPOKEN = re.compile(r"\([^()]*\)")  # parentheticals and extensions are not spoken
-_TEMPLATE_MARKS = re.compile(r"([{])([{%#])")
+_TEMPLATE_MARKS = re.compile(r"\{(?=[{%#])")  # each '{' before '{', '%' or '#': "{{{" has two
 _ARTICLES = {"a", "an", "the", "and", "of", "to", "in", "on", "at", "is", "are", "we", "with"}
 
 
@@ -129,9 +130,40 @@ def name_key(name: str) -> str:
     return key
 
 
+def spelled_in_ascii(text: str) -> bool:
+    """Whether ASCII keeps every letter and digit of `text` (accents aside): "José" yes, "ИВАН 2" or "李明" no."""
+    return all(c.isascii() or not c.isalnum() for c in unicodedata.normalize("NFKD", text))
+
+
+def fingerprint(text: str) -> str:
+    """Six hex digits of a text, the same in every import of it: what tells apart names ASCII cannot spell (an
+    id from their order would change meaning when the script gains a name above them)."""
+    normal = " ".join(unicodedata.normalize("NFKC", text).upper().split())
+    return hashlib.sha256(normal.encode("utf-8")).hexdigest()[:6]
+
+
+def stable_key(name: str, kind: str) -> str:
+    """A name's key: its ASCII words ("mr_steel"), with the name's fingerprint when ASCII drops some of its
+    letters ("ivan" is not enough for "ИВАН", nor "n_2" for "ИВАН 2"): "character_3fa9c1", "n_2_0b1e44"."""
+    key = name_key(name)
+    if key and spelled_in_ascii(name):
+        return key
+    return f"{key[:40] or kind}_{fingerprint(name)}"
+
+
 def safe_text(text: str) -> str:
     """Script text as story text: one line, and never Jinja syntax (a '{{' in a script is not a template)."""
-    return _TEMPLATE_MARKS.sub(r"\1 \2", " ".join(text.split()))
+    return _TEMPLATE_MARKS.sub("{ ", " ".join(text.split()))
+
+
+def _not_templates(value: Any) -> Any:
+    """Every text in story data made safe_text's way, wherever it came from in the script (a name, a heading's
+    time of day): story texts are templates, a script's never are."""
+    if isinstance(value, dict):
+        return {key: _not_templates(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_not_templates(item) for item in value]
+    return _TEMPLATE_MARKS.sub("{ ", value) if isinstance(value, str) else value
 
 
 def heading_parts(heading: str) -> tuple[str | None, str, str | None]:
@@ -142,11 +174,13 @@ def heading_parts(heading: str) -> tuple[str | None, str, str | None]:
     if match:
         side = _SIDES.get(match.group(1).upper().replace("./", "/"))
         rest = heading[match.end():]
-    parts = [p.strip() for p in re.split(r"\s+-{1,2}\s+|\s+–\s+", rest) if p.strip()]
+    # "PLACE - TIME", "PLACE - ROOM - TIME", and "- TIME" with no place
+    split = [p.strip() for p in re.split(r"(?:^|\s+)(?:-{1,2}|–|—)(?:\s+|$)", rest.strip())]
     time = None
-    if len(parts) > 1 and set(re.findall(r"[A-Z-]+", parts[-1].upper())) & _TIMES:
-        time = parts.pop()
-    return side, " - ".join(parts) or rest.strip(), time
+    if len(split) > 1 and set(re.findall(r"[A-Z-]+", split[-1].upper())) & _TIMES:
+        time = split.pop()
+    parts = [part for part in split if part]
+    return side, " - ".join(parts), time
 
 
 @dataclass
@@ -196,15 +230,6 @@ class _Builder:
         self.spoken: list[str] = []
         self.shots = 0
 
-    def key(self, name: str, known: dict[str, str], kind: str) -> str:
-        """The key of a name; a name with no Latin letters or digits gets `kind_N`, the same one each time."""
-        key = name_key(name)
-        if key:
-            return key
-        written = " ".join(name.upper().split())
-        return next((k for k, v in known.items() if " ".join(v.upper().split()) == written),
-                    f"{kind}_{len(known) + 1}")
-
     def warn(self, line: int, message: str) -> None:
         self.warnings.append(f"{self.script.file}:{line}: {message}" if line else f"{self.script.file}: {message}")
 
@@ -219,15 +244,18 @@ class _Builder:
             self.warn(line, f"'{text}' ends the script; a story's transitions begin shots, so the film simply ends")
         for scene in self.scenes:
             if not scene.shots:  # a heading alone (titles, a POV) is one establishing shot of its place
-                shot = _Shot(safe_text(_place_prompt(scene.heading)) or "the place", scene.line)
+                prompt = safe_text(_place_prompt(scene.heading))
+                shot = _Shot(prompt if any(c.isalnum() for c in prompt) else "the place", scene.line)
                 shot.camera = "establishing shot"
                 scene.shots.append(shot)
 
     # -- elements ----------------------------------------------------------------------------------------------
     def on_heading(self, element: Element) -> None:
         side, place, time = heading_parts(element.text)
-        key = self.key(place, self.locations, "place")
-        self.locations.setdefault(key, place)
+        key = None
+        if any(c.isalnum() for c in place):  # "INT. - NIGHT" names no place: the scene has no location
+            key = stable_key(place, "place")
+            self.locations.setdefault(key, place)
         described = ", ".join(part.lower() for part in (side, time) if part)
         description = [described[:1].upper() + described[1:] + "."] if described else []
         self.scenes.append(_Scene(element.text, element.line, element.number, description + self.pending_notes,
@@ -261,7 +289,9 @@ class _Builder:
 
     def on_action(self, element: Element) -> None:
         text = safe_text(element.text)
-        if text:
+        if not any(c.isalnum() for c in text):  # "...", "* * *", "—": a beat on the page, nothing to film
+            self.left_out["paragraphs without words"] += 1
+        else:
             self.add_shot(_Shot(self.bounded(text, element.line, "the action paragraph"), element.line))
 
     def on_transition(self, element: Element) -> None:
@@ -319,7 +349,7 @@ class _Builder:
         cue, self.cue = self.cue, None
         if cue is None:
             return
-        key = self.key(cue.text, self.characters, "character")
+        key = stable_key(cue.text, "character")
         self.characters.setdefault(key, cue.text)
         off_screen = {part.strip().upper().rstrip(".") for part in cue.extension.split(",")} & {
             mark.rstrip(".") for mark in OFF_SCREEN}
@@ -344,7 +374,7 @@ def _display(name: str) -> str:
 def _place_prompt(heading: str) -> str:
     side, place, time = heading_parts(heading)
     text = _display(place) if place.isupper() else place
-    return f"{text}, {time.lower()}" if time else text
+    return ", ".join(part for part in (text, time.lower() if time else "") if part)
 
 
 def build(script: Script, geometry: Geometry | None = None) -> Built:
@@ -352,6 +382,9 @@ def build(script: Script, geometry: Geometry | None = None) -> Built:
     geometry = geometry or Geometry.default()
     builder = _Builder(script, geometry)
     builder.run()
+    if not builder.scenes:
+        raise script_error(script.file, 0, "the script has no scene heading, action or dialogue, so there is "
+                           "nothing to make shots of; is this the screenplay?")
     title = script.title_page.get("title") or _title_from_file(script.file)
     data: dict[str, Any] = {"storyforge": 1, "title": safe_text(title)}
     characters = {key: {"description": PLACEHOLDER.format(name=_display(name))}
@@ -386,6 +419,7 @@ def build(script: Script, geometry: Geometry | None = None) -> Built:
         if first.get("transition") in ("crossfade", "continue"):
             first["transition"] = "fade"  # nothing comes before the first shot to dissolve from
     data["scenes"] = scenes
+    data = _not_templates(data)
     return Built(data, origins, builder.warnings, sorted(characters), builder.left_out)
 
 
@@ -407,15 +441,22 @@ def shot_data(shot_id: str, shot: _Shot, geometry: Geometry) -> dict[str, Any]:
 def scene_id_for(heading: str, number: str | None, index: int) -> str:
     """A scene's id from its heading (and scene number): 'INT. GARAGE - DAY #12#' -> '12-garage-day'."""
     side, place, time = heading_parts(heading)
-    base = slug(" ".join(part for part in (place, time) if part)) if heading else "opening"
-    base = base or f"scene-{index}"
+    if not heading:
+        return "opening"
+    named = " ".join(part for part in (place, time) if part)
+    base = slug(named) or slug(heading)
+    if not base or not spelled_in_ascii(named):  # the heading's fingerprint: stable wherever the scene moves
+        base = f"{base[:32] or 'scene'}-{fingerprint(heading)}"
     return f"{slug(number, 8)}-{base}"[:48].rstrip("-") if number and slug(number, 8) else base
 
 
 def shot_id_for(text: str) -> str:
     """A shot's id from the first words of its action that say something: 'The men look at...' -> 'men-look-each'."""
     words = [w for w in slug(text, 200).split("-") if w not in _ARTICLES]
-    return "-".join(words[:3])[:30].rstrip("-") or "shot"
+    base = "-".join(words[:3])[:30].rstrip("-")
+    if not base or not spelled_in_ascii(text[:200]):
+        base = f"{base[:23] or 'shot'}-{fingerprint(text)}"
+    return base
 
 
 class Ids(set[str]):

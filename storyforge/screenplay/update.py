@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,8 @@ from storyforge.screenplay.to_story import Built, Ids, unique
 _MISSING = object()
 SIMILAR = 0.6  # an action paragraph with this share of its words kept, in order, is still the same shot
 _WORD = re.compile(r"\w+")
-MAX_COMPARISONS = 10_000  # text comparisons within one changed run of scenes or shots
+MAX_COMPARISONS = 20_000  # rough text comparisons in one merge (a thousand-shot rewrite pairs place by place)
+MAX_WORDS = 300  # words of a paragraph or a scene compared: a paragraph is at most 2,000 characters
 
 
 @dataclass
@@ -45,31 +47,81 @@ def _same(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
-def _pairs(old: list[str], new: list[str], similar: Callable[[str, str], bool]) -> dict[int, int]:
-    """new index -> old index: equal runs in order, then changed runs paired place by place when similar."""
+class Words:
+    """The words of a text (its first MAX_WORDS), counted: what two paragraphs or scenes are compared by."""
+
+    __slots__ = ("counts", "words")
+
+    def __init__(self, text: str):
+        self.words = _WORD.findall(text.lower())[:MAX_WORDS]
+        self.counts = Counter(self.words)
+
+    def overlap(self, other: Words) -> float:
+        """The share of words the two have in common, in any order (an upper bound of `similarity`)."""
+        if not self.words or not other.words:
+            return 0.0
+        common = sum((self.counts & other.counts).values())
+        return 2 * common / (len(self.words) + len(other.words))
+
+    def similarity(self, other: Words) -> float:
+        """The share of words the two have in common, in order (letters alone match by chance)."""
+        if not self.words or not other.words:
+            return 0.0
+        return difflib.SequenceMatcher(None, self.words, other.words, autojunk=False).ratio()
+
+
+class Budget:
+    """Comparisons left for one merge: a script rewritten from end to end pairs place by place, not all with all."""
+
+    def __init__(self, comparisons: int = MAX_COMPARISONS):
+        self.left = comparisons
+
+    def spend(self, comparisons: int) -> bool:
+        if comparisons > self.left:
+            return False
+        self.left -= comparisons
+        return True
+
+
+def _pairs(old: list[str], new: list[str], rough: Callable[[int, int], float], exact: Callable[[int, int], float],
+           budget: Budget) -> dict[int, int]:
+    """new index -> old index. Equal keys in order first; then equal keys anywhere (a scene or paragraph moved);
+    then what is left pairs, likeliest first, when `exact(old index, new index)` reaches SIMILAR (a reworded
+    paragraph, a renamed heading over the same action). `rough` is a cheap upper bound of `exact` that ranks the
+    candidates; when the budget cannot pay for all with all, changed runs pair place by place."""
     matched: dict[int, int] = {}
     matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+    opcodes = matcher.get_opcodes()
+    for tag, i1, i2, j1, _ in opcodes:
         if tag == "equal":
             matched.update({j1 + k: i1 + k for k in range(i2 - i1)})
-        elif tag == "replace" and (i2 - i1) * (j2 - j1) > MAX_COMPARISONS:
-            for k in range(min(i2 - i1, j2 - j1)):  # a huge rewrite: place by place
-                if similar(old[i1 + k], new[j1 + k]):
-                    matched[j1 + k] = i1 + k
-        elif tag == "replace":  # in order, each new item to the first old one it resembles
-            at = i1
-            for j in range(j1, j2):
-                found = next((i for i in range(at, i2) if similar(old[i], new[j])), None)
-                if found is not None:
-                    matched[j] = found
-                    at = found + 1
+    taken = set(matched.values())
+    waiting: dict[str, deque[int]] = {}
+    for i, key in enumerate(old):
+        if i not in taken:
+            waiting.setdefault(key, deque()).append(i)
+    for j, key in enumerate(new):
+        if j not in matched and waiting.get(key):
+            matched[j] = waiting[key].popleft()
+            taken.add(matched[j])
+    free_old = [i for i in range(len(old)) if i not in taken]
+    free_new = [j for j in range(len(new)) if j not in matched]
+    if budget.spend(len(free_old) * len(free_new)):
+        candidates = [(value, j, i) for j in free_new for i in free_old if (value := rough(i, j)) >= SIMILAR]
+        candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
+        for _, j, i in candidates:
+            if j not in matched and i not in taken and budget.spend(1) and exact(i, j) >= SIMILAR:
+                matched[j] = i
+                taken.add(i)
+        return matched
+    for tag, i1, i2, j1, j2 in opcodes:  # a huge rewrite: place by place
+        if tag == "replace":
+            for k in range(min(i2 - i1, j2 - j1)):
+                i, j = i1 + k, j1 + k
+                if j not in matched and i not in taken and exact(i, j) >= SIMILAR:
+                    matched[j] = i
+                    taken.add(i)
     return matched
-
-
-def _similar_text(a: str, b: str) -> bool:
-    """Whether two action paragraphs share most of their words, in order (letters alone match by chance)."""
-    matcher = difflib.SequenceMatcher(None, _WORD.findall(a.lower()), _WORD.findall(b.lower()), autojunk=False)
-    return matcher.quick_ratio() >= SIMILAR and matcher.ratio() >= SIMILAR
 
 
 class _Merger:
@@ -77,6 +129,7 @@ class _Merger:
                  mine: dict[str, Any]):
         self.base, self.base_origins, self.new, self.mine = base, base_origins, new, mine
         self.result = Merge({}, {"scenes": {}, "shots": {}}, {})
+        self.budget = Budget()
 
     def fields(self, base: dict[str, Any] | None, new: dict[str, Any], mine: dict[str, Any], label: str,
                skip: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -121,9 +174,24 @@ class _Merger:
         base_by_id = {s.get("id"): s for s in base_scenes}
         new_scenes = self.new.data["scenes"]
         new_origins = self.new.origins
-        old_keys = [self._heading(self.base_origins["scenes"].get(s.get("id"), {})) for s in base_scenes]
-        new_keys = [self._heading(new_origins["scenes"][s["id"]]) for s in new_scenes]
-        pairs = _pairs(old_keys, new_keys, lambda a, b: True)
+        old_headings = [self._heading(self.base_origins["scenes"].get(s.get("id"), {})) for s in base_scenes]
+        new_headings = [self._heading(new_origins["scenes"][s["id"]]) for s in new_scenes]
+        old_action = [self._action(self.base_origins, s) for s in base_scenes]
+        new_action = [self._action(new_origins, s) for s in new_scenes]
+        old_words, new_words = [Words(a) for a in old_action], [Words(a) for a in new_action]
+
+        def score(likeness: Callable[[Words, Words], float]) -> Callable[[int, int], float]:
+            """A scene is the same when its action mostly is (its heading renamed), or when its heading is (its
+            action rewritten); both: the best match."""
+            def of(i: int, j: int) -> float:
+                same_heading = old_headings[i] == new_headings[j]
+                action = likeness(old_words[i], new_words[j])
+                return action + (1.0 if same_heading else 0.0) if same_heading or action >= SIMILAR else 0.0
+            return of
+
+        pairs = _pairs([f"{h}\0{a}" for h, a in zip(old_headings, old_action, strict=True)],
+                       [f"{h}\0{a}" for h, a in zip(new_headings, new_action, strict=True)],
+                       score(Words.overlap), score(Words.similarity), self.budget)
         used = Ids({s.get("id") for s in mine_scenes} | set(base_by_id))
         out: list[dict[str, Any]] = []
         imported: list[dict[str, Any]] = []
@@ -162,7 +230,16 @@ class _Merger:
         base_by_id = {s.get("id"): s for s in base_shots}
         old_keys = [self._text(self.base_origins["shots"].get(f"{scene_id}/{s.get('id')}", {})) for s in base_shots]
         new_keys = [self._text(self.new.origins["shots"][f"{fresh['id']}/{s['id']}"]) for s in fresh["shots"]]
-        pairs = _pairs(old_keys, new_keys, _similar_text)
+        old_words = [Words(key.split("\0")[0]) for key in old_keys]
+        new_words = [Words(key.split("\0")[0]) for key in new_keys]
+        old_parts = [key.split("\0")[1] for key in old_keys]
+        new_parts = [key.split("\0")[1] for key in new_keys]
+
+        def score(likeness: Callable[[Words, Words], float]) -> Callable[[int, int], float]:
+            """Paragraphs alike in words; pieces of a paragraph the LLM split pair with the same piece only."""
+            return lambda i, j: likeness(old_words[i], new_words[j]) if old_parts[i] == new_parts[j] else 0.0
+
+        pairs = _pairs(old_keys, new_keys, score(Words.overlap), score(Words.similarity), self.budget)
         used = Ids(set(mine_by_id) | set(base_by_id))
         out: list[dict[str, Any]] = []
         imported: list[dict[str, Any]] = []
@@ -242,6 +319,12 @@ class _Merger:
     @staticmethod
     def _heading(origin: dict[str, Any]) -> str:
         return " ".join(str(origin.get("heading", "")).upper().split())
+
+    @staticmethod
+    def _action(origins: dict[str, dict[str, Any]], scene: dict[str, Any]) -> str:
+        """The script text of a scene's shots (what identifies it when its heading is renamed)."""
+        return " ".join(str(origins["shots"].get(f"{scene.get('id')}/{shot.get('id')}", {}).get("text", ""))
+                        for shot in scene.get("shots", []) if isinstance(shot, dict))
 
     @staticmethod
     def _text(origin: dict[str, Any]) -> str:

@@ -80,6 +80,7 @@ def check_film(film: Film, source: SourceMap) -> list[Problem]:
         problems.append(Problem(source.file, source.line(path), where, message))
 
     seen_scenes: dict[str, int] = {}
+    files: dict[str, tuple[str, int]] = {}  # output file name -> the shot that has it, and its line
     first = True
     for s, scene in enumerate(film.scenes):
         if scene.id in seen_scenes:
@@ -96,6 +97,7 @@ def check_film(film: Film, source: SourceMap) -> list[Problem]:
                         f"{seen_shots[shot.id]} in scene '{scene.id}'; ids must be unique within a scene")
             else:
                 seen_shots[shot.id] = source.line(at + ("id",))
+                _one_file_name(files, name, source.file, source.line(at + ("id",)), problem, at)
             kind = shot.transition_type
             if first and kind == "continue":
                 problem(at + ("transition",), name,
@@ -114,6 +116,26 @@ def check_film(film: Film, source: SourceMap) -> list[Problem]:
             problems.extend(_speaker_problems(film, source, at, name))
             first = False
     return problems
+
+
+def file_stem(shot_id: str) -> str:
+    """A shot's name among the output files: `scene__shot` (clips/, takes/, keyframes/)."""
+    return shot_id.replace("/", "__")
+
+
+def _one_file_name(files: dict[str, tuple[str, int]], name: str, file: str, line: int, problem: Any,
+                   at: PathKey) -> None:
+    """Two shots whose ids join into one output name (`x/y__z` and `x__y/z` are both `x__y__z`) would share their
+    clip, takes and keyframe: the second is refused, naming the first."""
+    stem = file_stem(name)
+    if stem not in files:
+        files[stem] = (name, line)
+        return
+    other, other_line = files[stem]
+    problem(at + ("id",), name,
+            f"shot '{name}' and shot '{other}' ({file}:{other_line}) would share the output name '{stem}' "
+            f"(clips/{stem}.mp4, takes/{stem}/, keyframes/{stem}.png); rename one of them or its scene so that "
+            "scene and shot ids joined by '__' differ (ids without '__' never collide)")
 
 
 def _cast_problems(film: Film, source: SourceMap, at: PathKey, name: str) -> list[Problem]:

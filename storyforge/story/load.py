@@ -101,6 +101,10 @@ class _Composer:
 
     def _mapping(self, node: yaml.MappingNode, path: PathKey) -> Any:
         result: dict[Any, Any] = {}
+        if node.flow_style and node.value and isinstance(node.value[0][0], yaml.MappingNode) and \
+                node.value[0][0].flow_style:  # `prompt: {{ x }}` is a mapping whose key is a mapping, to YAML
+            self._problem(node, path, UNQUOTED_TEMPLATE)
+            return _BAD
         if not self._merges_are_safe(node, path):
             return _BAD
         self.constructor.flatten_mapping(node)  # YAML merge keys (<<) as PyYAML's safe loader does
@@ -238,11 +242,23 @@ class _Nested(Exception):
         self.line = line
 
 
-def _syntax_problem(error: yaml.MarkedYAMLError, file: str) -> Problem:
+UNQUOTED_TEMPLATE = ('a value that begins with {{ is read by YAML as a mapping, not as text; quote values that begin '
+                     'with {{, e.g. prompt: "{{ characters.fox }} runs"')
+# A plain (unquoted) value that begins with `{{`: `key: {{`, `- {{`, `- key: {{` (not inside quotes or a comment)
+_TEMPLATE_START = re.compile(r"""^\s*(?:-\s+)*(?:[^'"\s#{\[][^'"#]*?:\s+)?\{\{""")
+
+
+def _syntax_problem(error: yaml.MarkedYAMLError, file: str, text: str = "") -> Problem:
     """A YAML syntax error at the line to fix: where an unclosed quote or bracket opens, else where it broke."""
     unclosed = "end of stream" in str(error.problem) and error.context_mark is not None
     mark = error.context_mark if unclosed else (error.problem_mark or error.context_mark)
     line = mark.line + 1 if mark else 0
+    marks = [m.line for m in (error.context_mark, error.problem_mark) if m is not None]
+    if marks:  # `prompt: {{ x }} runs`: YAML's own message ("expected <block end>") would not say what to do
+        lines = text.splitlines()
+        for number in range(min(marks), min(max(marks), len(lines) - 1) + 1):
+            if _TEMPLATE_START.match(lines[number]):
+                return Problem(file, number + 1, "", UNQUOTED_TEMPLATE)
     context = str(error.context or "")
     if unclosed and "quoted scalar" in context:
         return Problem(file, line, "", "YAML syntax error: the quoted text that starts on this line is never "
@@ -264,7 +280,7 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         raise StoryError([Problem(file, nested.line, "", f"the values are nested too deeply; a story needs at "
                                   f"most {MAX_DEPTH} levels: flatten them")]) from None
     except yaml.MarkedYAMLError as error:
-        raise StoryError([_syntax_problem(error, file)]) from None
+        raise StoryError([_syntax_problem(error, file, text)]) from None
     except yaml.reader.ReaderError as error:  # a character YAML forbids: it has a position, not a line
         line = text.count("\n", 0, max(0, error.position)) + 1
         code = error.character if isinstance(error.character, int) else ord(error.character)

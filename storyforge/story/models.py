@@ -71,6 +71,19 @@ def _bounded_seconds(seconds: float, written: float | str) -> float:
     return seconds
 
 
+MEMORY_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*(GB|GiB|G)?\s*$"
+
+
+def parse_memory(value: float | str) -> int:
+    """Bytes of a memory size as written: 24GB, 24 GiB, 80G or 24 (GB); GB means 2^30 bytes, as GPUs are sold."""
+    if isinstance(value, bool):
+        raise ValueError("gpu_memory is a size like 24GB")
+    match = re.match(MEMORY_PATTERN, str(value), re.IGNORECASE)
+    if not match or float(match.group(1)) <= 0 or float(match.group(1)) > 100_000:
+        raise ValueError(f"'{value}' is not a memory size; write the GPU's memory like 24GB or 80GB")
+    return int(float(match.group(1)) * 2**30)
+
+
 def parse_resolution(value: str) -> tuple[int, int]:
     """(width, height) for '540p', '720p' or 'WIDTHxHEIGHT'."""
     if value in RESOLUTIONS:
@@ -170,6 +183,25 @@ class RenderSettings(Strict):
         None, ge=1, le=MAX_TAKES,
         description="Takes rendered per shot, each with its own seed; `storyforge pick` chooses one (default 1).",
     )
+    gpu_memory: float | str | None = Field(
+        None,
+        description="The GPU's memory, e.g. 24GB (GB and GiB both mean 2^30 bytes, as GPUs are sold; a bare number is "
+                    "GB): the plan refuses what cannot fit and names what would.",
+        json_schema_extra={"pattern": r"^\s*\d+(\.\d+)?\s*(GB|GiB|G)?\s*$"},
+    )
+    offload: Literal["none", "model", "sequential"] | None = Field(
+        None,
+        description="CPU offload on a GPU: none (everything resident), model (one component at a time; the default), "
+                    "sequential (module by module: least memory, slowest). The VAE decodes in tiles where it saves "
+                    "memory.",
+    )
+
+    @field_validator("gpu_memory")
+    @classmethod
+    def _memory(cls, value: float | str | None) -> float | str | None:
+        if value is not None:
+            parse_memory(value)
+        return value
 
     @field_validator("resolution")
     @classmethod

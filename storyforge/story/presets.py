@@ -60,6 +60,8 @@ DEFAULTS: dict[str, object] = {
     "causal_attention": False,
     "color_match": True,  # seams are the most reported pain of long DF videos; see storyforge/colormatch.py
     "takes": 1,
+    "offload": "model",  # one component on the GPU at a time: what the backend always did, and what fits 24 GB
+    "gpu_memory": None,
 }
 # Image-to-video renders best with less guidance and shift (SkyReels README); used when nothing is set.
 I2V_DEFAULTS: dict[str, object] = {"guidance": 5.0, "shift": 5.0}

@@ -6,14 +6,15 @@ import difflib
 import hashlib
 import io
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from storyforge.errors import Problem, StoryError
+from storyforge.errors import Problem, StoryError, StoryforgeError
 from storyforge.story.load import PathKey, Story
-from storyforge.story.models import RenderSettings, Scene, Shot, parse_duration, parse_resolution
-from storyforge.story.presets import DEFAULT_MODEL, DEFAULTS, I2V_DEFAULTS, KEYFRAME_PRESETS, preset
+from storyforge.story.models import RenderSettings, Scene, Shot, parse_duration, parse_memory, parse_resolution
+from storyforge.story.presets import DEFAULT_MODEL, DEFAULTS, I2V_DEFAULTS, KEYFRAME_PRESETS, PRESETS, preset
 from storyforge.story.root import PathRefused, open_regular, read_bytes
 
 
@@ -39,6 +40,8 @@ class Settings:
     causal_attention: bool = False  # block-causal attention (a dense mask) instead of full attention
     color_match: bool = True
     takes: int = 1
+    offload: str = "model"  # none | model | sequential (on a GPU)
+    gpu_memory: int | None = None  # bytes the GPU has, when the story says
 
 
 @dataclass(frozen=True)
@@ -141,10 +144,55 @@ def _model_folder(story: Story, model: str, at: PathKey) -> str:
         return model
 
 
+# A hub id as the hub spells one: owner/name, letters, digits, '-', '_' and '.' (no '..', no leading '-' or '.')
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+def model_problem(model: str, found: bool) -> str | None:
+    """Why `model` names no model: not a preset, not an existing folder (`found`), not shaped like a hub id."""
+    if preset(model) is not None or found or (HUB_ID.match(model) and ".." not in model):
+        return None
+    close = difflib.get_close_matches(model, list(PRESETS), n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    shaped = "/" in model or model.startswith((".", "~")) or "\\" in model
+    what = f"no model folder '{model}'" if shaped else f"unknown model '{model}'"
+    return f"{what}; {hint}use a preset ({', '.join(PRESETS)}), a hub id (owner/name) or a local folder"
+
+
+def _check_models(story: Story) -> None:
+    """Every `model:` the story writes names a model: one error per place it is written, before any shot."""
+    film = story.film
+    layers: list[tuple[RenderSettings | None, PathKey, str]] = [(film.render, ("render",), "render.model")]
+    for s, scene in enumerate(film.scenes):
+        layers.append((scene.render, ("scenes", s, "render"), f"{scene.id}.render.model"))
+        layers += [(shot.render, ("scenes", s, "shots", i, "render"), f"{scene.id}/{shot.id}.render.model")
+                   for i, shot in enumerate(scene.shots)]
+    problems = []
+    for layer, at, label in layers:
+        model = layer.model if layer is not None else None
+        if not model or preset(model) is not None:
+            continue
+        try:
+            found = story.locate(model, folder=True).is_dir()
+        except PathRefused:
+            found = False
+        message = model_problem(model, found)
+        if message:
+            problems.append(Problem(story.source.file, story.source.line(at + ("model",)), label, message))
+    if problems:
+        raise StoryError(problems)
+
+
 def resolve(story: Story, overrides: dict[str, Any] | None = None) -> ResolvedFilm:
     """Cascade the settings of every shot; raise StoryError when shots disagree on fps or size."""
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
     RenderSettings.model_validate(overrides)  # a bad override is a usage error caught by the caller
+    if "model" in overrides:  # the command line's --model: the same rule, said as a usage mistake
+        message = model_problem(overrides["model"], Path(overrides["model"]).expanduser().is_dir())
+        if message:
+            raise StoryforgeError(f"--model: {message}")
+    else:
+        _check_models(story)
     film, folder = story.film, story.path.parent
     shots: list[ResolvedShot] = []
     for s, scene in enumerate(film.scenes):
@@ -218,6 +266,8 @@ def _resolve_shot(story: Story, s: int, scene: Scene, i: int, shot: Shot, overri
     if shot.seed is not None:
         values["seed"] = shot.seed
         origins["seed"] = shot_path + ("seed",)
+    if values.get("gpu_memory") is not None:
+        values["gpu_memory"] = parse_memory(values["gpu_memory"])
     width, height = parse_resolution(values.pop("resolution"))
     origins["width"] = origins["height"] = origins["resolution"]
     settings = Settings(model=model, width=width, height=height, **values)

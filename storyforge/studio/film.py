@@ -64,14 +64,14 @@ class Film:
         except (OSError, ValueError) as error:  # the file half-written by an editor that saves in place
             problems = [{"file": str(self.story_arg), "line": 0, "where": "", "message": str(error),
                          "text": f"{self.story_arg}: {error}"}]
-        state = describe(self.plan, self.out, self.story_arg) if self.plan is not None else {"shots": []}
+        state = describe(self.plan, self.out, self.story_arg) if self.plan is not None else {
+            "shots": [], "stale": False, "to_render": [], "to_cut": [], "film": None}
         state["problems"] = problems
-        state["stale"] = bool(state.get("stale")) or False
         state["version"] = hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
         return state
 
 
-def _run_json(out: Path) -> dict[str, Any]:
+def run_json(out: Path) -> dict[str, Any]:
     """run.json's fields, checked when read through the door (storyforge.readback); {} when there is none."""
     from storyforge.outdir import looking
     from storyforge.readback import read_run
@@ -112,7 +112,7 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
     from storyforge.outdir import read_manifest
     from storyforge.review import take_clip
 
-    run = _run_json(out)
+    run = run_json(out)
     listed = read_manifest(out)
     jobs = run.get("jobs") if isinstance(run.get("jobs"), list) else []  # a damaged run.json shows as no render
     records = {job["id"]: job for job in jobs if isinstance(job, dict) and isinstance(job.get("id"), str)}

@@ -282,7 +282,9 @@ def serve(story: Path, *, out: Path | None = None, host: str = "127.0.0.1", port
     say(url)
     if ready is not None:
         ready(url)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", server_header=False)
+    # no access log: request lines would print the token; a player streaming a film must not hold up Ctrl-C
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", server_header=False,
+                            timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
 

@@ -101,9 +101,9 @@ class Worker:
         """The backend to render with: the one asked for, else the last render's (so its cache is met), else auto."""
         if self.backend:
             return self.backend
-        from storyforge.studio.film import _run_json
+        from storyforge.studio.film import run_json
 
-        name = _run_json(self.out).get("backend")
+        name = run_json(self.out).get("backend")
         from storyforge.backends.base import REGISTRY
 
         return name if isinstance(name, str) and name in REGISTRY else "auto"

@@ -77,7 +77,7 @@ def test_every_render_writes_the_review_page_with_escaped_text_and_relative_file
     assert "Review &lt;b&gt;me&lt;/b&gt; &amp; co" in page
     assert not re.search(r"(?:src|href)=\"(?:https?:)?//", page) and "@import" not in page  # nothing from a network
     for link in re.findall(r'(?:src|poster)="([^"]+)"', page):
-        assert (out / link.split("?v=")[0]).is_file(), link  # posters name their clip's version
+        assert (out / link.split("?v=")[0].split("#t=")[0]).is_file(), link  # posters name their clip's version
     plan = api.plan(story)
     for job in plan.jobs:
         for take in job.all_takes:
@@ -132,6 +132,11 @@ def test_the_review_page_in_a_real_browser(write_story, chromium, tmp_path: Path
     assert dip == plan.job("dawn/dip").prompt and HOSTILE in dip  # shown as text, never run
     assert page.evaluate("document.scripts.length") == 1
     assert "00:00:00:17 continue · jump 2.40 · ΔE 3.2" in page.inner_text('[data-shot="dawn/dip"]')
+    # the seam's frames on both sides, from the cut itself: the film at frames 16 and 17
+    stills = page.eval_on_selector_all('[data-shot="dawn/dip"] .seams video', "vs => vs.map(v => v.src.split('#')[1])")
+    assert stills == ["t=0.6875", "t=0.7292"]
+    page.wait_for_function("""() => [...document.querySelectorAll('.seams video')]
+                               .every(v => v.readyState >= 2)""", timeout=30_000)
     # every take is a real player (controls: play, scrub, full screen) whose poster has real pixels
     assert page.evaluate("[...document.querySelectorAll('figure.take video')].every(v => v.controls)")
     sizes = page.evaluate("""async () => Promise.all([...document.querySelectorAll('figure.take video')].map(

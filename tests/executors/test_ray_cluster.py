@@ -5,10 +5,11 @@ job it had not delivered; several films share the cluster."""
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from storyforge.render import render
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 TESTS = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent  # this module, which the workers import for the tests' backends
 SMALL = "resolution: 128x96"  # the example at a size the animatic draws in milliseconds
 BOUND = 30  # seconds a refused driver may take, Python's and Ray's imports included, on a busy 2-core machine
 CRASH_SHOT, CRASH_MARK, CRASH_LOG = "STORYFORGE_TEST_CRASH_SHOT", "STORYFORGE_TEST_CRASH_MARK", \
@@ -97,7 +99,7 @@ def cluster():
     """One real two-node cluster for the module (starting one takes half a minute on 2 cores); always stopped."""
     base = {name: value for name, value in os.environ.items() if not name.startswith(("RAY_", "STORYFORGE_"))}
     # every process the nodes start imports this checkout and these tests (the Crashy backend)
-    base["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT)])
+    base["PYTHONPATH"] = os.pathsep.join([str(HERE), str(TESTS), str(ROOT)])
     started = start_cluster(base, nodes=2)
     try:
         yield started
@@ -226,21 +228,6 @@ def test_a_worker_killed_mid_chain_is_retried_from_its_first_undelivered_job(
     assert np.array_equal(film, read_frames(tmp_path / "local" / "film.mp4"))
 
 
-def test_the_probe_refuses_a_malformed_address(write_story) -> None:
-    from storyforge.errors import StoryforgeError
-    from storyforge.executors.ray_cluster import probe
-
-    with pytest.raises(StoryforgeError) as caught:
-        probe("head-node")
-    assert str(caught.value) == (
-        "RAY_ADDRESS=head-node is not an address of a Ray cluster; give the head node's HOST:PORT (`ray start "
-        "--head` prints it), or `auto` for a cluster started on this machine")
-    with socket.socket() as listening:  # something listens: the probe lets Ray take over
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        probe(f"127.0.0.1:{listening.getsockname()[1]}")
-
-
 FOX = """\
 storyforge: 1
 title: Fox
@@ -258,6 +245,56 @@ scenes:
         duration: 17f
         transition: {type: crossfade, duration: 4f}
 """
+
+
+def _loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip.split("%")[0])
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def test_the_cluster_and_its_driver_talk_on_loopback_only(cluster: Cluster, write_story, tmp_path: Path) -> None:
+    """Issue 27: while a task runs on each of the two nodes, every established TCP connection of the cluster's
+    processes and the driver's has both ends on 127.0.0.0/8 (or ::1), read from the socket table."""
+    import psutil
+
+    story = write_story(FOX)  # two chains: one task on each node
+    log = tmp_path / "driver.log"
+    with log.open("wb") as output:
+        driver = subprocess.Popen([sys.executable, "-m", "storyforge", "render", str(story), "--backend", "animatic",
+                                   "--executor", "ray"], cwd=story.parent, stdout=output, stderr=subprocess.STDOUT,
+                                  env={**cluster.env, "STORYFORGE_ANIMATIC_DELAY": "3.0"})
+    roots = [*cluster.nodes, driver]
+    established: dict[tuple[str, str], str] = {}  # (local ip, remote ip) -> a process that had it
+    listening: dict[str, str] = {}
+    deadline = time.monotonic() + 240
+    try:
+        while driver.poll() is None and time.monotonic() < deadline:
+            ours: dict[int, str] = {}
+            for root in roots:
+                with contextlib.suppress(psutil.Error):
+                    top = psutil.Process(root.pid)
+                    for process in (top, *top.children(recursive=True)):
+                        with contextlib.suppress(psutil.Error):
+                            ours[process.pid] = process.name()
+            for connection in psutil.net_connections("tcp"):
+                if connection.pid not in ours:
+                    continue
+                if connection.status == psutil.CONN_ESTABLISHED and connection.raddr:
+                    established[(connection.laddr.ip, connection.raddr.ip)] = ours[connection.pid]
+                elif connection.status == psutil.CONN_LISTEN:
+                    listening[connection.laddr.ip] = ours[connection.pid]
+            time.sleep(0.3)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        driver.wait(30)
+    assert driver.returncode == 0, log.read_text(errors="replace")
+    assert "(2 nodes, 2 CPUs, 0 GPUs)" in log.read_text()
+    outside = {pair: name for pair, name in established.items() if not all(map(_loopback, pair))}
+    assert outside == {}
+    assert established  # not vacuous: the driver and both nodes did talk while the tasks ran
+    assert {ip: name for ip, name in listening.items() if not _loopback(ip)} == {}  # nor does any of them listen there
 
 
 def test_many_films_share_the_cluster_longest_chains_first_each_cut_when_its_own_are_in(
@@ -310,7 +347,6 @@ def test_a_worker_keeps_its_model_across_chains_and_films(cluster: Cluster, writ
 @pytest.mark.torch
 def test_a_node_without_the_model_is_named_with_what_is_missing(cluster: Cluster, write_story,
                                                                 tmp_path: Path) -> None:
-    import ray
     from conftest import TINY
 
     from storyforge.backends.tiny import tiny_model_folder
@@ -323,11 +359,11 @@ def test_a_node_without_the_model_is_named_with_what_is_missing(cluster: Cluster
     done = storyforge("render", str(story), "--backend", "skyreels-df", "--executor", "ray", cwd=story.parent,
                       env={**cluster.env, "HOME": str(home)})
     assert done.returncode == 1, done.stderr
-    node = ray.util.get_node_ip_address()
+    node = "127.0.0.1"  # every node of the test cluster is there (tests/ray_cluster.py)
     missing = ("model folder '~/models/tiny' does not exist; give the folder of a diffusers-format SkyReels-V2 DF "
                "model, a hub id, or a preset")
     errors = [line for line in done.stderr.splitlines() if "rendering failed" in line]
-    assert [line.split(": rendering failed")[0] for line in errors] == ["error: s/a", "s/c"]
+    assert [line.split(": rendering failed")[0] for line in errors] == ["error: s/a", "error: s/c"], done.stderr
     assert all(missing in line and line.endswith(f"(on node {node})") for line in errors), errors
     assert "Traceback" not in done.stderr
     assert time.monotonic() - started < 240

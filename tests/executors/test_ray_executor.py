@@ -4,13 +4,14 @@ cancelling the cluster's tasks; and the local executor never importing Ray."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from storyforge.errors import RenderError
 from storyforge.render import RunReport
 
 TESTS = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent  # this module, which the workers import for the tests' backends
 SMALL = "resolution: 128x96"  # the example at a size the animatic draws in milliseconds (multiples of 16)
 FLAKY_LOG, FLAKY_SHOT, FLAKY_FAILURES = "STORYFORGE_TEST_FLAKY_LOG", "STORYFORGE_TEST_FLAKY_SHOT", \
     "STORYFORGE_TEST_FLAKY_FAILURES"  # STORYFORGE_*: the executor forwards them to its tasks
@@ -79,14 +81,14 @@ def cluster():
     """One local Ray cluster of 2 CPUs for the module (it takes seconds to start); its workers import tests/."""
     import ray
 
+    from storyforge.executors.ray_cluster import start_local
+
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("RAY_ADDRESS", raising=False)
         # the raylet, and so every worker it starts, inherits this: the tests' own backend imports there
-        patch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(ROOT), os.environ.get("PYTHONPATH", "")]))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # Ray's notice about accelerator variables
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 << 20,
-                     logging_level="WARNING")
+        patch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), str(TESTS), str(ROOT),
+                                                    os.environ.get("PYTHONPATH", "")]))
+        start_local(ray, num_cpus=2, object_store_memory=128 << 20)  # as the executor starts one: on loopback
     yield ray
     ray.shutdown()
 
@@ -321,11 +323,43 @@ def test_a_cluster_started_for_the_render_keeps_its_token_out_of_the_home_folder
     env = {name: value for name, value in os.environ.items() if not name.startswith("RAY_")}
     done = subprocess.run([sys.executable, "-m", "storyforge", "render", str(story), "--backend", "animatic",
                            "--executor", "ray"], capture_output=True, text=True, cwd=story.parent,
-                          env={**env, "PYTHONPATH": str(ROOT), "HOME": str(home)}, timeout=300)
+                          env={**env, "PYTHONPATH": str(ROOT), "HOME": str(home),
+                               "STORYFORGE_RAY_LISTEN": "127.0.0.1"},  # loopback asked for: the default, as it is
+                          timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "(1 node, " in done.stderr  # the cluster started for this render, with token authentication on
+    # the cluster started for this render, on loopback (issue 27), with token authentication on
+    assert re.search(r"note: rendered on the Ray cluster at 127\.0\.0\.1:\d+ \(1 node, ", done.stderr), done.stderr
     assert "Token authentication" not in done.stderr
     assert list(home.iterdir()) == []  # Ray would have written ~/.ray/auth_token, and `ray start` obeys it later
+
+
+@pytest.mark.ray
+def test_the_cluster_started_here_listens_and_talks_on_loopback_only(cluster, write_story) -> None:
+    """Issue 27: every socket of the cluster storyforge starts (ray_cluster.start_local, as the executor does) is on
+    127.0.0.0/8, read from the socket table while a task runs."""
+    import psutil
+
+    @cluster.remote
+    def held() -> str:
+        time.sleep(2)
+        return "done"
+
+    task = held.remote()
+    time.sleep(1)
+    ours = {process.pid for process in psutil.Process().children(recursive=True)} | {os.getpid()}
+    sockets = [c for c in psutil.net_connections("tcp") if c.pid in ours]
+    assert cluster.get(task) == "done"
+
+    def loopback(ip: str) -> bool:
+        address = ipaddress.ip_address(ip)
+        return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+    listening = [c.laddr.ip for c in sockets if c.status == psutil.CONN_LISTEN]
+    talking = [(c.laddr.ip, c.raddr.ip) for c in sockets if c.status == psutil.CONN_ESTABLISHED and c.raddr]
+    assert listening and talking  # the GCS, the raylet and the workers were there
+    assert [ip for ip in listening if not loopback(ip)] == []
+    assert [pair for pair in talking if not all(map(loopback, pair))] == []
+    assert cluster.get_runtime_context().gcs_address.startswith("127.0.0.1:")
 
 
 @pytest.mark.ray

@@ -161,7 +161,8 @@ def test_an_overlap_the_pipeline_would_truncate_is_refused(write_story) -> None:
     assert _problems(write_story(text)) == [
         "film.yaml:4: s/a: overlap_frames 21 is 6 latents, not a multiple of causal_block_size 5: the pipeline "
         "would cut every window's conditioning to 5 latents and regenerate the other 1 only to drop them (a weaker "
-        "seam for more work); use overlap_frames 17 or 37"]  # s/b fits one window: its overlap is never used
+        "seam for more work); use overlap_frames 17 with 317f or 37 with 317f"]
+    # s/b fits one window: its overlap is never used
     plan = api.plan(write_story(text.replace("overlap_frames: 21", "overlap_frames: 17").replace("325f", "337f")))
     assert [w.prefix_latents for w in plan.jobs[0].segments] == [0, 5, 5, 5]
 

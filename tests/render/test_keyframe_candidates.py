@@ -95,3 +95,37 @@ def test_candidates_are_made_reviewed_and_picked(tmp_path: Path, monkeypatch: py
     wrong = cli("pick", "film.yaml", "s/a", "--keyframe", "3")
     assert (wrong.returncode, wrong.stderr) == (1, "error: film.yaml:10: s/a: has keyframe candidates 1 to 2; there "
                                                    "is no candidate 3\n")
+
+
+def test_the_studio_shows_candidates_before_any_video_and_picks_by_click(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the browser test needs Playwright's Python package: pip install -e '.[browser]'")
+    if not Path(chromium).exists():
+        pytest.skip("the browser test needs Chromium: apt-get install -y chromium (no browser here)")
+    from running_studio import running_studio
+
+    shutil.copytree(EXAMPLES / "refs", tmp_path / "refs")
+    story = tmp_path / "film.yaml"
+    story.write_text(STORY, encoding="utf-8")
+    monkeypatch.setenv("STORYFORGE_HOME", str(tmp_path / "home"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    made = subprocess.run([sys.executable, "-m", "storyforge", "render", "film.yaml", "--keyframes-only"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
+    assert made.returncode == 0, made.stderr
+    with running_studio(story) as studio, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(studio.url)
+        page.wait_for_function("""() => [...document.querySelectorAll('article[data-shot="s/a"] .keyframes img')]
+                                   .filter(i => i.complete && i.naturalWidth === 64).length === 2""", timeout=60_000)
+        assert page.locator('article[data-shot="s/a"] figure[data-take] video').count() == 0  # no video yet
+        page.get_by_role("button", name="Pick start picture 2 of s/a").click()
+        page.wait_for_selector('article[data-shot="s/a"] figure[data-keyframe="2"].picked', timeout=30_000)
+        assert json.loads((tmp_path / "film.lock.json").read_text())["keyframe_picks"] == {"s/a": 2}
+        browser.close()

@@ -150,3 +150,32 @@ def test_a_linked_take_never_becomes_a_poster_on_the_review_page(write_story, st
         (out / "takes" / "s__a" / f"take{take}.mp4").unlink()
     assert render(story_dir).returncode == 0
     assert frames(out / "film.mp4") == TOTAL
+
+
+@pytest.mark.parametrize("swap", ["a link to a picture outside", "other bytes"])
+def test_a_start_image_swapped_after_planning_is_never_rendered(write_story, story_dir: Path, tmp_path: Path,
+                                                                swap: str) -> None:
+    from storyforge.errors import StoryforgeError
+
+    story = write_story(STORY)
+    plan = api.plan(story)  # checked and hashed here; a studio keeps its plan while files change
+    target = outside(tmp_path)
+    before = snapshot(target)
+    image = story_dir / "refs" / "swan.png"
+    kept = image.read_bytes()
+    image.unlink()
+    if swap == "a link to a picture outside":
+        image.symlink_to(target / "picture.png")
+        message = ("'refs/swan.png' became a symbolic link after it was checked; put the file itself there (it was "
+                   "checked when the story was planned)")
+    else:
+        image.write_bytes(kept[:-16] + bytes(16))
+        message = ("'refs/swan.png' changed after the story was planned (its bytes are not the ones the plan "
+                   "hashed); render again, so the plan uses the image as it is now")
+    with pytest.raises(StoryforgeError) as raised:
+        api.render(plan, out=story_dir / "out", backend="animatic")
+    assert str(raised.value) == message
+    assert snapshot(target) == before
+    image.unlink()
+    image.write_bytes(kept)
+    assert frames(api.render(api.plan(story), out=story_dir / "out", backend="animatic").film) == TOTAL

@@ -232,15 +232,16 @@ def test_names_in_other_scripts_get_keys_templates_can_use(tmp_path: Path) -> No
                                          "INT. 東京 - DAY\n\nSun.\n", "utf-8")
     report = api.import_script(tmp_path / "t.fountain")
     story = yaml.safe_load((tmp_path / "t.yaml").read_text("utf-8"))
-    assert story["characters"] == {"character_1": {"description": "TODO: describe 黒澤 (age, build, face, hair, "
-                                                                  "clothes)"},
+    assert story["characters"] == {"character_44ebeb": {"description": "TODO: describe 黒澤 (age, build, face, "
+                                                                       "hair, clothes)"},
                                    "n_2nd_cop": {"description": "TODO: describe 2nd Cop (age, build, face, hair, "
                                                                 "clothes)"}}
-    assert story["locations"] == {"place_1": "東京"}
-    assert [(s["id"], s["location"]) for s in story["scenes"]] == [("night", "place_1"), ("day", "place_1")]
+    assert story["locations"] == {"place_130016": "東京"}
+    assert [(s["id"], s["location"]) for s in story["scenes"]] == [("night-9b8e60", "place_130016"),
+                                                                    ("day-0bce8a", "place_130016")]
     shot = story["scenes"][0]["shots"][0]
-    assert shot["cast"] == ["character_1"]  # the cop is a voice over, off screen
-    assert [d["character"] for d in shot["dialogue"]] == ["character_1", "n_2nd_cop", "character_1"]
+    assert shot["cast"] == ["character_44ebeb"]  # the cop is a voice over, off screen
+    assert [d["character"] for d in shot["dialogue"]] == ["character_44ebeb", "n_2nd_cop", "character_44ebeb"]
     assert shot["dialogue"][1]["line"] == "(V.O., FILTERED) Stop!"
     assert report.problems == []
 

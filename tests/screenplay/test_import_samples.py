@@ -16,7 +16,7 @@ from storyforge import api, cli
 from storyforge.errors import StoryError
 from storyforge.screenplay import fdx, fountain
 from storyforge.screenplay.importer import read
-from storyforge.screenplay.to_story import name_key, safe_text
+from storyforge.screenplay.to_story import safe_text, stable_key
 
 DATA = Path(__file__).parent / "data"
 SAMPLES = ["Brick-and-Steel.fountain", "The-Last-Birthday-Card.fountain", "Big-Fish.fountain", "Brick-and-Steel.fdx",
@@ -55,7 +55,7 @@ def test_each_sample_validates_plans_and_follows_the_script(name: str, tmp_path:
              for x in s["shots"] if x.get("camera") is None and not x["prompt"].endswith(" speaks")]
     assert shots == actions
     # every speech is a dialogue line of its speaker, in order; every speaker a character
-    cues = [name_key(e.text) for e in script.elements if e.kind == "cue"]
+    cues = [stable_key(e.text, "character") for e in script.elements if e.kind == "cue"]
     spoken = [d["character"] for s in story["scenes"] for x in s["shots"] for d in x.get("dialogue", [])]
     assert spoken == cues
     assert set(story.get("characters", {})) == set(cues)

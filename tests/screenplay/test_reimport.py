@@ -186,3 +186,12 @@ def test_reworded_lines_around_a_new_one_keep_their_ids(imported: tuple[Path, Pa
                                "lamp-room-night/mara-winds-clockwork", "lamp-room-night/mara-looks-out"]
     assert after["lamp-room-night/mara-trims-wick"]["prompt"] == "Mara trims the long wick."
     assert (report.added, report.removed) == (["shot lamp-room-night/storm-lantern-swings (script line 14)"], [])
+
+
+def test_an_update_from_another_script_says_so(imported: tuple[Path, Path]) -> None:
+    script, story = imported
+    (script.parent / "keeper-v2.fountain").write_text(SCRIPT, "utf-8")
+    report = api.import_script(script.parent / "keeper-v2.fountain", story, update=True)
+    assert report.warnings == ["keeper.yaml: it was imported from keeper.fountain; merging keeper-v2.fountain into it "
+                               "as a new version of that script"]
+    assert (report.added, report.removed, report.conflicts) == ([], [], [])

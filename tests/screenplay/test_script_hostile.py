@@ -79,7 +79,9 @@ def test_pathological_but_valid_text_is_read_in_linear_time(tmp_path: Path) -> N
     (tmp_path / "p.fountain").write_text("\n".join(lines), "utf-8")
     with within(20):
         report = api.import_script(tmp_path / "p.fountain")
-    assert report.shots == 40 and report.problems == []  # emphasis marks alone are no shot
+    # brackets alone are a paragraph without words, emphasis marks alone no paragraph: neither is a shot, so the
+    # scene is its heading's establishing shot
+    assert (report.shots, report.left_out, report.problems) == (1, {"paragraphs without words": 40}, [])
 
 
 def test_a_fifo_or_a_folder_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -122,15 +122,15 @@ CASES = {
         ASYNC + "      - id: a\n        prompt: p\n        duration: 289f\n",
         ["film.yaml:11: s/a: 289 frames in asynchronous mode with causal_block_size 5: the last window would have "
          "13 latents, not divisible by causal_block_size 5, so its last 3 latents would stay pure noise; "
-         "use 277f or 297f"],
+         "use 277f or 297f, or set causal_block_size: 1"],
     ),
     "720p base 121 with c 5": (
         "storyforge: 1\ntitle: T\nrender:\n  resolution: 720p\n  base_frames: 121\n  ar_step: 5\n"
         "  causal_block_size: 5\nscenes:\n  - id: s\n    shots:\n      - id: a\n        prompt: p\n"
         "        duration: 257f\n",
         ["film.yaml:13: s/a: 257 frames in asynchronous mode with causal_block_size 5: its full windows of "
-         "base_frames 121 (31 latents) are never divisible by causal_block_size 5; set base_frames to 117 or use "
-         "causal_block_size 1, or keep the shot within 121 frames; use 117f"],
+         "base_frames 121 (31 latents) are never divisible by causal_block_size 5; use 117f, or set "
+         "base_frames: 117 or causal_block_size: 1"],
     ),
     "start image with c 5": (
         ASYNC + "      - id: a\n        prompt: p\n        duration: 97f\n        image: refs/swan.png\n",
@@ -141,22 +141,22 @@ CASES = {
         "storyforge: 1\ntitle: T\nrender:\n  base_frames: 17\n  overlap_frames: 21\nscenes:\n  - id: s\n"
         "    shots:\n" + SHOT,
         ["film.yaml:5: s/a: overlap_frames 21 must be smaller than base_frames 17 (each window must add new "
-         "frames); use 17 or 37"],
+         "frames); use overlap_frames 9 or 13"],
     ),
     "base not 4k+1": (
         "storyforge: 1\ntitle: T\nrender:\n  base_frames: 96\nscenes:\n  - id: s\n    shots:\n" + SHOT,
         ["film.yaml:4: s/a: base_frames 96 is not 4k+1, so its latents would not line up with pixel frames; "
-         "use 93 or 97"],
+         "use base_frames 93 or 97"],
     ),
     "snaps to zero": (
         HEAD + "      - id: a\n        prompt: p\n        duration: 0.01s\n",
-        ["film.yaml:8: s/a: 0.01s is 0 frames at 24 fps; the shortest this shot can be is 1 frame (0.042s)"],
+        ["film.yaml:8: s/a: 0.01s is 0 frames at 24 fps; the shortest this shot can be is 1 frame (0.042s): write 1f"],
     ),
     "crossfade too long": (
         HEAD + "      - id: a\n        prompt: p\n        duration: 1s\n      - id: b\n        prompt: p\n"
         "        duration: 4s\n        transition: {type: crossfade, duration: 2s}\n",
         ["film.yaml:12: s/b: a crossfade of 48 frames is longer than the previous shot (25 frames); "
-         "use at most 1.04s"],
+         "use at most 25f (1.04s)"],
     ),
     "frames not 4k+1": (
         HEAD + "      - id: a\n        prompt: p\n        duration: 96f\n",
@@ -171,7 +171,7 @@ CASES = {
     "one-frame image shot in seconds": (
         HEAD + "      - id: a\n        prompt: p\n        duration: 0.04s\n        image: refs/swan.png\n"
         "        end_image: refs/swan.png\n",
-        ["film.yaml:8: s/a: 0.04s is 1 frame at 24 fps; the shortest this shot can be is 5 frames (0.208s)"],
+        ["film.yaml:8: s/a: 0.04s is 1 frame at 24 fps; the shortest this shot can be is 5 frames (0.208s): write 5f"],
     ),
     "end image without start": (
         HEAD + SHOT + "        end_image: refs/swan.png\n",
@@ -259,7 +259,7 @@ def test_overlap_shorter_than_a_block_is_refused_for_an_extension(write_story) -
     assert [str(p) for p in caught.value.problems] == [
         "film.yaml:8: s/b: 12 new frames in asynchronous mode with causal_block_size 5: overlap_frames 5 (2 latents) "
         "is less than one block of causal_block_size 5: the pipeline would drop the whole overlap and continue from "
-        "nothing; use overlap_frames 17 or more"]
+        "nothing; set causal_block_size: 1"]
 
 
 def _wav(path, seconds: float) -> None:

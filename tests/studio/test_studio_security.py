@@ -6,7 +6,10 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import threading
+import time
+from pathlib import Path
 
 import pytest
 from running_studio import Session, running_studio
@@ -165,22 +168,28 @@ def test_listed_media_is_served_with_byte_ranges(guarded) -> None:
     assert request(studio, "GET", "/media/takes/s__a/mine.mp4")[0] == 404
 
 
-def test_a_link_in_the_output_folder_is_not_followed(guarded) -> None:
+def test_a_link_in_the_output_folder_is_not_followed(guarded, tmp_path: Path) -> None:
     studio, out, outside = guarded["studio"], guarded["out"], guarded["outside"]
     assert "takes/s__b/take3.mp4" in read_manifest(out)
-    target = out / "takes/s__b/take3.mp4"
-    target.unlink()
-    target.symlink_to(outside / "secret.mp4")  # a listed name, now a link out of the folder
-    status, _, body = request(studio, "GET", "/media/takes/s__b/take3.mp4")
-    assert status == 404 and b"SECRET" not in body
     folder = out / "takes/s__b"
-    for child in folder.iterdir():
-        child.unlink()
-    folder.rmdir()
-    folder.symlink_to(outside)  # a listed folder, now a link
-    os.link(outside / "secret.mp4", outside / "take1.mp4")
-    status, _, body = request(studio, "GET", "/media/takes/s__b/take1.mp4")
-    assert status == 404 and b"SECRET" not in body
+    kept = tmp_path / "kept"
+    shutil.copytree(folder, kept)  # put back afterwards: the other tests render into this folder
+    try:
+        target = folder / "take3.mp4"
+        target.unlink()
+        target.symlink_to(outside / "secret.mp4")  # a listed name, now a link out of the folder
+        status, _, body = request(studio, "GET", "/media/takes/s__b/take3.mp4")
+        assert status == 404 and b"SECRET" not in body
+        shutil.rmtree(folder)
+        folder.symlink_to(outside)  # a listed folder, now a link
+        os.link(outside / "secret.mp4", outside / "take1.mp4")
+        status, _, body = request(studio, "GET", "/media/takes/s__b/take1.mp4")
+        assert status == 404 and b"SECRET" not in body
+    finally:
+        if folder.is_symlink():
+            folder.unlink()
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(kept, folder)
 
 
 @pytest.mark.parametrize("damage", [
@@ -231,3 +240,44 @@ def test_concurrent_writes_lose_nothing_and_leave_the_last_pick(guarded) -> None
     assert lock["picks"]["s/a"] == 2
     assert lock["notes"]["s/b"] == {"1": "note 9", "2": "note 10", "3": "note 11"}  # no update lost
     assert api.plan(story).job("s/a").take == 2
+
+
+def test_a_render_from_a_terminal_holds_the_folder_and_the_page_says_the_studio_waits(guarded) -> None:
+    from storyforge import outdir
+
+    studio, story, out = guarded["studio"], guarded["story"], guarded["out"]
+    holding = threading.Event()
+    release = threading.Event()
+
+    def terminal() -> None:  # what `storyforge render` holds while it writes the folder
+        with outdir.claimed(out, story, []):
+            holding.set()
+            release.wait(timeout=300)
+
+    thread = threading.Thread(target=terminal)
+    thread.start()
+    try:
+        assert holding.wait(timeout=60)
+        status, _, body = request(studio, "POST", "/api/take", body={"shot": "s/b"})
+        assert status == 200, body
+        task = json.loads(body)["task"]
+        deadline = time.monotonic() + 120
+        waiting = None
+        while time.monotonic() < deadline and waiting is None:
+            entry = next(t for t in json.loads(request(studio, "GET", "/api/work")[2])["tasks"] if t["id"] == task)
+            waiting = entry["progress"].get("waiting")
+            time.sleep(0.1)
+        assert waiting is not None and waiting.startswith("another render (process ") and "waiting for it to " \
+            "finish" in waiting
+        assert entry["state"] == "running"
+    finally:
+        release.set()
+        thread.join(timeout=60)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        entry = next(t for t in json.loads(request(studio, "GET", "/api/work")[2])["tasks"] if t["id"] == task)
+        if entry["state"] in ("done", "failed"):
+            break
+        time.sleep(0.2)
+    assert entry["state"] == "done", entry["message"]
+    assert (out / "takes/s__b/take4.mp4").is_file()

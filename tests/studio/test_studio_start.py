@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -41,6 +42,8 @@ def test_a_story_being_written_opens_with_its_problems_at_their_line(write_story
         assert film["problems"][0]["text"] == ("film.yaml:8: s/a.duration: 'soon' is not a duration; write seconds "
                                                "like '4s' or '4.5s', or frames like '97f'")
     assert "warning: the story does not validate yet; the page shows where:" in "".join(studio.stderr)
+    # SIGTERM stops it within the helper's wait, without killing; uvicorn re-raises the signal once shut down
+    assert studio.process.returncode == -signal.SIGTERM
 
 
 def test_a_missing_story_is_one_message(tmp_path: Path) -> None:

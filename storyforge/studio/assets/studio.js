@@ -182,9 +182,15 @@ function drawShot(state, shot, showRejected) {
     el("span", { class: `state ${shot.state}`, text: stateText(shot) })));
   article.append(el("p", { class: "prompt", text: shot.prompt }));
   if (shot.keyframes && shot.keyframes.length) article.append(drawKeyframes(shot));
+  else if (shot.keyframe) { // the one start picture every take of the shot renders from
+    article.append(el("div", { class: "keyframes" }, el("figure", { class: "picked", "data-shot": shot.id,
+      "data-keyframe": 1 }, el("img", { src: shot.keyframe, alt: `start picture of ${shot.id}` }),
+    el("figcaption", { text: "start picture" }))));
+  }
   const takes = el("div", { class: "takes" });
   const controls = el("div", { class: "controls", role: "group", "aria-label": `compare the takes of ${shot.id}` });
-  const playing = () => [...takes.querySelectorAll(".take:not(.hidden) video")];
+  // the takes on screen (a rejected take, hidden, is left where it is)
+  const playing = () => [...takes.querySelectorAll(".take video")].filter((v) => v.offsetParent !== null);
   const step = (frames) => () => {
     for (const v of playing()) { v.pause(); v.currentTime = Math.max(0, v.currentTime + frames / state.fps); }
   };
