@@ -244,7 +244,7 @@ def main() -> int:
 
     job = plan_job(model, frames, steps, width, height)
     pipe = build_pipeline(config or {}, device, torch.bfloat16, tiny=config is None)
-    backend = SkyReelsDF(device=device, dtype="bfloat16" if device == "cuda" else "float32", parallel=False)
+    backend = SkyReelsDF(device=device, dtype="bfloat16" if device == "cuda" else "float32")
     # the backend takes this pipeline as the model's, as if it had loaded it (nothing to download)
     backend._loaded[job.settings.model] = _Loaded(pipelines={"t2v": pipe}, scheduler_config=dict(pipe.scheduler.config))
     arguments = backend.call_arguments(job, RenderInputs())

@@ -35,9 +35,13 @@ def hostile(folder: Path) -> dict[str, Path]:
         "binary (NUL bytes)": ("binary.fountain", os.urandom(900_000) + b"\x00"),
         "control characters": ("control.fountain", b"INT. A - DAY\n\n" + b"He walks.\n\n" * 80_000 + b"\x1b[2J\n"),
         "360,000 cues and speeches (0.9 MB)": ("many.fountain", b"A\nb\n\n" * 180_000),
-        "unclosed notes, 0.9 MB (valid text: imports)": ("notes.fountain", (b"[[" * 9_000 + b"\n") * 50),
+        "unclosed notes, 0.9 MB (valid text: imports)": ("notes.fountain", (b"[[" * 9_000 + b" x\n") * 50),
         "unclosed boneyard at the end": ("boneyard.fountain", b"INT. A - DAY\n\nx.\n\n" * 50_000 + b"/*\n"),
         "one long line": ("line.fountain", b"x" * 990_000),
+        "headings of 19,000 spaces (valid text: imports)": ("spaces.fountain", (b"INT. A" + b" " * 19_000
+                                                                                 + b"B - DAY\n\nx.\n\n") * 50),
+        "Final Draft in an unknown encoding": ("encoding.fdx", b'<?xml version="1.0" encoding="x-unknown"?>'
+                                                               b"<FinalDraft/>"),
         "FDX of 36,000 paragraphs (1.9 MB)": ("wide.fdx", b"<FinalDraft><Content>"
                                                + b"<Paragraph Type='Action'><Text>x</Text></Paragraph>" * 36_000
                                                + b"</Content></FinalDraft>"),

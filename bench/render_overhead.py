@@ -48,9 +48,10 @@ def write_story(folder: Path, steps: int) -> Path:
 
 
 def plan_jobs(path: Path):
-    from storyforge.plan.compiler import ShotText, compile_plan
+    from storyforge.plan.compiler import compile_plan
     from storyforge.story.load import load
     from storyforge.story.resolve import resolve
+    from storyforge.story.texts import ShotText
 
     def texts(film):
         return {s.id: ShotText(prompt=s.shot.prompt, camera=s.shot.camera) for s in film.shots}

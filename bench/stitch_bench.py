@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from storyforge.clipfile import count_frames, ffmpeg_exe, write_clip
-from storyforge.stitch import CutClip, keyframes, stitch
+from storyforge.stitch import CutClip, stitch, sync_frames
 
 WIDTH, HEIGHT, FPS, SECONDS, CLIPS = 960, 544, 24, 5, 12
 TRANSITION = FPS // 2  # 0.5 s, the story format's default length
@@ -91,7 +91,7 @@ def main() -> None:
         ]  # fmt: skip
         hard = [CutClip(c.id, c.path, c.frames) for c in cut]
         write_seconds = 0.0
-        for clip, keys in zip(cut, keyframes(cut), strict=True):
+        for clip, keys in zip(cut, sync_frames(cut), strict=True):
             content = synthetic(int(clip.path.stem[4:]), frames)
             write_seconds += timed(lambda: write_clip(content, clip.path, fps=FPS, keyframes=keys))  # noqa: B023
         clip_bytes = sum(c.path.stat().st_size for c in cut)

@@ -50,23 +50,18 @@ def is_story_file(path: Path | str) -> bool:
 
 def compile_story(story: Story, overrides: dict[str, Any] | None = None) -> Plan:
     """A loaded story compiled to its plan, with templates rendered (no lock applied)."""
-    from storyforge.enhance.template import keyframe_writer, render_texts
-    from storyforge.plan.compiler import compile_plan
-    from storyforge.story.resolve import resolve
+    from storyforge.plan.assemble import assemble
 
-    return compile_plan(resolve(story, overrides), render_texts, keyframe_writer(story))
+    return assemble(story, overrides)
 
 
 def plan(path: Path | str, overrides: dict[str, Any] | None = None, *, use_lock: bool = True) -> Plan:
     """The plan of a story file: final prompts (from its lock file when one matches) and content keys."""
-    story = load_story(path)
-    compiled = compile_story(story, overrides)
-    if use_lock:
-        from storyforge.enhance.lock import apply_lock, apply_picks
+    from storyforge.enhance.lock import applied
+    from storyforge.plan.assemble import assemble
 
-        # the story as loaded above: parsing it twice was a third of `plan`
-        compiled = apply_picks(apply_lock(compiled, story), story)
-    return compiled
+    # the story loaded once: parsing it again for the lock was a third of `plan`
+    return assemble(load_story(path), overrides, lock=applied if use_lock else None)
 
 
 def pick(path: Path | str, shot: str, take: int) -> PickReport:
@@ -92,19 +87,26 @@ def lock_file(path: Path | str) -> Path:
 
 
 def enhance(path: Path | str, *, llm: str | None = None, force: bool = False,
-            on_progress: Callable[[int, int], None] | None = None) -> EnhanceReport:
+            on_progress: Callable[[int, int], None] | None = None, download: bool = False) -> EnhanceReport:
     """Fill the story's lock file (film.lock.json) for shots whose inputs changed (every shot with `force`),
-    expanding prompts with `llm` or the story's `enhance.llm` when one is named; on_progress(done, total)."""
+    expanding prompts with `llm` or the story's `enhance.llm` when one is named; on_progress(done, total).
+    A hub model that is not on this machine is an error at once, unless `download` (see storyforge.hub)."""
     from storyforge.enhance.lock import refresh
+    from storyforge.hub import downloads_allowed
 
-    return refresh(path, llm=llm, force=force, on_progress=on_progress)
+    with downloads_allowed(download):
+        return refresh(path, llm=llm, force=force, on_progress=on_progress)
 
 
 def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: list[str] | None = None,
            use_cache: bool = True, cache_root: Path | None = None,
            progress: RenderProgress | None = None, executor: str = "local",
-           executor_options: dict[str, Any] | None = None, keyframes_only: bool = False) -> RunReport:
+           executor_options: dict[str, Any] | None = None, keyframes_only: bool = False,
+           download: bool = False) -> RunReport:
     """Render a plan's jobs (cached by content) into `out` and cut the film; see storyforge.render.render.
+
+    The hub models it needs must be on this machine before any work starts (`download`: fetch them first, with
+    the hub's progress bars); nothing is downloaded in the middle of a render (see storyforge.hub).
 
     `executor`: `local` (this process) or `ray` (one task per chain on the cluster in RAY_ADDRESS, or a local
     one); `executor_options` go to it, e.g. {"shared_cache": True} for ray. Under torchrun, rank 0 renders and
@@ -112,10 +114,12 @@ def render(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     start frames (keyframes/) and no video.
     """
     from storyforge.executors import render as render_with
+    from storyforge.hub import downloads_allowed
 
-    return render_with(plan, executor=executor, executor_options=executor_options, out=out, backend=backend,
-                       only=only, use_cache=use_cache, cache_root=cache_root, progress=progress,
-                       keyframes_only=keyframes_only)
+    with downloads_allowed(download):
+        return render_with(plan, executor=executor, executor_options=executor_options, out=out, backend=backend,
+                           only=only, use_cache=use_cache, cache_root=cache_root, progress=progress,
+                           keyframes_only=keyframes_only)
 
 
 def review(path: Path | str, *, out: Path | str | None = None) -> ReviewReport:
@@ -137,7 +141,8 @@ def review(path: Path | str, *, out: Path | str | None = None) -> ReviewReport:
 def render_films(plans: Sequence[Plan], *, out: Path | None = None, backend: str = "auto",
                  only: list[str] | None = None, use_cache: bool = True, cache_root: Path | None = None,
                  progress: Callable[[Plan], RenderProgress | None] | None = None, executor: str = "local",
-                 executor_options: dict[str, Any] | None = None) -> list[tuple[RunReport | None, Exception | None]]:
+                 executor_options: dict[str, Any] | None = None,
+                 download: bool = False) -> list[tuple[RunReport | None, Exception | None]]:
     """Render several films in one command: with `ray` their chains share the cluster (longest first, each film
     cut when its own chains are in); with `local` they render one after another. Each film's outputs and
     run.json are as if it were rendered alone, in renders/<stem>/ beside its story, or `out`/<stem>/.
@@ -145,11 +150,13 @@ def render_films(plans: Sequence[Plan], *, out: Path | None = None, backend: str
     Returns (report, None) or (None, error) per film, in order: a film that fails does not stop the others.
     """
     from storyforge.executors import render_films as render_with
+    from storyforge.hub import downloads_allowed
 
     outs = [Path(out) / plan.story.stem if out is not None else None for plan in plans]
-    return list(render_with(plans, executor=executor, executor_options=executor_options, outs=outs, backend=backend,
-                            only=only, use_cache=use_cache, cache_root=cache_root,
-                            progress=[progress(plan) if progress else None for plan in plans]))
+    with downloads_allowed(download):
+        return list(render_with(plans, executor=executor, executor_options=executor_options, outs=outs,
+                                backend=backend, only=only, use_cache=use_cache, cache_root=cache_root,
+                                progress=[progress(plan) if progress else None for plan in plans]))
 
 
 def story_files(paths: Sequence[Path | str], repeats: list[tuple[Path, Path]] | None = None) -> list[Path]:
@@ -276,15 +283,24 @@ def export(path: Path | str, *, format: str = "otio", output: Path | str | None 
         from storyforge.errors import StoryforgeError
 
         raise StoryforgeError(f"unknown export format {format!r}; use one of: {', '.join(EXPORT_FORMATS)}")
+    from storyforge.confined import holding
     from storyforge.export_otio import export_otio, rendered_clips
+    from storyforge.outdir import looking_from
     from storyforge.render import default_out
 
     story = Path(path)
     compiled = plan(story)
     renders = Path(render_dir) if render_dir is not None else default_out(story)
-    if output is None:
-        output = renders / "film.otio" if rendered_clips(compiled, renders) else story.parent / f"{story.stem}.otio"
-    return export_otio(compiled, Path(output), render_dir=renders)
+    # the render folder as a render reaches it (no link below the story's folder), so no clip, run.json or
+    # film.otio is read or written through a link to somewhere else
+    with looking_from(renders, story) as folder:
+        if folder is None:
+            return export_otio(compiled, Path(output or story.parent / f"{story.stem}.otio"), render_dir=None)
+        with holding(folder):
+            if output is None:
+                output = (folder.path / "film.otio" if rendered_clips(compiled, folder.path)
+                          else story.parent / f"{story.stem}.otio")
+            return export_otio(compiled, Path(output), render_dir=folder.path)
 
 
 EXAMPLE = """\

@@ -61,6 +61,13 @@ def regular(path: Path) -> os.stat_result | None:
     return info if info is not None and stat.S_ISREG(info.st_mode) else None
 
 
+def read_bytes(path: Path, limit: int) -> bytes:
+    """At most `limit` bytes of the regular file at `path`, read through the door (a held folder's, or its
+    parent's): a link, a FIFO or a larger file is refused (storyforge.confined.Refused)."""
+    with _folder_of(Path(path), writing=False) as (folder, rel):
+        return folder.read(rel, limit)
+
+
 def checked_path(path: Path) -> Path:
     """`path`, once the door has checked that it is a regular file reached without a link, for a decoder that
     opens files by name (PyAV, ffmpeg)."""

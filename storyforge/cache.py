@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storyforge.confined import Folder, Refused, describe, hold, release
-from storyforge.errors import RenderError
+from storyforge.errors import RenderError, StoryforgeError
 from storyforge.plan.keys import digest
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ CLIP, META = "clip.mp4", "meta.json"
 # uncompressed .npy (numpy's own format: exact by construction, written and read at memory speed, no codec
 # in the loop). PNG would save about 40% of its size on grainy frames at 200 times the write time.
 TAIL = "tail.npy"
+VERIFIED = "clip.verified"  # the clip's stat when its hash last matched (see Cache._clip_problem)
 MAX_META_BYTES = 8_000_000  # a meta.json with every seam of a very long shot is a few kB
 MAX_TAIL_BYTES = 4_000_000_000  # overlap_frames frames at 720p are ~50 MB; a 4K tail of 97 frames is 2.4 GB
 
@@ -80,13 +81,17 @@ class Cache:
     root: Path
     # what was wrong with entries found corrupt and discarded, for the run's notices
     discarded: list[str] = field(default_factory=list)
+    # read, never written: `render --no-cache` looks up the shots it does not render here (a wrong entry is
+    # skipped, not discarded; nothing is swept)
+    readonly: bool = False
 
     def __post_init__(self) -> None:
         self.root = Path(os.path.abspath(self.root))
         self.store = open_root(self.root)
         hold(self.store)  # paths into the cache (a clip linked out, a keyframe) go through this door too
         weakref.finalize(self, release, self.store)
-        self._sweep()
+        if not self.readonly:
+            self._sweep()
 
     def folder(self, key: str) -> Path:
         return self.root / key[:2] / key
@@ -124,12 +129,27 @@ class Cache:
         return Entry(key, self.folder(key), meta)
 
     def _clip_problem(self, key: str, meta: dict[str, Any]) -> str | None:
-        """The clip's size, then its bytes, against what was recorded: garbage of the right size is caught too."""
+        """The clip's size, then its bytes, against what was recorded: garbage of the right size is caught too.
+
+        The bytes are hashed only when the clip's stat (size, mtime, ctime, inode) is not the one recorded at the
+        last hash that matched (VERIFIED, beside it), as DVC trusts an unchanged file: any write to the clip, even
+        of the same size, changes its ctime, so it is hashed again; a lookup of an untouched clip reads no byte."""
         with self.store.reader(self._rel(key, CLIP)) as handle:
-            if os.fstat(handle.fileno()).st_size != meta["clip_bytes"]:
+            info = os.fstat(handle.fileno())
+            if info.st_size != meta["clip_bytes"]:
                 return "its clip or meta changed"
+            seen = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, meta["clip_sha256"]]
+            try:
+                if self.store.read_json(self._rel(key, VERIFIED), 4096) == seen:
+                    return None
+            except (OSError, ValueError, Refused):
+                pass
             if _sha256_of(handle) != meta["clip_sha256"]:
                 return "its clip's content changed (its hash does not match)"
+        try:  # remembered for the next lookup; a cache that cannot be written only costs it the hashing
+            self.store.write_text(self._rel(key, VERIFIED), json.dumps(seen))
+        except (OSError, Refused):
+            pass
         return None
 
     def clip_path(self, entry: Entry) -> Path:
@@ -336,12 +356,16 @@ class Cache:
 
     def discard(self, key: str, why: str) -> None:
         """Remove a corrupt entry (moved aside first, so nobody reads it half deleted) and remember why."""
+        if self.readonly:
+            return  # found wrong, so not used; left for a run that owns the cache to discard
         with _quietly():
             self._move_aside(self._rel(key))
         self.discarded.append(f"cache entry {key[:12]} was discarded: {why}")
 
     def _clear_way(self, key: str, *, keep_entry: bool = False) -> None:
         """Remove what is not a folder (a link, a file, a FIFO) where the entry's folders belong, with a notice."""
+        if self.readonly:
+            return
         for rel in (key[:2], *(() if keep_entry else (self._rel(key),))):
             try:
                 info = self.store.stat(rel)
@@ -421,15 +445,29 @@ class Cache:
             self.store.remove_folder("trash")
 
 
+def present(root: Path) -> bool:
+    """Whether a cache folder is at `root` (reached the way `open_root` does, never through a link); nothing is
+    made."""
+    try:
+        Folder.open(root, below=_anchor(root)).close()
+    except (OSError, StoryforgeError):
+        return False
+    return True
+
+
+def _anchor(root: Path) -> Path:
+    """Where the walk to a cache folder starts: the story's folder for `.storyforge/...`, else its parent."""
+    parts = root.parts
+    mine = max((n for n, part in enumerate(parts) if part == ".storyforge"), default=None)
+    return Path(*parts[:mine]) if mine else root.parent
+
+
 def open_root(root: Path) -> Folder:
     """The cache folder (or one inside it) through the door, made if needed. Below `.storyforge/` (the default
     cache beside a story) every component is walked from the story's folder without following a link; a folder
     named otherwise, its last component."""
-    parts = root.parts
-    mine = max((n for n, part in enumerate(parts) if part == ".storyforge"), default=None)
-    below = Path(*parts[:mine]) if mine else root.parent
     try:
-        return Folder.open(root, create=True, below=below)
+        return Folder.open(root, create=True, below=_anchor(root))
     except Refused as refused:
         if "symbolic link" in str(refused):
             raise

@@ -164,6 +164,8 @@ def enhance(
                                    help="Expand prompts with this instruct model (hub id or local folder); "
                                         "default: the story's enhance.llm."),
     force: bool = typer.Option(False, "--force", help="Rewrite every shot's entry, not only changed ones."),
+    download: bool = typer.Option(False, "--download", help="Download a hub model that is not on this machine "
+                                  "(by default that is an error naming `hf download`)."),
     allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Write the story's lock file (film.yaml -> film.lock.json): each shot's final prompt, pinned."""
@@ -181,7 +183,7 @@ def enhance(
         bars.update(task, completed=done, total=total)
 
     with bars, _allowing(allow_path):
-        report = api.enhance(file, llm=llm, force=force, on_progress=on_progress)
+        report = api.enhance(file, llm=llm, force=force, on_progress=on_progress, download=download)
     for warning in report.warnings:
         show_warning(warning)
     how = f"expanded with {report.llm} in {report.seconds:.1f}s" if report.llm and report.updated else "template"
@@ -266,12 +268,15 @@ def render(
     keyframes_only: bool = typer.Option(False, "--keyframes-only",
                                         help="Make only the keyframes (generated start frames) into keyframes/, "
                                              "to approve the looks before rendering video."),
+    download: bool = typer.Option(False, "--download", help="Download the hub models the render needs and this "
+                                  "machine lacks, before any work (by default that is an error naming "
+                                  "`hf download`; nothing is ever downloaded in the middle of a render)."),
     allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Render every shot (cached by content) and cut film.mp4, with clips/, plan.json and run.json."""
     from storyforge import api
-    from storyforge.backends.multigpu import is_writer
     from storyforge.console import done, err, say, seam_summary, show_note, show_warning, show_warnings
+    from storyforge.executors.ranks import is_writer
 
     shots = [name.strip() for value in only or () for name in value.split(",") if name.strip()] or None
     options: dict[str, Any] | None = None
@@ -289,23 +294,25 @@ def render(
             if keyframes_only:  # keyframes come film by film: each film's edit model is freed before the next
                 for story in stories:
                     report = api.render(api.plan(story, {"model": model}), out=out_dir, only=shots,
-                                        use_cache=not no_cache, keyframes_only=True)
+                                        use_cache=not no_cache, keyframes_only=True, download=download)
                     _keyframes_done(report, story)
             else:
-                _render_films(stories, out_dir, backend.value, model, shots, no_cache, executor.value, options)
+                _render_films(stories, out_dir, backend.value, model, shots, no_cache, executor.value, options,
+                              download)
         return
     file = stories[0]
     with _allowing(allow_path):
         result = api.plan(file, {"model": model})
     if not is_writer():  # a torchrun rank other than 0 renders in step with rank 0, which does all the talking
         api.render(result, out=out_dir, backend=backend.value, only=shots, use_cache=not no_cache,
-                   executor=executor.value, executor_options=options, keyframes_only=keyframes_only)
+                   executor=executor.value, executor_options=options, keyframes_only=keyframes_only,
+                   download=download)
         return
     show_warnings(result)
     with _RenderProgress(err) as progress:
         report = api.render(result, out=out_dir, backend=backend.value, only=shots, use_cache=not no_cache,
                             progress=progress, executor=executor.value, executor_options=options,
-                            keyframes_only=keyframes_only)
+                            keyframes_only=keyframes_only, download=download)
     for notice in report.notices:
         show_note(notice)
     for warning in report.warnings:
@@ -343,7 +350,8 @@ def _keyframes_done(report: RunReport, film: Path | None = None) -> None:
 
 
 def _render_films(stories: list[Path], out_dir: Path | None, backend: str, model: str | None,
-                  shots: list[str] | None, no_cache: bool, executor: str, options: dict[str, Any] | None) -> None:
+                  shots: list[str] | None, no_cache: bool, executor: str, options: dict[str, Any] | None,
+                  download: bool = False) -> None:
     """`render` of several stories: every plan first (a story with a mistake stops all before any render), then
     one render of them all, a line per film, and exit 1 when any film failed."""
     from storyforge import api
@@ -362,7 +370,7 @@ def _render_films(stories: list[Path], out_dir: Path | None, backend: str, model
         show_warnings(plan)
     results = api.render_films(plans, out=out_dir, backend=backend, only=shots, use_cache=not no_cache,
                                progress=lambda plan: _FilmProgress(err, plan.story.stem), executor=executor,
-                               executor_options=options)
+                               executor_options=options, download=download)
     failed = 0
     for plan, (report, error) in zip(plans, results, strict=True):
         if report is None:
@@ -576,6 +584,9 @@ def import_(
         with bars:
             report = api.import_script(script, output, update=update, llm=llm,
                                        on_progress=lambda done, total: bars.update(task, completed=done, total=total))
+    if update and not report.updated:
+        show_note(f"{display_path(report.story)} did not exist: imported afresh (--update merges from the next "
+                  "import on)")
     for warning in report.warnings:
         show_warning(warning)
     for line in report.added:

@@ -15,6 +15,7 @@ each component before each use (resolve-and-confine), which is weaker only again
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -317,11 +318,12 @@ class Folder:
         """
         with self._parent(rel, create=True) as (fd, name, shown):
             self._check_replaceable(fd, name, shown)
-            temporary = self.temporary_name(name, suffix)
+            at = {"dir_fd": fd} if fd is not None else {}
+            # by descriptor: names in the folder `fd`; without: full paths, each component looked at first
+            temporary = _beside(fd, name, self.temporary_name(os.path.basename(name), suffix))
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | _BINARY
             try:
-                handle = os.open(temporary if fd is not None else str(Path(name).with_name(temporary)), flags,
-                                 0o666, **({"dir_fd": fd} if fd is not None else {}))
+                handle = os.open(temporary, flags, 0o666, **at)
             except PermissionError:
                 raise StoryforgeError(f"cannot write into {shown.parent}: permission denied (a read-only folder?); "
                                       "choose a folder you can write to") from None
@@ -329,28 +331,22 @@ class Folder:
                 raise StoryforgeError(f"cannot write into {shown.parent}: {error.strerror}") from None
             made = os.fstat(handle)
             os.close(handle)
-            staged_path = shown.with_name(temporary)
+            staged_path = shown.with_name(os.path.basename(temporary))
             try:
                 yield staged_path
-                now = self._lstat(fd, temporary) if fd is not None else self._lstat(None, str(staged_path))
+                now = self._lstat(fd, temporary)
                 if now is None or (now.st_ino, now.st_dev) != (made.st_ino, made.st_dev) or not stat.S_ISREG(
                         now.st_mode):
                     raise refusal(staged_path, "no longer the file storyforge was writing")
                 if durable:
-                    _fsync_at(fd, temporary if fd is not None else str(staged_path))
+                    _fsync_at(fd, temporary)
                 self._check_replaceable(fd, name, shown)  # again: something may have appeared there meanwhile
-                if fd is not None:
-                    os.replace(temporary, name, src_dir_fd=fd, dst_dir_fd=fd)
-                else:
-                    os.replace(staged_path, shown)
+                os.replace(temporary, name, **({"src_dir_fd": fd, "dst_dir_fd": fd} if fd is not None else {}))
                 if durable and fd is not None:
                     _fsync_fd(fd)
             finally:
                 with contextlib.suppress(OSError):
-                    if fd is not None:
-                        os.unlink(temporary, dir_fd=fd)
-                    else:
-                        os.unlink(staged_path)
+                    os.unlink(temporary, **at)
 
     def write(self, rel: str | Path, data: bytes, *, durable: bool = False) -> None:
         """`rel` becomes `data`, staged beside it and renamed into place (see `staged`)."""
@@ -389,21 +385,16 @@ class Folder:
                 return
             with self._parent(rel, create=True) as (fd, name, shown):
                 self._check_replaceable(fd, name, shown)
-                temporary = self.temporary_name(name)
+                temporary = _beside(fd, name, self.temporary_name(os.path.basename(name)))
                 try:
-                    if fd is not None and sfd is not None:
-                        os.link(sname, temporary, src_dir_fd=sfd, dst_dir_fd=fd, follow_symlinks=False)
-                    else:
-                        os.link(sname, str(Path(name).with_name(temporary)), follow_symlinks=False)
+                    os.link(sname, temporary, follow_symlinks=False,
+                            **({"src_dir_fd": sfd, "dst_dir_fd": fd} if fd is not None and sfd is not None else {}))
                 except OSError:
                     self._copy(source, source_rel, rel)
                     return
                 try:
                     self._check_replaceable(fd, name, shown)
-                    if fd is not None:
-                        os.replace(temporary, name, src_dir_fd=fd, dst_dir_fd=fd)
-                    else:
-                        os.replace(Path(name).with_name(temporary), name)
+                    os.replace(temporary, name, **({"src_dir_fd": fd, "dst_dir_fd": fd} if fd is not None else {}))
                 finally:
                     with contextlib.suppress(OSError):
                         os.unlink(temporary, **({"dir_fd": fd} if fd is not None else {}))
@@ -556,6 +547,11 @@ def _open_below(fd: int, part: str, shown: Path, *, create: bool) -> int:
         raise
 
 
+def _beside(fd: int | None, name: str, other: str) -> str:
+    """The name `other` in the folder of `name`: itself by descriptor, a full path beside `name` without."""
+    return other if fd is not None else os.path.join(os.path.dirname(name), other)
+
+
 def _makedirs(path: Path) -> None:
     try:
         os.makedirs(path, exist_ok=True)
@@ -587,17 +583,33 @@ def _size(limit: int) -> str:
 
 _held: dict[Path, list[Folder]] = {}
 _held_lock = threading.Lock()
+# Folders to let go of: `release` also runs from finalizers (a Cache that is collected), which the collector may
+# call in the middle of any code of this thread, `held` included, while it holds _held_lock: waiting for the
+# lock there would wait forever, so a release is queued and applied by whoever holds the lock next.
+_released: collections.deque[Folder] = collections.deque()
 
 
 def hold(folder: Folder) -> None:
     """Route every path-based read and write below `folder.path` (storyforge.atomic) through `folder`."""
     with _held_lock:
+        _let_go()
         _held.setdefault(folder.path, []).append(folder)
 
 
 def release(folder: Folder) -> None:
-    """Undo `hold`."""
-    with _held_lock:
+    """Undo `hold` (now, or as soon as the lock is free: see _released)."""
+    _released.append(folder)
+    if _held_lock.acquire(blocking=False):
+        try:
+            _let_go()
+        finally:
+            _held_lock.release()
+
+
+def _let_go() -> None:
+    """Apply the queued releases; the caller holds _held_lock."""
+    while _released:
+        folder = _released.popleft()
         stack = _held.get(folder.path, [])
         if folder in stack:
             stack.remove(folder)
@@ -619,6 +631,7 @@ def held(path: Path | str) -> tuple[Folder, Path] | None:
     """The innermost held Folder `path` lies in, and `path` relative to it; None when none holds it."""
     path = Path(os.path.abspath(path))
     with _held_lock:
+        _let_go()
         best = None
         for root, stack in _held.items():
             inside = path == root or root in path.parents

@@ -375,20 +375,31 @@ def _duration(seconds: float) -> str:
 
 
 def seam_summary(seams: list[dict], chains: list[dict], fps: int, count: int = 3) -> str | None:
-    """One line on the render's seams: how many, the most visible ones, and the largest drift along a chain."""
-    from storyforge.seams import worst
+    """One line on the render's seams: how many, the visible ones (over a documented threshold) with what to do,
+    and the largest colour drift along a chain."""
+    from storyforge.seams import VISIBLE_JUMP, VISIBLE_SHIFT, visible, worst
 
     if not seams:
         return None
-    found = worst(seams, count)
-    parts = [f"{s['job']} at {timecode(s['frame'], fps)} ({s['kind']}) jump {s['jump']:.2f}, "
-             f"ΔE {s['color_shift']:.2f}" for s in found]
+    bad = [s for s in seams if visible(s)]
     line = f"{len(seams)} seam{'' if len(seams) == 1 else 's'}"
-    if parts:
-        line += "; worst: " + "; ".join(parts)
+    scored = [s for s in seams if s.get("jump") is not None]
+    if not scored:
+        line += " (not scored: an animatic's title cards, or nothing rendered)"
+    elif bad:
+        line += f", {len(bad)} visible: " + "; ".join(
+            f"{s['job']} at {timecode(s['frame'], fps)} ({s['kind']}): {s.get('advice') or ''}"
+            for s in worst(bad, count))
+        if len(bad) > count:
+            line += f"; {len(bad) - count} more in run.json"
+    else:
+        line += ", none visible; the largest: " + "; ".join(
+            f"{s['job']} at {timecode(s['frame'], fps)} ({s['kind']}) jump {s['jump']:.2f}, "
+            f"color_shift {s['color_shift']:.2f}" for s in worst(seams, 1))
     drifts = [c for c in chains if c.get("drift") is not None]
     if drifts:
         chain = max(drifts, key=lambda c: c["drift"])
-        line += (f"; largest drift along a chain: ΔE {chain['drift']:.2f} ({chain['jobs'][0]}, "
+        line += (f"; largest color drift along a chain: {chain['drift']:.2f} ({chain['jobs'][0]}, "
                  f"{chain['windows']} windows)")
-    return line + " (jump ≈ 1: invisible; ΔE under 2: hard to see; details in run.json)"
+    return line + (f" (visible from jump {VISIBLE_JUMP:g}, about 1 when invisible; from color_shift {VISIBLE_SHIFT:g}, "
+                   "CIEDE2000)")

@@ -99,8 +99,9 @@ def total_frames(clips: Sequence[Any]) -> int:
     return sum(f for f, _, _ in shapes) - sum(n for _, kind, n in shapes if kind == "crossfade")
 
 
-def keyframes(clips: Sequence[Any]) -> list[list[int]]:
-    """Per clip, the frame indices (besides 0) that must be keyframes for stitch() to stream-copy it.
+def sync_frames(clips: Sequence[Any]) -> list[list[int]]:
+    """Per clip, the frame indices (besides 0) that must be sync frames (H.264 IDR frames; not the generated
+    start pictures the story calls keyframes) for stitch() to stream-copy it.
 
     Takes CutClips, plan Jobs, or any objects with `frames` and either `transition` (str) plus
     `transition_frames`, or a `transition` with `.type` and `.frames`; no file is read. The index where
@@ -124,31 +125,32 @@ class Copy:
 
 
 @dataclass(frozen=True)
-class Window:
-    """Frames to render: per frame, terms (clip, frame index, weight) summed over black."""
+class Blend:
+    """Frames the cut renders itself (a crossfade or fade): per frame, terms (clip, frame index, weight) summed
+    over black. Not a plan's Window (storyforge.plan.frames), which is a stretch of a generation."""
 
     frames: tuple[tuple[tuple[int, int, float], ...], ...]
 
 
-def timeline(clips: Sequence[Any], edges: list[tuple[int, int]]) -> list[Copy | Window]:
+def timeline(clips: Sequence[Any], edges: list[tuple[int, int]]) -> list[Copy | Blend]:
     """The film in order: windows to render (transitions) and spans of clips to copy; `edges` from edges()."""
-    pieces: list[Copy | Window] = []
+    pieces: list[Copy | Blend] = []
     for i, clip in enumerate(clips):
         frames, kind, n = shape(clip)
         if i == 0 and kind == "fade":
-            pieces.append(Window(tuple(((0, k, k / n),) for k in range(n))))
+            pieces.append(Blend(tuple(((0, k, k / n),) for k in range(n))))
         elif kind == "crossfade":
             before = shape(clips[i - 1])[0] - n
             weights = [(k + 1) / (n + 1) for k in range(n)]  # the incoming clip's share, never 0 or 1
             mixes = (((i - 1, before + k, 1 - w), (i, k, w)) for k, w in enumerate(weights))
-            pieces.append(Window(tuple(mixes)))
+            pieces.append(Blend(tuple(mixes)))
         elif kind == "fade":
             out, into = n // 2, n - n // 2
             before = shape(clips[i - 1])[0] - out
             # The last outgoing frame and the first incoming frame are fully black.
             darken = tuple(((i - 1, before + k, 1 - (k + 1) / out),) for k in range(out))
             brighten = tuple(((i, k, k / into),) for k in range(into))
-            pieces.append(Window(darken + brighten))
+            pieces.append(Blend(darken + brighten))
         head, tail = edges[i]
         if frames - head - tail > 0:
             pieces.append(Copy(i, head, frames - head - tail))
@@ -189,14 +191,14 @@ def reencoded(probes: Sequence[Probe], reference: tuple[object, ...], size: tupl
     return redo, warnings
 
 
-def segments(pieces: Sequence[Copy | Window], sources: Sequence[Path], windows: Path,
+def segments(pieces: Sequence[Copy | Blend], sources: Sequence[Path], windows: Path,
              redo: Sequence[int]) -> tuple[list[tuple[Path, int, int]], int]:
     """What the muxer copies, in order, as (file, first frame, frames) from the clips (or their re-encodes,
     `sources`) and from the one file of every rendered window; and how many frames come untouched from clips."""
     out: list[tuple[Path, int, int]] = []
     copied = window_at = 0
     for piece in pieces:
-        if isinstance(piece, Window):
+        if isinstance(piece, Blend):
             out.append((windows, window_at, len(piece.frames)))
             window_at += len(piece.frames)
         else:
@@ -216,7 +218,7 @@ def mismatch(probe: Probe, reference: tuple[object, ...], size: tuple[int, int],
     if probe.signature != reference:
         return "it was encoded with other settings than the rest of the film"
     if head and head not in probe.idr:
-        return f"it has no keyframe at frame {head}, where its copied part starts (see stitch.keyframes)"
+        return f"it has no sync frame at frame {head}, where its copied part starts (see cut.sync_frames)"
     return None
 
 

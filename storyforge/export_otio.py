@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storyforge.atomic import write_text
-from storyforge.confined import Folder, Refused
+from storyforge.confined import Folder, Refused, held
 from storyforge.errors import MissingExtra, StoryforgeError
 from storyforge.readback import RunFile, read_run
 
@@ -80,8 +80,10 @@ def _run_file(render_dir: Path | None) -> tuple[RunFile, Folder | None]:
     """The render folder's run.json, checked, and the folder held (None when there is no usable render there)."""
     if render_dir is None:
         return RunFile(), None
+    found = held(render_dir)
     try:
-        folder = Folder.open(Path(render_dir).resolve(), below=Path(render_dir).resolve())
+        # held by `export` (reached from the story's folder without following a link): a new descriptor of it
+        folder = found[0].folder(found[1]) if found is not None else Folder.open(render_dir, below=render_dir)
     except (OSError, StoryforgeError):
         return RunFile(), None  # no render there, or not one we can read: the plan alone is still worth exporting
     run = read_run(folder)

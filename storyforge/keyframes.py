@@ -20,6 +20,7 @@ from storyforge.atomic import link
 from storyforge.confined import Folder, Refused, describe
 from storyforge.errors import RenderError
 from storyforge.plan.keys import digest
+from storyforge.report import KeyframeRecord
 from storyforge.story.checks import file_stem
 
 if TYPE_CHECKING:
@@ -52,22 +53,6 @@ def keyframe_names(job: Job) -> list[str]:
 def entry_key(identity: dict[str, Any], keyframe_key: str) -> str:
     """The cache key of a keyframe made by a model: its content key and the model's identity."""
     return digest({"format": KEYFRAME_ENTRY_FORMAT, "model": identity, "keyframe": keyframe_key})
-
-
-@dataclass(frozen=True)
-class KeyframeRecord:
-    """One keyframe's line in run.json."""
-
-    id: str  # the job's id
-    key: str  # the keyframe's content key (as in the plan)
-    status: str  # rendered | cached
-    image: str  # relative to the output folder
-    seconds: float
-    candidate: int | None = None  # which candidate, when the shot has several
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "key": self.key, "status": self.status, "image": self.image, "seconds": self.seconds,
-                **({"candidate": self.candidate} if self.candidate is not None else {})}
 
 
 @dataclass
@@ -133,6 +118,19 @@ class KeyframeStore:
             return None
         return self.path(key)
 
+    def put_bytes(self, key: str, png: bytes) -> Path:
+        """Keep a picture another process made (its PNG file's bytes, checked first) under `key`."""
+        problem = picture_problem(png)
+        if problem is not None:
+            from storyforge.errors import RenderError
+
+            raise RenderError(f"keyframe {key[:12]} came back from a worker damaged: {problem}")
+        rel = self._rel(key)
+        if self.store.stat(rel) is not None and not self.store.is_file(rel):
+            self.store.remove_folder(rel)
+        self.store.write(rel, png, durable=True)
+        return self.path(key)
+
     def put(self, key: str, picture: Any) -> Path:
         from PIL import Image
 
@@ -171,12 +169,15 @@ def model_identity(model: str) -> dict[str, Any]:
 
 def prepare(plan: Plan, jobs: Sequence[Job], store: KeyframeStore, *, make: Sequence[str],
             load: Callable[[], KeyframeBackend] | None = None,
-            on_done: Callable[[Job, str, float], None] | None = None) -> StartFrames:
+            on_done: Callable[[Job, str, float], None] | None = None, close: bool = True) -> StartFrames:
     """The keyframes of `jobs`: cached ones found; those of jobs in `make` that are missing rendered with one
-    backend from `load()` (loaded on first need, closed before this returns)."""
+    backend from `load()` (loaded on first need, closed before this returns unless `close` is False: a model
+    holder that lent it frees it)."""
     frames = StartFrames()
     backend: KeyframeBackend | None = None
-    identities: dict[str, dict[str, Any]] = {}
+    from storyforge.backends.model_folder import NotOnThisMachine
+
+    identities: dict[str, dict[str, Any] | None] = {}
     try:
         for job in jobs:
             if job.keyframe is None:
@@ -184,8 +185,16 @@ def prepare(plan: Plan, jobs: Sequence[Job], store: KeyframeStore, *, make: Sequ
             several = job.keyframe.candidates > 1
             for keyframe in job.keyframe.all_candidates:  # the picked one is among them
                 if keyframe.model not in identities:
-                    identities[keyframe.model] = model_identity(keyframe.model)
-                key = entry_key(identities[keyframe.model], keyframe.key)
+                    try:
+                        identities[keyframe.model] = model_identity(keyframe.model)
+                    except NotOnThisMachine:  # nothing made by a model this machine lacks can be in its cache
+                        identities[keyframe.model] = None
+                identity = identities[keyframe.model]
+                if identity is None:
+                    if keyframe.pick == job.keyframe.pick:
+                        frames.missing.append(job.id)
+                    continue
+                key = entry_key(identity, keyframe.key)
                 started = time.perf_counter()
                 path = store.get(key)
                 status = "cached"
@@ -212,7 +221,7 @@ def prepare(plan: Plan, jobs: Sequence[Job], store: KeyframeStore, *, make: Sequ
                 if on_done is not None and (picked or status == "rendered"):
                     on_done(job, status, seconds)
     finally:
-        if backend is not None:
+        if backend is not None and close:
             backend.close()  # the edit model leaves before the video model arrives
         frames.notices.extend(store.discarded)
     return frames

@@ -148,12 +148,16 @@ def _locked(out: Folder, notify: Callable[[str], None] | None) -> Iterator[None]
     fd = _open_lock(out)
     try:
         if not filelock.lock_descriptor(fd, blocking=False):
-            owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            owner = "?"
+            with contextlib.suppress(OSError):  # Windows locks are mandatory: the holder's bytes may be unreadable
+                os.lseek(fd, 0, os.SEEK_SET)
+                owner = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
             if notify is not None:
                 notify(f"another render (process {owner}) is writing into {out.path}; waiting for it to finish")
             filelock.lock_descriptor(fd, poll_interval=0.1)
         os.ftruncate(fd, 0)  # our own lock file: a regular file with no other name (checked when opened)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode())
         try:
             yield
         finally:
@@ -224,6 +228,23 @@ def looking(out: Path) -> Iterator[Folder | None]:
     try:
         folder = Folder.open(Path(out), below=Path(os.path.abspath(out)).parent)
     except (OSError, StoryforgeError):
+        yield None
+        return
+    with folder:
+        yield folder
+
+
+@contextlib.contextmanager
+def looking_from(out: Path, story: Path) -> Iterator[Folder | None]:
+    """The output folder of `story` held for reading, reached as `open_out` reaches it (below the story's folder,
+    no link followed; elsewhere, not its last component); None when there is none. A link or a file on the way
+    is refused (storyforge.confined.Refused), as a render refuses it."""
+    given = Path(os.path.abspath(out))
+    story_folder = Path(os.path.abspath(story)).parent
+    below = story_folder if given.is_relative_to(story_folder) and given != story_folder else given.parent
+    try:
+        folder = Folder.open(given, below=below)
+    except (FileNotFoundError, NotADirectoryError):
         yield None
         return
     with folder:

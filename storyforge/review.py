@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from storyforge.atomic import replacing, write_text
 from storyforge.errors import StoryforgeError, display_path
+from storyforge.seams import visible
+from storyforge.story.checks import file_stem
 
 if TYPE_CHECKING:
     from storyforge.confined import Folder
@@ -182,7 +184,7 @@ def rebuild(plan: Plan, out: Path, *, story_arg: str | None = None) -> ReviewRep
 def _clip_of(folder: Folder, job: Job, take: int) -> str | None:
     """The take's clip relative to the folder when it is a regular file there (clips/ for a one-take job of an
     older render); a link is never a take."""
-    for name in (take_clip(job, take), *(("clips/" + job.id.replace("/", "__") + ".mp4",) if take == 1 else ())):
+    for name in (take_clip(job, take), *(("clips/" + file_stem(job.id) + ".mp4",) if take == 1 else ())):
         if folder.is_file(name):
             return name
     return None
@@ -433,8 +435,15 @@ def _seam(seam: dict[str, Any], fps: int, film: bool = False) -> str:
         numbers.append(f"jump {jump:.2f}")
     shift = seam.get("color_shift")
     if isinstance(shift, (int, float)) and not isinstance(shift, bool):
-        numbers.append(f"ΔE {shift:.1f}")
-    loud = isinstance(jump, (int, float)) and jump >= 2
+        numbers.append(f"color_shift {shift:.1f}")
+    if seam.get("intended") is True:
+        numbers.append("intended")
+    if not numbers and seam.get("jump") is None:
+        numbers.append("not scored")
+    loud = visible(seam)  # over a documented threshold (storyforge.seams), and not marked intended
+    advice = seam.get("advice")
+    if loud and isinstance(advice, str):
+        numbers.append(advice)
     stills = ""
     if film and isinstance(frame, int) and not isinstance(frame, bool) and frame > 0:
         stills = '<span class="stills">' + "".join(

@@ -34,7 +34,11 @@ SIDE = 4  # frames either side of a seam that are compared
 STILL = 1.0  # 8-bit levels: below this much ordinary change a picture is still, and the jump is taken against it
 GRID = 128  # pixels sampled along the longer side for the measurements
 WINDOW_SAMPLES = 16  # frames of a window averaged for its colour (evenly spread)
-# where a seam starts to show: a change twice the ordinary one, or a colour shift seen at a glance
+# The thresholds the report and the review page flag a seam at (a documented contract of the seam report):
+# - `jump` >= VISIBLE_JUMP: the change across the seam is twice the ordinary frame-to-frame change around it;
+#   at about 1 the seam moves like the frames around it, from 2 a viewer sees a hitch.
+# - `color_shift` >= VISIBLE_SHIFT: a CIEDE2000 difference (ΔE00) of 2 between the mean colours either side, the
+#   shift an observer notices side by side at a glance (about 1 is the just-noticeable difference).
 VISIBLE_JUMP, VISIBLE_SHIFT = 2.0, 2.0
 
 
@@ -216,22 +220,29 @@ def chain_drift(colours: Sequence[Sequence[float]]) -> float:
 def report(plan: Plan, measured: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """run.json's `seams` (every seam of the plan, in film order, at its film frame) and `chains` (drift).
 
-    `measured`: job id -> what measure_job kept for it; a job missing there (not rendered) has its seams
-    listed without numbers (null), so the list always names every seam of the plan.
+    `measured`: job id -> what measure_job kept for it; a job missing there (not rendered, or an animatic's
+    title cards, which are not scored) has its seams listed without numbers (null), so the list always names
+    every seam of the plan. Each seam says whether it is `visible` (over a threshold), whether the story marks it
+    `intended`, and what to do about it (`advice`). A chain whose shots aim somewhere on purpose (an end image, or
+    `seams: {intended: true}`) has no drift score: its change of colour is asked for.
     """
     seams: list[dict[str, Any]] = []
     starts = {job.id: job.start_frame for job in plan.jobs}
+    jobs = {job.id: job for job in plan.jobs}
     for site in plan.seams():
         found = next((s for s in measured.get(site.job, {}).get("seams", ())
                       if starts[site.job] + s["frame"] == site.frame and s["kind"] == site.kind), None)
-        seams.append({"job": site.job, "frame": site.frame, "kind": site.kind,
-                      "jump": found["jump"] if found else None,
-                      "color_shift": found["color_shift"] if found else None})
+        seam = {"job": site.job, "frame": site.frame, "kind": site.kind,
+                "jump": found["jump"] if found else None,
+                "color_shift": found["color_shift"] if found else None}
+        seams.append({**seam, **judge(seam, jobs[site.job])})
     chains: list[dict[str, Any]] = []
     for chain in plan.chains():
         windows = sum(len(window_starts(job)) for job in chain)
         if windows < 2:
             continue  # one window: nothing to drift from
+        if any(job.end_image is not None or job.seams_intended for job in chain):
+            continue  # it is asked to change: an end image it arrives at, or seams marked intended
         colours = [colour for job in chain for colour in measured.get(job.id, {}).get("windows", ())]
         complete = all(job.id in measured for job in chain) and len(colours) >= 2
         chains.append({"jobs": [job.id for job in chain], "frame": chain[0].start_frame, "windows": windows,
@@ -239,12 +250,38 @@ def report(plan: Plan, measured: dict[str, dict[str, Any]]) -> tuple[list[dict[s
     return seams, chains
 
 
+def judge(seam: dict[str, Any], job: Job) -> dict[str, Any]:
+    """What the report says of one seam: `visible` (a number over its threshold), `intended` (the story asks for
+    the change), and `advice`: what to do about a visible one that is not intended (None otherwise)."""
+    intended = job.seams_intended
+    jump, shift = seam.get("jump"), seam.get("color_shift")
+    bad = []
+    if jump is not None and jump >= VISIBLE_JUMP:
+        bad.append(f"jump {jump:.2f} is over {VISIBLE_JUMP:g}")
+    if shift is not None and shift >= VISIBLE_SHIFT:
+        bad.append(f"color_shift {shift:.2f} is over {VISIBLE_SHIFT:g}")
+    advice = None
+    if bad and not intended:
+        kind, s = seam.get("kind"), job.settings
+        todo = [f"another take (render.takes, then storyforge pick; or render --only {job.id} --no-cache)"]
+        if jump is not None and jump >= VISIBLE_JUMP and s.overlap_frames < 37:
+            todo.append("a longer overlap (overlap_frames: 37)")
+        if kind == "continue":
+            todo.append("a cut or crossfade instead of `continue`")
+        if shift is not None and shift >= VISIBLE_SHIFT and not s.color_match:
+            todo.append("colour matching on (color_match: true)")
+        if kind == "bridge":
+            todo.append("a longer bridge")
+        todo.append("or, if the change is meant, `seams: {intended: true}` on the shot")
+        advice = "; ".join(bad) + ": try " + ", ".join(todo)
+    return {"visible": bool(bad), "intended": intended, "advice": advice}
 def visible(seam: dict[str, Any]) -> bool:
-    """Whether a measured seam is likely to be seen (VISIBLE_JUMP, VISIBLE_SHIFT)."""
-    return (seam.get("jump") or 0) >= VISIBLE_JUMP or (seam.get("color_shift") or 0) >= VISIBLE_SHIFT
+    """Whether a measured seam is likely to be seen (VISIBLE_JUMP, VISIBLE_SHIFT) and not marked intended."""
+    return not seam.get("intended") and (
+        (seam.get("jump") or 0) >= VISIBLE_JUMP or (seam.get("color_shift") or 0) >= VISIBLE_SHIFT)
 
 
 def worst(seams: Sequence[dict[str, Any]], count: int = 3) -> list[dict[str, Any]]:
-    """The `count` most visible seams: the largest jump first, colour shift breaking ties."""
-    scored = [seam for seam in seams if seam.get("jump") is not None]
+    """The `count` most visible seams, intended ones left out: the largest jump first, colour shift breaking ties."""
+    scored = [seam for seam in seams if seam.get("jump") is not None and not seam.get("intended")]
     return sorted(scored, key=lambda s: (-s["jump"], -s["color_shift"], s["frame"]))[:count]

@@ -38,12 +38,12 @@ from storyforge.cut import (
     Probe,
     StitchError,
     cut_key,
-    keyframes,
+    sync_frames,
     total_frames,
 )
 
 __all__ = ["STITCH_VERSION", "TRANSITIONS", "ClipCheck", "CutClip", "StitchError", "StitchReport", "check_clip",
-           "cut_key", "keyframes", "stitch", "total_frames"]
+           "cut_key", "stitch", "sync_frames", "total_frames"]
 
 if TYPE_CHECKING:
     import numpy as np
@@ -139,7 +139,7 @@ def _decode_range(path: Path, probe: Probe, lo: int, hi: int, size: tuple[int, i
 
 
 def _render_windows(
-    windows: list[cut.Window],
+    windows: list[cut.Blend],
     sources: list[Path],
     probes: list[Probe],
     size: tuple[int, int],
@@ -308,7 +308,7 @@ def stitch(
     """Join the clips into `out` along their transitions, atomically, and check the result.
 
     Packets no transition touches are copied; transition windows are re-encoded with the clips' encoder
-    settings (so clips need keyframes where keyframes() says). A clip that cannot sit in the same H.264
+    settings (so clips need sync frames where sync_frames() says). A clip that cannot sit in the same H.264
     stream (other size or settings, B-frames, no keyframe where it is cut) is re-encoded first, with a
     warning. verify="decode" decodes the result to count its frames; "packets" counts its packets and
     checks their timestamps only, which skips the decode that dominates a hard-cut film's time.
@@ -346,7 +346,7 @@ def stitch(
         sources = [Path(c.path) for c in clips]
         # The film takes the most common clip size (the first clip's on a tie).
         size = Counter(p.size for p in probes).most_common(1)[0][0]
-        windows = [p for p in pieces if isinstance(p, cut.Window)]
+        windows = [p for p in pieces if isinstance(p, cut.Blend)]
         window_file = scratch / "windows.mp4"
         if windows:
             _render_windows(windows, sources, probes, size, fps, window_file)
@@ -355,7 +355,7 @@ def stitch(
         for i in redo:
             sources[i] = _reencode_clip(
                 sources[i], scratch / f"clip{i}.mp4", name=names[i], frames=clips[i].frames, size=size,
-                fps=fps, keys=keyframes(clips)[i],
+                fps=fps, keys=sync_frames(clips)[i],
             )  # fmt: skip
         segments, copied = cut.segments(pieces, sources, window_file, redo)
         if audio_job is not None:

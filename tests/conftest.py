@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,9 +44,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach a model hub
 
 
 
+HANG_SECONDS = 120  # far beyond any honest run on a busy 2-core machine: a guard against hangs, not a speed goal
+
+
 @contextlib.contextmanager
-def within(seconds: int) -> Iterator[None]:
-    """Fail (instead of hanging the suite) when the block runs longer than `seconds`."""
+def within(seconds: int = HANG_SECONDS) -> Iterator[None]:
+    """Fail (instead of hanging the suite) when the block runs longer than `seconds`: for inputs that could make
+    work explode (a YAML bomb, a loop over a billion blocks). How fast things are lives in bench/, side by side."""
     def expired(*_: object) -> None:
         raise TimeoutError(f"took longer than {seconds}s")
 
@@ -84,6 +89,52 @@ def write_story(story_dir: Path):
         return path
 
     return write
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str | None] | None = None,
+            stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """`storyforge ARGS` run in this process, as a terminal would run it: its exit code, stdout and stderr.
+
+    For tests of what the CLI says and does; spawn a real process only where the process is the point (exit
+    codes from signals, what it imports, interpreter start-up). `env`: variables to set (None removes one)."""
+    import contextlib
+    import io
+
+    from storyforge import cli, console
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        if cwd is not None:
+            patch.chdir(cwd)
+        for name, value in (env or {}).items():
+            if value is None:
+                patch.delenv(name, raising=False)
+            else:
+                patch.setenv(name, value)
+        patch.setattr(sys, "argv", ["storyforge", *args])
+        patch.setattr(sys, "stdin", io.StringIO(stdin))
+        for name in ("out", "err"):  # rich consoles are made on first use, for the streams of that moment
+            patch.delitem(console.__dict__, name, raising=False)
+        code = 0
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                cli.main()
+            except SystemExit as done:
+                code = done.code if isinstance(done.code, int) else 0 if done.code is None else 1
+            finally:
+                for name in ("out", "err"):
+                    console.__dict__.pop(name, None)
+    return subprocess.CompletedProcess(["storyforge", *args], code, out.getvalue(), err.getvalue())
+
+
+def story(*shots: str, title: str = "Test", render: str = "resolution: 128x96, fps: 16, base_frames: 17, "
+          "overlap_frames: 5", extra: str = "") -> str:
+    """A story file's text: `shots` are YAML flow mappings of one scene's shots, in order, e.g.
+    `story("{id: a, prompt: a fox, duration: 17f}", "{id: b, prompt: it runs, duration: 8f, transition: continue}")`.
+    `extra`: top-level lines (characters:, keyframes:, ...) placed before the scenes."""
+    body = "".join(f"      - {shot}\n" for shot in shots)
+    return (f"storyforge: 1\ntitle: {title}\nrender: {{{render}}}\n{extra}"
+            f"scenes:\n  - id: s\n    shots:\n{body}")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

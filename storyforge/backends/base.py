@@ -97,6 +97,12 @@ def keyed(name: str, options: dict[str, Any]) -> Keyed | None:
 
 def load_backend(name: str, **options: Any) -> Backend:
     """Import and build the backend called `name`; a missing optional package names the extra to install."""
+    return backend_class(name)(**options)  # type: ignore[no-any-return]
+
+
+def backend_class(name: str) -> Any:
+    """The class of the backend called `name`, imported; a missing optional package names the extra to install.
+    A class with `splits_generations = True` takes `parallel` (a SequenceParallel group) when ranks run it."""
     if name not in REGISTRY:
         raise StoryforgeError(f"unknown backend '{name}'; choose one of: auto, {', '.join(sorted(REGISTRY))}")
     module_name, class_name = REGISTRY[name].split(":")
@@ -107,7 +113,7 @@ def load_backend(name: str, **options: Any) -> Backend:
         if package in EXTRAS:
             raise MissingExtra(package, EXTRAS[package], f"the {name} backend") from None
         raise
-    return getattr(module, class_name)(**options)
+    return getattr(module, class_name)
 
 
 def load_keyframe_backend(**options: Any) -> Any:

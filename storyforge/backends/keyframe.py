@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from storyforge.backends.model_folder import folder_sha256
+from storyforge.backends.model_folder import folder_sha256, hub_commit, missing_model
 from storyforge.errors import RenderError
 from storyforge.story.presets import KEYFRAME_PRESETS, TINY_EDIT_RECIPE
 
@@ -75,8 +75,8 @@ def model_identity(model: str) -> dict[str, str]:
     The device and dtype are left out on purpose: a keyframe approved on one machine stays the start frame of
     its shot on another (the video's own cache entry still records how its frames were made)."""
     source = edit_model(model)
-    if source.kind == "hub":
-        return {"hub_id": source.location, "revision": "main"}
+    if source.kind == "hub":  # the snapshot the local cache holds; NotOnThisMachine when it holds none
+        return {"hub_id": source.location, "revision": hub_commit(source.location)}
     if source.kind == "tiny":
         return {"tiny": source.location}
     return {"folder_sha256": folder_sha256(Path(source.location))}
@@ -103,7 +103,7 @@ class ImageEdit:
         return {"backend": self.name, "model": model_identity(keyframe.model)}
 
     def pipeline(self, keyframe: Keyframe) -> Any:
-        """The loaded pipeline for the keyframe's model (no download: see `_missing_weights`)."""
+        """The loaded pipeline for the keyframe's model (no download: see `missing_weights`)."""
         if keyframe.model in self._pipelines:
             return self._pipelines[keyframe.model]
         from diffusers import DiffusionPipeline
@@ -115,7 +115,7 @@ class ImageEdit:
 
             location = str(tiny_edit_folder())
         elif source.kind == "hub" and not _in_hub_cache(location):
-            raise RenderError(_missing_weights(keyframe, location))
+            raise RenderError(missing_weights(keyframe, location))
         from storyforge.backends.tiny_keyframe import allow_processor_without_video
 
         allow_processor_without_video()
@@ -228,13 +228,12 @@ def _in_hub_cache(repo: str) -> bool:
     return isinstance(found, str)
 
 
-def _missing_weights(keyframe: Keyframe, repo: str) -> str:
+def missing_weights(keyframe: Keyframe, repo: str) -> str:
+    """`file:line: keyframes.model: ...` what to do about an edit model this machine does not have."""
     preset = KEYFRAME_PRESETS.get(keyframe.model)
     size = f" ({preset.weights})" if preset is not None else ""
-    return (f"{keyframe.source}: keyframes.model: the edit model {repo}{size} is not on this machine, and "
-            f"storyforge does not download it in the middle of a render. Download it once with "
-            f"`hf download {repo}`, or set keyframes.model to a local folder that holds it, or remove "
-            "`keyframes:` to render without generated start frames")
+    return f"{keyframe.source}: " + missing_model("keyframes.model", repo, size, ", or remove `keyframes:` to "
+                                                  "render without generated start frames")
 
 
 def _is_oom(error: BaseException) -> bool:

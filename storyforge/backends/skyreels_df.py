@@ -84,14 +84,12 @@ class SkyReelsDF:
     """Renders jobs with the SkyReels-V2 DF pipelines; each model is loaded once per instance."""
 
     name = "skyreels-df"
+    splits_generations = True  # takes `parallel`: an executor running ranks (torchrun) hands it their group
 
     def __init__(self, device: str | None = None, dtype: str | None = None,
-                 parallel: SequenceParallel | bool | None = None):
-        # parallel: split each generation across the GPUs of a torchrun launch; None decides from WORLD_SIZE
-        if parallel is None:
-            parallel = multigpu.ranks().parallel
-        self.parallel: SequenceParallel | None = (
-            multigpu.setup() if parallel is True else None if parallel is False else parallel)
+                 parallel: SequenceParallel | None = None):
+        # parallel: the Ulysses group each generation is split across (storyforge.executors.ranks joins it)
+        self.parallel = parallel
         if device is None and self.parallel is not None:
             device = self.parallel.device
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -117,7 +115,7 @@ class SkyReelsDF:
 
     def identity(self, job: Job) -> dict[str, Any]:
         # the same function keys entries before any backend is loaded (storyforge.backends.skyreels_key)
-        return identity(model_identity(self.source(job.settings.model)), dtype=_dtype_name(self.dtype),
+        return identity(model_identity(self.source(job.settings.model), job), dtype=_dtype_name(self.dtype),
                         vae_dtype=_dtype_name(self.vae_dtype), device_type=self.device_type,
                         diffusers=diffusers.__version__,
                         ulysses=self.parallel.size if self.parallel is not None else None)
@@ -157,9 +155,12 @@ class SkyReelsDF:
         source = self.source(model)
         try:
             keyword = dtype_keyword(diffusers.__version__)
+            # never a download in the middle of a render: storyforge.backends.weights fetched it first, or refused
             with _loading_bars_off():
-                vae = AutoencoderKLWan.from_pretrained(source.location, subfolder="vae", **{keyword: self.vae_dtype})
+                vae = AutoencoderKLWan.from_pretrained(source.location, subfolder="vae", local_files_only=True,
+                                                       **{keyword: self.vae_dtype})
                 pipe = SkyReelsV2DiffusionForcingPipeline.from_pretrained(source.location, vae=vae,
+                                                                          local_files_only=True,
                                                                           **{keyword: self.dtype})
         except Exception as error:  # hub, file and format errors all mean "cannot load"
             if _is_oom(error):
@@ -327,7 +328,7 @@ class SkyReelsDF:
 
     def _check_parallel(self, job: Job, parallel: SequenceParallel) -> None:
         """Every rank must run the same generation: the same job and seed (the noise is drawn on each rank)."""
-        if multigpu.share((job.key, job.seed)) != (job.key, job.seed):
+        if parallel.from_first((job.key, job.seed)) != (job.key, job.seed):
             raise RenderError(f"job {job.id}: this rank's plan differs from rank 0's (key or seed); every torchrun "
                               "process must render the same story file with the same options")
         heads = self._load(job.settings.model).pipelines["t2v"].transformer.config.num_attention_heads
@@ -454,10 +455,10 @@ def _loading_bars_off() -> Iterator[None]:
 def _load_failure(model: str, source: ModelSource, error: Exception) -> str:
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if source.kind == "hub":
-        return (f"model '{model}' could not be found or downloaded from the Hugging Face hub "
-                f"(repo {source.location}): {reason}. Check the spelling and your network (or that it is already "
-                f"in the hub cache when HF_HUB_OFFLINE=1), run `huggingface-cli login` for a gated model, or give "
-                f"a local folder or a preset ({', '.join(PRESETS)})")
+        return (f"model '{model}' could not be loaded from the Hugging Face cache (repo {source.location}): "
+                f"{reason}. Download it (again) with `hf download {source.location}` or render with --download "
+                f"(`hf auth login` first for a gated model), or give a local folder or a preset "
+                f"({', '.join(PRESETS)})")
     return (f"model folder '{source.location}' could not be loaded as a diffusers SkyReels-V2 DF model: {reason}. "
             f"It needs model_index.json and the vae, transformer, text_encoder, tokenizer and scheduler folders")
 

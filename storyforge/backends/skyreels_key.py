@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from storyforge.backends.model_folder import folder_sha256
+from storyforge.backends.model_folder import NotOnThisMachine, folder_sha256, hub_commit, missing_model
 from storyforge.errors import RenderError
 from storyforge.story.presets import PRESETS
 
@@ -65,10 +65,16 @@ def looks_like_path(model: str) -> bool:
     return model.startswith(("/", ".", "~")) or "\\" in model or model.count("/") > 1 or model.endswith("/")
 
 
-def model_identity(source: ModelSource) -> dict[str, str]:
-    """The model part of the key: a hub id, or the content hash of the folder's files."""
+def model_identity(source: ModelSource, job: Job | None = None) -> dict[str, str]:
+    """The model part of the key: a hub id and the snapshot the local Hugging Face cache holds of it (a new one
+    behind the same id is a new identity, so its clips render again), or the content hash of the folder's files.
+    A hub model the cache lacks is the error that says what to do (at `job`'s line)."""
     if source.kind == "hub":
-        return {"hub_id": source.location, "revision": "main"}
+        try:
+            return {"hub_id": source.location, "revision": hub_commit(source.location)}
+        except NotOnThisMachine:
+            where = f"{job.source}: " if job is not None else ""
+            raise RenderError(where + missing_model("render.model", source.location)) from None
     digest = folder_sha256(Path(source.location))
     if source.kind == "tiny":
         from storyforge.backends.tiny import TINY_RECIPE
@@ -110,16 +116,12 @@ def keyed(options: dict[str, Any]) -> Keyed | None:
     """The key of `SkyReelsDF(**options)`'s entries and what loading it would say, without loading it; None
     where only the loaded backend can tell (a torchrun launch, a device string only torch reads, options it
     would refuse: loading it then says why)."""
-    from storyforge.backends import multigpu
     from storyforge.backends.base import Keyed
 
     if set(options) - {"device", "dtype", "parallel"}:
         return None
-    parallel = options.get("parallel")
-    if parallel is None:
-        parallel = multigpu.ranks().parallel
     dtype = options.get("dtype")
-    if parallel is not False or (dtype is not None and dtype not in DTYPE_NAMES):
+    if options.get("parallel") or (dtype is not None and dtype not in DTYPE_NAMES):  # a split: only it can tell
         return None
     device = options.get("device") or ("cuda" if _cuda() else "cpu")
     kind = device_type(device)
@@ -134,7 +136,7 @@ def keyed(options: dict[str, Any]) -> Keyed | None:
     def of(job: Job) -> dict[str, Any]:
         model = job.settings.model
         if model not in sources:
-            sources[model] = model_identity(resolve_source(model))
+            sources[model] = model_identity(resolve_source(model), job)
         return identity(sources[model], dtype=DTYPE_NAMES[dtype] if dtype else default_dtype(kind),
                         vae_dtype="float32", device_type=kind, diffusers=version, ulysses=None)
 

@@ -343,9 +343,9 @@ def stale_reason(entry: Any, job: Job, enhance: Enhance) -> str | None:
 def apply_lock(plan: Plan, story: Story | None = None) -> Plan:
     """The plan with locked prompts where the lock matches, and a warning for each stale or missing entry;
     unchanged when there is no lock file (with a warning when the story asks for an LLM)."""
-    from storyforge.enhance.template import keyframe_writer
-    from storyforge.plan.compiler import with_keys
+    from storyforge.plan.compiler import instruction, with_keys
     from storyforge.story.load import load
+    from storyforge.story.template import keyframe_writer
 
     story = story or load(plan.story)
     shots, problem = read_lock(plan.story)
@@ -371,7 +371,7 @@ def apply_lock(plan: Plan, story: Story | None = None) -> Plan:
     write_keyframe = keyframe_writer(story)
     warnings = list(plan.warnings)
     for job in plan.jobs:
-        line = int(job.source.rsplit(":", 1)[1])
+        line = job.source.line
         if job.id not in shots:
             warnings.append(PlanWarning(source.file, line, job.id, f"not in {lock_name} yet; using the template "
                                     f"prompt; {run}"))
@@ -385,8 +385,8 @@ def apply_lock(plan: Plan, story: Story | None = None) -> Plan:
         else:
             job = replace(job, prompt=shots[job.id]["prompt"])
             if job.keyframe is not None:  # the keyframe is composed from the final prompt
-                job = replace(job, keyframe=replace(job.keyframe, prompt=write_keyframe(
-                    job.prompt, job.camera, job.keyframe)))
+                job = replace(job, keyframe=replace(job.keyframe, prompt=instruction(
+                    write_keyframe, job.prompt, job.camera, job.keyframe)))
             jobs.append(job)
     warnings.sort(key=lambda w: (w.file != source.file, w.line, w.where))
     return with_keys(replace(plan, jobs=tuple(jobs), warnings=tuple(warnings)))
@@ -400,13 +400,12 @@ def refresh(path: Path | str, *, llm: str | None = None, force: bool = False,
     """Bring a story's lock up to date: entries for shots whose inputs changed (all with `force`) are rewritten,
     expanded by the LLM (`llm`, else the story's `enhance.llm`) loaded once and freed before this returns."""
     from storyforge.enhance import qwen
-    from storyforge.enhance.template import keyframe_writer, prompt_template, render_texts
-    from storyforge.plan.compiler import compile_plan
+    from storyforge.plan.assemble import assemble
     from storyforge.story.load import load
-    from storyforge.story.resolve import resolve
+    from storyforge.story.template import prompt_template
 
     story = load(path)
-    plan = compile_plan(resolve(story), render_texts, keyframe_writer(story))
+    plan = assemble(story)
     template = prompt_template(story)
     enhance = story.film.enhance
     source = story.source
@@ -463,7 +462,7 @@ def refresh(path: Path | str, *, llm: str | None = None, force: bool = False,
         elif expansion is not None:
             entry.update(source="fallback", note=f"{expansion.reason}; the template prompt is locked")
             fallbacks.append(job.id)
-            warnings.append(PlanWarning(source.file, int(job.source.rsplit(":", 1)[1]), job.id,
+            warnings.append(PlanWarning(source.file, job.source.line, job.id,
                                     f"the LLM gave nothing usable ({expansion.reason}); locked the template "
                                     "prompt instead"))
         entries[job.id] = entry
@@ -512,13 +511,11 @@ def _one_at_a_time(op: _Op) -> _Op:
 def _shot_of(path: Path | str, shot: str) -> tuple[Story, Job, int]:
     """The story, the planned job of `shot` with the takes the lock adds, and the shot's line; an error naming
     the shots there are when there is no such shot, or the lock cannot be read."""
-    from storyforge.enhance.template import render_texts
-    from storyforge.plan.compiler import compile_plan
+    from storyforge.plan.assemble import assemble
     from storyforge.story.load import load
-    from storyforge.story.resolve import resolve
 
     story = load(path)
-    plan = with_extra_takes(compile_plan(resolve(story), render_texts), read_choices(story.path))
+    plan = with_extra_takes(assemble(story), read_choices(story.path))
     source = story.source
     job = next((job for job in plan.jobs if job.id == shot), None)
     if job is None:
@@ -530,7 +527,7 @@ def _shot_of(path: Path | str, shot: str) -> tuple[Story, Job, int]:
     if problem:
         raise StoryforgeError(f"{display_path(lock_path(story.path))} is not a lock file storyforge can read "
                               f"({problem}); fix it, or remove it and run `storyforge enhance {source.file}`")
-    return story, job, int(job.source.rsplit(":", 1)[1])
+    return story, job, job.source.line
 
 
 def _check_take(story: Story, job: Job, line: int, take: int) -> None:
@@ -652,6 +649,11 @@ def with_extra_takes(plan: Plan, choices: Choices) -> Plan:
     return with_keys(replace(plan, jobs=tuple(jobs)))
 
 
+def applied(plan: Plan, story: Story) -> Plan:
+    """The lock's step of assembling a plan (storyforge.plan.assemble): its prompts, then its picks and choices."""
+    return apply_picks(apply_lock(plan, story), story)
+
+
 def apply_picks(plan: Plan, story: Story | None = None) -> Plan:
     """The plan with the extra takes and each job's picked take from the lock (take 1 when none is picked), keys
     chained to the picks; a pick the shot no longer has falls back to take 1 with a warning."""
@@ -669,7 +671,7 @@ def apply_picks(plan: Plan, story: Story | None = None) -> Plan:
     for job in plan.jobs:
         take = picks.get(job.id, 1)
         if take > job.takes:
-            line = int(job.source.rsplit(":", 1)[1])
+            line = job.source.line
             warnings.append(PlanWarning(story.source.file, line, job.id,
                                         f"{lock_path(plan.story).name} picks take {take}, but the shot has "
                                         f"{job.takes} take{'s' if job.takes > 1 else ''} now; using take 1 "

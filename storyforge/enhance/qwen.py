@@ -201,17 +201,20 @@ class Expander:
         options = {dtype_key: dtype}
         bars = transformers.utils.logging.is_progress_bar_enabled()
         transformers.utils.logging.disable_progress_bar()  # the library never prints; callers show progress
-        try:
-            try:  # a hub model already downloaded loads without the network
-                tokenizer, model = _from_pretrained(transformers, ref.location, local_files_only=True, **options)
-            except OSError:
-                if ref.folder is not None:
-                    raise
-                tokenizer, model = _from_pretrained(transformers, ref.location, **options)
+        if ref.folder is None:  # a hub model: on this machine already, or fetched now on purpose (one policy)
+            from storyforge import hub
+
+            try:
+                hub.ensure([hub.Needed("prompt model", ref.name, "", index="config.json")])
+            except StoryforgeError as missing:
+                raise StoryforgeError(str(missing).replace("render with --download", "run enhance with --download")
+                                      .replace("in the middle of a render", "unasked")) from None
+        try:  # never the network here: a missed file is an error at once, not minutes of retries
+            tokenizer, model = _from_pretrained(transformers, ref.location, local_files_only=True, **options)
         except (OSError, ValueError) as error:
             reason = " ".join(str(error).split())[:300].rstrip(".")
             raise StoryforgeError(f"could not load the model '{ref.name}': {reason}; give a local model folder, or "
-                                  "check the hub id and the network") from None
+                                  f"download it (again) with `hf download {ref.name}`") from None
         finally:
             if bars:
                 transformers.utils.logging.enable_progress_bar()

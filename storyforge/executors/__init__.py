@@ -1,7 +1,8 @@
 """Executors: what drives the render loop for a plan; `local` (this process, in film order), `ray`, or torchrun ranks.
 
-They sit above storyforge.render and call into it: the loop exposes the unit of work (a chain of jobs, see
-render.render_chain) and takes the executor it is given; it imports none of them.
+They sit above storyforge.render and call into it: the loop opens a film as a graph of work (keyframes, every
+take; storyforge.plan.graph) and executors schedule its nodes (see the interface in storyforge.render's
+docstring); nothing renders outside that graph. The loop imports none of them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def render(plan: Plan, *, executor: str = "local", executor_options: dict[str, A
     Under torchrun, rank 0 runs the ordinary render and every other rank follows it (storyforge.executors.
     torchrun). Ray is imported only when `ray` is chosen.
     """
-    from storyforge.backends.multigpu import ranks
+    from storyforge.executors.ranks import ranks
     from storyforge.render import render as render_plan
 
     if executor not in EXECUTORS:
@@ -55,10 +56,6 @@ def render(plan: Plan, *, executor: str = "local", executor_options: dict[str, A
     return render_plan(plan, **arguments)
 
 
-# Called once per film of render_films when its chains are all in (error None: cut it) or one failed (the error).
-OnDone = Callable[["Run", "RenderError | None"], None]
-
-
 def render_films(plans: Sequence[Plan], *, executor: str = "local", executor_options: dict[str, Any] | None = None,
                  outs: Sequence[Path | None] | None = None, backend: str = "auto", only: list[str] | None = None,
                  use_cache: bool = True, cache_root: Path | None = None,
@@ -66,14 +63,15 @@ def render_films(plans: Sequence[Plan], *, executor: str = "local", executor_opt
                  backend_options: dict[str, Any] | None = None) -> list[tuple[RunReport | None, RenderError | None]]:
     """Render several films in one go, each film's outputs and run.json as if it were rendered alone.
 
-    `ray` gets every film's chains at once: one queue, longest first, and each film is cut as soon as its own
-    chains are in while the others go on. `local` renders the films one after another, handing the loaded
-    model from one film to the next. A film that fails does not stop the others: its entry is (None, error).
+    `ray` gets every film's graph at once: one queue, longest first, and each film is cut as soon as its own
+    nodes are in while the others go on. `local` renders the films one after another with one model holder:
+    one model resident at a time, handed from one film to the next when they share it. A film that fails does
+    not stop the others: its entry is (None, error).
     """
     import contextlib
 
-    from storyforge.backends.multigpu import ranks
-    from storyforge.render import choose_backend, default_out, opened, select
+    from storyforge.executors.ranks import ranks
+    from storyforge.render import ModelHolder, choose_backend, default_out, opened, select
 
     if executor not in EXECUTORS:
         raise StoryforgeError(f"unknown executor '{executor}'; choose one of: {', '.join(EXECUTORS)}")
@@ -108,19 +106,20 @@ def render_films(plans: Sequence[Plan], *, executor: str = "local", executor_opt
                 ranked.append((None, error))
         return ranked
     results: dict[int, tuple[RunReport | None, RenderError | None]] = {}
+    holder = ModelHolder()  # this process's one model, for every film
 
-    def done(run: Run, error: RenderError | None) -> None:
+    def done(run: Run, error: RenderError | None, *, last: bool = True) -> None:
         if error is None:
             try:
-                results[id(run)] = (run.complete(), None)
+                results[id(run)] = (run.complete(free=last), None)
             except RenderError as failure:
                 error = failure
         if error is not None:
             results[id(run)] = (None, error)
-        run.close_backend()  # free the model (or hand nothing on): this film is done
 
     with contextlib.ExitStack() as held:  # every film's output folder held until all are done
-        runs = [held.enter_context(opened(plan, out=out, progress=tell, **arguments))
+        held.callback(holder.free)
+        runs = [held.enter_context(opened(plan, out=out, progress=tell, holder=holder, **arguments))
                 for plan, out, tell in zip(plans, outs, tells, strict=True)]
         if executor == "ray":
             from storyforge.executors.ray_executor import execute_films
@@ -131,16 +130,15 @@ def render_films(plans: Sequence[Plan], *, executor: str = "local", executor_opt
         return [results[id(run)] for run in runs]
 
 
-def _local_films(runs: list[Run], on_done: OnDone) -> None:
-    """Film after film, chain after chain, in this process; the loaded model passes on to the next film."""
+def _local_films(runs: list[Run], on_done: Callable[..., None]) -> None:
+    """Film after film, each film's graph in this process; the films share one model holder, so a model the
+    next film uses stays loaded (and one it does not is freed before the next loads)."""
     from storyforge.render import local
 
     for position, run in enumerate(runs):
         error: RenderError | None = None
         try:
-            local(run, run.chains)
+            local(run)
         except RenderError as failure:
             error = failure
-        if position + 1 < len(runs):
-            run.hand_backend_to(runs[position + 1])
-        on_done(run, error)
+        on_done(run, error, last=position + 1 == len(runs))

@@ -148,7 +148,7 @@ def start_local(ray: Any, *, listen: str | None = None, num_cpus: int | None = N
                  **({"_node_ip_address": node} if node else {}), **{**QUIET, **object_store(), **options})
     if node is None:
         host = ray.get_runtime_context().gcs_address.rpartition(":")[0].strip("[]")
-        if not ipaddress.ip_address(host).is_loopback:  # a Ray that ignores its switch: do not run exposed
+        if not _is_loopback(host):  # a Ray that ignores its switch: do not run exposed
             version = getattr(ray, "__version__", "?")
             ray.shutdown()
             raise ClusterError(f"Ray {version} started its cluster at {host}, not on {LOOPBACK}, although "
@@ -157,12 +157,14 @@ def start_local(ray: Any, *, listen: str | None = None, num_cpus: int | None = N
 
 
 def _is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1, an IPv4-mapped 127.x, or `localhost`."""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
 
 
 def listen_address(listen: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import tempfile
@@ -15,15 +14,17 @@ from typing import TYPE_CHECKING, Any
 from storyforge.cache import Cache, Entry
 from storyforge.errors import MissingExtra, RenderError, StoryforgeError
 from storyforge.executors.ray_cluster import check_listen, connect, describe, import_ray
+from storyforge.plan.graph import KEYFRAME
+from storyforge.render import Host, KeyframeRecord, ModelHolder
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from storyforge.backends.base import Backend
+    from storyforge.plan.graph import Node
     from storyforge.plan.model import Job, Plan
     from storyforge.render import Run
 
-    # called once per film when its chains are all in (error None: cut it) or one of them failed twice (the error)
+    # called once per film when its strands are all in (error None: cut it) or one of them failed twice (the error)
     OnDone = Callable[[Run, RenderError | None], None]
 
 ATTEMPTS = 2  # a chain task that fails is tried once more, from the first job it had not delivered
@@ -35,10 +36,9 @@ FORWARDED_PREFIX = "STORYFORGE_"
 FORWARDED = ("HF_HUB_OFFLINE",)
 
 
-def execute(run: Run, chains: list[list[Job]], *, shared_cache: bool | None = None, listen: str | None = None) -> None:
-    """The executor of one film (see storyforge.render.render): its chains as Ray tasks, as `execute_films` does."""
+def execute(run: Run, *, shared_cache: bool | None = None, listen: str | None = None) -> None:
+    """The executor of one film (see storyforge.render.render): its graph as Ray tasks, as `execute_films` does."""
     failures: list[RenderError] = []
-    run.chains = chains
     execute_films([run], lambda _run, error: failures.append(error) if error else None, shared_cache=shared_cache,
                   listen=listen)
     if failures:
@@ -47,23 +47,24 @@ def execute(run: Run, chains: list[list[Job]], *, shared_cache: bool | None = No
 
 def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None = None,
                   listen: str | None = None) -> None:
-    """Render the chains of every run as Ray tasks, longest first, and bring every finished clip into its cache.
+    """Render the graph of every run as Ray tasks, longest first, and bring every result into its film's cache.
 
     Connects to the cluster in RAY_ADDRESS, or starts a local one for this render (on 127.0.0.1 only, unless
     `listen` names an address of this machine to open it at: see ray_cluster.connect). What the cache already
-    holds is taken here, as the local executor would; each chain with work left becomes one task (num_cpus=1,
-    and num_gpus=1 when the skyreels-df backend runs on CUDA) that renders its jobs in order and yields each
-    clip as it is done. The chains of all films are one queue; a film goes to `on_done` (and is cut) as soon
-    as its own chains are in, while the others go on.
+    holds is taken here, as the local executor would; every other node renders on a worker, keyframes and
+    every take included (this process renders none). A strand of the graph (a node and the picked takes that
+    continue it, storyforge.plan.graph) is one task (num_cpus=1, and num_gpus=1 when the skyreels-df backend
+    runs on CUDA), submitted once the nodes it waits for are in; it yields each result as it is done. The
+    strands of all films are one queue; a film goes to `on_done` (and is cut) as soon as its own are in.
 
     By default each clip travels back as its encoded bytes and this process stores it (staged, then renamed,
     as Cache.put does): it works on any cluster, this process stays the cache's only writer, and a clip is a
     few MB against minutes of GPU time. `shared_cache=True` (or STORYFORGE_RAY_SHARED_CACHE=1) lets workers
     write into the cache folder themselves, for a folder every node mounts at the same path: nothing is
     copied, and clips are cached even if this process dies. A task that fails is tried once more; then its
-    film fails with the shot's id, after its other chains finish. Ctrl-C cancels the cluster's tasks.
+    film fails with the shot's id, after its other strands finish. Ctrl-C cancels the cluster's tasks.
     """
-    from storyforge.backends.multigpu import ranks
+    from storyforge.executors.ranks import ranks
 
     if ranks().parallel:  # every rank says so, not only rank 0
         raise StoryforgeError("the ray executor does not run under torchrun (a Ray task gets one GPU); use "
@@ -80,22 +81,23 @@ def execute_films(runs: list[Run], on_done: OnDone, *, shared_cache: bool | None
                 # the cluster's GPUs decide the device, and the keys
                 started_here = connect(ray, listen=listen) or started_here
             run.options, gpus[id(run)] = _placement(ray, run.backend_name, run.options)
-        pending = [p for run in runs for p in (_Pending(run, chain) for chain in run.chains) if p.take_cached()]
-        # longest first: a film is done when its longest chain is, so that one must not start last
-        pending.sort(key=lambda p: p.cost(), reverse=True)
+        strands = [_Pending(run, strand) for run in runs for strand in run.graph.strands()]
+        for strand in strands:
+            strand.take_cached()
+        strands = [strand for strand in strands if strand.left()]
         scheduler = None
-        if pending:  # a cache that has everything needs no cluster
+        if strands:  # a cache that has everything needs no cluster
             started_here = connect(ray, listen=listen) or started_here
             where = f"rendered on {describe(ray)}"
-            for run in {id(p.run): p.run for p in pending}.values():
+            for run in {id(p.run): p.run for p in strands}.values():
                 run.notices.append(where)
             scheduler = _Scheduler(ray, gpus, shared_cache, on_done)
-        waiting = {id(p.run) for p in pending}
-        for run in runs:  # films whose clips are all cached are cut now, before any task runs
+        waiting = {id(p.run) for p in strands}
+        for run in runs:  # films whose nodes are all cached are cut now, before any task runs
             if id(run) not in waiting:
                 on_done(run, None)
         if scheduler is not None:
-            scheduler.drive(pending)
+            scheduler.drive(strands)
     finally:
         if started_here:
             ray.shutdown()
@@ -128,33 +130,42 @@ def _placement(ray: Any, backend: str, options: dict[str, Any]) -> tuple[dict[st
 
 
 class _Pending:
-    """One chain's jobs still to bring in, and how its task is doing."""
+    """One strand of a film's graph still to bring in, and how its task is doing."""
 
-    def __init__(self, run: Run, jobs: list[Job]):
-        self.run, self.jobs = run, jobs
+    def __init__(self, run: Run, nodes: list[Node]):
+        self.run, self.nodes = run, nodes
         self.attempts = 0
         self.cause = ""
-        self.nodes: list[str] = []  # where each failed try ran, for the message
+        self.nodes_tried: list[str] = []  # where each failed try ran, for the message
 
-    def take_cached(self) -> bool:
-        """Take what the cache has (as the local executor would); True when some job is left to render."""
-        self.jobs = [job for job in self.jobs if self.run.cached(job) is None]
-        return bool(self.jobs)
+    def take_cached(self) -> None:
+        """Take what the cache has (as the local executor would), from the strand's start while it has it."""
+        while self.nodes and self.ready() and self.run.cached(self.nodes[0]):
+            self.nodes = self.nodes[1:]
 
-    def left(self) -> list[Job]:
-        return [job for job in self.jobs if job.id not in self.run.entries]
+    def left(self) -> list[Node]:
+        return [node for node in self.nodes if not self.run.done(node)]
+
+    def ready(self) -> bool:
+        """Whether every node the strand waits for outside itself is in."""
+        graph = self.run.graph
+        return all(self.run.done(graph.node(parent)) for parent in graph.external_parents(self.left()))
 
     def cost(self) -> tuple[int, int]:
-        """Transformer calls of the jobs left, then frames: the plan's cost model of this chain's task."""
-        return sum(job.transformer_calls for job in self.jobs), sum(job.frames for job in self.jobs)
+        """Transformer calls of the takes left, then frames: the plan's cost model of this strand's task."""
+        takes = [node.job for node in self.left() if node.kind != KEYFRAME]
+        return sum(job.transformer_calls for job in takes), sum(job.frames for job in takes)
 
     def upstream(self) -> list[Job]:
-        """The chain's jobs before the last one left that are not left themselves: what an extension reads."""
-        run, left = self.run, self.left()
-        chain = next(c for c in run.plan.chains() if any(job.id == left[-1].id for job in c))
-        ids = {job.id for job in left}
-        position = [job.id for job in chain].index(left[-1].id)
-        return [job for job in chain[:position] if job.id not in ids]
+        """The picked takes before the strand's first node that it reads: the chain it continues, upstream, and
+        (a bridge) the shot it leads into."""
+        plan, first = self.run.plan, self.left()[0].job
+        found: list[Job] = []
+        job = first
+        while job.after is not None:
+            job = plan.job(job.after)
+            found.insert(0, job)
+        return found + ([plan.job(first.before)] if first.before is not None else [])
 
 
 @dataclass(frozen=True)
@@ -169,16 +180,20 @@ class _Clip:
 
 @dataclass(frozen=True)
 class _Done:
-    """What a task yields for each job it brought in."""
+    """What a task yields for each node it brought in: a take's clip, or a keyframe's picture."""
 
-    id: str
+    id: str  # the job's id
+    take: int  # which take (a keyframe: 0)
     status: str  # rendered | cached
     started: float
     finished: float
-    entry: _Clip
+    entry: _Clip | None  # a take's clip
     notices: list[str]
     warnings: list[str]
-    model_loads: int  # models the worker read from disk for this job: 0 when it had them loaded already
+    model_loads: int  # models the worker read from disk for this node: 0 when it had them loaded already
+    rendered_by: Host | None = None  # the worker process that rendered it
+    # a keyframe: its pictures (entry key, PNG bytes, KeyframeRecord fields) and the entry key it starts from
+    picture: tuple[list[tuple[str, bytes, dict[str, Any]]], str | None] | None = None
 
 
 class _JobFailed(Exception):
@@ -193,23 +208,24 @@ class _JobFailed(Exception):
 
 
 class _Scheduler:
-    """Submits chain tasks of every film, stores what they yield, retries a failed task once, hands each film to
-    `on_done` when its chains are in, and cancels every task on interrupt."""
+    """Submits the strands of every film as their parents come in, stores what they yield, retries a failed task
+    once, hands each film to `on_done` when its strands are in, and cancels every task on interrupt."""
 
     def __init__(self, ray: Any, gpus: dict[int, int], shared: bool, on_done: OnDone):
         self.ray, self.gpus, self.shared, self.on_done = ray, gpus, shared, on_done
         self.plans: dict[int, Any] = {}  # one copy of each film's plan in the object store
         self.tasks: dict[int, Any] = {}
         self.running: dict[Any, _Pending] = {}
-        self.open: dict[int, int] = {}  # chains of each film not finished yet
+        self.waiting: list[_Pending] = []  # strands whose parents are not all in yet
+        self.open: dict[int, int] = {}  # strands of each film not finished yet
         self.failures: dict[int, list[tuple[int, str]]] = {}
 
     def drive(self, pending: list[_Pending]) -> None:
-        for chain in pending:
-            self.open[id(chain.run)] = self.open.get(id(chain.run), 0) + 1
+        for strand in pending:
+            self.open[id(strand.run)] = self.open.get(id(strand.run), 0) + 1
+        self.waiting = list(pending)
         try:
-            for chain in pending:
-                self._submit(chain)
+            self._submit_ready()
             while self.running:
                 [ready], _ = self.ray.wait(list(self.running), num_returns=1)
                 self._advance(ready)
@@ -218,71 +234,101 @@ class _Scheduler:
                 self.ray.cancel(generator)
             raise
 
+    def _submit_ready(self) -> None:
+        """Submit every waiting strand whose parents are in, longest first (a film is done when its longest
+        strand is, so that one must not start last); a strand the cache now has is done at once."""
+        ready = [strand for strand in self.waiting if strand.ready()]
+        self.waiting = [strand for strand in self.waiting if not strand.ready()]
+        for strand in sorted(ready, key=lambda p: p.cost(), reverse=True):
+            strand.take_cached()
+            if strand.left():
+                self._submit(strand)
+            else:
+                self._strand_done(strand)
+
     def _task(self, run: Run) -> Any:
         from storyforge.backends.base import REGISTRY
 
         gpus = self.gpus[id(run)]
         if gpus not in self.tasks:
-            self.tasks[gpus] = self.ray.remote(_chain_task).options(num_cpus=1, num_gpus=gpus, max_retries=0,
-                                                                    runtime_env={"env_vars": _forwarded()})
+            self.tasks[gpus] = self.ray.remote(_strand_task).options(num_cpus=1, num_gpus=gpus, max_retries=0,
+                                                                     runtime_env={"env_vars": _forwarded()})
         if id(run) not in self.plans:
             self.plans[id(run)] = self.ray.put(run.plan)
         # the spec travels: the worker may not know a backend registered here at run time
-        return self.tasks[gpus], self.plans[id(run)], REGISTRY[run.backend_name]
+        return self.tasks[gpus], self.plans[id(run)], REGISTRY.get(run.backend_name, "")
 
-    def _submit(self, chain: _Pending) -> None:
-        run, cache = chain.run, chain.run.cache
-        assert cache is not None
-        chain.attempts += 1
-        left = chain.left()
+    def _submit(self, strand: _Pending) -> None:
+        run, cache = strand.run, strand.run.cache
+        strand.attempts += 1
+        left = strand.left()
         seeds: list[_Clip] = []
-        for job in chain.upstream():  # recorded as cached, as the local executor's extension would
-            entry = run.entries.get(job.id) or run.cached(job)
+        for job in strand.upstream():  # recorded as cached, as the local executor's extension would
+            entry = run.entry(job)
             if entry is not None and not self.shared:
                 seeds.append(_Clip(entry.key, cache.clip_bytes(entry), entry.meta, cache.tail_bytes(entry)))
-        images = {image.sha256: image.read() for job in left
+        jobs = [node.job for node in left]
+        images = {image.sha256: image.read() for job in jobs
                   for image in (job.image, job.end_image, *(r.image for r in job.references)) if image is not None}
-        # generated start frames (keyframes), made on the driver before any video: (entry key, PNG bytes)
-        starts = {job_id: (key, path.read_bytes()) for job_id, (key, path) in run.starts.found.items()}
+        # generated start frames (keyframes) the film has, read through the cache's door: (entry key, PNG bytes)
+        starts = run.keyframe_pictures()
         run.announce(left[0])
         task, plan, spec = self._task(run)
-        generator = task.remote(code_fingerprint(), plan, [job.id for job in left], run.backend_name, spec,
-                                run.options, str(cache.root) if self.shared else None, seeds, images, starts)
-        self.running[generator] = chain
+        wanted = sorted({node.job.id for node in left if node.wanted})
+        generator = task.remote(code_fingerprint(), plan, [(node.kind, node.job.id, node.job.take) for node in left],
+                                run.backend_name, spec, run.options, str(cache.root) if self.shared else None, seeds,
+                                images, starts, wanted)
+        self.running[generator] = strand
 
     def _advance(self, generator: Any) -> None:
-        """Take the next thing a chain's task yielded: a finished job, its end, or its failure."""
-        chain = self.running[generator]  # stays listed while its clip is stored: an interrupt then cancels it
+        """Take the next thing a strand's task yielded: a finished node, its end, or its failure."""
+        strand = self.running[generator]  # stays listed while its clip is stored: an interrupt then cancels it
         try:
             ref = next(generator)
         except StopIteration:
             del self.running[generator]
-            self._chain_done(chain)
+            self._strand_done(strand)
             return
         try:
             done = self.ray.get(ref)
         except self.ray.exceptions.RayError as error:
             del self.running[generator]
-            if self._failed(chain, error):
-                self._chain_done(chain)
+            if self._failed(strand, error):
+                self._strand_done(strand)
             return
-        self._adopt(chain.run, done)
-        left = chain.left()
+        self._adopt(strand.run, done)
+        left = strand.left()
         if left:
-            chain.run.announce(left[0])
+            strand.run.announce(left[0])
+        self._submit_ready()
 
-    def _chain_done(self, chain: _Pending) -> None:
-        """A chain is in (or failed twice): when it was its film's last, the film is done and is cut."""
-        run = chain.run
+    def _strand_done(self, strand: _Pending) -> None:
+        """A strand is in (or failed twice): when it was its film's last, the film is done and is cut."""
+        run = strand.run
         self.open[id(run)] -= 1
+        lost = {node.id for node in strand.left()}  # given up: what waits for it can never run
+        while lost:
+            orphans = [other for other in self.waiting
+                       if other.run is run and run.graph.external_parents(other.left()) & lost]
+            self.waiting = [other for other in self.waiting if all(other is not o for o in orphans)]
+            self.open[id(run)] -= len(orphans)
+            lost = {node.id for other in orphans for node in other.left()}
         if self.open[id(run)] == 0:
             failures = [text for _, text in sorted(self.failures.pop(id(run), []))]  # in film order
             self.on_done(run, RenderError.several(failures) if failures else None)
 
     def _adopt(self, run: Run, done: _Done) -> None:
         cache = run.cache
-        assert cache is not None
-        if done.id in run.entries:
+        job = run.plan.job(done.id)
+        if done.picture is not None:
+            pictures, picked = done.picture
+            run.deliver_keyframe(job, [(key, png, KeyframeRecord(**record)) for key, png, record in pictures],
+                                 picked, done.model_loads)
+            run.notices.extend(done.notices)
+            return
+        assert done.entry is not None
+        job = job.for_take(done.take)
+        if run.entry(job) is not None:
             return
         if done.entry.clip is None:
             entry = cache.get(done.entry.key)
@@ -293,35 +339,33 @@ class _Scheduler:
         else:
             assert done.entry.meta is not None
             entry = store(cache, done.entry.key, done.entry.clip, done.entry.meta, done.entry.tail)
-        run.record(run.plan.job(done.id), entry, done.status, done.started, done.finished)
-        run.notices.extend(done.notices)
-        run.warnings.extend(done.warnings)
-        run.model_loads += done.model_loads
+        run.deliver_take(job, entry, done.status, done.started, done.finished, rendered_by=done.rendered_by,
+                         model_loads=done.model_loads, notices=done.notices, warnings=done.warnings)
 
-    def _failed(self, chain: _Pending, error: Exception) -> bool:
-        """Try a failed chain once more from its first undelivered job; True when it is given up (or complete)."""
+    def _failed(self, strand: _Pending, error: Exception) -> bool:
+        """Try a failed strand once more from its first undelivered node; True when it is given up (or done)."""
         cause = getattr(error, "cause", None)
-        left = chain.left()
+        left = strand.left()
         if not left:
             return True  # it failed after delivering every clip (while freeing the model, say): nothing is lost
         if isinstance(cause, _JobFailed):
             shot, message, node = cause.job_id, cause.message, cause.node
         elif isinstance(cause, StoryforgeError):  # the node refused the task before any job (another storyforge)
-            shot, message, node = left[0].id, str(cause), ""
-        else:  # the worker died (out of memory, a node lost): blame the first job it had not delivered
-            shot, message, node = left[0].id, (str(error).strip().splitlines() or [type(error).__name__])[0], ""
-        chain.nodes.append(node)
-        if chain.attempts < ATTEMPTS:
-            chain.cause = message
+            shot, message, node = left[0].job.id, str(cause), ""
+        else:  # the worker died (out of memory, a node lost): blame the first node it had not delivered
+            shot, message, node = left[0].job.id, (str(error).strip().splitlines() or [type(error).__name__])[0], ""
+        strand.nodes_tried.append(node)
+        if strand.attempts < ATTEMPTS:
+            strand.cause = message
             why = message.rstrip(".")
-            chain.run.notices.append(f"{shot}: {why}; tried once more on the Ray cluster from {left[0].id}")
-            self._submit(chain)
+            strand.run.notices.append(f"{shot}: {why}; tried once more on the Ray cluster from {left[0].job.id}")
+            self._submit(strand)
             return False
-        first = "" if chain.cause == message else f" (the first try: {chain.cause})"
-        nodes = list(dict.fromkeys(n for n in chain.nodes if n))
+        first = "" if strand.cause == message else f" (the first try: {strand.cause})"
+        nodes = list(dict.fromkeys(n for n in strand.nodes_tried if n))
         where = f" (on node {' and '.join(nodes)})" if nodes else ""
         text = f"{shot}: rendering failed on the Ray cluster, twice: {message}{first}{where}"
-        self.failures.setdefault(id(chain.run), []).append((chain.run.index.get(shot, 0), text))
+        self.failures.setdefault(id(strand.run), []).append((strand.run.index(left[0]), text))
         return True
 
 
@@ -366,13 +410,13 @@ def code_fingerprint() -> str:
 _FINGERPRINT: str | None = None
 
 
-def _chain_task(driver_code: str, plan: Plan, job_ids: list[str], backend: str, spec: str, options: dict[str, Any],
-                shared_root: str | None, seeds: list[_Clip], images: dict[str, bytes],
-                starts: dict[str, tuple[str, bytes]] | None = None) -> Iterator[_Done]:
-    """One chain's jobs rendered in order on a worker, through the shared cache folder or a scratch one."""
+def _strand_task(driver_code: str, plan: Plan, refs: list[tuple[str, str, int]], backend: str, spec: str,
+                 options: dict[str, Any], shared_root: str | None, seeds: list[_Clip], images: dict[str, bytes],
+                 starts: dict[str, tuple[str, bytes]], wanted: list[str]) -> Iterator[_Done]:
+    """One strand's nodes (kind, job id, take) brought in order on a worker, through the shared cache folder or a
+    scratch one, with this worker process's model holder."""
     from storyforge.backends.base import REGISTRY
-    from storyforge.keyframes import StartFrames
-    from storyforge.render import Run, render_chain
+    from storyforge.render import Host, worker
 
     if code_fingerprint() != driver_code:
         import storyforge
@@ -381,7 +425,8 @@ def _chain_task(driver_code: str, plan: Plan, job_ids: list[str], backend: str, 
                               f"{Path(storyforge.__file__).parent}, not the storyforge {driver_code} of the machine "
                               "running the render: install the same storyforge on every node")
 
-    REGISTRY[backend] = spec
+    if spec:
+        REGISTRY[backend] = spec
     scratch = Path(tempfile.mkdtemp(prefix="storyforge-ray-"))
     current = _Current()
     try:
@@ -390,51 +435,65 @@ def _chain_task(driver_code: str, plan: Plan, job_ids: list[str], backend: str, 
                   if seed.clip and seed.meta}
         plan = _with_images(plan, images, scratch / "images")
         found = {}
-        for job_id, (key, picture) in (starts or {}).items():
+        for job_id, (key, picture) in starts.items():
             path = scratch / "keyframes" / f"{key}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(picture)
             found[job_id] = (key, path)
-        loaded = _worker_backend(backend, options)
-        run = Run(plan, cache, backend, options, current, set(job_ids), loaded=loaded, starts=StartFrames(found=found))
-        loads = _LOADS.get(id(loaded), 0)  # what this worker's backend had read before: not this chain's doing
+        run = worker(plan, cache, backend, options, _HOLDER, found, set(wanted), current)
         sent: set[str] = set()
         told = [0, 0, 0]  # notices, warnings and discarded entries already sent
-        for _job in render_chain(run, [plan.job(job_id) for job_id in job_ids]):
-            # in order: a job `ensure` rendered first because a job asked for continues it comes first
-            for job_id, record in list(run.records.items()):
-                if job_id in sent:
+        for kind, job_id, take in refs:
+            loads = run.store.model_loads
+            node = _node_of(plan, kind, job_id, take)
+            current.job_id = job_id
+            run.execute(node)
+            loads = run.store.model_loads - loads
+            notices = run.notices[told[0]:] + cache.discarded[told[2]:]
+            warned = run.store.warnings[told[1]:]
+            told = [len(run.notices), len(run.store.warnings), len(cache.discarded)]
+            if kind == KEYFRAME:  # every picture (candidates too) goes back, and the picked one
+                found, picked = run.pictures(node.job)
+                pictures = [(key, path.read_bytes(), dataclasses.asdict(record)) for key, path, record in found]
+                yield _Done(job_id, 0, "rendered", 0.0, 0.0, None, notices, warned, loads, Host.here(),
+                            (pictures, picked))
+                continue
+            # in order: a take `ensure` rendered first because the one asked for continues it comes first
+            for slot, record in list(run.store.records.items()):
+                if slot in sent:
                     continue
-                sent.add(job_id)
-                entry = run.entries[job_id]
+                sent.add(slot)
+                entry = run.store.entries[slot]
                 if entry.key in seeded:
                     continue  # the driver sent it: it has it
-                notices = run.notices[told[0]:] + cache.discarded[told[2]:]
-                warned = run.warnings[told[1]:]
-                told = [len(run.notices), len(run.warnings), len(cache.discarded)]
                 clip = _Clip(entry.key, None, None) if shared_root else _Clip(entry.key, cache.clip_bytes(entry),
                                                                                 entry.meta, cache.tail_bytes(entry))
-                now = int(getattr(loaded, "model_loads", 0))
-                yield _Done(job_id, record.status, record.started, record.finished, clip, notices, warned,
-                            now - loads)
-                loads = _LOADS[id(loaded)] = now
+                yield _Done(record.id, record.take, record.status, record.started, record.finished, clip, notices,
+                            warned, loads, record.rendered_by)
+                notices, warned, loads = [], [], 0
     except Exception as error:  # noqa: BLE001 - every failure goes back to the driver with its shot
-        _forget_backend()  # after a failure (out of memory, say) a fresh load is the safe start for the next chain
+        _HOLDER.free()  # after a failure (out of memory, say) a fresh load is the safe start for the next strand
         text = str(error) if isinstance(error, StoryforgeError) else f"{type(error).__name__}: {error}"
         for prefix in (f"{current.job_id}: ", f"job {current.job_id}: "):
             text = text.removeprefix(prefix)
-        raise _JobFailed(current.job_id or job_ids[0], text, _node()) from error
+        raise _JobFailed(current.job_id or refs[0][1], text, _node()) from error
     except BaseException:  # cancelled (Ctrl-C on the driver) mid-render: the model's state is unknown
-        _forget_backend()
+        _HOLDER.free()
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-# This worker process's backend, kept across chain tasks and films: a GPU worker loads a model once, not once per
-# chain; and how many model loads of it were reported already.
-_LOADED: dict[str, Backend] = {}
-_LOADS: dict[int, int] = {}
+def _node_of(plan: Plan, kind: str, job_id: str, take: int) -> Node:
+    from storyforge.plan.graph import Node
+
+    job = plan.job(job_id)
+    return Node(job_id, kind, job if kind == KEYFRAME else job.for_take(take))
+
+
+# This worker process's model holder, kept across strand tasks and films: a GPU worker loads a model once, not
+# once per strand, and holds one model at a time (the edit model is freed before the video model loads).
+_HOLDER = ModelHolder()
 
 
 def _node() -> str:
@@ -445,23 +504,6 @@ def _node() -> str:
         return str(ray.util.get_node_ip_address())
     except Exception:  # noqa: BLE001 - only for a message
         return ""
-
-
-def _worker_backend(name: str, options: dict[str, Any]) -> Backend:
-    from storyforge.backends.base import load_backend
-
-    key = json.dumps([name, options], sort_keys=True, default=str)
-    if key not in _LOADED:
-        _forget_backend()
-        _LOADED[key] = load_backend(name, **options)
-    return _LOADED[key]
-
-
-def _forget_backend() -> None:
-    for backend in _LOADED.values():
-        backend.close()
-    _LOADED.clear()
-    _LOADS.clear()
 
 
 def _with_images(plan: Plan, images: dict[str, bytes], folder: Path) -> Plan:

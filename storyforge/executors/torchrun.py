@@ -1,7 +1,8 @@
 """Torchrun ranks around the render loop: rank 0 renders as usual and tells the other ranks what to render in step.
 
-One generation split across the GPUs of a torchrun launch (storyforge.backends.multigpu) needs every rank to
-call the backend with the same job and the same input frames, at the same time. Rank 0 runs the ordinary
+One generation split across the GPUs of a torchrun launch (storyforge.backends.multigpu; the group is joined in
+storyforge.executors.ranks) needs every rank to call the backend with the same job and the same input frames,
+at the same time. Rank 0 runs the ordinary
 render (cache, clips, film, run.json); its backend is wrapped so that each job it renders is first announced,
 with the frames it continues (rank 0's decoded pixels), to the other ranks. They run `follow`: receive each
 job, render it with their own backend in step, write nothing. The render loop never learns that ranks exist.
@@ -14,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from storyforge.backends.multigpu import coupled, ranks, share
 from storyforge.errors import RenderError
+from storyforge.executors.ranks import coupled, ranks, setup, share
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -55,13 +56,12 @@ def render_ranked(plan: Plan, *, out: Path | None = None, backend: str = "auto",
     _keyframes_made(plan, only, cache_root)
     if ranks().rank != 0:
         return follow(plan, out=out, backend=backend, only=only, backend_options=backend_options)
-    from storyforge.backends.base import load_backend
     from storyforge.render import choose_backend, render
 
     name, _notice = choose_backend(plan, backend)
     # built before anything else: a backend that splits generations joins the process group here, where
     # every follower joins it too
-    leader = Leader(load_backend(name, **(backend_options or {})))
+    leader = Leader(ranked_backend(name, backend_options or {}))
     try:
         return render(plan, out=out, backend=backend, only=only, use_cache=use_cache, cache_root=cache_root,
                       progress=progress, backend_options=backend_options, loaded=leader)
@@ -72,25 +72,24 @@ def render_ranked(plan: Plan, *, out: Path | None = None, backend: str = "auto",
 
 def _keyframes_made(plan: Plan, only: list[str] | None, cache_root: Path | None) -> None:
     """Every keyframe the render needs is in the cache; else the same RenderError on every rank."""
-    from storyforge.cache import default_root
-    from storyforge.render import select, start_frames
+    from storyforge.render import keyframes_missing
 
-    if not any(job.keyframe is not None for job in plan.jobs):
-        return
-    root = cache_root or default_root(plan.story)
-    found = start_frames(plan, select(plan, only), root, make=False, options={}, progress=None)
-    heads = set()
-    targets = select(plan, only)
-    for job in [*targets, *(plan.job(job.before) for job in targets if job.before is not None)]:
-        while job.after is not None:  # what each chain starts from, upstream of what was asked for too
-            job = plan.job(job.after)
-        if job.keyframe is not None:
-            heads.add(job.id)
-    missing = sorted(heads - set(found.found))
+    missing = keyframes_missing(plan, only, cache_root)
     if missing:
         raise RenderError(f"{len(missing)} shots need keyframes that are not made yet ({', '.join(missing)}); make "
                           f"them first in one process with `storyforge render {plan.story.name} --keyframes-only`, "
                           "then launch torchrun again")
+
+
+def ranked_backend(name: str, options: dict[str, Any]) -> Backend:
+    """The backend `name` for this rank: one that splits generations joins the launch's Ulysses group (every rank
+    builds it at the same point, so they join together); any other is built as usual."""
+    from storyforge.backends.base import backend_class
+
+    cls = backend_class(name)
+    if getattr(cls, "splits_generations", False) and "parallel" not in options:
+        options = {**options, "parallel": setup(ranks())}
+    return cls(**options)  # type: ignore[no-any-return]
 
 
 class Leader:
@@ -127,14 +126,14 @@ def follow(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
     """A rank other than 0: render each job rank 0 announces, in step with it, and write nothing.
 
     When the backend forms no process group (the animatic), rank 0 cannot be heard: this rank then renders
-    the jobs asked for by itself, in film order, each extension from its own last frames.
+    the graph's takes by itself (every take asked for), in graph order, each extension from its own last frames.
     """
-    from storyforge.backends.base import load_backend
+    from storyforge.plan.graph import graph_of
     from storyforge.render import RunReport, choose_backend, default_out, select
 
     name, _notice = choose_backend(plan, backend)
     targets = select(plan, only)  # the same refusals as rank 0
-    follower = _Follower(plan, load_backend(name, **(backend_options or {})))  # joins rank 0's process group
+    follower = _Follower(plan, ranked_backend(name, backend_options or {}))  # joins rank 0's process group
     try:
         if coupled():
             while (word := share(None)) is not None:
@@ -144,8 +143,8 @@ def follow(plan: Plan, *, out: Path | None = None, backend: str = "auto", only: 
                 follower.render(follower.jobs[word.job_id].for_take(word.take), word.previous_frames,
                                 word.start_image, word.next_frames)
         else:
-            for job in targets:
-                follower.alone(job)
+            for node in graph_of(plan, targets):  # takes and bridges: keyframes were made before any rank began
+                follower.alone(node.job)
     finally:
         follower.backend.close()
     where = ranks()
@@ -164,6 +163,7 @@ class _Follower:
         self.tails: dict[str, np.ndarray] = {}
         self.heads: dict[str, np.ndarray] = {}  # the first frames of each shot, for a bridge into it
         self.keep = max((job.settings.overlap_frames for job in plan.jobs), default=0)
+        self.done: set[tuple[str, int]] = set()  # (job id, take) rendered
 
     def render(self, job: Job, previous: np.ndarray | None, start_image: Path | None = None,
                following: np.ndarray | None = None) -> None:
@@ -172,7 +172,7 @@ class _Follower:
         import numpy as np
 
         from storyforge.backends.base import RenderInputs, frames_of
-        from storyforge.render import JobRecord, clip_name
+        from storyforge.render import Host, JobRecord, clip_name
         from storyforge.seams import SIDE
 
         started = time.time()
@@ -182,19 +182,21 @@ class _Follower:
             tail = chunk if tail is None else np.concatenate([tail, chunk])
             tail = tail[len(tail) - min(self.keep, len(tail)):]
             head = chunk[:SIDE + 1] if head is None else np.concatenate([head, chunk])[:SIDE + 1]
+        self.done.add((job.id, job.take))
         if job.take == self.jobs[job.id].take and head is not None:
             self.heads[job.id] = head
         if job.take == self.jobs[job.id].take:  # what a continuing job continues is the picked take
             self.tails[job.id] = tail if tail is not None else np.empty((0, 0, 0, 3), np.uint8)
         finished = time.time()
         self.records.append(JobRecord(job.id, job.key, "rendered", clip_name(job), round(finished - started, 3),
-                                      round(started, 3), round(finished, 3)))
+                                      round(started, 3), round(finished, 3), take=job.take,
+                                      rendered_by=Host.here()))
 
     def alone(self, job: Job) -> None:
-        """Render `job` unless done, after what it continues, from this rank's own frames of that."""
+        """Render take `job` unless done, after what it continues, from this rank's own frames of that."""
         import numpy as np
 
-        if job.id in self.tails:
+        if (job.id, job.take) in self.done:
             return
         previous = following = None
         if job.before is not None:  # a bridge: after the shot it leads into, from that shot's first frames

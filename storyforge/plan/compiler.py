@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from storyforge.errors import PlanError, Problem
+from storyforge.errors import PlanError, Problem, StoryforgeError
 from storyforge.plan import frames as fx
 from storyforge.plan import memory as mem
 from storyforge.plan.keys import job_key, keyframe_key
@@ -19,6 +19,7 @@ from storyforge.story.load import PathKey
 from storyforge.story.models import KEYFRAME_MODEL, MAX_WINDOW_FRAMES, RESOLUTIONS, TransitionSpec, parse_duration
 from storyforge.story.presets import I2V_DEFAULTS, PRESETS, preset
 from storyforge.story.resolve import ResolvedFilm, ResolvedShot, Settings
+from storyforge.story.texts import KeyframeWriter, ShotText
 
 # Frame rates a SkyReels-V2 DF checkpoint renders true to time: trained at 24 fps; its fps input is "16 or not".
 MODEL_FPS = (16, 24)
@@ -29,17 +30,6 @@ def _gib(count: int) -> str:
     return f"{count / 2**30:.1f} GiB"
 
 
-@dataclass(frozen=True)
-class ShotText:
-    """A shot's prompt and camera words after templates."""
-
-    prompt: str
-    camera: str | None
-    cast: tuple[str, ...] = ()  # characters the shot's texts use, in order
-
-
-# Writes a keyframe's edit instruction from the job's final prompt and camera words.
-KeyframeWriter = Callable[[str, "str | None", Keyframe], str]
 
 
 def seconds_to_frames(seconds: float, fps: int) -> int:
@@ -175,8 +165,8 @@ class _Compiler:
         if duration is not None:
             changed = changed.model_copy(update={"duration": f"{duration}f"})
         if transition is not None:
-            changed = changed.model_copy(update={"transition": TransitionSpec(type=shot.shot.transition_type,
-                                                                              duration=f"{transition}f")})
+            changed = changed.model_copy(update={"transition": TransitionSpec.model_validate(
+                {"type": shot.shot.transition_type, "duration": f"{transition}f"})})
         trial_shot = replace(shot, shot=changed, settings=replace(shot.settings, **settings))
         with self.trial() as problems:
             self.shot_job(trial_shot, context)
@@ -195,7 +185,9 @@ class _Compiler:
         if self.quiet:
             return []
         candidates = list(dict.fromkeys(candidates))
-        for test in (lambda v: self.accepts(shot, **{name: v}), lambda v: self.helps(shot, **{name: v})):
+        tests: tuple[Callable[[Any], bool], ...] = (lambda v: self.accepts(shot, **{name: v}),
+                                                    lambda v: self.helps(shot, **{name: v}))
+        for test in tests:
             found = []
             for value in candidates:
                 if test(value):
@@ -281,8 +273,9 @@ class _Compiler:
                 self.warn_once(shot, self.setting(shot, "causal_attention"),
                           "causal_attention changes nothing with causal_block_size 1 (every block is one latent)",
                           "causal attention")
-        native = preset(s.model)
-        if native is not None and native.repo is not None and RESOLUTIONS[native.resolution] != (s.width, s.height):
+        native = preset(s.model)  # a model the story chose (not the default) made for another frame size
+        if native is not None and native.repo is not None and "model" in shot.origins and \
+                RESOLUTIONS[native.resolution] != (s.width, s.height):
             width, height = RESOLUTIONS[native.resolution]
             other = next((p.name for p in PRESETS.values() if p.repo is not None and p.name.split("-")[1] ==
                           native.name.split("-")[1] and RESOLUTIONS[p.resolution] == (s.width, s.height)), None)
@@ -299,7 +292,8 @@ class _Compiler:
                        "an end frame needs a start frame: add `image:` (the image-to-video pipeline starts from it), "
                        "or `transition: continue` to go on from the previous shot towards the end frame")
             ok = False
-        if s.fps not in MODEL_FPS and (preset(s.model) is None or preset(s.model).repo is not None):
+        native_fps = preset(s.model)
+        if s.fps not in MODEL_FPS and (native_fps is None or native_fps.repo is not None):
             self.error_once(shot, self.setting(shot, "fps"),
                             f"fps {s.fps}: SkyReels-V2 DF checkpoints make motion at 24 fps (their only frame-rate "
                             f"input tells 16 fps from any other), so a {s.fps} fps film would play it "
@@ -398,9 +392,9 @@ class _Compiler:
         try:
             from PIL import Image as PILImage
 
-            with PILImage.open(shot.image.path) as image:
+            with PILImage.open(shot.image.stream()) as image:  # the bytes hashed, read once (not a second open)
                 image_width, image_height = image.size
-        except OSError:
+        except (OSError, StoryforgeError):
             return  # the story checks report unreadable images
         if (image_width > image_height) != (width > height) and image_width != image_height and width != height:
             kept = min(image_width / image_height / (width / height), image_height / image_width / (height / width))
@@ -571,8 +565,11 @@ class _Compiler:
         """The bridge job into `shot` (a V2V extension of `previous` aimed at the shot's first frame), or None
         after reporting why it cannot be planned. It is planned before the shot: both parents are known then
         except for the shot's key, which with_keys adds."""
-        if previous is None:
-            return None  # the shot before failed and was reported (the film's first shot: the story checks)
+        if previous is None:  # the shot before failed and was reported (the film's first shot: the story checks)
+            if not self.problems:
+                self.error(shot, shot.path + ("transition",), "a bridge continues the shot before it, and there is "
+                           "none to continue; use cut or fade")
+            return None
         s, a = shot.settings, previous.settings
         at = shot.path + ("transition",)
         ok = True
@@ -648,7 +645,7 @@ class _Compiler:
             template_prompt=text.prompt, camera=text.camera, requested_frames=requested, frames=planned,
             num_frames=num_frames, start_frame=cursor, transition=Transition("continue", 0),
             segments=generation.windows, seed=seed, settings=settings, image=None, end_image=None,
-            source=f"{self.source.file}:{self.source.line(at)}", takes=1, take_seeds=(seed,),
+            source=self.source.at(at), takes=1, take_seeds=(seed,),
         )
 
     def snap_bridge(self, frames: int, shot: ResolvedShot) -> int | None:
@@ -683,11 +680,11 @@ class _Compiler:
                             location=places[0] if places else None, prompt=text.prompt, model=model,
                             steps=spec.steps, guidance=spec.guidance, seed=derive_seed(spec.seed, shot.id),
                             width=width, height=height,
-                            source=f"{self.source.file}:{self.source.line(('keyframes', 'model'))}",
+                            source=self.source.at(("keyframes", "model")),
                             candidates=spec.takes, seeds=tuple(take_seed(derive_seed(spec.seed, shot.id), n)
                                                                for n in range(1, spec.takes + 1)))
         if self.write_keyframe is not None:
-            keyframe = replace(keyframe, prompt=self.write_keyframe(text.prompt, text.camera, keyframe))
+            keyframe = replace(keyframe, prompt=instruction(self.write_keyframe, text.prompt, text.camera, keyframe))
         return keyframe
 
     # -- the whole film --------------------------------------------------------------------------
@@ -709,7 +706,7 @@ class _Compiler:
                 kind, keyframe = "i2v", self.keyframe(shot, text, references)  # a shot that starts a take
                 # image-to-video's recommended guidance and shift, where the story set none (as for `image:`)
                 defaults = {k: v for k, v in I2V_DEFAULTS.items() if shot.origins.get(k) == shot.path}
-                shot = replace(shot, settings=replace(shot.settings, **defaults))
+                shot = replace(shot, settings=replace(shot.settings, **defaults))  # type: ignore[arg-type]  # guidance, shift: floats
             self.context = _Context(kind, keyframe, text, references, previous, chain_frames, cursor,
                                     jobs[-1] if jobs else None)
             made = self.shot_job(shot, self.context)
@@ -848,10 +845,11 @@ class _Compiler:
             requested_frames=requested, frames=planned, num_frames=num_frames, start_frame=start,
             transition=Transition(kind_t, t_frames), segments=generation.windows, seed=seed, settings=s,
             image=shot.image, end_image=shot.end_image,
-            source=f"{self.source.file}:{self.source.line(shot.path)}",
+            source=self.source.at(shot.path),
             takes=s.takes, take_seeds=tuple(take_seed(seed, n) for n in range(1, s.takes + 1)),
             references=context.references, keyframe=context.keyframe,
             dialogue=tuple((spoken.character, spoken.line) for spoken in shot.shot.dialogue),
+            seams_intended=shot.shot.seams is not None and shot.shot.seams.intended,
         )]
 
     # -- readings a person probably did not mean ---------------------------------------------------
@@ -965,6 +963,11 @@ def with_keys(plan: Plan) -> Plan:
         keys[job.id] = picked.key
         keyed[job.id] = picked
     return replace(plan, jobs=tuple(keyed[job.id] for job in plan.jobs))
+
+
+def instruction(write: KeyframeWriter, prompt: str, camera: str | None, keyframe: Keyframe) -> str:
+    """A keyframe's edit instruction from the final prompt and camera words, written by `write`."""
+    return write(prompt, camera, [r.name for r in keyframe.references], keyframe.cast, keyframe.location)
 
 
 def compile_plan(film: ResolvedFilm, render_texts: Callable[[ResolvedFilm], Mapping[str, ShotText]],

@@ -25,6 +25,7 @@ Nothing here imports torch: the planner runs in CI on every story file in second
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -219,7 +220,7 @@ def window_problem(num_frames: int, geometry: Geometry, *, extend: bool = False)
     return None
 
 
-def nearest(requested: int, valid, *, limit: int = 1_000) -> tuple[int | None, int | None]:
+def nearest(requested: int, valid: Callable[[int], bool], *, limit: int = 1_000) -> tuple[int | None, int | None]:
     """The nearest valid counts at or below and at or above `requested` (None where there is none), looked for
     within `limit` of it, and below that among the `limit` shortest counts.
 
@@ -234,7 +235,7 @@ def nearest(requested: int, valid, *, limit: int = 1_000) -> tuple[int | None, i
     return below, above
 
 
-def snap(requested: int, valid, *, limit: int = 1_000) -> int | None:
+def snap(requested: int, valid: Callable[[int], bool], *, limit: int = 1_000) -> int | None:
     """The valid count nearest to `requested`; a tie goes to the longer one."""
     below, above = nearest(requested, valid, limit=limit)
     if below is None:

@@ -38,7 +38,7 @@ RUNTIME_BYTES = GIB
 VAE_DECODE_BYTES_PER_PIXEL = 21_170
 # diffusers' Wan VAE tiles (tile_sample_min 256 x 256); a tile's decode replaces the frame's
 VAE_TILE_PIXELS = 256 * 256
-ACTIVATION_TOLERANCE = 0.25  # the formula against the measured peak of one call (tests)
+ACTIVATION_TOLERANCE = 0.10  # the formula against the measured peak of one call: within 3 % measured (tests)
 # The backend decodes in tiles from this frame size up whatever the offload (the decode of a 720p frame is larger
 # than the 14B model's activations at 540p), and at every size larger than a tile when it offloads.
 TILING_PIXELS = 1280 * 720

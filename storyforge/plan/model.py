@@ -9,6 +9,7 @@ from typing import Any
 
 from storyforge.plan.frames import TIME_COMPRESSION, Window, attention_mask_bytes
 from storyforge.story.resolve import Image, Settings
+from storyforge.story.source import FileLine
 
 PLAN_FORMAT = 1
 
@@ -49,7 +50,7 @@ class Keyframe:
     width: int
     height: int
     key: str = ""
-    source: str = ""  # file:line of `keyframes.model`, for messages about the model
+    source: FileLine = FileLine("", 0)  # where `keyframes.model` is written, for messages about the model
     # Candidates (`keyframes: {takes: N}`): N start pictures, each with its own seed; `seed` and `key` above are
     # the picked candidate's, the one the video starts from.
     candidates: int = 1
@@ -95,7 +96,7 @@ class Job:
     settings: Settings
     image: Image | None
     end_image: Image | None
-    source: str  # file:line of the shot
+    source: FileLine  # where the shot is written
     key: str = ""
     # the reference images of the shot's cast and location (what the animatic shows without a keyframe)
     references: tuple[Reference, ...] = ()
@@ -108,6 +109,7 @@ class Job:
     before: str | None = None  # a bridge: the job whose first frame it ends on (its second parent)
     # (character, line) spoken in the shot: for people and the review page, never in the cache key
     dialogue: tuple[tuple[str, str], ...] = ()
+    seams_intended: bool = False  # `seams: {intended: true}`: the change at its seams is asked for
 
     @property
     def is_bridge(self) -> bool:
@@ -180,7 +182,7 @@ class Job:
             "image": _image_json(self.image),
             # the end image conditions the latent after the clip's last one, which is dropped before decoding:
             # it stands about 4 frames after the clip's last frame, not on it
-            "end_image": None if self.end_image is None else {**_image_json(self.end_image),
+            "end_image": None if self.end_image is None else {**(_image_json(self.end_image) or {}),
                                                               "at_frame": self.frames - 1 + TIME_COMPRESSION},
             "attention_mask_bytes": self.attention_mask_bytes,
             "settings": {
@@ -190,8 +192,9 @@ class Job:
                 "cache": s.cache, "causal_attention": s.causal_attention,
                 "color_match": s.color_match,
             },
-            "line": int(self.source.rsplit(":", 1)[1]),
+            "line": self.source.line,
             **({"takes": self.takes, "take": self.take} if self.takes > 1 else {}),
+            **({"seams": {"intended": True}} if self.seams_intended else {}),
             **({"dialogue": [{"character": who, "line": line} for who, line in self.dialogue]} if self.dialogue
                else {}),
             **({"keyframe": self.keyframe.to_json()} if self.keyframe is not None else {}),

@@ -21,7 +21,7 @@ from storyforge.screenplay.script import (
 )
 
 _HEADING = re.compile(r"^(?:INT\.?/EXT|EXT\.?/INT|INT|EXT|EST|I/E|E/I)(?:\.|\s)", re.IGNORECASE)
-_SCENE_NUMBER = re.compile(r"\s*#([A-Za-z0-9.-]+)#\s*$")
+_SCENE_NUMBER = re.compile(r"#([A-Za-z0-9.-]+)#$")  # on the stripped line: a leading \s* would be quadratic
 _TRANSITION = re.compile(r"^[^a-z]*TO:$")
 _FADES = re.compile(r"^(?:FADE (?:IN|OUT)|FADE TO BLACK|CUT TO BLACK|SMASH TO BLACK|FADE TO WHITE)[.:]?$")
 
@@ -191,6 +191,7 @@ class _Reader:
         return True
 
     def _heading(self, line: int, text: str, *, forced: bool) -> None:
+        text = text.rstrip()
         number = _SCENE_NUMBER.search(text)
         if number:
             text = text[: number.start()]

@@ -3,7 +3,6 @@ the story and its import record (FILE.import.json beside it) atomically."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -20,7 +19,7 @@ from storyforge.screenplay.emit import story_text
 from storyforge.screenplay.script import Script, read_script, script_error
 from storyforge.screenplay.to_story import Built, build
 from storyforge.screenplay.update import merge
-from storyforge.story.load import MAX_BYTES, MAX_NODES
+from storyforge.story.load import MAX_BYTES, MAX_NODES, MAX_SHOTS
 from storyforge.story.root import PathRefused, read_bytes
 
 RECORD_VERSION = 1
@@ -61,12 +60,8 @@ def record_path(story: Path) -> Path:
 
 
 def read(path: Path) -> Script:
-    """The script at `path`, parsed by its format (from the suffix; a file that opens with '<' is Final Draft)."""
-    kind = FORMATS.get(path.suffix.lower())
-    if kind is None:  # a script without a known suffix: Final Draft when it opens with '<'
-        with contextlib.suppress(OSError), path.open("rb") as head:
-            kind = "fdx" if head.read(64).lstrip()[:1] == b"<" else None
-    data, shown = read_script(path, kind or "fountain")
+    """The script at `path`, parsed by its format (from the suffix; a file that opens as XML is Final Draft)."""
+    data, shown, kind = read_script(path, FORMATS.get(path.suffix.lower()))
     digest = hashlib.sha256(data).hexdigest()
     if kind == "fdx":
         return dataclasses.replace(fdx.parse(data, shown), sha256=digest)
@@ -110,6 +105,10 @@ def import_script(script_path: Path | str, output: Path | str | None = None, *, 
     data, origins, imported = built.data, built.origins, built.data
     if exists:
         data, origins, imported = _merged(story, record, built, report, script_path)
+        if not data["scenes"]:
+            raise StoryforgeError(f"{display_path(story)}: you deleted every scene the script still has, so the "
+                                  "merged story would have none; the story is unchanged: import into a new "
+                                  "file with -o")
     header = _header(script, script_path, story)
     text = story_text(data, header)
     _fits(text, data, script)
@@ -169,6 +168,10 @@ def _read_record(record: Path) -> dict[str, Any]:
         raise damaged from None
     if not isinstance(saved, dict) or saved.get("storyforge_import") != RECORD_VERSION:
         raise damaged
+    scenes = saved["imported"].get("scenes") if isinstance(saved.get("imported"), dict) else None
+    if isinstance(scenes, list) and len(scenes) + sum(len(scene["shots"]) for scene in scenes if isinstance(
+            scene, dict) and isinstance(scene.get("shots"), list)) > 2 * MAX_SHOTS:
+        raise damaged  # counted before the model checks each one: a record of 50,000 scenes takes a second
     try:
         Film.model_validate(saved.get("imported"))
     except ValidationError:
@@ -185,7 +188,10 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _unique_ids(story: dict[str, Any]) -> bool:
+    """Ids unique, and no more shots than a story file may hold (the merge's work grows with them)."""
     scenes = [scene["id"] for scene in story["scenes"]]
+    if sum(len(scene["shots"]) for scene in story["scenes"]) > MAX_SHOTS:
+        return False
     return len(set(scenes)) == len(scenes) and all(
         len({shot["id"] for shot in scene["shots"]}) == len(scene["shots"]) for scene in story["scenes"])
 

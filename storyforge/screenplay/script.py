@@ -20,6 +20,9 @@ TIME_LIMIT_S = 1.0  # reading is linear (Big Fish: 0.1 s): a script that takes l
 # old exports); DEL; C1.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 
+# what Final Draft's XML opens with, in its first bytes without NULs (UTF-16 has one in every character)
+_XML = re.compile(rb"^(?:\xef\xbb\xbf|\xff\xfe|\xfe\xff)?\s*<")
+_FINAL_DRAFT = re.compile(rb"^(?:\xef\xbb\xbf|\xff\xfe|\xfe\xff)?\s*<(?:\?xml|FinalDraft)")
 KINDS = ("heading", "action", "cue", "parenthetical", "dialogue", "lyric", "transition", "section", "synopsis",
          "centered", "page_break")
 
@@ -68,23 +71,36 @@ def script_error(file: str, line: int, message: str) -> StoryError:
     return StoryError([Problem(file, line, "", message)])
 
 
-def read_script(path: Path, kind: str) -> tuple[bytes, str]:
-    """The script's bytes and its name for messages; refuses a missing, special, huge or binary file."""
+def read_script(path: Path, kind: str | None) -> tuple[bytes, str, str]:
+    """The script's bytes, its name for messages and its format (`kind` from the suffix, else what the bytes
+    look like); refuses a missing, special, huge or binary file. The file is opened once, as a regular file: a
+    FIFO named `script` must not be opened to peek at it (that waits for a writer forever)."""
     shown = readable(display_path(path))
     if path.is_dir():
         raise script_error(shown, 0, "this is a folder; name a .fountain or .fdx script")
     try:
-        data = read_bytes(path, MAX_SCRIPT_BYTES[kind], shown="the script")
+        data = read_bytes(path, max(MAX_SCRIPT_BYTES.values()), shown="the script")
     except PathRefused as refused:
         message = str(refused)
         if message.startswith("no such file"):  # read_bytes names the file inside its message
             message = "no such file; check the path"
-        if "larger than" in message:
-            message += "; a feature-length screenplay is a few hundred KB: split it or check the file"
-        raise script_error(shown, 0, message) from None
+        elif "larger than" in message and kind is not None:  # the bound of the format it claims to be
+            message = f"the script is larger than {MAX_SCRIPT_BYTES[kind] // 1_000_000} MB"
+        raise script_error(shown, 0, _larger(message)) from None
+    head = data[:400].replace(b"\x00", b"")
+    if kind is None or (kind == "fountain" and _FINAL_DRAFT.match(head)):  # Final Draft XML whatever its name
+        kind = "fdx" if _XML.match(head) else "fountain"
+    if len(data) > MAX_SCRIPT_BYTES[kind]:
+        raise script_error(shown, 0, _larger(f"the script is larger than {MAX_SCRIPT_BYTES[kind] // 1_000_000} MB"))
     if kind == "fountain":  # Final Draft may be UTF-16, whose text is full of NUL bytes: fdx checks once decoded
         refuse_nul(data.decode("latin-1"), shown)
-    return data, shown
+    return data, shown, kind
+
+
+def _larger(message: str) -> str:
+    if "larger than" in message:
+        message += "; a feature-length screenplay is a few hundred KB: split it or check the file"
+    return message
 
 
 def refuse_nul(text: str, file: str) -> None:

@@ -47,6 +47,7 @@ _TIMES = {"DAY", "NIGHT", "MORNING", "AFTERNOON", "EVENING", "DAWN", "DUSK", "SU
           "MIDNIGHT", "CONTINUOUS", "LATER", "SAME", "MOMENTS", "TWILIGHT", "LATE", "EARLY", "MAGIC", "HOUR",
           "NIGHTFALL", "DAYBREAK", "PRE-DAWN", "CONTINUING", "SAME TIME"}
 _PREFIX = re.compile(r"^(INT\.?/EXT|EXT\.?/INT|INT|EXT|EST|I/E|E/I)\.?\s*", re.IGNORECASE)
+_PARTS = re.compile(r"(?:^| )(?:-{1,2}|–|—)(?: |$)")  # "PLACE - ROOM - TIME", "- TIME"
 _SIDES = {"INT": "interior", "EXT": "exterior", "EST": "establishing shot, exterior",
           "INT/EXT": "interior and exterior", "EXT/INT": "exterior and interior", "I/E": "interior and exterior",
           "E/I": "exterior and interior"}
@@ -175,7 +176,8 @@ def heading_parts(heading: str) -> tuple[str | None, str, str | None]:
         side = _SIDES.get(match.group(1).upper().replace("./", "/"))
         rest = heading[match.end():]
     # "PLACE - TIME", "PLACE - ROOM - TIME", and "- TIME" with no place
-    split = [p.strip() for p in re.split(r"(?:^|\s+)(?:-{1,2}|–|—)(?:\s+|$)", rest.strip())]
+    # on single spaces: '\s+' before a dash would try every run of spaces again at each of its positions
+    split = [p.strip() for p in _PARTS.split(" ".join(rest.split()))]
     time = None
     if len(split) > 1 and set(re.findall(r"[A-Z-]+", split[-1].upper())) & _TIMES:
         time = split.pop()
@@ -368,7 +370,9 @@ class _Builder:
 
 
 def _display(name: str) -> str:
-    return " ".join(word.capitalize() if word.isupper() else word for word in name.split())
+    """A cue as a name: "MR. STEEL" -> "Mr. Steel"; a word with digits stays as written ("R2D2", "2ND")."""
+    return " ".join(word.capitalize() if word.isupper() and not any(c.isdigit() for c in word) else word
+                    for word in name.split())
 
 
 def _place_prompt(heading: str) -> str:

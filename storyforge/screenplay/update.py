@@ -84,11 +84,12 @@ class Budget:
 
 
 def _pairs(old: list[str], new: list[str], rough: Callable[[int, int], float], exact: Callable[[int, int], float],
-           budget: Budget) -> dict[int, int]:
+           budget: Budget, kept: Callable[[int], bool] = lambda i: True) -> dict[int, int]:
     """new index -> old index. Equal keys in order first; then equal keys anywhere (a scene or paragraph moved);
     then what is left pairs, likeliest first, when `exact(old index, new index)` reaches SIMILAR (a reworded
     paragraph, a renamed heading over the same action). `rough` is a cheap upper bound of `exact` that ranks the
-    candidates; when the budget cannot pay for all with all, changed runs pair place by place."""
+    candidates; when the budget cannot pay for all with all, changed runs pair place by place. Of old items with
+    equal keys, one the writer `kept` in the story is paired before one they deleted."""
     matched: dict[int, int] = {}
     matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
     opcodes = matcher.get_opcodes()
@@ -104,6 +105,15 @@ def _pairs(old: list[str], new: list[str], rough: Callable[[int, int], float], e
         if j not in matched and waiting.get(key):
             matched[j] = waiting[key].popleft()
             taken.add(matched[j])
+    for j, i in list(matched.items()):  # two equal scenes, the writer deleted one: the script's is the other
+        if not kept(i):
+            swap = next((other for other in waiting.get(old[i], ()) if kept(other)), None)
+            if swap is not None:
+                waiting[old[i]].remove(swap)
+                waiting[old[i]].append(i)
+                matched[j] = swap
+                taken.discard(i)
+                taken.add(swap)
     free_old = [i for i in range(len(old)) if i not in taken]
     free_new = [j for j in range(len(new)) if j not in matched]
     if budget.spend(len(free_old) * len(free_new)):
@@ -191,7 +201,8 @@ class _Merger:
 
         pairs = _pairs([f"{h}\0{a}" for h, a in zip(old_headings, old_action, strict=True)],
                        [f"{h}\0{a}" for h, a in zip(new_headings, new_action, strict=True)],
-                       score(Words.overlap), score(Words.similarity), self.budget)
+                       score(Words.overlap), score(Words.similarity), self.budget,
+                       kept=lambda i: base_scenes[i].get("id") in mine_by_id)
         used = Ids({s.get("id") for s in mine_scenes} | set(base_by_id))
         out: list[dict[str, Any]] = []
         imported: list[dict[str, Any]] = []
@@ -209,6 +220,10 @@ class _Merger:
             if j in pairs and scene_id not in mine_by_id:
                 self.result.kept.append(f"scene {scene_id}: you deleted it from the story; not added back")
                 continue
+            if not shots:  # the shots the writer kept went elsewhere in the script, the ones left they deleted
+                shots = [dict(shot) for shot in shots_imported]
+                self.result.kept.append(f"scene {scene_id}: the shots you kept are gone from the script; it has "
+                                        "the script's shots again")
             mine = mine_by_id.get(scene_id, {}) if j in pairs else {}
             merged = self.fields(base_by_id.get(scene_id) if j in pairs else None, {**fresh, "id": scene_id},
                                  mine, scene_id, skip=("shots",))
@@ -239,7 +254,8 @@ class _Merger:
             """Paragraphs alike in words; pieces of a paragraph the LLM split pair with the same piece only."""
             return lambda i, j: likeness(old_words[i], new_words[j]) if old_parts[i] == new_parts[j] else 0.0
 
-        pairs = _pairs(old_keys, new_keys, score(Words.overlap), score(Words.similarity), self.budget)
+        pairs = _pairs(old_keys, new_keys, score(Words.overlap), score(Words.similarity), self.budget,
+                       kept=lambda i: base_shots[i].get("id") in mine_by_id)
         used = Ids(set(mine_by_id) | set(base_by_id))
         out: list[dict[str, Any]] = []
         imported: list[dict[str, Any]] = []

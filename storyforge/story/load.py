@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 import yaml.constructor
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from storyforge import FORMAT_VERSION
 from storyforge.errors import Problem, StoryError, display_path
@@ -28,6 +28,7 @@ from storyforge.story.models import (
     Location,
     RenderSettings,
     Scene,
+    SeamSpec,
     Shot,
     TransitionSpec,
 )
@@ -353,7 +354,8 @@ def _check_shot_count(document: yaml.Node, file: str) -> None:
     """More shots than MAX_SHOTS is one error at the first one too many, found on the YAML nodes before any
     value is built (building 40,000 shots would take seconds)."""
     count = 0
-    for scene in _child(document, "scenes").value if isinstance(_child(document, "scenes"), yaml.SequenceNode) else ():
+    scenes = _child(document, "scenes")
+    for scene in scenes.value if isinstance(scenes, yaml.SequenceNode) else ():
         shots = _child(scene, "shots")
         if isinstance(shots, yaml.SequenceNode):
             count += len(shots.value)
@@ -372,7 +374,7 @@ def _child(node: yaml.Node, key: str) -> yaml.Node | None:
 
 
 # Each model's keys, for "did you mean" on unknown keys; found by walking the error path.
-_MODELS = {
+_MODELS: dict[PathKey, type[BaseModel]] = {
     (): Film,
     ("render",): RenderSettings,
     ("enhance",): Enhance,
@@ -381,6 +383,7 @@ _MODELS = {
     ("scenes", 0, "shots", 0): Shot,
     ("scenes", 0, "shots", 0, "render"): RenderSettings,
     ("scenes", 0, "shots", 0, "transition"): TransitionSpec,
+    ("scenes", 0, "shots", 0, "seams"): SeamSpec,
     ("scenes", 0, "shots", 0, "dialogue", 0): DialogueLine,
     ("characters", ""): Character,
     ("locations", ""): Location,
@@ -388,7 +391,7 @@ _MODELS = {
 }
 
 
-def _model_at(path: PathKey) -> type | None:
+def _model_at(path: PathKey) -> type[BaseModel] | None:
     shape = tuple(0 if isinstance(part, int) else part for part in path)
     if len(shape) == 2 and shape[0] in ("characters", "locations"):
         shape = (shape[0], "")
@@ -424,7 +427,7 @@ _PRIORITY = {"value_error": 0, "extra_forbidden": 0, "missing": 0, "literal_erro
 
 
 def _problems(error: ValidationError, data: Any, source: SourceMap) -> list[Problem]:
-    problems: dict[tuple[int, str], tuple[int, Problem]] = {}
+    problems: dict[tuple[int, str, str], tuple[int, Problem]] = {}
     suggested: set[tuple[PathKey, str]] = set()
     for item in error.errors():
         path, rest = _data_path(item["loc"], data)
@@ -448,7 +451,7 @@ def _problems(error: ValidationError, data: Any, source: SourceMap) -> list[Prob
             message = f"unknown key '{key}'; {hint}"
         else:
             line = source.line(path)
-            message = _message(item)
+            message = _message(dict(item))
         problem = Problem(source.file, line, where(path, data), message)
         rank = _PRIORITY.get(kind, 2)
         slot = (line, problem.where, message if kind in ("missing", "extra_forbidden") else "")

@@ -319,6 +319,14 @@ class DialogueLine(Strict):
     line: str = Field(description="What is said; a parenthetical such as '(quietly)' may lead it.")
 
 
+class SeamSpec(Strict):
+    """What the seam report should know about a shot's seams."""
+
+    intended: bool = Field(False, strict=True, description="The change at this shot's seams is asked for: they are "
+                                                            "reported, never flagged, and its chain's drift is not "
+                                                            "scored.")
+
+
 class Shot(Strict):
     """One generation: a prompt, a length, optional start/end images, and how it begins."""
 
@@ -336,6 +344,9 @@ class Shot(Strict):
         description="Characters in the shot besides those its texts use (keys of `characters`).")
     seed: int | None = Field(None, ge=0, lt=2**32, description="This shot's seed.")
     render: RenderSettings | None = None
+    seams: SeamSpec | None = Field(
+        None, description="How the seam report reads this shot's seams: {intended: true} when the change at them is "
+                          "asked for (a lighting change in the prompt, a start-to-end image move).")
     dialogue: list[DialogueLine] = Field(
         default_factory=list,
         description="Lines spoken in the shot, in order; not rendered, but templates can use `shot.dialogue`.")
@@ -383,6 +394,6 @@ class Film(Strict):
     locations: dict[Annotated[str, Field(pattern=NAME_PATTERN)], Location] = Field(default_factory=dict)
     keyframes: Keyframes | None = Field(
         None, description="Generate a start frame for every shot that starts a take and has references.")
-    enhance: Enhance = Field(default_factory=Enhance)
+    enhance: Enhance = Field(default_factory=lambda: Enhance.model_validate({}))
     scenes: list[Scene] = Field(min_length=1)
     audio: str | None = Field(None, description="A soundtrack, trimmed or padded to the cut.")

@@ -64,7 +64,7 @@ DEFAULTS: dict[str, object] = {
     "gpu_memory": None,
 }
 # Image-to-video renders best with less guidance and shift (SkyReels README); used when nothing is set.
-I2V_DEFAULTS: dict[str, object] = {"guidance": 5.0, "shift": 5.0}
+I2V_DEFAULTS: dict[str, float] = {"guidance": 5.0, "shift": 5.0}
 
 
 def preset(model: str) -> Preset | None:

@@ -173,10 +173,10 @@ def _check_models(story: Story) -> None:
         if not model or preset(model) is not None:
             continue
         try:
-            found = story.locate(model, folder=True).is_dir()
-        except PathRefused:
-            found = False
-        message = model_problem(model, found)
+            found, message = story.locate(model, folder=True).is_dir(), None
+        except PathRefused as refused:  # a folder outside the root says so (the same gate as every path)
+            found, message = False, str(refused) if "outside the story root" in str(refused) else None
+        message = message or model_problem(model, found)
         if message:
             problems.append(Problem(story.source.file, story.source.line(at + ("model",)), label, message))
     if problems:

@@ -8,6 +8,17 @@ from typing import Any
 PathKey = tuple[Any, ...]
 
 
+@dataclass(frozen=True)
+class FileLine:
+    """A place in a story file, printed `file:line` in messages."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
 @dataclass
 class SourceMap:
     """Where each value of a story file was written: key path -> line (1-based)."""
@@ -23,6 +34,10 @@ class SourceMap:
                 return self.lines[path]
             path = path[:-1]
         return self.lines.get((), 1)
+
+    def at(self, path: PathKey) -> FileLine:
+        """Where `path` was written, as a typed `file:line`."""
+        return FileLine(self.file, self.line(path))
 
 
 def where(path: PathKey, data: Any = None) -> str:

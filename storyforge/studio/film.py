@@ -140,9 +140,7 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
                 "status": str(entry.get("status") or "rendered") if entry else "not rendered",
                 "seconds": _number(entry.get("seconds")) if entry else None,
                 "command": f"storyforge pick {_shell(story_arg)} {job.id} {take.take}"})
-        shot_seams = [{"frame": seam["frame"], "kind": str(seam.get("kind")), "jump": _number(seam.get("jump")),
-                       "color_shift": _number(seam.get("color_shift")), "timecode": timecode(seam["frame"], plan.fps)}
-                      for seam in seams.get(job.id, [])]
+        shot_seams = [_seam(seam, plan.fps) for seam in seams.get(job.id, [])]
         for entry in takes:  # the seam report measures the take in the cut: its scores
             entry["scores"] = [seam for seam in shot_seams if seam["jump"] is not None] if (
                 in_cut and entry["take"] == cut_take) else []
@@ -158,7 +156,7 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
                                                                f"--keyframe {number}"})
         shots.append({
             "id": job.id, "scene": job.id.split("/")[0], "pick": job.take, "takes": takes, "kind": job.kind,
-            "after": job.after, "prompt": job.prompt, "camera": job.camera, "line": int(job.source.rsplit(":", 1)[1]),
+            "after": job.after, "prompt": job.prompt, "camera": job.camera, "line": job.source.line,
             "start_frame": job.start_frame, "frames": job.frames, "timecode": timecode(job.start_frame, plan.fps),
             "transition": {"type": job.transition.type, "frames": job.transition.frames},
             "seams": shot_seams,
@@ -176,6 +174,20 @@ def describe(plan: Plan, out: Path, story_arg: str) -> dict[str, Any]:
         "to_cut": [shot["id"] for shot in shots if shot["state"] == "cut"],
         "warnings": [str(warning) for warning in plan.warnings],
     }
+
+
+def _seam(seam: dict[str, Any], fps: int) -> dict[str, Any]:
+    """A seam of the report for the page: where, its numbers, whether it is likely seen, and what to do then."""
+    from storyforge.console import timecode
+    from storyforge.seams import visible
+
+    found = {"frame": seam["frame"], "kind": str(seam.get("kind")), "jump": _number(seam.get("jump")),
+             "color_shift": _number(seam.get("color_shift")), "intended": seam.get("intended") is True,
+             "timecode": timecode(seam["frame"], fps)}
+    found["visible"] = visible(found)
+    advice = seam.get("advice")
+    found["advice"] = advice if found["visible"] and isinstance(advice, str) else None
+    return found
 
 
 def _whole(value: object) -> bool:

@@ -262,7 +262,7 @@ def serve(story: Path, *, out: Path | None = None, host: str = "127.0.0.1", port
         raise MissingExtra((error.name or "starlette").split(".")[0], "studio", "storyforge studio") from None
     from storyforge import api
     from storyforge.errors import display_path
-    from storyforge.outdir import check_out
+    from storyforge.outdir import check_out, looking_from
     from storyforge.render import default_out
 
     if not Path(story).is_file():
@@ -273,7 +273,13 @@ def serve(story: Path, *, out: Path | None = None, host: str = "127.0.0.1", port
     except StoryError as error:
         if warn is not None:
             warn(f"the story does not validate yet; the page shows where:\n{error}")
-    folder = check_out(Path(out) if out is not None else default_out(story), story)
+    given = Path(out) if out is not None else default_out(story)
+    check_out(given, story)
+    # as named, not resolved: the studio's renders reach it through the door from the story's folder (a link
+    # below it refused, never followed to a folder elsewhere), and so is it checked here before anything is served
+    folder = Path(os.path.abspath(given))
+    with looking_from(folder, story):
+        pass
     studio = Studio(story=story, out=folder, story_arg=display_path(story), backend=backend)
     sock = listen(host, port)
     hosts = frozenset(allowed_hosts(host))

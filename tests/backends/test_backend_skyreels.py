@@ -14,11 +14,13 @@ pytest.importorskip("diffusers")
 np = pytest.importorskip("numpy")
 
 from storyforge.backends.base import RenderInputs  # noqa: E402
+from storyforge.cache import entry_key  # noqa: E402
 from storyforge.errors import RenderError  # noqa: E402
-from storyforge.plan.compiler import ShotText, compile_plan  # noqa: E402
+from storyforge.plan.compiler import compile_plan  # noqa: E402
 from storyforge.plan.model import Job  # noqa: E402
 from storyforge.story.load import load  # noqa: E402
 from storyforge.story.resolve import ResolvedFilm, resolve  # noqa: E402
+from storyforge.story.texts import ShotText  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -330,9 +332,10 @@ def test_magcache_on_equal_windows_only(backend, stories: Path) -> None:
     first_block = dataclasses.replace(equal, settings=dataclasses.replace(equal.settings, cache="firstblock"))
     check_clip(render(backend, first_block), equal)
 
-    (unequal,) = plan_jobs(stories, "cache-unequal", [shot("a", 21)], cache="magcache")
+    (unequal,) = plan_jobs(stories, "cache-unequal", [shot("a", 21)])  # the plan refuses it with cache set
     assert [w.latent_frames for w in unequal.segments] == [5, 3]
-    with pytest.raises(RenderError, match="windows of one size"):
+    unequal = dataclasses.replace(unequal, settings=dataclasses.replace(unequal.settings, cache="magcache"))
+    with pytest.raises(RenderError, match="windows of one size"):  # the backend still refuses a job made by hand
         render(backend, unequal)
     assert np.array_equal(render(backend, equal), plain)
 
@@ -366,8 +369,6 @@ def test_identity_follows_the_model_files(backend, t2v, tmp_path: Path) -> None:
     assert tiny["backend"] == "skyreels-df" and tiny["model"]["tiny"] == "tiny-df-v1"
     assert tiny["dtype"] == "float32" and tiny["device"] == "cpu" and tiny["diffusers"] == diffusers.__version__
     assert backend.identity(job) == tiny
-    hub = backend.identity(dataclasses.replace(job, settings=dataclasses.replace(job.settings, model="df-14b-720p")))
-    assert hub["model"] == {"hub_id": "Skywork/SkyReels-V2-DF-14B-720P-Diffusers", "revision": "main"}
 
     from storyforge.backends.tiny import tiny_model_folder
 
@@ -379,6 +380,39 @@ def test_identity_follows_the_model_files(backend, t2v, tmp_path: Path) -> None:
     config = folder / "scheduler" / "scheduler_config.json"
     config.write_text(config.read_text().replace("\n", "\n ", 1))
     assert backend.identity(local) != before
+
+
+def test_a_hub_model_is_keyed_by_the_snapshot_the_local_cache_holds(backend, t2v, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commit behind `main` in the Hugging Face cache, found offline: new weights behind the same hub id are
+    a new identity (their clips render again); a model the cache lacks is the error that says what to do."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    job, _ = t2v
+    hub = dataclasses.replace(job, settings=dataclasses.replace(job.settings, model="df-14b-720p"))
+    repo = tmp_path / "hub" / "models--Skywork--SkyReels-V2-DF-14B-720P-Diffusers"
+
+    def snapshot(commit: str) -> None:
+        (repo / "snapshots" / commit).mkdir(parents=True, exist_ok=True)
+        (repo / "snapshots" / commit / "model_index.json").write_text("{}")
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+
+    from storyforge.backends.skyreels_df import SkyReelsDF
+
+    with pytest.raises(RenderError) as missing:
+        SkyReelsDF(device="cpu").identity(hub)
+    assert str(missing.value) == (
+        f"{job.source}: render.model: the model Skywork/SkyReels-V2-DF-14B-720P-Diffusers is not on this machine, "
+        "and storyforge does not download it in the middle of a render. Download it once with `hf download "
+        "Skywork/SkyReels-V2-DF-14B-720P-Diffusers`, or set render.model to a local folder that holds it")
+    snapshot("a" * 40)
+    first = SkyReelsDF(device="cpu").identity(hub)
+    assert first["model"] == {"hub_id": "Skywork/SkyReels-V2-DF-14B-720P-Diffusers", "revision": "a" * 40}
+    snapshot("b" * 40)  # `hf download` fetched new weights behind the same id
+    second = SkyReelsDF(device="cpu").identity(hub)
+    assert second["model"]["revision"] == "b" * 40 and entry_key(second, hub.key) != entry_key(first, hub.key)
 
 
 @pytest.mark.filterwarnings("ignore:The `local_dir_use_symlinks` argument:UserWarning")
@@ -393,7 +427,7 @@ def test_missing_models_are_render_errors(backend, t2v, tmp_path: Path, monkeypa
     def with_model(model: str) -> Job:
         return dataclasses.replace(job, settings=dataclasses.replace(job.settings, model=model))
 
-    with pytest.raises(RenderError, match="could not be found or downloaded"):
+    with pytest.raises(RenderError, match="could not be loaded from the Hugging Face cache"):
         render(backend, with_model("storyforge-tests/no-such-model"))
     with pytest.raises(RenderError, match="does not exist"):
         render(backend, with_model(str(tmp_path / "missing" / "folder")))

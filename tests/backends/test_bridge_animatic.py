@@ -81,6 +81,26 @@ def test_the_timeline_export_places_the_bridge_between_its_shots_with_both_seams
     leaving, window = clips[1].markers  # 24 frames from 17-frame windows: a second window at its frame 12
     assert window.marked_range.start_time.value == 12
     (arriving,) = clips[2].markers
-    assert "bridge seam" in leaving.name and leaving.marked_range.start_time.value == 0
-    assert "bridge seam" in arriving.name and arriving.marked_range.start_time.value == 0
+    for marker, frame in ((leaving, 17), (arriving, 17 + 24)):  # the animatic's seams are listed, not scored
+        assert marker.marked_range.start_time.value == 0
+        seam = marker.metadata["storyforge"]["seam"]
+        assert (seam["job"], seam["frame"], seam["kind"]) == ("two/b~bridge", frame, "bridge")
     assert clips[1].metadata["storyforge"]["leads_into"] == "two/b"
+
+
+def test_several_films_each_render_their_bridge_after_both_shots(story_dir: Path, tmp_path: Path) -> None:
+    stories = []
+    for name in ("first", "second"):
+        story = story_dir / f"{name}.yaml"
+        story.write_text(STORY.replace("Animatic bridge", name).replace("1.5s", "1s" if name == "first" else "2s"))
+        stories.append(story)
+    plans = [api.plan(story) for story in stories]
+    results = api.render_films(plans, out=tmp_path / "out", cache_root=tmp_path / "cache", backend="animatic")
+    for plan, (report, error) in zip(plans, results, strict=True):
+        assert error is None and report is not None
+        out = tmp_path / "out" / plan.story.stem
+        assert count_frames(out / "film.mp4") == plan.total_frames
+        times = {job["id"]: job for job in json.loads((out / "run.json").read_text())["jobs"]}
+        bridge = times["two/b~bridge"]
+        assert bridge["started"] >= max(times["one/a"]["finished"], times["two/b"]["finished"])
+    assert [plan.job("two/b~bridge").frames for plan in plans] == [16, 32]

@@ -16,8 +16,10 @@ from conftest import ROOT, TINY
 from storyforge import api
 from storyforge.api import render
 from storyforge.backends import multigpu
-from storyforge.backends.multigpu import CPU_VARIABLE, Ranks, SequenceParallel, coupled, is_writer, ranks, share
+from storyforge.backends.multigpu import SequenceParallel
 from storyforge.errors import MissingExtra, StoryforgeError
+from storyforge.executors import ranks as rank_plumbing
+from storyforge.executors.ranks import CPU_VARIABLE, Ranks, coupled, is_writer, ranks, share
 
 TORCHRUN_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", CPU_VARIABLE)
 
@@ -79,9 +81,9 @@ def test_without_a_process_group_share_is_the_value_itself() -> None:
 
 
 def test_setup_refuses_without_xfuser(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(multigpu.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(rank_plumbing.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MissingExtra) as caught:
-        multigpu.setup(Ranks(2, 0, 0, 2))
+        rank_plumbing.setup(Ranks(2, 0, 0, 2))
     assert str(caught.value) == (
         "splitting one generation across 2 GPUs (torchrun --nproc_per_node=2) needs the Python package 'xfuser', "
         "which is not installed. Install it with: pip install 'storyforge[multigpu]'")
@@ -95,22 +97,22 @@ def test_setup_refuses_without_xfuser(monkeypatch: pytest.MonkeyPatch) -> None:
 ])  # fmt: skip
 def test_setup_refuses_fewer_gpus_than_processes(monkeypatch: pytest.MonkeyPatch, gpus: int, message: str) -> None:
     torch = pytest.importorskip("torch")
-    monkeypatch.setattr(multigpu.importlib.util, "find_spec", lambda name: object())  # as if xfuser were there
+    monkeypatch.setattr(rank_plumbing.importlib.util, "find_spec", lambda name: object())  # as if xfuser were there
     monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
     with pytest.raises(StoryforgeError) as caught:
-        multigpu.setup(Ranks(2, 0, 0, 2))
+        rank_plumbing.setup(Ranks(2, 0, 0, 2))
     assert str(caught.value) == message
 
 
 def test_setup_with_four_processes_and_two_gpus_says_how_many_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
     torch = pytest.importorskip("torch")
-    monkeypatch.setattr(multigpu.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(rank_plumbing.importlib.util, "find_spec", lambda name: object())
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(StoryforgeError, match=r"but only 2 CUDA GPUs are visible; start at most 2 "
                                               r"\(torchrun --nproc_per_node=2\)$"):
-        multigpu.setup(Ranks(4, 0, 0, 4))
+        rank_plumbing.setup(Ranks(4, 0, 0, 4))
 
 
 @pytest.mark.parametrize(("heads", "size", "message"), [
@@ -145,6 +147,20 @@ def test_a_rank_other_than_0_renders_in_step_and_writes_nothing(write_story, tmp
     report = render(api.plan(story), out=tmp_path / "out", backend="animatic", cache_root=tmp_path / "cache")
     assert report.film == tmp_path / "out" / "film.mp4" and report.film.exists()
     assert len(list((tmp_path / "cache").glob("??/*/meta.json"))) == 3
+
+
+def test_a_rank_other_than_0_renders_every_take_of_the_graph(write_story, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A follower that cannot hear rank 0 (the animatic forms no process group) walks the same graph: every take
+    of every shot, each continuation from the picked take it continues."""
+    story = write_story(STORY.replace("render: {", "render: {takes: 2, ", 1))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    report = render(api.plan(story), out=tmp_path / "out", backend="animatic", cache_root=tmp_path / "cache")
+    assert [(job.id, job.take, job.status) for job in report.jobs] == [
+        (shot, take, "rendered") for shot in ("s/a", "s/b", "s/c") for take in (1, 2)]
+    assert {job.rendered_by.pid for job in report.jobs if job.rendered_by} == {os.getpid()}
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
 def test_the_cli_of_a_rank_other_than_0_prints_nothing(write_story) -> None:

@@ -63,9 +63,21 @@ def test_no_module_imports_itself_through_others() -> None:
 
 def test_the_render_loop_knows_nothing_of_ranks() -> None:
     """Torchrun ranks live in storyforge.executors.torchrun; the loop imports no executor (a contract says so)."""
-    source = (ROOT / "storyforge" / "render.py").read_text(encoding="utf-8")
-    for word in ("multigpu", "share(", "rank", "torchrun", "is_writer", "coupled("):
-        assert word not in source, word
+    for path in [ROOT / "storyforge" / "render.py", *sorted((ROOT / "storyforge" / "loop").glob("*.py"))]:
+        source = path.read_text(encoding="utf-8")
+        for word in ("multigpu", "share(", "rank", "torchrun", "is_writer", "coupled("):
+            assert word not in source, (path.name, word)
+
+
+def test_the_render_loop_has_no_class_over_150_lines_and_no_function_over_60() -> None:
+    """One job per room: render.py puts the rooms (storyforge.loop) together and is read in one sitting."""
+    import ast
+
+    path = ROOT / "storyforge" / "render.py"
+    long = [(node.name, node.end_lineno - node.lineno + 1) for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno >= 150
+            or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60]
+    assert long == []
 
 
 def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:

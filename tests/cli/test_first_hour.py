@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, ROOT, run_cli
 
 from storyforge import __version__
 from storyforge.render import fallback_notice
@@ -45,9 +45,10 @@ WARN_B = ("film.yaml:11: s/b: the last window has 9 of 25 latents but costs near
           "giving equal windows is cheaper per frame: use 80f (3.33s) or 160f (6.67s)")
 
 
-def storyforge(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "storyforge", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=300)
+def storyforge(*args: str, cwd: Path = ROOT, env: dict[str, str | None] | None = None
+               ) -> subprocess.CompletedProcess[str]:
+    """The CLI in this process (what it says is the point here, not the process; tests/conftest.run_cli)."""
+    return run_cli(*args, cwd=cwd, env=env)
 
 
 # -- 4. warnings that finish the job ---------------------------------------------------------------------
@@ -150,11 +151,14 @@ def test_plan_table_in_50_columns_still_shows_shot_frames_and_start() -> None:
 
 def test_gpu_estimate_is_for_the_films_own_models_and_says_what_it_assumes(write_story, story_dir) -> None:
     done = storyforge("plan", str(EXAMPLES / "swan-lake.yaml"))
-    assert done.stdout.splitlines()[-4:] == [
+    assert done.stdout.splitlines()[-5:] == [
         "7 shots, 521 frames = 21.71s (00:00:21:17), 420 transformer calls",
         "rough GPU time on one H100: df-1.3b-540p ≈ 3 min",
         "  assumes 0.45 s a call for df-1.3b-540p on a full 960x544 window of 97 frames",
         "  (other window sizes scale as tokens^1.5; loading the model and decoding are not counted)",
+        # the largest window is 26 latents: an end image is one more (storyforge.plan.memory)
+        "GPU memory for df-1.3b-540p at 960x544: ≈ 11.6 GiB with offload model (weights 13.7 GiB, activations of "
+        "the largest window 6.3 GiB, VAE decode 1.3 GiB, tiled); none 25.0 GiB, sequential 9.3 GiB",
     ]
     # a 14B film at 540p: one line for its model, none for a 720p preset computed at the wrong size
     done = storyforge("plan", str(EXAMPLES / "swan-lake.yaml"), "--model", "df-14b-540p")
@@ -166,12 +170,16 @@ def test_gpu_estimate_is_for_the_films_own_models_and_says_what_it_assumes(write
                 "      - {id: a, prompt: a fox, duration: 177f}\n"
                 "      - {id: b, prompt: a fox runs, duration: 5s, render: {model: df-14b-720p}}\n")
     lines = storyforge("plan", "film.yaml", cwd=story_dir).stdout.splitlines()
-    assert lines[-5:] == [
+    assert lines[-7:] == [
         "2 shots, 298 frames = 12.42s (00:00:12:10), 180 transformer calls",
         "rough GPU time on one H100: df-1.3b-540p ≈ 2 min, df-14b-720p ≈ 6 min",  # 120 × 0.45 × 2.34; 60 × 6.5
         "  assumes 0.45 s a call for df-1.3b-540p on a full 960x544 window of 97 frames",
         "  assumes 6.5 s a call for df-14b-720p on a full 1280x720 window of 121 frames",
-        "  (other window sizes scale as tokens^1.5; loading the model and decoding are not counted)"]
+        "  (other window sizes scale as tokens^1.5; loading the model and decoding are not counted)",
+        "GPU memory for df-1.3b-540p at 1280x720: ≈ 14.4 GiB with offload model (weights 13.7 GiB, activations of "
+        "the largest window 10.7 GiB, VAE decode 1.3 GiB, tiled); none 25.5 GiB, sequential 13.7 GiB",
+        "GPU memory for df-14b-720p at 1280x720: ≈ 65.3 GiB with offload model (weights 37.7 GiB, activations of "
+        "the largest window 37.7 GiB, VAE decode 1.3 GiB, tiled); none 76.3 GiB, sequential 40.6 GiB"]
     hub = storyforge("plan", str(EXAMPLES / "minimal.yaml"), "--model", "someone/some-model")
     assert hub.stdout.splitlines()[-1] == ("no GPU time estimate for someone/some-model: only the presets have "
                                            "measured speeds")

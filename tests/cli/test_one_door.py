@@ -21,15 +21,12 @@ ELSEWHERE = {
     "story/": "story inputs: read through storyforge.story.root, the story's own door",
     "backends/": "model folders and the tiny models under STORYFORGE_HOME, never a render's folders",
     "enhance/qwen.py": "the LLM's model folder",
-    "enhance/template.py": "template files a story names, read through storyforge.story.root",
     "clipfile.py": "encodes into a path it is given: a private folder the door made (cache staging, stitch scratch)",
     "stitch.py": "works inside a private scratch folder the door made, and writes the film through atomic.replacing",
     "screenplay/": "reads the screenplay named on the command line and writes the story file where the user asks",
+    "hub.py": "asks whether a model named in the story is a local folder (the Hugging Face cache, model folders)",
     "api.py": "`init` scaffolds a new story folder; `is_story_file` peeks at a file named on the command line",
     "cli.py": "opens the review page in a browser",
-    "executors/ray_executor.py": "a Ray worker's own private scratch folder (tempfile) and the package's source files",
-    "executors/ray_cluster.py": "a local Ray cluster's session folder",
-    "executors/torchrun.py": "torchrun's rendezvous, no files of a render",
 }
 # Single functions of checked modules that look at other files, and why.
 FUNCTIONS = {
@@ -38,6 +35,10 @@ FUNCTIONS = {
     ("enhance/lock.py", "run"): "asks whether the story file named on the command line exists, before locking",
     ("studio/server.py", "serve"): "asks whether the story file named on the command line exists",
     ("studio/server.py", "_asset"): "reads the studio's own page assets from the installed package",
+    ("executors/ray_executor.py", "code_fingerprint"): "hashes the installed package's own source files",
+    ("executors/ray_executor.py", "_strand_task"): "a Ray worker's own private scratch folder (tempfile)",
+    ("executors/ray_executor.py", "local"): "a Ray worker's copies of the story's images, in its scratch folder",
+    ("executors/ray_cluster.py", "_token_for_this_process"): "a local Ray cluster's session files",
     ("outdir.py", "check_out"): "looks at the --out argument itself, before the door opens it",
 }
 OS_CALLS = {"open", "replace", "rename", "renames", "unlink", "remove", "link", "symlink", "mkdir", "makedirs",

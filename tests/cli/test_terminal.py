@@ -38,9 +38,23 @@ scenes:
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")  # rich's own styles (and links)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_consoles():
+    """The consoles these tests make (as a colour terminal) are not left behind for the next test."""
+    yield
+    for name in ("out", "err"):
+        console.__dict__.pop(name, None)
+
+
 def run(*arguments: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     """`storyforge ARGUMENTS` in this process, as a terminal that shows colour (so markup would show); its exit
     code and everything it printed."""
+    code, out, err = run_apart(*arguments, capsys=capsys)
+    return code, out + err
+
+
+def run_apart(*arguments: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """As `run`, with stdout and stderr apart."""
     for name in ("out", "err"):  # consoles are made on first use: made anew for this run's settings
         console.__dict__.pop(name, None)
     sys.argv = ["storyforge", *arguments]
@@ -51,7 +65,7 @@ def run(*arguments: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     else:
         code = 0
     captured = capsys.readouterr()
-    return code, captured.out + captured.err
+    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize("kind", list(HOSTILE))
@@ -100,8 +114,8 @@ def test_json_output_escapes_what_a_terminal_would_act_on(tmp_path: Path, capsys
     folder = tmp_path / HOSTILE["escape"]
     folder.mkdir(parents=True)
     (folder / "film.yaml").write_text(STORY, encoding="utf-8")
-    code, printed = run("plan", str(folder / "film.yaml"), "--json", capsys=capsys)
-    assert code == 0, printed
+    code, printed, warned = run_apart("plan", str(folder / "film.yaml"), "--json", capsys=capsys)
+    assert code == 0, warned
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e]", printed)
     assert json.loads(printed)["title"] == "Fox \u202e[/x] \x1b[2J"  # the exact text, read back
 

@@ -191,7 +191,7 @@ def _render_folder(plan: Plan, folder: Path, *, stale: str | None = None) -> dic
         key = "0" * 64 if job.id == stale else job.key
         entries.append({"id": job.id, "key": key, "status": "rendered", "clip": relative, "seconds": 0.1,
                         "started": 1.0, "finished": 1.1})
-    run = {"jobs": entries, "stitch_seconds": 0.0, "total_frames": plan.total_frames}
+    run = {"storyforge_run": 1, "jobs": entries, "stitch_seconds": 0.0, "total_frames": plan.total_frames}
     (folder / "run.json").write_text(json.dumps(run), encoding="utf-8")
     return clips
 

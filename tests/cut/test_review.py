@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from storyforge import api
 
@@ -43,9 +42,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "storyforge", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=300)
+    """`storyforge ARGS` in this process (tests/conftest.run_cli)."""
+    return run_cli(*args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +129,7 @@ def test_the_review_page_in_a_real_browser(write_story, chromium, tmp_path: Path
     dip = page.inner_text('[data-shot="dawn/dip"] .prompt')
     assert dip == plan.job("dawn/dip").prompt and HOSTILE in dip  # shown as text, never run
     assert page.evaluate("document.scripts.length") == 1
-    assert "00:00:00:17 continue · jump 2.40 · ΔE 3.2" in page.inner_text('[data-shot="dawn/dip"]')
+    assert "00:00:00:17 continue · jump 2.40 · color_shift 3.2" in page.inner_text('[data-shot="dawn/dip"]')
     # the seam's frames on both sides, from the cut itself: the film at frames 16 and 17
     stills = page.eval_on_selector_all('[data-shot="dawn/dip"] .seams video', "vs => vs.map(v => v.src.split('#')[1])")
     assert stills == ["t=0.6875", "t=0.7292"]

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from storyforge.cut import Blend as _Blend
 from storyforge.cut import Copy as _Copy
-from storyforge.cut import Window as _Window
 from storyforge.cut import edges as _edges
 from storyforge.cut import timeline as _timeline
 from storyforge.errors import StoryforgeError
@@ -23,7 +23,7 @@ from storyforge.stitch import (
     StitchError,
     check_clip,
     cut_key,
-    keyframes,
+    sync_frames,
     total_frames,
 )
 
@@ -42,22 +42,22 @@ def timeline(*spec: tuple[str, int], frames: int = LENGTH) -> list[SimpleNamespa
 # -- pure timeline arithmetic: no files ------------------------------------------------------------
 
 
-def test_keyframes_for_hard_cuts_are_none() -> None:
-    assert keyframes(timeline(("cut", 0), ("continue", 0), ("cut", 0))) == [[], [], []]
+def test_sync_frames_for_hard_cuts_are_none() -> None:
+    assert sync_frames(timeline(("cut", 0), ("continue", 0), ("cut", 0))) == [[], [], []]
 
 
-def test_keyframes_at_both_ends_of_each_window() -> None:
+def test_sync_frames_at_both_ends_of_each_window() -> None:
     clips = timeline(("fade", 6), ("crossfade", 4), ("fade", 5), ("cut", 0))
     # clip 0 fades in over 6 and hands 4 to the crossfade; clip 1 gives 5 // 2 = 2 to the fade out;
     # clip 2 fades in over 5 - 2 = 3.
-    assert keyframes(clips) == [[6, 20], [4, 22], [3], []]
+    assert sync_frames(clips) == [[6, 20], [4, 22], [3], []]
     assert total_frames(clips) == 4 * LENGTH - 4
 
 
-def test_keyframes_take_plan_jobs_without_paths() -> None:
+def test_sync_frames_take_plan_jobs_without_paths() -> None:
     jobs = [SimpleNamespace(frames=30, transition=SimpleNamespace(type=t, frames=n))
             for t, n in (("cut", 0), ("crossfade", 8))]  # fmt: skip
-    assert keyframes(jobs) == [[22], [8]]
+    assert sync_frames(jobs) == [[22], [8]]
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def test_keyframes_take_plan_jobs_without_paths() -> None:
 )
 def test_impossible_timelines_are_refused(spec: tuple[tuple[str, int], ...], message: str) -> None:
     with pytest.raises(StitchError, match=message):
-        keyframes(timeline(*spec))
+        sync_frames(timeline(*spec))
 
 
 def test_stitch_error_is_a_user_error() -> None:
@@ -96,9 +96,9 @@ def timelines(draw: st.DrawFn) -> list[SimpleNamespace]:
 
 @settings(max_examples=60, deadline=None)  # pure arithmetic; no deadline flakes on a busy CI box
 @given(timelines())
-def test_timeline_covers_every_frame_once_and_copies_start_at_keyframes(clips: list[SimpleNamespace]) -> None:
+def test_timeline_covers_every_frame_once_and_copies_start_at_sync_frames(clips: list[SimpleNamespace]) -> None:
     pieces = _timeline(clips, _edges(clips))
-    kfs = keyframes(clips)
+    kfs = sync_frames(clips)
     assert sum(p.count if isinstance(p, _Copy) else len(p.frames) for p in pieces) == total_frames(clips)
     assert total_frames(clips) == sum(c.frames for c in clips) - sum(
         c.transition_frames for c in clips if c.transition == "crossfade"
@@ -171,11 +171,11 @@ Film = Callable[..., tuple[list[CutClip], Path, object]]
 
 @pytest.fixture
 def film(tmp_path: Path, sources: dict[str, np.ndarray]) -> Film:
-    """Writes the clips of a timeline (with keyframes() as the renderer would) and stitches them."""
+    """Writes the clips of a timeline (with sync_frames() as the renderer would) and stitches them."""
 
     def make(*spec: tuple[str, int], audio: Path | None = None, **kwargs: object):
         clips = [CutClip(f"s/{i}", tmp_path / f"c{i}.mp4", LENGTH, t, n) for i, (t, n) in enumerate(spec)]
-        for clip, keys in zip(clips, keyframes(clips), strict=True):
+        for clip, keys in zip(clips, sync_frames(clips), strict=True):
             write_clip(sources[clip.path.stem], clip.path, fps=FPS, keyframes=keys)
         out = tmp_path / "out" / "film.mp4"
         report = stitch(clips, out, fps=FPS, audio=audio, work_dir=tmp_path / "work", **kwargs)
@@ -265,7 +265,7 @@ def test_a_clip_of_another_size_is_re_encoded_with_a_warning(tmp_path: Path) -> 
         CutClip("s/b", tmp_path / "b.mp4", LENGTH, "crossfade", 4),
         CutClip("s/c", tmp_path / "c.mp4", LENGTH),
     ]
-    write_clip(content(COLOURS[0]), clips[0].path, fps=FPS, keyframes=keyframes(clips)[0])
+    write_clip(content(COLOURS[0]), clips[0].path, fps=FPS, keyframes=sync_frames(clips)[0])
     write_clip(content(COLOURS[1], width=48, height=32), clips[1].path, fps=FPS)
     write_clip(content(COLOURS[2]), clips[2].path, fps=FPS)
     report = stitch(clips, tmp_path / "film.mp4", fps=FPS, work_dir=tmp_path / "work")
@@ -294,7 +294,7 @@ def test_a_foreign_encode_is_re_encoded_with_a_warning(tmp_path: Path, x264: lis
     cmd = [ffmpeg_exe(), "-v", "error", *raw, "-c:v", "libx264", *x264, "-pix_fmt", "yuv420p", str(foreign)]
     subprocess.run(cmd, input=content(COLOURS[3]).tobytes(), check=True)
     clips = [CutClip("s/a", tmp_path / "a.mp4", LENGTH), CutClip("s/b", foreign, LENGTH, "fade", 6)]
-    write_clip(content(COLOURS[0]), clips[0].path, fps=FPS, keyframes=keyframes(clips)[0])
+    write_clip(content(COLOURS[0]), clips[0].path, fps=FPS, keyframes=sync_frames(clips)[0])
     report = stitch(clips, tmp_path / "film.mp4", fps=FPS, work_dir=tmp_path / "work")
     decoded = read_frames(tmp_path / "film.mp4")
     assert len(decoded) == 2 * LENGTH
@@ -315,8 +315,8 @@ def test_a_clip_without_keyframes_at_its_cut_is_re_encoded(tmp_path: Path, sourc
     write_clip(sources["c1"], clips[1].path, fps=FPS)  # no keyframe at 5: its copy could not start there
     report = stitch(clips, tmp_path / "film.mp4", fps=FPS, work_dir=tmp_path / "work")
     assert len(read_frames(tmp_path / "film.mp4")) == 2 * LENGTH - 5
-    assert report.warnings == ["s/b: it has no keyframe at frame 5, where its copied part starts "
-                               "(see stitch.keyframes), so it was re-encoded to match the film"]  # fmt: skip
+    assert report.warnings == ["s/b: it has no sync frame at frame 5, where its copied part starts "
+                               "(see cut.sync_frames), so it was re-encoded to match the film"]  # fmt: skip
 
 
 def test_another_timescale_is_still_copied_with_even_timestamps(tmp_path: Path, sources: dict) -> None:
@@ -395,7 +395,7 @@ def test_check_clip_refuses_float_frames() -> None:
 def test_window_frames_mix_the_decoded_clips() -> None:
     """The window recipe itself: weights per frame of a crossfade and of a fade through black."""
     clips = timeline(("cut", 0), ("crossfade", 3), ("fade", 4))
-    windows = [p for p in _timeline(clips, _edges(clips)) if isinstance(p, _Window)]
+    windows = [p for p in _timeline(clips, _edges(clips)) if isinstance(p, _Blend)]
     assert windows[0].frames == (
         ((0, 21, 0.75), (1, 0, 0.25)),
         ((0, 22, 0.5), (1, 1, 0.5)),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from surroundings import TIME_LIMIT, error_lines, run
+from surroundings import TIME_LIMIT, error_lines, frames, outside, run, snapshot
 
 SHOTS = 6
 STORY = ("storyforge: 1\ntitle: Picks\nrender: {resolution: 64x48, fps: 24, takes: 4}\nscenes:\n  - id: s\n"
@@ -54,13 +54,19 @@ def picks(story_dir: Path) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("rounds", [4])
-def test_picks_made_at_once_are_all_kept_round_after_round(write_story, story_dir: Path, rounds: int) -> None:
+def test_picks_made_at_once_are_all_kept_round_after_round(write_story, story_dir: Path, tmp_path: Path,
+                                                           rounds: int) -> None:
     write_story(STORY)
+    target = outside(tmp_path)
+    before = snapshot(target)
     for round_ in range(rounds):
         wanted = {f"s/p{n}": 2 + (n + round_) % 3 for n in range(SHOTS)}
         results = together(story_dir, [["pick", "film.yaml", shot, str(take)] for shot, take in wanted.items()])
         assert [result.returncode for result in results] == [0] * SHOTS, [error_lines(r) for r in results]
         assert picks(story_dir) == wanted, f"round {round_}: a pick was lost"
+    assert snapshot(target) == before
+    assert run("render", "film.yaml", "--backend", "animatic", cwd=story_dir).returncode == 0
+    assert frames(story_dir / "renders" / "film" / "film.mp4") == 9 * SHOTS
 
 
 def test_a_pick_made_while_enhance_writes_the_lock_is_kept(write_story, story_dir: Path) -> None:

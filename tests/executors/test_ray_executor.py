@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import EXAMPLES, ROOT
+from flaky import FLAKY, FLAKY_FAILURES, FLAKY_LOG, FLAKY_SHOT
 
 from storyforge import api
 from storyforge.api import render
-from storyforge.backends.animatic import DELAY_VARIABLE, Animatic
+from storyforge.backends.animatic import DELAY_VARIABLE
 from storyforge.backends.base import REGISTRY
 from storyforge.clipfile import read_frames
 from storyforge.errors import RenderError
@@ -29,9 +30,6 @@ from storyforge.render import RunReport
 TESTS = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent  # this module, which the workers import for the tests' backends
 SMALL = "resolution: 128x96"  # the example at a size the animatic draws in milliseconds (multiples of 16)
-FLAKY_LOG, FLAKY_SHOT, FLAKY_FAILURES = "STORYFORGE_TEST_FLAKY_LOG", "STORYFORGE_TEST_FLAKY_SHOT", \
-    "STORYFORGE_TEST_FLAKY_FAILURES"  # STORYFORGE_*: the executor forwards them to its tasks
-
 STORY = """\
 storyforge: 1
 title: Flaky
@@ -56,24 +54,6 @@ scenes:
         duration: 13f
         transition: {type: crossfade, duration: 4f}
 """
-
-
-class Flaky(Animatic):
-    """The animatic, failing on one shot for its first FAILURES tries (counted in a file: tries run on workers)."""
-
-    name = "flaky"
-
-    def identity(self, job):  # type: ignore[no-untyped-def]
-        return {**super().identity(job), "backend": self.name}
-
-    def frames(self, job, inputs):  # type: ignore[no-untyped-def]
-        log = os.environ.get(FLAKY_LOG)
-        if log and job.id == os.environ.get(FLAKY_SHOT):
-            with open(log, "a", encoding="utf-8") as handle:
-                handle.write(f"{job.id}\n")
-            if len(Path(log).read_text().splitlines()) <= int(os.environ.get(FLAKY_FAILURES, "0")):
-                raise RenderError(f"{job.id}: the model files are missing")
-        return super().frames(job, inputs)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +83,7 @@ def swan_lake(story_dir: Path) -> Path:
 
 @pytest.fixture
 def flaky(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.setitem(REGISTRY, "flaky", f"{__name__}:Flaky")  # the worker gets this entry with its task
+    monkeypatch.setitem(REGISTRY, "flaky", FLAKY)  # the worker gets this entry with its task
     log = tmp_path / "tries.log"
     monkeypatch.setenv(FLAKY_LOG, str(log))
     return log
@@ -157,6 +137,56 @@ def test_ray_renders_the_multi_scene_example_as_the_local_executor_does(
 
     again = render(plan, out=tmp_path / "ray", backend="animatic", cache_root=tmp_path / "ray-cache", executor="ray")
     assert set(statuses(again).values()) == {"cached"} and again.stitch_seconds == 0.0
+
+
+@pytest.mark.ray
+def test_every_take_renders_on_a_worker_and_the_driver_renders_none(cluster, write_story, tmp_path: Path) -> None:
+    """Takes are nodes of the graph: the extra takes of a head and of a continued shot go to the workers too
+    (on a head node without a GPU, a take rendered by the driver would fail or run on the wrong machine)."""
+    import socket
+
+    story = write_story(STORY.replace("render: {", "render: {takes: 2, "))
+    plan = api.plan(story)
+    report = render(plan, out=tmp_path / "ray", backend="animatic", cache_root=tmp_path / "cache", executor="ray")
+    run = json.loads((tmp_path / "ray" / "run.json").read_text())
+    assert run["driver"] == {"host": socket.gethostname(), "pid": os.getpid()}
+    takes = {(job["id"], take["take"]): take for job in run["jobs"] for take in job["takes"]}
+    assert sorted(takes) == [(job.id, n) for job in plan.jobs for n in (1, 2)]
+    assert {take["status"] for take in takes.values()} == {"rendered"} and report.rendered == 8
+    workers = {take["rendered_by"]["pid"] for take in takes.values()}
+    assert os.getpid() not in workers and all(isinstance(pid, int) for pid in workers)
+    render(plan, out=tmp_path / "local", backend="animatic", cache_root=tmp_path / "local-cache")
+    for job in plan.jobs:  # the very bytes the local executor encodes, take by take
+        for n in (1, 2):
+            name = f"takes/{job.id.replace('/', '__')}/take{n}.mp4"
+            assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+    assert {t["rendered_by"]["pid"] for j in json.loads((tmp_path / "local" / "run.json").read_text())["jobs"]
+            for t in j["takes"]} == {os.getpid()}  # the local executor renders them here
+
+
+BRIDGE = STORY.split("  - id: two")[0] + """  - id: two
+    shots:
+      - id: c
+        prompt: a river at dusk
+        duration: 17f
+        transition: {type: bridge, duration: 1s, prompt: the camera flies over the hills to the river}
+"""
+
+
+@pytest.mark.ray
+def test_a_bridge_renders_on_a_worker_once_both_shots_it_joins_are_in(cluster, write_story, tmp_path: Path) -> None:
+    """A node with two parents: the scheduler submits it when the end of one chain and the start of another are
+    in, and the worker gets both clips with it."""
+    plan = api.plan(write_story(BRIDGE))
+    report = render(plan, out=tmp_path / "ray", backend="animatic", cache_root=tmp_path / "cache", executor="ray")
+    assert set(statuses(report)) == {"one/a", "one/b", "two/c~bridge", "two/c"}
+    assert set(statuses(report).values()) == {"rendered"}
+    run = json.loads((tmp_path / "ray" / "run.json").read_text())
+    times = {job["id"]: job for job in run["jobs"]}
+    assert times["two/c~bridge"]["started"] >= max(times["one/b"]["finished"], times["two/c"]["finished"])
+    assert os.getpid() not in {job["rendered_by"]["pid"] for job in run["jobs"]}
+    render(plan, out=tmp_path / "local", backend="animatic", cache_root=tmp_path / "local-cache")
+    assert (tmp_path / "ray" / "film.mp4").read_bytes() == (tmp_path / "local" / "film.mp4").read_bytes()
 
 
 @pytest.mark.ray

@@ -244,3 +244,33 @@ def test_a_bridges_prompt_is_locked_like_every_prompt(write_story) -> None:
     plan = api.plan(story)
     assert plan.job("two/b~bridge").prompt == "a long aerial move over snowy hills down to a river at dusk"
     assert plan.job("two/b~bridge").key != before and not plan.warnings
+
+
+def test_the_compiler_refuses_a_first_bridge_even_without_the_story_checks(write_story, monkeypatch) -> None:
+    from storyforge.story import load
+
+    monkeypatch.setattr(load, "check_film", lambda film, source: [])  # as a caller that skips them would
+    text = ERRORS["on the film's first shot"][0]
+    with pytest.raises(PlanError) as caught:
+        api.plan(write_story(text))
+    assert [str(p) for p in caught.value.problems] == [
+        "film.yaml:10: one/a: a bridge continues the shot before it, and there is none to continue; use cut or fade"]
+
+
+def test_a_bridge_is_a_graph_node_with_two_parents_after_both(write_story) -> None:
+    from storyforge.plan.graph import BRIDGE, HEAD, TAIL, Edge, graph_of
+
+    plan = api.plan(write_story(film()))
+    graph = graph_of(plan, plan.jobs)
+    node = graph.node("two/b~bridge#take1")
+    assert node.kind == BRIDGE and node.job.id == "two/b~bridge"
+    assert node.parents == (Edge("one/a#take1", TAIL), Edge("two/b#take1", HEAD))
+    order = [n.id for n in graph]
+    assert order.index(node.id) > max(order.index("one/a#take1"), order.index("two/b#take1"))
+    assert node not in graph.ready([])  # waits for both shots
+    assert node not in graph.ready(["one/a#take1"]) and node not in graph.ready(["two/b#take1"])
+    assert node in graph.ready(["one/a#take1", "two/b#take1"])
+    # asked for alone, it brings in both shots it joins (and nothing that continues them)
+    alone = graph_of(plan, [plan.job("two/b~bridge")])
+    assert sorted(n.id for n in alone) == ["one/a#take1", "two/b#take1", "two/b~bridge#take1"]
+    assert [n.wanted for n in alone if n.kind == BRIDGE] == [True]

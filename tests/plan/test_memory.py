@@ -197,3 +197,18 @@ def test_a_preset_at_another_resolution_warns(write_story) -> None:
     _, plan = api.check(write_story(BIG.replace("  gpu_memory: 24GB\n  offload: none\n", "  resolution: 540p\n")))
     assert [str(w) for w in plan.warnings] == [
         "film.yaml:5: s/a: df-14b-720p was trained at 1280x720, and this film is 960x544: use df-14b-540p, made for it"]
+
+
+@pytest.mark.parametrize(("model", "expected"), [
+    ("tiny", "1 keyframe first with tiny (no time estimate: only qwen-image-edit's is computed)"),
+    ("qwen-image-edit", "1 keyframe first: ≈ 32s on one H100 with qwen-image-edit (computed from its size, not "
+                        "measured)"),
+])
+def test_the_keyframe_estimate_names_the_keyframe_model_set(write_story, model: str, expected: str) -> None:
+    from storyforge.console import plan_footer
+
+    plan = api.plan(write_story(
+        f"storyforge: 1\ntitle: T\nkeyframes: {{model: {model}}}\n"
+        "characters:\n  swan: {description: a swan, reference: refs/swan.png}\n"
+        "scenes:\n  - id: s\n    shots:\n      - {id: a, prompt: '{{ characters.swan }} glides', duration: 4s}\n"))
+    assert expected in plan_footer(plan).splitlines()

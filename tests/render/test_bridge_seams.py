@@ -1,5 +1,5 @@
 """A colour step at either join of a bridge is measured, and colour matching takes it away like any seam's: the
-frames pass through the render loop's own seam stage (storyforge.render._Seams) as a backend's chunks would."""
+frames pass through the render loop's own seam stage (storyforge.loop.streams.Seams) as a backend's chunks would."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from seamclips import moving_lab, step, to_frames
 
 from storyforge import api
-from storyforge.render import _Seams
+from storyforge.loop.streams import Seams
 from storyforge.seams import VISIBLE_SHIFT
 
 STORY = """\
@@ -30,7 +30,7 @@ scenes:
 
 def through_seams(job, bridge: np.ndarray, previous: np.ndarray, following: np.ndarray, *,
                   match: bool) -> tuple[np.ndarray, dict]:
-    stage = _Seams(job, (bridge[i:i + 4] for i in range(0, len(bridge), 4)), previous, match=match,
+    stage = Seams(job, (bridge[i:i + 4] for i in range(0, len(bridge), 4)), previous, match=match,
                    following=following)
     out = np.concatenate(list(stage))
     assert stage.measured is not None

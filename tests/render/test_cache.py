@@ -63,7 +63,7 @@ def test_put_then_get_returns_a_complete_entry(tmp_path: Path, job: Job) -> None
     cache = Cache(tmp_path / "cache")
     entry = put(cache, job, keyframes=(4,))
     assert entry.folder == tmp_path / "cache" / "ab" / ("ab" * 32)
-    assert sorted(p.name for p in entry.folder.iterdir()) == ["clip.mp4", "meta.json"]
+    assert sorted(p.name for p in entry.folder.iterdir()) == ["clip.mp4", "clip.verified", "meta.json"]
     meta = json.loads((entry.folder / "meta.json").read_text())
     assert {"job", "frames", "width", "height", "fps", "keyframes", "backend", "seconds", "created"} <= set(meta)
     assert (meta["job"], meta["frames"], meta["width"], meta["height"], meta["fps"]) == ("s/a", 13, 64, 48, 12)
@@ -72,6 +72,24 @@ def test_put_then_get_returns_a_complete_entry(tmp_path: Path, job: Job) -> None
     assert cache.get("ab" * 32) == entry
     assert cache.get("cd" * 32) is None
     assert list((tmp_path / "cache" / "tmp").iterdir()) == []  # the staging folder was renamed into place
+
+
+def test_a_lookup_hashes_a_clip_only_when_its_stat_changed(tmp_path: Path, job: Job,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """An untouched clip is trusted by its stat (no byte read); a write of the same size is hashed and healed."""
+    from storyforge import cache as cache_module
+
+    cache = Cache(tmp_path / "cache")
+    entry = put(cache, job)
+    hashed: list[str] = []
+    real = cache_module._sha256_of
+    monkeypatch.setattr(cache_module, "_sha256_of", lambda handle: hashed.append(handle.name) or real(handle))
+    assert Cache(tmp_path / "cache").get(entry.key) == entry and cache.get(entry.key) == entry
+    assert hashed == []
+    entry.clip.write_bytes(bytes(entry.clip.stat().st_size))  # garbage of the same size
+    assert cache.get(entry.key) is None and len(hashed) == 1
+    assert cache.discarded == [f"cache entry {entry.key[:12]} was discarded: its clip's content changed (its hash "
+                               "does not match)"]
 
 
 def test_a_finished_entry_is_kept_when_another_writer_finishes_the_same_key(tmp_path: Path, job: Job) -> None:

@@ -182,8 +182,7 @@ def test_a_user_without_the_edit_model_is_told_what_to_do(film, tmp_path: Path) 
                             capture_output=True, text=True, cwd=film["folder"], env=env, timeout=600)
     assert result.returncode == 1
     assert result.stderr == (
-        "error: real.yaml:4: keyframes.model: the edit model Qwen/Qwen-Image-Edit-2509 (about 58 GB in bf16) "
-        "is not on this machine, and storyforge does not "
-        "download it in the middle of a render. Download it once with `hf download Qwen/Qwen-Image-Edit-2509`, or "
-        "set keyframes.model to a local folder that holds it, or remove `keyframes:` to render without generated "
-        "start frames\n")
+        "error: real.yaml:4: keyframes.model: the keyframe model Qwen/Qwen-Image-Edit-2509 (about 58 GB in bf16) "
+        "is not on this machine, and storyforge downloads models only when asked, never in the middle of a render: "
+        "run `hf download Qwen/Qwen-Image-Edit-2509` once, or render with --download; or set keyframes.model to a "
+        "local folder that holds it, or remove `keyframes:` to render without generated start frames\n")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, run_cli
 
 from storyforge import api
 from storyforge.backends.animatic import DELAY_VARIABLE, Animatic
@@ -53,12 +53,13 @@ scenes:
 """
 IDS = ["one/a", "one/b", "two/c", "two/d"]
 TOTAL = 17 + 12 + 17 + 13 - 4  # the crossfade overlaps two/c with one/b
-JOB_KEYS = {"id", "key", "status", "clip", "seconds", "started", "finished", "take", "takes"}  # take(s): DESIGN §8
+# take(s): DESIGN §8; rendered_by: §9
+JOB_KEYS = {"id", "key", "status", "clip", "seconds", "started", "finished", "take", "takes", "rendered_by"}
 
 
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "storyforge", "render", *args], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=120)
+def cli(*args: str, cwd: Path, env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess[str]:
+    """`storyforge render ARGS` in this process (tests/conftest.run_cli)."""
+    return run_cli("render", *args, cwd=cwd, env=env)
 
 
 def statuses(out: Path) -> dict[str, str]:
@@ -199,7 +200,7 @@ def test_a_changed_neighbour_reencodes_a_cached_clip_instead_of_rendering_it(wri
     report = render(api.plan(story), out=out, backend="animatic", cache_root=cache)
     # two/c and two/d moved on the timeline (the animatic burns in the timecode); one/b only needs a keyframe
     assert rendered(report) == ["two/c", "two/d"]
-    assert "one/b: re-encoded its cached clip with keyframes at [6]" in report.notices[0]
+    assert "one/b: re-encoded its cached clip with sync frames at [6]" in report.notices[0]
     assert json.loads((_entry(cache, "one/b") / "meta.json").read_text())["keyframes"] == [6]
     assert count_frames(out / "film.mp4") == api.plan(story).total_frames == TOTAL - 2
 

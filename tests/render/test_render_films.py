@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, TINY
+from conftest import TINY, run_cli
 
 from storyforge import api
 from storyforge.backends.base import REGISTRY
@@ -45,8 +44,8 @@ OWL = FOX.replace("Fox", "Owl").replace("fox", "owl")
 
 
 def cli(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "storyforge", *arguments], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    """`storyforge ARGS` in this process (tests/conftest.run_cli)."""
+    return run_cli(*arguments, cwd=cwd)
 
 
 def run_json(out: Path) -> dict:
@@ -107,9 +106,9 @@ def test_an_empty_folder_and_clashing_outputs_are_refused(story_dir: Path, write
 
 
 def test_a_failing_film_does_not_stop_the_others(write_story, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_ray_executor import FLAKY_FAILURES, FLAKY_LOG, FLAKY_SHOT
+    from flaky import FLAKY, FLAKY_FAILURES, FLAKY_LOG, FLAKY_SHOT
 
-    monkeypatch.setitem(REGISTRY, "flaky", "test_ray_executor:Flaky")
+    monkeypatch.setitem(REGISTRY, "flaky", FLAKY)
     monkeypatch.setenv(FLAKY_LOG, str(tmp_path / "tries.log"))
     monkeypatch.setenv(FLAKY_SHOT, "one/b")
     monkeypatch.setenv(FLAKY_FAILURES, "99")
@@ -135,3 +134,60 @@ def test_films_on_one_model_load_it_once(write_story, tmp_path: Path, monkeypatc
     assert run_json(tmp_path / "alone")["model_loads"] == 1
     assert np.array_equal(read_frames(tmp_path / "alone" / "film.mp4"), read_frames(results[1][0].out / "film.mp4"))
     assert alone.total_frames == plans[1].total_frames
+
+
+class Counted:
+    """Which skyreels-df models are resident (loaded, not closed yet) across instances, and the most at once."""
+
+    resident = 0
+    most = 0
+
+
+def _counted() -> type:
+    from storyforge.backends.skyreels_df import SkyReelsDF
+
+    class CountedDF(SkyReelsDF):
+        def _load(self, model):  # type: ignore[no-untyped-def]
+            fresh = model not in self._loaded
+            loaded = super()._load(model)
+            if fresh:
+                Counted.resident += 1
+                Counted.most = max(Counted.most, Counted.resident)
+            return loaded
+
+        def close(self) -> None:
+            Counted.resident -= len(self._loaded)
+            super().close()
+
+    return CountedDF
+
+
+def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    """`CountedDF`, built when the registry imports it by name: torch only where the test runs."""
+    if name == "CountedDF":
+        return _counted()
+    raise AttributeError(name)
+
+
+@pytest.mark.torch
+def test_films_with_takes_keep_one_model_resident_and_count_every_load(write_story, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every take is a node each film's graph renders before the film is cut, so the next film never gets the
+    model while takes of the last one are still to render (which loaded a second copy before)."""
+    pytest.importorskip("diffusers")
+    monkeypatch.setenv("STORYFORGE_HOME", str(tmp_path / "home"))
+    monkeypatch.setitem(REGISTRY, "skyreels-df", f"{__name__}:CountedDF")
+    monkeypatch.setattr(Counted, "resident", 0)
+    monkeypatch.setattr(Counted, "most", 0)
+    takes = TINY.replace("render: {model: tiny,", "render: {model: tiny, takes: 2,")
+    plans = [api.plan(write_story(takes, "a.yaml")), api.plan(write_story(takes.replace("fox", "owl"),
+                                                                          "b.yaml"))]
+    results = api.render_films(plans, backend="skyreels-df", cache_root=tmp_path / "cache")
+    assert [error for _, error in results] == [None, None]
+    reports = [report for report, _ in results]
+    assert [report.rendered for report in reports] == [6, 6]  # 3 shots x 2 takes each, all before the cut
+    assert [run_json(report.out)["model_loads"] for report in reports] == [1, 0]
+    assert Counted.most == 1 and Counted.resident == 0  # one model at a time, and none left at the end
+    for report in reports:
+        assert all(t["status"] == "rendered" and t["rendered_by"]["pid"] == os.getpid()
+                   for job in run_json(report.out)["jobs"] for t in job["takes"])

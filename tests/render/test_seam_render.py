@@ -15,7 +15,7 @@ from conftest import ROOT
 from storyforge import api
 from storyforge.cache import TAIL, Cache, CorruptEntry
 from storyforge.clipfile import count_frames, read_frames
-from storyforge.render import Run, clip_name
+from storyforge.render import ModelHolder, clip_name, worker
 
 pytestmark = pytest.mark.torch
 
@@ -80,13 +80,13 @@ def test_every_seam_is_in_run_json_at_the_plans_frame_and_the_render_is_frame_ex
     listed = [(seam["job"], seam["frame"], seam["kind"]) for seam in run["seams"]]
     assert listed == SEAMS == plan_seams(plan_json)
     for seam in run["seams"]:
-        assert set(seam) == {"job", "frame", "kind", "jump", "color_shift"}
+        assert set(seam) == {"job", "frame", "kind", "jump", "color_shift", "visible", "intended", "advice"}
         assert seam["jump"] >= 0 and seam["color_shift"] >= 0
     assert [chain["jobs"] for chain in run["chains"]] == [["s/a", "s/b"], ["s/c", "s/d"]]
     assert [chain["windows"] for chain in run["chains"]] == [4, 2]
     assert all(chain["drift"] >= 0 for chain in run["chains"])
     worst = max(run["seams"], key=lambda s: (s["jump"], s["color_shift"]))
-    assert f"{worst['job']} at " in result.stdout and "seams: 4 seams; worst: " in result.stdout
+    assert f"{worst['job']} at " in result.stdout and "seams: 4 seams, " in result.stdout
 
     # the OTIO export carries each seam as a marker on its clip, with the numbers
     otio = pytest.importorskip("opentimelineio")
@@ -96,7 +96,8 @@ def test_every_seam_is_in_run_json_at_the_plans_frame_and_the_render_is_frame_ex
                marker.metadata["storyforge"]["seam"]) for clip in timeline.find_clips() for marker in clip.markers
               if "seam" in marker.metadata["storyforge"]]
     assert [(name, frame) for name, frame, _ in marked] == [(s["job"], s["frame"]) for s in run["seams"]]
-    assert [dict(seam) for _, _, seam in marked] == run["seams"]
+    basic = ("job", "frame", "kind", "jump", "color_shift")  # the markers carry the numbers, not the advice
+    assert [dict(seam) for _, _, seam in marked] == [{key: s[key] for key in basic} for s in run["seams"]]
 
 
 def test_color_match_is_part_of_the_key(write_story) -> None:
@@ -120,12 +121,13 @@ def test_continuations_condition_on_the_lossless_tail_and_two_phases_equal_one_r
 
     # what `s/b` conditions on is `s/a`'s tail exactly as it was encoded, not the H.264 decode of its clip
     cache = Cache(tmp_path / "one-cache")
-    run = Run(plan, cache, "skyreels-df", {}, None, {job.id for job in plan.jobs})
+    holder = ModelHolder()
+    run = worker(plan, cache, "skyreels-df", {}, holder, {}, {job.id for job in plan.jobs})
     try:
-        head = run.ensure(plan.job("s/a"))
-        conditioning = run.tail(plan.job("s/b"))
+        head = run.store.ensure(plan.job("s/a"))
+        conditioning = run.store.tail(plan.job("s/b"))
     finally:
-        run.close_backend()
+        holder.free()
     overlap = plan.job("s/b").settings.overlap_frames
     assert head.meta["tail_frames"] == overlap
     assert np.array_equal(conditioning, np.load(head.folder / TAIL))

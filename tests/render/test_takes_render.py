@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from storyforge import __version__, api
 from storyforge.backends.animatic import Animatic, _band_height
@@ -44,9 +45,8 @@ scenes:
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "storyforge", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=600)
+    """`storyforge ARGS` in this process (tests/conftest.run_cli)."""
+    return run_cli(*args, cwd=cwd)
 
 
 def statuses(out: Path) -> dict[str, str]:
@@ -174,8 +174,8 @@ def test_torchrun_ranks_render_each_take_with_its_own_seed(write_story, tmp_path
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Rank 0 announces every take it renders; the other rank renders that take (its seed), not the pick."""
     pytest.importorskip("diffusers")
-    from storyforge.backends.multigpu import CPU_VARIABLE
     from storyforge.backends.tiny import tiny_model_folder
+    from storyforge.executors.ranks import CPU_VARIABLE
     from storyforge.render import render
 
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", CPU_VARIABLE):

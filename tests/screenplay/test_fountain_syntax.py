@@ -234,7 +234,7 @@ def test_names_in_other_scripts_get_keys_templates_can_use(tmp_path: Path) -> No
     story = yaml.safe_load((tmp_path / "t.yaml").read_text("utf-8"))
     assert story["characters"] == {"character_44ebeb": {"description": "TODO: describe 黒澤 (age, build, face, "
                                                                        "hair, clothes)"},
-                                   "n_2nd_cop": {"description": "TODO: describe 2nd Cop (age, build, face, hair, "
+                                   "n_2nd_cop": {"description": "TODO: describe 2ND Cop (age, build, face, hair, "
                                                                 "clothes)"}}
     assert story["locations"] == {"place_130016": "東京"}
     assert [(s["id"], s["location"]) for s in story["scenes"]] == [("night-9b8e60", "place_130016"),

@@ -344,6 +344,7 @@ def _record_cases() -> list[tuple[str, object]]:
         ("imported a list", edit(imported=[])),
         ("scenes not a list", edit(**{"imported.scenes": "x"})),
         ("a scene id a list", edit(**{"imported.scenes": [{"id": ["x"], "shots": []}]})),
+        ("shots a number", edit(**{"imported.scenes": [{"id": "x", "shots": 5}, 7, {"id": "y", "shots": "abc"}]})),
         ("characters a list", edit(**{"imported.characters": ["ann"]})),
         ("origins a list", edit(origins=[])),
         ("origins without shots", edit(origins={"scenes": {}})),
@@ -355,6 +356,8 @@ def _record_cases() -> list[tuple[str, object]]:
         ("another version", edit(storyforge_import=2)),
         ("duplicate scene ids", lambda record: {**record, "imported": {**record["imported"], "scenes": [
             *record["imported"]["scenes"], *record["imported"]["scenes"]]}}),
+        ("more shots than a story holds", lambda record: {**record, "imported": {**record["imported"], "scenes": [
+            {"id": f"s{n}", "shots": [{"id": "x", "prompt": "p", "duration": "1f"}]} for n in range(1_001)]}}),
     ]
 
 
@@ -588,3 +591,146 @@ def test_the_command_prints_nothing_raw_from_a_hostile_record(imported: Path, ca
     assert done.value.code == 0 and "\x1b" not in out + err and "\u202e" not in out + err
     assert ("warning: s.yaml: it was imported from \\x1b[31mred\\u202e.fountain; merging s.fountain into it as a new "
             "version of that script") in err
+
+
+@pytest.mark.parametrize(("heading", "scene_id"), [
+    ("INT. A" + " " * 19_000 + "B - DAY", "a-b-day"),  # '\s+' before a dash tried each run of spaces again
+    ("INT. A" + " \t" * 5_000 + "B -" + " " * 9_000 + "DAY", "a-b-day"),
+    ("INT. A" + " " * 19_000 + "#1#", "1-a"),  # and '\s*' before a scene number
+])
+def test_runs_of_spaces_in_a_heading_are_read_in_one_pass(heading: str, scene_id: str, tmp_path: Path) -> None:
+    with within(10):
+        story = story_of(tmp_path, f"{heading}\n\nHe waits.\n")
+    assert story["scenes"][0]["id"] == scene_id
+
+
+def _padded(size: int) -> bytes:
+    """A script of exactly `size` bytes: one scene, the rest boneyard (read, never filmed)."""
+    head = b"INT. A - DAY\n\nHe waits.\n\n/*"
+    return head + b"x\n" * ((size - len(head) - 2) // 2) + b"x" * ((size - len(head) - 2) % 2) + b"*/"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (_padded(1_000_000), None),
+    (_padded(1_000_001), "s.fountain: the script is larger than 1 MB; a feature-length screenplay is a few hundred "
+                         "KB: split it or check the file"),
+    (b"INT. A - DAY\n\n" + b"x" * 999_000, "s.fountain:3: the line is longer than 20,000 characters; a screenplay's "
+                                           "paragraphs are far shorter: is this a script?"),
+    (b"INT. A - DAY\n\nHe \xe2\x80 waits.\n", "s.fountain:3: the script is not UTF-8 text (byte 0xe2); save it as "
+                                             "UTF-8"),
+    (b"INT. A - DAY\n\nHe \x9b31m waits.\n".decode("latin-1").encode("utf-8"), "s.fountain:3: control character "
+     "U+009B in the script; a screenplay is plain text: remove it"),
+    (b"\xef\xbb\xbfINT. A - DAY\n\n\x00", "s.fountain:3: the file holds binary data (a NUL byte), not a screenplay; "
+                                          "export the script as Fountain (.fountain) or Final Draft (.fdx)"),
+])
+def test_the_size_and_text_bounds_at_their_edges(data: bytes, message: str | None, tmp_path: Path) -> None:
+    assert len(_padded(1_000_000)) == 1_000_000 and len(_padded(1_000_001)) == 1_000_001
+    if message is None:
+        assert story_of(tmp_path, data)["scenes"][0]["shots"][0]["prompt"] == "He waits."
+    else:
+        assert refused(tmp_path, data) == message
+
+
+def test_of_two_equal_scenes_the_one_the_writer_kept_is_the_scripts(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    Path("s.fountain").write_text("INT. A - DAY\n\nAnn waits.\n\nINT. A - DAY\n\nAnn waits.\n", "utf-8")
+    api.import_script("s.fountain")
+    _edit(Path("s.yaml"), lambda scenes, story: story["scenes"].pop(0))  # deletes a-day, keeps a-day-2
+    report, story = _reimport("INT. A - DAY\n\nAnn waits.\n")
+    assert [s["id"] for s in story["scenes"]] == ["a-day-2"]
+    assert (report.added, report.removed, report.kept) == ([], [], [])
+
+
+def test_a_merge_that_would_leave_no_scene_is_refused(tmp_path: Path) -> None:
+    Path("s.fountain").write_text("INT. A - DAY\n\nAnn waits.\n\nINT. B - DAY\n\nBob runs.\n", "utf-8")
+    api.import_script("s.fountain")
+    _edit(Path("s.yaml"), lambda scenes, story: story["scenes"].pop(1))  # the writer deletes b-day
+    before = Path("s.yaml").read_text("utf-8")
+    Path("s.fountain").write_text("INT. B - DAY\n\nBob runs.\n", "utf-8")  # the script drops a-day
+    with pytest.raises(StoryforgeError) as caught:
+        api.import_script("s.fountain", update=True)
+    assert str(caught.value) == ("s.yaml: you deleted every scene the script still has, so the merged story would "
+                                 "have none; the story is unchanged: import into a new file with -o")
+    assert Path("s.yaml").read_text("utf-8") == before
+
+
+def test_final_draft_paragraph_types_and_odd_paragraphs(tmp_path: Path) -> None:
+    paragraphs = [("Scene Heading", "INT. HALL - NIGHT"), ("General", "A clock ticks."), ("Shot", "CLOSE ON THE CLOCK"),
+                  (None, "No type at all."), ("Action", "   "), ("Cast List", "ANN, BOB"),
+                  ("Character", "ANN (CONT'D)"), ("Parenthetical", "(softly)"), ("Dialogue", "Midnight."),
+                  ("Transition", "DISSOLVE TO:"), ("Action", "Morning.")]
+    body = "".join(f"<Paragraph{f' Type={chr(34)}{kind}{chr(34)}' if kind else ''}><Text>{text}</Text></Paragraph>"
+                   for kind, text in paragraphs)
+    story = story_of(tmp_path, f"<FinalDraft><Content>{body}<Paragraph Type=\"Action\"/></Content></FinalDraft>",
+                     "s.fdx")
+    shots = story["scenes"][0]["shots"]
+    assert [(x["prompt"], x.get("transition"), x.get("dialogue")) for x in shots] == [
+        ("A clock ticks.", None, None), ("CLOSE ON THE CLOCK", None, None), ("No type at all.", None, None),
+        ("ANN, BOB", None, [{"character": "ann", "line": "(softly) Midnight."}]),
+        ("Morning.", "crossfade", None)]
+
+
+def test_a_scene_whose_kept_shots_left_it_gets_the_scripts_shots_again(tmp_path: Path) -> None:
+    Path("s.fountain").write_text("INT. A - DAY\n\nAnn cooks eggs.\n\nBob waters the roses.\n", "utf-8")
+    api.import_script("s.fountain")
+    _edit(Path("s.yaml"), lambda scenes, story: scenes["a-day"]["shots"].pop(1))  # the writer deletes Bob's shot
+    # the script splits the scene in two: Ann's shot goes to a scene of its own
+    report, story = _reimport("INT. A - DAY\n\nAnn cooks eggs.\n\nINT. A - DAY\n\nBob waters the roses.\n")
+    assert [[x["prompt"] for x in s["shots"]] for s in story["scenes"]] == [["Ann cooks eggs."],
+                                                                           ["Bob waters the roses."]]
+    assert report.kept[-1].endswith(": the shots you kept are gone from the script; it has the script's shots again")
+
+
+def test_a_fifo_without_a_suffix_is_refused_not_waited_on(tmp_path: Path) -> None:
+    os.mkfifo("script")
+    with within(10), pytest.raises(StoryError) as caught:
+        api.import_script("script")
+    assert str(caught.value) == "script: the script is not a regular file (a FIFO, device or socket); name a file"
+
+
+@pytest.mark.parametrize(("name", "data", "format"), [
+    ("film.fountain", FDX.format(encoding="UTF-8").encode("utf-8"), "fdx"),  # Final Draft under another name
+    ("film.fountain", FDX.format(encoding="UTF-16").encode("utf-16"), "fdx"),
+    ("film", FDX.format(encoding="UTF-8").encode("utf-8"), "fdx"),
+    ("film", b"INT. CAF\xc3\x89 - DAY\n\nZo\xc3\xab orders tea.\n", "fountain"),
+    ("film.txt", b"\xef\xbb\xbf<?xml version='1.0'?>\n" + FDX.format(encoding="UTF-8").split("\n", 1)[1].encode(),
+     "fdx"),
+])
+def test_the_format_is_what_the_file_holds(name: str, data: bytes, format: str, tmp_path: Path) -> None:
+    Path(name).write_bytes(data)
+    report = api.import_script(name, "film.yaml")
+    story = yaml.safe_load(Path("film.yaml").read_text("utf-8"))
+    assert (report.format, report.problems) == (format, [])
+    assert story["scenes"][0]["shots"][0]["prompt"] == "Zoë orders tea."
+
+
+def test_final_draft_is_bounded_at_2_mb_and_an_unknown_file_at_the_larger_bound(tmp_path: Path) -> None:
+    for name, limit in (("big.fdx", "2 MB"), ("big", "2 MB"), ("big.fountain", "1 MB")):
+        with Path(name).open("wb") as handle:
+            handle.truncate(3_000_000)
+        with pytest.raises(StoryError) as caught:
+            api.import_script(name)
+        assert str(caught.value) == (f"{name}: the script is larger than {limit}; a feature-length screenplay is a "
+                                     "few hundred KB: split it or check the file")
+
+
+def test_a_name_with_digits_is_written_as_the_script_writes_it(tmp_path: Path) -> None:
+    story = story_of(tmp_path, "INT. A - DAY\n\nR2D2\nBeep.\n\n@McCLANE\nYippee.\n\nMR. STEEL\nHi.\n")
+    assert {key: value["description"] for key, value in story["characters"].items()} == {
+        "r2d2": "TODO: describe R2D2 (age, build, face, hair, clothes)",
+        "mcclane": "TODO: describe McCLANE (age, build, face, hair, clothes)",
+        "mr_steel": "TODO: describe Mr. Steel (age, build, face, hair, clothes)"}
+    assert story["scenes"][0]["shots"][0]["prompt"] == "R2D2 speaks"
+
+
+def test_update_before_any_import_imports_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    Path("s.fountain").write_text(SCRIPT, "utf-8")
+    monkeypatch.setattr(sys, "argv", ["storyforge", "import", "s.fountain", "--update"])
+    monkeypatch.setenv("COLUMNS", "400")
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    out, err = capsys.readouterr()
+    assert done.value.code == 0 and Path("s.yaml").is_file()
+    assert err.startswith("note: s.yaml did not exist: imported afresh (--update merges from the next import on)\n")
+    assert out.startswith("✓ wrote s.yaml from s.fountain (fountain)")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+from conftest import run_cli
 
 from storyforge import api
 from storyforge.errors import StoryError
@@ -236,15 +234,14 @@ def test_python_tags_are_never_constructed(write_story, story_dir) -> None:
 
 def test_cli_prints_one_line_per_problem_and_exits_1(write_story) -> None:
     path = write_story(HEAD + "      - id: a\n        prompt: p\n        duraton: 4s\n")
-    result = subprocess.run([sys.executable, "-m", "storyforge", "validate", str(path)],
-                            capture_output=True, text=True, cwd=path.parent)
+    result = run_cli("validate", str(path), cwd=path.parent)
     assert result.returncode == 1
     assert result.stderr == "error: film.yaml:8: s/a: unknown key 'duraton'; did you mean 'duration'?\n"
     assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_cli_usage_error_exits_2() -> None:
-    result = subprocess.run([sys.executable, "-m", "storyforge", "plan", "--bogus"], capture_output=True, text=True)
+    result = run_cli("plan", "--bogus")
     assert result.returncode == 2
     assert "No such option: --bogus" in result.stderr
     assert "Traceback" not in result.stderr

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, ROOT, run_cli
 
 from storyforge import api
 
@@ -46,13 +46,13 @@ def test_example_plan_matches_golden(path: Path, request: pytest.FixtureRequest,
 
 
 def test_cli_validates_every_example() -> None:
-    result = subprocess.run([sys.executable, "-m", "storyforge", "validate", *map(str, EXAMPLE_FILES)],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = run_cli("validate", *map(str, EXAMPLE_FILES), cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("✓") == len(EXAMPLE_FILES)
 
 
 def test_plan_json_is_byte_identical_across_runs() -> None:
+    # two processes: each hashes strings with its own seed, so set order would show here
     runs = [subprocess.run([sys.executable, "-m", "storyforge", "plan", "examples/stories/swan-lake.yaml", "--json"],
                            capture_output=True, cwd=ROOT) for _ in range(2)]
     assert runs[0].returncode == 0, runs[0].stderr
@@ -65,8 +65,7 @@ def test_plan_json_is_byte_identical_across_runs() -> None:
 
 def test_plan_output_file(tmp_path: Path) -> None:
     target = tmp_path / "plan.json"
-    result = subprocess.run([sys.executable, "-m", "storyforge", "plan", "examples/stories/minimal.yaml",
-                             "-o", str(target)], capture_output=True, text=True, cwd=ROOT)
+    result = run_cli("plan", "examples/stories/minimal.yaml", "-o", str(target), cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert json.loads(target.read_text())["total_frames"] == 97
 
@@ -77,18 +76,16 @@ def test_schema_file_is_current() -> None:
 
 
 def test_schema_command_prints_the_schema() -> None:
-    result = subprocess.run([sys.executable, "-m", "storyforge", "schema"], capture_output=True, text=True)
+    result = run_cli("schema")
     assert json.loads(result.stdout)["title"] == "storyforge story file, format 1"
 
 
 def test_init_scaffolds_a_story_that_validates_and_plans(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "storyforge", "init", str(tmp_path / "new")],
-                            capture_output=True, text=True)
+    result = run_cli("init", str(tmp_path / "new"))
     assert result.returncode == 0, result.stderr
     story = tmp_path / "new" / "film.yaml"
     assert api.plan(story).jobs
-    again = subprocess.run([sys.executable, "-m", "storyforge", "init", str(tmp_path / "new")],
-                           capture_output=True, text=True)
+    again = run_cli("init", str(tmp_path / "new"))
     assert again.returncode == 1
     assert "already exists" in again.stderr
 

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from storyforge import api
-from storyforge.enhance.template import packaged_templates, split_camera
 from storyforge.errors import StoryError
+from storyforge.story.template import packaged_templates, split_camera
 
 ROOT = Path(__file__).resolve().parents[2]
 

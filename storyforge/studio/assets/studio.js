@@ -150,8 +150,11 @@ function seamView(state, seam) {
   }
   const numbers = [`${seam.timecode} ${seam.kind}`];
   if (seam.jump !== null && seam.jump !== undefined) numbers.push(`jump ${Number(seam.jump).toFixed(2)}`);
-  if (seam.color_shift !== null && seam.color_shift !== undefined) numbers.push(`ΔE ${Number(seam.color_shift).toFixed(1)}`);
-  box.append(el("span", { text: numbers.join(" · ") }));
+  if (seam.color_shift !== null && seam.color_shift !== undefined) numbers.push(`color_shift ${Number(seam.color_shift).toFixed(1)}`);
+  if (seam.intended) numbers.push("intended");
+  if (seam.jump === null) numbers.push("not scored");
+  if (seam.advice) numbers.push(seam.advice);
+  box.append(el("span", { class: seam.visible ? "loud" : "", text: numbers.join(" · ") }));
   return box;
 }
 
@@ -234,7 +237,8 @@ function drawTake(state, shot, take) {
   if (take.status === "rendered" && take.seconds !== null) facts.push(`${take.seconds}s to render`);
   for (const score of take.scores || []) {
     facts.push(`${score.kind} seam: jump ${Number(score.jump).toFixed(2)}`
-      + (score.color_shift === null ? "" : ` · ΔE ${Number(score.color_shift).toFixed(1)}`));
+      + (score.color_shift === null ? "" : ` · color_shift ${Number(score.color_shift).toFixed(1)}`)
+      + (score.visible ? " (likely seen)" : ""));
   }
   const note = el("textarea", { "aria-label": `note on take ${take.take} of ${shot.id}`, placeholder: "a note on this take" });
   note.value = take.note || "";

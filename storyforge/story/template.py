@@ -1,6 +1,6 @@
 """The story's template namespace and rendering: every prompt, camera, style and description of a film as text.
 
-What a template may touch and how much work it may do is the sandbox's business (storyforge.enhance.sandbox);
+What a template may touch and how much work it may do is the sandbox's business (storyforge.story.sandbox);
 this module gives templates the story's names and turns each shot's fields into its final prompt.
 """
 
@@ -10,16 +10,21 @@ import contextvars
 import difflib
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, NamedTuple
 
 from jinja2 import TemplateSyntaxError
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
-from jinja2.runtime import Context, StrictUndefined, missing
+from jinja2.runtime import Context, StrictUndefined
+from jinja2.utils import missing
 
-from storyforge.enhance.sandbox import (
+from storyforge.errors import Problem, StoryError, display_path
+from storyforge.story.load import PathKey, Story
+from storyforge.story.resolve import ResolvedFilm, ResolvedShot
+from storyforge.story.root import PathRefused, read_bytes
+from storyforge.story.sandbox import (
     MAX_TEMPLATE_FILE,
     MAX_TEXT,
     Refused,
@@ -31,12 +36,7 @@ from storyforge.enhance.sandbox import (
     spent,
     text_of,
 )
-from storyforge.errors import Problem, StoryError, display_path
-from storyforge.plan.compiler import KeyframeWriter, ShotText
-from storyforge.plan.model import Keyframe
-from storyforge.story.load import PathKey, Story
-from storyforge.story.resolve import ResolvedFilm, ResolvedShot
-from storyforge.story.root import PathRefused, read_bytes
+from storyforge.story.texts import KeyframeWriter, ShotText
 
 NAMES = ("characters", "film", "location", "locations", "scene", "shot", "style")
 PACKAGED_SUFFIX = ".j2"
@@ -402,7 +402,7 @@ class _Recording:
         """Add this render to the text's tree (unless something in it could not be kept)."""
         if not self.kept:
             return
-        slots: dict[Any, _Step] = renders  # type: ignore[assignment]
+        slots: dict[Any, _Step] = renders
         slot: Any = source
         for steps, read, gave in self.events:
             found = slots.get(slot)
@@ -431,7 +431,8 @@ _CAMERA_MOTION = re.compile(
 
 def split_camera(camera: str) -> tuple[str, str]:
     """'wide shot, low angle, slow push in' -> ('wide shot, low angle', 'slow push in')."""
-    framing, motion = [], []
+    framing: list[str] = []
+    motion: list[str] = []
     for part in (p.strip() for p in camera.split(",")):
         if part:
             (motion if _CAMERA_MOTION.search(part) else framing).append(part)
@@ -451,10 +452,14 @@ class _ShotRenderer:
         self.recordings: list[_Recording] = []  # per template text rendering for real, innermost last
         film, scene, spec = story.film, shot.scene, shot.shot
         s = shot.path[1]
-        characters = _Names("characters", film.characters, lambda name: _Lazy(
-            lambda c=film.characters[name]: _CharacterText(
-                self.text(_Field(f"characters.{name}", c.description, f"characters.{name}",
-                                 ("characters", name, "description"))), name, c.reference or "")), self._use)
+        def character(name: str) -> _Lazy:
+            c = film.characters[name]
+            return _Lazy(lambda: _CharacterText(self.text(_Field(f"characters.{name}", c.description,
+                                                                 f"characters.{name}",
+                                                                 ("characters", name, "description"))),
+                                                name, c.reference or ""))
+
+        characters = _Names("characters", film.characters, character, self._use)
         locations = _Names("locations", film.locations, lambda name: self._lazy(
             f"locations.{name}", film.locations[name].description, f"locations.{name}",
             ("locations", name, "description")))
@@ -794,11 +799,11 @@ def keyframe_writer(story: Story) -> KeyframeWriter:
     compiled = _Compiled()
     film_work = [0]  # every instruction of the film draws on one film budget, like the prompts do
 
-    def write(prompt: str, camera: str | None, keyframe: Keyframe) -> str:
-        pictures = [f"the {r.name.replace('_', ' ')} from picture {n}"
-                    for n, r in enumerate(keyframe.references, start=1)]
-        scope = {"prompt": prompt, "camera": camera or "", "pictures": pictures, "cast": list(keyframe.cast),
-                 "location": keyframe.location or ""}
+    def write(prompt: str, camera: str | None, references: Sequence[str], cast: Sequence[str],
+              location: str | None) -> str:
+        pictures = [f"the {name.replace('_', ' ')} from picture {n}" for n, name in enumerate(references, start=1)]
+        scope = {"prompt": prompt, "camera": camera or "", "pictures": pictures, "cast": list(cast),
+                 "location": location or ""}
         try:
             if len(source) > MAX_TEXT:
                 raise Refused(f"refused: the text is longer than {MAX_TEXT:,} characters; prompts are short")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from storyforge.enhance import sandbox, template
-from storyforge.enhance.sandbox import MAX_FILM_WORK, Refused, _bound, _simple_shape
 from storyforge.errors import StoryError
+from storyforge.story import sandbox, template
 from storyforge.story.load import load
 from storyforge.story.resolve import resolve
+from storyforge.story.sandbox import MAX_FILM_WORK, Refused, _bound, _simple_shape
 
 
 def _fresh() -> sandbox.Sandbox:

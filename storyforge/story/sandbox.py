@@ -347,7 +347,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
             yield item
 
     def sf_concat(self, value: Any) -> str:
-        return _check_result(text_of(value))
+        return str(_check_result(text_of(value)))
 
     def sf_value(self, value: Any) -> Any:
         """A list, tuple or mapping written in the template: bounded when built, so nothing later (==, tojson,
@@ -517,14 +517,15 @@ def _bound(tree: nodes.Template) -> nodes.Template:
     for concat in list(tree.find_all(nodes.Concat)):
         concat.nodes = [nodes.Call(nodes.EnvironmentAttribute("sf_concat"), [part], [], None, None,
                                    lineno=part.lineno) for part in concat.nodes]
-    return _Literals().visit(tree)
+    bounded: nodes.Template = _Literals().visit(tree)
+    return bounded
 
 
 class _Literals(NodeTransformer):
     """Every list, tuple and dict literal the template builds goes through `sf_value` (its size is checked)."""
 
-    def _wrap(self, node: nodes.Expr) -> nodes.Node:
-        node = self.generic_visit(node)
+    def _wrap(self, expr: nodes.Expr) -> nodes.Node:
+        node: nodes.Node = self.generic_visit(expr)
         if getattr(node, "ctx", "load") != "load":
             return node  # a target: `{% for a, b in ... %}`, `{% set a, b = ... %}`
         return nodes.Call(nodes.EnvironmentAttribute("sf_value"), [node], [], None, None, lineno=node.lineno)
