@@ -23,11 +23,11 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 from storyforge import api
@@ -71,7 +71,7 @@ def _extras() -> set[str]:
 def _env(folder: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "HOME": str(folder / ".home"),
-            "STORYFORGE_NO_OPEN": "1"}
+            "DISPLAY": "", "WAYLAND_DISPLAY": ""}  # no browser opens from a test
 
 
 def check_pip(command: str, where: str) -> None:
@@ -182,7 +182,13 @@ def run_bash(snippet: Snippet, folder: Path) -> None:
                 check_remote(stripped, snippet.where)
             continue
         if stripped.startswith(("pip install", "ssh ")):
-            check_remote(stripped, snippet.where)
+            # installs and logins are checked; what the line runs after them runs here
+            parts = [part.strip() for part in stripped.split("&&")]
+            kept = [part for part in parts if not part.startswith(("pip install", "ssh ", "python -m pytest"))]
+            for part in parts:
+                if part not in kept:
+                    check_remote(part, snippet.where)
+            script.extend(" && ".join(kept).splitlines())
         elif stripped.endswith(LONG_RUNNING) or LONG_RUNNING in stripped:
             _serve(stripped.split("#")[0].strip(), folder, snippet)
         else:
