@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STORY = """\
 storyforge: 1
 title: Folder
-render: {{model: {model}, resolution: 64x64, fps: 12, steps: 2, base_frames: 17, overlap_frames: 5}}
+render: {{model: {model}, resolution: 64x64, fps: 16, steps: 2, base_frames: 17, overlap_frames: 5}}
 scenes:
   - id: s
     shots:

@@ -197,14 +197,28 @@ _AudioJob = tuple[subprocess.Popen[bytes], Any, Path]  # ffmpeg, its stderr file
 
 
 def _start_audio(audio: Path, seconds: float, path: Path) -> _AudioJob:
-    """Build the film's one audio track (AAC, cut or padded with silence to `seconds`) in the background."""
+    """Build the film's one audio track (AAC, cut or padded with silence to `seconds`) in the background.
+
+    The soundtrack is a file the story names: it is opened once here (a link swapped in since the plan is
+    refused, a FIFO never blocks) and ffmpeg reads that open file (`/dev/fd/N`), not the name again."""
+    from storyforge.story.root import PathRefused, open_regular
+
+    try:
+        fd = open_regular(audio, shown=f"the soundtrack {audio}", nofollow=True)
+    except PathRefused as refused:
+        raise StitchError(f"{refused} (it was checked when the story was planned)") from None
+    source = f"/dev/fd/{fd}" if os.path.isdir("/dev/fd") else str(audio)
     log = tempfile.TemporaryFile()
     cmd = [
-        ffmpeg_exe(), "-v", "error", "-y", "-i", str(audio), "-map", "0:a:0", "-vn",
+        ffmpeg_exe(), "-v", "error", "-y", "-i", source, "-map", "0:a:0", "-vn",
         "-af", f"apad=whole_dur={seconds:.6f},atrim=duration={seconds:.6f}",
         "-ar", "48000", "-c:a", "aac", "-b:a", "192k", "-f", "mp4", str(path),
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                                pass_fds=(fd,) if source != str(audio) else ())
+    finally:
+        os.close(fd)  # the child has its own copy
     return proc, log, audio
 
 

@@ -179,3 +179,33 @@ def test_a_start_image_swapped_after_planning_is_never_rendered(write_story, sto
     image.unlink()
     image.write_bytes(kept)
     assert frames(api.render(api.plan(story), out=story_dir / "out", backend="animatic").film) == TOTAL
+
+
+def test_a_soundtrack_swapped_for_a_link_after_planning_is_never_cut_in(write_story, story_dir: Path,
+                                                                        tmp_path: Path) -> None:
+    import subprocess
+
+    from storyforge.clipfile import ffmpeg_exe
+    from storyforge.errors import StoryforgeError
+
+    music = story_dir / "music.wav"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=2", str(music)],
+                   check=True)
+    story = write_story(STORY + "audio: music.wav\n")
+    plan = api.plan(story)
+    target = outside(tmp_path)
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=frequency=880:duration=2",
+                    str(target / "other.wav")], check=True)
+    before = snapshot(target)
+    kept = music.read_bytes()
+    music.unlink()
+    music.symlink_to(target / "other.wav")
+    with pytest.raises(StoryforgeError) as raised:
+        api.render(plan, out=story_dir / "out", backend="animatic")
+    assert str(raised.value) == (f"the soundtrack {story_dir.resolve() / 'music.wav'} became a symbolic link "
+                                 "after it was checked; put the file itself there (it was checked when the story "
+                                 "was planned)")
+    assert snapshot(target) == before
+    music.unlink()
+    music.write_bytes(kept)
+    assert frames(api.render(api.plan(story), out=story_dir / "out", backend="animatic").film) == TOTAL
