@@ -67,6 +67,10 @@ def _parts(rel: str | Path) -> list[str]:
     parts = [part for part in PurePosixPath(text).parts if part not in ("", ".")]
     if text.startswith("/") or any(part == ".." for part in parts) or "\0" in text:
         raise Refused(f"refusing to use '{rel}': storyforge keeps files only below its own folders")
+    try:
+        text.encode("utf-8", "surrogateescape")  # a name the file system cannot be asked about (a lone surrogate)
+    except UnicodeEncodeError:
+        raise Refused(f"refusing to use {ascii(text)}: it is not a file name storyforge writes") from None
     return parts
 
 

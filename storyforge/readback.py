@@ -26,7 +26,17 @@ MAX_NAME = 1024
 def plain(name: object) -> bool:
     """A relative path below a folder, as storyforge writes them (`clips/a__b.mp4`): no way out, no oddities."""
     return (isinstance(name, str) and 0 < len(name) <= MAX_NAME and not name.startswith("/") and "\\" not in name
-            and "\0" not in name and all(part not in ("", ".", "..") for part in name.split("/")))
+            and name.isprintable() and _encodable(name)
+            and all(part not in ("", ".", "..") for part in name.split("/")))
+
+
+def _encodable(name: str) -> bool:
+    """Whether the file system can be asked about `name` (a lone surrogate, from JSON's \\ud800, cannot)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class ManifestError(StoryforgeError):

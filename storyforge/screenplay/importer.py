@@ -239,15 +239,20 @@ def _fits(text: str, data: dict[str, Any], script: Script) -> None:
                            "a story file may hold; split the script into parts and import each")
 
 
-def _backup_path(story: Path) -> Path:
-    """A new file under .storyforge/imports/ for the story as it was (two updates in a second keep both)."""
-    folder = story.parent / ".storyforge" / "imports"
+def _write_backup(story: Path, text: str) -> Path:
+    """`text` in a new file under .storyforge/imports/ (two updates in a second keep both), reached through the
+    folder door from the story's folder: a `.storyforge` or `imports` that is a link to elsewhere is refused."""
+    from storyforge.confined import Folder
+
+    home = Path(os.path.abspath(story)).parent
     base = f"{story.stem}.{time.strftime('%Y%m%d-%H%M%S')}"
-    candidate, n = folder / f"{base}.yaml", 1
-    while os.path.lexists(candidate):
-        n += 1
-        candidate = folder / f"{base}-{n}.yaml"
-    return candidate
+    with Folder.open(home / ".storyforge" / "imports", create=True, below=home) as folder:
+        name, n = f"{base}.yaml", 1
+        while folder.stat(name) is not None:
+            n += 1
+            name = f"{base}-{n}.yaml"
+        folder.write_text(name, text)
+    return story.parent / ".storyforge" / "imports" / name
 
 
 def _merged(story: Path, record: Path, built: Built, report: ImportReport,
@@ -272,8 +277,7 @@ def _merged(story: Path, record: Path, built: Built, report: ImportReport,
                                                    "re-import, or import into a new file with -o")]) from None
     text = read_text(story)
     mine, _ = parse_yaml(text, display_path(story))
-    backup = _backup_path(story)
-    write_text(backup, text)  # the story as the writer left it: comments they added are not carried over
+    backup = _write_backup(story, text)  # the story as the writer left it: comments they added are not carried over
     result = merge(base, base_origins, built, mine)
     report.updated, report.backup = True, backup
     report.added, report.removed, report.kept, report.conflicts = (result.added, result.removed, result.kept,

@@ -94,3 +94,13 @@ def test_removing_never_follows_and_a_staged_file_swapped_is_refused(kept: Folde
     assert not scratch.exists()
     with pytest.raises(Refused, match="storyforge keeps files only below its own folders"):
         kept.read("../outside/secret.txt", 100)
+
+
+def test_a_name_no_file_system_can_be_asked_about_is_refused_not_a_crash(tmp_path: Path) -> None:
+    with Folder.open(tmp_path) as folder:
+        for call in (lambda: folder.stat("clips/\ud800.mp4"), lambda: folder.read("\udfff", 10),
+                     lambda: folder.write_text("a/\ud800", "x")):
+            with pytest.raises(Refused) as refused:
+                call()
+            assert str(refused.value).endswith(": it is not a file name storyforge writes")
+    assert list(tmp_path.iterdir()) == []

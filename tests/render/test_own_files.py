@@ -147,6 +147,13 @@ def test_a_damaged_manifest_is_one_clear_error_and_removing_it_heals(write_story
                                                                 "clip": "/etc/passwd"}]}
         for job in json.loads(path.read_text())["jobs"]]}))),
     ("deep", _text(DEEP)), ("a link to /dev/zero", _zero),
+    # names no file system can be asked about (a lone surrogate) or storyforge never writes (control characters)
+    ("clips with a lone surrogate", lambda path: path.write_text(json.dumps({**json.loads(path.read_text()), "jobs": [
+        {**job, "clip": "clips/\ud800.mp4", "takes": [{"take": 1, "key": job["key"], "status": "rendered",
+                                                        "clip": "takes/\udfff/take1.mp4"}]}
+        for job in json.loads(path.read_text())["jobs"]], "keyframes": [{"image": "keyframes/\ud800.png"}]}))),
+    ("clips with control characters", lambda path: path.write_text(json.dumps({**json.loads(path.read_text()), "jobs": [
+        {**job, "clip": "clips/a\nb\x1b.mp4"} for job in json.loads(path.read_text())["jobs"]]}))),
 ])
 def test_review_and_export_carry_on_past_a_damaged_run_json(write_story, story_dir: Path, tmp_path: Path,
                                                             case: str, damage) -> None:
