@@ -270,9 +270,9 @@ def test_the_ci_recipe_validates_and_plans_every_story(tmp_path: Path) -> None:
     steps = [step for step in workflow["jobs"]["stories"]["steps"]
              if "run" in step and not step["name"].startswith("Install")]
     assert [step["name"] for step in steps] == ["Validate every story (warnings fail too)", "Plan every story"]
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for step in steps:  # the README quotes these steps as they are
-        assert all(line.strip() in readme for line in step["run"].splitlines())
+    guide = (ROOT / "docs" / "cookbook" / "ci.md").read_text(encoding="utf-8")
+    for step in steps:  # the CI guide quotes these steps as they are
+        assert all(line.strip() in guide for line in step["run"].splitlines())
     repo = tmp_path / "repo"
     assert storyforge("init", str(repo / "stories" / "fox")).returncode == 0
     shutil.copy(EXAMPLES / "minimal.yaml", repo / "boat.yml")
@@ -325,11 +325,12 @@ def test_the_readme_test_command_installs_no_moviepy() -> None:
 def test_release_tags_in_the_docs_name_this_version() -> None:
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert version == __version__
-    for path in (ROOT / "README.md", ROOT / ".pre-commit-hooks.yaml", ROOT / "examples" / "ci" / "storyforge.yml"):
+    for path in (ROOT / "README.md", ROOT / "docs" / "cookbook" / "ci.md", ROOT / ".pre-commit-hooks.yaml",
+                 ROOT / "examples" / "ci" / "storyforge.yml"):
         for tag in re.findall(r"\bv\d+\.\d+\.\d+\b", path.read_text(encoding="utf-8")):
             assert tag == f"v{version}", f"{path.name} names {tag}; this is version {version}"
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    config = yaml.safe_load(re.search(r"# \.pre-commit-config\.yaml.*?\n(.*?)```", readme, re.S).group(1))
+    guide = (ROOT / "docs" / "cookbook" / "ci.md").read_text(encoding="utf-8")
+    config = yaml.safe_load(re.search(r"# \.pre-commit-config\.yaml.*?\n(.*?)```", guide, re.S).group(1))
     hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
     assert config["repos"][0]["hooks"][0]["id"] in {hook["id"] for hook in hooks}
     assert hooks[0]["additional_dependencies"] == ["av>=18"]
