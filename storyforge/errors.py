@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -97,6 +98,9 @@ class RenderError(StoryforgeError):
 def display_path(path: Path) -> str:
     """A path as the user would type it: relative to the working folder when it is below it."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        # its folder resolved, its own name kept: a link is named as itself, never as the file it points to (the
+        # advice "remove it" must not point at somebody else's file)
+        absolute = Path(os.path.abspath(path))
+        return str((absolute.parent.resolve() / absolute.name).relative_to(Path.cwd().resolve()))
     except (ValueError, OSError, RuntimeError):  # outside the working folder; a symlink loop
         return str(path)

@@ -194,14 +194,18 @@ def test_review_and_export_carry_on_past_a_damaged_run_json(write_story, story_d
     ("deep", DEEP),
     ("two million picks", json.dumps({"storyforge_lock": 1, "story": "film.yaml", "shots": {},
                                       "picks": {f"s/{n}": 2 for n in range(2_000_000)}})),
-    ("a fifo", None),
+    ("a fifo", None), ("a link to a file outside", "link"),
 ])
 def test_a_damaged_lock_warns_a_plan_and_stops_a_pick_with_what_to_do(write_story, story_dir: Path,
                                                                       case: str, content: str | None) -> None:
     write_story(STORY)
     lock = story_dir / "film.lock.json"
+    target = outside(story_dir)  # below the working folder: a message must still name the link, not its target
+    before = snapshot(target)
     if content is None:
         os.mkfifo(lock)
+    elif content == "link":
+        lock.symlink_to(target / "notes.txt")
     else:
         lock.write_text(content, encoding="utf-8")
     planned = run("plan", "film.yaml", cwd=story_dir)
@@ -212,7 +216,9 @@ def test_a_damaged_lock_warns_a_plan_and_stops_a_pick_with_what_to_do(write_stor
     [line] = error_lines(picked)
     assert line.startswith("error: film.lock.json is not a lock file storyforge can read (")
     assert line.endswith("); fix it, or remove it and run `storyforge enhance film.yaml`")
+    assert "warning: film.lock.json:1: lock: film.lock.json is not a lock file" in planned.stderr
     assert render(story_dir).returncode == 0
+    assert snapshot(target) == before
     lock.unlink()
     assert run("pick", "film.yaml", "s/a", "2", cwd=story_dir).returncode == 0
     assert render(story_dir).returncode == 0
