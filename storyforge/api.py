@@ -132,6 +132,8 @@ def review(path: Path | str, *, out: Path | str | None = None) -> ReviewReport:
     story = Path(path)
     compiled = plan(story)
     folder = Path(out) if out is not None else default_out(story)
+    with outdir.looking_from(folder, story):  # a link below the story's folder is refused, never read through
+        pass
     if not rendered_here(compiled, folder):
         return rebuild(compiled, folder, story_arg=display_path(story))  # says that nothing was rendered there
     with outdir.claimed(folder, story, written_names(compiled)) as held:  # the page's files, in its manifest

@@ -1,5 +1,6 @@
-"""`storyforge export` in hostile surroundings: the render folder is reached as a render reaches it (no link below
-the story's folder followed), so no run.json, clip or film.otio is read or written through a link to elsewhere."""
+"""`storyforge export` (and `review`) in hostile surroundings: the render folder is reached as a render reaches it
+(no link below the story's folder followed), so no run.json, clip or film.otio is read or written through a link to
+elsewhere."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ def test_export_refuses_a_render_folder_that_is_a_link_to_a_copy_of_a_render_out
     shutil.move(link, target / "moved")  # a real render, now outside: export would write film.otio beside it
     link.symlink_to(target / "moved", target_is_directory=True)
     before = snapshot(target)
-    done = run("export", "film.yaml", cwd=story_dir)
-    assert (done.returncode, error_lines(done)) == (1, ["error: " + REFUSAL.format(path=link)])
+    for command in (["export", "film.yaml"], ["review", "film.yaml", "--no-open"]):
+        done = run(*command, cwd=story_dir)
+        assert (done.returncode, error_lines(done)) == (1, ["error: " + REFUSAL.format(path=link)]), command
     assert snapshot(target) == before
     assert not (story_dir / "film.otio").exists()
     link.unlink()
