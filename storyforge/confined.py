@@ -250,7 +250,7 @@ class Folder:
         with os.fdopen(handle, "rb") as file:
             info = os.fstat(file.fileno())
             if not stat.S_ISREG(info.st_mode):
-                raise refusal(self.path / rel, describe(info.st_mode))
+                raise refusal(self.path.joinpath(*_parts(rel)), describe(info.st_mode))
             yield file
 
     # -- reading -----------------------------------------------------------------------------------------------
@@ -261,21 +261,9 @@ class Folder:
         FileNotFoundError when there is nothing; Refused for a link, a FIFO, a device or a folder, or a file
         larger than `limit`. Opened without blocking, so a FIFO never hangs the read.
         """
-        with self._parent(rel) as (fd, name, shown):
-            try:
-                handle = os.open(name, _READ, dir_fd=fd) if fd is not None else os.open(name, _READ)
-            except OSError as error:
-                if isinstance(error, FileNotFoundError | NotADirectoryError):
-                    raise FileNotFoundError(error.errno, error.strerror, str(shown)) from None
-                info = self._lstat(fd, name)
-                if info is not None and not stat.S_ISREG(info.st_mode):
-                    raise refusal(shown, describe(info.st_mode)) from None
-                raise
-        with os.fdopen(handle, "rb") as file:
-            info = os.fstat(file.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise refusal(shown, describe(info.st_mode))
-            if info.st_size > limit:
+        shown = self.path.joinpath(*_parts(rel))
+        with self.reader(rel) as file:
+            if os.fstat(file.fileno()).st_size > limit:
                 raise Refused(f"refusing to read {shown}: it is larger than {_size(limit)}, more than storyforge "
                               "ever writes there; move it away and run again")
             data = file.read(limit + 1)
