@@ -176,6 +176,9 @@ def _check_models(story: Story) -> None:
             found, message = story.locate(model, folder=True).is_dir(), None
         except PathRefused as refused:  # a folder outside the root says so (the same gate as every path)
             found, message = False, str(refused) if "outside the story root" in str(refused) else None
+        if not found and message is None and model.startswith("~"):
+            # a home-relative folder is found as --model finds it; each machine reads it from its own home
+            found = Path(model).expanduser().is_dir()
         message = message or model_problem(model, found)
         if message:
             problems.append(Problem(story.source.file, story.source.line(at + ("model",)), label, message))
