@@ -253,28 +253,27 @@ class TransitionSpec(Strict):
 Transition = Union[Literal["cut", "continue", "crossfade", "fade", "bridge"], TransitionSpec]  # noqa: UP007 (pydantic on 3.10)
 
 
-class Character(Strict):
+class _Described(Strict):
+    """A cast member or place: written as a mapping, or as just its description."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: object) -> object:
+        return {"description": value} if isinstance(value, str) else value
+
+
+class Character(_Described):
     """Someone who appears in the film; renders as its description in templates."""
 
     description: str = Field(description="How the character looks; this text is what `{{ characters.x }}` gives.")
     reference: str | None = Field(None, description="An image of the character, relative to the story file.")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _from_text(cls, value: object) -> object:
-        return {"description": value} if isinstance(value, str) else value
 
-
-class Location(Strict):
+class Location(_Described):
     """A place in the film; renders as its description in templates."""
 
     description: str = Field(description="How the place looks; this text is what `{{ locations.x }}` gives.")
     reference: str | None = Field(None, description="An image of the place, relative to the story file.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_text(cls, value: object) -> object:
-        return {"description": value} if isinstance(value, str) else value
 
 
 KEYFRAME_MODEL = "qwen-image-edit"
