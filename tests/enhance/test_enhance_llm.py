@@ -106,37 +106,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def parrot(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Qwen2 whose weights make greedy decoding say ANSWER and stop, whatever it is asked.
+    """A tiny Qwen2 whose weights make greedy decoding say ANSWER and stop, whatever it is asked (tests/parrot.py)."""
+    from parrot import build_parrot
 
-    Attention and MLP outputs are zeroed, so each position's hidden state is its token's embedding, and the
-    (untied) output layer maps each token of ANSWER to the next: the model is a chain, run by generate()."""
-    import torch
-    import transformers
-
-    folder = qwen.build_tiny(tmp_path_factory.mktemp("llm") / "parrot", vocab_size=1024, text=[ANSWER] * 8)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
-    chat = tokenizer.apply_chat_template(qwen.messages(qwen.Request("x", "y")), tokenize=False,
-                                         add_generation_prompt=True)
-    start = tokenizer(chat, add_special_tokens=False)["input_ids"][-1]
-    chain = [start, *tokenizer(ANSWER, add_special_tokens=False)["input_ids"],
-             tokenizer.convert_tokens_to_ids("<|im_end|>")]
-    assert len(set(chain)) == len(chain), "each token of the answer must be distinct"
-    config = transformers.AutoConfig.from_pretrained(folder)
-    config.tie_word_embeddings = False
-    torch.manual_seed(0)
-    model = transformers.Qwen2ForCausalLM(config)
-    with torch.no_grad():
-        for layer in model.model.layers:
-            layer.self_attn.o_proj.weight.zero_()
-            layer.mlp.down_proj.weight.zero_()
-        embedding = model.model.embed_tokens.weight
-        normed = embedding / embedding.pow(2).mean(-1, keepdim=True).sqrt()  # what the final RMSNorm gives
-        head = torch.zeros_like(model.lm_head.weight)
-        for token, following in zip(chain, chain[1:], strict=False):
-            head[following] += normed[token]
-        model.lm_head.weight.copy_(head)
-    model.save_pretrained(folder)
-    return folder
+    return build_parrot(tmp_path_factory.mktemp("llm") / "parrot", ANSWER, qwen.messages(qwen.Request("x", "y")))
 
 
 @pytest.fixture
