@@ -14,68 +14,23 @@ Usage: python bench/network_waits_bench.py [--repeat N]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fake_heads import server  # noqa: E402  (the tests' servers: one definition)
 
 GOAL_S = 2.0
 STORY = ("storyforge: 1\ntitle: Net\nrender: {resolution: 64x48, fps: 16, base_frames: 17, overlap_frames: 5}\n"
          "scenes:\n  - id: one\n    shots:\n      - id: a\n        prompt: a fox\n        duration: 9f\n")
-
-
-@contextlib.contextmanager
-def server(kind: str) -> Iterator[int]:
-    """A TCP server on 127.0.0.1 answering each connection as `kind` says ('refused': a port nobody listens on)."""
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    port = listening.getsockname()[1]
-    if kind == "refused":
-        listening.close()
-        yield port
-        return
-    listening.listen(16)
-    listening.settimeout(0.2)
-    stop, held = threading.Event(), []
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = listening.accept()
-            except OSError:
-                continue
-            if kind == "garbage":
-                connection.sendall(b"\xde\xad\xbe\xef not a frame " * 8)
-            elif kind == "http":
-                connection.settimeout(2)
-                with contextlib.suppress(OSError):
-                    connection.recv(64)
-                connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-            elif kind == "close":
-                connection.close()
-                continue
-            held.append(connection)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield port
-    finally:
-        stop.set()
-        thread.join(5)
-        for connection in held:
-            connection.close()
-        listening.close()
 
 
 CASES = {  # name: (server kind, RAY_ADDRESS with {port}, extra environment)
