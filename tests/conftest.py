@@ -137,6 +137,24 @@ def story(*shots: str, title: str = "Test", render: str = "resolution: 128x96, f
             f"scenes:\n  - id: s\n    shots:\n{body}")
 
 
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's Chromium driven by Playwright; skipped, saying why, where either is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the browser test needs Playwright's Python package: pip install -e '.[browser]'")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("the browser test needs Chromium: apt-get install -y chromium (no browser here)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--regen-golden", action="store_true",
                      help="rewrite tests/golden/*.plan.json from the current planner instead of comparing")

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from conftest import run_cli
 
 from storyforge import api
@@ -38,27 +36,11 @@ scenes:
         transition: {{type: crossfade, duration: 3f}}
         render: {{takes: 2}}
 """
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`storyforge ARGS` in this process (tests/conftest.run_cli)."""
     return run_cli(*args, cwd=cwd)
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """Debian's Chromium driven by Playwright; skipped, saying why, where either is missing."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the browser test needs Playwright's Python package: pip install -e '.[browser]'")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("the browser test needs Chromium: apt-get install -y chromium (no browser here)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 def rendered(write_story) -> tuple[Path, Path]:

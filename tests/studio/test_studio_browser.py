@@ -4,7 +4,6 @@ frames become the picked take's), ask for another take and watch it appear, and 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,23 +35,7 @@ scenes:
         duration: 8f
         transition: continue
 """
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LONG = 300_000  # ms: a render on a loaded two-core machine
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """Debian's Chromium driven by Playwright; skipped, saying why, where either is missing."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the browser test needs Playwright's Python package: pip install -e '.[browser]'")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("the browser test needs Chromium: apt-get install -y chromium (no browser here)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 def until(condition: Callable[[], object], what: str, seconds: float = 300) -> object:
