@@ -39,13 +39,13 @@ def _clips(root: Path) -> tuple[list, list]:
     from stitch_bench import CLIPS, FPS, SECONDS, TRANSITION, TRANSITIONS, synthetic
 
     from storyforge.clipfile import write_clip
-    from storyforge.stitch import CutClip, keyframes
+    from storyforge.stitch import CutClip, sync_frames
 
     frames = SECONDS * FPS
     cut = [CutClip(f"scene/shot{i}", root / f"clip{i:02}.mp4", frames, TRANSITIONS.get(i, "cut"),
                    TRANSITION if i in TRANSITIONS else 0) for i in range(CLIPS)]
     if not all(c.path.exists() for c in cut):
-        for clip, keys in zip(cut, keyframes(cut), strict=True):
+        for clip, keys in zip(cut, sync_frames(cut), strict=True):
             write_clip(synthetic(int(clip.path.stem[4:]), frames), clip.path, fps=FPS, keyframes=keys)
     return cut, [CutClip(c.id, c.path, c.frames) for c in cut]
 

@@ -15,7 +15,7 @@ from storyforge.errors import StoryforgeError
 
 TRANSITIONS = ("cut", "continue", "crossfade", "fade", "bridge")
 # Part of cut_key: bump it whenever stitch() would produce different pixels or timing for the same inputs.
-STITCH_VERSION = 1
+STITCH_VERSION = 2
 
 
 class StitchError(StoryforgeError):
