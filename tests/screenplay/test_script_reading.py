@@ -1,6 +1,6 @@
 """Reading a script, untrusted like a story: huge, deeply nested, entity bombs, binary, control characters, files
 that are not files and scripts with nothing to film end in one message at the script's line and exit 1
-(bench/import_hostile_bench.py times them); the bounds hold exactly at their edges."""
+(bench/import_bench.py times them); the bounds hold exactly at their edges."""
 
 from __future__ import annotations
 
