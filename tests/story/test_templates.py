@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import story_errors
+from conftest import run_cli, story_errors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -203,8 +203,7 @@ def test_descriptions_that_include_each_other_are_refused(folder: Path) -> None:
 
 def test_the_cli_prints_the_error_without_a_traceback(folder: Path) -> None:
     path = write(folder, "{{ ''.__class__.__mro__[1].__subclasses__() }}")
-    run = subprocess.run([sys.executable, "-m", "storyforge", "plan", str(path)], capture_output=True, text=True,
-                         cwd=folder, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    run = run_cli("plan", str(path), cwd=folder)
     assert run.returncode == 1
     assert run.stderr.strip() == f"error: film.yaml:{PROMPT_LINE}: s/a: '__class__' {INTERNALS}"
     assert "Traceback" not in run.stderr and "<class" not in run.stderr
