@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -118,32 +118,49 @@ def _film_planes(frame: Any, size: tuple[int, int]) -> tuple[np.ndarray, ...]:
                  [:, : plane.width] for plane in frame.planes)
 
 
-def _decode_range(path: Path, probe: Probe, lo: int, hi: int,
-                  size: tuple[int, int]) -> list[tuple[np.ndarray, ...]]:
-    """Frames lo..hi-1 of a clip as planes (see _film_planes), seeking to the keyframe before lo when the clip
-    allows."""
-    # No frame threads: for the dozen frames a window reads they cost about a quarter more CPU (measured), and
-    # the window encoder keeps the other cores busy meanwhile.
-    with open_video(path) as container:
-        stream = container.streams.video[0]
-        index_of = None
-        if probe.in_order:
-            index_of = {p: i for i, p in enumerate(probe.pts)}
-            start = max((k for k in probe.idr if k <= lo), default=0)
-            if start:
-                container.seek(probe.pts[start], stream=stream, backward=True, any_frame=False)
-        out = []
-        count = 0
-        for frame in container.decode(stream):
-            index = index_of[frame.pts] if index_of is not None else count
-            count += 1
-            if index >= lo:
-                out.append(_film_planes(frame, size))
-            if index >= hi - 1:
-                break
-    if len(out) != hi - lo:
-        raise StitchError(f"{path}: could only decode {len(out)} of its frames {lo}..{hi - 1}")
-    return out
+class _ClipFrames:
+    """Frames lo..hi-1 of one clip as planes (see _film_planes), decoded one by one as a window asks for them, in
+    order: a window holds one frame per clip, however long it is. Seeks to the keyframe before lo when it can."""
+
+    def __init__(self, path: Path, probe: Probe, lo: int, hi: int, size: tuple[int, int]) -> None:
+        self._path, self._lo, self._hi = path, lo, hi
+        self._frames = self._decode(probe, size)
+        self._index = lo - 1
+        self._planes: tuple[np.ndarray, ...] = ()
+
+    def __getitem__(self, k: int) -> tuple[np.ndarray, ...]:
+        if not self._lo <= k < self._hi or k < self._index:  # cut.timeline asks each clip for its frames in order
+            raise IndexError(f"frame {k} of {self._path} (frames {self._lo}..{self._hi - 1}, at {self._index})")
+        while self._index < k:
+            planes = next(self._frames, None)
+            if planes is None:
+                raise StitchError(f"{self._path}: could only decode {self._index - self._lo + 1} of its frames "
+                                  f"{self._lo}..{self._hi - 1}")
+            self._index, self._planes = self._index + 1, planes
+        return self._planes
+
+    def close(self) -> None:
+        self._frames.close()
+
+    def _decode(self, probe: Probe, size: tuple[int, int]) -> Iterator[tuple[np.ndarray, ...]]:
+        # No frame threads: for the dozen frames a window reads they cost about a quarter more CPU (measured), and
+        # the window encoder keeps the other cores busy meanwhile.
+        with open_video(self._path) as container:
+            stream = container.streams.video[0]
+            index_of = None
+            if probe.in_order:
+                index_of = {p: i for i, p in enumerate(probe.pts)}
+                start = max((k for k in probe.idr if k <= self._lo), default=0)
+                if start:
+                    container.seek(probe.pts[start], stream=stream, backward=True, any_frame=False)
+            count = 0
+            for frame in container.decode(stream):
+                index = index_of[frame.pts] if index_of is not None else count
+                count += 1
+                if index >= self._lo:
+                    yield _film_planes(frame, size)
+                if index >= self._hi - 1:
+                    return
 
 
 class _Mixer:
@@ -230,10 +247,15 @@ def _render_windows(
                 for clip, k, _ in terms:
                     lo, hi = spans.get(clip, (k, k + 1))
                     spans[clip] = (min(lo, k), max(hi, k + 1))
-            decoded = {c: _decode_range(sources[c], probes[c], lo, hi, size) for c, (lo, hi) in spans.items()}
-            for terms in window.frames:
-                pictures = [decoded[clip][k - spans[clip][0]] for clip, k, _ in terms]
-                writer.write(mix([weight for _, _, weight in terms], pictures))
+            # decoded as the frames are mixed: the encoder gets its first frame at once, and memory stays flat
+            decoded = {c: _ClipFrames(sources[c], probes[c], lo, hi, size) for c, (lo, hi) in spans.items()}
+            try:
+                for terms in window.frames:
+                    pictures = [decoded[clip][k] for clip, k, _ in terms]
+                    writer.write(mix([weight for _, _, weight in terms], pictures))
+            finally:
+                for frames in decoded.values():
+                    frames.close()
 
 
 def _reencode_clip(

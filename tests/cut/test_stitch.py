@@ -478,3 +478,28 @@ def test_window_frames_are_the_decoded_clips_mixed(film: Film, monkeypatch: pyte
     assert len(fed) == len(expected) == 4 + 6 + 5 + 3 == report.reencoded_frames
     for index, (got, want) in enumerate(zip(fed, expected, strict=True)):
         assert np.array_equal(got, want), f"window frame {index}"
+
+
+def test_window_sources_are_read_in_order_and_must_hold_their_frames(tmp_path: Path, sources: dict) -> None:
+    """A window reads each clip's frames one by one from a sync frame; a clip that ends early is named."""
+    from storyforge.stitch import _ClipFrames, _probe
+
+    path = tmp_path / "a.mp4"
+    write_clip(sources["c0"], path, fps=FPS, keyframes=[16])
+    probe = _probe(path)
+    frames = _ClipFrames(path, probe, 16, 20, (W, H))
+    try:
+        with av.open(str(path)) as container:
+            expected = [f.to_ndarray() for f in container.decode(video=0)][16:20]
+        for k in range(16, 20):
+            assert np.array_equal(np.concatenate([p.ravel() for p in frames[k]]), expected[k - 16].ravel())
+        assert frames[19] is frames[19]  # the frame it holds, not decoded again
+        with pytest.raises(IndexError):
+            frames[18]  # behind: cut.timeline never asks for a frame twice or backwards
+    finally:
+        frames.close()
+    beyond = _ClipFrames(path, probe, 20, LENGTH + 2, (W, H))
+    with pytest.raises(StitchError, match=rf"a\.mp4: could only decode 4 of its frames 20\.\.{LENGTH + 1}$"):
+        for k in range(20, LENGTH + 2):
+            beyond[k]
+    beyond.close()
