@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 MAX_GAIN = 2.0  # a window's contrast or saturation is never stretched or squeezed more than this
 _KEY_MASK = 0x7F7F7F  # a pixel's cell: the upper 7 bits of each level, red in the lowest byte (see _keys)
+_UNKNOWN = 0x80  # a residual table's red for a cell not worked out yet (see _Map)
 LUT_SIZE = 33  # points along each side of a one-frame map's look-up table: every 8 levels (the .cube files' size)
 MAX_THREADS = 8  # frames converted at once, at most
 
@@ -127,22 +128,22 @@ class _Map:
     modulo 256: a negative step is stored as its two's complement). A cell is worked out the first time a
     pixel lands in it (a window's frames land in a few hundred thousand of the two million), each cell on its
     own, so its value never depends on which frames asked first: a job fed in chunks matches a job fed whole.
+    A cell not worked out yet reads _UNKNOWN in red, a step no worked-out cell holds (red moved by exactly 128
+    levels is stored as 127): the look-up itself says which pixels need their cells, with no second table.
     """
 
     def __init__(self, gain: np.ndarray, offset: np.ndarray):
         self.gain, self.offset = gain, offset
         self.identity = _is_identity(gain, offset)
         self._residual: np.ndarray | None = None  # (_KEY_MASK + 1, 3) uint8, indexed by _keys
-        self._known: np.ndarray | None = None  # which cells of it are worked out
 
-    def _tables(self) -> tuple[np.ndarray, np.ndarray]:
-        """(residual per cell and channel, which cells hold one), made empty on first use."""
+    def _table(self) -> np.ndarray:
+        """The residual per cell and channel, every cell _UNKNOWN until worked out (made on first use)."""
         import numpy as np
 
-        if self._residual is None or self._known is None:
-            self._residual = np.zeros((_KEY_MASK + 1, 3), np.uint8)  # the pages no pixel lands in stay untouched
-            self._known = np.zeros(_KEY_MASK + 1, bool)
-        return self._residual, self._known
+        if self._residual is None:
+            self._residual = np.full((_KEY_MASK + 1, 3), _UNKNOWN, np.uint8)
+        return self._residual
 
     def _fill(self, keys: np.ndarray) -> None:
         """Work out the cells of `keys` (cells not in the table yet, possibly repeated)."""
@@ -150,7 +151,7 @@ class _Map:
 
         from storyforge.lab import lab_to_linear, linear_to_lab, linear_to_unit_srgb
 
-        residual, known = self._tables()
+        residual = self._table()
         if len(keys) < 1 << 16:  # the few new cells of a frame much like the last: sorting them is cheapest
             cells = np.unique(keys)
         else:  # a whole frame's: marking them costs a pass over the table, sorting them ten times that
@@ -165,8 +166,9 @@ class _Map:
         low = 2 * index  # the cell's lower level; its upper one is low + 1
         step = np.rint(levels - low - 0.5)
         np.clip(step, -low, 254 - low, out=step)  # both levels land in 0..255, so the 8-bit add never wraps around
+        red = step[:, 0]
+        red[np.abs(red) == 128] *= 127 / 128  # 128 in two's complement is _UNKNOWN
         residual[cells] = step.astype(np.int16).astype(np.uint8)
-        known[cells] = True
 
     def apply(self, frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """`frames` (uint8 (F, H, W, 3)) through the map, into `out` when given (else a new array); an identity map
@@ -180,26 +182,27 @@ class _Map:
             return out
         frames = np.ascontiguousarray(frames)
         out = np.empty_like(frames) if out is None else out
-        residual, known = self._tables()
+        residual = self._table()
 
-        def look(index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        def look(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             keys = _keys(frames[index])
-            present = known.take(keys)
-            return keys, None if present.all() else keys[~present]
+            steps = residual.take(keys, axis=0)
+            return keys, steps, np.flatnonzero(steps[:, 0] == _UNKNOWN)  # the pixels whose cells are new
 
-        def add(job: tuple[int, np.ndarray]) -> None:
-            index, keys = job
-            np.add(residual.take(keys, axis=0), frames[index].reshape(-1, 3), out=out[index].reshape(-1, 3))
+        def add(index: int, keys: np.ndarray, steps: np.ndarray, new: np.ndarray) -> None:
+            if len(new):
+                steps[new] = residual.take(keys[new], axis=0)
+            np.add(steps, frames[index].reshape(-1, 3), out=out[index].reshape(-1, 3))
 
         with _threads(len(frames)) as run:
             batch = 2 * (os.cpu_count() or 1)
             for first in range(0, len(frames), batch):
                 indexes = range(first, min(first + batch, len(frames)))
                 looked = run(look, indexes)
-                missing = [new for _, new in looked if new is not None]
-                if missing:  # in this thread, between the two passes: no lock, and no frame reads a cell half made
-                    self._fill(np.concatenate(missing))
-                run(add, zip(indexes, (keys for keys, _ in looked), strict=True))
+                new = [keys[pixels] for keys, _, pixels in looked if len(pixels)]
+                if new:  # here, between the two passes: no lock, and no thread reads a cell while it is made
+                    self._fill(np.concatenate(new))
+                run(lambda job: add(*job), [(index, *parts) for index, parts in zip(indexes, looked, strict=True)])
         return out
 
 
