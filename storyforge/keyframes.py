@@ -20,7 +20,7 @@ from storyforge.atomic import link
 from storyforge.confined import Folder, Refused, describe
 from storyforge.errors import RenderError
 from storyforge.plan.keys import digest
-from storyforge.report import KeyframeRecord
+from storyforge.report import Host, KeyframeRecord
 from storyforge.story.checks import file_stem
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ def prepare(plan: Plan, jobs: Sequence[Job], store: KeyframeStore, *, make: Sequ
                         frames.missing.append(job.id)
                     continue
                 key = entry_key(identity, keyframe.key)
-                started = time.perf_counter()
+                started, began = time.perf_counter(), time.time()
                 path = store.get(key)
                 status = "cached"
                 if path is None and job.id in make and load is not None:
@@ -217,7 +217,9 @@ def prepare(plan: Plan, jobs: Sequence[Job], store: KeyframeStore, *, make: Sequ
                 seconds = round(time.perf_counter() - started, 3)
                 image = candidate_name(job, keyframe.pick) if several else keyframe_name(job)
                 frames.records.append(KeyframeRecord(job.id, keyframe.key, status, image, seconds,
-                                                     keyframe.pick if several else None))
+                                                     keyframe.pick if several else None, round(began, 3),
+                                                     round(time.time(), 3),
+                                                     Host.here() if status == "rendered" else None))
                 if on_done is not None and (picked or status == "rendered"):
                     on_done(job, status, seconds)
     finally:

@@ -230,8 +230,12 @@ class Run:
         return {job_id: (key, read_bytes(path, MAX_KEYFRAME_BYTES))
                 for job_id, (key, path) in self.store.starts.found.items()}
 
-    def pictures(self, job: Job) -> tuple[list[tuple[str, Path, KeyframeRecord]], str | None]:
-        """The job's keyframe pictures this run has (entry key, file, record) and the entry key it starts from."""
+    def pictures(self, job: Job) -> tuple[list[tuple[str, bytes, KeyframeRecord]], str | None]:
+        """The job's keyframe pictures this run has (entry key, PNG bytes read through the cache's door, record)
+        and the entry key it starts from: what a worker sends its driver."""
+        from storyforge.atomic import read_bytes
+        from storyforge.keyframes import MAX_KEYFRAME_BYTES
+
         starts = self.store.starts
         picked = starts.found.get(job.id)
         found = []
@@ -241,7 +245,8 @@ class Run:
             path = starts.candidates.get(job.id, {}).get(record.candidate) if record.candidate is not None \
                 else (picked[1] if picked else None)
             if path is not None:
-                found.append((path.stem, path, record))  # a picture is stored as <entry key>.png
+                # a picture is stored as <entry key>.png
+                found.append((path.stem, read_bytes(path, MAX_KEYFRAME_BYTES), record))
         return found, picked[0] if picked else None
 
     def complete(self, *, free: bool = True) -> RunReport:
