@@ -78,7 +78,9 @@ _READER: contextvars.ContextVar[_ShotRenderer] = contextvars.ContextVar("storyfo
 
 def _read(read: tuple[str, ...], do: Callable[[], Any]) -> Any:
     reader = _READER.get(None)
-    return do() if reader is None else reader.read(read, do)
+    if reader is None or not reader.recordings or reader.recordings[-1].busy:
+        return do()  # nothing records it (what _ShotRenderer.read would find): most reads of a film
+    return reader.read(read, do)
 
 
 class _Record:
@@ -232,6 +234,7 @@ class _StorySandbox(Sandbox):
     """The sandbox with the story's names: lazy top-level names and messages that list what exists."""
 
     context_class = _Context
+    records = frozenset({_Record, _Names, _CharacterText})
 
 
 _ENV = _StorySandbox(undefined=_Undefined, names=NAMES, filters={"sentences": _sentences})
@@ -454,10 +457,17 @@ class _ShotRenderer:
         s = shot.path[1]
         def character(name: str) -> _Lazy:
             c = film.characters[name]
-            return _Lazy(lambda: _CharacterText(self.text(_Field(f"characters.{name}", c.description,
-                                                                 f"characters.{name}",
-                                                                 ("characters", name, "description"))),
-                                                name, c.reference or ""))
+            label = f"characters.{name}"
+            made: list[_CharacterText] = []  # its text is the same all shot long (see text): made once
+
+            def get() -> _CharacterText:
+                if not made:
+                    made.append(_CharacterText(self.text(_Field(label, c.description, label,
+                                                                ("characters", name, "description"))),
+                                               name, c.reference or ""))
+                return made[0]
+
+            return _Lazy(get)
 
         characters = _Names("characters", film.characters, character, self._use)
         locations = _Names("locations", film.locations, lambda name: self._lazy(
@@ -557,7 +567,14 @@ class _ShotRenderer:
         return target._item(name)
 
     def _lazy(self, label: str, source: str, where: str, path: PathKey) -> _Lazy:
-        return _Lazy(lambda: self.text(_Field(label, source, where, path)))
+        done = self.done
+
+        def get() -> str:
+            # a text asked for again (most are: the prompt template reads what the story's texts read) is what
+            # `text` would give at once, without making its _Field
+            return done[label] if label in done else self.text(_Field(label, source, where, path))
+
+        return _Lazy(get)
 
     def _use(self, name: str) -> None:
         if f"{self.shot.id}.prompt" in self.stack and name not in self.named:
