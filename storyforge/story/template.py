@@ -76,11 +76,13 @@ def _value(value: Any) -> Any:
 _READER: contextvars.ContextVar[_ShotRenderer] = contextvars.ContextVar("storyforge_template_reader")
 
 
-def _read(read: tuple[str, ...], do: Callable[[], Any]) -> Any:
+def _recorder() -> _ShotRenderer | None:
+    """The shot whose render records reads now; None where nothing records them (_ShotRenderer.read would just
+    do the read): most reads of a film, which then skip making the read's name and thunk."""
     reader = _READER.get(None)
     if reader is None or not reader.recordings or reader.recordings[-1].busy:
-        return do()  # nothing records it (what _ShotRenderer.read would find): most reads of a film
-    return reader.read(read, do)
+        return None
+    return reader
 
 
 class _Record:
@@ -93,10 +95,16 @@ class _Record:
     def __getattr__(self, name: str) -> Any:
         if "_fields" not in self.__dict__:
             raise AttributeError(name)
-        return _read((self._label, "attr", name), lambda: self._attr(name))
+        reader = _recorder()
+        if reader is None:
+            return self._attr(name)
+        return reader.read((self._label, "attr", name), lambda: self._attr(name))
 
     def __getitem__(self, name: str) -> Any:
-        return _read((self._label, "item", name), lambda: self._item(name))
+        reader = _recorder()
+        if reader is None:
+            return self._item(name)
+        return reader.read((self._label, "item", name), lambda: self._item(name))
 
     def _attr(self, name: str) -> Any:
         if name not in self._fields:
@@ -148,7 +156,10 @@ class _Names(Mapping[str, Any]):
         return self._made[name]
 
     def __getitem__(self, name: str) -> Any:
-        return _read((self._label, "item", name), lambda: self._item(name))
+        reader = _recorder()
+        if reader is None:
+            return self._item(name)
+        return reader.read((self._label, "item", name), lambda: self._item(name))
 
     def _item(self, name: str) -> Any:
         value = _value(self._entry(name))
@@ -212,7 +223,10 @@ class _Context(Context):
     def resolve_or_missing(self, key: str) -> Any:
         if key in self.vars or key not in NAMES:  # the template's own variable, or a global: the same every shot
             return _value(super().resolve_or_missing(key))
-        return _read(("top", key), lambda: _value(Context.resolve_or_missing(self, key)))
+        reader = _recorder()
+        if reader is None:
+            return _value(Context.resolve_or_missing(self, key))
+        return reader.read(("top", key), lambda: _value(Context.resolve_or_missing(self, key)))
 
 
 def _sentences(parts: Iterable[Any], capitalize: bool = False) -> str:
