@@ -303,16 +303,17 @@ class Sandbox(ImmutableSandboxedEnvironment):
         Templates that differ only in their plain text ("{{ characters.hero }} walks past the well" and
         "{{ characters.hero }} waits by the gate") share one compiled shape: parsing and compiling are most of
         the cost of a template used once, and a film's prompts are mostly one shape with different words."""
-        code = self._shaped(source)
-        if code is None:
-            code = self.compile(_bound(self.parse(source)))
+        shaped = self._shaped(source)
+        if shaped is not None:
+            return shaped[0].template(self, shaped[1])
         # a plain dict of the globals rather than jinja's ChainMap over them: every render copies the globals into
         # its context, and walking a ChainMap was a tenth of rendering a film's texts (the globals never change)
-        return self.template_class.from_code(self, code, dict(self._globals), None)
+        return self.template_class.from_code(self, self.compile(_bound(self.parse(source))), dict(self._globals),
+                                             None)
 
-    def _shaped(self, source: str) -> CodeType | None:
-        """The code `compile` would make of `source`, from the compiled shape of its tokens with the plain text
-        set in; None where the shape is not known and cannot be compiled (the plain path then reports why).
+    def _shaped(self, source: str) -> tuple[_Shape, list[str]] | None:
+        """The compiled shape of `source`'s tokens and the plain text to set into it (see _Shape.template); None
+        where the shape is not known and cannot be compiled (the plain path then reports why).
 
         The shape is the token stream with each piece of plain text replaced by a numbered marker (and, in a
         simple text, each attribute name: see _simple_shape). Jinja's parser reads plain text only for whether it
@@ -322,7 +323,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
             return None
         simple = _simple_shape(source)
         if simple is not None and simple[0] in self._shapes:
-            return self._shapes[simple[0]].filled(simple[1])
+            return self._shapes[simple[0]], simple[1]
         try:
             tokens = list(self._tokenize(source, None))
         except Exception:  # noqa: BLE001 - a lexing error: the plain path raises it as Jinja reports it
@@ -347,13 +348,13 @@ class Sandbox(ImmutableSandboxedEnvironment):
             parser = Parser(self, "")
             parser.stream = TokenStream(shape, None, None)
             try:
-                found = _Shape(self.compile(_bound(parser.parse())))
+                found = _Shape(self, self.compile(_bound(parser.parse())))
             except Exception:  # noqa: BLE001 - the plain path raises the same error, with Jinja's own report
                 return None
             self._shapes[key] = found
         if simple is not None and simple[1] == texts and len(self._shapes) < MAX_SHAPES:
             self._shapes[simple[0]] = found  # the lexer's plain text is the simple reading's: the next one skips it
-        return found.filled(texts)
+        return found, texts
 
     # called from templates rewritten by _bound (see there)
     def sf_iterate(self, iterable: Any) -> Iterator[Any]:
@@ -487,15 +488,38 @@ def _simple_shape(source: str) -> tuple[tuple[Any, ...], list[str]] | None:
 
 class _Shape:
     """A compiled template shape: its code, and where in its constants (and its nested functions') the
-    plain-text markers sit, found once so that filling in a template's texts touches only those."""
+    plain-text markers sit, found once so that filling in a template's texts touches only those.
 
-    def __init__(self, code: CodeType):
+    Where the markers are all in the render function (no blocks), the shape is also made into a template once,
+    and each text's template is a copy of it with its own render function: its code with the texts set in, in
+    the shape's module, whose names, line table and file name every text of the shape shares. That skips running
+    the module's code (its imports) and building a template for every text."""
+
+    def __init__(self, env: Sandbox, code: CodeType):
         self.code = code
         self.holes = _holes(code.co_consts) or {}
+        roots = [index for index, value in enumerate(code.co_consts)
+                 if isinstance(value, CodeType) and value.co_name == "root"]
+        self.base: Any = None
+        if len(roots) == 1 and set(self.holes) <= set(roots):
+            self.base = env.template_class.from_code(env, code, dict(env._globals), None)
+            self.root_holes = self.holes.get(roots[0], {})
 
     def filled(self, texts: list[str]) -> CodeType:
         """The code with the plain texts set in where the markers were."""
         return self.code.replace(co_consts=_fill(self.code.co_consts, self.holes, texts))
+
+    def template(self, env: Sandbox, texts: list[str]) -> Any:
+        """The template of the text whose plain texts are `texts`: what compiling the text itself gives."""
+        if self.base is None:
+            return env.template_class.from_code(env, self.filled(texts), dict(env._globals), None)
+        root = self.base.root_render_func
+        code = root.__code__.replace(co_consts=_fill(root.__code__.co_consts, self.root_holes, texts))
+        made = object.__new__(type(self.base))
+        made.__dict__.update(self.base.__dict__)
+        made.root_render_func = types.FunctionType(code, root.__globals__, root.__name__, root.__defaults__,
+                                                   root.__closure__)
+        return made
 
 
 def _holes(consts: tuple[Any, ...]) -> dict[int, Any] | None:

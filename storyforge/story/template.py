@@ -323,7 +323,7 @@ class _Compiled:
 
     def __init__(self) -> None:
         self.cache: dict[str, Any] = {}
-        self._words: list[tuple[str, re.Pattern[str]]] | None = None
+        self._words: list[tuple[str, tuple[str, ...], re.Pattern[str]]] | None = None
         self._named: dict[str, list[str]] = {}
         self._cameras: dict[str, tuple[str, str]] = {}
         self.renders: dict[str, _Step] = {}  # template text -> the first step of its renders so far
@@ -349,12 +349,18 @@ class _Compiled:
         """The characters a text names as a word ('the fox runs'; 'old_fox' also as 'old fox'), any case, in
         the film's order; worked out once per text of a film (a shot's prompt is asked for again and again)."""
         if self._words is None:
-            self._words = [(name, re.compile("|".join(rf"\b{re.escape(w)}\b" for w in
-                                                       dict.fromkeys((name, name.replace("_", " ")))),
-                                              re.IGNORECASE))
-                           for name in characters]
+            self._words = []
+            for name in characters:
+                forms = tuple(dict.fromkeys((name, name.replace("_", " "))))
+                self._words.append((name, tuple(form.lower() for form in forms),
+                                    re.compile("|".join(rf"\b{re.escape(w)}\b" for w in forms), re.IGNORECASE)))
         if prompt not in self._named:
-            self._named[prompt] = [name for name, word in self._words if word.search(prompt)]
+            # an ASCII text names a word only where its lower case holds the word, which rules out most names
+            # without a search (in other text case folding reaches past ASCII: the Kelvin sign is a 'k')
+            lowered = prompt.lower() if prompt.isascii() else None
+            self._named[prompt] = [name for name, forms, word in self._words
+                                   if (lowered is None or any(form in lowered for form in forms))
+                                   and word.search(prompt)]
         return self._named[prompt]
 
     def camera(self, camera: str) -> tuple[str, str]:

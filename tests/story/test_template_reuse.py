@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from storyforge.errors import StoryError
 from storyforge.story import sandbox, template
@@ -60,6 +62,9 @@ SHAPES = [
     ("a\n{{ shot.id }} {{ characters.hero }}", "b\n{{ shot.__class__ }} {{ characters.hero }}"),
     ("{{ nothing.here }} x", "{{ nothing.there }} y"),
     ("{{ style.upper }} z", "{{ style.title }} w"),
+    # plain text inside a block lives outside the render function: the whole module is filled in instead
+    ("{% block b %}in {{ style }}{% endblock %} out", "{% block b %}on {{ style }}{% endblock %} off"),
+    ("{% block b %}{{ style }}{% endblock %} out {{ nope }}", "{% block b %}{{ style }}{% endblock %} off {{ nope }}"),
 ]
 
 
@@ -189,3 +194,19 @@ def test_charging_past_a_limit_counts_nothing() -> None:
         assert sandbox.spent() == 0
         with pytest.raises(Refused):
             sandbox.spend(sandbox.MAX_WORK + 1)
+
+
+# -- characters named as words -----------------------------------------------------------------------------------
+
+NAMES_TO_FIND = ["fox", "old_fox", "Kit", "sam", "a1"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("foxoldsamkitA1_ -.KSİſK\u212a")), max_size=24))
+def test_the_characters_a_text_names_are_those_each_name_s_search_finds(prompt: str) -> None:
+    import re
+
+    expected = [name for name in NAMES_TO_FIND
+                if re.search("|".join(rf"\b{re.escape(w)}\b" for w in dict.fromkeys((name, name.replace("_", " ")))),
+                             prompt, re.IGNORECASE)]
+    assert template._Compiled().named_in(prompt, NAMES_TO_FIND) == expected
