@@ -111,6 +111,7 @@ class _Compiler:
         self._why_not: dict[tuple[str, int, fx.Geometry, bool], str | None] = {}
         self._equal: dict[tuple[str, int, fx.Geometry, bool], tuple[int | None, int | None]] = {}
         self._snapped: dict[tuple[str, int, fx.Geometry, bool], int | None] = {}
+        self._geometries: dict[tuple[int, ...], fx.Geometry] = {}
         # A suggestion is tried before it is made: the shot is compiled again with it, quietly (see `accepts`)
         self.quiet = False
         self.context: _Context | None = None  # the shot being compiled and what it follows
@@ -405,7 +406,11 @@ class _Compiler:
 
     def geometry(self, shot: ResolvedShot) -> fx.Geometry:
         s = shot.settings
-        return fx.Geometry(s.base_frames, s.overlap_frames, s.causal_block_size, s.ar_step, s.steps)
+        fields = (s.base_frames, s.overlap_frames, s.causal_block_size, s.ar_step, s.steps)
+        found = self._geometries.get(fields)  # a film has a few: asked for several times a shot
+        if found is None:
+            found = self._geometries[fields] = fx.Geometry(*fields)
+        return found
 
     def why_not(self, kind: str, frames: int, shot: ResolvedShot) -> str | None:
         """Why a job of `kind` cannot contribute `frames` frames, or None when it can."""
