@@ -13,18 +13,28 @@ prompt asks for later in the window still happens.
 Frames can arrive window by window (`ColorMatch.feed`): a seam's map is made as soon as `SIDE` of its
 frames are in, and everything before the next seam goes out at once.
 
-Each map is applied as a 3D colour look-up table: the map worked out exactly at LUT_SIZE³ points of the RGB cube
-(a few milliseconds, once per seam), and every pixel interpolated from its cube in one pass of Pillow's C loop
-(ImageFilter.Color3DLUT), threads over frames. Converting every pixel to Lab and back cost several times the H.264
-encode of the same frames; the table gives the same picture to about a level (ΔE of the seams within 0.01).
+The kernel: a residual table over the RGB cube in cells 2 levels wide (128³ cells; see _Map). Per pixel it
+is one integer key from the pixel's bytes, one look-up of what the map adds to each channel in that cell, and
+one 8-bit add, all numpy passes that let go of the GIL (threads over frames); the table is worked out exactly
+(Lab, mapped, back) at the middle of each cell a pixel lands in, the first time one does. Why this kernel:
+every pixel to Lab and back costs several times the H.264 encode of the same frames, and Pillow's 3D LUT
+filter (trilinear from a 33³ table) alone costs more than the encode; this one costs about a third of it
+(bench/colormatch_bench.py). Why it stays exact to about a level: within a cell the map moves by its slope
+over half a level, so the add's only error is the slope's distance from 1 over half a level plus the rounding;
+it is closer to the exact map than the interpolated 33³ table was, and the seams' ΔE is the same to 0.02.
+A bridge's arrival changes its map every frame, where working out cells per frame would cost more than the
+frame: those frames go through Pillow's 3D LUT, as before (_Lut).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from storyforge.seams import SIDE, sample_grid
 
@@ -32,8 +42,10 @@ if TYPE_CHECKING:
     import numpy as np
 
 MAX_GAIN = 2.0  # a window's contrast or saturation is never stretched or squeezed more than this
-LUT_SIZE = 33  # points along each side of the look-up table's cube: every 8 levels (the .cube files' usual size)
-MAX_THREADS = 8
+_KEY_MASK = 0x7F7F7F  # a pixel's cell: the upper 7 bits of each level, red in the lowest byte (see _keys)
+_UNKNOWN = 0x80  # a residual table's red for a cell not worked out yet (see _Map)
+LUT_SIZE = 33  # points along each side of a one-frame map's look-up table: every 8 levels (the .cube files' size)
+MAX_THREADS = 8  # frames converted at once, at most
 
 
 def _stats(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,51 +72,171 @@ def apply(frames: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> np.ndarra
     return _Map(gain, offset).apply(frames)
 
 
+def _is_identity(gain: np.ndarray, offset: np.ndarray) -> bool:
+    import numpy as np
+
+    return bool(np.all(np.abs(gain - 1) < 1e-4) and np.all(np.abs(offset) < 1e-3))
+
+
+@contextmanager
+def _threads(count: int) -> Iterator[Callable[[Callable[[Any], Any], Iterable[Any]], list[Any]]]:
+    """A `map` over threads for `count` frames: numpy and Pillow let go of the GIL in their loops, so frames
+    convert in parallel on a render machine's cores (one frame or one core: in the caller's thread)."""
+    workers = min(count, os.cpu_count() or 1, MAX_THREADS)
+    if workers <= 1:
+        yield lambda work, items: [work(item) for item in items]
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        yield lambda work, items: list(pool.map(work, items))
+
+
+@lru_cache(maxsize=1)
+def _cell_centres() -> np.ndarray:
+    """Linear light (float32) at the middle of each cell along one side of the cube: level 2c + 0.5, c = 0..127."""
+    import numpy as np
+
+    from storyforge.lab import unit_srgb_to_linear
+
+    return unit_srgb_to_linear((2 * np.arange(128) + 0.5) / 255).astype(np.float32)
+
+
+def _keys(frame: np.ndarray) -> np.ndarray:
+    """Each pixel's cell (`frame`: uint8 (H, W, 3), C-contiguous) as ``R>>1 | G>>1 << 8 | B>>1 << 16`` (intp).
+
+    Each pixel's three bytes are read as one little-endian word, the words 3 bytes apart (a word's fourth byte is
+    the next pixel's red, masked off with the lowest bit of each level): two passes, no per-channel copies.
+    """
+    import numpy as np
+
+    flat = frame.reshape(-1)
+    keys = np.empty(len(flat) // 3, np.intp)
+    if len(keys) > 1:  # the last pixel's word would reach past the frame: it is done on its own below
+        words = np.ndarray((len(keys) - 1,), dtype="<u4", buffer=flat, strides=(3,))
+        np.right_shift(words, 1, out=keys[:-1])
+    red, green, blue = (int(level) for level in flat[-3:])
+    keys[-1] = (red >> 1) | (green >> 1) << 8 | (blue >> 1) << 16
+    keys &= _KEY_MASK
+    return keys
+
+
 class _Map:
-    """One seam's map, ``c * gain + offset`` per Lab channel, as a 3D look-up table made on first use."""
+    """One window's map, ``c * gain + offset`` per Lab channel, as a residual table over 2-level cells of the cube.
+
+    A pixel's cell is its three levels without their lowest bit (128³ cells); per cell and channel the table
+    holds what the exact map adds to the cell's two levels (the map worked out at the cell's middle, rounded,
+    and kept so that both levels land in 0..255), so each pixel is one look-up and one 8-bit add (which wraps
+    modulo 256: a negative step is stored as its two's complement). A cell is worked out the first time a
+    pixel lands in it (a window's frames land in a few hundred thousand of the two million), each cell on its
+    own, so its value never depends on which frames asked first: a job fed in chunks matches a job fed whole.
+    A cell not worked out yet reads _UNKNOWN in red, a step no worked-out cell holds (red moved by exactly 128
+    levels is stored as 127): the look-up itself says which pixels need their cells, with no second table.
+    """
 
     def __init__(self, gain: np.ndarray, offset: np.ndarray):
-        import numpy as np
-
         self.gain, self.offset = gain, offset
-        self.identity = bool(np.all(np.abs(gain - 1) < 1e-4) and np.all(np.abs(offset) < 1e-3))
-        self._table = None
+        self.identity = _is_identity(gain, offset)
+        self._residual: np.ndarray | None = None  # (_KEY_MASK + 1, 3) uint8, indexed by _keys
 
-    def table(self):  # noqa: ANN201 - a PIL.ImageFilter.Color3DLUT, imported here only
-        """The map at every point of a LUT_SIZE³ grid over the RGB cube, red varying fastest (Pillow's order)."""
-        if self._table is None:
-            import numpy as np
-            from PIL import ImageFilter
-
-            from storyforge.lab import lab_to_unit_srgb, unit_srgb_to_lab
-
-            axis = np.linspace(0.0, 1.0, LUT_SIZE)
-            blue, green, red = np.meshgrid(axis, axis, axis, indexing="ij")
-            grid = np.stack([red, green, blue], axis=-1).reshape(-1, 3)
-            mapped = lab_to_unit_srgb(unit_srgb_to_lab(grid) * self.gain + self.offset)
-            self._table = ImageFilter.Color3DLUT(LUT_SIZE, mapped.reshape(-1).astype(np.float32))
-        return self._table
-
-    def apply(self, frames: np.ndarray) -> np.ndarray:
-        """`frames` (uint8 (F, H, W, 3)) through the map; an identity map copies nothing."""
+    def _table(self) -> np.ndarray:
+        """The residual per cell and channel, every cell _UNKNOWN until worked out (made on first use)."""
         import numpy as np
-        from PIL import Image
 
-        if self.identity or not len(frames):
-            return frames
-        table = self.table()
-        out = np.empty_like(frames)
+        if self._residual is None:
+            self._residual = np.full((_KEY_MASK + 1, 3), _UNKNOWN, np.uint8)
+        return self._residual
+
+    def _fill(self, keys: np.ndarray) -> None:
+        """Work out the cells of `keys` (cells not in the table yet, possibly repeated)."""
+        import numpy as np
+
+        from storyforge.lab import lab_to_linear, linear_to_lab, linear_to_unit_srgb
+
+        residual = self._table()
+        if len(keys) < 1 << 16:  # the few new cells of a frame much like the last: sorting them is cheapest
+            cells = np.unique(keys)
+        else:  # a whole frame's: marking them costs a pass over the table, sorting them ten times that
+            wanted = np.zeros(_KEY_MASK + 1, bool)
+            wanted[keys] = True
+            cells = np.flatnonzero(wanted)
+        index = np.stack([cells & 0x7F, (cells >> 8) & 0x7F, cells >> 16], axis=-1)
+        lab = linear_to_lab(_cell_centres().take(index))
+        lab *= self.gain.astype(np.float32)
+        lab += self.offset.astype(np.float32)
+        levels = linear_to_unit_srgb(lab_to_linear(lab)) * 255
+        low = 2 * index  # the cell's lower level; its upper one is low + 1
+        step = np.rint(levels - low - 0.5)
+        np.clip(step, -low, 254 - low, out=step)  # both levels land in 0..255, so the 8-bit add never wraps around
+        red = step[:, 0]
+        red[np.abs(red) == 128] *= 127 / 128  # 128 in two's complement is _UNKNOWN
+        residual[cells] = step.astype(np.int16).astype(np.uint8)
+
+    def apply(self, frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """`frames` (uint8 (F, H, W, 3)) through the map, into `out` when given (else a new array); an identity map
+        returns `frames` themselves (or copies them into `out`)."""
+        import numpy as np
+
+        if self.identity or not frames.size:
+            if out is None:
+                return frames
+            out[...] = frames
+            return out
+        frames = np.ascontiguousarray(frames)
+        out = np.empty_like(frames) if out is None else out
+        residual = self._table()
+
+        def look(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            keys = _keys(frames[index])
+            steps = residual.take(keys, axis=0)
+            return keys, steps, np.flatnonzero(steps[:, 0] == _UNKNOWN)  # the pixels whose cells are new
+
+        def add(index: int, keys: np.ndarray, steps: np.ndarray, new: np.ndarray) -> None:
+            if len(new):
+                steps[new] = residual.take(keys[new], axis=0)
+            np.add(steps, frames[index].reshape(-1, 3), out=out[index].reshape(-1, 3))
+
+        with _threads(len(frames)) as run:
+            batch = 2 * (os.cpu_count() or 1)
+            for first in range(0, len(frames), batch):
+                indexes = range(first, min(first + batch, len(frames)))
+                looked = run(look, indexes)
+                new = [keys[pixels] for keys, _, pixels in looked if len(pixels)]
+                if new:  # here, between the two passes: no lock, and no thread reads a cell while it is made
+                    self._fill(np.concatenate(new))
+                run(lambda job: add(*job), [(index, *parts) for index, parts in zip(indexes, looked, strict=True)])
+        return out
+
+
+class _Lut:
+    """A map used for one frame only (a bridge's arrival changes its map every frame), as Pillow's 3D look-up
+    table: the exact map at LUT_SIZE³ points (about 36,000, a few milliseconds) and every pixel interpolated
+    from its cube in Pillow's C loop. Per frame that costs less than the cells of _Map, which are worth working
+    out only for a map that many frames share."""
+
+    def __init__(self, gain: np.ndarray, offset: np.ndarray):
+        self.gain, self.offset = gain, offset
+        self.identity = _is_identity(gain, offset)
+
+    def apply(self, frames: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """`frames` (uint8 (F, H, W, 3)) through the map into `out`."""
+        import numpy as np
+        from PIL import Image, ImageFilter
+
+        from storyforge.lab import lab_to_linear, linear_to_lab, linear_to_unit_srgb, unit_srgb_to_linear
+
+        if self.identity or not frames.size:
+            out[...] = frames
+            return out
+        axis = np.linspace(0.0, 1.0, LUT_SIZE)
+        blue, green, red = np.meshgrid(axis, axis, axis, indexing="ij")  # red varies fastest: Pillow's order
+        grid = np.stack([red, green, blue], axis=-1).reshape(-1, 3)
+        mapped = linear_to_unit_srgb(lab_to_linear(linear_to_lab(unit_srgb_to_linear(grid)) * self.gain + self.offset))
+        table = ImageFilter.Color3DLUT(LUT_SIZE, mapped.reshape(-1).astype(np.float32))
 
         def convert(index: int) -> None:
             out[index] = np.asarray(Image.fromarray(frames[index]).filter(table))
 
-        workers = min(len(frames), os.cpu_count() or 1, MAX_THREADS)
-        if workers <= 1:
-            for index in range(len(frames)):
-                convert(index)
-        else:  # Pillow lets go of the GIL while it filters: frames convert in parallel on a render machine's cores
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(convert, range(len(frames))))
+        with _threads(len(frames)) as run:
+            run(convert, range(len(frames)))
         return out
 
 
@@ -144,31 +276,44 @@ class ColorMatch:
         self.pending = []
         if held is None:
             return np.zeros((0,), dtype=np.uint8)
-        out: list[np.ndarray] = []
-        index = 0  # into held; held[0] is job frame self.position
-        while index < len(held):
-            upcoming = [s for s in self.seams if s >= self.position + index]
-            seam = upcoming[0] if upcoming else None
-            if seam is not None and seam == self.position + index:
-                window = held[index:index + self.side]
-                if len(window) < self.side and not final:
-                    break  # wait for more of the window before deciding its map
+        end, seams = len(held), []  # what goes out now (held[:end]) and the seams in it (indexes into held)
+        for seam in self.seams:
+            at = seam - self.position
+            if at >= len(held):
+                break
+            if len(held) - at < self.side and not final:
+                end = at  # wait for more of the window before deciding its map
+                break
+            seams.append(at)
+        # one piece goes out as its map returns it (an identity map's: the frames fed, not a copy); more, into one array
+        pieces = sum(1 for start, stop in itertools.pairwise([0, *seams, end]) if stop > start)
+        out = np.empty((end, *held.shape[1:]), held.dtype) if pieces > 1 else None
+        corrected, index = held[:0], 0
+        for at in [*seams, None]:
+            stop = end if at is None else at
+            if stop > index:
+                corrected = self.map.apply(held[index:stop], None if out is None else out[index:stop])
+                self._keep_tail(corrected)
+                index = stop
+            if at is not None:
                 if self.tail is not None and len(self.tail):
-                    self.gain, self.offset = transfer(self.tail, window)
+                    self.gain, self.offset = transfer(self.tail, held[at:at + self.side])
                     self.map = _Map(self.gain, self.offset)
-                    self.maps.append((seam, self.gain, self.offset))
-                self.seams.remove(seam)
-                continue
-            stop = len(held) if seam is None else min(len(held), seam - self.position)
-            corrected = self.map.apply(held[index:stop])
-            out.append(corrected)
-            self.tail = np.concatenate([self.tail, corrected])[-self.side:] if self.tail is not None else \
-                corrected[-self.side:]
-            index = stop
-        self.position += index
-        if index < len(held):
-            self.pending = [held[index:]]
-        return np.concatenate(out) if out else held[:0]
+                    self.maps.append((self.position + at, self.gain, self.offset))
+                self.seams.remove(self.position + at)
+        self.position += end
+        if end < len(held):
+            self.pending = [held[end:]]
+        return out if out is not None else corrected
+
+    def _keep_tail(self, corrected: np.ndarray) -> None:
+        """Remember the last SIDE corrected frames out, as a copy (not a view that keeps a whole chunk alive)."""
+        import numpy as np
+
+        if self.tail is None or len(corrected) >= self.side:
+            self.tail = corrected[-self.side:].copy()
+        else:
+            self.tail = np.concatenate([self.tail[len(corrected) - self.side:], corrected])
 
 
 class Arrival:
@@ -201,7 +346,7 @@ class Arrival:
 
         if not self.held:
             return np.zeros((0,), dtype=np.uint8)
-        held = np.concatenate(self.held)
+        held = np.concatenate(self.held) if len(self.held) > 1 else self.held[0]
         self.held = []
         if not len(self.target):
             return held
@@ -212,7 +357,7 @@ class Arrival:
         for index in range(count):
             t = min(1.0, max(0.0, (index + 1 - margin) / (count - 2 * margin + 1)))
             weight = t * t * (3 - 2 * t)
-            out[index:index + 1] = apply(held[index:index + 1], 1 + weight * (gain - 1), weight * offset)
+            _Lut(1 + weight * (gain - 1), weight * offset).apply(held[index:index + 1], out[index:index + 1])
         return out
 
 
@@ -222,5 +367,5 @@ def match_job(frames: np.ndarray, starts: Sequence[int], reference: np.ndarray |
     import numpy as np
 
     matcher = ColorMatch(starts, reference, side=side)
-    parts = [matcher.feed(frames), matcher.finish()]
-    return np.concatenate([part for part in parts if len(part)]) if any(len(p) for p in parts) else frames[:0]
+    parts = [part for part in (matcher.feed(frames), matcher.finish()) if len(part)]
+    return frames[:0] if not parts else parts[0] if len(parts) == 1 else np.concatenate(parts)

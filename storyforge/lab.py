@@ -29,9 +29,7 @@ def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
     level = np.arange(256, dtype=np.float64) / 255
     to_linear = np.where(level <= 0.04045, level / 12.92, ((level + 0.055) / 1.055) ** 2.4).astype(np.float32)
-    linear = np.arange(_OUT_STEPS + 1, dtype=np.float64) / _OUT_STEPS
-    encoded = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
-    to_srgb = np.clip(np.rint(encoded * 255), 0, 255).astype(np.uint8)
+    to_srgb = np.clip(np.rint(_encoded() * 255), 0, 255).astype(np.uint8)
     matrix = np.array(_RGB_TO_XYZ, dtype=np.float64) / np.array(_WHITE)[:, None]  # XYZ / white in one step
     return to_linear, to_srgb, matrix.T.astype(np.float32), np.linalg.inv(matrix).T.astype(np.float32)
 
@@ -73,36 +71,98 @@ def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
     return to_srgb.take(linear.astype(np.int32))
 
 
-def unit_srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """Lab (float64) of sRGB colours given as floats in 0..1, any value between the 8-bit levels too (the grid
-    points of a colour look-up table); the same formulas as srgb_to_lab, without its tables."""
+def unit_srgb_to_linear(rgb: np.ndarray) -> np.ndarray:
+    """Linear light (float64) of sRGB values given as floats in 0..1, any value between the 8-bit levels too."""
+    import numpy as np
+
+    rgb = np.asarray(rgb, dtype=np.float64)
+    return np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_lab(linear: np.ndarray) -> np.ndarray:
+    """Lab of linear-light sRGB colours shaped (..., 3) (float32 stays float32, else float64); the formulas of
+    srgb_to_lab, unquantised.
+
+    The matrix is applied one product at a time, not with `@`: each colour's result then never depends on how
+    many colours are converted with it (a BLAS kernel may round differently at the edges of its blocks)."""
     import numpy as np
 
     _, _, matrix, _ = _tables()
-    rgb = np.asarray(rgb, dtype=np.float64)
-    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    xyz = linear @ matrix.astype(np.float64)
-    f = np.where(xyz > _EPSILON, np.cbrt(xyz), (_KAPPA * xyz + 16) / 116)
-    lab = np.empty_like(f)
-    lab[..., 0] = 116 * f[..., 1] - 16
-    lab[..., 1] = 500 * (f[..., 0] - f[..., 1])
-    lab[..., 2] = 200 * (f[..., 1] - f[..., 2])
+    linear = _floats(linear)
+    lab = np.empty_like(linear)
+    f = []
+    for row in range(3):
+        xyz = _apply_row(linear, matrix[:, row])  # X/Xn, Y/Yn, Z/Zn
+        cube_root = np.cbrt(xyz)
+        dark = xyz <= _EPSILON
+        if dark.any():
+            cube_root[dark] = (_KAPPA * xyz[dark] + 16) / 116
+        f.append(cube_root)
+    lab[..., 0] = 116 * f[1] - 16
+    lab[..., 1] = 500 * (f[0] - f[1])
+    lab[..., 2] = 200 * (f[1] - f[2])
     return lab
 
 
-def lab_to_unit_srgb(lab: np.ndarray) -> np.ndarray:
-    """sRGB floats in 0..1 of Lab values, unquantised; outside the gamut clipped in linear light, as lab_to_srgb."""
+def lab_to_linear(lab: np.ndarray) -> np.ndarray:
+    """Linear-light sRGB (0..1) of Lab values shaped (..., 3) (float32 stays float32, else float64); outside the
+    gamut clipped in linear light, as lab_to_srgb."""
     import numpy as np
 
     _, _, _, inverse = _tables()
-    lab = np.asarray(lab, dtype=np.float64)
-    f = np.empty_like(lab)
-    f[..., 1] = (lab[..., 0] + 16) / 116
-    f[..., 0] = f[..., 1] + lab[..., 1] / 500
-    f[..., 2] = f[..., 1] - lab[..., 2] / 200
-    xyz = np.where(f ** 3 > _EPSILON, f ** 3, (116 * f - 16) / _KAPPA)
-    linear = np.clip(xyz @ inverse.astype(np.float64), 0.0, 1.0)
+    lab = _floats(lab)
+    fy = (lab[..., 0] + 16) / 116
+    xyz = np.empty_like(lab)
+    for channel, f in enumerate((fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200)):
+        cube = f * f * f
+        dark = cube <= _EPSILON
+        if dark.any():
+            cube[dark] = (116 * f[dark] - 16) / _KAPPA
+        xyz[..., channel] = cube
+    linear = np.empty_like(lab)
+    for row in range(3):
+        linear[..., row] = _apply_row(xyz, inverse[:, row])
+    return np.clip(linear, 0.0, 1.0, out=linear)
+
+
+def linear_to_unit_srgb(linear: np.ndarray) -> np.ndarray:
+    """sRGB floats in 0..1 of linear light in 0..1 (same float type), unquantised: the sRGB curve interpolated
+    between _OUT_STEPS + 1 points, within 1e-6 of the formula (no power function per value)."""
+    import numpy as np
+
+    linear = _floats(linear)
+    position = np.clip(linear, 0.0, 1.0) * _OUT_STEPS
+    step = np.minimum(position.astype(np.int32), _OUT_STEPS - 1)
+    position -= step  # the fraction between two points
+    curve = _encoded().astype(linear.dtype, copy=False)
+    low = curve.take(step)
+    return low + (curve.take(step + 1) - low) * position
+
+
+@lru_cache(maxsize=1)
+def _encoded() -> np.ndarray:
+    """The sRGB curve (float64, 0..1) at _OUT_STEPS + 1 evenly spaced values of linear light."""
+    import numpy as np
+
+    linear = np.arange(_OUT_STEPS + 1, dtype=np.float64) / _OUT_STEPS
     return np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
+def _floats(values: np.ndarray) -> np.ndarray:
+    """`values` as float32 when they are, else float64."""
+    import numpy as np
+
+    values = np.asarray(values)
+    return values if values.dtype == np.float32 else values.astype(np.float64)
+
+
+def _apply_row(colours: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """One row of a 3x3 matrix applied to colours shaped (..., 3), in their float type."""
+    weights = row.astype(colours.dtype)
+    out = colours[..., 0] * weights[0]
+    out += colours[..., 1] * weights[1]
+    out += colours[..., 2] * weights[2]
+    return out
 
 
 def delta_e_2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:

@@ -127,6 +127,24 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str | None] | No
     return subprocess.CompletedProcess(["storyforge", *args], code, out.getvalue(), err.getvalue())
 
 
+def story_errors(path: Path) -> list[str]:
+    """The problems `api.validate` refuses the story at `path` with (it must refuse), each as printed
+    (`file:line: where: what`), within the hang guard."""
+    from storyforge import api
+    from storyforge.errors import StoryError
+
+    with within(), pytest.raises(StoryError) as caught:
+        api.validate(path)
+    return [str(problem) for problem in caught.value.problems]
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test's temporary folder as the current directory (messages name files as given), nothing in it."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
 def story(*shots: str, title: str = "Test", render: str = "resolution: 128x96, fps: 16, base_frames: 17, "
           "overlap_frames: 5", extra: str = "") -> str:
     """A story file's text: `shots` are YAML flow mappings of one scene's shots, in order, e.g.

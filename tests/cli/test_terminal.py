@@ -4,12 +4,13 @@ storyforge.console, with control, bidi and newline characters shown escaped, in 
 from __future__ import annotations
 
 import ast
+import json
 import re
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 from storyforge import console
 from storyforge.cli import main
@@ -191,3 +192,36 @@ def test_console_templates_are_our_words_and_values_come_apart() -> None:
                 isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str)):
             offenders.append(f"{path}:{call.lineno} {function}: {name}({ast.unparse(call.args[0])[:40]}, ...)")
     assert offenders == []
+
+
+
+# -- what a story holds, printed by validate and plan -----------------------------------------------------------------
+
+def test_control_characters_from_a_story_are_printed_escaped(story_dir: Path) -> None:
+    (story_dir / "film.yaml").write_text(
+        'storyforge: 1\ntitle: "\\e[2J\\e]0;pwned\\a"\nscenes:\n  - id: s\n    shots:\n'
+        '      - {id: a, prompt: p, duration: 1s, image: "\\e[31mred\\u202e.png"}\n', encoding="utf-8")
+    done = run_cli("validate", "film.yaml", cwd=story_dir)
+    assert done.returncode == 1
+    assert "\x1b" not in done.stderr and "\u202e" not in done.stderr
+    assert done.stderr == ("error: film.yaml:6: s/a: no such file '\\x1b[31mred\\u202e.png' (paths are relative to "
+                           "the story file)\n")
+    (story_dir / "film.yaml").write_text(
+        'storyforge: 1\ntitle: "\\e[2J[bold]x[/bold]\\a"\nscenes:\n  - id: s\n    shots:\n'
+        '      - {id: a, prompt: p, duration: 1s}\n', encoding="utf-8")
+    done = run_cli("validate", "film.yaml", cwd=story_dir)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "✓ film.yaml — '\\x1b[2J[bold]x[/bold]\\x07', 1 scene, 1 shot\n"
+
+
+def test_plan_output_escapes_what_json_leaves_raw(story_dir: Path) -> None:
+    (story_dir / "film.yaml").write_text(
+        'storyforge: 1\ntitle: "T\\x9b\\e[2J"\nscenes:\n  - id: s\n    shots:\n'
+        '      - {id: a, prompt: "p\\e]0;x\\a\\u202e\\x7f", duration: 1s}\n', encoding="utf-8")
+    done = run_cli("plan", "film.yaml", "--json", cwd=story_dir)
+    assert done.returncode == 0, done.stderr
+    assert not any(char in done.stdout for char in "\x1b\x9b\u202e\x7f\x07")
+    assert json.loads(done.stdout)["title"] == "T\x9b\x1b[2J"  # the same data, escaped the JSON way
+    table = run_cli("plan", "film.yaml", cwd=story_dir)
+    assert table.returncode == 0 and "\x1b" not in table.stdout and "\x9b" not in table.stdout
+    assert table.stdout.startswith("T\\x9b\\x1b[2J — 960x544 @ 24 fps")

@@ -404,10 +404,123 @@ def test_window_frames_mix_the_decoded_clips() -> None:
     assert windows[1].frames == (((1, 22, 0.5),), ((1, 23, 0.0),), ((2, 0, 0.0),), ((2, 1, 0.5),))
 
 
-def test_clip_writer_is_what_windows_use(tmp_path: Path) -> None:
-    """A window written through ClipWriter has the same stream headers as a clip from write_clip."""
-    write_clip(content(COLOURS[0]), tmp_path / "clip.mp4", fps=FPS)
-    with ClipWriter(tmp_path / "window.mp4", width=W, height=H, fps=FPS) as writer:
-        writer.write(content(COLOURS[1], frames=1)[0])
+@pytest.mark.parametrize(("width", "height"), [(W, H), (960, 544)], ids=["tiny", "540p"])
+def test_windows_have_the_clips_stream_headers(tmp_path: Path, width: int, height: int) -> None:
+    """A window is encoded with a cheaper motion search than a clip (ClipWriter(window=True)), from planar YUV,
+    yet its stream headers are a write_clip clip's byte for byte: so their packets sit in one stream."""
+    write_clip(content(COLOURS[0], frames=3, width=width, height=height), tmp_path / "clip.mp4", fps=FPS,
+               keyframes=[2])
+    with ClipWriter(tmp_path / "window.mp4", width=width, height=height, fps=FPS, keyframes=[2],
+                    pix_fmt="yuv420p", window=True) as writer:
+        for k in range(4):
+            writer.write(np.full((height * 3 // 2, width), 60 + 10 * k, np.uint8))
     with av.open(str(tmp_path / "clip.mp4")) as a, av.open(str(tmp_path / "window.mp4")) as b:
         assert a.streams.video[0].codec_context.extradata == b.streams.video[0].codec_context.extradata
+
+
+def planes(frame: np.ndarray, height: int, width: int) -> tuple[np.ndarray, ...]:
+    """A planar yuv420p frame (H * 3 // 2, W) as its Y, Cb and Cr planes."""
+    flat, luma, chroma = frame.ravel(), height * width, height * width // 4
+    return (flat[:luma].reshape(height, width), flat[luma : luma + chroma].reshape(height // 2, width // 2),
+            flat[luma + chroma :].reshape(height // 2, width // 2))  # fmt: skip
+
+
+def float_mix(weights: list[float], frames: list[np.ndarray], height: int) -> np.ndarray:
+    """The window recipe as plain float32 arithmetic over black (limited range: Y 16, Cb = Cr = 128)."""
+    black = np.full(frames[0].shape, 128, np.float32)
+    black[:height] = 16
+    mix = black * np.float32(1 - sum(weights))
+    for weight, frame in zip(weights, frames, strict=True):
+        mix += np.multiply(frame, np.float32(weight), dtype=np.float32)
+    return np.clip(np.rint(mix), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_window_mixing_is_the_float32_sum_exactly(count: int) -> None:
+    """The mixer's lookup tables give every pixel the float32 sum gives, for a fade's one picture, a
+    crossfade's two, and more, at the weights transitions use and at any others."""
+    from storyforge.stitch import _Mixer
+
+    rng = np.random.default_rng(count)
+    mix = _Mixer(W, H)
+    weights = [[(k + 1) / 13, 1 - (k + 1) / 13] for k in range(12)] + [[k / 6, 1 - k / 6] for k in range(7)]
+    weights += [list(rng.random(2)) for _ in range(8)] + [[0.5, 0.25], [1.0, 0.0]]
+    for pair in weights:
+        chosen = (pair + [float(rng.random())])[:count]
+        frames = [rng.integers(0, 256, (H * 3 // 2, W), np.uint8) for _ in range(count)]
+        frames[0][:2] = np.arange(256, dtype=np.uint8).reshape(2, -1)[:, :W]  # every value shows up somewhere
+        got = mix(chosen, [planes(f, H, W) for f in frames])
+        assert got.shape == (H * 3 // 2, W)
+        assert np.array_equal(got, float_mix(chosen, frames, H)), chosen
+
+
+def test_window_frames_are_the_decoded_clips_mixed(film: Film, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the window encoder is fed: exactly the recipe's sum over the clips' own decoded frames (read here
+    with plain PyAV, whole clip by whole clip), however the cut seeks into them and whatever buffers it reuses."""
+    import storyforge.stitch as module
+
+    fed: list[np.ndarray] = []
+
+    class Recording(ClipWriter):
+        def write(self, frame: np.ndarray) -> None:
+            fed.append(frame.copy())
+            super().write(frame)
+
+    monkeypatch.setattr(module, "ClipWriter", Recording)
+    clips, _, report = film(("fade", 4), ("crossfade", 6), ("fade", 5), ("cut", 0), ("crossfade", 3))
+    decoded = []
+    for clip in clips:
+        with av.open(str(clip.path)) as container:
+            decoded.append([frame.to_ndarray() for frame in container.decode(video=0)])
+    windows = [p for p in _timeline(clips, _edges(clips)) if isinstance(p, _Blend)]
+    expected = [float_mix([w for _, _, w in terms], [decoded[c][k] for c, k, _ in terms], H)
+                for window in windows for terms in window.frames]  # fmt: skip
+    assert len(fed) == len(expected) == 4 + 6 + 5 + 3 == report.reencoded_frames
+    for index, (got, want) in enumerate(zip(fed, expected, strict=True)):
+        assert np.array_equal(got, want), f"window frame {index}"
+
+
+def test_window_sources_are_read_in_order_and_must_hold_their_frames(tmp_path: Path, sources: dict) -> None:
+    """A window reads each clip's frames one by one from a sync frame; a clip that ends early is named."""
+    from storyforge.stitch import _ClipFrames, _probe
+
+    path = tmp_path / "a.mp4"
+    write_clip(sources["c0"], path, fps=FPS, keyframes=[16])
+    probe = _probe(path)
+    frames = _ClipFrames(path, probe, 16, 20, (W, H))
+    try:
+        with av.open(str(path)) as container:
+            expected = [f.to_ndarray() for f in container.decode(video=0)][16:20]
+        for k in range(16, 20):
+            assert np.array_equal(np.concatenate([p.ravel() for p in frames[k]]), expected[k - 16].ravel())
+        assert frames[19] is frames[19]  # the frame it holds, not decoded again
+        with pytest.raises(IndexError):
+            frames[18]  # behind: cut.timeline never asks for a frame twice or backwards
+    finally:
+        frames.close()
+    beyond = _ClipFrames(path, probe, 20, LENGTH + 2, (W, H))
+    with pytest.raises(StitchError, match=rf"a\.mp4: could only decode 4 of its frames 20\.\.{LENGTH + 1}$"):
+        for k in range(20, LENGTH + 2):
+            beyond[k]
+    beyond.close()
+
+
+def test_the_ffmpeg_binary_decodes_every_join_strictly(film: Film) -> None:
+    """The ffmpeg binary, told to stop at the first bitstream error, decodes the film across every kind of join
+    (window after copy, copy after window, window after window, cut) to the frame count the timeline gives, and
+    to the same pictures PyAV decodes."""
+    clips, out, report = film(("fade", 4), ("crossfade", 6), ("fade", 5), ("cut", 0), ("crossfade", 3),
+                              verify="packets")
+    strict = ["-v", "error", "-xerror", "-err_detect", "+crccheck+bitstream+buffer+explode"]
+    done = subprocess.run([ffmpeg_exe(), *strict, "-i", str(out), "-map", "0:v", "-f", "framemd5", "-"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    hashes = [line.rsplit(",", 1)[-1].strip() for line in done.stdout.splitlines() if not line.startswith("#")]
+    assert len(hashes) == report.total_frames == 5 * LENGTH - 6 - 3
+    assert report.method == "stream-copy" and report.reencoded_frames == 4 + 6 + 5 + 3
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert np.array_equal(np.stack(frames), read_frames(out))
+    # The moving bar makes every frame unique but the three all-black ones (the fade-in's first frame, the fade's
+    # middle two): nothing repeated or dropped at a join.
+    assert len(set(hashes)) == len(hashes) - 2

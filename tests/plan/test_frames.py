@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from conftest import within
 from hypothesis import given
 from hypothesis import strategies as st
 
 from storyforge.plan import frames as fx
+from storyforge.plan.frames import denoising_rows
 
 SYNC = fx.Geometry(base_frames=97, overlap_frames=17, causal_block_size=1, ar_step=0, steps=30)
 ASYNC = fx.Geometry(base_frames=97, overlap_frames=17, causal_block_size=5, ar_step=5, steps=30)
@@ -112,3 +114,31 @@ def test_each_window_starts_at_its_first_new_latent(frames: int, base: int, over
     first_latents = [0] + [counts[0] + sum(c - o for c in counts[1:k]) for k in range(1, len(counts))]
     assert starts == [0 if n == 0 else fx.pixel_frames(n) for n in first_latents]  # latent n begins at 4n - 3
     assert starts[-1] < frames
+
+
+
+# -- the denoising schedule's closed form -----------------------------------------------------------------------------
+
+def _replayed_rows(blocks: int, ready: int, steps: int, ar_step: int) -> int:
+    """The row-by-row replay of diffusers' generate_timestep_matrix that denoising_rows' closed form stands for."""
+    done = steps + 1
+    row = [done if i < ready else 0 for i in range(blocks)]
+    count = 0
+    while not all(value >= steps for value in row):
+        new = [0] * blocks
+        for i in range(blocks):
+            new[i] = row[i] + 1 if i == 0 or row[i - 1] >= steps else new[i - 1] - ar_step
+        row = [min(max(value, 0), done) for value in new]
+        count += 1
+    return count
+
+
+def test_the_df_arithmetic_is_constant_time_and_equals_the_replay() -> None:
+    for blocks in range(0, 12):
+        for ready in range(0, blocks + 2):
+            for steps in range(1, 20):
+                for ar_step in range(0, 24):
+                    assert denoising_rows(blocks, ready, steps, ar_step) == _replayed_rows(blocks, ready, steps,
+                                                                                           ar_step)
+    with within():
+        assert denoising_rows(10**9, 0, 1000, 1000) == 1000 + (10**9 - 1) * 1000

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from storyforge import api
 from storyforge.cache import Cache, CorruptEntry, default_root, entry_key
-from storyforge.clipfile import count_frames
+from storyforge.clipfile import count_frames, read_frames
 from storyforge.plan.model import Job
+from storyforge.render import render
 
 STORY = """\
 storyforge: 1
@@ -182,3 +184,71 @@ def test_leftovers_of_a_killed_writer_are_swept(tmp_path: Path, job: Job) -> Non
         (folder / "clip.mp4.part").write_bytes(b"half")
     Cache(root)
     assert not stale.exists() and live.exists()
+
+
+
+# -- the cache heals in a real render ---------------------------------------------------------------------------------
+
+# three shots on the animatic: a chain (a continue) and a start image
+FILM = """\
+storyforge: 1
+title: Outputs
+render: {resolution: 64x48, fps: 24, base_frames: 17, overlap_frames: 5}
+scenes:
+  - id: s
+    shots:
+      - {id: a, prompt: a fox, duration: 9f}
+      - {id: b, prompt: it runs, duration: 8f, transition: continue}
+      - {id: c, prompt: it sleeps, duration: 9f, image: refs/swan.png}
+"""
+TOTAL = 9 + 8 + 9
+
+
+def _entries(cache: Path) -> list[Path]:
+    return sorted(cache.glob("[0-9a-f][0-9a-f]/*/meta.json"))
+
+
+@pytest.mark.parametrize("damage", [
+    "garbage clip of the same size", "meta is a list", "meta without a hash", "meta with a wrong type",
+    "meta is a folder", "clip unreadable",
+])
+def test_a_damaged_cache_entry_is_discarded_with_a_notice_and_rendered_again(write_story, story_dir: Path,
+                                                                             damage: str) -> None:
+    story = write_story(FILM)
+    out = story_dir / "out"
+    first = render(api.plan(story), out=out, backend="animatic")
+    frames = read_frames(first.film)
+    meta_path = _entries(story_dir / ".storyforge" / "cache")[0]
+    clip = meta_path.parent / "clip.mp4"
+    meta = json.loads(meta_path.read_text())
+    if damage == "garbage clip of the same size":
+        clip.write_bytes(bytes(len(clip.read_bytes())))
+    elif damage == "meta is a list":
+        meta_path.write_text("[1, 2]")
+    elif damage == "meta without a hash":
+        meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "clip_sha256"}))
+    elif damage == "meta with a wrong type":
+        meta_path.write_text(json.dumps({**meta, "frames": "many"}))
+    elif damage == "meta is a folder":
+        meta_path.unlink()
+        meta_path.mkdir()
+    else:
+        clip.unlink()
+        clip.mkdir()
+    second = render(api.plan(story), out=out, backend="animatic")
+    assert second.rendered >= 1
+    assert any("was discarded" in notice for notice in second.notices)
+    assert count_frames(second.film) == TOTAL
+    assert np.array_equal(read_frames(second.film), frames)  # the animatic is deterministic: the same film
+
+
+def test_a_cache_that_cannot_be_written_is_one_clear_error(write_story, story_dir: Path) -> None:
+    write_story(FILM)
+    (story_dir / ".storyforge").mkdir()
+    (story_dir / ".storyforge" / "cache").write_text("not a folder", encoding="utf-8")
+    done = run_cli("render", "film.yaml", "--backend", "animatic", "--out", "out", cwd=story_dir)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"error: cannot write to the cache folder {story_dir.resolve() / '.storyforge' / 'cache'}: ")
+    assert errors[0].endswith("(read-only?); make it writable, or render with --no-cache")

@@ -20,7 +20,7 @@ from storyforge.backends.animatic import DELAY_VARIABLE, Animatic
 from storyforge.backends.base import REGISTRY
 from storyforge.clipfile import count_frames, read_frames
 from storyforge.errors import RenderError, StoryforgeError
-from storyforge.render import RunReport, choose_backend, render
+from storyforge.render import RunReport, choose_backend, fallback_notice, render
 
 STORY = """\
 storyforge: 1
@@ -356,3 +356,62 @@ def test_the_tiny_model_renders_through_auto_with_exact_frame_counts(write_story
     assert count_frames(out / "film.mp4") == plan.total_frames == 17 + 8 + 13 - 3
     assert set(statuses(out).values()) == {"rendered"}
     assert rendered(render(plan, out=out, backend="auto", cache_root=tmp_path / "cache")) == []
+
+
+
+# -- --only leaves no stale film --------------------------------------------------------------------------------------
+
+SMALL = """\
+storyforge: 1
+title: Small
+render: {resolution: 64x48, fps: 24, base_frames: 17, overlap_frames: 5}
+scenes:
+  - id: s
+    shots:
+      - id: a
+        prompt: a red fox
+        duration: 13f
+      - id: b
+        prompt: a grey fox
+        duration: 9f
+      - id: c
+        prompt: a white fox
+        duration: 9f
+"""
+
+
+def test_render_only_removes_the_film_and_clips_it_leaves_out_of_date(write_story, story_dir: Path) -> None:
+    pytest.importorskip("av")
+    story = write_story(SMALL)
+    first = run_cli("render", "film.yaml", "--backend", "animatic", cwd=story_dir)
+    assert first.returncode == 0, first.stderr
+    out = story_dir / "renders" / "film"
+    assert (out / "film.mp4").is_file() and (out / "clips" / "s__c.mp4").is_file()
+    story.write_text(SMALL.replace("a red fox", "a red fox, running").replace("a white fox", "a white fox, asleep"))
+    again = run_cli("render", "film.yaml", "--backend", "animatic", "--only", "s/a", cwd=story_dir)
+    assert again.returncode == 0, again.stderr
+    assert "note: film.mp4 was not cut: 1 shot has no clip yet (s/c); render without --only to make them; " \
+           "removed the out-of-date film.mp4, clips/s__c.mp4" in again.stderr.splitlines()
+    assert not (out / "film.mp4").exists() and not (out / "clips" / "s__c.mp4").exists()
+    assert (out / "clips" / "s__a.mp4").is_file() and (out / "clips" / "s__b.mp4").is_file()
+    run = json.loads((out / "run.json").read_text())
+    assert run["film"] is None and run["notices"][-1].startswith("film.mp4 was not cut: 1 shot has no clip yet")
+    last = run_cli("render", "film.yaml", "--backend", "animatic", cwd=story_dir)
+    assert last.returncode == 0 and (out / "film.mp4").is_file()
+
+
+# -- a GPU without torch ----------------------------------------------------------------------------------------------
+
+def test_auto_says_what_to_install_when_a_gpu_has_no_torch() -> None:
+    preview = ("an animatic preview (title cards or start images, camera moves, captions, timecode) at the planned "
+               "frame counts")
+    assert fallback_notice(torch_installed=False, gpu_driver=True) == (
+        f"this machine has a GPU driver but torch is not installed, so this is {preview}; to render the model's "
+        "video, install the render extra: pip install 'storyforge[render]' (PyPI's torch for Linux is built for "
+        "CUDA)")
+    assert fallback_notice(torch_installed=True, gpu_driver=True) == (
+        f"torch is installed but sees no CUDA GPU (a CPU-only build of torch?), so this is {preview}; install a "
+        "CUDA build of torch (https://pytorch.org/get-started/locally/) to render the model's video")
+    expected = f"no CUDA GPU here, so this is {preview}; render on a machine with CUDA for the model's video"
+    assert fallback_notice(torch_installed=False, gpu_driver=False) == expected
+    assert fallback_notice(torch_installed=True, gpu_driver=False) == expected

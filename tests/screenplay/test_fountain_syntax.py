@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import within
+from screenplays import story_of
 
 from storyforge import api
 from storyforge.screenplay import fountain
-from storyforge.screenplay.to_story import Geometry, duration_frames, heading_parts, transition_of
+from storyforge.screenplay.to_story import Geometry, duration_frames, fingerprint, heading_parts, transition_of
 
 DATA = Path(__file__).parent / "data"
 
@@ -265,3 +267,105 @@ def test_final_draft_without_defusedxml_says_how_to_install_it(tmp_path: Path,
         api.import_script(tmp_path / "l.fdx")
     assert str(caught.value) == ("Importing Final Draft (.fdx) scripts needs the Python package 'defusedxml', which "
                                  "is not installed. Install it with: pip install 'storyforge[screenplay]'")
+
+
+
+# -- syntax corners ---------------------------------------------------------------------------------------------------
+
+def kinds(text: str) -> list[tuple[str, str]]:
+    return [(e.kind, e.text) for e in fountain.parse(text, "t.fountain").elements]
+
+
+@pytest.mark.usefixtures("in_tmp")  # messages name files as given, relative to it
+@pytest.mark.parametrize(("text", "expected"), [
+    # forced action wins over what the line looks like: a cue, a heading, a transition, a section
+    ("!SCANNING THE AISLES...\nWhere is it?\n", [("action", "SCANNING THE AISLES...\nWhere is it?")]),
+    ("!INT. NOT A HEADING\n", [("action", "INT. NOT A HEADING")]),
+    ("!CUT TO:\n", [("action", "CUT TO:")]),
+    ("!# not a section\n", [("action", "# not a section")]),
+    # a forced cue needs a name: extensions, a caret or punctuation alone are action
+    ("@(V.O.)\nHello.\n", [("action", "@(V.O.)\nHello.")]),
+    ("@ ^\nHello.\n", [("action", "@ ^\nHello.")]),
+    ("@...\nHello.\n", [("action", "@...\nHello.")]),
+    ("@李明\n你好。\n", [("cue", "李明"), ("dialogue", "你好。")]),
+    ("@McCLANE (V.O.) (CONT'D) ^\nYippee.\n", [("cue", "McCLANE"), ("dialogue", "Yippee.")]),
+    ("R2D2\nBeep.\n", [("cue", "R2D2"), ("dialogue", "Beep.")]),
+])
+def test_forcing_characters_decide_the_element(text: str, expected: list[tuple[str, str]]) -> None:
+    assert kinds(text) == expected
+
+
+@pytest.mark.usefixtures("in_tmp")  # messages name files as given, relative to it
+@pytest.mark.parametrize(("heading", "scene_id", "location", "description"), [
+    ("int. kitchen - day", "kitchen-day", "kitchen", "Interior, day."),
+    ("INT KITCHEN - DAY", "kitchen-day", "kitchen", "Interior, day."),
+    ("I/E. TRUCK - NIGHT", "truck-night", "truck", "Interior and exterior, night."),
+    ("EST CITY - DAWN #I-1-A#", "i-1-a-city-dawn", "city", "Establishing shot, exterior, dawn."),
+    (".FLASHBACK #12#", "12-flashback", "flashback", None),
+    # a heading that names no place: no location, its side and time still described
+    ("INT. - NIGHT", "night", None, "Interior, night."),
+    ("EXT.", "ext", None, "Exterior."),
+])
+def test_headings_of_every_form_make_a_scene_that_plans(heading: str, scene_id: str, location: str | None,
+                                                        description: str | None, tmp_path: Path) -> None:
+    story = story_of(tmp_path, f"{heading}\n\nHe waits.\n")
+    scene = story["scenes"][0]
+    assert (scene["id"], scene.get("location"), scene.get("description")) == (scene_id, location, description)
+    assert story.get("locations", {}) == ({location: location} if location else {})
+
+
+@pytest.mark.usefixtures("in_tmp")  # messages name files as given, relative to it
+@pytest.mark.parametrize("beat", ["...", "…", "- - -", "—", "-", "!...", "[[ ]]...", "?!"])
+def test_a_paragraph_without_words_is_no_shot(beat: str, tmp_path: Path) -> None:
+    """A shot's prompt must say something: '...' renders to nothing and would not plan."""
+    path = tmp_path / "s.fountain"
+    path.write_text(f"INT. A - DAY\n\nHe waits.\n\n{beat}\n\nShe comes.\n", "utf-8")
+    report = api.import_script(path, tmp_path / "film.yaml")
+    story = yaml.safe_load((tmp_path / "film.yaml").read_text("utf-8"))
+    assert [shot["prompt"] for shot in story["scenes"][0]["shots"]] == ["He waits.", "She comes."]
+    assert (report.left_out, report.problems) == ({"paragraphs without words": 1}, [])
+
+
+@pytest.mark.usefixtures("in_tmp")  # messages name files as given, relative to it
+def test_a_heading_alone_with_no_place_is_an_establishing_shot_that_plans(tmp_path: Path) -> None:
+    story = story_of(tmp_path, "INT. - NIGHT\n\n.-\n\nEXT. GARDEN - DAY\n\nRain.\n")
+    assert [(s["id"], [(x["prompt"], x.get("camera")) for x in s["shots"]]) for s in story["scenes"]] == [
+        ("night", [("night", "establishing shot")]),
+        (f"scene-{fingerprint('-')}", [("the place", "establishing shot")]),
+        ("garden-day", [("Rain.", None)]),
+    ]
+
+
+@pytest.mark.usefixtures("in_tmp")  # messages name files as given, relative to it
+@pytest.mark.parametrize(("newline", "bom"), [("\n", ""), ("\r\n", ""), ("\r", ""), ("\r\n", "\ufeff")])
+def test_line_endings_and_a_bom_read_alike(newline: str, bom: str, tmp_path: Path) -> None:
+    text = bom + newline.join(["Title:", "    Two", "    Lines", "Author: Ann", "", "INT. A - DAY", "",
+                               "He\tcooks  ", "and eats.", "", "BOB", "(beat)", "Hi.", "  ", "Ho.", ""])
+    story = story_of(tmp_path, text)
+    assert story["title"] == "Two Lines"
+    shot = story["scenes"][0]["shots"][0]
+    assert (shot["prompt"], shot["dialogue"]) == ("He cooks and eats.", [{"character": "bob",
+                                                                          "line": "(beat) Hi. Ho."}])
+
+
+@pytest.mark.usefixtures("in_tmp")  # messages name files as given, relative to it
+@pytest.mark.parametrize(("heading", "scene_id"), [
+    ("INT. A" + " " * 19_000 + "B - DAY", "a-b-day"),  # '\s+' before a dash tried each run of spaces again
+    ("INT. A" + " \t" * 5_000 + "B -" + " " * 9_000 + "DAY", "a-b-day"),
+    ("INT. A" + " " * 19_000 + "#1#", "1-a"),  # and '\s*' before a scene number
+])
+def test_runs_of_spaces_in_a_heading_are_read_in_one_pass(heading: str, scene_id: str, tmp_path: Path) -> None:
+    with within(10):
+        story = story_of(tmp_path, f"{heading}\n\nHe waits.\n")
+    assert story["scenes"][0]["id"] == scene_id
+
+
+def test_pathological_but_valid_text_is_read_in_linear_time(tmp_path: Path) -> None:
+    """Unclosed note brackets, lone boneyard openers inside notes, and emphasis runs: each a single pass."""
+    lines = ["INT. A - DAY", ""] + ["[[" * 4000, ""] * 40 + ["*_" * 4000, ""] * 40
+    (tmp_path / "p.fountain").write_text("\n".join(lines), "utf-8")
+    with within():
+        report = api.import_script(tmp_path / "p.fountain")
+    # brackets alone are a paragraph without words, emphasis marks alone no paragraph: neither is a shot, so the
+    # scene is its heading's establishing shot
+    assert (report.shots, report.left_out, report.problems) == (1, {"paragraphs without words": 40}, [])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, story_errors
 
 from storyforge import api
 from storyforge.errors import StoryError
@@ -289,3 +289,17 @@ def test_a_soundtrack_that_decodes_is_accepted(write_story, story_dir) -> None:
     _wav(story_dir / "music" / "theme.wav", 1.0)
     plan = api.plan(write_story(HEAD + SHOT + "audio: music/theme.wav\n"))
     assert plan.audio is not None and plan.audio.relative == "music/theme.wav"
+
+
+
+# -- all problems at once (issue 16) ----------------------------------------------------------------------------------
+
+FOX = "      - id: a\n        prompt: a fox\n        duration: 2s\n"  # a shot a test misspells a key of
+
+
+def test_format_errors_and_file_errors_come_together(write_story) -> None:
+    text = HEAD + FOX.replace("duration: 2s", "duraton: 2s") + "        image: refs/nope.png\n"
+    assert story_errors(write_story(text)) == [
+        "film.yaml:8: s/a: unknown key 'duraton'; did you mean 'duration'?",
+        "film.yaml:9: s/a: no such file 'refs/nope.png' (paths are relative to the story file)",
+    ]

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_cli, story_errors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -202,8 +203,7 @@ def test_descriptions_that_include_each_other_are_refused(folder: Path) -> None:
 
 def test_the_cli_prints_the_error_without_a_traceback(folder: Path) -> None:
     path = write(folder, "{{ ''.__class__.__mro__[1].__subclasses__() }}")
-    run = subprocess.run([sys.executable, "-m", "storyforge", "plan", str(path)], capture_output=True, text=True,
-                         cwd=folder, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    run = run_cli("plan", str(path), cwd=folder)
     assert run.returncode == 1
     assert run.stderr.strip() == f"error: film.yaml:{PROMPT_LINE}: s/a: '__class__' {INTERNALS}"
     assert "Traceback" not in run.stderr and "<class" not in run.stderr
@@ -365,3 +365,39 @@ def test_planning_with_templates_imports_no_torch(folder: Path) -> None:
     run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert run.stdout.strip() == "[]"
+
+
+
+# -- templates bounded by what they build -----------------------------------------------------------------------------
+
+# a one-shot story whose prompt a test replaces
+HEAD = "storyforge: 1\ntitle: T\nscenes:\n  - id: s\n    shots:\n"
+SHOT = "      - id: a\n        prompt: a fox\n        duration: 2s\n"
+
+
+GROWS = "refused: a value in the template grows past 100,000 characters and items in all; prompts are short"
+
+
+@pytest.mark.parametrize("prompt", [
+    "{% set ns = namespace(a=[1]) %}{% for i in range(64) %}{% set ns.a = [ns.a, ns.a] %}{% endfor %}"
+    "{{ ns.a|tojson|length }}",
+    "{% set ns = namespace(a=['xx']) %}{% for i in range(64) %}{% set ns.a = [ns.a, ns.a] %}{% endfor %}"
+    "{{ ns.a|string|length }}",
+    "{% set ns = namespace(a=[1], b=[1]) %}{% for i in range(64) %}{% set ns.a = [ns.a, ns.a] %}"
+    "{% set ns.b = [ns.b, ns.b] %}{% endfor %}{{ ns.a == ns.b }}",
+    "{% set ns = namespace(a={'k': 1}) %}{% for i in range(64) %}{% set ns.a = {'x': ns.a, 'y': ns.a} %}{% endfor %}"
+    "{{ ns.a|tojson|length }}",
+    "{% set ns = namespace(a=(1,)) %}{% for i in range(64) %}{% set ns.a = (ns.a, ns.a) %}{% endfor %}"
+    "{{ ns.a|length }}",
+])
+def test_template_values_are_bounded_by_size_not_only_by_loops(write_story, prompt: str) -> None:
+    text = HEAD + SHOT.replace("prompt: a fox", f"prompt: {json.dumps(prompt)}")
+    assert story_errors(write_story(text)) == [f"film.yaml:7: s/a: {GROWS}"]
+
+
+def test_template_nesting_is_bounded(write_story) -> None:
+    prompt = ("{% set ns = namespace(a=1) %}{% for i in range(500) %}{% set ns.a = [ns.a] %}{% endfor %}"
+              "{{ ns.a == ns.a }}")
+    text = HEAD + SHOT.replace("prompt: a fox", f"prompt: {json.dumps(prompt)}")
+    assert story_errors(write_story(text)) == [
+        "film.yaml:7: s/a: refused: lists in the template are nested more than 100 deep"]

@@ -1,17 +1,90 @@
-"""Hostile input never crashes the loader: hundreds of malformed story files give exit 0 or 1, no traceback."""
+"""Loading a story file: it is sized before it is read, YAML that would hang or crash is one error at its line,
+and any malformed or hostile file (hundreds, generated) ends in messages and exit 0 or 1, never a traceback or a
+hang."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import os
+from pathlib import Path
 
+import pytest
 import yaml
-from conftest import within
+from conftest import run_cli, story_errors, within
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from storyforge import api
 from storyforge.errors import StoryforgeError
+
+# -- the story file itself --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: os.mkfifo(p), "the story file is not a regular file (a FIFO, device or socket); name a file"),
+    (lambda p: p.symlink_to("/dev/zero"), "the story file is not a regular file (a FIFO, device or socket); name a "
+                                          "file"),
+    (lambda p: p.write_bytes(b"# x\n" * 600_000), "the story file is larger than 500 KB"),
+    (lambda p: p.symlink_to(p.parent / "loop.yaml") or (p.parent / "loop.yaml").symlink_to(p),
+     "the story file cannot be read (Too many levels of symbolic links); check the path and its permissions"),
+])
+def test_the_story_file_is_sized_before_it_is_read(tmp_path: Path, make, message: str) -> None:
+    path = tmp_path / "film.yaml"
+    make(path)
+    with within(20):  # a FIFO, once opened, would wait for a writer for ever
+        done = run_cli("validate", str(path))
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: {path}: {message}"
+
+
+# -- YAML -------------------------------------------------------------------------------------------------------------
+
+CYCLE = ("an alias (*name) refers to the value that contains it; a value cannot contain itself: copy the parts you "
+         "need instead")
+MERGE = "a merge key (<<) refers to the mapping that contains it; a value cannot contain itself"
+NESTED = "the values are nested too deeply; a story needs at most 64 levels: flatten them"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("storyforge: 1\ntitle: T\nscenes: &x [*x]\n", [f"film.yaml:3: scenes[0]: {CYCLE}"]),
+    ("storyforge: 1\ntitle: T\nstyle: &x {a: *x}\nscenes: []\n", [f"film.yaml:3: style.a: {CYCLE}"]),
+    ("storyforge: 1\ntitle: T\nx: &x {<<: *x}\nscenes: []\n", [f"film.yaml:3: x: {MERGE}"]),
+    ("storyforge: 1\ntitle: T\nx: &x [[[[*x]]]]\nscenes: []\n", [f"film.yaml:3: x[0][0][0][0]: {CYCLE}"]),
+    ("storyforge: 1\ntitle: T\nx: " + "[" * 100_000 + "]" * 100_000 + "\n", [f"film.yaml:3: {NESTED}"]),
+    ("storyforge: 1\ntitle: T\nx:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 80)) + "scenes: []\n",
+     ["film.yaml:68: x.k1.k2.k3.k4.k5.k6.k7.k8.k9.k10.k11.k12.k13.k14.k15.k16.k17.k18.k19.k20.k21.k22.k23.k24.k25."
+      "k26.k27.k28.k29.k30.k31.k32.k33.k34.k35.k36.k37.k38.k39.k40.k41.k42.k43.k44.k45.k46.k47.k48.k49.k50.k51.k52."
+      "k53.k54.k55.k56.k57.k58.k59.k60.k61.k62.k63.k64: the values are nested more than 64 levels deep; a story "
+      "needs far fewer: flatten it"]),
+    ("storyforge: 1\ntitle: T\nrender: {seed: " + "9" * 5000 + "}\nscenes: []\n",
+     ["film.yaml:3: render.seed: the number 9999999999999999999999999999999999999999… is too large; numbers in a "
+      "story have at most 30 digits"]),
+    ("storyforge: 1\ntitle: T\nrender:\n  fps: .nan\n  steps: -.Inf\n  guidance: 1.0e+400\nscenes: []\n",
+     ["film.yaml:4: render.fps: .nan is not a finite number; write an ordinary number",
+      "film.yaml:5: render.steps: -.Inf is not a finite number; write an ordinary number",
+      "film.yaml:6: render.guidance: 1.0e+400 is not a finite number; write an ordinary number"]),
+    ('storyforge: 1\ntitle: "a \\ud800 b"\nscenes: []\n',
+     ["film.yaml:2: title: the text holds an invalid character (a lone UTF-16 surrogate written as an escape like "
+      "\\ud800); remove it"]),
+    ('storyforge: 1\ntitle: T\n"\\udfff": 1\nscenes: []\n',
+     ["film.yaml:3: (top): the text holds an invalid character (a lone UTF-16 surrogate written as an escape like "
+      "\\ud800); remove it"]),
+    ("storyforge: 1\ntitle: 'unclosed\nscenes: []\n\n\n\n",
+     ["film.yaml:2: YAML syntax error: the quoted text that starts on this line is never closed; add the closing "
+      "quote"]),
+    ('storyforge: 1\ntitle: T\nstyle: "a\n  b\n  c\nscenes: []\n',
+     ["film.yaml:3: YAML syntax error: the quoted text that starts on this line is never closed; add the closing "
+      "quote"]),
+    ("storyforge: 1\ntitle: T\nstyle: \x1b[31mred\x07\nscenes: []\n",
+     ["film.yaml:3: character '\\x1b' (U+001B) is not allowed in a YAML file; remove it or write it as an escape "
+      'inside double quotes, e.g. "\\x1b"']),
+    ("storyforge: 1\ntitle: T\n\nscenes: [] # \x7f\n",
+     ["film.yaml:4: character '\\x7f' (U+007F) is not allowed in a YAML file; remove it or write it as an escape "
+      'inside double quotes, e.g. "\\x1b"']),
+])
+def test_yaml_that_would_hang_or_crash_is_one_error_at_its_line(write_story, text: str, expected: list[str]) -> None:
+    assert story_errors(write_story(text)) == expected
+
+
+# -- malformed stories, generated -------------------------------------------------------------------------------------
 
 VALID = {
     "storyforge": 1,
@@ -24,6 +97,7 @@ VALID = {
         {"id": "c", "prompt": "it sleeps", "duration": "97f", "transition": {"type": "crossfade", "duration": 6}},
     ]}],
 }
+
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
                     st.text(max_size=12), st.sampled_from(["4s", "97f", "0", "-1s", "1e9", "continue", "fade",
@@ -86,15 +160,13 @@ def test_cli_on_garbage_exits_1_without_traceback(story_dir) -> None:
     for index, text in enumerate(garbage):
         path = story_dir / f"g{index}.yaml"
         path.write_text(text, encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "storyforge", "validate",
-                             *[f"g{i}.yaml" for i in range(len(garbage))]],
-                            capture_output=True, text=True, cwd=story_dir)
+    result = run_cli("validate", *[f"g{i}.yaml" for i in range(len(garbage))], cwd=story_dir)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.count("error: ") >= len(garbage)
 
 
-# -- hostile fragments: each example must finish within a time limit --------------------------------------------
+# -- hostile fragments: each example must finish within a time limit --------------------------------------------------
 
 HOSTILE_VALUES = st.one_of(
     st.integers(1, 200).map(lambda n: "&x [" * 1 + "[" * n + "*x" + "]" * (n + 1)),  # an alias inside itself
