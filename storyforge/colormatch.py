@@ -158,12 +158,12 @@ class _Map:
             wanted = np.zeros(_KEY_MASK + 1, bool)
             wanted[keys] = True
             cells = np.flatnonzero(wanted)
-        index = np.stack([cells & 0x7F, (cells >> 8) & 0x7F, cells >> 16], axis=-1)
+        index = cells.astype("<i8", copy=False).view(np.uint8).reshape(-1, 8)[:, :3]  # a key's bytes: R, G, B cells
         lab = linear_to_lab(_cell_centres().take(index))
         lab *= self.gain.astype(np.float32)
         lab += self.offset.astype(np.float32)
         levels = linear_to_unit_srgb(lab_to_linear(lab)) * 255
-        low = 2 * index  # the cell's lower level; its upper one is low + 1
+        low = 2 * index.astype(np.float32)  # the cell's lower level; its upper one is low + 1
         step = np.rint(levels - low - 0.5)
         np.clip(step, -low, 254 - low, out=step)  # both levels land in 0..255, so the 8-bit add never wraps around
         red = step[:, 0]
@@ -184,22 +184,26 @@ class _Map:
         out = np.empty_like(frames) if out is None else out
         residual = self._table()
 
-        def look(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def look(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
             keys = _keys(frames[index])
             steps = residual.take(keys, axis=0)
-            return keys, steps, np.flatnonzero(steps[:, 0] == _UNKNOWN)  # the pixels whose cells are new
+            unknown = steps[:, 0] == _UNKNOWN
+            return keys, steps, np.flatnonzero(unknown) if unknown.any() else None  # the pixels in new cells
 
-        def add(index: int, keys: np.ndarray, steps: np.ndarray, new: np.ndarray) -> None:
-            if len(new):
+        def add(index: int, keys: np.ndarray, steps: np.ndarray, new: np.ndarray | None) -> None:
+            if new is not None and 8 * len(new) > len(keys):  # most of a frame: looking it all up again is cheaper
+                steps = residual.take(keys, axis=0)
+            elif new is not None:
                 steps[new] = residual.take(keys[new], axis=0)
             np.add(steps, frames[index].reshape(-1, 3), out=out[index].reshape(-1, 3))
 
         with _threads(len(frames)) as run:
-            batch = 2 * (os.cpu_count() or 1)
-            for first in range(0, len(frames), batch):
+            first, batch = 0, 1  # the first frame on its own: it makes most of the cells the next frames need
+            while first < len(frames):
                 indexes = range(first, min(first + batch, len(frames)))
+                first, batch = indexes.stop, 2 * (os.cpu_count() or 1)
                 looked = run(look, indexes)
-                new = [keys[pixels] for keys, _, pixels in looked if len(pixels)]
+                new = [keys[pixels] for keys, _, pixels in looked if pixels is not None]
                 if new:  # here, between the two passes: no lock, and no thread reads a cell while it is made
                     self._fill(np.concatenate(new))
                 run(lambda job: add(*job), [(index, *parts) for index, parts in zip(indexes, looked, strict=True)])
