@@ -76,6 +76,7 @@ def apply(frames: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> np.ndarra
 
 
 def _is_identity(gain: np.ndarray, offset: np.ndarray) -> bool:
+    """Whether the map moves no colour by a visible fraction of a level."""
     import numpy as np
 
     return bool(np.all(np.abs(gain - 1) < 1e-4) and np.all(np.abs(offset) < 1e-3))
@@ -208,7 +209,7 @@ class _Map:
             first, batch = 0, 1  # the first frame on its own: it makes most of the cells the next frames need
             while first < len(frames):
                 indexes = range(first, min(first + batch, len(frames)))
-                first, batch = indexes.stop, 2 * (os.cpu_count() or 1)
+                first, batch = indexes.stop, 2 * min(os.cpu_count() or 1, MAX_THREADS)
                 looked = run(look, indexes)
                 new = [keys[pixels] for keys, _, pixels in looked if pixels is not None]
                 if new:  # here, between the two passes: no lock, and no thread reads a cell while it is made
