@@ -1,19 +1,19 @@
-"""Hostile surroundings for the tests of storyforge's own folders: a story, a folder outside to watch, real CLI runs.
+"""Hostile surroundings for the tests of storyforge's own folders: a story, a folder outside to watch, CLI runs.
 
 Every fault test checks the same things: the command exits 0 or 1 within its time limit and never prints a
 traceback; no file outside the output folder and the cache is created, changed or deleted (an outside folder is
 snapshotted before and after); no file storyforge did not write is removed; and after the fault is undone a
-render gives the planned frame count (film.mp4 decoded).
+render gives the planned frame count (film.mp4 decoded). Commands run in this process (`run`), which is what
+they test; the tests that kill or race real processes start them themselves.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-from conftest import ROOT
+from conftest import ROOT, run_cli, within
 
 # Three shots on the animatic (a continue, a start image) and one shot with two takes: clips/, takes/, review/.
 STORY = """\
@@ -32,9 +32,10 @@ TIME_LIMIT = 120  # seconds for one command on a busy 2-core machine
 
 
 def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`storyforge ARGS` as a real process (the exit code and what it prints are the point)."""
-    done = subprocess.run([sys.executable, "-m", "storyforge", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=TIME_LIMIT)
+    """`storyforge ARGS` in this process (conftest.run_cli), within TIME_LIMIT: what it prints and its exit code
+    are the point, not the interpreter around it (tests/render/test_kill_resume.py kills real processes)."""
+    with within(TIME_LIMIT):
+        done = run_cli(*args, cwd=cwd, env=env)
     assert done.returncode in (0, 1), (done.returncode, done.stderr[-3000:])
     assert "Traceback" not in done.stderr + done.stdout, done.stderr[-3000:]
     return done

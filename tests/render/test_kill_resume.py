@@ -43,10 +43,25 @@ STAGES: dict[str, Callable[[Path, Path], bool]] = {
 }
 
 
+# `storyforge` with each clip's reading at the cut slowed by PAUSE seconds: a cut of three small clips otherwise
+# takes a few milliseconds, which a busy machine's poll below can miss (the process then finishes unkilled)
+PAUSE = 0.3
+SLOW_CUT = ("import sys, time\n"
+            "from storyforge import stitch\n"
+            "probe = stitch._probe\n"
+            "def slowed(*args, **kwargs):\n"
+            f"    time.sleep({PAUSE})\n"
+            "    return probe(*args, **kwargs)\n"
+            "stitch._probe = slowed\n"
+            "sys.argv[0] = 'storyforge'\n"
+            "from storyforge.cli import main\n"
+            "main()\n")
+
+
 def kill_at(story_dir: Path, stage: str, sig: signal.Signals, delay: str = "0.4") -> str | None:
     """Start a render, kill it with `sig` as soon as `stage` shows; the killed run's nonce (None if it finished)."""
     out, cache = story_dir / OUT, story_dir / ".storyforge" / "cache"
-    process = subprocess.Popen([sys.executable, "-m", "storyforge", "render", "film.yaml", "--backend", "animatic"],
+    process = subprocess.Popen([sys.executable, "-c", SLOW_CUT, "render", "film.yaml", "--backend", "animatic"],
                                cwd=story_dir, env={**os.environ, "PYTHONPATH": str(ROOT), DELAY_VARIABLE: delay},
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + TIME_LIMIT
