@@ -7,7 +7,9 @@ The frames: bench/seam_bench.py's 540p moving picture with grain, a continued sh
 at 48 (two maps). Timed in turn, --repeats times each: matching them (storyforge.colormatch.match_job) and
 encoding them (storyforge.clipfile.write_clip, ffmpeg's libx264). CPU seconds are the process's own (every
 thread) plus its children's (ffmpeg), which a busy machine does not inflate the way it does wall seconds; both
-are quoted, as seconds per minute of video, medians. Goal: matching at or below the encode.
+are quoted, as seconds per minute of video, medians. Goal: matching at or below the encode. A bridge's arrival
+(storyforge.colormatch.Arrival: its last window eased into the next shot, a map per frame) over the same frames is
+timed beside them too.
 The seam faults of seam_bench.py part 1 are measured after matching too: the ΔE figures must stay within 0.05
 of the code before (--compare DIR: another checkout, e.g. before a change, run in its own process, in turn).
 """
@@ -57,11 +59,19 @@ def worker(repeats: int) -> dict[str, object]:
         figures[f"chain drift {lightness:+} L {yellow:+} b"] = seams.chain_drift(seams.window_colours(matched, starts))
     frames = picture(17 + 97)
     previous, shot = frames[:17], frames[17:]
-    times: dict[str, list[float]] = {"match_cpu": [], "match_wall": [], "encode_cpu": [], "encode_wall": []}
+    times: dict[str, list[float]] = {f"{name}_{clock}": [] for name in ("match", "encode", "arrive")
+                                     for clock in ("cpu", "wall")}
+
+    def arrive() -> None:  # a bridge's last window easing into the next shot: a map per frame
+        arrival = colormatch.Arrival(0, len(shot), previous)
+        arrival.feed(shot)
+        arrival.finish()
+
     with tempfile.TemporaryDirectory() as folder:
-        for _ in range(repeats):  # in turn, so a busy machine slows both alike
+        for _ in range(repeats):  # in turn, so a busy machine slows all alike
             for name, work in (("match", lambda: colormatch.match_job(shot, [0, 48], reference=previous)),
-                               ("encode", lambda: write_clip(shot, Path(folder) / "clip.mp4", fps=FPS, keyframes=[0]))):
+                               ("encode", lambda: write_clip(shot, Path(folder) / "clip.mp4", fps=FPS, keyframes=[0])),
+                               ("arrive", arrive)):
                 cpu, wall = _cpu(), time.perf_counter()
                 work()
                 times[f"{name}_wall"].append(time.perf_counter() - wall)
@@ -94,7 +104,15 @@ def main() -> None:
         print(f"{name[:24]:24}{t['match_cpu'] * per_minute:>10.1f}s{t['encode_cpu'] * per_minute:>11.1f}s"
               f"{t['match_cpu'] / t['encode_cpu']:>6.2f}x{t['match_wall'] * per_minute:>11.1f}s"
               f"{t['encode_wall'] * per_minute:>12.1f}s{t['match_wall'] / t['encode_wall']:>6.2f}x")
-    print("goal: matching at or below the encode\n\nΔE after matching (seam_bench.py part 1)")
+    print("goal: matching at or below the encode\n")
+    print("a bridge's arrival over the same frames (its last window, a map per frame), against the same encode")
+    print(f"{'':24}{'arrive CPU':>11}{'encode CPU':>12}{'ratio':>7}{'arrive wall':>12}{'encode wall':>13}{'ratio':>7}")
+    for name, result in results.items():
+        t = {key: statistics.median(values) for key, values in result["times"].items()}
+        print(f"{name[:24]:24}{t['arrive_cpu'] * per_minute:>10.1f}s{t['encode_cpu'] * per_minute:>11.1f}s"
+              f"{t['arrive_cpu'] / t['encode_cpu']:>6.2f}x{t['arrive_wall'] * per_minute:>11.1f}s"
+              f"{t['encode_wall'] * per_minute:>12.1f}s{t['arrive_wall'] / t['encode_wall']:>6.2f}x")
+    print("\nΔE after matching (seam_bench.py part 1)")
     names = list(results)
     print(f"{'':32}" + "".join(f"{n[:16]:>18}" for n in names) + ("   difference" if len(names) > 1 else ""))
     for figure in results[names[0]]["figures"]:

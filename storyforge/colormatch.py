@@ -18,10 +18,13 @@ is one integer key from the pixel's bytes, one look-up of what the map adds to e
 one 8-bit add, all numpy passes that let go of the GIL (threads over frames); the table is worked out exactly
 (Lab, mapped, back) at the middle of each cell a pixel lands in, the first time one does. Why this kernel:
 every pixel to Lab and back costs several times the H.264 encode of the same frames, and Pillow's 3D LUT
-filter (trilinear from a 33³ table) alone costs more than the encode; this one costs about a third of it
-(bench/colormatch_bench.py). Why it stays exact to about a level: within a cell the map moves by its slope
-over half a level, so the add's only error is the slope's distance from 1 over half a level plus the rounding;
-it is closer to the exact map than the interpolated 33³ table was, and the seams' ΔE is the same to 0.02.
+filter (trilinear from a 33³ table) alone costs more than the encode; this one costs about half of it or less
+(bench/colormatch_bench.py: 0.6x in CPU seconds, against 1.6x for the 3D LUT). Why it stays exact to about a
+level: within a cell the map moves by its slope over half a level, so the add's only error is the slope's
+distance from 1 over half a level, plus the rounding; over varied colours more of them land within a level of
+the exact map than through the interpolated 33³ table, and the seams' ΔE is that table's to 0.02. Where the
+slope is far from 1 (a map that halves the contrast, blacks lifted) a cell's two levels still step by one, so
+about every other pixel there is a level off: pixel rounding, far below a visible difference.
 A bridge's arrival changes its map every frame, where working out cells per frame would cost more than the
 frame: those frames go through Pillow's 3D LUT, as before (_Lut).
 """
@@ -43,7 +46,7 @@ if TYPE_CHECKING:
 
 MAX_GAIN = 2.0  # a window's contrast or saturation is never stretched or squeezed more than this
 _KEY_MASK = 0x7F7F7F  # a pixel's cell: the upper 7 bits of each level, red in the lowest byte (see _keys)
-_UNKNOWN = 0x80  # a residual table's red for a cell not worked out yet (see _Map)
+_MADE = 1  # a residual table's fourth byte for a cell worked out (see _Map)
 LUT_SIZE = 33  # points along each side of a one-frame map's look-up table: every 8 levels (the .cube files' size)
 MAX_THREADS = 8  # frames converted at once, at most
 
@@ -73,6 +76,7 @@ def apply(frames: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> np.ndarra
 
 
 def _is_identity(gain: np.ndarray, offset: np.ndarray) -> bool:
+    """Whether the map moves no colour by a visible fraction of a level."""
     import numpy as np
 
     return bool(np.all(np.abs(gain - 1) < 1e-4) and np.all(np.abs(offset) < 1e-3))
@@ -128,22 +132,23 @@ class _Map:
     modulo 256: a negative step is stored as its two's complement). A cell is worked out the first time a
     pixel lands in it (a window's frames land in a few hundred thousand of the two million), each cell on its
     own, so its value never depends on which frames asked first: a job fed in chunks matches a job fed whole.
-    A cell not worked out yet reads _UNKNOWN in red, a step no worked-out cell holds (red moved by exactly 128
-    levels is stored as 127): the look-up itself says which pixels need their cells, with no second table.
+    Each cell is one 32-bit word, the three steps and a fourth byte that says the cell is worked out: numpy
+    gathers 4-byte items several times faster than 3-byte ones, and the look-up itself says which pixels
+    landed in new cells.
     """
 
     def __init__(self, gain: np.ndarray, offset: np.ndarray):
         self.gain, self.offset = gain, offset
         self.identity = _is_identity(gain, offset)
-        self._residual: np.ndarray | None = None  # (_KEY_MASK + 1, 3) uint8, indexed by _keys
+        self._cells: np.ndarray | None = None  # (_KEY_MASK + 1,) little-endian words, indexed by _keys
 
     def _table(self) -> np.ndarray:
-        """The residual per cell and channel, every cell _UNKNOWN until worked out (made on first use)."""
+        """Per cell, R, G and B's steps and _MADE in its bytes (lowest first), 0 until worked out."""
         import numpy as np
 
-        if self._residual is None:
-            self._residual = np.full((_KEY_MASK + 1, 3), _UNKNOWN, np.uint8)
-        return self._residual
+        if self._cells is None:
+            self._cells = np.zeros(_KEY_MASK + 1, "<u4")  # the pages no pixel lands in are never touched
+        return self._cells
 
     def _fill(self, keys: np.ndarray) -> None:
         """Work out the cells of `keys` (cells not in the table yet, possibly repeated)."""
@@ -151,24 +156,23 @@ class _Map:
 
         from storyforge.lab import lab_to_linear, linear_to_lab, linear_to_unit_srgb
 
-        residual = self._table()
         if len(keys) < 1 << 16:  # the few new cells of a frame much like the last: sorting them is cheapest
             cells = np.unique(keys)
         else:  # a whole frame's: marking them costs a pass over the table, sorting them ten times that
             wanted = np.zeros(_KEY_MASK + 1, bool)
             wanted[keys] = True
             cells = np.flatnonzero(wanted)
-        index = np.stack([cells & 0x7F, (cells >> 8) & 0x7F, cells >> 16], axis=-1)
+        index = cells.astype("<i8", copy=False).view(np.uint8).reshape(-1, 8)[:, :3]  # a key's bytes: R, G, B cells
         lab = linear_to_lab(_cell_centres().take(index))
         lab *= self.gain.astype(np.float32)
         lab += self.offset.astype(np.float32)
         levels = linear_to_unit_srgb(lab_to_linear(lab)) * 255
-        low = 2 * index  # the cell's lower level; its upper one is low + 1
+        low = 2 * index.astype(np.float32)  # the cell's lower level; its upper one is low + 1
         step = np.rint(levels - low - 0.5)
         np.clip(step, -low, 254 - low, out=step)  # both levels land in 0..255, so the 8-bit add never wraps around
-        red = step[:, 0]
-        red[np.abs(red) == 128] *= 127 / 128  # 128 in two's complement is _UNKNOWN
-        residual[cells] = step.astype(np.int16).astype(np.uint8)
+        word = np.full((len(cells), 4), _MADE, np.uint8)
+        word[:, :3] = step.astype(np.int16)  # two's complement, modulo 256
+        self._table()[cells] = word.view("<u4").reshape(-1)
 
     def apply(self, frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """`frames` (uint8 (F, H, W, 3)) through the map, into `out` when given (else a new array); an identity map
@@ -182,24 +186,32 @@ class _Map:
             return out
         frames = np.ascontiguousarray(frames)
         out = np.empty_like(frames) if out is None else out
-        residual = self._table()
+        table = self._table()
 
-        def look(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def look(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
             keys = _keys(frames[index])
-            steps = residual.take(keys, axis=0)
-            return keys, steps, np.flatnonzero(steps[:, 0] == _UNKNOWN)  # the pixels whose cells are new
+            words = table.take(keys)
+            if words.min() >= _MADE << 24:
+                return keys, words, None
+            return keys, words, np.flatnonzero(words < _MADE << 24)  # the pixels that landed in new cells
 
-        def add(index: int, keys: np.ndarray, steps: np.ndarray, new: np.ndarray) -> None:
-            if len(new):
-                steps[new] = residual.take(keys[new], axis=0)
-            np.add(steps, frames[index].reshape(-1, 3), out=out[index].reshape(-1, 3))
+        def add(index: int, keys: np.ndarray, words: np.ndarray, new: np.ndarray | None) -> None:
+            if new is not None and 8 * len(new) > len(keys):  # most of a frame: looking it all up again is cheaper
+                words = table.take(keys)
+            elif new is not None:
+                words[new] = table.take(keys[new])
+            steps, pixels, result = words.view(np.uint8).reshape(-1, 4), frames[index].reshape(-1, 3), \
+                out[index].reshape(-1, 3)
+            for channel in range(3):  # a channel at a time: numpy's add is slow over rows of 3 of 4 bytes
+                np.add(steps[:, channel], pixels[:, channel], out=result[:, channel])
 
         with _threads(len(frames)) as run:
-            batch = 2 * (os.cpu_count() or 1)
-            for first in range(0, len(frames), batch):
+            first, batch = 0, 1  # the first frame on its own: it makes most of the cells the next frames need
+            while first < len(frames):
                 indexes = range(first, min(first + batch, len(frames)))
+                first, batch = indexes.stop, 2 * min(os.cpu_count() or 1, MAX_THREADS)
                 looked = run(look, indexes)
-                new = [keys[pixels] for keys, _, pixels in looked if len(pixels)]
+                new = [keys[pixels] for keys, _, pixels in looked if pixels is not None]
                 if new:  # here, between the two passes: no lock, and no thread reads a cell while it is made
                     self._fill(np.concatenate(new))
                 run(lambda job: add(*job), [(index, *parts) for index, parts in zip(indexes, looked, strict=True)])

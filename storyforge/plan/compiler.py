@@ -7,7 +7,7 @@ import hashlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from storyforge.errors import PlanError, Problem, StoryforgeError
@@ -111,6 +111,7 @@ class _Compiler:
         self._why_not: dict[tuple[str, int, fx.Geometry, bool], str | None] = {}
         self._equal: dict[tuple[str, int, fx.Geometry, bool], tuple[int | None, int | None]] = {}
         self._snapped: dict[tuple[str, int, fx.Geometry, bool], int | None] = {}
+        self._geometries: dict[tuple[int, ...], fx.Geometry] = {}
         # A suggestion is tried before it is made: the shot is compiled again with it, quietly (see `accepts`)
         self.quiet = False
         self.context: _Context | None = None  # the shot being compiled and what it follows
@@ -405,7 +406,11 @@ class _Compiler:
 
     def geometry(self, shot: ResolvedShot) -> fx.Geometry:
         s = shot.settings
-        return fx.Geometry(s.base_frames, s.overlap_frames, s.causal_block_size, s.ar_step, s.steps)
+        fields = (s.base_frames, s.overlap_frames, s.causal_block_size, s.ar_step, s.steps)
+        found = self._geometries.get(fields)  # a film has a few: asked for several times a shot
+        if found is None:
+            found = self._geometries[fields] = fx.Geometry(*fields)
+        return found
 
     def why_not(self, kind: str, frames: int, shot: ResolvedShot) -> str | None:
         """Why a job of `kind` cannot contribute `frames` frames, or None when it can."""
@@ -958,11 +963,25 @@ def with_keys(plan: Plan) -> Plan:
         # set the take's seed and key in the same copy as the lists (what for_take(job.take) would give)
         take_keys = tuple(job_key(job if seed == job.seed else replace(job, seed=seed), upstream, before)
                           for seed in seeds)
-        picked = replace(job, take_seeds=seeds, take_keys=take_keys, seed=seeds[job.take - 1],
-                         key=take_keys[job.take - 1])
+        picked = _keyed(job, take_seeds=seeds, take_keys=take_keys, seed=seeds[job.take - 1],
+                        key=take_keys[job.take - 1])
         keys[job.id] = picked.key
         keyed[job.id] = picked
     return replace(plan, jobs=tuple(keyed[job.id] for job in plan.jobs))
+
+
+def _keyed(job: Job, **changes: Any) -> Job:
+    """`dataclasses.replace(job, **changes)` for a Job, whose fields are all set by its __init__ and who has no
+    __post_init__: a copy of its fields with `changes` over them, without replace's pass through every field and
+    frozen setattr (a seventh of keying a 1,000-shot film)."""
+    if not changes.keys() <= _JOB_FIELDS:
+        raise TypeError(f"Job has no field {sorted(changes.keys() - _JOB_FIELDS)[0]!r}")
+    copy = object.__new__(Job)
+    copy.__dict__.update(job.__dict__, **changes)
+    return copy
+
+
+_JOB_FIELDS = frozenset(field.name for field in fields(Job))
 
 
 def instruction(write: KeyframeWriter, prompt: str, camera: str | None, keyframe: Keyframe) -> str:

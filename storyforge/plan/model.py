@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from storyforge.plan.frames import TIME_COMPRESSION, Window, attention_mask_bytes
+from storyforge.plan.frames import TIME_COMPRESSION, Window, attention_mask_bytes, transformer_calls
 from storyforge.story.resolve import Image, Settings
 from storyforge.story.source import FileLine
 
@@ -138,8 +138,6 @@ class Job:
 
     @property
     def transformer_calls(self) -> int:
-        from storyforge.plan.frames import transformer_calls
-
         return transformer_calls(self.rows, self.settings.guidance)
 
     @property

@@ -106,9 +106,10 @@ class _Composer:
                 node.value[0][0].flow_style:  # `prompt: {{ x }}` is a mapping whose key is a mapping, to YAML
             self._problem(node, path, UNQUOTED_TEMPLATE)
             return _BAD
-        if not self._merges_are_safe(node, path):
-            return _BAD
-        self.constructor.flatten_mapping(node)  # YAML merge keys (<<) as PyYAML's safe loader does
+        if any(key.tag in _MERGE_TAGS for key, _ in node.value):  # nothing to merge in most mappings
+            if not self._merges_are_safe(node, path):
+                return _BAD
+            self.constructor.flatten_mapping(node)  # YAML merge keys (<<) as PyYAML's safe loader does
         for key_node, value_node in node.value:
             key = self._key(key_node, path)
             if key is _BAD:
@@ -116,8 +117,9 @@ class _Composer:
             if key in result:
                 self._problem(key_node, path, f"key '{key}' appears twice; keep one")
                 continue
-            self.source.lines[path + (key,)] = key_node.start_mark.line + 1
-            result[key] = self.build(value_node, path + (key,))
+            at = path + (key,)
+            self.source.lines[at] = key_node.start_mark.line + 1
+            result[key] = self.build(value_node, at)
         return result
 
     def _merges_are_safe(self, node: yaml.MappingNode, path: PathKey) -> bool:
@@ -154,23 +156,26 @@ class _Composer:
         return key
 
     def _scalar(self, node: yaml.ScalarNode, path: PathKey) -> Any:
-        written = node.value if len(node.value) <= 40 else node.value[:40] + "…"
-        if node.tag == "tag:yaml.org,2002:int" and len(node.value.lstrip("+-0_")) > MAX_INT_DIGITS:
-            self._problem(node, path, f"the number {written} is too large; numbers in a story have at most "
-                          f"{MAX_INT_DIGITS} digits")
-            return _BAD
-        try:
-            value = self.constructor.construct_object(node, deep=True)
-        except yaml.constructor.ConstructorError:
-            self._problem(node, path, f"the tag {_short(node.tag)} is not allowed in a story file; remove it")
-            return _BAD
-        except (ValueError, OverflowError, TypeError):  # a date like 2024-13-45, a binary that is not base64
-            self._problem(node, path, f"'{written}' cannot be read as {_short(node.tag)[2:]}; quote it to make it text")
-            return _BAD
-        if isinstance(value, float) and not math.isfinite(value):
-            self._problem(node, path, f"{written} is not a finite number; write an ordinary number")
-            return _BAD
-        if isinstance(value, str) and _SURROGATE.search(value):
+        if node.tag == _STR:  # what the constructor gives for text, without its bookkeeping (most of a story)
+            value = node.value
+        else:
+            if node.tag == "tag:yaml.org,2002:int" and len(node.value.lstrip("+-0_")) > MAX_INT_DIGITS:
+                self._problem(node, path, f"the number {_written(node)} is too large; numbers in a story have at "
+                              f"most {MAX_INT_DIGITS} digits")
+                return _BAD
+            try:
+                value = self.constructor.construct_object(node, deep=True)
+            except yaml.constructor.ConstructorError:
+                self._problem(node, path, f"the tag {_short(node.tag)} is not allowed in a story file; remove it")
+                return _BAD
+            except (ValueError, OverflowError, TypeError):  # a date like 2024-13-45, a binary that is not base64
+                self._problem(node, path, f"'{_written(node)}' cannot be read as {_short(node.tag)[2:]}; quote it "
+                              "to make it text")
+                return _BAD
+            if isinstance(value, float) and not math.isfinite(value):
+                self._problem(node, path, f"{_written(node)} is not a finite number; write an ordinary number")
+                return _BAD
+        if isinstance(value, str) and not value.isascii() and _SURROGATE.search(value):
             self._problem(node, path, "the text holds an invalid character (a lone UTF-16 surrogate written as an "
                           "escape like \\ud800); remove it")
             return _BAD
@@ -178,6 +183,11 @@ class _Composer:
 
     def _problem(self, node: yaml.Node, path: PathKey, message: str) -> None:
         self.problems.append(Problem(self.source.file, node.start_mark.line + 1, where(path), message))
+
+
+def _written(node: yaml.ScalarNode) -> str:
+    """A scalar as written, shortened for a message."""
+    return node.value if len(node.value) <= 40 else node.value[:40] + "…"
 
 
 def _short(tag: str) -> str:
@@ -195,6 +205,9 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Only YAML's own types: any other tag (!!python/object, custom !tags) is refused, never constructed.
 _PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in
                ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "binary", "merge")}
+_STR = "tag:yaml.org,2002:str"
+# keys that PyYAML's flatten_mapping rewrites: merge keys (<<), and the `=` value key (read as text)
+_MERGE_TAGS = frozenset({"tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"})
 
 
 def read_text(path: Path) -> str:

@@ -11,7 +11,8 @@ import contextlib
 import contextvars
 import re
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, MutableSequence, MutableSet
 from functools import update_wrapper
 from types import CodeType
 from typing import Any
@@ -271,6 +272,16 @@ class Sandbox(ImmutableSandboxedEnvironment):
     """
 
     intercepted_binops = frozenset({"*", "**", "%", "+"})
+    # The types of the names a subclass gives templates whose public attributes are all a template may read:
+    # plain classes, neither Python internals nor mutable containers (see getattr).
+    records: frozenset[type] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        mutable = (MutableMapping, MutableSequence, MutableSet, deque, types.FunctionType, types.MethodType, type,
+                   types.ModuleType)
+        if any(issubclass(record, mutable) for record in cls.records):
+            raise TypeError(f"{cls.__name__}.records: only plain record types are read without checks")
 
     def __init__(self, *, undefined: type[Undefined], names: tuple[str, ...],
                  filters: dict[str, Callable[..., Any]] | None = None) -> None:
@@ -292,34 +303,40 @@ class Sandbox(ImmutableSandboxedEnvironment):
         Templates that differ only in their plain text ("{{ characters.hero }} walks past the well" and
         "{{ characters.hero }} waits by the gate") share one compiled shape: parsing and compiling are most of
         the cost of a template used once, and a film's prompts are mostly one shape with different words."""
-        code = self._shaped(source)
-        if code is None:
-            code = self.compile(_bound(self.parse(source)))
+        shaped = self._shaped(source)
+        if shaped is not None:
+            return shaped[0].template(self, shaped[1])
         # a plain dict of the globals rather than jinja's ChainMap over them: every render copies the globals into
         # its context, and walking a ChainMap was a tenth of rendering a film's texts (the globals never change)
-        return self.template_class.from_code(self, code, dict(self._globals), None)
+        return self.template_class.from_code(self, self.compile(_bound(self.parse(source))), dict(self._globals),
+                                             None)
 
-    def _shaped(self, source: str) -> CodeType | None:
-        """The code `compile` would make of `source`, from the compiled shape of its tokens with the plain text
-        set in; None where the shape is not known and cannot be compiled (the plain path then reports why).
+    def _shaped(self, source: str) -> tuple[_Shape, list[str]] | None:
+        """The compiled shape of `source`'s tokens and the plain text to set into it (see _Shape.template); None
+        where the shape is not known and cannot be compiled (the plain path then reports why).
 
-        The shape is the token stream with each piece of plain text replaced by a numbered marker. Jinja's
-        parser reads plain text only for whether it is empty, and its code generator only joins it into string
-        constants, so putting the text back into those constants gives the code of the template itself."""
+        The shape is the token stream with each piece of plain text replaced by a numbered marker (and, in a
+        simple text, each attribute name: see _simple_shape). Jinja's parser reads plain text only for whether it
+        is empty, and its code generator only joins it into string constants, so putting the text back into
+        those constants gives the code of the template itself."""
         if _MARK in source:
             return None
         simple = _simple_shape(source)
         if simple is not None and simple[0] in self._shapes:
-            return self._shapes[simple[0]].filled(simple[1])
+            return self._shapes[simple[0]], simple[1]
         try:
             tokens = list(self._tokenize(source, None))
         except Exception:  # noqa: BLE001 - a lexing error: the plain path raises it as Jinja reports it
             return None
         texts: list[str] = []
         shape: list[Token] = []
-        for token in tokens:
-            if token.type == "data" and token.value:
-                shape.append(Token(token.lineno, "data", f"{_MARK}{len(texts)}{_MARK}"))
+        for index, token in enumerate(tokens):
+            # a simple text's attribute names (`characters.hero`) are holes too: Jinja's code only quotes them
+            # (`environment.getattr(x, 'hero')`), and its parser only reads a name's value after a dot to name a
+            # filter or a test, or to fold a constant (`true.real`), none of which a simple text holds
+            if (token.type == "data" and token.value) or (simple is not None and token.type == "name" and
+                                                          index and tokens[index - 1].type == "dot"):
+                shape.append(Token(token.lineno, token.type, f"{_MARK}{len(texts)}{_MARK}"))
                 texts.append(token.value)
             else:
                 shape.append(token)
@@ -331,13 +348,13 @@ class Sandbox(ImmutableSandboxedEnvironment):
             parser = Parser(self, "")
             parser.stream = TokenStream(shape, None, None)
             try:
-                found = _Shape(self.compile(_bound(parser.parse())))
+                found = _Shape(self, self.compile(_bound(parser.parse())))
             except Exception:  # noqa: BLE001 - the plain path raises the same error, with Jinja's own report
                 return None
             self._shapes[key] = found
         if simple is not None and simple[1] == texts and len(self._shapes) < MAX_SHAPES:
             self._shapes[simple[0]] = found  # the lexer's plain text is the simple reading's: the next one skips it
-        return found.filled(texts)
+        return found, texts
 
     # called from templates rewritten by _bound (see there)
     def sf_iterate(self, iterable: Any) -> Iterator[Any]:
@@ -358,6 +375,28 @@ class Sandbox(ImmutableSandboxedEnvironment):
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         return super().is_safe_attribute(obj, attr, value) and not isinstance(value, (type, types.ModuleType))
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """`obj.attribute` as Jinja's sandbox reads it; on one of the `records` (the story's own names, read a
+        dozen times a shot) a public attribute that gives text or a list is let through without the general
+        checks, which let exactly these through (a record is neither Python internals nor a mutable container)."""
+        if type(obj) not in self.records or attribute.startswith("_"):
+            return super().getattr(obj, attribute)
+        try:
+            value = getattr(obj, attribute)
+        except AttributeError:  # Jinja's own way on: the item of that name, else undefined
+            try:
+                return obj[attribute]
+            except (TypeError, LookupError):
+                return self.undefined(obj=obj, name=attribute)
+        if type(value) is str or type(value) is list or isinstance(value, str):
+            return value
+        fmt = self.wrap_str_format(value)
+        if fmt is not None:
+            return fmt
+        if self.is_safe_attribute(obj, attribute, value):
+            return value
+        return self.unsafe_undefined(obj, attribute)
+
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         if modifies_known_mutable(obj, attribute):
             hint = f"'{attribute}' refused: templates cannot change the story's data"
@@ -368,6 +407,10 @@ class Sandbox(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         spend(1)
+        if getattr(__obj, "__func__", None) in _OWN and not kwargs:
+            # the bounds _bound wrapped around the template (a few a render): safe, and taking nothing Jinja
+            # would inject, so called as Jinja's call would call them
+            return __obj(*args)
         if __obj is _range or getattr(__obj, "__func__", None) in _OWN:
             return super().call(__context, __obj, *args, **kwargs)
         target = getattr(__obj, "__wrapped__", __obj)  # str.format is wrapped by the sandbox
@@ -406,15 +449,20 @@ _MARKED = re.compile(f"{_MARK}(\\d+){_MARK}")
 
 # `{{ name }}` or `{{ name.field }}` on one line: most story texts hold nothing else
 _SIMPLE_NAME = re.compile(r"\{\{[ \t]*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)[ \t]*\}\}", re.ASCII)
+# names Jinja's parser reads as constants, not variables: `true.real` would be folded while compiling
+_CONSTANT_NAMES = frozenset({"true", "false", "none", "True", "False", "None"})
 
 
 def _simple_shape(source: str) -> tuple[tuple[Any, ...], list[str]] | None:
-    """The shape and plain texts of a template made only of plain text and `{{ dotted.names }}`, read without
-    Jinja's lexer (a third of compiling a template whose shape is known); None for anything else.
+    """The shape and holes of a template made only of plain text and `{{ dotted.names }}`, read without Jinja's
+    lexer (a third of compiling a template whose shape is known); None for anything else.
 
-    For such a text the lexer gives one data token per run of plain text, unchanged: no block or comment tags
-    (the only ones whitespace control touches), no carriage returns (which it rewrites), no trailing newline
-    (which it drops), and no `{` before a `{{` (which would start the tag one character earlier)."""
+    The holes are the plain texts and the attribute names, in order: "{{ characters.hero }} walks past
+    {{ locations.market }}" and "{{ characters.dog }} waits by {{ locations.gate }}" are one shape, so a film's
+    prompts compile once whatever names they use. For such a text the lexer gives one data token per run of
+    plain text, unchanged: no block or comment tags (the only ones whitespace control touches), no carriage
+    returns (which it rewrites), no trailing newline (which it drops), and no `{` before a `{{` (which would
+    start the tag one character earlier)."""
     if "{%" in source or "{#" in source or "\r" in source or source.endswith("\n"):
         return None
     parts = _SIMPLE_NAME.split(source)
@@ -423,7 +471,11 @@ def _simple_shape(source: str) -> tuple[tuple[Any, ...], list[str]] | None:
     line = 1
     for index, part in enumerate(parts):
         if index % 2:
-            key.append((line, part))
+            top, *attributes = part.split(".")
+            if top in _CONSTANT_NAMES:
+                return None
+            key.append((line, top, len(attributes)))
+            texts += attributes
             continue
         if "{{" in part or (part.endswith("{") and index < len(parts) - 1):
             return None
@@ -436,15 +488,38 @@ def _simple_shape(source: str) -> tuple[tuple[Any, ...], list[str]] | None:
 
 class _Shape:
     """A compiled template shape: its code, and where in its constants (and its nested functions') the
-    plain-text markers sit, found once so that filling in a template's texts touches only those."""
+    plain-text markers sit, found once so that filling in a template's texts touches only those.
 
-    def __init__(self, code: CodeType):
+    Where the markers are all in the render function (no blocks), the shape is also made into a template once,
+    and each text's template is a copy of it with its own render function: its code with the texts set in, in
+    the shape's module, whose names, line table and file name every text of the shape shares. That skips running
+    the module's code (its imports) and building a template for every text."""
+
+    def __init__(self, env: Sandbox, code: CodeType):
         self.code = code
         self.holes = _holes(code.co_consts) or {}
+        roots = [index for index, value in enumerate(code.co_consts)
+                 if isinstance(value, CodeType) and value.co_name == "root"]
+        self.base: Any = None
+        if len(roots) == 1 and set(self.holes) <= set(roots):
+            self.base = env.template_class.from_code(env, code, dict(env._globals), None)
+            self.root_holes = self.holes.get(roots[0], {})
 
     def filled(self, texts: list[str]) -> CodeType:
         """The code with the plain texts set in where the markers were."""
         return self.code.replace(co_consts=_fill(self.code.co_consts, self.holes, texts))
+
+    def template(self, env: Sandbox, texts: list[str]) -> Any:
+        """The template of the text whose plain texts are `texts`: what compiling the text itself gives."""
+        if self.base is None:
+            return env.template_class.from_code(env, self.filled(texts), dict(env._globals), None)
+        root = self.base.root_render_func
+        code = root.__code__.replace(co_consts=_fill(root.__code__.co_consts, self.root_holes, texts))
+        made = object.__new__(type(self.base))
+        made.__dict__.update(self.base.__dict__)
+        made.root_render_func = types.FunctionType(code, root.__globals__, root.__name__, root.__defaults__,
+                                                   root.__closure__)
+        return made
 
 
 def _holes(consts: tuple[Any, ...]) -> dict[int, Any] | None:

@@ -76,9 +76,13 @@ def _value(value: Any) -> Any:
 _READER: contextvars.ContextVar[_ShotRenderer] = contextvars.ContextVar("storyforge_template_reader")
 
 
-def _read(read: tuple[str, ...], do: Callable[[], Any]) -> Any:
+def _recorder() -> _ShotRenderer | None:
+    """The shot whose render records reads now; None where nothing records them (_ShotRenderer.read would just
+    do the read): most reads of a film, which then skip making the read's name and thunk."""
     reader = _READER.get(None)
-    return do() if reader is None else reader.read(read, do)
+    if reader is None or not reader.recordings or reader.recordings[-1].busy:
+        return None
+    return reader
 
 
 class _Record:
@@ -91,10 +95,16 @@ class _Record:
     def __getattr__(self, name: str) -> Any:
         if "_fields" not in self.__dict__:
             raise AttributeError(name)
-        return _read((self._label, "attr", name), lambda: self._attr(name))
+        reader = _recorder()
+        if reader is None:
+            return self._attr(name)
+        return reader.read((self._label, "attr", name), lambda: self._attr(name))
 
     def __getitem__(self, name: str) -> Any:
-        return _read((self._label, "item", name), lambda: self._item(name))
+        reader = _recorder()
+        if reader is None:
+            return self._item(name)
+        return reader.read((self._label, "item", name), lambda: self._item(name))
 
     def _attr(self, name: str) -> Any:
         if name not in self._fields:
@@ -146,7 +156,10 @@ class _Names(Mapping[str, Any]):
         return self._made[name]
 
     def __getitem__(self, name: str) -> Any:
-        return _read((self._label, "item", name), lambda: self._item(name))
+        reader = _recorder()
+        if reader is None:
+            return self._item(name)
+        return reader.read((self._label, "item", name), lambda: self._item(name))
 
     def _item(self, name: str) -> Any:
         value = _value(self._entry(name))
@@ -210,7 +223,10 @@ class _Context(Context):
     def resolve_or_missing(self, key: str) -> Any:
         if key in self.vars or key not in NAMES:  # the template's own variable, or a global: the same every shot
             return _value(super().resolve_or_missing(key))
-        return _read(("top", key), lambda: _value(Context.resolve_or_missing(self, key)))
+        reader = _recorder()
+        if reader is None:
+            return _value(Context.resolve_or_missing(self, key))
+        return reader.read(("top", key), lambda: _value(Context.resolve_or_missing(self, key)))
 
 
 def _sentences(parts: Iterable[Any], capitalize: bool = False) -> str:
@@ -232,6 +248,7 @@ class _StorySandbox(Sandbox):
     """The sandbox with the story's names: lazy top-level names and messages that list what exists."""
 
     context_class = _Context
+    records = frozenset({_Record, _Names, _CharacterText})
 
 
 _ENV = _StorySandbox(undefined=_Undefined, names=NAMES, filters={"sentences": _sentences})
@@ -306,7 +323,7 @@ class _Compiled:
 
     def __init__(self) -> None:
         self.cache: dict[str, Any] = {}
-        self._words: list[tuple[str, re.Pattern[str]]] | None = None
+        self._words: list[tuple[str, tuple[str, ...], re.Pattern[str]]] | None = None
         self._named: dict[str, list[str]] = {}
         self._cameras: dict[str, tuple[str, str]] = {}
         self.renders: dict[str, _Step] = {}  # template text -> the first step of its renders so far
@@ -332,12 +349,18 @@ class _Compiled:
         """The characters a text names as a word ('the fox runs'; 'old_fox' also as 'old fox'), any case, in
         the film's order; worked out once per text of a film (a shot's prompt is asked for again and again)."""
         if self._words is None:
-            self._words = [(name, re.compile("|".join(rf"\b{re.escape(w)}\b" for w in
-                                                       dict.fromkeys((name, name.replace("_", " ")))),
-                                              re.IGNORECASE))
-                           for name in characters]
+            self._words = []
+            for name in characters:
+                forms = tuple(dict.fromkeys((name, name.replace("_", " "))))
+                self._words.append((name, tuple(form.lower() for form in forms),
+                                    re.compile("|".join(rf"\b{re.escape(w)}\b" for w in forms), re.IGNORECASE)))
         if prompt not in self._named:
-            self._named[prompt] = [name for name, word in self._words if word.search(prompt)]
+            # an ASCII text names a word only where its lower case holds the word, which rules out most names
+            # without a search (in other text case folding reaches past ASCII: the Kelvin sign is a 'k')
+            lowered = prompt.lower() if prompt.isascii() else None
+            self._named[prompt] = [name for name, forms, word in self._words
+                                   if (lowered is None or any(form in lowered for form in forms))
+                                   and word.search(prompt)]
         return self._named[prompt]
 
     def camera(self, camera: str) -> tuple[str, str]:
@@ -454,10 +477,17 @@ class _ShotRenderer:
         s = shot.path[1]
         def character(name: str) -> _Lazy:
             c = film.characters[name]
-            return _Lazy(lambda: _CharacterText(self.text(_Field(f"characters.{name}", c.description,
-                                                                 f"characters.{name}",
-                                                                 ("characters", name, "description"))),
-                                                name, c.reference or ""))
+            label = f"characters.{name}"
+            made: list[_CharacterText] = []  # its text is the same all shot long (see text): made once
+
+            def get() -> _CharacterText:
+                if not made:
+                    made.append(_CharacterText(self.text(_Field(label, c.description, label,
+                                                                ("characters", name, "description"))),
+                                               name, c.reference or ""))
+                return made[0]
+
+            return _Lazy(get)
 
         characters = _Names("characters", film.characters, character, self._use)
         locations = _Names("locations", film.locations, lambda name: self._lazy(
@@ -557,7 +587,14 @@ class _ShotRenderer:
         return target._item(name)
 
     def _lazy(self, label: str, source: str, where: str, path: PathKey) -> _Lazy:
-        return _Lazy(lambda: self.text(_Field(label, source, where, path)))
+        done = self.done
+
+        def get() -> str:
+            # a text asked for again (most are: the prompt template reads what the story's texts read) is what
+            # `text` would give at once, without making its _Field
+            return done[label] if label in done else self.text(_Field(label, source, where, path))
+
+        return _Lazy(get)
 
     def _use(self, name: str) -> None:
         if f"{self.shot.id}.prompt" in self.stack and name not in self.named:

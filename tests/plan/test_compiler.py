@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -48,6 +49,22 @@ def test_keys_change_with_pixels_not_with_titles(write_story) -> None:
     edited = api.plan(write_story(text.replace("prompt: p", "prompt: p2")))
     changed = [x.key != y.key for x, y in zip(before.jobs, edited.jobs, strict=True)]
     assert changed == [True, True, False]  # the edited shot and the one continuing it
+
+
+def test_keying_copies_a_job_as_dataclasses_replace_does(write_story) -> None:
+    from dataclasses import fields, replace
+
+    from storyforge.plan.compiler import _keyed
+    from storyforge.plan.model import Job
+
+    job = api.plan(write_story(BASE + "      - {id: a, prompt: p, duration: 1s, render: {takes: 2}}\n")).jobs[0]
+    changes = {"seed": 7, "key": "k", "take_seeds": (7, 8), "take_keys": ("k", "l")}
+    assert _keyed(job, **changes) == replace(job, **changes) and _keyed(job, **changes).__dict__ == \
+        replace(job, **changes).__dict__
+    # the copy is only replace while every field is set by __init__ and nothing runs after it
+    assert not hasattr(Job, "__post_init__") and all(field.init for field in fields(Job))
+    with pytest.raises(TypeError):
+        _keyed(job, no_such_field=1)
 
 
 def test_overrides_take_precedence(write_story) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from storyforge.errors import StoryError
 from storyforge.story import sandbox, template
@@ -55,6 +57,14 @@ SHAPES = [
     ("{{ 'lit' }} data {{ style ~ '!' }}", "{{ 'lit' }} text {{ style ~ '!' }}"),
     ("{{ shot.prompt | upper }} then\n\n{{ undefined_name }}",
      "{{ shot.prompt | upper }} next\n\n{{ undefined_name }}"),
+    # one shape whatever attributes a simple text reads: known, unknown, refused, on a name that is not there
+    ("{{ characters.hero }} and {{ locations.market }}", "{{ characters.friend }} and {{ locations.nowhere }}"),
+    ("a\n{{ shot.id }} {{ characters.hero }}", "b\n{{ shot.__class__ }} {{ characters.hero }}"),
+    ("{{ nothing.here }} x", "{{ nothing.there }} y"),
+    ("{{ style.upper }} z", "{{ style.title }} w"),
+    # plain text inside a block lives outside the render function: the whole module is filled in instead
+    ("{% block b %}in {{ style }}{% endblock %} out", "{% block b %}on {{ style }}{% endblock %} off"),
+    ("{% block b %}{{ style }}{% endblock %} out {{ nope }}", "{% block b %}{{ style }}{% endblock %} off {{ nope }}"),
 ]
 
 
@@ -77,6 +87,7 @@ def test_texts_of_one_shape_share_one_compile() -> None:
 @pytest.mark.parametrize("source", [
     "{{{ x }}", "a {{ x }}{{{ y }}", "{{- x }}", "{{ x -}}", "{{ x }}\n", "a\r\n{{ x }}",
     "{% if x %}{{ x }}{% endif %}", "{# note #}{{ x }}", "{{ x.1 }}", "{{ x\n}}", "{{ x }} {{", "{{ x | upper }}",
+    "{{ true.real }}", "{{ None.x }}",  # constants, not names: Jinja folds their attributes while compiling
 ])
 def test_texts_the_simple_reading_cannot_be_sure_of_go_through_the_lexer(source: str) -> None:
     assert _simple_shape(source) is None
@@ -84,13 +95,24 @@ def test_texts_the_simple_reading_cannot_be_sure_of_go_through_the_lexer(source:
 
 def test_the_simple_reading_splits_as_the_lexer_does() -> None:
     key, texts = _simple_shape("a {{ b.c }}\nd {{e}}")
-    assert texts == ["a ", "\nd "] and key == ("simple", True, (1, "b.c"), True, (2, "e"), False)
+    assert texts == ["a ", "c", "\nd "] and key == ("simple", True, (1, "b", 1), True, (2, "e", 0), False)
     env = _fresh()
-    for source in ("{ {{ x }}", "}} {{ x }}}", "{{x}}{{ y.z }}", "  lead\n\n{{\tx\t}} mid { } end ", "ü {{ x }} ß"):
+    for source in ("{ {{ x }}", "}} {{ x }}}", "{{x}}{{ y.z }}", "  lead\n\n{{\tx\t}} mid { } end ", "ü {{ x }} ß",
+                   "{{ a.b.c }} and {{ d.e }}"):
         found = _simple_shape(source)
         assert found is not None, source
-        data = [token.value for token in env._tokenize(source, None) if token.type == "data" and token.value]
-        assert found[1] == data, source
+        tokens = list(env._tokenize(source, None))
+        holes = [token.value for n, token in enumerate(tokens) if (token.type == "data" and token.value) or
+                 (token.type == "name" and tokens[n - 1].type == "dot")]
+        assert found[1] == holes, source
+
+
+def test_texts_that_differ_in_the_names_they_read_share_one_compile() -> None:
+    env = _fresh()
+    for who, place in (("hero", "market"), ("friend", "gate"), ("dog", "well"), ("nope", "market")):
+        source = f"{{{{ characters.{who} }}}} waits by {{{{ locations.{place} }}}}, moment {len(who)}"
+        assert _outcome(env.compile_bounded(source), SCOPE) == _outcome(_plain(_fresh(), source), SCOPE), source
+    assert len(env._shapes) == 2  # its token shape, and the same shape read without the lexer
 
 
 # -- rendering once per context ------------------------------------------------------------------------------
@@ -172,3 +194,32 @@ def test_charging_past_a_limit_counts_nothing() -> None:
         assert sandbox.spent() == 0
         with pytest.raises(Refused):
             sandbox.spend(sandbox.MAX_WORK + 1)
+
+
+# -- characters named as words -----------------------------------------------------------------------------------
+
+NAMES_TO_FIND = ["fox", "old_fox", "Kit", "sam", "a1"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("foxoldsamkitA1_ -.KSİſK\u212a")), max_size=24))
+def test_the_characters_a_text_names_are_those_each_name_s_search_finds(prompt: str) -> None:
+    import re
+
+    expected = [name for name in NAMES_TO_FIND
+                if re.search("|".join(rf"\b{re.escape(w)}\b" for w in dict.fromkeys((name, name.replace("_", " ")))),
+                             prompt, re.IGNORECASE)]
+    assert template._Compiled().named_in(prompt, NAMES_TO_FIND) == expected
+
+
+def test_only_plain_record_types_are_read_without_the_sandbox_s_checks() -> None:
+    class Plain:
+        pass
+
+    class Fine(sandbox.Sandbox):
+        records = frozenset({Plain})
+
+    for mutable in (dict, list, type(sandbox), (lambda: None).__class__):
+        with pytest.raises(TypeError, match="only plain record types"):
+            type("Wrong", (sandbox.Sandbox,), {"records": frozenset({mutable})})
+    assert Fine.records == {Plain}
