@@ -465,8 +465,11 @@ def split_camera(camera: str) -> tuple[str, str]:
 class _ShotRenderer:
     """Renders the texts of one shot, each at most once, each with the shot's scope."""
 
-    def __init__(self, story: Story, shot: ResolvedShot, compiled: _Compiled):
+    def __init__(self, story: Story, shot: ResolvedShot, compiled: _Compiled, *, reuse: bool = True):
         self.story, self.shot, self.compiled = story, shot, compiled
+        # a bridge's texts also read `previous` and `next`, which are not the story's names and so not recorded:
+        # its renders are neither kept nor reused (a bridge is rendered once, with texts no other render has)
+        self.reuse = reuse
         self.done: dict[str, str] = {}
         self.stack: list[str] = []
         self.named: list[str] = []  # characters the prompt uses, in order
@@ -640,6 +643,8 @@ class _ShotRenderer:
     def _render(self, item: _Field) -> str:
         if not _has_syntax(item.source):
             return " ".join(item.source.split())  # plain text: nothing to render
+        if not self.reuse:
+            return self._render_now(item)
         tally = self.compiled.tally.setdefault(item.source, [0, 0, 0])
         if tally[1] >= _TRIES and tally[2] * 8 < tally[1]:
             return self._render_now(item)  # its contexts hardly ever repeat
@@ -770,7 +775,7 @@ DEFAULT_BRIDGE_TEMPLATE = "{{ previous }} The camera moves on without a cut and 
 def _render_bridge(context: _Film, shot: ResolvedShot, previous: ShotText, following: ShotText) -> ShotText:
     """A bridge's prompt: its own template (or DEFAULT_BRIDGE_TEMPLATE) with the shot's names, and `previous` and
     `next`, the final prompts of the shots it joins; rendered in the same sandbox as every prompt."""
-    renderer = _ShotRenderer(context.story, shot, context.compiled)
+    renderer = _ShotRenderer(context.story, shot, context.compiled, reuse=False)
     renderer.scope.update(previous=previous.prompt, next=following.prompt)
     source = context.story.source
     written = shot.shot.bridge_prompt

@@ -274,3 +274,15 @@ def test_a_bridge_is_a_graph_node_with_two_parents_after_both(write_story) -> No
     alone = graph_of(plan, [plan.job("two/b~bridge")])
     assert sorted(n.id for n in alone) == ["one/a#take1", "two/b#take1", "two/b~bridge#take1"]
     assert [n.wanted for n in alone if n.kind == BRIDGE] == [True]
+
+
+def test_every_bridge_of_a_film_joins_its_own_two_shots(write_story) -> None:
+    # a bridge's template reads `previous` and `next`: a render kept from one bridge must not serve the next
+    shots = "\n".join(f"      - {{id: s{n}, prompt: animal {n} runs, duration: 17f"
+                      f"{', transition: ' + BRIDGE if n else ''}}}" for n in range(5))
+    story = ("storyforge: 1\ntitle: Bridges\nrender: {model: tiny, resolution: 64x64, fps: 12, steps: 2, "
+             "base_frames: 17, overlap_frames: 5}\nscenes:\n  - id: one\n    shots:\n" + shots + "\n")
+    jobs = {job.id: job for job in api.plan(write_story(story)).jobs}
+    for n in range(1, 5):
+        assert jobs[f"one/s{n}~bridge"].prompt == (f"animal {n - 1} runs. The camera moves on without a cut and "
+                                                   f"arrives at: animal {n} runs.")
