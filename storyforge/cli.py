@@ -654,7 +654,12 @@ def main() -> None:
     """Entry point: run the app and turn every failure into one message and an exit code."""
     import atexit
     import gc
+    import os
 
+    # Pydantic looks for plugins (observers of validation) the first time a model is built, by reading the entry
+    # points of every installed distribution: a twentieth of a `plan` where torch and its kin are installed, for
+    # plugins that nothing of storyforge's uses. A value the user set (a list of plugins to skip, or "") stands.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     # At exit the collector's last pass walks every object made (a twentieth of a cold `plan`); the process ends
     # and files are closed where they are written, so the objects are frozen out of it instead.
     atexit.register(gc.freeze)

@@ -14,6 +14,7 @@ import types
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, MutableSequence, MutableSet
 from functools import update_wrapper
+from itertools import repeat
 from types import CodeType
 from typing import Any
 
@@ -122,9 +123,9 @@ def weigh(value: Any, limit: int = MAX_VALUE) -> int:
                 raise Refused(f"refused: lists in the template are nested more than {MAX_DEPTH} deep")
             total += len(item) + 1
             values = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in values)
+            stack.extend(zip(values, repeat(depth + 1)))  # (child, depth + 1) each, made without Python per item
             if isinstance(item, dict):
-                stack.extend((key, depth + 1) for key in item)
+                stack.extend(zip(item, repeat(depth + 1)))
         elif isinstance(item, Mapping):
             total += len(item)
         else:
@@ -194,7 +195,7 @@ def _opaque(value: Any) -> bool:
     while stack and seen <= MAX_VALUE:
         item = stack.pop()
         seen += 1
-        if isinstance(item, (Undefined, Macro, str)):
+        if type(item) is str or isinstance(item, (Undefined, Macro, str)):  # text first: nearly every item is
             continue
         if isinstance(item, (type, types.ModuleType)) or callable(item):
             return True
@@ -382,7 +383,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
         if type(obj) not in self.records or attribute.startswith("_"):
             return super().getattr(obj, attribute)
         try:
-            value = getattr(obj, attribute)
+            value = self.read_record(obj, attribute)
         except AttributeError:  # Jinja's own way on: the item of that name, else undefined
             try:
                 return obj[attribute]
@@ -396,6 +397,11 @@ class Sandbox(ImmutableSandboxedEnvironment):
         if self.is_safe_attribute(obj, attribute, value):
             return value
         return self.unsafe_undefined(obj, attribute)
+
+    def read_record(self, obj: Any, attribute: str) -> Any:
+        """`getattr(obj, attribute)` on one of the `records` for a public name; a subclass may read its own
+        records more directly, giving what getattr gives (and raising AttributeError where it does)."""
+        return getattr(obj, attribute)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         if modifies_known_mutable(obj, attribute):

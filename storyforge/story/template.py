@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import difflib
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -59,17 +60,15 @@ class _FieldFailure(Exception):
 # -- the scope: film, scene, shot, characters, locations, location, style --------------------------------------
 
 
-class _Lazy:
-    """A text rendered on first use within one shot (descriptions may refer to each other)."""
+class _Lazy(functools.partial):  # type: ignore[type-arg]
+    """A text rendered on first use within one shot (descriptions may refer to each other): call it for the
+    text. A partial, not a closure: a shot makes a dozen, made without running any Python."""
 
-    __slots__ = ("get",)
-
-    def __init__(self, get: Callable[[], Any]):
-        self.get = get
+    __slots__ = ()
 
 
 def _value(value: Any) -> Any:
-    return value.get() if isinstance(value, _Lazy) else value
+    return value() if isinstance(value, _Lazy) else value
 
 
 # The shot whose texts are rendering: the story's names tell it what a template reads (see _ShotRenderer.read).
@@ -95,9 +94,16 @@ class _Record:
     def __getattr__(self, name: str) -> Any:
         if "_fields" not in self.__dict__:
             raise AttributeError(name)
-        reader = _recorder()
-        if reader is None:
-            return self._attr(name)
+        return self._read(name)
+
+    def _read(self, name: str) -> Any:
+        """`record.name` (what __getattr__ gives): read by the sandbox directly, a dozen times a shot."""
+        reader = _READER.get(None)
+        if reader is None or not reader.recordings or reader.recordings[-1].busy:  # _recorder(), written out
+            if name not in self._fields:
+                raise AttributeError(name)
+            value = self._fields[name]
+            return value() if isinstance(value, _Lazy) else value
         return reader.read((self._label, "attr", name), lambda: self._attr(name))
 
     def __getitem__(self, name: str) -> Any:
@@ -183,6 +189,10 @@ class _Names(Mapping[str, Any]):
         return f"<{self._label}>"
 
 
+# what getattr finds on _Names itself (Mapping's get, keys...) before __getattr__ looks among the names
+_NAMES_OWN = frozenset(dir(_Names))
+
+
 def _did_you_mean(name: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'? " if close else ""
@@ -235,7 +245,7 @@ def _sentences(parts: Iterable[Any], capitalize: bool = False) -> str:
     out = []
     flat = [item for part in parts for item in (part if isinstance(part, (list, tuple)) else [part])]
     for part in flat:
-        text = " ".join(text_of(part).split()).rstrip(" .")
+        text = " ".join((part if type(part) is str else text_of(part)).split()).rstrip(" .")
         if not text:
             continue
         if capitalize:
@@ -249,6 +259,16 @@ class _StorySandbox(Sandbox):
 
     context_class = _Context
     records = frozenset({_Record, _Names, _CharacterText})
+
+    def read_record(self, obj: Any, attribute: str) -> Any:
+        # what getattr gives, without Python's failed lookup before __getattr__ (public names: see getattr)
+        if type(obj) is _Record:
+            return obj._read(attribute)
+        if type(obj) is _Names and attribute not in _NAMES_OWN:
+            if attribute not in obj._items:
+                raise AttributeError(attribute)
+            return obj[attribute]
+        return getattr(obj, attribute)
 
 
 _ENV = _StorySandbox(undefined=_Undefined, names=NAMES, filters={"sentences": _sentences})
@@ -362,6 +382,10 @@ class _Compiled:
                                    if (lowered is None or any(form in lowered for form in forms))
                                    and word.search(prompt)]
         return self._named[prompt]
+
+    def camera_part(self, camera_text: _Lazy, part: int) -> str:
+        """The framing (0) or the motion (1) of a shot's camera text."""
+        return self.camera(camera_text())[part]
 
     def camera(self, camera: str) -> tuple[str, str]:
         """split_camera(camera), worked out once per camera text of a film."""
@@ -478,21 +502,8 @@ class _ShotRenderer:
         self.recordings: list[_Recording] = []  # per template text rendering for real, innermost last
         film, scene, spec = story.film, shot.scene, shot.shot
         s = shot.path[1]
-        def character(name: str) -> _Lazy:
-            c = film.characters[name]
-            label = f"characters.{name}"
-            made: list[_CharacterText] = []  # its text is the same all shot long (see text): made once
-
-            def get() -> _CharacterText:
-                if not made:
-                    made.append(_CharacterText(self.text(_Field(label, c.description, label,
-                                                                ("characters", name, "description"))),
-                                               name, c.reference or ""))
-                return made[0]
-
-            return _Lazy(get)
-
-        characters = _Names("characters", film.characters, character, self._use)
+        self._cast_texts: dict[str, _CharacterText] = {}  # a character's text is the same all shot long: made once
+        characters = _Names("characters", film.characters, functools.partial(_Lazy, self._character), self._use)
         locations = _Names("locations", film.locations, lambda name: self._lazy(
             f"locations.{name}", film.locations[name].description, f"locations.{name}",
             ("locations", name, "description")))
@@ -502,7 +513,8 @@ class _ShotRenderer:
             location = self._lazy(f"{scene.id}.location", scene.location or "", f"{scene.id}.location",
                                   ("scenes", s, "location"))
         camera = self._lazy(f"{shot.id}.camera", spec.camera or "", shot.id, shot.path + ("camera",))
-        prompt = self._lazy(f"{shot.id}.prompt", spec.prompt, shot.id, shot.path + ("prompt",))
+        self._prompt_label = f"{shot.id}.prompt"
+        prompt = self._lazy(self._prompt_label, spec.prompt, shot.id, shot.path + ("prompt",))
         self.scope: dict[str, Any] = {
             "film": _Record("film", {"title": film.title}),
             "scene": _Record("scene", {
@@ -514,11 +526,11 @@ class _ShotRenderer:
                 "id": spec.id, "duration": str(spec.duration), "transition": spec.transition_type,
                 "image": spec.image or "", "end_image": spec.end_image or "",
                 "camera": camera, "prompt": prompt,
-                "framing": _Lazy(lambda: compiled.camera(camera.get())[0]),
-                "motion": _Lazy(lambda: compiled.camera(camera.get())[1]),
-                "characters": _Lazy(lambda: self._characters(prompt.get())),
-                "subjects": _Lazy(lambda: self._subjects(prompt.get())),
-                "setting": _Lazy(lambda: self._setting(prompt.get())),
+                "framing": _Lazy(compiled.camera_part, camera, 0),
+                "motion": _Lazy(compiled.camera_part, camera, 1),
+                "characters": _Lazy(self._characters, prompt),
+                "subjects": _Lazy(self._subjects, prompt),
+                "setting": _Lazy(self._setting, prompt),
                 # lines as written (never templates): `{% for d in shot.dialogue %}{{ d.character }}: {{ d.line }}`
                 "dialogue": [_Record("dialogue line", {"character": d.character, "line": d.line})
                              for d in spec.dialogue],
@@ -590,37 +602,46 @@ class _ShotRenderer:
         return target._item(name)
 
     def _lazy(self, label: str, source: str, where: str, path: PathKey) -> _Lazy:
+        return _Lazy(self._field_text, label, source, where, path)
+
+    def _field_text(self, label: str, source: str, where: str, path: PathKey) -> str:
+        # a text asked for again (most are: the prompt template reads what the story's texts read) is what
+        # `text` would give at once, without making its _Field
         done = self.done
+        return done[label] if label in done else self.text(_Field(label, source, where, path))
 
-        def get() -> str:
-            # a text asked for again (most are: the prompt template reads what the story's texts read) is what
-            # `text` would give at once, without making its _Field
-            return done[label] if label in done else self.text(_Field(label, source, where, path))
-
-        return _Lazy(get)
+    def _character(self, name: str) -> _CharacterText:
+        made = self._cast_texts.get(name)
+        if made is None:
+            c, label = self.story.film.characters[name], f"characters.{name}"
+            made = self._cast_texts[name] = _CharacterText(
+                self.text(_Field(label, c.description, label, ("characters", name, "description"))), name,
+                c.reference or "")
+        return made
 
     def _use(self, name: str) -> None:
-        if f"{self.shot.id}.prompt" in self.stack and name not in self.named:
+        if self._prompt_label in self.stack and name not in self.named:
             self.named.append(name)
         # the cast is what the story's texts name; the prompt template naming characters by word does not count
         if self.in_story and self.in_story[-1] and name not in self.cast:
             self.cast.append(name)
 
-    def _characters(self, prompt: str) -> list[_CharacterText]:
+    def _characters(self, prompt_text: _Lazy) -> list[_CharacterText]:
         """Characters the prompt uses (through `characters.x`) or names as a word ('the fox runs')."""
+        prompt = prompt_text()
         names = [*self.named]
         names += [name for name in self.compiled.named_in(prompt, self.story.film.characters) if name not in names]
         return [self.scope["characters"][name] for name in names]
 
-    def _subjects(self, prompt: str) -> list[str]:
+    def _subjects(self, prompt_text: _Lazy) -> list[str]:
         """Descriptions of the characters in the shot that its prompt does not already spell out."""
-        lowered = prompt.lower()
-        return [c.description for c in self._characters(prompt) if c.description.lower() not in lowered]
+        lowered = prompt_text().lower()
+        return [c.description for c in self._characters(prompt_text) if c.description.lower() not in lowered]
 
-    def _setting(self, prompt: str) -> list[str]:
+    def _setting(self, prompt_text: _Lazy) -> list[str]:
         """The location and scene description, less what the prompt already says."""
-        lowered = prompt.lower()
-        texts = [self.scope["location"].get(), self.scope["scene"].description]
+        lowered = prompt_text().lower()
+        texts = [self.scope["location"](), self.scope["scene"].description]
         return [t for t in texts if t and t.lower() not in lowered]
 
     def text(self, item: _Field) -> str:
