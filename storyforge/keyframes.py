@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from storyforge.atomic import link
+from storyforge.atomic import link, read_bytes
 from storyforge.confined import Folder, Refused, describe
 from storyforge.errors import RenderError
 from storyforge.plan.keys import digest
-from storyforge.report import KeyframeRecord
+from storyforge.report import Host, KeyframeRecord
 from storyforge.story.checks import file_stem
 
 if TYPE_CHECKING:
@@ -68,6 +68,24 @@ class StartFrames:
     def start(self, job_id: str) -> Path | None:
         found = self.found.get(job_id)
         return found[1] if found else None
+
+    def picked_bytes(self) -> dict[str, tuple[str, bytes]]:
+        """Every picture a shot starts from, read through the door: job id -> (entry key, PNG bytes)."""
+        return {job_id: (key, read_bytes(path, MAX_KEYFRAME_BYTES)) for job_id, (key, path) in self.found.items()}
+
+    def pictures(self, job_id: str) -> tuple[list[tuple[str, bytes, KeyframeRecord]], str | None]:
+        """The job's pictures (entry key, PNG bytes read through the door, record; every candidate when it has
+        several) and the entry key of the one it starts from."""
+        picked = self.found.get(job_id)
+        found = []
+        for record in self.records:
+            if record.id != job_id:
+                continue
+            path = self.candidates.get(job_id, {}).get(record.candidate) if record.candidate is not None \
+                else (picked[1] if picked else None)
+            if path is not None:  # a picture is stored as <entry key>.png
+                found.append((path.stem, read_bytes(path, MAX_KEYFRAME_BYTES), record))
+        return found, picked[0] if picked else None
 
 
 class KeyframeStore:
@@ -195,7 +213,7 @@ def prepare(plan: Plan, jobs: Sequence[Job], store: KeyframeStore, *, make: Sequ
                         frames.missing.append(job.id)
                     continue
                 key = entry_key(identity, keyframe.key)
-                started = time.perf_counter()
+                started, began = time.perf_counter(), time.time()
                 path = store.get(key)
                 status = "cached"
                 if path is None and job.id in make and load is not None:
@@ -217,7 +235,9 @@ def prepare(plan: Plan, jobs: Sequence[Job], store: KeyframeStore, *, make: Sequ
                 seconds = round(time.perf_counter() - started, 3)
                 image = candidate_name(job, keyframe.pick) if several else keyframe_name(job)
                 frames.records.append(KeyframeRecord(job.id, keyframe.key, status, image, seconds,
-                                                     keyframe.pick if several else None))
+                                                     keyframe.pick if several else None, round(began, 3),
+                                                     round(time.time(), 3),
+                                                     Host.here() if status == "rendered" else None))
                 if on_done is not None and (picked or status == "rendered"):
                     on_done(job, status, seconds)
     finally:

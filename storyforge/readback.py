@@ -13,6 +13,7 @@ from typing import Any
 
 from storyforge.confined import Folder, Refused
 from storyforge.errors import StoryforgeError
+from storyforge.report import Host
 
 MANIFEST = ".storyforge-out.json"
 MANIFEST_FORMAT = 1
@@ -111,6 +112,19 @@ class TakeLine:
     clip: str | None  # a plain path below the output folder
     status: str | None
     seconds: float | None = None
+    rendered_by: Host | None = None  # the process that rendered it (None: from the cache, or not said)
+
+
+@dataclass(frozen=True)
+class KeyframeLine:
+    """One keyframe picture of run.json, its fields checked: what is missing or of the wrong type is None."""
+
+    id: str | None
+    image: str  # a plain path below the output folder
+    status: str | None
+    started: float | None = None
+    finished: float | None = None
+    rendered_by: Host | None = None  # the process that made it (None: from the cache, or not said)
 
 
 @dataclass(frozen=True)
@@ -141,7 +155,8 @@ class RunFile:
     cut_key: str | None = None
     film_bytes: int | None = None
     total_frames: int | None = None
-    keyframes: tuple[str, ...] = ()  # keyframe images, plain paths below the folder
+    keyframes: tuple[KeyframeLine, ...] = ()  # keyframe pictures, their images plain paths below the folder
+    driver: Host | None = None  # the process that drove the render
     found: bool = False
     problem: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -170,7 +185,8 @@ class RunFile:
                         names.add(f"review/{folder}.{file[:-len('.mp4')]}.jpg")
             if line.clip:
                 names.add(line.clip)
-        for image in self.keyframes:
+        for keyframe in self.keyframes:
+            image = keyframe.image
             names.add(image)
             if image.startswith("keyframes/") and image.endswith(".png"):
                 names.add(f"review/{image[len('keyframes/'):-len('.png')]}.keyframe.jpg")
@@ -196,6 +212,14 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _host(value: Any) -> Host | None:
+    """A `{"host", "pid"}` field as storyforge writes them (where a take or keyframe rendered, the driver)."""
+    if not isinstance(value, dict):
+        return None
+    host, pid = _text(value.get("host"), 255), _integer(value.get("pid"), high=2**32)
+    return Host(host, pid) if host is not None and pid is not None else None
+
+
 def read_run(out: Folder) -> RunFile:
     """run.json in `out`, checked field by field; RunFile(found=False) when there is none or it is unusable."""
     try:
@@ -215,7 +239,7 @@ def read_run(out: Folder) -> RunFile:
             if isinstance(take, dict) and _integer(take.get("take"), low=1, high=10_000) is not None:
                 takes.append(TakeLine(take["take"], _text(take.get("key")),
                                       take.get("clip") if plain(take.get("clip")) else None, _text(take.get("status")),
-                                      _number(take.get("seconds"))))
+                                      _number(take.get("seconds")), _host(take.get("rendered_by"))))
         plainfields = {k: v for k, v in raw.items()
                        if k in ("seconds", "started", "finished") and _number(v) is not None}
         jobs.append(JobLine(raw["id"], _text(raw.get("key")), _text(raw.get("status")),
@@ -227,9 +251,13 @@ def read_run(out: Folder) -> RunFile:
                 and _integer(seam.get("frame"), high=10**9) is not None and _text(seam.get("kind"), 64) is not None:
             seams.append({"job": seam["job"], "frame": seam["frame"], "kind": seam["kind"],
                           "jump": _number(seam.get("jump")), "color_shift": _number(seam.get("color_shift"))})
-    keyframes = tuple(line["image"] for line in (data.get("keyframes") if isinstance(data.get("keyframes"), list)
-                                                  else ()) if isinstance(line, dict) and plain(line.get("image")))
+    lines = data.get("keyframes") if isinstance(data.get("keyframes"), list) else []
+    keyframes = tuple(KeyframeLine(_text(line.get("id"), 512), line["image"], _text(line.get("status")),
+                                   _number(line.get("started")), _number(line.get("finished")),
+                                   _host(line.get("rendered_by")))
+                      for line in lines[:MAX_ENTRIES] if isinstance(line, dict) and plain(line.get("image")))
     return RunFile(jobs=tuple(jobs), seams=tuple(seams), backend=_text(data.get("backend"), 64),
                    cut_key=_text(data.get("cut_key")), film_bytes=_integer(data.get("film_bytes")),
-                   total_frames=_integer(data.get("total_frames"), high=10**9), keyframes=keyframes, found=True,
+                   total_frames=_integer(data.get("total_frames"), high=10**9), keyframes=keyframes,
+                   driver=_host(data.get("driver")), found=True,
                    extra={"storyforge_run": data.get("storyforge_run")})

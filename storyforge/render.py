@@ -224,25 +224,12 @@ class Run:
     def keyframe_pictures(self) -> dict[str, tuple[str, bytes]]:
         """The film's start pictures so far, read through the cache's door (those checked when found, never a
         link swapped in since): job id -> (entry key, PNG bytes)."""
-        from storyforge.atomic import read_bytes
-        from storyforge.keyframes import MAX_KEYFRAME_BYTES
+        return self.store.starts.picked_bytes()
 
-        return {job_id: (key, read_bytes(path, MAX_KEYFRAME_BYTES))
-                for job_id, (key, path) in self.store.starts.found.items()}
-
-    def pictures(self, job: Job) -> tuple[list[tuple[str, Path, KeyframeRecord]], str | None]:
-        """The job's keyframe pictures this run has (entry key, file, record) and the entry key it starts from."""
-        starts = self.store.starts
-        picked = starts.found.get(job.id)
-        found = []
-        for record in starts.records:
-            if record.id != job.id:
-                continue
-            path = starts.candidates.get(job.id, {}).get(record.candidate) if record.candidate is not None \
-                else (picked[1] if picked else None)
-            if path is not None:
-                found.append((path.stem, path, record))  # a picture is stored as <entry key>.png
-        return found, picked[0] if picked else None
+    def pictures(self, job: Job) -> tuple[list[tuple[str, bytes, KeyframeRecord]], str | None]:
+        """The job's keyframe pictures this run has (entry key, PNG bytes read through the cache's door, record)
+        and the entry key it starts from: what a worker sends its driver."""
+        return self.store.starts.pictures(job.id)
 
     def complete(self, *, free: bool = True) -> RunReport:
         """The film's outputs in the folder `opened` holds for it: every take placed, the cut, run.json, the

@@ -40,10 +40,15 @@ class KeyframeRecord:
     image: str  # relative to the output folder
     seconds: float
     candidate: int | None = None  # which candidate, when the shot has several
+    started: float = 0.0  # unix times on the machine that made (or looked up) the picture, as a take's
+    finished: float = 0.0
+    rendered_by: Host | None = None  # the process that made it; None when it came from the cache
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "key": self.key, "status": self.status, "image": self.image, "seconds": self.seconds,
-                **({"candidate": self.candidate} if self.candidate is not None else {})}
+                **({"candidate": self.candidate} if self.candidate is not None else {}),
+                "started": self.started, "finished": self.finished,
+                "rendered_by": self.rendered_by.to_json() if self.rendered_by else None}
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,7 @@ class ImageEdit:
             raise RenderError(f"unknown dtype '{dtype}'; use one of: bfloat16, float16, float32")
         self.dtype = names[dtype] if dtype else (torch.bfloat16 if self.accelerated else torch.float32)
         self._pipelines: dict[str, Any] = {}
+        self.model_loads = 0  # models read from disk by this backend: run.json reports them (the holder sums)
 
     def identity(self, keyframe: Keyframe) -> dict[str, Any]:
         return {"backend": self.name, "model": model_identity(keyframe.model)}
@@ -157,6 +158,7 @@ class ImageEdit:
             pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         self._pipelines[keyframe.model] = pipe
+        self.model_loads += 1
         return pipe
 
     def call_arguments(self, pipe: Any, keyframe: Keyframe) -> dict[str, Any]:

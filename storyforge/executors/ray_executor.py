@@ -192,8 +192,9 @@ class _Done:
     warnings: list[str]
     model_loads: int  # models the worker read from disk for this node: 0 when it had them loaded already
     rendered_by: Host | None = None  # the worker process that rendered it
-    # a keyframe: its pictures (entry key, PNG bytes, KeyframeRecord fields) and the entry key it starts from
-    picture: tuple[list[tuple[str, bytes, dict[str, Any]]], str | None] | None = None
+    # a keyframe: its pictures (entry key, PNG bytes, record: where and when it was made) and the entry key it
+    # starts from
+    picture: tuple[list[tuple[str, bytes, KeyframeRecord]], str | None] | None = None
 
 
 class _JobFailed(Exception):
@@ -322,8 +323,7 @@ class _Scheduler:
         job = run.plan.job(done.id)
         if done.picture is not None:
             pictures, picked = done.picture
-            run.deliver_keyframe(job, [(key, png, KeyframeRecord(**record)) for key, png, record in pictures],
-                                 picked, done.model_loads)
+            run.deliver_keyframe(job, pictures, picked, done.model_loads)
             run.notices.extend(done.notices)
             return
         assert done.entry is not None
@@ -453,8 +453,7 @@ def _strand_task(driver_code: str, plan: Plan, refs: list[tuple[str, str, int]],
             warned = run.store.warnings[told[1]:]
             told = [len(run.notices), len(run.store.warnings), len(cache.discarded)]
             if kind == KEYFRAME:  # every picture (candidates too) goes back, and the picked one
-                found, picked = run.pictures(node.job)
-                pictures = [(key, path.read_bytes(), dataclasses.asdict(record)) for key, path, record in found]
+                pictures, picked = run.pictures(node.job)
                 yield _Done(job_id, 0, "rendered", 0.0, 0.0, None, notices, warned, loads, Host.here(),
                             (pictures, picked))
                 continue

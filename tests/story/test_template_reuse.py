@@ -210,3 +210,16 @@ def test_the_characters_a_text_names_are_those_each_name_s_search_finds(prompt: 
                 if re.search("|".join(rf"\b{re.escape(w)}\b" for w in dict.fromkeys((name, name.replace("_", " ")))),
                              prompt, re.IGNORECASE)]
     assert template._Compiled().named_in(prompt, NAMES_TO_FIND) == expected
+
+
+def test_only_plain_record_types_are_read_without_the_sandbox_s_checks() -> None:
+    class Plain:
+        pass
+
+    class Fine(sandbox.Sandbox):
+        records = frozenset({Plain})
+
+    for mutable in (dict, list, type(sandbox), (lambda: None).__class__):
+        with pytest.raises(TypeError, match="only plain record types"):
+            type("Wrong", (sandbox.Sandbox,), {"records": frozenset({mutable})})
+    assert Fine.records == {Plain}
