@@ -214,6 +214,7 @@ ULYSSES = textwrap.dedent("""\
         sys.stdout.write(f"rank {dist.get_rank()} block {block_size}: tokens {tokens[-1]} of 64, "
                          f"max difference {(want - got).abs().max().item():.2e}\\n")  # one write: lines stay whole
         sys.stdout.flush()
+    dist.barrier()  # neither rank tears gloo down while the other still talks (an abort at exit, now and then)
     dist.destroy_process_group()
 """)
 
