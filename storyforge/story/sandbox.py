@@ -244,16 +244,18 @@ def text_of(value: Any) -> str:
                   "or join a list with |join(', ')")
 
 
-@contextlib.contextmanager
-def budget() -> Iterator[None]:
+class budget:  # noqa: N801 - used as `with budget():`, like film_budget
     """A fresh work budget (MAX_WORK steps) for what renders inside: one shot's texts. Every shot of a film
-    (one thread) also draws on the film's budget, MAX_FILM_WORK, started by `film_budget`."""
-    film = _film_budget.get(None) or [0]
-    token = _budget.set([0, film])
-    try:
-        yield
-    finally:
-        _budget.reset(token)
+    (one thread) also draws on the film's budget, MAX_FILM_WORK, started by `film_budget`. A class rather than a
+    generator: entered once for every shot of a film."""
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = _budget.set([0, _film_budget.get(None) or [0]])
+
+    def __exit__(self, *exc: object) -> None:
+        _budget.reset(self._token)
 
 
 def _range(*args: int) -> range:

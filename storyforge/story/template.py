@@ -832,9 +832,10 @@ def _shot_texts(context: _Film, shot: ResolvedShot, renderer: _ShotRenderer) -> 
         return _FieldFailure(Problem(source.file, source.line(shot.path + ("prompt",)), shot.id, message))
 
     try:
-        if not renderer.scope["shot"].prompt:  # rendered first, so its errors come first
+        record = renderer.scope["shot"]
+        if not record._read("prompt"):  # rendered first, so its errors come first
             raise empty("the prompt renders to empty text; write what happens in the shot")
-        camera = renderer.scope["shot"].camera or None
+        camera = record._read("camera") or None
         prompt = renderer.text(_Field(f"template {template.name}", template.source, shot.id, None, template.file))
         if not prompt:
             raise empty(f"the template {template.name} renders this shot to empty text")
