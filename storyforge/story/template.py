@@ -40,6 +40,7 @@ from storyforge.story.sandbox import (
 from storyforge.story.texts import KeyframeWriter, ShotText
 
 NAMES = ("characters", "film", "location", "locations", "scene", "shot", "style")
+_NAME_SET = frozenset(NAMES)
 PACKAGED_SUFFIX = ".j2"
 _SYNTAX = ("{{", "{%", "{#")
 
@@ -231,11 +232,12 @@ class _Context(Context):
     """Top-level names such as `style` and `location` render when a template first uses them."""
 
     def resolve_or_missing(self, key: str) -> Any:
-        if key in self.vars or key not in NAMES:  # the template's own variable, or a global: the same every shot
+        if key in self.vars or key not in _NAME_SET:  # the template's own variable, or a global: the same every shot
             return _value(super().resolve_or_missing(key))
         reader = _recorder()
-        if reader is None:
-            return _value(Context.resolve_or_missing(self, key))
+        if reader is None:  # Context.resolve_or_missing, written out: not among the template's own variables
+            value = self.parent.get(key, missing)
+            return value() if isinstance(value, _Lazy) else value
         return reader.read(("top", key), lambda: _value(Context.resolve_or_missing(self, key)))
 
 
