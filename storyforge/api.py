@@ -57,8 +57,9 @@ def compile_story(story: Story, overrides: dict[str, Any] | None = None) -> Plan
 
 def plan(path: Path | str, overrides: dict[str, Any] | None = None, *, use_lock: bool = True) -> Plan:
     """The plan of a story file: final prompts (from its lock file when one matches) and content keys."""
+    from storyforge.collector import collector_paused
     from storyforge.enhance.lock import applied
-    from storyforge.plan.assemble import assemble, collector_paused
+    from storyforge.plan.assemble import assemble
 
     with collector_paused():
         # the story loaded once: parsing it again for the lock was a third of `plan`

@@ -137,6 +137,14 @@ def plan(
     allow_path: list[Path] | None = typer.Option(None, "--allow-path", metavar="DIR", help=_ALLOW_HELP),
 ) -> None:
     """Compile a story into its Diffusion-Forcing segment plan (no GPU, no torch)."""
+    from storyforge.collector import collector_paused
+
+    with collector_paused():  # the modules it imports and the plan it prints, too, live to the end
+        _plan(file, as_json, output, model, verbose, allow_path)
+
+
+def _plan(file: Path, as_json: bool, output: Path | None, model: str | None, verbose: bool,
+          allow_path: list[Path] | None) -> None:
     from storyforge import api
     from storyforge.console import done, raw, show_plan, show_warnings
 

@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from storyforge import api
+from storyforge.collector import collector_paused
 from storyforge.errors import StoryError
-from storyforge.plan.assemble import collector_paused
 
 FILM = ("storyforge: 1\ntitle: T\nscenes:\n  - id: s\n    shots:\n"
         "      - {id: a, prompt: '{{ film.title }} at dawn', duration: 2s}\n")
