@@ -348,6 +348,7 @@ class _Compiled:
         self._words: list[tuple[str, tuple[str, ...], re.Pattern[str]]] | None = None
         self._named: dict[str, list[str]] = {}
         self._cameras: dict[str, tuple[str, str]] = {}
+        self._plain: dict[str, str] = {}
         self.renders: dict[str, _Step] = {}  # template text -> the first step of its renders so far
         # template text -> [real renders, walks of its tree, walks that gave its text]: a text rendered once is
         # not recorded, and one whose context is nearly always new (a prompt template reading each shot's own
@@ -381,9 +382,16 @@ class _Compiled:
             # without a search (in other text case folding reaches past ASCII: the Kelvin sign is a 'k')
             lowered = prompt.lower() if prompt.isascii() else None
             self._named[prompt] = [name for name, forms, word in self._words
-                                   if (lowered is None or any(form in lowered for form in forms))
+                                   if (lowered is None or any(map(lowered.__contains__, forms)))
                                    and word.search(prompt)]
         return self._named[prompt]
+
+    def plain(self, source: str) -> str:
+        """A text without template syntax as it renders: its words, single-spaced; worked out once per text."""
+        text = self._plain.get(source)
+        if text is None:
+            text = self._plain[source] = " ".join(source.split())
+        return text
 
     def camera_part(self, camera_text: _Lazy, part: int) -> str:
         """The framing (0) or the motion (1) of a shot's camera text."""
@@ -610,14 +618,21 @@ class _ShotRenderer:
         # a text asked for again (most are: the prompt template reads what the story's texts read) is what
         # `text` would give at once, without making its _Field
         done = self.done
-        return done[label] if label in done else self.text(_Field(label, source, where, path))
+        if label in done:
+            return done[label]
+        if not _has_syntax(source) and label not in self.stack:
+            # plain text (most of a film's: descriptions, cameras) is what `text` would give: nothing renders,
+            # nothing is read, so neither the stack nor the recordings see it
+            text = done[label] = self.compiled.plain(source)
+            return text
+        return self.text(_Field(label, source, where, path))
 
     def _character(self, name: str) -> _CharacterText:
         made = self._cast_texts.get(name)
         if made is None:
             c, label = self.story.film.characters[name], f"characters.{name}"
             made = self._cast_texts[name] = _CharacterText(
-                self.text(_Field(label, c.description, label, ("characters", name, "description"))), name,
+                self._field_text(label, c.description, label, ("characters", name, "description")), name,
                 c.reference or "")
         return made
 
@@ -665,7 +680,7 @@ class _ShotRenderer:
 
     def _render(self, item: _Field) -> str:
         if not _has_syntax(item.source):
-            return " ".join(item.source.split())  # plain text: nothing to render
+            return self.compiled.plain(item.source)  # plain text: nothing to render
         if not self.reuse:
             return self._render_now(item)
         tally = self.compiled.tally.setdefault(item.source, [0, 0, 0])
