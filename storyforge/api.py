@@ -58,10 +58,11 @@ def compile_story(story: Story, overrides: dict[str, Any] | None = None) -> Plan
 def plan(path: Path | str, overrides: dict[str, Any] | None = None, *, use_lock: bool = True) -> Plan:
     """The plan of a story file: final prompts (from its lock file when one matches) and content keys."""
     from storyforge.enhance.lock import applied
-    from storyforge.plan.assemble import assemble
+    from storyforge.plan.assemble import assemble, collector_paused
 
-    # the story loaded once: parsing it again for the lock was a third of `plan`
-    return assemble(load_story(path), overrides, lock=applied if use_lock else None)
+    with collector_paused():
+        # the story loaded once: parsing it again for the lock was a third of `plan`
+        return assemble(load_story(path), overrides, lock=applied if use_lock else None)
 
 
 def pick(path: Path | str, shot: str, take: int) -> PickReport:

@@ -6,7 +6,10 @@ knows no lock."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from storyforge.plan.compiler import compile_plan
@@ -21,5 +24,30 @@ LockStep = Callable[[Plan, Story], Plan]
 
 def assemble(story: Story, overrides: dict[str, Any] | None = None, *, lock: LockStep | None = None) -> Plan:
     """The plan of a loaded story: templates rendered, compiled with every key, then `lock` applied."""
-    plan = compile_plan(resolve(story, overrides), render_texts, keyframe_writer(story))
-    return lock(plan, story) if lock is not None else plan
+    with collector_paused():
+        plan = compile_plan(resolve(story, overrides), render_texts, keyframe_writer(story))
+        return lock(plan, story) if lock is not None else plan
+
+
+_pause = threading.Lock()
+_paused = [0, False]  # plans being made now (in any thread); whether the collector ran before the first began
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a plan is made (and its story loaded): nearly all it makes lives to
+    its end (the story's nodes, texts, jobs, keys), so each collection only walks them again, and the little
+    garbage it leaves in cycles is collected after. Counted, so plans made at once in threads (the studio) turn
+    the collector back on once, when the last ends, and only where it was on."""
+    with _pause:
+        if not _paused[0]:
+            _paused[1] = gc.isenabled()
+            gc.disable()
+        _paused[0] += 1
+    try:
+        yield
+    finally:
+        with _pause:
+            _paused[0] -= 1
+            if not _paused[0] and _paused[1]:
+                gc.enable()

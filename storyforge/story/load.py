@@ -187,7 +187,8 @@ class _Composer:
 
 def _written(node: yaml.ScalarNode) -> str:
     """A scalar as written, shortened for a message."""
-    return node.value if len(node.value) <= 40 else node.value[:40] + "…"
+    text: str = node.value
+    return text if len(text) <= 40 else text[:40] + "…"
 
 
 def _short(tag: str) -> str:
@@ -200,8 +201,30 @@ class _TooBig(Exception):
 
 
 _BAD = object()
-# libyaml's composer when PyYAML was built with it (5-10x faster on big films); same nodes, same marks.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's composer when PyYAML was built with it (5-10x faster on big films); same nodes, same marks.
+
+    A scalar's tag is worked out once per distinct scalar of the file: PyYAML matches a plain scalar against its
+    implicit types' patterns every time it appears, and a film writes the same keys and values thousands of
+    times. Without path resolvers (none are registered) the tag follows from the arguments alone."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._tags: dict[tuple[Any, Any, Any], str] = {}
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if self.yaml_path_resolvers:
+            return str(super().resolve(kind, value, implicit))
+        key = (kind, value, implicit)
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = self._tags[key] = super().resolve(kind, value, implicit)
+        return tag
+
+
+_LOADER = _Loader
 # Only YAML's own types: any other tag (!!python/object, custom !tags) is refused, never constructed.
 _PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in
                ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "binary", "merge")}

@@ -163,6 +163,9 @@ def _check_format(spec: Any) -> None:
         raise Refused(f"refused: a format width in the template is too large (at most {MAX_NUMBER:,})")
 
 
+_EXPANDING = frozenset({"replace", "join", "indent", "expandtabs", "format", "format_map"})  # see _check_expansion
+
+
 def _check_expansion(name: str, subject: Any, args: tuple[Any, ...], method: bool) -> None:
     """Operations whose result can be much larger than their inputs: estimate before running them.
 
@@ -244,16 +247,18 @@ def text_of(value: Any) -> str:
                   "or join a list with |join(', ')")
 
 
-@contextlib.contextmanager
-def budget() -> Iterator[None]:
+class budget:  # noqa: N801 - used as `with budget():`, like film_budget
     """A fresh work budget (MAX_WORK steps) for what renders inside: one shot's texts. Every shot of a film
-    (one thread) also draws on the film's budget, MAX_FILM_WORK, started by `film_budget`."""
-    film = _film_budget.get(None) or [0]
-    token = _budget.set([0, film])
-    try:
-        yield
-    finally:
-        _budget.reset(token)
+    (one thread) also draws on the film's budget, MAX_FILM_WORK, started by `film_budget`. A class rather than a
+    generator: entered once for every shot of a film."""
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = _budget.set([0, _film_budget.get(None) or [0]])
+
+    def __exit__(self, *exc: object) -> None:
+        _budget.reset(self._token)
 
 
 def _range(*args: int) -> range:
@@ -529,14 +534,16 @@ class _Shape:
 
 
 def _holes(consts: tuple[Any, ...]) -> dict[int, Any] | None:
-    """Per constant that holds markers: for text, its pieces (text and text numbers, alternating); for code or
-    a tuple, the same for its constants or items. None where nothing holds a marker."""
+    """Per constant that holds markers: for text, its pieces (text and text numbers, alternating), or only the
+    text number where the constant is one marker; for code or a tuple, the same for its constants or items. None
+    where nothing holds a marker."""
     holes: dict[int, Any] = {}
     for index, value in enumerate(consts):
         if isinstance(value, str) and _MARK in value:
             pieces: list[Any] = _MARKED.split(value)
             pieces[1::2] = [int(number) for number in pieces[1::2]]
-            holes[index] = pieces
+            # a constant that is one marker and nothing else (most are) is just that text: no join to fill it
+            holes[index] = pieces[1] if len(pieces) == 3 and pieces[0] == pieces[2] == "" else pieces
         elif isinstance(value, CodeType):
             inner = _holes(value.co_consts)
             if inner:
@@ -551,6 +558,9 @@ def _holes(consts: tuple[Any, ...]) -> dict[int, Any] | None:
 def _fill(consts: tuple[Any, ...], holes: dict[int, Any], texts: list[str]) -> tuple[Any, ...]:
     filled = list(consts)
     for index, hole in holes.items():
+        if type(hole) is int:
+            filled[index] = texts[hole]
+            continue
         value = consts[index]
         if isinstance(hole, list):
             filled[index] = "".join([texts[piece] if n % 2 else piece for n, piece in enumerate(hole)])
@@ -565,14 +575,15 @@ def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., An
     """A filter that counts its work, refuses huge numbers and Python objects, and checks its result size."""
 
     passes_first = getattr(function, "jinja_pass_arg", None) is not None  # context or environment comes first
+    expands = name in _EXPANDING
 
     def bounded(*args: Any, **kwargs: Any) -> Any:
         values = args[1:] if passes_first else args
-        spend(1 + sum(_size(v) for v in values))
+        spend(1 + sum(map(_size, values)))
         for value in (*values[1:], *kwargs.values()):  # arguments are widths and counts; the value is data
             _check_number(value)
         _refuse_objects([*values, *kwargs.values()])
-        if values:
+        if values and expands:
             _check_expansion(name, values[0], tuple(values[1:]), method=False)
         return _check_result(function(*args, **kwargs))
 

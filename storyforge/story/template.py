@@ -40,6 +40,7 @@ from storyforge.story.sandbox import (
 from storyforge.story.texts import KeyframeWriter, ShotText
 
 NAMES = ("characters", "film", "location", "locations", "scene", "shot", "style")
+_NAME_SET = frozenset(NAMES)
 PACKAGED_SUFFIX = ".j2"
 _SYNTAX = ("{{", "{%", "{#")
 
@@ -231,11 +232,12 @@ class _Context(Context):
     """Top-level names such as `style` and `location` render when a template first uses them."""
 
     def resolve_or_missing(self, key: str) -> Any:
-        if key in self.vars or key not in NAMES:  # the template's own variable, or a global: the same every shot
+        if key in self.vars or key not in _NAME_SET:  # the template's own variable, or a global: the same every shot
             return _value(super().resolve_or_missing(key))
         reader = _recorder()
-        if reader is None:
-            return _value(Context.resolve_or_missing(self, key))
+        if reader is None:  # Context.resolve_or_missing, written out: not among the template's own variables
+            value = self.parent.get(key, missing)
+            return value() if isinstance(value, _Lazy) else value
         return reader.read(("top", key), lambda: _value(Context.resolve_or_missing(self, key)))
 
 
@@ -832,9 +834,10 @@ def _shot_texts(context: _Film, shot: ResolvedShot, renderer: _ShotRenderer) -> 
         return _FieldFailure(Problem(source.file, source.line(shot.path + ("prompt",)), shot.id, message))
 
     try:
-        if not renderer.scope["shot"].prompt:  # rendered first, so its errors come first
+        record = renderer.scope["shot"]
+        if not record._read("prompt"):  # rendered first, so its errors come first
             raise empty("the prompt renders to empty text; write what happens in the shot")
-        camera = renderer.scope["shot"].camera or None
+        camera = record._read("camera") or None
         prompt = renderer.text(_Field(f"template {template.name}", template.source, shot.id, None, template.file))
         if not prompt:
             raise empty(f"the template {template.name} renders this shot to empty text")
