@@ -176,3 +176,19 @@ def chromium():
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--regen-golden", action="store_true",
                      help="rewrite tests/golden/*.plan.json from the current planner instead of comparing")
+
+
+# What a test's markers say about its cost, against 1 for an unmarked test (a guess for ordering, not a measure).
+COST = {"ray": 20, "slow": 20, "torch": 10}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The costliest modules first. Each module goes whole to one xdist worker (--dist loadscope), in this order
+    (--no-loadscope-reorder): a Ray or torch module handed out last would keep one worker busy while the others
+    idle, so the longest go first (the classic longest-first rule); tests keep their order within a module."""
+    cost: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.partition("::")[0]
+        cost[module] = cost.get(module, 0) + 1 + sum(c for name, c in COST.items() if item.get_closest_marker(name))
+    items.sort(key=lambda item: -cost[item.nodeid.partition("::")[0]])  # stable: collection order otherwise

@@ -1,16 +1,15 @@
 """The ray executor on a local 2-CPU cluster: the multi-scene example frame for frame as the local executor renders
 it, chains overlapping in time, longest first, --only, a failing shot retried once and then reported by id, Ctrl-C
-cancelling the cluster's tasks; and the local executor never importing Ray."""
+cancelling the cluster's tasks, the cluster on loopback. (Keyframes: test_ray_keyframes.py; without a shared
+cluster: test_ray_setup.py.)"""
 
 from __future__ import annotations
 
 import ipaddress
 import json
 import os
-import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 from conftest import EXAMPLES, ROOT
 from flaky import FLAKY, FLAKY_FAILURES, FLAKY_LOG, FLAKY_SHOT
+from ray_local import local_cluster, statuses  # noqa: F401 - local_cluster: the module's own Ray cluster, `cluster`
 
 from storyforge import api
 from storyforge.api import render
@@ -25,10 +25,7 @@ from storyforge.backends.animatic import DELAY_VARIABLE
 from storyforge.backends.base import REGISTRY
 from storyforge.clipfile import read_frames
 from storyforge.errors import RenderError
-from storyforge.render import RunReport
 
-TESTS = Path(__file__).resolve().parents[1]
-HERE = Path(__file__).resolve().parent  # this module, which the workers import for the tests' backends
 SMALL = "resolution: 128x96"  # the example at a size the animatic draws in milliseconds (multiples of 16)
 STORY = """\
 storyforge: 1
@@ -56,23 +53,6 @@ scenes:
 """
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """One local Ray cluster of 2 CPUs for the module (it takes seconds to start); its workers import tests/."""
-    import ray
-
-    from storyforge.executors.ray_cluster import start_local
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("RAY_ADDRESS", raising=False)
-        # the raylet, and so every worker it starts, inherits this: the tests' own backend imports there
-        patch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), str(TESTS), str(ROOT),
-                                                    os.environ.get("PYTHONPATH", "")]))
-        start_local(ray, num_cpus=2, object_store_memory=128 << 20)  # as the executor starts one: on loopback
-    yield ray
-    ray.shutdown()
-
-
 @pytest.fixture
 def swan_lake(story_dir: Path) -> Path:
     """examples/stories/swan-lake.yaml (7 shots in 5 chains, start and end images) at 128x96."""
@@ -87,10 +67,6 @@ def flaky(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     log = tmp_path / "tries.log"
     monkeypatch.setenv(FLAKY_LOG, str(log))
     return log
-
-
-def statuses(report: RunReport) -> dict[str, str]:
-    return {job.id: job.status for job in report.jobs}
 
 
 def entries(cache: Path) -> list[str]:
@@ -285,172 +261,6 @@ def test_ctrl_c_cancels_the_cluster_tasks(cluster, swan_lake: Path, tmp_path: Pa
     assert sorted(job_id for job_id, status in statuses(report).items() if status == "cached") == kept
 
 
-KEYFRAMES = """\
-storyforge: 1
-title: Keyframed
-render: {model: tiny, resolution: 64x64, fps: 12, steps: 2, base_frames: 17, overlap_frames: 5}
-keyframes: {model: tiny, steps: 2, guidance: 1.0, takes: 2}
-characters:
-  swan: {description: a white swan, reference: refs/swan.png}
-scenes:
-  - id: s
-    shots:
-      - id: a
-        prompt: "{{ characters.swan }} glides"
-        duration: 17f
-      - id: b
-        prompt: the swan dips
-        duration: 8f
-        transition: continue
-"""
-
-
-@pytest.mark.ray
-@pytest.mark.torch
-@pytest.mark.slow
-def test_a_generated_keyframe_renders_on_a_worker_before_the_shot_it_starts(cluster, write_story,
-                                                                             tmp_path: Path) -> None:
-    """A keyframe is a node of the graph: the edit model makes its two candidates on a worker, the pictures come
-    back into this machine's cache and output folder, and the shot that starts from the picked one (and the shot
-    continuing that) render after it, on workers, frame for frame as the local executor renders the story."""
-    import socket
-
-    pytest.importorskip("diffusers")
-    from storyforge.confined import Folder
-    from storyforge.readback import read_run
-
-    story = write_story(KEYFRAMES)
-    plan = api.plan(story)
-    assert plan.job("s/a").keyframe.candidates == 2 and plan.job("s/b").keyframe is None  # b continues a
-    report = render(plan, out=tmp_path / "ray", backend="skyreels-df", cache_root=tmp_path / "ray-cache",
-                    executor="ray")
-    here = (socket.gethostname(), os.getpid())
-    assert [(k.id, k.status, k.image, k.candidate) for k in report.keyframes] == [
-        ("s/a", "rendered", "keyframes/s__a.k1.png", 1), ("s/a", "rendered", "keyframes/s__a.k2.png", 2)]
-    [maker] = {keyframe.rendered_by for keyframe in report.keyframes}
-    assert maker is not None and maker.host == here[0] and maker.pid != here[1]  # a worker made them, not here
-    assert statuses(report) == {"s/a": "rendered", "s/b": "rendered"} and report.rendered == 2
-    # the edit model, then the video model, each read from disk once (no other test here loads a model that a
-    # worker process of this module's cluster could still hold)
-    assert report.model_loads == 2
-
-    # run.json says the same, read back by the typed reader: the driver is this process, every node a worker
-    with Folder.open(tmp_path / "ray") as out:
-        run = read_run(out)
-    assert run.driver is not None and (run.driver.host, run.driver.pid) == here
-    assert [(line.id, line.status, line.image, line.rendered_by) for line in run.keyframes] == [
-        ("s/a", "rendered", f"keyframes/s__a.k{n}.png", maker) for n in (1, 2)]
-    takes = {job.id: job for job in report.jobs}
-    assert {takes[shot].rendered_by.pid for shot in ("s/a", "s/b")}.isdisjoint({here[1]})
-    # the edges: a starts from the keyframe's picture, b from a's last frames
-    assert max(line.finished for line in run.keyframes) <= takes["s/a"].started
-    assert takes["s/a"].finished <= takes["s/b"].started
-
-    # the pictures the worker made are in this machine's cache (by entry key) and in the output folder
-    ray = tmp_path / "ray" / "keyframes"
-    cached = sorted(path.read_bytes() for path in (tmp_path / "ray-cache" / "keyframes").glob("??/*.png"))
-    pictures = [(ray / f"s__a.k{n}.png").read_bytes() for n in (1, 2)]
-    assert cached == sorted(pictures) and pictures[0] != pictures[1]
-    assert (ray / "s__a.png").read_bytes() == pictures[0]  # the video starts from candidate 1
-    film = read_frames(tmp_path / "ray" / "film.mp4")  # decoded by FFmpeg, every frame
-    assert film.shape == (plan.total_frames, 64, 64, 3) == (25, 64, 64, 3)
-
-    # the local executor renders the same story to the same pictures and the same frames
-    local = render(plan, out=tmp_path / "local", backend="skyreels-df", cache_root=tmp_path / "local-cache")
-    assert [k.key for k in local.keyframes] == [k.key for k in report.keyframes]
-    assert {k.rendered_by.pid for k in local.keyframes} == {here[1]}
-    assert sorted(p.name for p in ray.iterdir()) == sorted(p.name for p in (tmp_path / "local/keyframes").iterdir())
-    for path in ray.iterdir():
-        assert path.read_bytes() == (tmp_path / "local" / "keyframes" / path.name).read_bytes(), path.name
-    assert [job.key for job in local.jobs] == [job.key for job in report.jobs]
-    assert np.array_equal(read_frames(tmp_path / "local" / "film.mp4"), film)
-
-    # again: the pictures and both clips come from the cache, no model is read and no cluster is needed
-    again = render(plan, out=tmp_path / "ray", backend="skyreels-df", cache_root=tmp_path / "ray-cache",
-                   executor="ray")
-    assert [(k.status, k.rendered_by) for k in again.keyframes] == [("cached", None)] * 2
-    assert set(statuses(again).values()) == {"cached"} and again.model_loads == 0
-    assert not [notice for notice in again.notices if notice.startswith("rendered on")]
-
-
-# -- without a cluster --------------------------------------------------------------------------------------------
-def test_the_local_executor_never_imports_ray(write_story) -> None:
-    story = write_story(STORY)
-    code = ("import sys\nfrom storyforge import api\n"
-            f"api.render(api.plan({str(story)!r}), backend='animatic', executor='local')\n"
-            "print('ray' in sys.modules)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=story.parent,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "False"
-
-
-def test_without_ray_the_ray_executor_names_the_extra(write_story) -> None:
-    story = write_story(STORY)
-    code = "import sys\nsys.modules['ray'] = None\nfrom storyforge.cli import main\nmain()\n"  # as if not installed
-    done = subprocess.run([sys.executable, "-c", code, "render", str(story), "--executor", "ray"],
-                          capture_output=True, text=True, cwd=story.parent, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          timeout=120)
-    assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1] == (
-        "error: the ray executor needs the Python package 'ray', which is not installed. Install it with: "
-        "pip install 'storyforge[ray]'")
-
-
-def test_an_unknown_executor_is_refused(write_story) -> None:
-    with pytest.raises(Exception, match="unknown executor 'dask'; choose one of: local, ray"):
-        render(api.plan(write_story(STORY)), backend="animatic", executor="dask")
-
-
-def test_a_local_cluster_keeps_its_object_store_small_and_out_of_a_small_dev_shm(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from types import SimpleNamespace
-
-    from storyforge.executors import ray_cluster
-
-    def free(megabytes: int) -> None:
-        monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_bavail=megabytes * 256, f_frsize=4096))
-
-    free(64)  # a container's default /dev/shm
-    assert ray_cluster.object_store() == {"object_store_memory": 128 << 20,
-                                            "_plasma_directory": tempfile.gettempdir()}
-    free(2048)
-    assert ray_cluster.object_store() == {"object_store_memory": 512 << 20}
-    free(24 << 10)  # this machine's
-    assert ray_cluster.object_store() == {"object_store_memory": 1 << 30}
-
-
-def test_skyreels_tasks_take_a_gpu_when_the_cluster_has_them() -> None:
-    from types import SimpleNamespace
-
-    from storyforge.executors.ray_executor import _placement
-
-    gpus, cpus = (SimpleNamespace(cluster_resources=lambda n=n: {"CPU": 8.0, "GPU": n}) for n in (4.0, 0.0))
-    assert _placement(gpus, "animatic", {}) == ({}, 0)
-    assert _placement(gpus, "skyreels-df", {}) == ({"device": "cuda"}, 1)  # the same device in every cache key
-    assert _placement(cpus, "skyreels-df", {"dtype": "float32"}) == ({"dtype": "float32", "device": "cpu"}, 0)
-    assert _placement(cpus, "skyreels-df", {"device": "cuda:3"}) == ({"device": "cuda"}, 1)  # Ray picks the GPU
-
-
-@pytest.mark.ray
-@pytest.mark.slow
-def test_a_cluster_started_for_the_render_keeps_its_token_out_of_the_home_folder(write_story, tmp_path: Path) -> None:
-    story = write_story(STORY)
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {name: value for name, value in os.environ.items() if not name.startswith("RAY_")}
-    done = subprocess.run([sys.executable, "-m", "storyforge", "render", str(story), "--backend", "animatic",
-                           "--executor", "ray"], capture_output=True, text=True, cwd=story.parent,
-                          env={**env, "PYTHONPATH": str(ROOT), "HOME": str(home),
-                               "STORYFORGE_RAY_LISTEN": "127.0.0.1"},  # loopback asked for: the default, as it is
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    # the cluster started for this render, on loopback (issue 27), with token authentication on
-    assert re.search(r"note: rendered on the Ray cluster at 127\.0\.0\.1:\d+ \(1 node, ", done.stderr), done.stderr
-    assert "Token authentication" not in done.stderr
-    assert list(home.iterdir()) == []  # Ray would have written ~/.ray/auth_token, and `ray start` obeys it later
-
-
 @pytest.mark.ray
 def test_the_cluster_started_here_listens_and_talks_on_loopback_only(cluster, write_story) -> None:
     """Issue 27: every socket of the cluster storyforge starts (ray_cluster.start_local, as the executor does) is on
@@ -497,13 +307,3 @@ def test_a_node_with_another_storyforge_is_refused_by_name(cluster, write_story,
                                               for shot in ("one/a", "two/c", "two/d")]
 
 
-def test_ray_address_auto_without_a_cluster_says_what_to_do() -> None:
-    from storyforge.executors.ray_cluster import explain
-
-    # Ray's own words when RAY_ADDRESS=auto finds nothing (a live test would find any cluster on the machine)
-    ray_says = ConnectionError("Could not find any running Ray instance. Please specify the one to connect to by "
-                               "setting `--address` flag or `RAY_ADDRESS` environment variable.")
-    assert str(explain(ray_says, "auto")) == (
-        "RAY_ADDRESS=auto but no Ray cluster runs on this machine: start one with `ray start --head`, give the head "
-        "node's HOST:PORT, or unset RAY_ADDRESS and storyforge starts one for the render")
-    assert explain(ValueError("something else"), "auto") is None  # not a cluster problem: raised as a bug
