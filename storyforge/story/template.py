@@ -247,13 +247,20 @@ def _sentences(parts: Iterable[Any], capitalize: bool = False) -> str:
     out = []
     flat = [item for part in parts for item in (part if isinstance(part, (list, tuple)) else [part])]
     for part in flat:
-        text = " ".join((part if type(part) is str else text_of(part)).split()).rstrip(" .")
+        text = _single_spaced(part if type(part) is str else text_of(part))
         if not text:
             continue
         if capitalize:
             text = text[0].upper() + text[1:]
         out.append(text if text[-1] in "!?…" else text + ".")
     return " ".join(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def _single_spaced(text: str) -> str:
+    """A part's words single-spaced, without trailing dots; remembered: a film's shots share most of their parts
+    (the framing, the setting, the style), only the prompt is new in each."""
+    return " ".join(text.split()).rstrip(" .")
 
 
 class _StorySandbox(Sandbox):
