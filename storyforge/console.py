@@ -208,12 +208,15 @@ def show_warnings(plan: Plan, *, strict: bool = False, verbose: bool = False) ->
     """The plan's warnings; with `strict` (validate --strict) they are errors, marked as such. A kind of warning
     said more than WARNINGS_GROUPED_FROM times shows its first WARNINGS_SHOWN and a count (`verbose`: all)."""
     kinds: dict[str, list[PlanWarning]] = {}
+    first: dict[PlanWarning, int] = {}  # where each warning (or the first one equal to it) stands in its kind
     for warning in plan.warnings:
-        kinds.setdefault(warning.kind or warning.message, []).append(warning)
+        same = kinds.setdefault(warning.kind or warning.message, [])
+        first.setdefault(warning, len(same))
+        same.append(warning)
     for warning in plan.warnings:
         same = kinds[warning.kind or warning.message]
         if not verbose and warning.kind and len(same) > WARNINGS_GROUPED_FROM:
-            index = same.index(warning)
+            index = first[warning]  # not same.index(warning): a search per warning, hundreds of them
             if index == WARNINGS_SHOWN:
                 _show_group(warning.kind, len(same), len(same) - WARNINGS_SHOWN, strict)
             if index >= WARNINGS_SHOWN:

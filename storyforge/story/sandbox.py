@@ -116,7 +116,7 @@ def weigh(value: Any, limit: int = MAX_VALUE) -> int:
     total, stack = 0, [(value, 0)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, str):
+        if type(item) is str or isinstance(item, str):
             total += len(item)
         elif isinstance(item, (list, tuple, dict)):
             if depth >= MAX_DEPTH:
@@ -136,6 +136,8 @@ def weigh(value: Any, limit: int = MAX_VALUE) -> int:
 
 
 def _check_result(value: Any) -> Any:
+    if type(value) is str and len(value) <= MAX_TEXT and not _ADDRESS.search(value):
+        return value  # most results: text that passes the checks below, found so at once
     if isinstance(value, str) and _ADDRESS.search(value):
         raise Refused("refused: templates print text, not Python objects")
     if _size(value) > MAX_TEXT:
@@ -237,6 +239,8 @@ def _refuse_objects(values: Iterable[Any]) -> None:
 
 def text_of(value: Any) -> str:
     """What `{{ value }}` prints: text and numbers; anything else is refused, never its Python repr."""
+    if type(value) is str:  # most values: what str() gives, without the checks before
+        return value
     if isinstance(value, Undefined):
         return str(value)  # raises the unknown-name error
     if value is None:
