@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 
 
@@ -13,8 +11,8 @@ def main() -> None:
     try:
         from storyforge import cli
     except KeyboardInterrupt:
-        from storyforge.errors import INTERRUPTED
+        from storyforge.console import show_interrupted  # what cli.main says when Ctrl-C comes later
 
-        sys.stderr.write(INTERRUPTED)
+        show_interrupted()
         raise SystemExit(EXIT_INTERRUPTED) from None
     cli.main()
