@@ -1,5 +1,5 @@
 """`python -m storyforge`: the same command line as the `storyforge` script."""
 
-from storyforge.cli import main
+from storyforge.launch import main
 
 main()

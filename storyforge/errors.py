@@ -11,6 +11,8 @@ from typing import Any, Self
 # shot, one template mistake copied into many prompts).
 GROUP_FROM = 3
 LISTED = 5  # places named in a grouped message; the rest are counted
+# what a command says when Ctrl-C stops it (storyforge.console; storyforge.launch while the command line imports)
+INTERRUPTED = "interrupted; finished work is kept and a new run resumes from it\n"
 
 
 @dataclass(frozen=True, order=True)

@@ -242,6 +242,29 @@ def test_a_killed_render_resumes_with_only_the_missing_jobs(write_story, tmp_pat
     assert np.array_equal(read_frames(out / "film.mp4"), read_frames(tmp_path / "whole" / "film.mp4"))
 
 
+# Python as the `storyforge` script starts it, with Ctrl-C arriving while the command line is being imported
+CTRL_C_WHILE_IMPORTING = (
+    "import builtins, os, signal\n"
+    "real = builtins.__import__\n"
+    "def importing(name, *args, **kwargs):\n"
+    "    if name == 'typer':  # the command line's first heavy import: the user presses Ctrl-C there\n"
+    "        os.kill(os.getpid(), signal.SIGINT)\n"
+    "    return real(name, *args, **kwargs)\n"
+    "builtins.__import__ = importing\n"
+    "from storyforge.launch import main\n"
+    "main()\n")
+
+
+@pytest.mark.parametrize("command", [["render", "film.yaml"], ["plan", "film.yaml"], ["--help"]])
+def test_ctrl_c_while_the_command_line_starts_is_the_same_one_line(write_story, command: list[str]) -> None:
+    story = write_story(STORY)
+    done = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_IMPORTING, *command], cwd=story.parent,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        130, "", "interrupted; finished work is kept and a new run resumes from it\n")
+    assert not (story.parent / "renders").exists()
+
+
 def test_ctrl_c_exits_130_and_keeps_the_finished_clips(write_story) -> None:
     story = write_story(STORY)
     cache = story.parent / ".storyforge" / "cache"
