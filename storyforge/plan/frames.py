@@ -94,7 +94,7 @@ def denoising_rows(blocks: int, ready_blocks: int, steps: int, ar_step: int) -> 
     A replay, in integers, of `generate_timestep_matrix` in diffusers' SkyReels-V2 DF pipelines:
     each row advances every block that may move; in asynchronous mode a block trails the block
     before it by `ar_step` rows until that one is clean. That replay settles into a closed form (checked
-    row by row against it in tests/story/test_hostile.py): the first waiting block takes `steps` rows and each
+    row by row against it in tests/plan/test_frames.py): the first waiting block takes `steps` rows and each
     later one finishes min(ar_step, steps) rows after the one before, so no setting can make planning loop.
     """
     waiting = max(blocks - ready_blocks, 0)
