@@ -36,6 +36,27 @@ scenes:
         transition: {type: crossfade, duration: 3f}
 """
 
+# Generated keyframes on the tiny models: two candidates for the first shot (its start picture), and a shot that
+# continues it.
+CANDIDATES = """\
+storyforge: 1
+title: Candidates
+render: {model: tiny, resolution: 64x64, fps: 12, steps: 2, base_frames: 17, overlap_frames: 5}
+keyframes: {model: tiny, steps: 2, guidance: 1.0, takes: 2}
+characters:
+  swan: {description: a white swan, reference: refs/swan.png}
+scenes:
+  - id: s
+    shots:
+      - id: a
+        prompt: "{{ characters.swan }} glides"
+        duration: 17f
+      - id: b
+        prompt: the swan dips
+        duration: 8f
+        transition: continue
+"""
+
 
 # Two threads only add noise on the 2-core CI machines; torch reads this when (and if) a test imports it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

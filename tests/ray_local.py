@@ -1,5 +1,5 @@
-"""A local Ray cluster for a test module, started as the ray executor starts one (on loopback), and what the
-executor tests read from its reports."""
+"""A local Ray cluster for a test module, started as the ray executor starts one (on loopback), the executor tests'
+story, and what they read from its reports."""
 
 from __future__ import annotations
 
@@ -13,6 +13,31 @@ from storyforge.render import RunReport
 
 TESTS = Path(__file__).resolve().parent
 EXECUTORS = TESTS / "executors"  # the executor tests' modules, which the workers import for the tests' backends
+# Two scenes of two shots each on the animatic: a chain (a continue) and a crossfade.
+STORY = """\
+storyforge: 1
+title: Flaky
+render: {resolution: 128x96, fps: 16, base_frames: 17, overlap_frames: 5}
+scenes:
+  - id: one
+    shots:
+      - id: a
+        prompt: a red fox wakes up
+        duration: 17f
+      - id: b
+        prompt: the fox stretches
+        duration: 12f
+        transition: continue
+  - id: two
+    shots:
+      - id: c
+        prompt: the fox runs between the trees
+        duration: 17f
+      - id: d
+        prompt: the fox sleeps
+        duration: 13f
+        transition: {type: crossfade, duration: 4f}
+"""
 
 
 @pytest.fixture(scope="module", name="cluster")

@@ -15,18 +15,20 @@ from pathlib import Path
 
 from conftest import ROOT, run_cli, within
 
-# Three shots on the animatic (a continue, a start image) and one shot with two takes: clips/, takes/, review/.
-STORY = """\
+# Three shots on the animatic, one take each: a chain (a continue) and a start image.
+FILM = """\
 storyforge: 1
 title: Surroundings
 render: {resolution: 64x48, fps: 24, base_frames: 17, overlap_frames: 5}
 scenes:
   - id: s
     shots:
-      - {id: a, prompt: a fox, duration: 9f, render: {takes: 2}}
+      - {id: a, prompt: a fox, duration: 9f}
       - {id: b, prompt: it runs, duration: 8f, transition: continue}
       - {id: c, prompt: it sleeps, duration: 9f, image: refs/swan.png}
 """
+# The same film with two takes of the first shot: clips/, takes/, review/.
+STORY = FILM.replace("{id: a, prompt: a fox, duration: 9f}", "{id: a, prompt: a fox, duration: 9f, render: {takes: 2}}")
 TOTAL = 9 + 8 + 9
 TIME_LIMIT = 120  # seconds for one command on a busy 2-core machine
 

@@ -6,14 +6,12 @@ from __future__ import annotations
 import ast
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_cli
 
 from storyforge import console
-from storyforge.cli import main
 
 PACKAGE = ROOT / "storyforge"
 # A folder name for each way a name could take over the terminal: markup that crashes rich ([/x]), markup that
@@ -47,37 +45,21 @@ def _fresh_consoles():
         console.__dict__.pop(name, None)
 
 
-def run(*arguments: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """`storyforge ARGUMENTS` in this process, as a terminal that shows colour (so markup would show); its exit
-    code and everything it printed."""
-    code, out, err = run_apart(*arguments, capsys=capsys)
-    return code, out + err
-
-
-def run_apart(*arguments: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """As `run`, with stdout and stderr apart."""
-    for name in ("out", "err"):  # consoles are made on first use: made anew for this run's settings
-        console.__dict__.pop(name, None)
-    sys.argv = ["storyforge", *arguments]
-    try:
-        main()
-    except SystemExit as exit:
-        code = int(exit.code or 0)
-    else:
-        code = 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+def run(*arguments: str) -> tuple[int, str]:
+    """`storyforge ARGUMENTS` in this process (conftest.run_cli), as a terminal that shows colour (FORCE_COLOR, so
+    markup would show); its exit code and everything it printed."""
+    done = run_cli(*arguments)
+    return done.returncode, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("kind", list(HOSTILE))
-def test_every_command_prints_a_hostile_folder_as_text(kind: str, tmp_path: Path, capsys, monkeypatch) -> None:
+def test_every_command_prints_a_hostile_folder_as_text(kind: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("FORCE_COLOR", "1")  # a terminal as far as rich goes: markup, links and styles would show
     monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setattr(sys, "argv", list(sys.argv))
     name = HOSTILE[kind]
     folder = tmp_path / name
     monkeypatch.chdir(tmp_path)
-    code, printed = run("init", str(folder), capsys=capsys)
+    code, printed = run("init", str(folder))
     assert code == 0, printed
     story = folder / "film.yaml"
     story.write_text(STORY, encoding="utf-8")
@@ -92,7 +74,7 @@ def test_every_command_prints_a_hostile_folder_as_text(kind: str, tmp_path: Path
                               (["import", script, "-o", str(folder / "imported.yaml")], 0),
                               (["schema"], 0), (["validate", str(folder / "missing.yaml")], 1),
                               (["pick", file, "one/zz", "1"], 1), (["init", str(folder), "extra\x1b[2J\u202e"], 2)):
-        code, printed = run(*command, capsys=capsys)
+        code, printed = run(*command)
         assert code == expected, (command, printed)
         outputs[" ".join(command[:1] + command[2:]) + (" (mistake)" if expected else "")] = printed
     for command, printed in outputs.items():
@@ -108,14 +90,14 @@ def test_every_command_prints_a_hostile_folder_as_text(kind: str, tmp_path: Path
     assert "\\u202e" in ANSI.sub("", outputs["validate"])
 
 
-def test_json_output_escapes_what_a_terminal_would_act_on(tmp_path: Path, capsys, monkeypatch) -> None:
+def test_json_output_escapes_what_a_terminal_would_act_on(tmp_path: Path, monkeypatch) -> None:
     import json
 
-    monkeypatch.setattr(sys, "argv", list(sys.argv))
     folder = tmp_path / HOSTILE["escape"]
     folder.mkdir(parents=True)
     (folder / "film.yaml").write_text(STORY, encoding="utf-8")
-    code, printed, warned = run_apart("plan", str(folder / "film.yaml"), "--json", capsys=capsys)
+    done = run_cli("plan", str(folder / "film.yaml"), "--json")
+    code, printed, warned = done.returncode, done.stdout, done.stderr
     assert code == 0, warned
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e]", printed)
     assert json.loads(printed)["title"] == "Fox \u202e[/x] \x1b[2J"  # the exact text, read back

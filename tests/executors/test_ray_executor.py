@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import EXAMPLES, ROOT
 from flaky import FLAKY, FLAKY_FAILURES, FLAKY_LOG, FLAKY_SHOT
-from ray_local import local_cluster, statuses  # noqa: F401 - local_cluster: the module's own Ray cluster, `cluster`
+from ray_local import STORY, local_cluster, statuses  # noqa: F401 - local_cluster: the module's own Ray cluster, `cluster`
 
 from storyforge import api
 from storyforge.api import render
@@ -27,30 +27,6 @@ from storyforge.clipfile import read_frames
 from storyforge.errors import RenderError
 
 SMALL = "resolution: 128x96"  # the example at a size the animatic draws in milliseconds (multiples of 16)
-STORY = """\
-storyforge: 1
-title: Flaky
-render: {resolution: 128x96, fps: 16, base_frames: 17, overlap_frames: 5}
-scenes:
-  - id: one
-    shots:
-      - id: a
-        prompt: a red fox wakes up
-        duration: 17f
-      - id: b
-        prompt: the fox stretches
-        duration: 12f
-        transition: continue
-  - id: two
-    shots:
-      - id: c
-        prompt: the fox runs between the trees
-        duration: 17f
-      - id: d
-        prompt: the fox sleeps
-        duration: 13f
-        transition: {type: crossfade, duration: 4f}
-"""
 
 
 @pytest.fixture

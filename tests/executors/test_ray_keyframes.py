@@ -9,30 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CANDIDATES
 from ray_local import local_cluster, statuses  # noqa: F401 - local_cluster: the module's own Ray cluster, `cluster`
 
 from storyforge import api
 from storyforge.api import render
 from storyforge.clipfile import read_frames
-
-KEYFRAMES = """\
-storyforge: 1
-title: Keyframed
-render: {model: tiny, resolution: 64x64, fps: 12, steps: 2, base_frames: 17, overlap_frames: 5}
-keyframes: {model: tiny, steps: 2, guidance: 1.0, takes: 2}
-characters:
-  swan: {description: a white swan, reference: refs/swan.png}
-scenes:
-  - id: s
-    shots:
-      - id: a
-        prompt: "{{ characters.swan }} glides"
-        duration: 17f
-      - id: b
-        prompt: the swan dips
-        duration: 8f
-        transition: continue
-"""
 
 
 @pytest.mark.ray
@@ -49,7 +31,7 @@ def test_a_generated_keyframe_renders_on_a_worker_before_the_shot_it_starts(clus
     from storyforge.confined import Folder
     from storyforge.readback import read_run
 
-    story = write_story(KEYFRAMES)
+    story = write_story(CANDIDATES)
     plan = api.plan(story)
     assert plan.job("s/a").keyframe.candidates == 2 and plan.job("s/b").keyframe is None  # b continues a
     report = render(plan, out=tmp_path / "ray", backend="skyreels-df", cache_root=tmp_path / "ray-cache",

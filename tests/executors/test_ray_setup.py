@@ -13,34 +13,10 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from ray_local import STORY
 
 from storyforge import api
 from storyforge.api import render
-
-STORY = """\
-storyforge: 1
-title: Flaky
-render: {resolution: 128x96, fps: 16, base_frames: 17, overlap_frames: 5}
-scenes:
-  - id: one
-    shots:
-      - id: a
-        prompt: a red fox wakes up
-        duration: 17f
-      - id: b
-        prompt: the fox stretches
-        duration: 12f
-        transition: continue
-  - id: two
-    shots:
-      - id: c
-        prompt: the fox runs between the trees
-        duration: 17f
-      - id: d
-        prompt: the fox sleeps
-        duration: 13f
-        transition: {type: crossfade, duration: 4f}
-"""
 
 
 def test_the_local_executor_never_imports_ray(write_story) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_cli
+from surroundings import FILM, TOTAL
 
 from storyforge import api
 from storyforge.cache import Cache, CorruptEntry, default_root, entry_key
@@ -189,19 +190,6 @@ def test_leftovers_of_a_killed_writer_are_swept(tmp_path: Path, job: Job) -> Non
 
 # -- the cache heals in a real render ---------------------------------------------------------------------------------
 
-# three shots on the animatic: a chain (a continue) and a start image
-FILM = """\
-storyforge: 1
-title: Outputs
-render: {resolution: 64x48, fps: 24, base_frames: 17, overlap_frames: 5}
-scenes:
-  - id: s
-    shots:
-      - {id: a, prompt: a fox, duration: 9f}
-      - {id: b, prompt: it runs, duration: 8f, transition: continue}
-      - {id: c, prompt: it sleeps, duration: 9f, image: refs/swan.png}
-"""
-TOTAL = 9 + 8 + 9
 
 
 def _entries(cache: Path) -> list[Path]:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES
+from conftest import CANDIDATES, EXAMPLES
 
 from storyforge import api
 
@@ -22,24 +22,6 @@ np = pytest.importorskip("numpy")
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-STORY = """\
-storyforge: 1
-title: Candidates
-render: {model: tiny, resolution: 64x64, fps: 12, steps: 2, base_frames: 17, overlap_frames: 5}
-keyframes: {model: tiny, steps: 2, guidance: 1.0, takes: 2}
-characters:
-  swan: {description: a white swan, reference: refs/swan.png}
-scenes:
-  - id: s
-    shots:
-      - id: a
-        prompt: "{{ characters.swan }} glides"
-        duration: 17f
-      - id: b
-        prompt: the swan dips
-        duration: 8f
-        transition: continue
-"""
 
 
 def picture(path: Path) -> np.ndarray:
@@ -52,7 +34,7 @@ def picture(path: Path) -> np.ndarray:
 def test_candidates_are_made_reviewed_and_picked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shutil.copytree(EXAMPLES / "refs", tmp_path / "refs")
     story = tmp_path / "film.yaml"
-    story.write_text(STORY, encoding="utf-8")
+    story.write_text(CANDIDATES, encoding="utf-8")
     monkeypatch.setenv("STORYFORGE_HOME", str(tmp_path / "home"))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
@@ -112,7 +94,7 @@ def test_the_studio_shows_candidates_before_any_video_and_picks_by_click(tmp_pat
 
     shutil.copytree(EXAMPLES / "refs", tmp_path / "refs")
     story = tmp_path / "film.yaml"
-    story.write_text(STORY, encoding="utf-8")
+    story.write_text(CANDIDATES, encoding="utf-8")
     monkeypatch.setenv("STORYFORGE_HOME", str(tmp_path / "home"))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     made = subprocess.run([sys.executable, "-m", "storyforge", "render", "film.yaml", "--keyframes-only"],

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_cli
+from surroundings import FILM, TOTAL
 
 from storyforge import api
 from storyforge.atomic import write_text
@@ -20,19 +21,6 @@ from storyforge.clipfile import count_frames
 from storyforge.errors import StoryforgeError
 from storyforge.outdir import MANIFEST
 from storyforge.render import render
-
-STORY = """\
-storyforge: 1
-title: Outputs
-render: {resolution: 64x48, fps: 24, base_frames: 17, overlap_frames: 5}
-scenes:
-  - id: s
-    shots:
-      - {id: a, prompt: a fox, duration: 9f}
-      - {id: b, prompt: it runs, duration: 8f, transition: continue}
-      - {id: c, prompt: it sleeps, duration: 9f, image: refs/swan.png}
-"""
-TOTAL = 9 + 8 + 9
 
 
 def said(done: subprocess.CompletedProcess[str]) -> str:
@@ -59,7 +47,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, bytes | None]]:
 ])
 def test_a_dangerous_out_is_refused_before_anything_is_written(write_story, story_dir: Path, out: str,
                                                                message: str) -> None:
-    write_story(STORY)
+    write_story(FILM)
     (story_dir / "notes.txt").write_text("mine", encoding="utf-8")
     before = snapshot(story_dir)
     done = run_cli("render", "film.yaml", "--backend", "animatic", "--out", out, cwd=story_dir)
@@ -68,7 +56,7 @@ def test_a_dangerous_out_is_refused_before_anything_is_written(write_story, stor
 
 
 def test_foreign_files_in_out_are_never_touched(write_story, story_dir: Path) -> None:
-    story = write_story(STORY)
+    story = write_story(FILM)
     out = story_dir / "mine"
     (out / "clips").mkdir(parents=True)
     (out / "notes.txt").write_text("my notes", encoding="utf-8")
@@ -77,7 +65,7 @@ def test_foreign_files_in_out_are_never_touched(write_story, story_dir: Path) ->
     report = render(api.plan(story), out=out, backend="animatic")
     assert count_frames(report.film) == TOTAL
     # a shorter story: the stale clip storyforge wrote goes, the user's files stay
-    write_story(STORY.replace("      - {id: c, prompt: it sleeps, duration: 9f, image: refs/swan.png}\n", ""))
+    write_story(FILM.replace("      - {id: c, prompt: it sleeps, duration: 9f, image: refs/swan.png}\n", ""))
     render(api.plan(story), out=out, backend="animatic")
     assert not (out / "clips" / "s__c.mp4").exists()
     assert {name: value for name, value in snapshot(out).items() if name in foreign} == foreign
@@ -89,7 +77,7 @@ def test_foreign_files_in_out_are_never_touched(write_story, story_dir: Path) ->
 @pytest.mark.parametrize("name", ["film.mp4", "plan.json", "clips/s__a.mp4"])
 def test_a_foreign_file_where_storyforge_would_write_stops_the_render(write_story, story_dir: Path,
                                                                       name: str) -> None:
-    write_story(STORY)
+    write_story(FILM)
     out = story_dir / "mine"
     (out / name).parent.mkdir(parents=True, exist_ok=True)
     (out / name).write_bytes(b"precious")
@@ -117,7 +105,7 @@ def test_atomic_writes_replace_only_regular_files(tmp_path: Path, write_story, s
     with pytest.raises(StoryforgeError, match="only a regular file is replaced"):
         write_text(target, "x")
     assert target.lstat().st_mode == mode
-    write_story(STORY)
+    write_story(FILM)
     done = run_cli("plan", "film.yaml", "-o", str(target), cwd=story_dir)
     assert done.returncode == 1 and "only a regular file is replaced; choose another path" in done.stderr
     assert target.lstat().st_mode == mode
@@ -131,7 +119,7 @@ def test_atomic_writes_replace_only_regular_files(tmp_path: Path, write_story, s
 # -- a killed run's leftovers -----------------------------------------------------------------------------------------
 
 def test_only_a_killed_runs_exact_leftovers_are_cleaned_never_lookalikes(write_story, story_dir: Path) -> None:
-    story = write_story(STORY)
+    story = write_story(FILM)
     out = story_dir / "out"
     render(api.plan(story), out=out, backend="animatic")
     manifest = json.loads((out / MANIFEST).read_text())
@@ -154,7 +142,7 @@ def test_only_a_killed_runs_exact_leftovers_are_cleaned_never_lookalikes(write_s
 # -- two renders into one folder --------------------------------------------------------------------------------------
 
 def test_two_renders_into_one_folder_and_cache_both_give_the_planned_film(write_story, story_dir: Path) -> None:
-    write_story(STORY)
+    write_story(FILM)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "storyforge", "render", "film.yaml", "--backend", "animatic", "--out", "out"]
     runs = [subprocess.Popen(command, cwd=story_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -175,7 +163,7 @@ def test_a_second_render_waits_for_the_lock_and_says_so(write_story, story_dir: 
     import fcntl
     import time
 
-    write_story(STORY)
+    write_story(FILM)
     out = story_dir / "out"
     out.mkdir()
     with open(out / ".storyforge.lock", "a+") as lock:

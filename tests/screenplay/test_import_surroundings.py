@@ -5,14 +5,11 @@ changes, and nothing outside is written."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 from surroundings import outside, snapshot
-
-from storyforge import console
-from storyforge.cli import main
 
 SCRIPT = "INT. DEN - NIGHT\n\nA red fox sleeps.\n\nEXT. FIELD - DAY\n\nThe fox runs.\n"
 REFUSAL = ("error: refusing to use {path}: it is {what}, and storyforge follows no links and uses only its own regular "
@@ -20,27 +17,17 @@ REFUSAL = ("error: refusing to use {path}: it is {what}, and storyforge follows 
            "again")
 
 
-def storyforge(*arguments: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    for name in ("out", "err"):
-        console.__dict__.pop(name, None)
-    sys.argv = ["storyforge", *arguments]
-    try:
-        main()
-    except SystemExit as exit:
-        code = int(exit.code or 0)
-    else:
-        code = 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+def storyforge(*arguments: str) -> tuple[int, str, str]:
+    done = run_cli(*arguments)
+    return done.returncode, done.stdout, done.stderr
 
 
 @pytest.mark.parametrize("where", [".storyforge", ".storyforge/imports", "file"])
-def test_a_linked_backup_folder_is_refused_and_the_story_stays(where: str, tmp_path: Path, capsys,
+def test_a_linked_backup_folder_is_refused_and_the_story_stays(where: str, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", list(sys.argv))
     (tmp_path / "s.fountain").write_text(SCRIPT, encoding="utf-8")
-    assert storyforge("import", "s.fountain", capsys=capsys)[0] == 0
+    assert storyforge("import", "s.fountain")[0] == 0
     story = (tmp_path / "s.yaml").read_bytes()
     target = outside(tmp_path)
     before = snapshot(target)
@@ -52,7 +39,7 @@ def test_a_linked_backup_folder_is_refused_and_the_story_stays(where: str, tmp_p
         link, what = tmp_path / where, "a symbolic link"
         link.parent.mkdir(exist_ok=True)
         link.symlink_to(target, target_is_directory=True)
-    code, out, err = storyforge("import", "s.fountain", "--update", capsys=capsys)
+    code, out, err = storyforge("import", "s.fountain", "--update")
     assert (code, out, err.splitlines()) == (1, "", [REFUSAL.format(path=link, what=what)])
     assert snapshot(target) == before and (tmp_path / "s.yaml").read_bytes() == story
     if where == "file":
@@ -60,19 +47,18 @@ def test_a_linked_backup_folder_is_refused_and_the_story_stays(where: str, tmp_p
         os.unlink(link)
     else:
         link.unlink()
-    code, out, err = storyforge("import", "s.fountain", "--update", capsys=capsys)
+    code, out, err = storyforge("import", "s.fountain", "--update")
     assert code == 0, err
     (backup,) = (tmp_path / ".storyforge" / "imports").iterdir()
     assert backup.read_bytes() == story and f"the story as it was: .storyforge/imports/{backup.name}" in out
 
 
-def test_two_updates_in_one_second_keep_both_backups(tmp_path: Path, capsys, monkeypatch) -> None:
+def test_two_updates_in_one_second_keep_both_backups(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", list(sys.argv))
     monkeypatch.setattr("time.strftime", lambda *_: "20260101-000000")
     (tmp_path / "s.fountain").write_text(SCRIPT, encoding="utf-8")
-    assert storyforge("import", "s.fountain", capsys=capsys)[0] == 0
-    assert storyforge("import", "s.fountain", "--update", capsys=capsys)[0] == 0
-    assert storyforge("import", "s.fountain", "--update", capsys=capsys)[0] == 0
+    assert storyforge("import", "s.fountain")[0] == 0
+    assert storyforge("import", "s.fountain", "--update")[0] == 0
+    assert storyforge("import", "s.fountain", "--update")[0] == 0
     assert sorted(p.name for p in (tmp_path / ".storyforge" / "imports").iterdir()) == [
         "s.20260101-000000-2.yaml", "s.20260101-000000.yaml"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli, story_errors, within
+from surroundings import FILM, TOTAL
 
 from storyforge import api
 from storyforge.clipfile import count_frames
@@ -135,18 +136,6 @@ def test_even_an_allowed_folder_never_opens_proc_or_devices(repo: Path) -> None:
 
 # -- at render time ---------------------------------------------------------------------------------------------------
 
-STORY = """\
-storyforge: 1
-title: Outputs
-render: {resolution: 64x48, fps: 24, base_frames: 17, overlap_frames: 5}
-scenes:
-  - id: s
-    shots:
-      - {id: a, prompt: a fox, duration: 9f}
-      - {id: b, prompt: it runs, duration: 8f, transition: continue}
-      - {id: c, prompt: it sleeps, duration: 9f, image: refs/swan.png}
-"""
-TOTAL = 9 + 8 + 9
 
 
 def test_nothing_outside_the_root_reaches_a_render_unless_allowed(story_dir: Path) -> None:
@@ -155,7 +144,7 @@ def test_nothing_outside_the_root_reaches_a_render_unless_allowed(story_dir: Pat
     (story_dir / "refs" / "swan.png").rename(story_dir / "secret.png")  # outside inner/, the story's root
     (inner / "link.png").symlink_to(story_dir / "secret.png")
     for written in ("../secret.png", "link.png"):
-        (inner / "film.yaml").write_text(STORY.replace("refs/swan.png", written), encoding="utf-8")
+        (inner / "film.yaml").write_text(FILM.replace("refs/swan.png", written), encoding="utf-8")
         done = run_cli("render", "film.yaml", "--backend", "animatic", "--out", "out", cwd=inner)
         assert done.returncode == 1 and "Traceback" not in done.stderr
         assert f"'{written}' is outside the story root {inner}" in done.stderr
@@ -169,7 +158,7 @@ def test_nothing_outside_the_root_reaches_a_render_unless_allowed(story_dir: Pat
 
 def test_a_model_folder_outside_the_root_is_refused(write_story, story_dir: Path) -> None:
     (story_dir.parent / "models-elsewhere").mkdir(exist_ok=True)
-    write_story(STORY.replace("render: {", "render: {model: ../models-elsewhere, "))
+    write_story(FILM.replace("render: {", "render: {model: ../models-elsewhere, "))
     done = run_cli("plan", "film.yaml", cwd=story_dir)
     assert (done.returncode, done.stderr) == (1, "error: film.yaml:3: render.model: '../models-elsewhere' is outside "
                                                  f"the story root {story_dir.resolve()} (the folder holding .git, "
