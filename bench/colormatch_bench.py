@@ -79,6 +79,17 @@ def worker(repeats: int) -> dict[str, object]:
     return {"figures": figures, "times": times, "frames": len(shot)}
 
 
+def _table(results: dict[str, dict], what: str, per_minute: float) -> None:
+    """One row per checkout: `what` (match, arrive) against the encode, CPU and wall, seconds per minute of video."""
+    print(f"{'':24}{what + ' CPU':>11}{'encode CPU':>12}{'ratio':>7}"
+          f"{what + ' wall':>12}{'encode wall':>13}{'ratio':>7}")
+    for name, result in results.items():
+        t = {key: statistics.median(values) for key, values in result["times"].items()}
+        print(f"{name[:24]:24}{t[what + '_cpu'] * per_minute:>10.1f}s{t['encode_cpu'] * per_minute:>11.1f}s"
+              f"{t[what + '_cpu'] / t['encode_cpu']:>6.2f}x{t[what + '_wall'] * per_minute:>11.1f}s"
+              f"{t['encode_wall'] * per_minute:>12.1f}s{t[what + '_wall'] / t['encode_wall']:>6.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
@@ -98,20 +109,10 @@ def main() -> None:
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])
     per_minute = 60 * FPS / results["this checkout"]["frames"]
     print(f"540p, 97 frames with 2 seams; seconds per minute of video at {FPS} fps, medians of {args.repeats}")
-    print(f"{'':24}{'match CPU':>11}{'encode CPU':>12}{'ratio':>7}{'match wall':>12}{'encode wall':>13}{'ratio':>7}")
-    for name, result in results.items():
-        t = {key: statistics.median(values) for key, values in result["times"].items()}
-        print(f"{name[:24]:24}{t['match_cpu'] * per_minute:>10.1f}s{t['encode_cpu'] * per_minute:>11.1f}s"
-              f"{t['match_cpu'] / t['encode_cpu']:>6.2f}x{t['match_wall'] * per_minute:>11.1f}s"
-              f"{t['encode_wall'] * per_minute:>12.1f}s{t['match_wall'] / t['encode_wall']:>6.2f}x")
+    _table(results, "match", per_minute)
     print("goal: matching at or below the encode\n")
     print("a bridge's arrival over the same frames (its last window, a map per frame), against the same encode")
-    print(f"{'':24}{'arrive CPU':>11}{'encode CPU':>12}{'ratio':>7}{'arrive wall':>12}{'encode wall':>13}{'ratio':>7}")
-    for name, result in results.items():
-        t = {key: statistics.median(values) for key, values in result["times"].items()}
-        print(f"{name[:24]:24}{t['arrive_cpu'] * per_minute:>10.1f}s{t['encode_cpu'] * per_minute:>11.1f}s"
-              f"{t['arrive_cpu'] / t['encode_cpu']:>6.2f}x{t['arrive_wall'] * per_minute:>11.1f}s"
-              f"{t['encode_wall'] * per_minute:>12.1f}s{t['arrive_wall'] / t['encode_wall']:>6.2f}x")
+    _table(results, "arrive", per_minute)
     print("\nΔE after matching (seam_bench.py part 1)")
     names = list(results)
     print(f"{'':32}" + "".join(f"{n[:16]:>18}" for n in names) + ("   difference" if len(names) > 1 else ""))
