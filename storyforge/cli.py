@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from storyforge import __version__
-from storyforge.errors import StoryforgeError
+from storyforge.errors import EXIT_BUG, EXIT_INTERRUPTED, EXIT_USAGE, EXIT_USER, StoryforgeError
 
 
 class _FlagsShowNoType:
@@ -51,7 +51,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_USER, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 3, 130
 _ALLOW_HELP = ("Let the story read files in this folder too (repeatable); by default it reads only inside its root: "
                "the nearest folder holding .git, else its own folder. STORYFORGE_ALLOW_PATH (os.pathsep-separated) "
                "does the same for CI.")

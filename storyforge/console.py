@@ -13,7 +13,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from storyforge.errors import INTERRUPTED, StoryError, grouped
+from storyforge.errors import StoryError, grouped
 from storyforge.plan.frames import latents
 from storyforge.plan.memory import gib
 from storyforge.plan.model import Plan, PlanWarning
@@ -186,7 +186,7 @@ def show_bug(summary: str) -> None:
 
 
 def show_interrupted() -> None:
-    sys.stderr.write(INTERRUPTED)
+    sys.stderr.write("interrupted; finished work is kept and a new run resumes from it\n")
 
 
 def show_error(error: Exception, *, verbose: bool = False) -> None:

@@ -11,8 +11,8 @@ from typing import Any, Self
 # shot, one template mistake copied into many prompts).
 GROUP_FROM = 3
 LISTED = 5  # places named in a grouped message; the rest are counted
-# what a command says when Ctrl-C stops it (storyforge.console; storyforge.launch while the command line imports)
-INTERRUPTED = "interrupted; finished work is kept and a new run resumes from it\n"
+# the exit codes of the command line (storyforge.cli; storyforge.launch, for Ctrl-C while cli is imported)
+EXIT_USER, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 
 @dataclass(frozen=True, order=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
-
 
 def main() -> None:
     """`storyforge ...`: storyforge.cli.main, once it is imported. Importing it takes a moment in which Python would
@@ -12,6 +10,7 @@ def main() -> None:
         from storyforge import cli
     except KeyboardInterrupt:
         from storyforge.console import show_interrupted  # what cli.main says when Ctrl-C comes later
+        from storyforge.errors import EXIT_INTERRUPTED
 
         show_interrupted()
         raise SystemExit(EXIT_INTERRUPTED) from None
